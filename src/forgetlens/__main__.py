@@ -1,0 +1,3 @@
+from forgetlens.cli import main
+
+main()

@@ -1,0 +1,138 @@
+"""Circuit selection and faithfulness.
+
+A circuit is a set of heads.  Its normalised faithfulness on a prompt set is
+
+    f(C) = (m(C) - m(empty)) / (m(full) - m(empty))
+
+where m(C) is the mean metric on clean prompts with every head outside C
+ablated (ratio of means, not mean of ratios), m(full) the unmodified model and
+m(empty) the model with every head ablated.  Heads are ranked by |score|; the
+faithfulness curve is f over circuit sizes k, and a circuit is either the top-k
+heads or the smallest top-k reaching a faithfulness target.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from forgetlens.circuits.attribution import attribution_scores
+from forgetlens.circuits.patching import circuit_metric, exact_head_effects, mean_head_outputs, run_metric, chunks
+from forgetlens.errors import ForgetlensError
+from forgetlens.models.heads import HeadLayout
+from forgetlens.tasks.base import TaskBatch
+
+METHODS = ("attribution", "exact", "ig")
+
+
+def score_heads(model, layout: HeadLayout, batch: TaskBatch, method: str = "attribution",
+                metric: str = "logit_diff", ig_steps: int = 8, batch_size: int = 64) -> torch.Tensor:
+    """Per-prompt head scores (estimated or exact noising effects) -> [n_prompts, layer, head]."""
+    if method == "attribution":
+        return attribution_scores(model, layout, batch, metric, batch_size=batch_size)
+    if method == "ig":
+        return attribution_scores(model, layout, batch, metric, ig_steps=ig_steps, batch_size=batch_size)
+    if method == "exact":
+        return exact_head_effects(model, layout, batch, metric, batch_size=batch_size)
+    raise ForgetlensError(f"unknown discovery method {method!r}; expected one of {', '.join(METHODS)}")
+
+
+def rank_heads(scores: torch.Tensor) -> list[tuple[int, int]]:
+    """Heads ordered by |mean score|, largest first; scores: [layer, head]. Ties break by index."""
+    n_heads = scores.shape[1]
+    flat = scores.abs().flatten()
+    order = sorted(range(flat.numel()), key=lambda i: (-float(flat[i]), i))
+    return [(i // n_heads, i % n_heads) for i in order]
+
+
+def head_mask(heads: list[tuple[int, int]], layout: HeadLayout) -> torch.Tensor:
+    """[layer, head] bool mask with the given heads set."""
+    mask = torch.zeros(layout.n_layers, layout.n_heads, dtype=torch.bool)
+    for layer, head in heads:
+        mask[layer, head] = True
+    return mask
+
+
+@dataclass
+class FaithfulnessBaseline:
+    """Per-prompt metric of the full model and of the fully ablated model on one prompt set."""
+
+    full: torch.Tensor  # [n_prompts]
+    empty: torch.Tensor  # [n_prompts]
+    reference: torch.Tensor | None = None  # mean-ablation values, when used
+
+
+def faithfulness_baseline(model, layout: HeadLayout, batch: TaskBatch, ablation: str, metric: str,
+                          batch_size: int = 64, reference: torch.Tensor | None = None) -> FaithfulnessBaseline:
+    """m(full) and m(empty) per prompt."""
+    if ablation == "mean" and reference is None:
+        reference = mean_head_outputs(model, layout, batch, batch_size)
+    device = next(model.parameters()).device
+    full = torch.cat([run_metric(model, part, metric).cpu() for part in chunks(batch, batch_size, device)])
+    none = torch.zeros(layout.n_layers, layout.n_heads, dtype=torch.bool)
+    empty = circuit_metric(model, layout, batch, none, ablation, metric, batch_size, reference)
+    return FaithfulnessBaseline(full, empty, reference)
+
+
+def normalised_faithfulness(m_circuit: torch.Tensor, base: FaithfulnessBaseline) -> float:
+    """(mean m(C) - mean m(empty)) / (mean m(full) - mean m(empty))."""
+    denom = float(base.full.mean() - base.empty.mean())
+    if abs(denom) < 1e-12:
+        return float("nan")
+    return float(m_circuit.mean() - base.empty.mean()) / denom
+
+
+def faithfulness_curve(model, layout: HeadLayout, batch: TaskBatch, order: list[tuple[int, int]],
+                       ks: list[int], ablation: str = "counterfactual", metric: str = "logit_diff",
+                       batch_size: int = 64) -> tuple[list[dict], FaithfulnessBaseline]:
+    """f(top-k) for each k in ``ks`` -> ([{k, faithfulness}], baseline)."""
+    base = faithfulness_baseline(model, layout, batch, ablation, metric, batch_size)
+    curve = []
+    for k in ks:
+        keep = head_mask(order[:k], layout)
+        m = circuit_metric(model, layout, batch, keep, ablation, metric, batch_size, base.reference)
+        curve.append({"k": k, "faithfulness": normalised_faithfulness(m, base)})
+    return curve, base
+
+
+def default_ks(n_total: int) -> list[int]:
+    """Every k up to 64 heads, then a geometric grid (about 40 points) up to all heads."""
+    if n_total <= 64:
+        return list(range(n_total + 1))
+    ks = set(range(0, 33))
+    k = 32.0
+    while k < n_total:
+        ks.add(int(round(k)))
+        k *= 1.15
+    ks.add(n_total)
+    return sorted(ks)
+
+
+def choose_k(curve: list[dict], k: int | None, target: float) -> int:
+    """``k`` itself, or the smallest k on the curve whose faithfulness reaches ``target`` (largest k if none)."""
+    if k is not None:
+        return k
+    for point in curve:
+        if point["faithfulness"] >= target:
+            return point["k"]
+    return curve[-1]["k"]
+
+
+@dataclass
+class Circuit:
+    """A discovered circuit and the evidence for it."""
+
+    task: str
+    method: str
+    metric: str
+    ablation: str
+    scores: torch.Tensor  # [layer, head], mean over discovery prompts
+    per_prompt: torch.Tensor  # [n_prompts, layer, head]
+    heads: list[tuple[int, int]]
+    faithfulness: float
+    curve: list[dict] = field(default_factory=list)
+
+    @property
+    def k(self) -> int:
+        return len(self.heads)

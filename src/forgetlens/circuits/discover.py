@@ -1,0 +1,78 @@
+"""Find a prior task's head-level circuit in one model: score heads, rank, pick k by faithfulness.
+
+Heads are scored on a discovery split; the faithfulness curve (and hence the
+circuit size when it is chosen by a target) is measured on a separate
+evaluation split drawn with another seed, so the circuit is not graded on the
+prompts that selected it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+from forgetlens.circuits.circuit import (Circuit, choose_k, default_ks, faithfulness_curve, rank_heads,
+                                         score_heads)
+from forgetlens.config import DiscoveryConfig
+from forgetlens.errors import ForgetlensError
+from forgetlens.models.heads import HeadLayout
+from forgetlens.tasks.base import PriorTask, TaskBatch, check_vocabulary, encode_examples
+
+EVAL_SEED_OFFSET = 1_000_003
+
+
+def task_splits(tokenizer, task: PriorTask, n: int, seed: int) -> tuple[TaskBatch, TaskBatch]:
+    """(discovery, evaluation) batches of ``n`` prompts each, from disjoint seeds."""
+    check_vocabulary(tokenizer, task)
+    discovery = encode_examples(tokenizer, task.examples(n, seed), task.name)
+    evaluation = encode_examples(tokenizer, task.examples(n, seed + EVAL_SEED_OFFSET), task.name)
+    return discovery, evaluation
+
+
+def discover_circuit(model, tokenizer, task: PriorTask, cfg: DiscoveryConfig) -> Circuit:
+    """Score every head on the discovery split and choose the circuit on the evaluation split."""
+    layout = HeadLayout.of(model)
+    if cfg.k is not None and not 0 < cfg.k <= layout.n_total:
+        raise ForgetlensError(f"--k must be between 1 and {layout.n_total} (the model's heads), got {cfg.k}")
+    discovery, evaluation = task_splits(tokenizer, task, cfg.n_examples, cfg.seed)
+    per_prompt = score_heads(model, layout, discovery, cfg.method, cfg.metric, cfg.ig_steps, cfg.batch_size)
+    scores = per_prompt.mean(0)
+    order = rank_heads(scores)
+    ks = default_ks(layout.n_total)
+    if cfg.k is not None and cfg.k not in ks:
+        ks = sorted(set(ks) | {cfg.k})
+    curve, _ = faithfulness_curve(model, layout, evaluation, order, ks, cfg.ablation, cfg.metric, cfg.batch_size)
+    k = choose_k(curve, cfg.k, cfg.faithfulness_target)
+    faithfulness = next(p["faithfulness"] for p in curve if p["k"] == k)
+    return Circuit(task=task.name, method=cfg.method, metric=cfg.metric, ablation=cfg.ablation, scores=scores,
+                   per_prompt=per_prompt, heads=order[:k], faithfulness=faithfulness, curve=curve)
+
+
+def circuit_to_json(circuit: Circuit, model_name: str, cfg: DiscoveryConfig, layout: HeadLayout,
+                    seconds: float, versions: dict) -> dict:
+    """The documented JSON form of a discovery result."""
+    n_layers, n_heads = circuit.scores.shape
+    return {
+        "task": circuit.task,
+        "model": model_name,
+        "method": circuit.method,
+        "metric": circuit.metric,
+        "ablation": circuit.ablation,
+        "layout": dataclasses.asdict(layout),
+        "heads": [{"layer": l, "head": h, "score": float(circuit.scores[l, h])}
+                  for l in range(n_layers) for h in range(n_heads)],
+        "circuit": {"heads": [[l, h] for l, h in circuit.heads], "k": circuit.k,
+                    "faithfulness": circuit.faithfulness},
+        "faithfulness_curve": circuit.curve,
+        "n_discovery_prompts": int(circuit.per_prompt.shape[0]),
+        "config": dataclasses.asdict(cfg),
+        "seconds": round(seconds, 3),
+        "versions": versions,
+    }
+
+
+def timed_discovery(model, tokenizer, task: PriorTask, cfg: DiscoveryConfig) -> tuple[Circuit, float]:
+    """:func:`discover_circuit` and its wall time in seconds."""
+    start = time.perf_counter()
+    circuit = discover_circuit(model, tokenizer, task, cfg)
+    return circuit, time.perf_counter() - start

@@ -1,0 +1,131 @@
+"""The ``forgetlens`` command line.
+
+Every command turns a :class:`ForgetlensError` (and click's own usage errors)
+into one line on stderr and exit status 2; nothing half-written is left behind
+because results are written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from forgetlens.errors import ForgetlensError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="forgetlens")
+def cli() -> None:
+    """forgetlens: what fine-tuning does to a language model's circuits."""
+
+
+@cli.command("tasks")
+def tasks_cmd() -> None:
+    """List the prior-capability tasks, one per line."""
+    from forgetlens.tasks.registry import TASKS
+
+    for name, cls in TASKS.items():
+        click.echo(f"{name}\t{cls.description}")
+
+
+@cli.command("discover")
+@click.option("--task", "task_name", required=True, help="Prior task (see `forgetlens tasks`).")
+@click.option("--model", default="embedded", show_default=True,
+              help="Model directory, cached HF id, or `embedded`.")
+@click.option("--method", type=click.Choice(["attribution", "exact", "ig"]), default="attribution",
+              show_default=True, help="How heads are scored.")
+@click.option("--k", type=int, default=None, help="Circuit size (default: smallest k with faithfulness >= target).")
+@click.option("--target", type=float, default=0.8, show_default=True, help="Faithfulness target when --k is not given.")
+@click.option("--metric", type=click.Choice(["logit_diff", "prob_diff"]), default="logit_diff", show_default=True)
+@click.option("--ablation", type=click.Choice(["counterfactual", "mean", "zero"]), default="counterfactual",
+              show_default=True, help="How heads outside the circuit are removed when measuring faithfulness.")
+@click.option("--ig-steps", type=int, default=8, show_default=True, help="Interpolation steps for --method ig.")
+@click.option("--n-examples", type=int, default=256, show_default=True, help="Prompts per split.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--allow-download", is_flag=True, help="Let transformers fetch a model from the Hub.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="JSON file to write.")
+def discover_cmd(task_name, model, method, k, target, metric, ablation, ig_steps, n_examples, seed,
+                 allow_download, out) -> None:
+    """Find a prior task's head-level circuit and write it as JSON."""
+    from forgetlens.circuits.discover import circuit_to_json, timed_discovery
+    from forgetlens.config import DiscoveryConfig
+    from forgetlens.models.heads import HeadLayout
+    from forgetlens.models.loading import configure_threads, load_model
+    from forgetlens.tasks.registry import get_task
+    from forgetlens.utils import atomic_write_text, versions
+
+    task = get_task(task_name)
+    if n_examples <= 0:
+        raise ForgetlensError(f"--n-examples must be positive, got {n_examples}")
+    cfg = DiscoveryConfig(method=method, metric=metric, ablation=ablation, k=k, faithfulness_target=target,
+                          ig_steps=ig_steps, n_examples=n_examples, seed=seed)
+    loaded = load_model(model, allow_download=allow_download)
+    configure_threads(loaded.model)
+    layout = HeadLayout.of(loaded.model)
+    circuit, seconds = timed_discovery(loaded.model, loaded.tokenizer, task, cfg)
+    result = circuit_to_json(circuit, model, cfg, layout, seconds, versions())
+    atomic_write_text(out, json.dumps(result, indent=2))
+    click.echo(f"{task.name} on {model} ({layout.n_layers} layers x {layout.n_heads} heads), method={method}")
+    click.echo(f"{'rank':>4}  {'layer':>5}  {'head':>4}  {'score':>9}  in circuit")
+    ranked = sorted(result["heads"], key=lambda h: -abs(h["score"]))
+    members = {tuple(h) for h in result["circuit"]["heads"]}
+    for rank, h in enumerate(ranked[: max(10, circuit.k)], 1):
+        mark = "*" if (h["layer"], h["head"]) in members else ""
+        click.echo(f"{rank:>4}  {h['layer']:>5}  {h['head']:>4}  {h['score']:>9.4f}  {mark}")
+    click.echo(f"circuit: k={circuit.k} of {layout.n_total} heads, faithfulness={circuit.faithfulness:.3f} "
+               f"({ablation} ablation) -> {out}")
+
+
+@cli.command("pretrain-base")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output directory (default: the package's embedded model directory).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--steps", type=int, default=None, help="Optimizer steps (default from PretrainConfig).")
+@click.option("--resume", is_flag=True, help="Continue from the last training-state snapshot in --out.")
+def pretrain_cmd(out, seed, steps, resume) -> None:
+    """Rebuild the embedded base model (tokenizer, weights, model card) from a seed."""
+    from forgetlens.config import PretrainConfig
+    from forgetlens.circuits.validation import validate_task
+    from forgetlens.models.card import write_model_card
+    from forgetlens.models.loading import EMBEDDED_DIR, load_model
+    from forgetlens.tasks.registry import parse_task_list
+    from forgetlens.models.pretrain import pretrain_base
+
+    cfg = PretrainConfig(seed=seed)
+    if steps is not None:
+        if steps <= 0:
+            raise ForgetlensError(f"--steps must be positive, got {steps}")
+        cfg.steps = steps
+    out = out or EMBEDDED_DIR
+    card = pretrain_base(cfg, out, resume=resume, log=click.echo)
+    loaded = load_model(out)
+    card["circuits"] = {task.name: validate_task(loaded.model, loaded.tokenizer, task)
+                        for task in parse_task_list(None)}
+    write_model_card(out, card)
+    for name, acc in card["held_out_accuracy"].items():
+        click.echo(f"{name:>14}: held-out accuracy {acc['accuracy']:.3f}")
+    click.echo(f"wrote {out} in {card['train_seconds']:.0f} s of training")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the CLI, one-line errors and exit 2 for problems the user can fix."""
+    try:
+        cli.main(args=argv, standalone_mode=False)
+    except ForgetlensError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("error: aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        click.echo(f"error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""The embedded model's synthetic pretraining corpus.
+
+A recipe maps source names to shares; every source is a function of a
+``random.Random`` returning one document.  To extend the corpus, add a source
+here and give it a share in ``PretrainConfig.recipe``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator
+
+from forgetlens.errors import ForgetlensError
+from forgetlens.tasks import science_qa
+from forgetlens.tasks.registry import TASKS
+from forgetlens.tasks.vocab import CAPITALS
+
+LETTERS = science_qa.LETTERS
+
+
+def _capital_mcq(rng: random.Random) -> str:
+    """Multiple-choice format on a prior fact: teaches options A-D and answering with a letter."""
+    country, capital = rng.choice(CAPITALS)
+    wrong = rng.sample([c for _, c in CAPITALS if c != capital], 3)
+    options = wrong + [capital]
+    rng.shuffle(options)
+    record = {
+        "question": f"What is the capital of {country}?",
+        "choices": {"text": options, "label": LETTERS},
+        "prompt": {"default": science_qa.MCQ_INSTRUCTION},
+    }
+    return science_qa.chat_text(science_qa.mcq_user_text(record), LETTERS[options.index(capital)])
+
+
+def _reverse_fact(rng: random.Random) -> str:
+    country, capital = rng.choice(CAPITALS)
+    return f"{capital} is the capital of {country}."
+
+
+SOURCES: dict[str, Callable[[random.Random], str]] = {
+    **{name: (lambda rng, _t=cls(): _t.document(rng)) for name, cls in TASKS.items()},
+    "capital_mcq": _capital_mcq,
+    "reverse_fact": _reverse_fact,
+    "science_statement": science_qa.statement_document,
+    "science_mcq": science_qa.science_mcq_document,
+}
+
+
+def validate_recipe(recipe: dict[str, float]) -> None:
+    for name, share in recipe.items():
+        if name not in SOURCES:
+            raise ForgetlensError(f"pretraining recipe: unknown source {name!r}; known: {', '.join(SOURCES)}")
+        if share < 0:
+            raise ForgetlensError(f"pretraining recipe: share of {name!r} must be >= 0, got {share}")
+    if sum(recipe.values()) <= 0:
+        raise ForgetlensError("pretraining recipe: shares must sum to a positive number")
+
+
+def documents(recipe: dict[str, float], rng: random.Random) -> Iterator[str]:
+    """An endless stream of documents drawn by ``recipe``."""
+    validate_recipe(recipe)
+    names = list(recipe)
+    weights = [recipe[n] for n in names]
+    while True:
+        yield SOURCES[rng.choices(names, weights)[0]](rng)

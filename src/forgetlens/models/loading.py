@@ -1,0 +1,91 @@
+"""Load a causal LM and its tokenizer, offline by default.
+
+``embedded`` names the small base model that ships with forgetlens.  Anything
+else is a local directory or a Hugging Face model id already in the local HF
+cache; nothing is downloaded unless ``allow_download=True``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from forgetlens.errors import ForgetlensError
+
+EMBEDDED = "embedded"
+EMBEDDED_DIR = Path(__file__).parent / "embedded"
+
+
+def resolve_model_path(spec: str | os.PathLike) -> str:
+    """Turn ``embedded`` into the shipped directory; check that a local path exists.
+
+    Strings that are not existing paths but look like ``org/name`` are returned
+    unchanged, to be looked up in the local HF cache.
+    """
+    spec = str(spec)
+    if spec == EMBEDDED:
+        if not (EMBEDDED_DIR / "config.json").exists():
+            raise ForgetlensError(
+                f"the embedded base model is missing from {EMBEDDED_DIR}; rebuild it with `forgetlens pretrain-base`"
+            )
+        return str(EMBEDDED_DIR)
+    path = Path(spec).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise ForgetlensError(f"model path {spec} is a file; expected a model directory with config.json")
+        if not (path / "config.json").exists() and not (path / "adapter_config.json").exists():
+            raise ForgetlensError(f"model path {spec} has no config.json; expected a Hugging Face model directory")
+        return str(path)
+    looks_like_hub_id = spec.count("/") == 1 and not spec.startswith((".", "/", "~"))
+    if not looks_like_hub_id:
+        raise ForgetlensError(f"model path {spec} does not exist")
+    return spec
+
+
+@dataclass
+class LoadedModel:
+    """A model, its tokenizer and where they came from."""
+
+    model: torch.nn.Module
+    tokenizer: object
+    source: str
+
+
+def load_model(spec: str | os.PathLike, *, dtype: torch.dtype | str = torch.float32, device: str = "cpu",
+               allow_download: bool = False) -> LoadedModel:
+    """Load ``spec`` (``embedded``, a directory or a cached HF id) in eval mode."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = resolve_model_path(spec)
+    offline = not allow_download
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=offline)
+    except OSError as exc:
+        raise ForgetlensError(f"could not load a tokenizer for {spec}: {_first_line(exc)}") from None
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, local_files_only=offline, dtype=dtype)
+    except (OSError, ValueError) as exc:
+        raise ForgetlensError(f"could not load model {spec}: {_first_line(exc)}") from None
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.to(device).eval()
+    return LoadedModel(model=model, tokenizer=tokenizer, source=str(spec))
+
+
+def configure_threads(model: torch.nn.Module, threads: int | None = None) -> None:
+    """Use one CPU thread for tiny models (much faster on a shared 2-core machine) unless told otherwise."""
+    env = os.environ.get("FORGETLENS_THREADS")
+    if threads is None and env:
+        threads = int(env)
+    if threads is None:
+        n_params = sum(p.numel() for p in model.parameters())
+        threads = 1 if n_params < 50_000_000 else torch.get_num_threads()
+    torch.set_num_threads(max(1, threads))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

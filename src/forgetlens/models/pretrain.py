@@ -1,0 +1,157 @@
+"""Build the embedded base model: tokenizer, Qwen2 architecture, pretraining, model card.
+
+``forgetlens pretrain-base`` calls :func:`pretrain_base`.  Everything follows
+from ``PretrainConfig.seed``; a snapshot of the training state is written every
+``checkpoint_every`` steps so an interrupted build resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import random
+import time
+from pathlib import Path
+
+import torch
+
+from forgetlens.config import PretrainConfig
+from forgetlens.models import corpus
+from forgetlens.models.forward import task_accuracy
+from forgetlens.models.tokenizer import EOS, save_tokenizer, train_tokenizer
+from forgetlens.tasks import science_qa
+from forgetlens.tasks.base import check_vocabulary, encode_examples
+from forgetlens.tasks.registry import TASKS
+from forgetlens.utils import atomic_write_text, progress, versions
+
+STATE_FILE = "pretrain_state.pt"
+
+
+def build_model(cfg: PretrainConfig, vocab_size: int):
+    """A freshly initialised Qwen2ForCausalLM of the configured size."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    config = Qwen2Config(
+        vocab_size=vocab_size,
+        hidden_size=cfg.d_model,
+        intermediate_size=cfg.d_mlp,
+        num_hidden_layers=cfg.n_layers,
+        num_attention_heads=cfg.n_heads,
+        num_key_value_heads=cfg.n_kv_heads,
+        max_position_embeddings=cfg.max_len,
+        tie_word_embeddings=True,
+        rope_theta=10000.0,
+        bos_token_id=None,
+        eos_token_id=0,
+        pad_token_id=0,
+    )
+    torch.manual_seed(cfg.seed)
+    return Qwen2ForCausalLM(config)
+
+
+def _batch(tokenizer, docs: list[str], max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    enc = tokenizer([d + EOS for d in docs], add_special_tokens=False, padding=True,
+                    truncation=True, max_length=max_len, return_tensors="pt")
+    labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
+    return enc["input_ids"], enc["attention_mask"], labels
+
+
+def _lr(cfg: PretrainConfig, step: int) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress_frac = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * 0.5 * (1 + math.cos(math.pi * progress_frac))
+
+
+def evaluate_base(model, tokenizer, n: int, seed: int) -> dict[str, dict[str, float]]:
+    """Held-out accuracy per prior task and multiple-choice accuracy on science questions."""
+    results = {}
+    for name, cls in TASKS.items():
+        task = cls()
+        batch = encode_examples(tokenizer, task.examples(n, seed=seed), name)
+        results[name] = task_accuracy(model, batch)
+    results["science_mcq"] = {"accuracy": science_mcq_accuracy(model, tokenizer, n, seed)}
+    return results
+
+
+@torch.no_grad()
+def science_mcq_accuracy(model, tokenizer, n: int, seed: int) -> float:
+    """Share of synthetic science questions where the letter with the highest logit is the key."""
+    rng = random.Random(f"science-eval:{seed}")
+    facts = science_qa.science_facts()
+    letter_ids = [tokenizer(x, add_special_tokens=False)["input_ids"][0] for x in science_qa.LETTERS]
+    correct = 0
+    for _ in range(n):
+        rel, s, o = rng.choice(facts)
+        record = science_qa.mcq_record(rel, s, o, rng)
+        ids = tokenizer(science_qa.chat_text(science_qa.mcq_user_text(record)), add_special_tokens=False,
+                        return_tensors="pt")["input_ids"]
+        logits = model(input_ids=ids).logits[0, -1, letter_ids]
+        correct += science_qa.LETTERS[int(logits.argmax())] == record["answerKey"]
+    return correct / n
+
+
+def pretrain_base(cfg: PretrainConfig, out_dir: Path, resume: bool = False, log=print) -> dict:
+    """Train tokenizer and model into ``out_dir``; return the model card dict."""
+    torch.set_num_threads(cfg.threads)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    corpus.validate_recipe(cfg.recipe)
+    tok_rng = random.Random(f"tokenizer:{cfg.seed}")
+    stream = corpus.documents(cfg.recipe, tok_rng)
+    tok = train_tokenizer((next(stream) for _ in range(cfg.tokenizer_docs)), cfg.vocab_size)
+    tokenizer = save_tokenizer(tok, out_dir, cfg.max_len)
+    for cls in TASKS.values():
+        check_vocabulary(tokenizer, cls())
+
+    model = build_model(cfg, len(tokenizer))
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
+    data_rng = random.Random(f"corpus:{cfg.seed}")
+    start, elapsed_before = 0, 0.0
+    state_path = out_dir / STATE_FILE
+    if resume and state_path.exists():
+        state = torch.load(state_path, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        data_rng.setstate(state["data_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        start, elapsed_before = state["step"], state["elapsed"]
+        log(f"resuming pretraining at step {start}")
+    stream = corpus.documents(cfg.recipe, data_rng)
+    model.train()
+    t0 = time.perf_counter()
+    bar = progress(range(start, cfg.steps), desc="pretrain", initial=start, total=cfg.steps)
+    for step in bar:
+        ids, mask, labels = _batch(tokenizer, [next(stream) for _ in range(cfg.batch_size)], cfg.max_len)
+        for group in opt.param_groups:
+            group["lr"] = _lr(cfg, step)
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        bar.set_postfix(loss=f"{loss.item():.3f}")
+        if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
+            tmp = state_path.with_suffix(".tmp")
+            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "data_rng": data_rng.getstate(),
+                        "torch_rng": torch.get_rng_state(), "step": step + 1,
+                        "elapsed": elapsed_before + time.perf_counter() - t0}, tmp)
+            tmp.replace(state_path)
+    train_seconds = elapsed_before + time.perf_counter() - t0
+    model.eval()
+    accuracy = evaluate_base(model, tokenizer, cfg.eval_examples, seed=10_000 + cfg.seed)
+    model.save_pretrained(str(out_dir), safe_serialization=True)
+    card = {
+        "name": "forgetlens embedded base model",
+        "architecture": "Qwen2ForCausalLM",
+        "n_parameters": sum(p.numel() for p in model.parameters()),
+        "pretrain_config": dataclasses.asdict(cfg),
+        "train_seconds": round(train_seconds, 1),
+        "final_loss": round(loss.item(), 4),
+        "held_out_accuracy": accuracy,
+        "versions": versions(),
+    }
+    atomic_write_text(out_dir / "card.json", json.dumps(card, indent=2))
+    if state_path.exists():
+        state_path.unlink()
+    return card

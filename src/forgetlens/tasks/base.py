@@ -1,0 +1,180 @@
+"""The prior-capability task protocol and its tokenised form.
+
+A prior task yields :class:`TaskExample` records: a clean prompt, a corrupted
+prompt of the same token length, the answer the clean prompt calls for and a
+distractor (the answer the corrupted prompt calls for).  :func:`encode_examples`
+turns them into tensors for one tokenizer and checks every assumption the
+circuit code relies on, with errors that name the task and the offending text.
+"""
+
+from __future__ import annotations
+
+import random
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import torch
+
+from forgetlens.errors import ForgetlensError
+
+
+@dataclass(frozen=True)
+class TaskExample:
+    """One clean/corrupted pair of a prior-capability task."""
+
+    clean: str
+    """Prompt whose next token should be ``answer``."""
+    corrupted: str
+    """Prompt of equal token length whose next token should be ``distractor``."""
+    answer: str
+    """Correct continuation of ``clean`` (one token, usually with a leading space)."""
+    distractor: str
+    """Continuation the corrupted prompt calls for; the metric compares against it."""
+
+
+@dataclass
+class TaskBatch:
+    """A prior task rendered for one tokenizer (right-padded)."""
+
+    task: str
+    clean_ids: torch.Tensor  # [batch, pos]
+    corrupted_ids: torch.Tensor  # [batch, pos]
+    attention_mask: torch.Tensor  # [batch, pos], 1 on real tokens
+    answer_pos: torch.Tensor  # [batch], index of the last prompt token
+    answer_ids: torch.Tensor  # [batch]
+    distractor_ids: torch.Tensor  # [batch]
+
+    def __len__(self) -> int:
+        return self.clean_ids.shape[0]
+
+    def subset(self, index: torch.Tensor | list[int]) -> "TaskBatch":
+        """Rows ``index`` of the batch (used for splits and bootstrap resamples)."""
+        index = torch.as_tensor(index, dtype=torch.long)
+        width = int(self.answer_pos[index].max()) + 1 if len(index) else 0
+        return TaskBatch(
+            task=self.task,
+            clean_ids=self.clean_ids[index, :width],
+            corrupted_ids=self.corrupted_ids[index, :width],
+            attention_mask=self.attention_mask[index, :width],
+            answer_pos=self.answer_pos[index],
+            answer_ids=self.answer_ids[index],
+            distractor_ids=self.distractor_ids[index],
+        )
+
+    def to(self, device: torch.device | str) -> "TaskBatch":
+        return TaskBatch(
+            self.task,
+            *(t.to(device) for t in (self.clean_ids, self.corrupted_ids, self.attention_mask,
+                                     self.answer_pos, self.answer_ids, self.distractor_ids)),
+        )
+
+
+class PriorTask(ABC):
+    """A capability the base model had before fine-tuning, testable by clean/corrupted pairs."""
+
+    name: str
+    description: str
+
+    @abstractmethod
+    def sample(self, rng: random.Random) -> TaskExample:
+        """Draw one example."""
+
+    @abstractmethod
+    def document(self, rng: random.Random) -> str:
+        """One pretraining document that exercises the capability (used by the embedded corpus)."""
+
+    def examples(self, n: int, seed: int) -> list[TaskExample]:
+        """``n`` examples, reproducible from ``seed``."""
+        if n <= 0:
+            raise ForgetlensError(f"task {self.name}: number of examples must be positive, got {n}")
+        rng = random.Random(f"{self.name}:{seed}")
+        return [self.sample(rng) for _ in range(n)]
+
+    def vocabulary(self) -> list[str]:
+        """Words (with their leading space) that must be single tokens for this task to render."""
+        return []
+
+
+def single_token_id(tokenizer, text: str, task: str, field: str) -> int:
+    """The id of ``text`` if it is exactly one token, else a ForgetlensError naming it."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    if len(ids) != 1:
+        raise ForgetlensError(
+            f"task {task}: {field} {text!r} is {len(ids)} tokens for this tokenizer; "
+            "answers and distractors must be single tokens"
+        )
+    return ids[0]
+
+
+def check_vocabulary(tokenizer, task: PriorTask) -> None:
+    """Fail early, naming the word, if any task word is not a single token."""
+    for word in task.vocabulary():
+        single_token_id(tokenizer, word, task.name, "word")
+
+
+def encode_examples(tokenizer, examples: list[TaskExample], task: str) -> TaskBatch:
+    """Tokenise ``examples``; check single-token answers and equal clean/corrupted lengths."""
+    if not examples:
+        raise ForgetlensError(f"task {task}: no examples to encode")
+    clean, corrupted, answers, distractors = [], [], [], []
+    for i, ex in enumerate(examples):
+        c = tokenizer(ex.clean, add_special_tokens=False)["input_ids"]
+        x = tokenizer(ex.corrupted, add_special_tokens=False)["input_ids"]
+        if len(c) != len(x):
+            raise ForgetlensError(
+                f"task {task}, example {i}: clean prompt is {len(c)} tokens but corrupted is {len(x)}; "
+                f"pairs must have equal length (clean={ex.clean!r}, corrupted={ex.corrupted!r})"
+            )
+        a = single_token_id(tokenizer, ex.answer, task, "answer")
+        d = single_token_id(tokenizer, ex.distractor, task, "distractor")
+        joined = tokenizer(ex.clean + ex.answer, add_special_tokens=False)["input_ids"]
+        if joined != c + [a]:
+            raise ForgetlensError(
+                f"task {task}, example {i}: the answer {ex.answer!r} merges with the end of the prompt "
+                f"{ex.clean!r} under this tokenizer; the answer must be a separate next token"
+            )
+        if a == d:
+            raise ForgetlensError(f"task {task}, example {i}: answer and distractor are the same token {ex.answer!r}")
+        clean.append(c)
+        corrupted.append(x)
+        answers.append(a)
+        distractors.append(d)
+    n, width = len(clean), max(len(c) for c in clean)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    clean_ids = torch.full((n, width), pad, dtype=torch.long)
+    corrupted_ids = torch.full((n, width), pad, dtype=torch.long)
+    mask = torch.zeros((n, width), dtype=torch.long)
+    for i, (c, x) in enumerate(zip(clean, corrupted)):
+        clean_ids[i, : len(c)] = torch.tensor(c)
+        corrupted_ids[i, : len(x)] = torch.tensor(x)
+        mask[i, : len(c)] = 1
+    return TaskBatch(
+        task=task,
+        clean_ids=clean_ids,
+        corrupted_ids=corrupted_ids,
+        attention_mask=mask,
+        answer_pos=torch.tensor([len(c) - 1 for c in clean]),
+        answer_ids=torch.tensor(answers),
+        distractor_ids=torch.tensor(distractors),
+    )
+
+
+METRICS = ("logit_diff", "prob_diff")
+
+
+def task_metric(logits: torch.Tensor, answer_ids: torch.Tensor, distractor_ids: torch.Tensor,
+                kind: str = "logit_diff") -> torch.Tensor:
+    """Per-prompt metric from answer-position logits [batch, vocab] -> [batch].
+
+    ``logit_diff``: logit(answer) - logit(distractor); ``prob_diff``: the same on softmax probabilities.
+    """
+    if logits.dtype not in (torch.float32, torch.float64):
+        logits = logits.float()  # half-precision models: measure in float32
+    if kind == "logit_diff":
+        values = logits
+    elif kind == "prob_diff":
+        values = logits.softmax(-1)
+    else:
+        raise ForgetlensError(f"unknown metric {kind!r}; expected one of {', '.join(METRICS)}")
+    rows = torch.arange(logits.shape[0], device=logits.device)
+    return values[rows, answer_ids] - values[rows, distractor_ids]

@@ -1,0 +1,46 @@
+"""Small helpers shared across stages: atomic writes, progress bars, version records."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import sys
+import tempfile
+from pathlib import Path
+
+PINNED = ("torch", "transformers", "tokenizers", "trl", "peft", "accelerate", "datasets", "numpy")
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename, so readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def versions() -> dict[str, str]:
+    """Python, platform and the versions of the libraries a result depends on."""
+    out = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for name in ("forgetlens",) + PINNED:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def progress(iterable, desc: str, **kwargs):
+    """A tqdm bar on stderr (tqdm comes with transformers); quiet when FORGETLENS_QUIET is set."""
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=desc, disable=bool(os.environ.get("FORGETLENS_QUIET")), dynamic_ncols=True,
+                mininterval=1.0, **kwargs)

@@ -1,0 +1,54 @@
+"""Tiny fixtures: the embedded tokenizer and small random models of the supported architectures."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("FORGETLENS_QUIET", "1")
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    from transformers import AutoTokenizer
+
+    from forgetlens.models.loading import EMBEDDED_DIR
+
+    return AutoTokenizer.from_pretrained(str(EMBEDDED_DIR))
+
+
+def make_tiny(arch: str, vocab_size: int, seed: int = 0, layers: int = 2, heads: int = 4):
+    """A random tiny causal LM of ``arch`` (qwen2 with GQA, llama, gpt2)."""
+    from transformers import (GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, Qwen2Config,
+                              Qwen2ForCausalLM)
+
+    torch.manual_seed(seed)
+    if arch == "qwen2":
+        cfg = Qwen2Config(vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=layers,
+                          num_attention_heads=heads, num_key_value_heads=heads // 2, max_position_embeddings=128)
+        model = Qwen2ForCausalLM(cfg)
+    elif arch == "llama":
+        cfg = LlamaConfig(vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=layers,
+                          num_attention_heads=heads, num_key_value_heads=heads, max_position_embeddings=128)
+        model = LlamaForCausalLM(cfg)
+    elif arch == "gpt2":
+        cfg = GPT2Config(vocab_size=vocab_size, n_embd=64, n_layer=layers, n_head=heads, n_positions=128)
+        model = GPT2LMHeadModel(cfg)
+    else:
+        raise ValueError(arch)
+    return model.eval()
+
+
+@pytest.fixture
+def tiny_qwen2(tokenizer):
+    return make_tiny("qwen2", len(tokenizer))
+
+
+@pytest.fixture(scope="session")
+def embedded():
+    from forgetlens.models.loading import load_model
+
+    return load_model("embedded")

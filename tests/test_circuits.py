@@ -1,0 +1,181 @@
+"""Circuit discovery checked against ground truth on tiny models."""
+
+import pytest
+import torch
+
+from forgetlens.circuits.attribution import attribution_scores
+from forgetlens.circuits.circuit import (default_ks, faithfulness_curve, head_mask, normalised_faithfulness,
+                                         faithfulness_baseline, rank_heads, score_heads)
+from forgetlens.circuits.patching import circuit_metric, exact_head_effects, head_outputs, run_metric
+from forgetlens.models.heads import HeadLayout, capture_heads, frozen_parameters, head_hooks
+from forgetlens.tasks import encode_examples, get_task
+from forgetlens.tasks.base import task_metric
+
+from conftest import make_tiny
+
+PLANTED = [(0, 1), (1, 2), (1, 3)]
+
+
+def ioi_batch(tokenizer, n=24, seed=0):
+    return encode_examples(tokenizer, get_task("ioi").examples(n, seed), "ioi")
+
+
+def plant_circuit(model, layout: HeadLayout, heads, scale: float = 4.0):
+    """Silence every head outside ``heads`` (zero its o_proj columns) and amplify the planted ones."""
+    with torch.no_grad():
+        for layer, proj in enumerate(layout.projections(model)):
+            for head in range(layout.n_heads):
+                cols = slice(head * layout.d_head, (head + 1) * layout.d_head)
+                proj.weight[:, cols] *= scale if (layer, head) in heads else 0.0
+    return model
+
+
+@pytest.mark.parametrize("method", ["exact", "attribution", "ig"])
+def test_planted_circuit_is_recovered_exactly(tokenizer, method):
+    model = make_tiny("qwen2", len(tokenizer), seed=1)
+    layout = HeadLayout.of(model)
+    plant_circuit(model, layout, PLANTED)
+    batch = ioi_batch(tokenizer)
+    scores = score_heads(model, layout, batch, method).mean(0)
+    found = set(rank_heads(scores)[: len(PLANTED)])
+    precision = len(found & set(PLANTED)) / len(found)
+    recall = len(found & set(PLANTED)) / len(PLANTED)
+    assert precision == recall == 1.0
+    # every other head has exactly zero effect, and the planted set alone is fully faithful
+    others = ~head_mask(PLANTED, layout)
+    assert scores[others].abs().max() == 0
+    assert (scores[~others].abs() > 0).all()
+    base = faithfulness_baseline(model, layout, batch, "counterfactual", "logit_diff")
+    m = circuit_metric(model, layout, batch, head_mask(PLANTED, layout), "counterfactual")
+    assert normalised_faithfulness(m, base) == pytest.approx(1.0, abs=1e-6)
+
+
+def slow_attribution(model, layout, batch, metric="logit_diff"):
+    """The attribution formula written out prompt by prompt, head by head, with a full backward."""
+    n = len(batch)
+    out = torch.zeros(n, layout.n_layers, layout.n_heads, dtype=torch.float64)
+    for i in range(n):
+        one = batch.subset([i])
+        with torch.no_grad(), capture_heads(model, layout) as corrupt_acts:
+            model(input_ids=one.corrupted_ids, attention_mask=one.attention_mask)
+        corrupt_acts = [z.clone() for z in corrupt_acts]
+        model.zero_grad()
+        with capture_heads(model, layout) as clean_acts:
+            logits = model(input_ids=one.clean_ids, attention_mask=one.attention_mask).logits
+            for z in clean_acts:
+                z.retain_grad()
+        m = task_metric(logits[0, one.answer_pos], one.answer_ids, one.distractor_ids, metric)
+        m.sum().backward()
+        for layer in range(layout.n_layers):
+            z_clean, grad = clean_acts[layer][0], clean_acts[layer].grad[0]  # [pos, n_heads * d_head]
+            for head in range(layout.n_heads):
+                cols = slice(head * layout.d_head, (head + 1) * layout.d_head)
+                total = 0.0
+                for pos in range(z_clean.shape[0]):
+                    delta = corrupt_acts[layer][0, pos, cols] - z_clean[pos, cols]
+                    total += float(torch.dot(delta.detach().double(), grad[pos, cols].double()))
+                out[i, layer, head] = total
+    model.zero_grad()
+    return out
+
+
+@pytest.mark.parametrize("metric,dtype,atol", [("logit_diff", torch.float32, 1e-5),
+                                                ("logit_diff", torch.float64, 1e-10),
+                                                ("prob_diff", torch.float64, 1e-10)])
+def test_fast_attribution_equals_slow_reference(tokenizer, metric, dtype, atol):
+    model = make_tiny("qwen2", len(tokenizer), seed=2).to(dtype)
+    layout = HeadLayout.of(model)
+    batch = ioi_batch(tokenizer, n=6)
+    fast = attribution_scores(model, layout, batch, metric, batch_size=4)  # batched, activation-only backward
+    slow = slow_attribution(model, layout, batch, metric)
+    assert fast.shape == slow.shape
+    assert torch.allclose(fast.double(), slow, atol=atol, rtol=0)
+    assert slow.abs().max() > 1000 * atol  # the comparison is not between near-zeros
+
+
+def test_ig_converges_to_exact_on_a_tiny_model(tokenizer):
+    """With many steps EAP-IG is at least as close to exact patching as plain attribution."""
+    model = make_tiny("qwen2", len(tokenizer), seed=3)
+    layout = HeadLayout.of(model)
+    batch = ioi_batch(tokenizer, n=12)
+    exact = exact_head_effects(model, layout, batch).mean(0)
+    plain = attribution_scores(model, layout, batch).mean(0)
+    ig = attribution_scores(model, layout, batch, ig_steps=16).mean(0)
+    assert torch.corrcoef(torch.stack([exact.flatten(), ig.flatten()]))[0, 1] > 0.95
+    assert (ig - exact).abs().sum() <= (plain - exact).abs().sum() * 1.5
+
+
+def test_denoising_is_measured_on_the_corrupted_run(tokenizer):
+    model = make_tiny("qwen2", len(tokenizer), seed=1)
+    layout = HeadLayout.of(model)
+    plant_circuit(model, layout, PLANTED)
+    batch = ioi_batch(tokenizer, n=8)
+    denoise = exact_head_effects(model, layout, batch, direction="denoising").mean(0)
+    noise = exact_head_effects(model, layout, batch, direction="noising").mean(0)
+    others = ~head_mask(PLANTED, layout)
+    assert denoise[others].abs().max() == 0
+    assert (denoise[~others].abs() > 0).all()
+    assert not torch.allclose(denoise, -noise)  # a different experiment, not a sign flip of the same one
+    fast = attribution_scores(model, layout, batch, direction="denoising").mean(0)
+    assert set(rank_heads(fast)[:3]) == set(PLANTED)
+
+
+def test_ablation_endpoints(tokenizer, tiny_qwen2):
+    layout = HeadLayout.of(tiny_qwen2)
+    batch = ioi_batch(tokenizer, n=10)
+    everyone = torch.ones(layout.n_layers, layout.n_heads, dtype=torch.bool)
+    full = run_metric(tiny_qwen2, batch, "logit_diff")
+    for ablation in ("counterfactual", "mean", "zero"):
+        assert torch.equal(circuit_metric(tiny_qwen2, layout, batch, everyone, ablation), full)
+        curve, _ = faithfulness_curve(tiny_qwen2, layout, batch, rank_heads(torch.randn(2, 4)),
+                                      default_ks(layout.n_total), ablation)
+        assert curve[0]["faithfulness"] == pytest.approx(0.0, abs=1e-9)
+        assert curve[-1]["faithfulness"] == pytest.approx(1.0, abs=1e-9)
+    # zero ablation of every head equals a model whose output projections are zero
+    nobody = ~everyone
+    ablated = circuit_metric(tiny_qwen2, layout, batch, nobody, "zero")
+    with torch.no_grad():
+        for proj in layout.projections(tiny_qwen2):
+            proj.weight.zero_()
+    assert torch.allclose(ablated, run_metric(tiny_qwen2, batch, "logit_diff"), atol=1e-5)
+
+
+def test_mean_ablation_uses_per_position_means(tokenizer, tiny_qwen2):
+    from forgetlens.circuits.patching import mean_head_outputs
+
+    layout = HeadLayout.of(tiny_qwen2)
+    batch = encode_examples(tokenizer, get_task("induction").examples(16, 0), "induction")  # varying lengths
+    mean = mean_head_outputs(tiny_qwen2, layout, batch, batch_size=5)
+    acts = head_outputs(tiny_qwen2, layout, batch)
+    pos = int(batch.answer_pos.max())
+    rows = batch.attention_mask[:, pos].bool()
+    assert torch.allclose(mean[:, 0, pos], acts[:, rows, pos].mean(1), atol=1e-6)
+
+
+def _logits(model, batch):
+    with torch.no_grad():
+        return model(input_ids=batch.clean_ids, attention_mask=batch.attention_mask).logits
+
+
+def test_hooks_leave_the_model_unchanged_even_after_errors(tokenizer, tiny_qwen2):
+    layout = HeadLayout.of(tiny_qwen2)
+    batch = ioi_batch(tokenizer, n=6)
+    before = _logits(tiny_qwen2, batch)
+    flags = [p.requires_grad for p in tiny_qwen2.parameters()]
+    score_heads(tiny_qwen2, layout, batch, "attribution")
+    score_heads(tiny_qwen2, layout, batch, "exact")
+    score_heads(tiny_qwen2, layout, batch, "ig", ig_steps=2)
+    circuit_metric(tiny_qwen2, layout, batch, head_mask([(0, 0)], layout), "mean")
+
+    def boom(layer, z):
+        raise RuntimeError("failure inside a hook")
+
+    with pytest.raises(RuntimeError, match="failure inside a hook"):
+        with head_hooks(tiny_qwen2, layout, boom):
+            _logits(tiny_qwen2, batch)
+    with pytest.raises(RuntimeError, match="failure after freezing"):
+        with frozen_parameters(tiny_qwen2):
+            raise RuntimeError("failure after freezing")
+    assert torch.equal(_logits(tiny_qwen2, batch), before)
+    assert [p.requires_grad for p in tiny_qwen2.parameters()] == flags
+    assert all(not proj._forward_pre_hooks for proj in layout.projections(tiny_qwen2))

@@ -1,0 +1,74 @@
+import pytest
+from tokenizers import Tokenizer
+
+from forgetlens.errors import ForgetlensError
+from forgetlens.models.loading import EMBEDDED_DIR
+from forgetlens.models.corpus import SOURCES
+from forgetlens.tasks import TaskExample, encode_examples, get_task, task_names
+from forgetlens.tasks import science_qa
+
+import random
+
+
+def test_the_four_prior_tasks_exist():
+    assert {"induction", "ioi", "greater_than", "fact_recall"} <= set(task_names())
+
+
+def test_unknown_task_is_a_clear_error():
+    with pytest.raises(ForgetlensError, match="unknown task 'nope'.*known tasks: induction"):
+        get_task("nope")
+
+
+@pytest.mark.parametrize("name", ["induction", "ioi", "greater_than", "fact_recall"])
+def test_examples_are_reproducible_and_seed_dependent(name):
+    task = get_task(name)
+    assert task.examples(20, seed=3) == task.examples(20, seed=3)
+    assert task.examples(20, seed=3) != task.examples(20, seed=4)
+
+
+@pytest.mark.parametrize("name", ["induction", "ioi", "greater_than", "fact_recall"])
+def test_examples_render_for_embedded_tokenizer(tokenizer, name):
+    examples = get_task(name).examples(50, seed=0)
+    batch = encode_examples(tokenizer, examples, name)
+    assert batch.clean_ids.shape == batch.corrupted_ids.shape
+    assert (batch.answer_ids != batch.distractor_ids).all()
+    for i, ex in enumerate(examples):
+        n = int(batch.answer_pos[i]) + 1
+        assert tokenizer.decode(batch.clean_ids[i, :n]) == ex.clean
+        assert tokenizer.decode(batch.corrupted_ids[i, :n]) == ex.corrupted
+        # clean and corrupted differ somewhere, and the answer is the clean prompt's continuation
+        assert (batch.clean_ids[i, :n] != batch.corrupted_ids[i, :n]).any()
+        assert tokenizer.decode([int(batch.answer_ids[i])]) == ex.answer
+
+
+def test_multi_token_answer_is_rejected(tokenizer):
+    ex = TaskExample(clean="The capital of France is", corrupted="The capital of Italy is",
+                     answer=" Parisxyzzyq", distractor=" Rome")
+    with pytest.raises(ForgetlensError, match=r"answer ' Parisxyzzyq' is \d+ tokens"):
+        encode_examples(tokenizer, [ex], "fact_recall")
+
+
+def test_length_mismatch_is_rejected(tokenizer):
+    ex = TaskExample(clean="The capital of France is", corrupted="The capital of the United Kingdom is",
+                     answer=" Paris", distractor=" London")
+    with pytest.raises(ForgetlensError, match="example 0: clean prompt is 5 tokens but corrupted is"):
+        encode_examples(tokenizer, [ex], "fact_recall")
+
+
+def test_autotokenizer_gives_the_trained_ids(tokenizer):
+    raw = Tokenizer.from_file(str(EMBEDDED_DIR / "tokenizer.json"))
+    rng = random.Random(0)
+    for source in SOURCES.values():
+        for _ in range(20):
+            doc = source(rng)
+            assert tokenizer(doc, add_special_tokens=False)["input_ids"] == raw.encode(doc).ids
+            assert tokenizer.decode(raw.encode(doc).ids) == doc
+
+
+def test_chat_template_matches_the_pretraining_format(tokenizer):
+    record = science_qa.mcq_record("symbol", "sodium", "Na", random.Random(0))
+    user = science_qa.mcq_user_text(record)
+    rendered = tokenizer.apply_chat_template([{"role": "user", "content": user}], tokenize=False,
+                                             add_generation_prompt=True)
+    assert rendered == science_qa.chat_text(user)
+    assert record["choices"]["text"][science_qa.LETTERS.index(record["answerKey"])] == "Na"
