@@ -27,12 +27,12 @@ class PretrainConfig:
     """Residual stream width; d_head = d_model / n_heads."""
     d_mlp: int = 256
     """MLP hidden width."""
-    max_len: int = 160
-    """Context length the model is built for (longest corpus document must fit)."""
-    steps: int = 3000
+    max_len: int = 128
+    """Context length; pretraining packs documents into rows of this many tokens."""
+    steps: int = 3500
     """Optimizer steps."""
-    batch_size: int = 32
-    """Documents per step."""
+    batch_size: int = 12
+    """Packed rows of ``max_len`` tokens per step."""
     lr: float = 3e-3
     """Peak AdamW learning rate (linear warm-up, cosine decay)."""
     warmup: int = 100
@@ -46,15 +46,15 @@ class PretrainConfig:
     checkpoint_every: int = 500
     """Steps between resumable training-state snapshots."""
     threads: int = 2
-    """torch CPU threads for pretraining (batch 32 x ~50 tokens is big enough to use both cores here)."""
+    """torch CPU threads for pretraining (12 x 128 tokens is big enough to use both cores here)."""
     recipe: dict[str, float] = field(default_factory=lambda: {
-        "induction": 0.20,
-        "ioi": 0.20,
-        "greater_than": 0.12,
-        "fact_recall": 0.10,
-        "capital_mcq": 0.10,
-        "science_statement": 0.20,
-        "science_mcq": 0.03,
+        "induction": 0.25,
+        "ioi": 0.18,
+        "greater_than": 0.10,
+        "fact_recall": 0.08,
+        "capital_mcq": 0.12,
+        "science_statement": 0.18,
+        "science_mcq": 0.04,
         "reverse_fact": 0.05,
     })
     """Corpus mixture: source name -> share of documents (see ``models/corpus.py``)."""

@@ -58,7 +58,10 @@ def load_model(spec: str | os.PathLike, *, dtype: torch.dtype | str = torch.floa
                allow_download: bool = False) -> LoadedModel:
     """Load ``spec`` (``embedded``, a directory or a cached HF id) in eval mode."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # forgetlens shows its own progress; keep stderr for errors
+    hf_logging.set_verbosity_error()
     path = resolve_model_path(spec)
     offline = not allow_download
     try:

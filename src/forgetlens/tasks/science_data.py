@@ -1,0 +1,148 @@
+"""Target-task datasets: SciKnowEval JSONL, SciQ JSON/JSONL, and the synthetic generator, as one record format.
+
+Every loader returns records in the SciKnowEval layout (see ``science_qa.py``)
+and raises a :class:`ForgetlensError` naming the file, line and field on bad
+input.  Splits are by seed and disjoint.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+from forgetlens.errors import ForgetlensError
+from forgetlens.tasks import science_qa
+
+MCQ, FILLING = "mcq-4-choices", "filling"
+
+
+def _read_json_records(path: Path) -> list[tuple[int, dict]]:
+    """(line number, object) pairs from a JSONL file, or from a JSON file holding a list."""
+    if not path.exists():
+        raise ForgetlensError(f"dataset file {path} does not exist")
+    if path.is_dir():
+        raise ForgetlensError(f"dataset path {path} is a directory; expected a .json or .jsonl file")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ForgetlensError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        if not isinstance(data, list):
+            raise ForgetlensError(f"{path}: expected a JSON list of records")
+        return list(enumerate(data, 1))
+    out = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ForgetlensError(f"{path}:{lineno}: malformed JSON line ({exc.msg})") from None
+        if not isinstance(obj, dict):
+            raise ForgetlensError(f"{path}:{lineno}: expected a JSON object")
+        out.append((lineno, obj))
+    return out
+
+
+def _field(obj: dict, name: str, where: str, kind=str):
+    value = obj
+    for part in name.split("."):
+        if not isinstance(value, dict) or part not in value:
+            raise ForgetlensError(f"{where}: missing field '{name}'")
+        value = value[part]
+    if not isinstance(value, kind):
+        raise ForgetlensError(f"{where}: field '{name}' should be {kind.__name__}, got {type(value).__name__}")
+    return value
+
+
+def load_sciknoweval(path: str | Path) -> list[dict]:
+    """Read a SciKnowEval JSONL file as it is; check each record's fields."""
+    path = Path(path)
+    records = []
+    for lineno, obj in _read_json_records(path):
+        where = f"{path}:{lineno}"
+        kind = _field(obj, "type", where)
+        _field(obj, "question", where)
+        if kind == MCQ:
+            texts = _field(obj, "choices.text", where, list)
+            labels = _field(obj, "choices.label", where, list)
+            key = _field(obj, "answerKey", where)
+            if len(texts) != len(labels) or not texts:
+                raise ForgetlensError(f"{where}: 'choices.text' and 'choices.label' must be non-empty and equally long")
+            if key not in labels:
+                raise ForgetlensError(f"{where}: answerKey {key!r} is not among the labels {labels}")
+        elif kind == FILLING:
+            if not _field(obj, "answer", where).strip():
+                raise ForgetlensError(f"{where}: field 'answer' is empty in a filling record")
+        else:
+            raise ForgetlensError(f"{where}: field 'type' is {kind!r}; expected '{MCQ}' or '{FILLING}'")
+        records.append(obj)
+    if not records:
+        raise ForgetlensError(f"{path}: the dataset is empty")
+    return records
+
+
+def load_sciq(path: str | Path, seed: int = 0) -> list[dict]:
+    """Read SciQ-style records (question, correct_answer, distractor1..3, optional support) as 4-choice MCQs.
+
+    Option order is shuffled by ``seed``; a support passage, when present, is prepended to the question.
+    """
+    path = Path(path)
+    rng = random.Random(f"sciq:{seed}")
+    records = []
+    for lineno, obj in _read_json_records(path):
+        where = f"{path}:{lineno}"
+        question = _field(obj, "question", where)
+        correct = _field(obj, "correct_answer", where)
+        options = [correct] + [_field(obj, f"distractor{i}", where) for i in (1, 2, 3)]
+        rng.shuffle(options)
+        support = obj.get("support") or ""
+        records.append({
+            "question": f"{support.strip()}\n{question}".strip() if support else question,
+            "type": MCQ,
+            "choices": {"text": options, "label": list(science_qa.LETTERS)},
+            "answerKey": science_qa.LETTERS[options.index(correct)],
+            "answer": "",
+            "prompt": {"default": science_qa.MCQ_INSTRUCTION},
+            "details": {"source": str(path)},
+        })
+    if not records:
+        raise ForgetlensError(f"{path}: the dataset is empty")
+    return records
+
+
+def load_target_data(path: str | Path, seed: int = 0) -> list[dict]:
+    """SciKnowEval or SciQ records from a file, or every ``*.jsonl`` in a directory; format detected per record."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(path.glob("*.jsonl")) + sorted(path.glob("*.json"))
+        if not files:
+            raise ForgetlensError(f"dataset directory {path} holds no .json or .jsonl files")
+        return [r for f in files for r in load_target_data(f, seed)]
+    first = _read_json_records(path)[:1]
+    if first and "correct_answer" in first[0][1]:
+        return load_sciq(path, seed)
+    return load_sciknoweval(path)
+
+
+def synthetic_science_records(seed: int = 0) -> list[dict]:
+    """One 4-choice question per fact of the built-in table (options drawn by ``seed``)."""
+    rng = random.Random(f"synthetic-science:{seed}")
+    return [science_qa.mcq_record(rel, s, o, rng) for rel, s, o in science_qa.science_facts()]
+
+
+def split_records(records: list[dict], eval_fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
+    """Shuffle by ``seed`` and split into (train, eval); no question text appears in both."""
+    if not 0 < eval_fraction < 1:
+        raise ForgetlensError(f"eval_fraction must be in (0, 1), got {eval_fraction}")
+    questions = sorted({r["question"] for r in records})
+    random.Random(f"split:{seed}").shuffle(questions)
+    n_eval = max(1, round(len(questions) * eval_fraction))
+    eval_questions = set(questions[:n_eval])
+    train = [r for r in records if r["question"] not in eval_questions]
+    evaluation = [r for r in records if r["question"] in eval_questions]
+    if not train:
+        raise ForgetlensError("the dataset is too small to leave any training questions after the evaluation split")
+    return train, evaluation
