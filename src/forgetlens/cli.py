@@ -110,6 +110,49 @@ def pretrain_cmd(out, seed, steps, resume) -> None:
     click.echo(f"wrote {out} in {card['train_seconds']:.0f} s of training")
 
 
+@cli.command("finetune")
+@click.option("--method", required=True, help="sft or rl.")
+@click.option("--model", default="embedded", show_default=True, help="Base model directory, cached HF id, or `embedded`.")
+@click.option("--data", default=None, help="Target-task file/directory (SciKnowEval or SciQ); default: synthetic science QA.")
+@click.option("--steps", type=int, default=None, help="Optimizer steps (same for both methods).")
+@click.option("--lr", type=float, default=None, help="Learning rate for this method.")
+@click.option("--checkpoint-every", type=int, default=None, help="Steps between checkpoints.")
+@click.option("--prompts-per-step", type=int, default=None, help="Training prompts per optimizer step.")
+@click.option("--num-generations", type=int, default=None, help="RL group size.")
+@click.option("--loss-type", default=None, help="RL loss: dr_grpo (default), grpo, dapo, reinforce.")
+@click.option("--beta", type=float, default=None, help="RL KL penalty (default 0).")
+@click.option("--max-records", type=int, default=None, help="Use at most this many records of --data.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--resume", is_flag=True, help="Continue an interrupted run in --out.")
+@click.option("--overwrite", is_flag=True, help="Delete an existing --out and start again.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Run directory.")
+def finetune_cmd(method, model, data, steps, lr, checkpoint_every, prompts_per_step, num_generations, loss_type,
+                 beta, max_records, seed, resume, overwrite, out) -> None:
+    """Fine-tune with SFT or RL, keeping checkpoints, and measure behaviour at each."""
+    from forgetlens.config import FinetuneConfig
+    from forgetlens.training.finetune import finetune
+
+    if method not in ("sft", "rl"):
+        raise ForgetlensError(f"--method must be sft or rl, got {method!r}")
+    cfg = FinetuneConfig(method=method, model=model, data=data, seed=seed, max_records=max_records)
+    for name, value in (("steps", steps), ("checkpoint_every", checkpoint_every),
+                        ("prompts_per_step", prompts_per_step)):
+        if value is not None:
+            setattr(cfg, name, value)
+    if lr is not None:
+        setattr(cfg, "lr_sft" if method == "sft" else "lr_rl", lr)
+    for name, value in (("num_generations", num_generations), ("loss_type", loss_type), ("beta", beta)):
+        if value is not None:
+            setattr(cfg.rl, name, value)
+    rows = finetune(cfg, out, resume=resume, overwrite=overwrite, log=click.echo)
+    tasks = list(rows[0]["prior"])
+    click.echo(f"{'step':>5} {'target acc':>10} {'KL(base||tuned)':>16} " + " ".join(f"{t[:12]:>12}" for t in tasks))
+    for r in rows:
+        click.echo(f"{r['step']:>5} {r['target_accuracy']:>10.3f} {r['kl_forward']:>16.4f} "
+                   + " ".join(f"{r['prior'][t]['retention_accuracy']:>12.3f}" for t in tasks))
+    click.echo(f"(prior columns: accuracy retention vs step 0) -> {out}/behaviour.json")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, one-line errors and exit 2 for problems the user can fix."""
     try:

@@ -23,7 +23,10 @@ def write_model_card(out_dir: Path, card: dict) -> None:
         "",
         f"- training: {cfg['steps']} steps x {cfg['batch_size']} documents, AdamW lr {cfg['lr']}, "
         f"{card['train_seconds']:.0f} s on the build machine, final loss {card['final_loss']}",
-        "- corpus recipe (share of documents): "
+        f"- curriculum: the first {cfg['curriculum_steps']} steps draw from "
+        + ", ".join(f"{k} {v:.2f}" for k, v in cfg["curriculum_recipe"].items())
+        + " (induction heads form far faster on repeated sequences alone)",
+        "- corpus recipe afterwards (share of documents): "
         + ", ".join(f"{k} {v:.2f}" for k, v in cfg["recipe"].items()),
         "",
         "## Held-out accuracy",

@@ -50,25 +50,35 @@ def build_model(cfg: PretrainConfig, vocab_size: int):
     return Qwen2ForCausalLM(config)
 
 
-class PackedStream:
-    """Documents tokenised, joined with EOS and cut into full rows of ``row_len`` tokens (no padding).
+class BucketedStream:
+    """Batches of whole documents, each starting at position 0, grouped by length to limit padding.
 
-    Packing wastes no compute on padding (corpus documents average under 20 tokens); every row
-    starts where the previous one stopped, so the stream is the same whatever the batch size.
+    Documents are drawn ``pool`` batches at a time, sorted by token length and cut into batches, whose
+    order is then shuffled.  Every document starts at position 0, as evaluation prompts do (packing
+    documents after an EOS taught the model to rely on a preceding EOS, which prompts do not have).
     """
 
-    def __init__(self, tokenizer, docs, row_len: int):
-        self.tokenizer, self.docs, self.row_len = tokenizer, docs, row_len
-        self.buffer: list[int] = []
+    def __init__(self, tokenizer, docs, batch_size: int, max_len: int, rng: random.Random, pool: int = 8):
+        self.tokenizer, self.docs, self.batch_size, self.max_len = tokenizer, docs, batch_size, max_len
+        self.rng, self.pool = rng, pool
+        self.pending: list[list[list[int]]] = []
 
-    def rows(self, n: int) -> torch.Tensor:
-        """The next ``n`` rows -> [n, row_len]."""
-        need = n * self.row_len
-        while len(self.buffer) < need:
-            text = next(self.docs) + EOS
-            self.buffer.extend(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-        out, self.buffer = self.buffer[:need], self.buffer[need:]
-        return torch.tensor(out).view(n, self.row_len)
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (input_ids [batch, pos], labels [batch, pos] with -100 on padding)."""
+        if not self.pending:
+            seqs = [self.tokenizer(next(self.docs) + EOS, add_special_tokens=False)["input_ids"][: self.max_len]
+                    for _ in range(self.batch_size * self.pool)]
+            seqs.sort(key=len)
+            self.pending = [seqs[i:i + self.batch_size] for i in range(0, len(seqs), self.batch_size)]
+            self.rng.shuffle(self.pending)
+        batch = self.pending.pop()
+        width = max(len(s) for s in batch)
+        ids = torch.zeros(len(batch), width, dtype=torch.long)
+        labels = torch.full((len(batch), width), -100, dtype=torch.long)
+        for i, s in enumerate(batch):
+            ids[i, : len(s)] = torch.tensor(s)
+            labels[i, : len(s)] = torch.tensor(s)
+        return ids, labels
 
 
 def _lr(cfg: PretrainConfig, step: int) -> float:
@@ -111,6 +121,7 @@ def pretrain_base(cfg: PretrainConfig, out_dir: Path, resume: bool = False, log=
     torch.set_num_threads(cfg.threads)
     out_dir.mkdir(parents=True, exist_ok=True)
     corpus.validate_recipe(cfg.recipe)
+    corpus.validate_recipe(cfg.curriculum_recipe)
     tok_rng = random.Random(f"tokenizer:{cfg.seed}")
     stream = corpus.documents(cfg.recipe, tok_rng)
     tok = train_tokenizer((next(stream) for _ in range(cfg.tokenizer_docs)), cfg.vocab_size)
@@ -131,17 +142,19 @@ def pretrain_base(cfg: PretrainConfig, out_dir: Path, resume: bool = False, log=
         torch.set_rng_state(state["torch_rng"])
         start, elapsed_before = state["step"], state["elapsed"]
         log(f"resuming pretraining at step {start}")
-    packed = PackedStream(tokenizer, corpus.documents(cfg.recipe, data_rng), cfg.max_len)
+    opening = BucketedStream(tokenizer, corpus.documents(cfg.curriculum_recipe, data_rng), cfg.batch_size,
+                             cfg.max_len, data_rng)
+    main = BucketedStream(tokenizer, corpus.documents(cfg.recipe, data_rng), cfg.batch_size, cfg.max_len, data_rng)
     if resume and state_path.exists():
-        packed.buffer = state["buffer"]
+        opening.pending, main.pending = state["pending"]
     model.train()
     t0 = time.perf_counter()
     bar = progress(range(start, cfg.steps), desc="pretrain", initial=start, total=cfg.steps)
     for step in bar:
-        ids = packed.rows(cfg.batch_size)  # [batch, max_len]
+        ids, labels = (opening if step < cfg.curriculum_steps else main).next_batch()  # [batch, pos]
         for group in opt.param_groups:
             group["lr"] = _lr(cfg, step)
-        loss = model(input_ids=ids, labels=ids).loss
+        loss = model(input_ids=ids, attention_mask=(labels != -100).long(), labels=labels).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -150,7 +163,7 @@ def pretrain_base(cfg: PretrainConfig, out_dir: Path, resume: bool = False, log=
         if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
             tmp = state_path.with_suffix(".tmp")
             torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "data_rng": data_rng.getstate(),
-                        "torch_rng": torch.get_rng_state(), "step": step + 1, "buffer": packed.buffer,
+                        "torch_rng": torch.get_rng_state(), "step": step + 1, "pending": (opening.pending, main.pending),
                         "elapsed": elapsed_before + time.perf_counter() - t0}, tmp)
             tmp.replace(state_path)
     train_seconds = elapsed_before + time.perf_counter() - t0

@@ -1,0 +1,109 @@
+"""Behaviour at a checkpoint: target accuracy, prior-task retention, forward KL to the base model.
+
+Forward KL, RL's Razor's forgetting predictor, is E_{x ~ target}[KL(pi_0(.|x) || pi(.|x))] over whole
+completions.  forgetlens estimates it on the evaluation prompts by sampling completions y ~ pi_0
+(``kl_samples`` per prompt, drawn once per run so every checkpoint is scored on the same samples) and
+summing, along each sampled completion, the exact next-token KL
+
+    KL_seq(x) ~= mean_y sum_t KL(pi_0(.|x, y_<t) || pi(.|x, y_<t)),
+
+which is unbiased for the sequence-level KL (chain rule) and has lower variance than the plain
+log-ratio estimator log pi_0(y|x) - log pi(y|x).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from forgetlens.models.forward import task_accuracy
+from forgetlens.tasks.base import PriorTask, encode_examples
+from forgetlens.tasks.rewards import score_reply
+from forgetlens.training.data import user_text
+
+
+def chat_prompts(tokenizer, records: list[dict]) -> list[str]:
+    """Each record's prompt rendered with the tokenizer's chat template, ready for the assistant turn."""
+    return [tokenizer.apply_chat_template([{"role": "user", "content": user_text(r)}], tokenize=False,
+                                          add_generation_prompt=True) for r in records]
+
+
+def _left_padded(tokenizer, texts: list[str], device) -> dict:
+    side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    try:
+        enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    finally:
+        tokenizer.padding_side = side
+    return {k: v.to(device) for k, v in enc.items()}
+
+
+def _stop_ids(tokenizer) -> list[int]:
+    ids = {tokenizer.eos_token_id}
+    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    if isinstance(im_end, int) and im_end != tokenizer.unk_token_id:
+        ids.add(im_end)
+    return [i for i in ids if i is not None]
+
+
+@torch.no_grad()
+def generate(model, tokenizer, prompts: list[str], max_new_tokens: int, sample: bool = False,
+             batch_size: int = 64, seed: int = 0) -> list[list[int]]:
+    """Completion token ids for each prompt (greedy, or sampled at temperature 1 with ``seed``)."""
+    device = next(model.parameters()).device
+    stop = _stop_ids(tokenizer)
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    out = []
+    try:
+        for start in range(0, len(prompts), batch_size):
+            enc = _left_padded(tokenizer, prompts[start:start + batch_size], device)
+            ids = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=sample, temperature=1.0 if sample else None,
+                                 top_p=1.0 if sample else None, top_k=0 if sample else None,
+                                 eos_token_id=stop, pad_token_id=tokenizer.pad_token_id)
+            for row in ids[:, enc["input_ids"].shape[1]:].tolist():
+                cut = next((i + 1 for i, t in enumerate(row) if t in stop), len(row))
+                out.append(row[:cut])
+    finally:
+        torch.random.set_rng_state(generator_state)
+    return out
+
+
+def target_accuracy(model, tokenizer, records: list[dict], max_new_tokens: int) -> tuple[float, list[float]]:
+    """Greedy accuracy on target records -> (mean, per-record scores)."""
+    completions = generate(model, tokenizer, chat_prompts(tokenizer, records), max_new_tokens)
+    scores = [score_reply(tokenizer.decode(c, skip_special_tokens=False), r) for c, r in zip(completions, records)]
+    return sum(scores) / len(scores), scores
+
+
+def prior_behaviour(model, tokenizer, tasks: list[PriorTask], n: int, seed: int) -> dict[str, dict[str, float]]:
+    """Top-1 accuracy and mean logit difference per prior task on held-out prompts."""
+    return {t.name: task_accuracy(model, encode_examples(tokenizer, t.examples(n, seed), t.name)) for t in tasks}
+
+
+@torch.no_grad()
+def forward_kl(base, tuned, tokenizer, prompts: list[str], completions: list[list[int]],
+               batch_size: int = 32) -> list[float]:
+    """Per-(prompt, completion) sum over completion tokens of KL(base || tuned) of the next-token distributions.
+
+    ``completions`` were sampled from ``base``; prompts and completions are paired by index.
+    """
+    device = next(tuned.parameters()).device
+    out = []
+    for start in range(0, len(prompts), batch_size):
+        texts_ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts[start:start + batch_size]]
+        comps = completions[start:start + batch_size]
+        rows = [p + c for p, c in zip(texts_ids, comps)]
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for i, r in enumerate(rows):
+            ids[i, : len(r)] = torch.tensor(r)
+            mask[i, : len(r)] = 1
+        ids, mask = ids.to(device), mask.to(device)
+        logp0 = base(input_ids=ids, attention_mask=mask).logits.float().log_softmax(-1)  # [batch, pos, vocab]
+        logp = tuned(input_ids=ids, attention_mask=mask).logits.float().log_softmax(-1)
+        kl_tok = (logp0.exp() * (logp0 - logp)).sum(-1)  # [batch, pos]
+        for i, (p, c) in enumerate(zip(texts_ids, comps)):
+            # distributions that predicted completion tokens: positions len(p)-1 ... len(p)+len(c)-2
+            out.append(float(kl_tok[i, len(p) - 1: len(p) + len(c) - 1].sum()))
+    return out

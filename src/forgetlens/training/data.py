@@ -1,0 +1,63 @@
+"""Target-task records -> the training and evaluation sets both methods share.
+
+Both methods see the same prompts in the same order: :func:`training_schedule`
+draws ``steps * prompts_per_step`` training records once, from the seed, and
+the trainers read them sequentially (no trainer-side shuffling).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+
+from forgetlens.config import FinetuneConfig
+from forgetlens.tasks import science_qa
+from forgetlens.tasks.science_data import load_target_data, split_records
+
+
+def target_splits(cfg: FinetuneConfig) -> tuple[list[dict], list[dict]]:
+    """(train, eval) records; eval questions never appear in train."""
+    if cfg.data is None:
+        rng = random.Random(f"synthetic-science:{cfg.seed}")
+        records = [science_qa.mcq_record(rel, s, o, rng) for rel, s, o in science_qa.science_facts()
+                   for _ in range(cfg.variants_per_question)]
+    else:
+        records = load_target_data(cfg.data, cfg.seed)
+        if cfg.max_records:
+            records = random.Random(f"cap:{cfg.seed}").sample(records, min(cfg.max_records, len(records)))
+    return split_records(records, cfg.eval_fraction, cfg.seed)
+
+
+def user_text(record: dict) -> str:
+    """The user turn for any target record (multiple choice or filling)."""
+    if record.get("type") == "filling":
+        instruction = (record.get("prompt") or {}).get("default", "")
+        return f"{instruction}\n{record['question']}".strip()
+    return science_qa.mcq_user_text(record)
+
+
+def gold_completion(record: dict) -> str:
+    """What SFT trains on: the answer letter, or the reference answer for filling records."""
+    return record["answer"] if record.get("type") == "filling" else record["answerKey"]
+
+
+def training_schedule(train: list[dict], cfg: FinetuneConfig) -> list[dict]:
+    """The exact sequence of training records, ``steps * prompts_per_step`` long, shuffled epoch by epoch."""
+    rng = random.Random(f"schedule:{cfg.seed}")
+    need, out = cfg.steps * cfg.prompts_per_step, []
+    while len(out) < need:
+        epoch = list(train)
+        rng.shuffle(epoch)
+        out.extend(epoch)
+    return out[:need]
+
+
+def conversational_rows(records: list[dict], with_completion: bool) -> list[dict]:
+    """TRL conversational rows: ``prompt`` (and ``completion``), plus the record as JSON for the reward."""
+    rows = []
+    for r in records:
+        row = {"prompt": [{"role": "user", "content": user_text(r)}], "record": json.dumps(r)}
+        if with_completion:
+            row["completion"] = [{"role": "assistant", "content": gold_completion(r)}]
+        rows.append(row)
+    return rows

@@ -1,0 +1,134 @@
+"""Thin wrappers that build TRL trainers with the study's settings, spelled out.
+
+TRL's defaults are tuned for GPUs and large models (``bf16=True``,
+``gradient_checkpointing=True``, ``learning_rate=1e-6``,
+``max_completion_length=512``, ``loss_type="dapo"``); every one of them is set
+here from :class:`FinetuneConfig`, so a run records what it actually did.
+Both trainers read the training schedule sequentially, so SFT and RL see the
+same prompts in the same order.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from forgetlens.config import FinetuneConfig
+from forgetlens.errors import ForgetlensError
+from forgetlens.tasks.rewards import format_reward, score_reply
+
+LOSS_TYPES = ("dr_grpo", "grpo", "dapo", "reinforce")
+
+
+def _common_args(cfg: FinetuneConfig, out_dir: Path, lr: float) -> dict:
+    return dict(
+        output_dir=str(out_dir),
+        max_steps=cfg.steps,
+        learning_rate=lr,
+        lr_scheduler_type="constant",
+        warmup_steps=0,
+        weight_decay=0.0,
+        max_grad_norm=1.0,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        bf16=cfg.bf16,
+        fp16=False,
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        gradient_accumulation_steps=1,
+        save_strategy="steps",
+        save_steps=cfg.checkpoint_every,
+        save_total_limit=None,
+        save_only_model=False,
+        logging_steps=1,
+        report_to="none",
+        disable_tqdm=True,
+        use_cpu=not _cuda(),
+        dataloader_num_workers=0,
+        train_sampling_strategy="sequential",
+    )
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _lora(cfg: FinetuneConfig):
+    if cfg.lora_rank <= 0:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(r=cfg.lora_rank, lora_alpha=2 * cfg.lora_rank, lora_dropout=0.0, target_modules="all-linear",
+                      task_type="CAUSAL_LM")
+
+
+def build_sft_trainer(model, tokenizer, dataset, cfg: FinetuneConfig, out_dir: Path, callbacks=()):
+    """TRL SFTTrainer on prompt/completion rows; loss on the completion tokens only."""
+    from trl import SFTConfig, SFTTrainer
+
+    args = SFTConfig(
+        **_common_args(cfg, out_dir, cfg.lr_sft),
+        per_device_train_batch_size=cfg.prompts_per_step,
+        completion_only_loss=True,
+        packing=False,
+        max_length=None,
+        dataset_num_proc=None,
+    )
+    return SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                      peft_config=_lora(cfg), callbacks=list(callbacks))
+
+
+def make_reward_function(strict: bool = False):
+    """Correctness reward for TRL: 1 when the completion answers its record correctly, else 0."""
+    def correctness(completions, record, **kwargs) -> list[float]:
+        return [score_reply(_text(c), json.loads(r), strict) for c, r in zip(completions, record)]
+
+    correctness.__name__ = "correctness"
+    return correctness
+
+
+def _format(completions, **kwargs) -> list[float]:
+    return [format_reward(_text(c)) for c in completions]
+
+
+def _text(completion) -> str:
+    if isinstance(completion, list):  # conversational: [{"role": "assistant", "content": ...}]
+        return completion[0]["content"] if completion else ""
+    return completion
+
+
+def build_rl_trainer(model, tokenizer, dataset, cfg: FinetuneConfig, out_dir: Path, callbacks=()):
+    """TRL GRPOTrainer with the verifiable reward; Dr.GRPO and beta = 0 by default."""
+    from trl import GRPOConfig, GRPOTrainer
+
+    rl = cfg.rl
+    if rl.loss_type not in LOSS_TYPES:
+        raise ForgetlensError(f"rl.loss_type must be one of {', '.join(LOSS_TYPES)}, got {rl.loss_type!r}")
+    loss_type, scale = rl.loss_type, rl.scale_rewards
+    if loss_type == "reinforce":  # on-policy, one update per batch, group-mean baseline, no std scaling
+        loss_type, scale = "dr_grpo", "none"
+    reward_funcs, weights = [make_reward_function()], [1.0]
+    if rl.format_reward > 0:
+        reward_funcs.append(_format)
+        weights.append(rl.format_reward)
+    args = GRPOConfig(
+        **_common_args(cfg, out_dir, cfg.lr_rl),
+        per_device_train_batch_size=cfg.prompts_per_step * rl.num_generations,
+        steps_per_generation=1,
+        num_iterations=1,
+        num_generations=rl.num_generations,
+        loss_type=loss_type,
+        scale_rewards=scale,
+        beta=rl.beta,
+        temperature=rl.temperature,
+        top_p=1.0,
+        top_k=0,
+        max_completion_length=rl.max_completion_length,
+        reward_weights=weights,
+        shuffle_dataset=False,
+        use_vllm=rl.use_vllm,
+        log_completions=False,
+    )
+    return GRPOTrainer(model=model, reward_funcs=reward_funcs, args=args, train_dataset=dataset,
+                       processing_class=tokenizer, peft_config=_lora(cfg), callbacks=list(callbacks))

@@ -1,0 +1,102 @@
+"""Fine-tuning runs end to end on the embedded model: checkpoints, behaviour table, resume, bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from forgetlens.config import FinetuneConfig
+from forgetlens.errors import ForgetlensError
+from forgetlens.training.finetune import finetune
+from forgetlens.training.data import target_splits, training_schedule
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sciknoweval-chemistry-L3"
+
+
+def tiny(method, **kw):
+    cfg = FinetuneConfig(method=method, steps=4, checkpoint_every=2, prompts_per_step=4, prior_eval_examples=16,
+                         kl_samples=1, **kw)
+    cfg.rl.num_generations = 4
+    return cfg
+
+
+@pytest.mark.parametrize("method", ["sft", "rl"])
+def test_run_writes_checkpoints_and_behaviour(tmp_path, method):
+    rows = finetune(tiny(method), tmp_path / method)
+    assert [r["step"] for r in rows] == [0, 2, 4]
+    assert rows[0]["kl_forward"] == pytest.approx(0.0, abs=1e-6)
+    assert all(r["prior"]["ioi"]["retention_accuracy"] == pytest.approx(1.0) for r in rows[:1])
+    table = json.loads((tmp_path / method / "behaviour.json").read_text())
+    assert table["method"] == method and len(table["checkpoints"]) == 3
+    csv_lines = (tmp_path / method / "behaviour.csv").read_text().splitlines()
+    assert len(csv_lines) == 4 and csv_lines[0].startswith("step,target_accuracy,kl_forward")
+    budget = json.loads((tmp_path / method / "budget.json").read_text())
+    assert budget["optimizer_steps"] == 4 and budget["training_prompts"] == 16
+    config = json.loads((tmp_path / method / "config.json").read_text())
+    assert config["seed"] == 0 and "torch" in config["versions"]
+    assert rows[-1]["kl_forward"] > 0  # the weights moved
+
+
+def test_both_methods_get_the_same_prompts():
+    sft, rl = tiny("sft"), tiny("rl")
+    assert training_schedule(target_splits(sft)[0], sft) == training_schedule(target_splits(rl)[0], rl)
+    train, evaluation = target_splits(sft)
+    assert not {r["question"] for r in train} & {r["question"] for r in evaluation}
+
+
+@pytest.mark.skipif(not SHARED.exists(), reason="../shared/data is not beside the checkout")
+def test_tiny_sciknoweval_run(tmp_path):
+    cfg = tiny("sft", data=str(SHARED / "molecule_structure_prediction.jsonl"), max_records=40)
+    cfg.steps, cfg.max_new_tokens = 2, 4
+    rows = finetune(cfg, tmp_path / "ske")
+    assert [r["step"] for r in rows] == [0, 2]
+    assert len(rows[0]["target_correct"]) == 12
+
+
+def test_existing_run_dir_is_not_overwritten(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "keep.txt").write_text("x")
+    with pytest.raises(ForgetlensError, match="already exists; pass --resume"):
+        finetune(tiny("sft"), tmp_path / "run")
+    assert (tmp_path / "run" / "keep.txt").read_text() == "x"
+
+
+def test_bad_method_is_one_line(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "forgetlens", "finetune", "--method", "ppo", "--out",
+                             str(tmp_path / "r")], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: --method must be sft or rl, got 'ppo'"
+    assert not (tmp_path / "r").exists()
+
+
+def _cli(out, *extra):
+    return [sys.executable, "-m", "forgetlens", "finetune", "--method", "sft", "--steps", "6", "--checkpoint-every", "2",
+            "--prompts-per-step", "4", "--out", str(out), *extra]
+
+
+def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
+    env = {**os.environ, "FORGETLENS_QUIET": "1"}
+    straight = subprocess.run(_cli(tmp_path / "a"), capture_output=True, text=True, env=env)
+    assert straight.returncode == 0, straight.stderr
+    proc = subprocess.Popen(_cli(tmp_path / "b"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (tmp_path / "b" / "checkpoints" / "checkpoint-2" / "trainer_state.json").exists():
+        assert time.time() < deadline and proc.poll() is None
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "b" / "behaviour.json").exists()
+    resumed = subprocess.run(_cli(tmp_path / "b", "--resume"), capture_output=True, text=True, env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    a = json.loads((tmp_path / "a" / "behaviour.json").read_text())["checkpoints"][-1]
+    b = json.loads((tmp_path / "b" / "behaviour.json").read_text())["checkpoints"][-1]
+    assert a["step"] == b["step"] == 6
+    assert a["target_accuracy"] == b["target_accuracy"]
+    assert a["kl_forward"] == pytest.approx(b["kl_forward"], rel=1e-5, abs=1e-7)
+    for task in a["prior"]:
+        assert a["prior"][task]["logit_diff"] == pytest.approx(b["prior"][task]["logit_diff"], rel=1e-5)
