@@ -100,3 +100,22 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
     assert a["kl_forward"] == pytest.approx(b["kl_forward"], rel=1e-5, abs=1e-7)
     for task in a["prior"]:
         assert a["prior"][task]["logit_diff"] == pytest.approx(b["prior"][task]["logit_diff"], rel=1e-5)
+
+
+@pytest.mark.parametrize("content,needle", [
+    (None, "does not exist"),
+    ('{"type": "mcq-4-choices"\n', "data.jsonl:1: malformed JSON line"),
+    ('{"type": "mcq-4-choices", "question": "q", "choices": {"text": ["a", "b"], "label": ["A", "B"]}, "answerKey": "C"}\n',
+     "data.jsonl:1: answerKey 'C' is not among the labels"),
+    ("\n", "data.jsonl: the dataset is empty"),
+])
+def test_bad_data_is_one_line_and_writes_nothing(tmp_path, content, needle):
+    data = tmp_path / "data.jsonl"
+    if content is not None:
+        data.write_text(content)
+    result = subprocess.run([sys.executable, "-m", "forgetlens", "finetune", "--method", "sft", "--data", str(data),
+                             "--out", str(tmp_path / "run")], capture_output=True, text=True)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], result.stderr
+    assert not (tmp_path / "run").exists()

@@ -153,6 +153,40 @@ def finetune_cmd(method, model, data, steps, lr, checkpoint_every, prompts_per_s
     click.echo(f"(prior columns: accuracy retention vs step 0) -> {out}/behaviour.json")
 
 
+@cli.command("audit")
+@click.option("--base", "base_spec", required=True, help="Base model directory, cached HF id, or `embedded`.")
+@click.option("--tuned", "tuned_specs", multiple=True, required=True,
+              help="NAME=PATH of a tuned model, PEFT adapter or finetune run directory (repeatable).")
+@click.option("--tasks", default=None, help="Comma-separated prior tasks (default: all).")
+@click.option("--k", type=int, default=None, help="Circuit size (default: smallest k with faithfulness >= 0.8).")
+@click.option("--n-boot", type=int, default=1000, show_default=True, help="Bootstrap resamples.")
+@click.option("--n-examples", type=int, default=128, show_default=True, help="Prompts per split.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="JSON file to write.")
+def audit_cmd(base_spec, tuned_specs, tasks, k, n_boot, n_examples, seed, out) -> None:
+    """Measure how tuned models degrade the base model's circuits (per head and per circuit, with CIs)."""
+    from forgetlens.audit import audit, parse_tuned, per_head_csv
+    from forgetlens.tasks.registry import parse_task_list
+    from forgetlens.utils import atomic_write_text
+
+    tuned = parse_tuned(list(tuned_specs))
+    task_list = parse_task_list(tasks)
+    if n_boot < 1:
+        raise ForgetlensError(f"--n-boot must be positive, got {n_boot}")
+    result = audit(base_spec, tuned, task_list, k=k, n_boot=n_boot, seed=seed, n_examples=n_examples)
+    atomic_write_text(out, json.dumps(result, indent=1))
+    atomic_write_text(out.with_suffix(".per_head.csv"), per_head_csv(result))
+    click.echo(f"{'task':<14}{'k':>3}  {'model':<14}{'retention':>22}{'V(C0)':>24}")
+    for task, r in result["tasks"].items():
+        rows = list(r["models"].items()) + ([("DCV sft-rl", r["dcv"])] if "dcv" in r else [])
+        for name, s in rows:
+            ret, v = s["retention"], s["v_circuit"]
+            click.echo(f"{task:<14}{r['circuit']['k']:>3}  {name:<14}"
+                       f"{ret['value']:>8.3f} [{ret['ci_low']:.3f}, {ret['ci_high']:.3f}]"
+                       f"{v['value']:>9.3f} [{v['ci_low']:.3f}, {v['ci_high']:.3f}]")
+    click.echo(f"-> {out} and {out.with_suffix('.per_head.csv')}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, one-line errors and exit 2 for problems the user can fix."""
     try:

@@ -187,6 +187,7 @@ def finetune(cfg: FinetuneConfig, run_dir: Path, resume: bool = False, overwrite
              log=print) -> list[dict]:
     """Validate, train (or resume), checkpoint and measure behaviour; returns the behaviour rows."""
     validate(cfg)
+    target_splits(cfg)  # fail on bad data before anything is written
     run_dir = Path(run_dir)
     record_path = run_dir / "config.json"
     if resume and record_path.exists():

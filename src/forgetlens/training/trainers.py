@@ -11,6 +11,7 @@ same prompts in the same order.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from forgetlens.config import FinetuneConfig
@@ -41,7 +42,7 @@ def _common_args(cfg: FinetuneConfig, out_dir: Path, lr: float) -> dict:
         save_only_model=False,
         logging_steps=1,
         report_to="none",
-        disable_tqdm=True,
+        disable_tqdm=bool(os.environ.get("FORGETLENS_QUIET")),
         use_cpu=not _cuda(),
         dataloader_num_workers=0,
         train_sampling_strategy="sequential",

@@ -1,0 +1,1 @@
+"""Behaviour and circuit metrics, and their statistics."""

@@ -1,0 +1,76 @@
+"""Base vs tuned models on one task's base circuit, with paired bootstrap CIs and DCV.
+
+``compare_models`` takes per-prompt measurements (``vulnerability.measure``) of the base model and of
+each tuned model on the same evaluation prompts, resamples prompts once for all of them, and returns
+every statistic of ``vulnerability.circuit_statistics`` as ``{value, ci_low, ci_high}`` (arrays as
+nested lists [layer][head]).  When models named ``sft`` and ``rl`` are both present it adds
+differential circuit vulnerability DCV = V_SFT - V_RL per head and for the circuit, each with a CI,
+and a paired sign-flip permutation test per head with Benjamini-Hochberg correction.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from forgetlens.metrics.stats import (benjamini_hochberg, bootstrap_indices, paired_bootstrap,
+                                      paired_permutation_pvalues)
+from forgetlens.metrics.vulnerability import PromptMeasurements, circuit_statistics
+
+DCV_KEYS = ("v_cmap", "v_imp", "drift", "v_circuit", "v_imp_circuit", "drift_circuit", "retention",
+            "vulnerable_fraction", "preserved_fraction")
+
+
+def _flatten(stats: dict[str, np.ndarray]) -> tuple[np.ndarray, list[tuple[str, tuple]]]:
+    layout = [(k, np.shape(v)) for k, v in stats.items()]
+    return np.concatenate([np.ravel(v) for v in stats.values()]), layout
+
+
+def _unflatten(flat: np.ndarray, layout: list[tuple[str, tuple]]) -> dict[str, np.ndarray]:
+    out, pos = {}, 0
+    for key, shape in layout:
+        size = int(np.prod(shape)) if shape else 1
+        out[key] = flat[pos:pos + size].reshape(shape)
+        pos += size
+    return out
+
+
+def _as_json(value: np.ndarray, low: np.ndarray, high: np.ndarray) -> dict:
+    return {"value": np.asarray(value).tolist(), "ci_low": np.asarray(low).tolist(),
+            "ci_high": np.asarray(high).tolist()}
+
+
+def _bootstrap_dict(stat, idx) -> dict[str, dict]:
+    _, layout = _flatten(stat(slice(None)))
+    value, low, high = paired_bootstrap(lambda i: _flatten(stat(i))[0], idx)
+    v, lo, hi = (_unflatten(a, layout) for a in (value, low, high))
+    return {k: _as_json(v[k], lo[k], hi[k]) for k in v}
+
+
+def compare_models(base: PromptMeasurements, tuned: dict[str, PromptMeasurements], circuit_mask: np.ndarray,
+                   weights: np.ndarray, n_boot: int = 1000, seed: int = 0, n_perm: int = 2000) -> dict:
+    """Statistics with CIs per tuned model, plus DCV when ``sft`` and ``rl`` are both given."""
+    n = base.te.shape[0]
+    idx = bootstrap_indices(n, n_boot, seed)
+    k_grid = list(range(1, max(2, 2 * int(circuit_mask.sum())) + 1))
+    k_grid = [k for k in k_grid if k <= circuit_mask.size]
+
+    def stats_for(m):
+        return lambda i: circuit_statistics(base, m, circuit_mask, weights, i, k_grid)
+
+    out = {"n_prompts": n, "n_boot": n_boot, "models": {name: _bootstrap_dict(stats_for(m), idx)
+                                                         for name, m in tuned.items()}}
+    if "sft" in tuned and "rl" in tuned:
+        sft, rl = stats_for(tuned["sft"]), stats_for(tuned["rl"])
+
+        def dcv(i):
+            a, b = sft(i), rl(i)
+            return {k: a[k] - b[k] for k in DCV_KEYS}
+
+        out["dcv"] = _bootstrap_dict(dcv, idx)
+        diffs = -(tuned["sft"].cmap - tuned["rl"].cmap).reshape(n, -1) / base.te.mean()
+        p = paired_permutation_pvalues(diffs, n_perm, seed)
+        shape = base.ie.shape[1:]
+        out["dcv_test"] = {"p_value": p.reshape(shape).tolist(),
+                           "q_value_bh": benjamini_hochberg(p).reshape(shape).tolist(),
+                           "n_permutations": n_perm}
+    return out

@@ -1,0 +1,76 @@
+"""Paired bootstrap confidence intervals, paired permutation tests and Benjamini-Hochberg.
+
+Every model is evaluated on the same prompts, so resampling is paired: one set of resampled prompt
+indices is drawn per bootstrap replicate and applied to every model's per-prompt values.  Ratios are
+ratios of resampled means (never means of per-prompt ratios, which explode when a prompt's
+denominator is near zero).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A point estimate with a percentile bootstrap interval."""
+
+    value: float
+    low: float
+    high: float
+
+    def as_dict(self) -> dict[str, float]:
+        return {"value": self.value, "ci_low": self.low, "ci_high": self.high}
+
+    def covers(self, x: float) -> bool:
+        return self.low <= x <= self.high
+
+
+def bootstrap_indices(n: int, n_boot: int, seed: int) -> np.ndarray:
+    """[n_boot, n] prompt indices drawn with replacement, reproducible from ``seed``."""
+    return np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+
+
+def paired_bootstrap(statistic: Callable[[np.ndarray | slice], np.ndarray], indices: np.ndarray,
+                     alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Point value and (1 - alpha) percentile interval of ``statistic(index)`` -> (value, low, high).
+
+    ``statistic`` maps an index array over prompts (or ``slice(None)`` for all prompts) to an array of
+    any shape; it must apply the same index to every model's per-prompt data.
+    """
+    value = np.asarray(statistic(slice(None)), dtype=float)
+    reps = np.stack([np.asarray(statistic(idx), dtype=float) for idx in indices])
+    low, high = np.nanpercentile(reps, [100 * alpha / 2, 100 * (1 - alpha / 2)], axis=0)
+    return value, low, high
+
+
+def paired_permutation_pvalues(diffs: np.ndarray, n_perm: int, seed: int) -> np.ndarray:
+    """Two-sided sign-flip permutation p-values for mean(diffs) = 0, per column.
+
+    diffs: [n_prompts, n_tests] paired differences (e.g. per-prompt V_SFT(h) - V_RL(h)).
+    The +1 in numerator and denominator keeps p > 0 (Phipson & Smyth 2010).
+    """
+    diffs = np.asarray(diffs, dtype=float)
+    observed = np.abs(diffs.mean(0))
+    rng = np.random.default_rng(seed)
+    signs = rng.choice([-1.0, 1.0], size=(n_perm, diffs.shape[0]))
+    null = np.abs(signs @ diffs / diffs.shape[0])  # [n_perm, n_tests]
+    exceed = (null >= observed - 1e-12).sum(0)
+    pvalues = (exceed + 1) / (n_perm + 1)
+    pvalues[np.all(diffs == 0, axis=0)] = 1.0
+    return pvalues
+
+
+def benjamini_hochberg(pvalues: np.ndarray) -> np.ndarray:
+    """BH-adjusted p-values (q-values), same shape as ``pvalues``."""
+    p = np.asarray(pvalues, dtype=float).ravel()
+    n = p.size
+    order = np.argsort(p)
+    ranked = p[order] * n / np.arange(1, n + 1)
+    adjusted = np.minimum.accumulate(ranked[::-1])[::-1].clip(max=1.0)
+    out = np.empty(n)
+    out[order] = adjusted
+    return out.reshape(np.shape(pvalues))

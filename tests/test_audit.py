@@ -1,0 +1,158 @@
+"""Vulnerability metrics against ground truth: identical models, controlled damage, CI width."""
+
+import copy
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from forgetlens.circuits.circuit import head_mask
+from forgetlens.circuits.discover import discover_circuit, task_splits
+from forgetlens.config import DiscoveryConfig
+from forgetlens.metrics.compare import compare_models
+from forgetlens.metrics.vulnerability import circuit_weights, measure
+from forgetlens.models.heads import HeadLayout
+from forgetlens.tasks import get_task
+
+TASK = "ioi"
+
+
+@pytest.fixture(scope="module")
+def setup(embedded):
+    model, tok = embedded.model, embedded.tokenizer
+    layout = HeadLayout.of(model)
+    circuit = discover_circuit(model, tok, get_task(TASK), DiscoveryConfig(n_examples=64, seed=1))
+    _, evaluation = task_splits(tok, get_task(TASK), 64, seed=1)
+    mask = head_mask(circuit.heads, layout)
+    weights = circuit_weights(circuit.scores.double().numpy(), mask.numpy())
+    base_m = measure(model, layout, evaluation, mask)
+    return model, layout, circuit, evaluation, mask, weights, base_m
+
+
+def damaged(model, layout, heads, scale, seed=0):
+    """A copy whose ``heads`` get ``scale`` x (a fixed random direction) x weight std added to their slices of
+    o_proj (columns) and v_proj (rows of the key/value group they read; shared with the group's other query head)."""
+    out = copy.deepcopy(model)
+    g = torch.Generator().manual_seed(seed)
+    group = layout.n_heads // out.config.num_key_value_heads
+    with torch.no_grad():
+        for layer, block in enumerate(out.model.layers):
+            o, v = block.self_attn.o_proj.weight, block.self_attn.v_proj.weight
+            o_noise, v_noise = torch.randn(o.shape, generator=g), torch.randn(v.shape, generator=g)
+            o_std, v_std = o.std(), v.std()
+            for l, h in heads:
+                if l == layer:
+                    cols = slice(h * layout.d_head, (h + 1) * layout.d_head)
+                    rows = slice((h // group) * layout.d_head, (h // group + 1) * layout.d_head)
+                    o[:, cols] += scale * o_std * o_noise[:, cols]
+                    v[rows] += scale * v_std * v_noise[rows] / group
+    return out
+
+
+def compare(setup, tuned_models, n_boot=300):
+    model, layout, circuit, evaluation, mask, weights, base_m = setup
+    tuned = {name: measure(m, layout, evaluation, mask, base=model) for name, m in tuned_models.items()}
+    return compare_models(base_m, tuned, mask.numpy(), weights, n_boot=n_boot, seed=0, n_perm=500)
+
+
+def test_identical_models_give_exactly_zero(setup):
+    model = setup[0]
+    result = compare(setup, {"sft": copy.deepcopy(model), "rl": copy.deepcopy(model)}, n_boot=100)
+    for name in ("sft", "rl"):
+        s = result["models"][name]
+        assert np.all(np.array(s["v_cmap"]["value"]) == 0)
+        assert np.all(np.array(s["v_imp"]["value"]) == 0)
+        assert np.all(np.array(s["drift"]["value"]) == 0)
+        assert s["retention"]["value"] == 1.0
+        assert s["v_circuit"]["value"] == 0.0 and s["preserved_fraction"]["value"] == 1.0
+    for key, stat in result["dcv"].items():
+        assert np.all(np.array(stat["value"]) == 0), key
+    assert np.all(np.array(result["dcv_test"]["p_value"]) == 1.0)
+
+
+def test_damage_to_circuit_heads_is_monotone(setup):
+    model, layout, circuit = setup[0], setup[1], setup[2]
+    scales = [0.5, 1.0, 2.0]
+    result = compare(setup, {f"s{s}": damaged(model, layout, circuit.heads, s) for s in scales})
+    v = [result["models"][f"s{s}"]["v_circuit"]["value"] for s in scales]
+    r = [result["models"][f"s{s}"]["retention"]["value"] for s in scales]
+    assert v[0] < v[1] < v[2] and v[0] > 0
+    assert r[0] > r[1] > r[2]
+
+
+@pytest.mark.xfail(strict=True, reason="CMAP takes the tuned head's output in the tuned model's own forward pass, "
+                   "so noise on upstream non-circuit heads reaches circuit heads' outputs. Measured (IOI, scale 1): "
+                   "V(C0) = 0.011 [0.008, 0.013] for the control vs 0.007 for the same noise on the circuit heads; "
+                   "a head-local CMAP (patching each head's residual write) is the planned fix")
+def test_damage_elsewhere_leaves_v_circuit_ci_covering_zero(setup):
+    model, layout, circuit = setup[0], setup[1], setup[2]
+    members = set(circuit.heads)
+    others = [(l, h) for l in range(layout.n_layers) for h in range(layout.n_heads) if (l, h) not in members]
+    chosen = [others[i] for i in np.random.default_rng(0).choice(len(others), size=len(members), replace=False)]
+    stat = compare(setup, {"control": damaged(model, layout, chosen, 1.0)})["models"]["control"]["v_circuit"]
+    assert stat["ci_low"] <= 0.0 <= stat["ci_high"]
+
+
+def test_ci_width_shrinks_with_more_prompts(embedded):
+    model, tok = embedded.model, embedded.tokenizer
+    layout = HeadLayout.of(model)
+    circuit = discover_circuit(model, tok, get_task(TASK), DiscoveryConfig(n_examples=64, seed=2))
+    mask = head_mask(circuit.heads, layout)
+    weights = circuit_weights(circuit.scores.double().numpy(), mask.numpy())
+    tuned = damaged(model, layout, circuit.heads, 1.0)
+    widths = []
+    for n in (24, 96):
+        _, evaluation = task_splits(tok, get_task(TASK), n, seed=2)
+        res = compare_models(measure(model, layout, evaluation, mask),
+                             {"t": measure(tuned, layout, evaluation, mask, base=model)},
+                             mask.numpy(), weights, n_boot=300, seed=0)
+        s = res["models"]["t"]["v_circuit"]
+        widths.append(s["ci_high"] - s["ci_low"])
+    assert widths[1] < widths[0]
+
+
+def _audit(*args):
+    return subprocess.run([sys.executable, "-m", "forgetlens", "audit", *args], capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--base", "embedded", "--tuned", "broken", "--out", "x.json"], "expected NAME=PATH"),
+    (["--base", "embedded", "--tuned", "a=/no/such/dir", "--out", "x.json"], "/no/such/dir does not exist"),
+    (["--base", "embedded", "--tuned", "a=embedded", "--tasks", "ioi,nope", "--out", "x.json"], "unknown task 'nope'"),
+])
+def test_audit_bad_input(tmp_path, args, needle):
+    result = subprocess.run([sys.executable, "-m", "forgetlens", "audit", *args], capture_output=True, text=True,
+                            cwd=tmp_path)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and needle in lines[0], result.stderr
+
+
+def test_audit_rejects_a_different_head_layout(tmp_path, tokenizer):
+    from conftest import make_tiny
+
+    make_tiny("qwen2", len(tokenizer)).save_pretrained(tmp_path / "small")
+    tokenizer.save_pretrained(tmp_path / "small")
+    result = subprocess.run([sys.executable, "-m", "forgetlens", "audit", "--base", "embedded", "--tuned",
+                             f"x={tmp_path / 'small'}", "--out", str(tmp_path / "a.json")], capture_output=True, text=True)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and "head layout" in lines[0], result.stderr
+
+
+def test_audit_cli_on_a_finetune_run_and_a_model(tmp_path, embedded):
+    from forgetlens.config import FinetuneConfig
+    from forgetlens.training.finetune import finetune
+
+    cfg = FinetuneConfig(method="sft", steps=2, checkpoint_every=2, prompts_per_step=4, prior_eval_examples=8,
+                         kl_samples=1)
+    finetune(cfg, tmp_path / "run")
+    out = tmp_path / "audit.json"
+    result = _audit("--base", "embedded", "--tuned", f"sft={tmp_path / 'run'}", "--tuned", "same=embedded",
+                    "--tasks", "ioi", "--n-boot", "50", "--n-examples", "24", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    data = json.loads(out.read_text())
+    assert set(data["tasks"]["ioi"]["models"]) == {"sft@2", "same"}
+    assert data["tasks"]["ioi"]["models"]["same"]["retention"]["value"] == 1.0
+    assert out.with_suffix(".per_head.csv").read_text().startswith("task,model,layer,head")
