@@ -27,12 +27,18 @@ def test_unsupported_architecture_names_it():
         HeadLayout.of(model)
 
 
-def _layer_inputs(model, blocks):
-    """Hidden states entering each block."""
+def _layer_inputs(model, blocks, ids):
+    """Hidden states entering each block on a forward pass over ``ids``."""
     inputs = []
     handles = [b.register_forward_pre_hook(lambda m, a, k: inputs.append(k.get("hidden_states", a[0] if a else None)),
                                            with_kwargs=True) for b in blocks]
-    return inputs, handles
+    try:
+        with torch.no_grad():
+            model(input_ids=ids)
+    finally:
+        for h in handles:
+            h.remove()
+    return inputs
 
 
 def manual_heads_rope(model, ids):
@@ -40,11 +46,7 @@ def manual_heads_rope(model, ids):
     from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
     blocks = model.model.layers
-    inputs, handles = _layer_inputs(model, blocks)
-    with torch.no_grad():
-        model(input_ids=ids)
-    for h in handles:
-        h.remove()
+    inputs = _layer_inputs(model, blocks, ids)
     cfg = model.config
     n, kv, d = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.hidden_size // cfg.num_attention_heads
     b, p = ids.shape
@@ -68,11 +70,7 @@ def manual_heads_rope(model, ids):
 
 def manual_heads_gpt2(model, ids):
     blocks = model.transformer.h
-    inputs, handles = _layer_inputs(model, blocks)
-    with torch.no_grad():
-        model(input_ids=ids)
-    for h in handles:
-        h.remove()
+    inputs = _layer_inputs(model, blocks, ids)
     n = model.config.n_head
     b, p = ids.shape
     outs = []

@@ -124,7 +124,7 @@ class FinetuneConfig:
     """Target-task file or directory (SciKnowEval/SciQ); None = the synthetic science QA."""
     seed: int = 0
     """Seeds the data split, the option order, the sampler and the weights' updates."""
-    steps: int = 40
+    steps: int = 120
     """Optimizer steps (the same for both methods: matched budget)."""
     prompts_per_step: int = 8
     """Distinct training prompts per optimizer step (RL samples ``num_generations`` completions of each)."""
@@ -132,7 +132,7 @@ class FinetuneConfig:
     """SFT learning rate."""
     lr_rl: float = 3e-4
     """RL learning rate."""
-    checkpoint_every: int = 10
+    checkpoint_every: int = 20
     """Save a checkpoint every N steps (plus step 0, the base model)."""
     eval_fraction: float = 0.3
     """Share of target questions held out for evaluation (never trained on)."""

@@ -105,8 +105,9 @@ def train(cfg: FinetuneConfig, run_dir: Path, resume: bool, log=print) -> dict:
     seconds = time.perf_counter() - start
     history = trainer.state.log_history
     atomic_write_text(run_dir / "training_log.json", json.dumps(history, indent=1))
-    prompt_tokens = sum(len(tokenizer.apply_chat_template(r["prompt"], tokenize=True, add_generation_prompt=True))
-                        for r in dataset)
+    prompt_tokens = sum(len(tokenizer(tokenizer.apply_chat_template(r["prompt"], tokenize=False,
+                                                                    add_generation_prompt=True),
+                                      add_special_tokens=False)["input_ids"]) for r in dataset)
     budget = {
         "method": cfg.method,
         "optimizer_steps": cfg.steps,
