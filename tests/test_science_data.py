@@ -7,7 +7,7 @@ import pytest
 
 from forgetlens.errors import ForgetlensError
 from forgetlens.tasks import science_qa
-from forgetlens.tasks.rewards import extract_choice, score_reply
+from forgetlens.tasks.rewards import score_reply
 from forgetlens.tasks.science_data import (load_sciknoweval, load_sciq, load_target_data, split_records,
                                            synthetic_science_records)
 
