@@ -70,6 +70,23 @@ def run_with_patch(model, layout: HeadLayout, batch: TaskBatch, patch: torch.Ten
         return run_metric(model, batch, metric, corrupted=corrupted)
 
 
+def patch_each_head(model, layout: HeadLayout, part: TaskBatch, source: torch.Tensor, metric: str,
+                    corrupted: bool = False) -> torch.Tensor:
+    """Metric change when each head alone takes its value from ``source`` -> [batch, layer, head].
+
+    source: [layer, batch, pos, head, d_head]; the receiving run is clean (or corrupted) ``part``.
+    """
+    baseline = run_metric(model, part, metric, corrupted=corrupted)
+    effects = torch.zeros(len(part), layout.n_layers, layout.n_heads, dtype=baseline.dtype)
+    for layer in range(layout.n_layers):
+        for head in range(layout.n_heads):
+            patch = torch.zeros(layout.n_layers, layout.n_heads, dtype=torch.bool)
+            patch[layer, head] = True
+            patched = run_with_patch(model, layout, part, patch, source, metric, corrupted=corrupted)
+            effects[:, layer, head] = (patched - baseline).cpu()
+    return effects
+
+
 def exact_head_effects(model, layout: HeadLayout, batch: TaskBatch, metric: str = "logit_diff",
                        direction: str = "noising", batch_size: int = 64) -> torch.Tensor:
     """Exact per-head patching effect for every prompt -> [n_prompts, layer, head]."""
@@ -80,15 +97,7 @@ def exact_head_effects(model, layout: HeadLayout, batch: TaskBatch, metric: str 
     out = []
     for part in chunks(batch, batch_size, device):
         source = head_outputs(model, layout, part, corrupted=not receiver_is_corrupt)
-        baseline = run_metric(model, part, metric, corrupted=receiver_is_corrupt)
-        effects = torch.zeros(len(part), layout.n_layers, layout.n_heads, dtype=baseline.dtype)
-        for layer in range(layout.n_layers):
-            for head in range(layout.n_heads):
-                patch = torch.zeros(layout.n_layers, layout.n_heads, dtype=torch.bool)
-                patch[layer, head] = True
-                patched = run_with_patch(model, layout, part, patch, source, metric, corrupted=receiver_is_corrupt)
-                effects[:, layer, head] = (patched - baseline).cpu()
-        out.append(effects)
+        out.append(patch_each_head(model, layout, part, source, metric, corrupted=receiver_is_corrupt))
     return torch.cat(out)
 
 
