@@ -5,13 +5,15 @@
 Rule for the learning rate (fixed before looking at forgetting): for each method, the rate with the
 highest held-out target accuracy at the final checkpoint of a seed-0 run; ties go to the smaller rate.
 Then every method runs at its chosen rate for each seed.  Prints the per-checkpoint table (target
-accuracy, forward KL, prior accuracy retention per task) for each method and seed, and a mean row.
+accuracy, forward KL, prior accuracy retention per task) for each method and seed, then per method the
+mean over seeds with [min-max] at each checkpoint (the tables in docs/results/).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 from pathlib import Path
 
 from forgetlens.config import FinetuneConfig
@@ -51,6 +53,21 @@ def main() -> None:
             for r in rows:
                 print(f"| {r['step']} | {r['target_accuracy']:.3f} | {r['kl_forward']:.4f} | "
                       + " | ".join(f"{r['prior'][t]['retention_accuracy']:.3f}" for t in tasks) + " |")
+    for method in ("sft", "rl"):
+        runs = [summary[(method, seed)] for seed in seeds]
+        tasks = list(runs[0][0]["prior"])
+        print(f"\n{method} (lr {chosen[method]:g}), mean over seeds {','.join(map(str, seeds))} [min-max]")
+        print("| step | target acc | KL(base‖tuned) | " + " | ".join(f"{t} ret." for t in tasks) + " |")
+        print("|---" * (3 + len(tasks)) + "|")
+        for i, first in enumerate(runs[0]):
+            rows = [run[i] for run in runs]
+
+            def cell(values):
+                return f"{statistics.mean(values):.3f} [{min(values):.2f}-{max(values):.2f}]"
+
+            print(f"| {first['step']} | {cell([r['target_accuracy'] for r in rows])} | "
+                  f"{cell([r['kl_forward'] for r in rows])} | "
+                  + " | ".join(cell([r["prior"][t]["retention_accuracy"] for r in rows]) for t in tasks) + " |")
     (args.out / "study_summary.json").write_text(json.dumps(
         {"chosen_lr": chosen, "runs": {f"{m}-{s}": rows for (m, s), rows in summary.items()}}, indent=1))
 
