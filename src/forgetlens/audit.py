@@ -2,6 +2,9 @@
 
 Tuned models may be full model directories, PEFT LoRA adapter directories (merged onto the base), or
 ``forgetlens finetune`` run directories, which expand to one model per checkpoint (``NAME@STEP``).
+Models named ``sft<REST>`` and ``rl<REST>`` are compared by DCV (``metrics/compare.py``); run directories
+with behaviour tables add matched-accuracy and matched-KL comparisons (``metrics/matched.py``); names
+with a ``-s<SEED>`` part are averaged over seeds (``metrics/seeds.py``).
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import json
 import time
 from pathlib import Path
 
@@ -20,6 +24,8 @@ from forgetlens.circuits.discover import discover_circuit, task_splits
 from forgetlens.config import DiscoveryConfig
 from forgetlens.errors import ForgetlensError
 from forgetlens.metrics.compare import compare_models
+from forgetlens.metrics.matched import matched_models
+from forgetlens.metrics.seeds import aggregate_seeds
 from forgetlens.metrics.stats import bootstrap_indices
 from forgetlens.metrics.vulnerability import circuit_weights, measure
 from forgetlens.models.heads import HeadLayout
@@ -58,6 +64,18 @@ def expand_tuned(tuned: dict[str, str]) -> dict[str, tuple[str, str]]:
     return out
 
 
+def run_behaviour(tuned: dict[str, str]) -> dict[str, dict[int, dict]]:
+    """{name: {step: behaviour row}} for every run directory among ``tuned`` that has a behaviour.json."""
+    out = {}
+    for name, path in tuned.items():
+        table = Path(path) / "behaviour.json"
+        if table.is_file():
+            rows = json.loads(table.read_text())["checkpoints"]
+            out[name] = {int(r["step"]): {"target_accuracy": r["target_accuracy"], "kl_forward": r["kl_forward"]}
+                         for r in rows}
+    return out
+
+
 def _load_tuned(kind: str, path: str, base_spec: str):
     if kind == "checkpoint" or (Path(path) / "adapter_config.json").exists():
         return load_checkpoint(Path(path), base_spec)
@@ -86,6 +104,7 @@ def audit(base_spec: str, tuned: dict[str, str], tasks: list[PriorTask], k: int 
     base = load_model(base_spec)
     layout = HeadLayout.of(base.model)
     entries = expand_tuned(tuned)
+    behaviour = run_behaviour(tuned)
     models = {}
     for label, (kind, path) in entries.items():
         model = _load_tuned(kind, path, base_spec)
@@ -103,8 +122,9 @@ def audit(base_spec: str, tuned: dict[str, str], tasks: list[PriorTask], k: int 
         mask = head_mask(circuit.heads, layout)
         base_m = measure(base.model, layout, evaluation, mask, method)
         tuned_m = {label: measure(m, layout, evaluation, mask, method, base=base.model) for label, m in models.items()}
+        matched, levels = matched_models(base_m, tuned_m, behaviour)
         weights = circuit_weights(circuit.scores.double().numpy(), mask.numpy())
-        comparison = compare_models(base_m, tuned_m, mask.numpy(), weights, n_boot, seed)
+        comparison = compare_models(base_m, {**tuned_m, **matched}, mask.numpy(), weights, n_boot, seed)
         timings["metrics"] += time.perf_counter() - t0
         results[task.name] = {
             "circuit": {"heads": [list(h) for h in circuit.heads], "k": circuit.k,
@@ -112,11 +132,15 @@ def audit(base_spec: str, tuned: dict[str, str], tasks: list[PriorTask], k: int 
             "circuit_stability": circuit_stability(circuit.per_prompt, circuit.heads, min(n_boot, 200), seed),
             "base_scores": circuit.scores.tolist(),
             **comparison,
+            "matched_levels": levels,
+            "seeds": {"models": aggregate_seeds(comparison["models"]),
+                      "dcv": aggregate_seeds({f"dcv{pair}": s for pair, s in comparison["dcv"].items()})},
         }
     return {
         "schema": "forgetlens.audit/1",
         "base": base_spec,
         "tuned": {label: path for label, (_, path) in entries.items()},
+        "behaviour": {name: {str(step): row for step, row in rows.items()} for name, rows in behaviour.items()},
         "layout": dataclasses.asdict(layout),
         "config": {"tasks": [t.name for t in tasks], "k": k, "n_boot": n_boot, "seed": seed,
                    "n_examples": n_examples, "method": method},
@@ -128,19 +152,21 @@ def audit(base_spec: str, tuned: dict[str, str], tasks: list[PriorTask], k: int 
 
 
 def per_head_csv(result: dict) -> str:
-    """One row per (task, model, head): base importance, V_imp, V_cmap, drift with CIs, circuit flag."""
+    """One row per (task, model, head): base importance, V_imp, V_cmap (local, total), drift with CIs, circuit flag."""
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["task", "model", "layer", "head", "in_circuit", "ie_base", "v_imp", "v_imp_low", "v_imp_high",
-                "v_cmap", "v_cmap_low", "v_cmap_high", "drift", "drift_low", "drift_high"])
+                "v_cmap", "v_cmap_low", "v_cmap_high", "v_cmap_total", "v_cmap_total_low", "v_cmap_total_high",
+                "drift", "drift_low", "drift_high"])
     for task, r in result["tasks"].items():
         members = {tuple(h) for h in r["circuit"]["heads"]}
-        for model, stats in list(r["models"].items()) + ([("dcv", r["dcv"])] if "dcv" in r else []):
+        dcv_rows = [(f"dcv{pair}", stats) for pair, stats in r.get("dcv", {}).items()]
+        for model, stats in list(r["models"].items()) + dcv_rows:
             ie = stats.get("ie_base", r["models"][next(iter(r["models"]))]["ie_base"])["value"]
             for layer, row in enumerate(ie):
                 for head in range(len(row)):
                     vals = []
-                    for key in ("v_imp", "v_cmap", "drift"):
+                    for key in ("v_imp", "v_cmap", "v_cmap_total", "drift"):
                         s = stats[key]
                         vals += [s["value"][layer][head], s["ci_low"][layer][head], s["ci_high"][layer][head]]
                     w.writerow([task, model, layer, head, int((layer, head) in members), ie[layer][head], *vals])

@@ -178,7 +178,7 @@ def audit_cmd(base_spec, tuned_specs, tasks, k, n_boot, n_examples, seed, out) -
     atomic_write_text(out.with_suffix(".per_head.csv"), per_head_csv(result))
     click.echo(f"{'task':<14}{'k':>3}  {'model':<14}{'retention':>22}{'V(C0)':>24}")
     for task, r in result["tasks"].items():
-        rows = list(r["models"].items()) + ([("DCV sft-rl", r["dcv"])] if "dcv" in r else [])
+        rows = list(r["models"].items()) + [(f"DCV{pair}", stats) for pair, stats in r["dcv"].items()]
         for name, s in rows:
             ret, v = s["retention"], s["v_circuit"]
             click.echo(f"{task:<14}{r['circuit']['k']:>3}  {name:<14}"

@@ -3,7 +3,7 @@
 ``compare_models`` takes per-prompt measurements (``vulnerability.measure``) of the base model and of
 each tuned model on the same evaluation prompts, resamples prompts once for all of them, and returns
 every statistic of ``vulnerability.circuit_statistics`` as ``{value, ci_low, ci_high}`` (arrays as
-nested lists [layer][head]).  When models named ``sft`` and ``rl`` are both present it adds
+nested lists [layer][head]).  For every pair of models named ``sft<REST>`` and ``rl<REST>`` it adds
 differential circuit vulnerability DCV = V_SFT - V_RL per head and for the circuit, each with a CI,
 and a paired sign-flip permutation test per head with Benjamini-Hochberg correction.
 """
@@ -16,8 +16,8 @@ from forgetlens.metrics.stats import (benjamini_hochberg, bootstrap_indices, pai
                                       paired_permutation_pvalues)
 from forgetlens.metrics.vulnerability import PromptMeasurements, circuit_statistics
 
-DCV_KEYS = ("v_cmap", "v_imp", "drift", "v_circuit", "v_imp_circuit", "drift_circuit", "retention",
-            "vulnerable_fraction", "preserved_fraction")
+DCV_KEYS = ("v_cmap", "v_cmap_total", "v_imp", "drift", "v_circuit", "v_circuit_total", "v_imp_circuit",
+            "drift_circuit", "retention", "vulnerable_fraction", "preserved_fraction")
 
 
 def _flatten(stats: dict[str, np.ndarray]) -> tuple[np.ndarray, list[tuple[str, tuple]]]:
@@ -46,9 +46,23 @@ def _bootstrap_dict(stat, idx) -> dict[str, dict]:
     return {k: _as_json(v[k], lo[k], hi[k]) for k in v}
 
 
+def dcv_pairs(labels: list[str]) -> dict[str, tuple[str, str]]:
+    """Which tuned models DCV compares: every ``sft<REST>`` with the ``rl<REST>`` of the same suffix.
+
+    ``sft``/``rl`` -> pair ``""``; ``sft@40``/``rl@40`` -> ``"@40"``; ``sft-s1@40``/``rl-s1@40`` -> ``"-s1@40"``.
+    """
+    names = set(labels)
+    return {label[3:]: (label, "rl" + label[3:]) for label in labels
+            if label.startswith("sft") and "rl" + label[3:] in names}
+
+
 def compare_models(base: PromptMeasurements, tuned: dict[str, PromptMeasurements], circuit_mask: np.ndarray,
                    weights: np.ndarray, n_boot: int = 1000, seed: int = 0, n_perm: int = 2000) -> dict:
-    """Statistics with CIs per tuned model, plus DCV when ``sft`` and ``rl`` are both given."""
+    """Statistics with CIs per tuned model, plus DCV for every sft/rl pair (see :func:`dcv_pairs`).
+
+    Returns ``{"n_prompts", "n_boot", "models": {label: stats}, "dcv": {pair: stats},
+    "dcv_test": {pair: {p_value, q_value_bh, n_permutations}}}``; ``dcv`` is empty without pairs.
+    """
     n = base.te.shape[0]
     idx = bootstrap_indices(n, n_boot, seed)
     k_grid = list(range(1, max(2, 2 * int(circuit_mask.sum())) + 1))
@@ -58,19 +72,20 @@ def compare_models(base: PromptMeasurements, tuned: dict[str, PromptMeasurements
         return lambda i: circuit_statistics(base, m, circuit_mask, weights, i, k_grid)
 
     out = {"n_prompts": n, "n_boot": n_boot, "models": {name: _bootstrap_dict(stats_for(m), idx)
-                                                         for name, m in tuned.items()}}
-    if "sft" in tuned and "rl" in tuned:
-        sft, rl = stats_for(tuned["sft"]), stats_for(tuned["rl"])
+                                                         for name, m in tuned.items()},
+           "dcv": {}, "dcv_test": {}}
+    for pair, (sft_label, rl_label) in dcv_pairs(list(tuned)).items():
+        sft, rl = stats_for(tuned[sft_label]), stats_for(tuned[rl_label])
 
-        def dcv(i):
+        def dcv(i, sft=sft, rl=rl):
             a, b = sft(i), rl(i)
             return {k: a[k] - b[k] for k in DCV_KEYS}
 
-        out["dcv"] = _bootstrap_dict(dcv, idx)
-        diffs = -(tuned["sft"].cmap - tuned["rl"].cmap).reshape(n, -1) / base.te.mean()
+        out["dcv"][pair] = _bootstrap_dict(dcv, idx)
+        diffs = -(tuned[sft_label].cmap - tuned[rl_label].cmap).reshape(n, -1) / base.te.mean()
         p = paired_permutation_pvalues(diffs, n_perm, seed)
         shape = base.ie.shape[1:]
-        out["dcv_test"] = {"p_value": p.reshape(shape).tolist(),
-                           "q_value_bh": benjamini_hochberg(p).reshape(shape).tolist(),
-                           "n_permutations": n_perm}
+        out["dcv_test"][pair] = {"p_value": p.reshape(shape).tolist(),
+                                 "q_value_bh": benjamini_hochberg(p).reshape(shape).tolist(),
+                                 "n_permutations": n_perm}
     return out

@@ -20,13 +20,14 @@ import torch
 
 from forgetlens.errors import ForgetlensError
 
-# model_type -> (path to the list of blocks, attribute path from a block to the output projection)
-_LAYOUTS: dict[str, tuple[str, str]] = {
-    "qwen2": ("model.layers", "self_attn.o_proj"),
-    "qwen3": ("model.layers", "self_attn.o_proj"),
-    "llama": ("model.layers", "self_attn.o_proj"),
-    "mistral": ("model.layers", "self_attn.o_proj"),
-    "gpt2": ("transformer.h", "attn.c_proj"),
+# model_type -> (path to the list of blocks, then from a block: output projection, attention module, the norm
+# that feeds the attention module)
+_LAYOUTS: dict[str, tuple[str, str, str, str]] = {
+    "qwen2": ("model.layers", "self_attn.o_proj", "self_attn", "input_layernorm"),
+    "qwen3": ("model.layers", "self_attn.o_proj", "self_attn", "input_layernorm"),
+    "llama": ("model.layers", "self_attn.o_proj", "self_attn", "input_layernorm"),
+    "mistral": ("model.layers", "self_attn.o_proj", "self_attn", "input_layernorm"),
+    "gpt2": ("transformer.h", "attn.c_proj", "attn", "ln_1"),
 }
 
 HeadFn = Callable[[int, torch.Tensor], torch.Tensor | None]
@@ -78,9 +79,15 @@ class HeadLayout:
 
     def projections(self, model: torch.nn.Module) -> list[torch.nn.Module]:
         """The output projection of every layer (its input holds the per-head outputs)."""
-        blocks_path, proj_path = _LAYOUTS[self.architecture]
-        blocks = _get(unwrap(model), blocks_path)
-        return [_get(block, proj_path) for block in blocks]
+        return self._modules(model, 1)
+
+    def attentions(self, model: torch.nn.Module) -> list[tuple[torch.nn.Module, torch.nn.Module]]:
+        """(input norm, attention module) of every layer: the part of a block that computes its heads."""
+        return list(zip(self._modules(model, 3), self._modules(model, 2)))
+
+    def _modules(self, model: torch.nn.Module, which: int) -> list[torch.nn.Module]:
+        paths = _LAYOUTS[self.architecture]
+        return [_get(block, paths[which]) for block in _get(unwrap(model), paths[0])]
 
     def split(self, z: torch.Tensor) -> torch.Tensor:
         """[batch, pos, n_heads * d_head] -> [batch, pos, n_heads, d_head] (a view)."""

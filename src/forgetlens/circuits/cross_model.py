@@ -1,0 +1,117 @@
+"""Cross-model activation patching: one head of a tuned model placed inside the base model.
+
+Two ways to take "the tuned model's head h" on prompt x:
+
+* ``total`` (CMAP as in Prakash et al. 2024 and arXiv 2605.28860): h's output in the tuned model's own
+  forward pass, z_theta(h; x), replaces the base output at the input of the base output projection.
+  It carries every change upstream of h too, so damage to earlier heads shows up as "vulnerability"
+  of later ones, and changes to h's own slice of the output projection are invisible.
+* ``local`` (forgetlens's default): the tuned block's input norm and attention read the *base* model's
+  residual stream at h's layer, and h's write to the residual stream, W_O^theta[:, h] z_theta(h), replaces
+  the base write W_O^0[:, h] z_0(h).  Only parameters that compute h (its query/key/value/output slices and
+  the layer's input norm) matter, so a perturbation of other heads leaves it exactly unchanged.
+
+Both return per-prompt metric changes m_0(x | h <- tuned) - m_0(x), [batch, layer, head].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+
+from forgetlens.circuits.patching import head_outputs, patch_each_head, run_metric
+from forgetlens.models.heads import HeadLayout
+from forgetlens.tasks.base import TaskBatch
+
+CMAP_MODES = ("local", "total")
+
+
+@contextmanager
+def _hooks(registrations) -> Iterator[None]:
+    handles = []
+    try:
+        for register in registrations:
+            handles.append(register())
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@torch.no_grad()
+def local_head_outputs(base, tuned, layout: HeadLayout, part: TaskBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-head outputs of base and tuned attention on the base residual stream.
+
+    Returns (z_0, z_theta), each [layer, batch, pos, head, d_head]: z_theta at layer l is what the tuned
+    block's norm + attention compute from the base model's residual stream entering layer l.
+    """
+    base_attn, tuned_attn = layout.attentions(base), layout.attentions(tuned)
+    residuals: list[torch.Tensor] = []
+    calls: list[tuple[tuple, dict]] = []
+
+    def keep_residual(module, args):
+        residuals.append(args[0])
+
+    def keep_call(module, args, kwargs):
+        calls.append((args, dict(kwargs)))
+
+    regs = [lambda n=norm: n.register_forward_pre_hook(keep_residual) for norm, _ in base_attn]
+    regs += [lambda a=attn: a.register_forward_pre_hook(keep_call, with_kwargs=True) for _, attn in base_attn]
+    with _hooks(regs):
+        z0 = head_outputs(base, layout, part)
+    z1 = []
+    for layer, (norm, attn) in enumerate(tuned_attn):
+        args, kwargs = calls[layer]
+        hidden = norm(residuals[layer])
+        if args:
+            args = (hidden,) + tuple(args[1:])
+        else:
+            kwargs["hidden_states"] = hidden
+        captured: list[torch.Tensor] = []
+        proj = layout.projections(tuned)[layer]
+        with _hooks([lambda: proj.register_forward_pre_hook(lambda m, a: captured.append(a[0]))]):
+            attn(*args, **kwargs)
+        z1.append(layout.split(captured[0]))
+    return z0, torch.stack(z1)
+
+
+def _head_writes(proj: torch.nn.Module, z: torch.Tensor, layout: HeadLayout) -> torch.Tensor:
+    """Each head's write to the residual stream through ``proj`` (bias excluded) -> [head, batch, pos, d_model].
+
+    z: [batch, pos, head, d_head].
+    """
+    bias = proj(torch.zeros_like(z[:, :1, 0]).repeat(1, 1, layout.n_heads))  # [batch, 1, d_model]
+    writes = []
+    for head in range(layout.n_heads):
+        only = torch.zeros_like(z)
+        only[:, :, head] = z[:, :, head]
+        writes.append(proj(only.flatten(2)) - bias)
+    return torch.stack(writes)
+
+
+@torch.no_grad()
+def local_cmap(base, tuned, layout: HeadLayout, part: TaskBatch, metric: str) -> torch.Tensor:
+    """Head-local CMAP effects on ``part``'s clean prompts -> [batch, layer, head] (see module docstring)."""
+    z0, z1 = local_head_outputs(base, tuned, layout, part)
+    baseline = run_metric(base, part, metric)
+    effects = torch.zeros(len(part), layout.n_layers, layout.n_heads, dtype=baseline.dtype)
+    base_proj, tuned_proj = layout.projections(base), layout.projections(tuned)
+    for layer in range(layout.n_layers):
+        delta = _head_writes(tuned_proj[layer], z1[layer], layout) - _head_writes(base_proj[layer], z0[layer], layout)
+        for head in range(layout.n_heads):
+            add = delta[head]  # [batch, pos, d_model]
+            with _hooks([lambda: base_proj[layer].register_forward_hook(lambda m, a, out: out + add)]):
+                effects[:, layer, head] = (run_metric(base, part, metric) - baseline).cpu()
+    return effects
+
+
+def cross_model_patching(base, tuned, layout: HeadLayout, part: TaskBatch, metric: str, mode: str = "local",
+                         tuned_outputs: torch.Tensor | None = None) -> torch.Tensor:
+    """CMAP effects of every head -> [batch, layer, head]; ``tuned_outputs`` reuses z_theta for ``total``."""
+    if mode == "local":
+        return local_cmap(base, tuned, layout, part, metric)
+    if tuned_outputs is None:
+        tuned_outputs = head_outputs(tuned, layout, part)
+    return patch_each_head(base, layout, part, tuned_outputs, metric)
