@@ -39,3 +39,34 @@ def test_permutation_and_bh():
     q = benjamini_hochberg(np.array([0.01, 0.04, 0.03, 0.2]))
     # sorted p: 0.01, 0.03, 0.04, 0.2 -> p*n/rank: 0.04, 0.06, 0.0533, 0.2 -> running min from the top
     assert np.allclose(q, [0.04, 0.16 / 3, 0.16 / 3, 0.2])
+
+
+def test_vectorised_circuit_statistics_equal_the_reference():
+    from reference_stats import reference_statistics
+
+    from forgetlens.metrics.vulnerability import PromptMeasurements, circuit_statistics
+
+    rng = np.random.default_rng(3)
+    n, shape = 30, (3, 4)
+
+    def fake(ties: bool):
+        ie = rng.normal(size=(n, *shape))
+        if ties:  # exact ties in |ie| exercise the tie-breaking by position
+            ie[:, 0, 1] = -ie[:, 0, 0]
+        cmap = rng.normal(size=(n, *shape))
+        return PromptMeasurements(ie=ie, te=rng.normal(4, 1, n), m_full=rng.normal(4, 1, n),
+                                  m_circuit=rng.normal(3, 1, n), m_empty=rng.normal(0, 1, n), cmap=cmap,
+                                  cmap_total=cmap * 2, drift=rng.random((n, *shape)))
+
+    base, tuned = fake(True), fake(True)
+    mask = np.zeros(shape)
+    mask[0, :3] = 1
+    mask[2, 1] = 1
+    weights = mask / 4
+    k_grid = list(range(1, 9))
+    idx = rng.integers(0, n, size=(5, n))
+    fast = circuit_statistics(base, tuned, mask, weights, idx, k_grid)
+    for b in range(5):
+        slow = reference_statistics(base, tuned, mask, weights, idx[b], k_grid)
+        for key, value in slow.items():
+            np.testing.assert_allclose(fast[key][b], value, rtol=1e-12, atol=1e-12, err_msg=key)

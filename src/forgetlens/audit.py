@@ -14,12 +14,13 @@ import dataclasses
 import io
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from forgetlens.circuits.circuit import head_mask
+from forgetlens.circuits.circuit import Circuit, head_mask
 from forgetlens.circuits.discover import discover_circuit, task_splits
 from forgetlens.config import DiscoveryConfig
 from forgetlens.errors import ForgetlensError
@@ -27,10 +28,10 @@ from forgetlens.metrics.compare import compare_models
 from forgetlens.metrics.matched import matched_models
 from forgetlens.metrics.seeds import aggregate_seeds
 from forgetlens.metrics.stats import bootstrap_indices
-from forgetlens.metrics.vulnerability import circuit_weights, measure
+from forgetlens.metrics.vulnerability import PromptMeasurements, circuit_weights, measure
 from forgetlens.models.heads import HeadLayout
 from forgetlens.models.loading import load_model, resolve_model_path
-from forgetlens.tasks.base import PriorTask
+from forgetlens.tasks.base import PriorTask, TaskBatch
 from forgetlens.training.checkpoints import checkpoint_dirs, load_checkpoint
 from forgetlens.utils import progress, versions
 
@@ -97,6 +98,45 @@ def circuit_stability(per_prompt: torch.Tensor, heads: list[tuple[int, int]], n_
             "ci_high": float(np.percentile(values, 97.5)), "n_boot": n_boot}
 
 
+@dataclass
+class BaseCircuit:
+    """One prior task's base circuit and everything measured on the base model against it."""
+
+    task: PriorTask
+    circuit: Circuit
+    evaluation: TaskBatch
+    mask: torch.Tensor  # [layer, head] bool
+    weights: np.ndarray  # [layer, head] w_h from discovery scores
+    measurements: PromptMeasurements  # the base model on the evaluation prompts
+
+
+def find_base_circuit(base, layout: HeadLayout, task: PriorTask, cfg: DiscoveryConfig) -> BaseCircuit:
+    """Discover C0 on the discovery split and measure the base model on the evaluation split."""
+    circuit = discover_circuit(base.model, base.tokenizer, task, cfg)
+    _, evaluation = task_splits(base.tokenizer, task, cfg.n_examples, cfg.seed)
+    mask = head_mask(circuit.heads, layout)
+    weights = circuit_weights(circuit.scores.double().numpy(), mask.numpy())
+    return BaseCircuit(task, circuit, evaluation, mask, weights,
+                       measure(base.model, layout, evaluation, mask, cfg.method))
+
+
+def analyse_task(bc: BaseCircuit, tuned: dict[str, PromptMeasurements], behaviour: dict[str, dict[int, dict]],
+                 n_boot: int, seed: int) -> dict:
+    """Circuit, stability, per-model statistics, DCV (equal steps and matched levels) and seed means."""
+    matched, levels = matched_models(bc.measurements, tuned, behaviour)
+    comparison = compare_models(bc.measurements, {**tuned, **matched}, bc.mask.numpy(), bc.weights, n_boot, seed)
+    c = bc.circuit
+    return {
+        "circuit": {"heads": [list(h) for h in c.heads], "k": c.k, "faithfulness": c.faithfulness},
+        "circuit_stability": circuit_stability(c.per_prompt, c.heads, min(n_boot, 200), seed),
+        "base_scores": c.scores.tolist(),
+        **comparison,
+        "matched_levels": levels,
+        "seeds": {"models": aggregate_seeds(comparison["models"]),
+                  "dcv": aggregate_seeds({f"dcv{pair}": s for pair, s in comparison["dcv"].items()})},
+    }
+
+
 def audit(base_spec: str, tuned: dict[str, str], tasks: list[PriorTask], k: int | None = None, n_boot: int = 1000,
           seed: int = 0, n_examples: int = 128, method: str = "attribution") -> dict:
     """Discover each task's base circuit and measure every tuned model against it."""
@@ -112,30 +152,16 @@ def audit(base_spec: str, tuned: dict[str, str], tasks: list[PriorTask], k: int 
         models[label] = model
     timings = {"discovery": 0.0, "metrics": 0.0}
     results = {}
+    cfg = DiscoveryConfig(method=method, k=k, n_examples=n_examples, seed=seed)
     for task in progress(tasks, desc="audit"):
         t0 = time.perf_counter()
-        cfg = DiscoveryConfig(method=method, k=k, n_examples=n_examples, seed=seed)
-        circuit = discover_circuit(base.model, base.tokenizer, task, cfg)
-        _, evaluation = task_splits(base.tokenizer, task, n_examples, seed)
+        bc = find_base_circuit(base, layout, task, cfg)
         timings["discovery"] += time.perf_counter() - t0
         t0 = time.perf_counter()
-        mask = head_mask(circuit.heads, layout)
-        base_m = measure(base.model, layout, evaluation, mask, method)
-        tuned_m = {label: measure(m, layout, evaluation, mask, method, base=base.model) for label, m in models.items()}
-        matched, levels = matched_models(base_m, tuned_m, behaviour)
-        weights = circuit_weights(circuit.scores.double().numpy(), mask.numpy())
-        comparison = compare_models(base_m, {**tuned_m, **matched}, mask.numpy(), weights, n_boot, seed)
+        tuned_m = {label: measure(m, layout, bc.evaluation, bc.mask, method, base=base.model)
+                   for label, m in models.items()}
+        results[task.name] = analyse_task(bc, tuned_m, behaviour, n_boot, seed)
         timings["metrics"] += time.perf_counter() - t0
-        results[task.name] = {
-            "circuit": {"heads": [list(h) for h in circuit.heads], "k": circuit.k,
-                        "faithfulness": circuit.faithfulness},
-            "circuit_stability": circuit_stability(circuit.per_prompt, circuit.heads, min(n_boot, 200), seed),
-            "base_scores": circuit.scores.tolist(),
-            **comparison,
-            "matched_levels": levels,
-            "seeds": {"models": aggregate_seeds(comparison["models"]),
-                      "dcv": aggregate_seeds({f"dcv{pair}": s for pair, s in comparison["dcv"].items()})},
-        }
     return {
         "schema": "forgetlens.audit/1",
         "base": base_spec,

@@ -187,12 +187,57 @@ def audit_cmd(base_spec, tuned_specs, tasks, k, n_boot, n_examples, seed, out) -
     click.echo(f"-> {out} and {out.with_suffix('.per_head.csv')}")
 
 
+@cli.command("run")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Study YAML (default: the embedded study).")
+@click.option("--seeds", default=None, help="Comma-separated training seeds, e.g. 0,1,2 (overrides the config).")
+@click.option("--resume", is_flag=True, help="Continue an interrupted study in --out, skipping finished stages.")
+@click.option("--overwrite", is_flag=True, help="Delete an existing --out and start again.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Run directory.")
+def run_cmd(config_path, seeds, resume, overwrite, out) -> None:
+    """The whole study: base circuits, SFT and RL runs, circuit metrics at every checkpoint, report."""
+    from forgetlens.config import StudyConfig, load_study_config
+    from forgetlens.study import run_study
+
+    cfg = load_study_config(config_path) if config_path else StudyConfig()
+    if seeds is not None:
+        try:
+            cfg.seeds = [int(s) for s in seeds.split(",") if s.strip()]
+        except ValueError:
+            raise ForgetlensError(f"--seeds: expected comma-separated integers, got {seeds!r}") from None
+    results = run_study(cfg, out, resume=resume, overwrite=overwrite, log=click.echo)
+    from forgetlens.report.html import summary_lines
+
+    click.echo("\n".join(summary_lines(results)))
+    click.echo(f"report: {out / 'report.html'}")
+
+
+@cli.command("report")
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+def report_cmd(run_dir) -> None:
+    """Rebuild RUN_DIR/report.html (and the derived tables) from RUN_DIR/results.json alone."""
+    from forgetlens.report.html import write_report
+    from forgetlens.report.tables import derived_results
+
+    path = run_dir / "results.json"
+    if not path.is_file():
+        raise ForgetlensError(f"{path} does not exist; run `forgetlens run --out {run_dir}` first")
+    try:
+        results = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ForgetlensError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    results.update(derived_results(results))
+    write_report(results, run_dir / "report.html")
+    click.echo(f"report: {run_dir / 'report.html'}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, one-line errors and exit 2 for problems the user can fix."""
     try:
         cli.main(args=argv, standalone_mode=False)
     except ForgetlensError as exc:
-        click.echo(f"error: {exc}", err=True)
+        for line in str(exc).splitlines():
+            click.echo(f"error: {line}", err=True)
         sys.exit(2)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)

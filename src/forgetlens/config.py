@@ -158,3 +158,116 @@ class FinetuneConfig:
     """torch CPU threads (None: 1 for small models)."""
     rl: RLConfig = field(default_factory=RLConfig)
     """RL-only settings."""
+
+
+@dataclass
+class StudyConfig:
+    """The whole study (``forgetlens run``): base circuits, SFT and RL runs, circuit metrics, report."""
+
+    model: str = "embedded"
+    """Base model: ``embedded``, a local directory or a cached HF id."""
+    data: str | None = None
+    """Target-task file or directory (SciKnowEval/SciQ); None = the synthetic science QA."""
+    tasks: list[str] | None = None
+    """Prior-capability tasks whose circuits are followed (None = all registered tasks)."""
+    methods: list[str] = field(default_factory=lambda: ["sft", "rl"])
+    """Fine-tuning methods, each run once per seed."""
+    seeds: list[int] = field(default_factory=lambda: [0])
+    """Training seeds (``--seeds`` overrides)."""
+    n_boot: int = 1000
+    """Bootstrap resamples for every confidence interval."""
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    """Fine-tuning options shared by all runs (``method``, ``seed``, ``model``, ``data`` are set by the study)."""
+    discovery: DiscoveryConfig = field(default_factory=lambda: DiscoveryConfig(n_examples=128))
+    """How base circuits are found; ``n_examples`` prompts each for discovery and for evaluation."""
+
+
+def _type_name(hint) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+
+
+def _check_value(value, hint, key: str, errors: list[str]):
+    """``value`` converted to ``hint`` (a dataclass, list, dict, optional or scalar), or None with an error."""
+    import dataclasses
+    import types
+    import typing
+
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _check_value(value, inner, key, errors)
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            errors.append(f"{key}: expected a mapping, got {value!r}")
+            return None
+        return _from_mapping(hint, value, key + ".", errors)
+    if origin is list:
+        if not isinstance(value, list):
+            errors.append(f"{key}: expected a list of {_type_name(args[0])}, got {value!r}")
+            return None
+        return [_check_value(v, args[0], f"{key}[{i}]", errors) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            errors.append(f"{key}: expected a mapping, got {value!r}")
+            return None
+        return {str(k): _check_value(v, args[1], f"{key}.{k}", errors) for k, v in value.items()}
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+        errors.append(f"{key}: expected {_type_name(hint)}, got {value!r}")
+        return None
+    return value
+
+
+def _from_mapping(cls, data: dict, prefix: str, errors: list[str]):
+    import dataclasses
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in names:
+            errors.append(f"{prefix}{key}: unknown key; known: {', '.join(sorted(names))}")
+    values = {k: _check_value(v, hints[k], prefix + k, errors) for k, v in data.items() if k in names}
+    return cls(**{k: v for k, v in values.items() if v is not None or data[k] is None})
+
+
+def config_from_mapping(cls, data: dict, source: str, semantic_check=None):
+    """Build dataclass ``cls`` from nested ``data``; every problem is reported, one per line.
+
+    Unknown keys and wrong types are collected first (a bad value falls back to its default), then
+    ``semantic_check(cfg)`` (returning a list of problems) runs on the result, so one pass lists them all.
+    """
+    from forgetlens.errors import ForgetlensError
+
+    errors: list[str] = []
+    if not isinstance(data, dict):
+        raise ForgetlensError(f"{source}: expected a mapping of options at the top level")
+    cfg = _from_mapping(cls, data, "", errors)
+    if semantic_check is not None:
+        errors += semantic_check(cfg)
+    if errors:
+        raise ForgetlensError("\n".join(f"{source}: {e}" for e in errors))
+    return cfg
+
+
+def load_study_config(path) -> StudyConfig:
+    """Read and validate a study YAML file; every problem is reported, one line each, naming the key."""
+    from pathlib import Path
+
+    import yaml
+
+    from forgetlens.errors import ForgetlensError
+
+    path = Path(path)
+    if not path.is_file():
+        raise ForgetlensError(f"--config: {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ForgetlensError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    from forgetlens.study import study_problems
+
+    return config_from_mapping(StudyConfig, data, str(path), study_problems)

@@ -12,26 +12,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from forgetlens.metrics.stats import (benjamini_hochberg, bootstrap_indices, paired_bootstrap,
+from forgetlens.metrics.stats import (benjamini_hochberg, bootstrap_indices, paired_bootstrap_batched,
                                       paired_permutation_pvalues)
 from forgetlens.metrics.vulnerability import PromptMeasurements, circuit_statistics
 
 DCV_KEYS = ("v_cmap", "v_cmap_total", "v_imp", "drift", "v_circuit", "v_circuit_total", "v_imp_circuit",
             "drift_circuit", "retention", "vulnerable_fraction", "preserved_fraction")
-
-
-def _flatten(stats: dict[str, np.ndarray]) -> tuple[np.ndarray, list[tuple[str, tuple]]]:
-    layout = [(k, np.shape(v)) for k, v in stats.items()]
-    return np.concatenate([np.ravel(v) for v in stats.values()]), layout
-
-
-def _unflatten(flat: np.ndarray, layout: list[tuple[str, tuple]]) -> dict[str, np.ndarray]:
-    out, pos = {}, 0
-    for key, shape in layout:
-        size = int(np.prod(shape)) if shape else 1
-        out[key] = flat[pos:pos + size].reshape(shape)
-        pos += size
-    return out
 
 
 def _as_json(value: np.ndarray, low: np.ndarray, high: np.ndarray) -> dict:
@@ -40,10 +26,7 @@ def _as_json(value: np.ndarray, low: np.ndarray, high: np.ndarray) -> dict:
 
 
 def _bootstrap_dict(stat, idx) -> dict[str, dict]:
-    _, layout = _flatten(stat(slice(None)))
-    value, low, high = paired_bootstrap(lambda i: _flatten(stat(i))[0], idx)
-    v, lo, hi = (_unflatten(a, layout) for a in (value, low, high))
-    return {k: _as_json(v[k], lo[k], hi[k]) for k in v}
+    return {k: _as_json(*v) for k, v in paired_bootstrap_batched(stat, idx).items()}
 
 
 def dcv_pairs(labels: list[str]) -> dict[str, tuple[str, str]]:

@@ -47,6 +47,24 @@ def paired_bootstrap(statistic: Callable[[np.ndarray | slice], np.ndarray], indi
     return value, low, high
 
 
+def paired_bootstrap_batched(statistic: Callable[[np.ndarray], dict[str, np.ndarray]], indices: np.ndarray,
+                             alpha: float = 0.05, chunk: int = 100) -> dict[str, tuple[np.ndarray, ...]]:
+    """:func:`paired_bootstrap` for a statistic vectorised over resamples -> {key: (value, low, high)}.
+
+    ``statistic`` maps index rows [B, n] to {key: [B, ...]}; resamples are evaluated ``chunk`` rows at a
+    time to bound memory.
+    """
+    n = indices.shape[1]
+    value = statistic(np.arange(n)[None])
+    parts = [statistic(indices[i:i + chunk]) for i in range(0, len(indices), chunk)]
+    out = {}
+    for key, v in value.items():
+        reps = np.concatenate([np.asarray(p[key], dtype=float) for p in parts])
+        low, high = np.nanpercentile(reps, [100 * alpha / 2, 100 * (1 - alpha / 2)], axis=0)
+        out[key] = (np.asarray(v[0], dtype=float), low, high)
+    return out
+
+
 def paired_permutation_pvalues(diffs: np.ndarray, n_perm: int, seed: int) -> np.ndarray:
     """Two-sided sign-flip permutation p-values for mean(diffs) = 0, per column.
 

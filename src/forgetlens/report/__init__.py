@@ -1,0 +1,1 @@
+"""The study's outputs for people and programs: derived tables, figures, report.html."""

@@ -1,0 +1,111 @@
+"""report.html: one self-contained page (figures inlined as base64 PNG), built from results.json alone."""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+
+import numpy as np
+
+from forgetlens.report.figures import FIGURES
+from forgetlens.report.tables import prior_tasks, runs_by_method
+from forgetlens.utils import atomic_write_text
+
+
+def _ci(stat: dict | None, fmt: str = "{:.3f}") -> str:
+    if not stat:
+        return "n/a"
+    low, high = stat.get("ci_low", float("nan")), stat.get("ci_high", float("nan"))
+    value = fmt.format(stat["value"])
+    if low is None or np.isnan(low):
+        return value
+    return f"{value} [{fmt.format(low)}, {fmt.format(high)}]"
+
+
+def summary_lines(results: dict) -> list[str]:
+    """The findings in words, generated from the numbers."""
+    lines = []
+    threshold = results["accuracy_threshold"]
+    curves = results["curves"]
+    for method, names in runs_by_method(results).items():
+        reached = [results["runs"][n]["steps_to_threshold"] for n in names]
+        hit = [s for s in reached if s is not None]
+        acc = curves[method]["target_accuracy"]
+        start, end = acc["mean"][0], acc["mean"][-1]
+        when = (f"reached {threshold:.0%} target accuracy in {np.mean(hit):.0f} steps on average ({len(hit)} of "
+                f"{len(names)} seeds)" if hit else f"never reached {threshold:.0%} target accuracy")
+        lines.append(f"{method.upper()} {when}; held-out target accuracy went from {start:.2f} to {end:.2f} "
+                     f"(mean over {len(names)} seed(s)), forward KL at the end {curves[method]['kl_forward']['mean'][-1]:.3f}.")
+    claims = results.get("claims") or {}
+    if claims:
+        a = claims["adaptation"]
+        lines.append(f"Claim 1, SFT adapts faster than RL: mean target-accuracy gain over checkpoints, SFT minus RL = "
+                     f"{_ci(a['difference_sft_minus_rl'])} -> {a['verdict']}.")
+        for t, c in claims["circuits"].items():
+            lines.append(f"Claim 2 on {t} (step {c['step']}): DCV(C0) = V_SFT - V_RL = {_ci(c['dcv_circuit'])} -> "
+                         f"{c['dcv_verdict']}; forgetting SFT minus RL = "
+                         f"{_ci(c['forgetting_difference_sft_minus_rl'])} -> {c['forgetting_verdict']}.")
+            for method in runs_by_method(results):
+                r = curves[method][f"faithfulness_retention/{t}"]["mean"][-1]
+                lines.append(f"  {method.upper()}'s base-circuit faithfulness retention for {t} ended at {r:.2f}.")
+    fits = results["forgetting_predictors"]["pooled"]
+    lines.append(f"Forgetting across all checkpoints and tasks: R^2 against KL = {fits['kl']['r2']:.2f} "
+                 f"[{fits['kl']['ci_low']:.2f}, {fits['kl']['ci_high']:.2f}], against V(C0) = "
+                 f"{fits['v_circuit']['r2']:.2f} [{fits['v_circuit']['ci_low']:.2f}, {fits['v_circuit']['ci_high']:.2f}],"
+                 f" both = {fits['both']['r2']:.2f} (n = {fits['n_points']}).")
+    lines.append("Intervals: 95 %; over seeds (Student t) when several seeds ran, otherwise the paired prompt "
+                 "bootstrap of one seed (circuit metrics) or none (behaviour, reported inconclusive).")
+    return lines
+
+
+def _circuit_table(results: dict) -> str:
+    rows = []
+    for t in prior_tasks(results):
+        task = results["tasks"][t]
+        c = task["circuit"]
+        for method, names in runs_by_method(results).items():
+            last = results["runs"][names[0]]["checkpoints"][-1]["step"]
+            agg = task["seeds"]["models"].get(f"{method}@{last}")
+            single = task["models"].get(f"{names[0]}@{last}")
+            src = agg if agg else single
+            cells = [_ci(src.get(k)) if src else "n/a" for k in ("v_circuit", "retention", "preserved_fraction")]
+            rows.append(f"<tr><td>{t}</td><td>{c['k']}</td><td>{c['faithfulness']:.2f}</td><td>{method}@{last}</td>"
+                        + "".join(f"<td>{x}</td>" for x in cells) + "</tr>")
+    head = ("<tr><th>task</th><th>|C0|</th><th>F0(C0)</th><th>model</th><th>V(C0)</th>"
+            "<th>faithfulness retention</th><th>preserved fraction</th></tr>")
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
+def render(results: dict) -> str:
+    parts = [f"<li>{html.escape(line)}</li>" for line in summary_lines(results)]
+    figures = []
+    for key, (title, fn) in FIGURES.items():
+        data = base64.b64encode(fn(results)).decode()
+        figures.append(f'<h2>{html.escape(title)}</h2><img id="{key}" alt="{html.escape(title)}" '
+                       f'src="data:image/png;base64,{data}">')
+    cfg = results["config"]
+    meta = (f"model <code>{html.escape(str(cfg['model']))}</code>, methods {', '.join(cfg['methods'])}, "
+            f"seeds {results['seeds']}, {cfg['finetune']['steps']} steps, n_boot {cfg['n_boot']}, "
+            f"forgetlens {results['versions'].get('forgetlens')}, torch {results['versions'].get('torch')}")
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>forgetlens report</title>
+<style>
+body {{ font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }}
+img {{ max-width: 100%; border: 1px solid #ddd; }}
+table {{ border-collapse: collapse; font-size: 0.9em; }} td, th {{ border: 1px solid #ccc; padding: 3px 8px; }}
+code {{ background: #f4f4f4; }}
+</style></head><body>
+<h1>forgetlens: what fine-tuning did to the base model</h1>
+<p>{meta}</p>
+<h2>Summary</h2><ul id="summary">{''.join(parts)}</ul>
+<h2>Base circuits at the last checkpoint</h2>{_circuit_table(results)}
+{''.join(figures)}
+<p>Numbers behind every figure: <code>results.json</code> (schema {results['schema_version']}),
+<code>checkpoints.csv</code>, <code>per_head.csv</code>.</p>
+</body></html>
+"""
+
+
+def write_report(results: dict, path: Path) -> None:
+    atomic_write_text(path, render(results))

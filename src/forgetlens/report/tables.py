@@ -1,0 +1,211 @@
+"""Numbers derived from a study's results: curves over seeds, forgetting predictors, the two claims.
+
+Everything here is a pure function of ``results.json``'s measured content, so ``forgetlens report``
+can rebuild it (and the report) without rerunning anything.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import numpy as np
+
+from forgetlens.metrics.seeds import t_interval
+
+CLAIM_HELD, CLAIM_REVERSED, CLAIM_UNCLEAR = "held", "reversed", "inconclusive"
+
+
+def runs_by_method(results: dict) -> dict[str, list[str]]:
+    """{method: [run names, by seed]}."""
+    out: dict[str, list[str]] = {}
+    for name, run in sorted(results["runs"].items(), key=lambda kv: kv[1]["seed"]):
+        out.setdefault(run["method"], []).append(name)
+    return out
+
+
+def _steps(results: dict, name: str) -> list[int]:
+    return [r["step"] for r in results["runs"][name]["checkpoints"]]
+
+
+def prior_tasks(results: dict) -> list[str]:
+    return list(results["tasks"])
+
+
+def mean_prior_retention(row: dict, tasks: list[str]) -> float:
+    """Mean over prior tasks of accuracy retention (tuned / base) at one checkpoint."""
+    return float(np.mean([row["prior"][t]["retention_accuracy"] for t in tasks]))
+
+
+def curve(results: dict, method: str, value) -> dict:
+    """Mean and t-interval over seeds of ``value(run_name, row)`` at every step all seeds share."""
+    names = runs_by_method(results)[method]
+    steps = sorted(set.intersection(*(set(_steps(results, n)) for n in names)))
+    rows = {n: {r["step"]: r for r in results["runs"][n]["checkpoints"]} for n in names}
+    points = [t_interval([value(n, rows[n][s]) for n in names]) for s in steps]
+    return {"steps": steps, "mean": [p["value"] for p in points], "low": [p["ci_low"] for p in points],
+            "high": [p["ci_high"] for p in points], "n_seeds": len(names)}
+
+
+def circuit_value(results: dict, task: str, label: str, key: str) -> float:
+    """A circuit statistic of model ``label`` (``run@step``); step 0 is the base model itself."""
+    if label.endswith("@0"):
+        return {"retention": 1.0, "preserved_fraction": 1.0}.get(key, 0.0)
+    return results["tasks"][task]["models"][label][key]["value"]
+
+
+def checkpoint_rows(results: dict) -> list[dict]:
+    """One row per (run, checkpoint): behaviour and each task's circuit metrics."""
+    tasks = prior_tasks(results)
+    out = []
+    for name, run in results["runs"].items():
+        for r in run["checkpoints"]:
+            label = f"{name}@{r['step']}"
+            row = {"run": name, "method": run["method"], "seed": run["seed"], "step": r["step"],
+                   "target_accuracy": r["target_accuracy"], "kl_forward": r["kl_forward"],
+                   "mean_prior_retention": mean_prior_retention(r, tasks)}
+            for t in tasks:
+                row[f"{t}_accuracy"] = r["prior"][t]["accuracy"]
+                row[f"{t}_retention"] = r["prior"][t]["retention_accuracy"]
+                row[f"{t}_v_circuit"] = circuit_value(results, t, label, "v_circuit")
+                row[f"{t}_faithfulness_retention"] = circuit_value(results, t, label, "retention")
+            out.append(row)
+    return out
+
+
+def checkpoints_csv(results: dict) -> str:
+    rows = checkpoint_rows(results)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def _r2(x: np.ndarray, y: np.ndarray) -> float:
+    """R^2 of the least-squares fit y ~ 1 + x (x: [n, p])."""
+    design = np.column_stack([np.ones(len(y)), x])
+    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+    resid = y - design @ coef
+    total = ((y - y.mean()) ** 2).sum()
+    return float(1 - (resid ** 2).sum() / total) if total > 0 else float("nan")
+
+
+def forgetting_predictors(results: dict, n_boot: int = 1000, seed: int = 0) -> dict:
+    """R^2 of prior-task forgetting against forward KL (RL's Razor), V(C0) (ours) and both, per task and pooled.
+
+    Forgetting = 1 - accuracy retention of the task at a checkpoint; one point per fine-tuned checkpoint of
+    every run.  Intervals: percentile bootstrap over checkpoints.
+    """
+    rows = [r for r in checkpoint_rows(results) if r["step"] > 0]
+    rng = np.random.default_rng(seed)
+    out = {}
+    pooled: dict[str, list] = {"forgetting": [], "kl": [], "v": []}
+    for t in prior_tasks(results):
+        y = np.array([1 - r[f"{t}_retention"] for r in rows])
+        kl = np.array([r["kl_forward"] for r in rows])
+        v = np.array([r[f"{t}_v_circuit"] for r in rows])
+        pooled["forgetting"] += list(y)
+        pooled["kl"] += list(kl)
+        pooled["v"] += list(v)
+        out[t] = _fits(y, kl, v, rng, n_boot)
+    out["pooled"] = _fits(*(np.array(pooled[k]) for k in ("forgetting", "kl", "v")), rng, n_boot)
+    return out
+
+
+def _fits(y, kl, v, rng, n_boot) -> dict:
+    predictors = {"kl": kl[:, None], "v_circuit": v[:, None], "both": np.column_stack([kl, v])}
+    out = {"n_points": int(len(y))}
+    for name, x in predictors.items():
+        value = _r2(x, y) if len(y) > x.shape[1] + 1 else float("nan")
+        reps = []
+        for _ in range(n_boot if len(y) > 3 else 0):
+            idx = rng.integers(0, len(y), len(y))
+            reps.append(_r2(x[idx], y[idx]))
+        low, high = (np.nanpercentile(reps, [2.5, 97.5]) if reps else (float("nan"), float("nan")))
+        out[name] = {"r2": value, "ci_low": float(low), "ci_high": float(high)}
+    return out
+
+
+def _verdict(low: float, high: float) -> str:
+    if np.isnan(low):
+        return CLAIM_UNCLEAR
+    return CLAIM_HELD if low > 0 else CLAIM_REVERSED if high < 0 else CLAIM_UNCLEAR
+
+
+def _paired_difference(results: dict, value) -> dict:
+    """SFT minus RL of ``value(run_name)``, paired by seed, with a t-interval over seeds."""
+    by_method = runs_by_method(results)
+    sft = {results["runs"][n]["seed"]: n for n in by_method.get("sft", [])}
+    rl = {results["runs"][n]["seed"]: n for n in by_method.get("rl", [])}
+    seeds = sorted(set(sft) & set(rl))
+    diffs = [value(sft[s]) - value(rl[s]) for s in seeds]
+    return {**t_interval(diffs), "per_seed": diffs} if diffs else {}
+
+
+def claims(results: dict) -> dict:
+    """The study's two claims, tested on this run's numbers.
+
+    1. SFT adapts faster: mean target-accuracy gain over the checkpoints (area under the adaptation curve
+       divided by its length) is larger for SFT; difference paired by seed, t-interval over seeds.
+    2. SFT disrupts more of the base circuits and forgets more: at the last checkpoint, per task, DCV(C0) > 0
+       and SFT's prior-task accuracy drop exceeds RL's.
+    With one seed the intervals come from the prompt bootstrap of that seed (circuits) or are undefined
+    (behaviour), and a claim without an interval is reported inconclusive.
+    """
+    if not {"sft", "rl"} <= set(runs_by_method(results)):
+        return {}
+
+    def gain(name: str) -> float:
+        rows = results["runs"][name]["checkpoints"]
+        return float(np.mean([r["target_accuracy"] - rows[0]["target_accuracy"] for r in rows[1:]]))
+
+    def last(name: str) -> dict:
+        return results["runs"][name]["checkpoints"][-1]
+
+    adapt = _paired_difference(results, gain)
+    out = {"adaptation": {"difference_sft_minus_rl": adapt,
+                          "verdict": _verdict(adapt.get("ci_low", np.nan), adapt.get("ci_high", np.nan)),
+                          "steps_to_threshold": {n: r["steps_to_threshold"] for n, r in results["runs"].items()}},
+           "circuits": {}}
+    for t in prior_tasks(results):
+        task = results["tasks"][t]
+        final = {n: last(n)["step"] for n in results["runs"]}
+        steps = set(final.values())
+        step = min(steps)
+        seeds_dcv = task["seeds"]["dcv"].get(f"dcv@{step}", {}).get("v_circuit")
+        if seeds_dcv is None:
+            pair = next((p for p in task["dcv"] if p.endswith(f"@{step}")), None)
+            seeds_dcv = task["dcv"][pair]["v_circuit"] if pair is not None else {}
+        forget = _paired_difference(
+            results, lambda n: (1 - last(n)["prior"][t]["retention_accuracy"]))
+        out["circuits"][t] = {
+            "step": step,
+            "dcv_circuit": seeds_dcv,
+            "dcv_verdict": _verdict(seeds_dcv.get("ci_low", np.nan), seeds_dcv.get("ci_high", np.nan)),
+            "forgetting_difference_sft_minus_rl": forget,
+            "forgetting_verdict": _verdict(forget.get("ci_low", np.nan), forget.get("ci_high", np.nan)),
+        }
+    return out
+
+
+def derived_results(results: dict) -> dict:
+    """Everything ``results.json`` holds beyond the raw measurements."""
+    curves = {}
+    tasks = prior_tasks(results)
+    for method in runs_by_method(results):
+        curves[method] = {
+            "target_accuracy": curve(results, method, lambda n, r: r["target_accuracy"]),
+            "kl_forward": curve(results, method, lambda n, r: r["kl_forward"]),
+            "mean_prior_retention": curve(results, method, lambda n, r: mean_prior_retention(r, tasks)),
+            **{f"retention/{t}": curve(results, method, lambda n, r, t=t: r["prior"][t]["retention_accuracy"])
+               for t in tasks},
+            **{f"v_circuit/{t}": curve(results, method, lambda n, r, t=t: circuit_value(results, t, f"{n}@{r['step']}",
+                                                                                        "v_circuit"))
+               for t in tasks},
+            **{f"faithfulness_retention/{t}": curve(
+                results, method, lambda n, r, t=t: circuit_value(results, t, f"{n}@{r['step']}", "retention"))
+               for t in tasks},
+        }
+    return {"curves": curves, "forgetting_predictors": forgetting_predictors(results),
+            "claims": claims(results)}

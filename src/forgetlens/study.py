@@ -1,0 +1,264 @@
+"""``forgetlens run``: the whole study in one run directory, stage by stage, resumable.
+
+Stages and what each leaves in RUN_DIR (every file written atomically; a stage is skipped on
+``--resume`` when its outputs exist, and an interrupted stage redoes only its missing pieces)::
+
+    study_config.json                      the StudyConfig, seeds and versions
+    1 circuits  circuits/TASK.pt           base circuit C0 per prior task (discovery split)
+                measurements/TASK/base.npz the base model's per-prompt measurements (evaluation split)
+    2 finetune  runs/METHOD-sSEED/         one ``forgetlens finetune`` run directory per method and seed
+    3 measure   measurements/TASK/METHOD-sSEED@STEP.npz   every checkpoint against every base circuit
+    4 analyse   results.json, per_head.csv, checkpoints.csv
+    5 report    report.html
+                timings.json                wall time per stage (the only thing that differs between reruns)
+
+Nothing below this module imports it: it only wires the stages together.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from forgetlens.audit import BaseCircuit, analyse_task, find_base_circuit, per_head_csv
+from forgetlens.circuits.circuit import Circuit, head_mask
+from forgetlens.circuits.discover import task_splits
+from forgetlens.config import FinetuneConfig, StudyConfig
+from forgetlens.errors import ForgetlensError
+from forgetlens.metrics.vulnerability import circuit_weights, load_measurements, measure, save_measurements
+from forgetlens.models.heads import HeadLayout
+from forgetlens.models.loading import configure_threads, load_model
+from forgetlens.tasks.registry import get_task, task_names
+from forgetlens.training.checkpoints import checkpoint_dirs, load_checkpoint, prepare_run_dir
+from forgetlens.training.finetune import METHODS, finetune
+from forgetlens.utils import atomic_write_text, progress, versions
+
+STAGES = ("circuits", "finetune", "measure", "analyse", "report")
+SCHEMA_VERSION = "1.0"
+
+
+def validate_study(cfg: StudyConfig, source: str = "config") -> None:
+    """Raise one ForgetlensError listing every problem with ``cfg``, one line each."""
+    problems = study_problems(cfg)
+    if problems:
+        raise ForgetlensError("\n".join(f"{source}: {p}" for p in problems))
+
+
+def study_problems(cfg: StudyConfig) -> list[str]:
+    """Every problem with ``cfg`` (unknown task or method, non-positive sizes, missing data)."""
+    problems = []
+    known = task_names()
+    for t in cfg.tasks or []:
+        if t not in known:
+            problems.append(f"tasks: unknown task {t!r}; known: {', '.join(known)}")
+    for m in cfg.methods:
+        if m not in METHODS:
+            problems.append(f"methods: unknown method {m!r}; expected one of {', '.join(METHODS)}")
+    if not cfg.methods:
+        problems.append("methods: expected at least one method")
+    if not cfg.seeds:
+        problems.append("seeds: expected at least one seed")
+    if len(set(cfg.seeds)) != len(cfg.seeds):
+        problems.append(f"seeds: repeated seeds in {cfg.seeds}")
+    if cfg.n_boot < 1:
+        problems.append(f"n_boot: expected a positive integer, got {cfg.n_boot}")
+    ft = cfg.finetune
+    for name in ("steps", "prompts_per_step", "checkpoint_every", "prior_eval_examples", "kl_samples",
+                 "max_new_tokens"):
+        if getattr(ft, name) <= 0:
+            problems.append(f"finetune.{name}: expected a positive integer, got {getattr(ft, name)}")
+    for name in ("lr_sft", "lr_rl"):
+        if getattr(ft, name) <= 0:
+            problems.append(f"finetune.{name}: expected a positive number, got {getattr(ft, name)}")
+    if ft.rl.num_generations < 2:
+        problems.append(f"finetune.rl.num_generations: expected at least 2, got {ft.rl.num_generations}")
+    if cfg.discovery.n_examples < 2:
+        problems.append(f"discovery.n_examples: expected at least 2, got {cfg.discovery.n_examples}")
+    if cfg.discovery.k is not None and cfg.discovery.k < 1:
+        problems.append(f"discovery.k: expected a positive integer, got {cfg.discovery.k}")
+    if cfg.data is not None and not Path(cfg.data).exists():
+        problems.append(f"data: {cfg.data} does not exist")
+    return problems
+
+
+def run_configs(cfg: StudyConfig) -> dict[str, FinetuneConfig]:
+    """{``METHOD-sSEED``: the fine-tuning config of that run}."""
+    return {f"{m}-s{s}": dataclasses.replace(cfg.finetune, method=m, seed=s, model=cfg.model, data=cfg.data)
+            for m in cfg.methods for s in cfg.seeds}
+
+
+class Study:
+    """One study's run directory and the stages that fill it."""
+
+    def __init__(self, cfg: StudyConfig, run_dir: Path, log=print):
+        self.cfg, self.run_dir, self.log = cfg, Path(run_dir), log
+        self.tasks = [get_task(t) for t in (cfg.tasks or task_names())]
+        self._base = None
+        self.timings = self._read_json("timings.json") or {}
+
+    # --- helpers -------------------------------------------------------------------------------------------
+    def _read_json(self, name: str):
+        path = self.run_dir / name
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def _write_json(self, name: str, data) -> None:
+        atomic_write_text(self.run_dir / name, json.dumps(data, indent=1, sort_keys=False))
+
+    @property
+    def base(self):
+        if self._base is None:
+            self._base = load_model(self.cfg.model)
+            configure_threads(self._base.model, self.cfg.finetune.threads)
+        return self._base
+
+    def _timed(self, stage: str, fn) -> None:
+        start = time.perf_counter()
+        fn()
+        self.timings[stage] = round(self.timings.get(stage, 0.0) + time.perf_counter() - start, 2)
+        self._write_json("timings.json", self.timings)
+
+    # --- stage 1: base circuits ---------------------------------------------------------------------------
+    def _circuit_path(self, task: str) -> Path:
+        return self.run_dir / "circuits" / f"{task}.pt"
+
+    def _measure_path(self, task: str, label: str) -> Path:
+        return self.run_dir / "measurements" / task / f"{label}.npz"
+
+    def circuits(self) -> None:
+        layout = HeadLayout.of(self.base.model)
+        for task in progress(self.tasks, desc="1/5 base circuits"):
+            if self._circuit_path(task.name).exists() and self._measure_path(task.name, "base").exists():
+                continue
+            bc = find_base_circuit(self.base, layout, task, self.cfg.discovery)
+            save_measurements(self._measure_path(task.name, "base"), bc.measurements)
+            tmp = self._circuit_path(task.name).with_suffix(".tmp")
+            tmp.parent.mkdir(exist_ok=True)
+            torch.save(dataclasses.asdict(bc.circuit), tmp)
+            tmp.replace(self._circuit_path(task.name))
+
+    def base_circuit(self, task_name: str) -> BaseCircuit:
+        data = torch.load(self._circuit_path(task_name), weights_only=False)
+        circuit = Circuit(**{**data, "heads": [tuple(h) for h in data["heads"]]})
+        layout = HeadLayout.of(self.base.model)
+        _, evaluation = task_splits(self.base.tokenizer, get_task(task_name), self.cfg.discovery.n_examples,
+                                    self.cfg.discovery.seed)
+        mask = head_mask(circuit.heads, layout)
+        weights = circuit_weights(circuit.scores.double().numpy(), mask.numpy())
+        return BaseCircuit(get_task(task_name), circuit, evaluation, mask, weights,
+                           load_measurements(self._measure_path(task_name, "base")))
+
+    # --- stage 2: fine-tuning -----------------------------------------------------------------------------
+    def finetune(self) -> None:
+        for name, ft in run_configs(self.cfg).items():
+            run_dir = self.run_dir / "runs" / name
+            if (run_dir / "behaviour.json").exists() and (run_dir / "training_done.json").exists():
+                continue
+            self.log(f"2/5 fine-tuning {name}")
+            finetune(ft, run_dir, resume=run_dir.exists(), log=self.log)
+
+    # --- stage 3: circuit measurements of every checkpoint ----------------------------------------------
+    def measure(self) -> None:
+        layout = HeadLayout.of(self.base.model)
+        base_circuits = {t.name: self.base_circuit(t.name) for t in self.tasks}
+        todo = [(name, step, path) for name in run_configs(self.cfg)
+                for step, path in checkpoint_dirs(self.run_dir / "runs" / name) if step > 0]
+        for name, step, path in progress(todo, desc="3/5 measure checkpoints"):
+            label = f"{name}@{step}"
+            missing = [t for t in base_circuits if not self._measure_path(t, label).exists()]
+            if not missing:
+                continue
+            model = load_checkpoint(path, self.cfg.model)
+            for task in missing:
+                bc = base_circuits[task]
+                m = measure(model, layout, bc.evaluation, bc.mask, self.cfg.discovery.method, base=self.base.model)
+                save_measurements(self._measure_path(task, label), m)
+
+    # --- stage 4: statistics -------------------------------------------------------------------------------
+    def behaviour(self) -> dict[str, dict]:
+        return {name: json.loads((self.run_dir / "runs" / name / "behaviour.json").read_text())
+                for name in run_configs(self.cfg)}
+
+    def analyse(self) -> None:
+        from forgetlens.report.tables import checkpoints_csv, derived_results
+
+        behaviour = self.behaviour()
+        by_step = {name: {int(r["step"]): {"target_accuracy": r["target_accuracy"], "kl_forward": r["kl_forward"]}
+                          for r in table["checkpoints"]} for name, table in behaviour.items()}
+        tasks = {}
+        for task in progress(self.tasks, desc="4/5 statistics"):
+            bc = self.base_circuit(task.name)
+            tuned = {f"{name}@{step}": load_measurements(self._measure_path(task.name, f"{name}@{step}"))
+                     for name in run_configs(self.cfg)
+                     for step, _ in checkpoint_dirs(self.run_dir / "runs" / name) if step > 0}
+            tasks[task.name] = analyse_task(bc, tuned, by_step, self.cfg.n_boot, self.cfg.discovery.seed)
+        runs = {}
+        for name, table in behaviour.items():
+            budget = json.loads((self.run_dir / "runs" / name / "training_done.json").read_text())
+            rows = [{k: v for k, v in r.items() if k != "target_correct"} for r in table["checkpoints"]]
+            runs[name] = {"method": table["method"], "seed": table["seed"], "n_eval_records": table["n_eval_records"],
+                          "steps_to_threshold": table["steps_to_threshold"],
+                          "budget": {k: v for k, v in budget.items()
+                                     if "seconds" not in k and k != "resumed_from"},
+                          "checkpoints": rows}
+        layout = HeadLayout.of(self.base.model)
+        results = {
+            "schema_version": SCHEMA_VERSION,
+            "config": dataclasses.asdict(self.cfg),
+            "seeds": list(self.cfg.seeds),
+            "versions": versions(),
+            "layout": dataclasses.asdict(layout),
+            "accuracy_threshold": self.cfg.finetune.accuracy_threshold,
+            "runs": runs,
+            "tasks": tasks,
+        }
+        results.update(derived_results(results))
+        results["timings"] = dict(self.timings)
+        self._write_json("results.json", results)
+        atomic_write_text(self.run_dir / "per_head.csv", per_head_csv(results))
+        atomic_write_text(self.run_dir / "checkpoints.csv", checkpoints_csv(results))
+
+    # --- stage 5: report ---------------------------------------------------------------------------------
+    def report(self) -> None:
+        from forgetlens.report.html import write_report
+
+        results = self._read_json("results.json")
+        results["timings"] = dict(self.timings)
+        self._write_json("results.json", results)
+        write_report(results, self.run_dir / "report.html")
+
+    def done(self, stage: str) -> bool:
+        names = run_configs(self.cfg)
+        if stage == "circuits":
+            return all(self._circuit_path(t.name).exists() for t in self.tasks)
+        if stage == "finetune":
+            return all((self.run_dir / "runs" / n / "behaviour.json").exists() for n in names)
+        if stage == "measure":
+            return all(self._measure_path(t.name, f"{n}@{s}").exists() for t in self.tasks for n in names
+                       for s, _ in checkpoint_dirs(self.run_dir / "runs" / n) if s > 0)
+        return (self.run_dir / {"analyse": "results.json", "report": "report.html"}[stage]).exists()
+
+
+def run_study(cfg: StudyConfig, run_dir: Path, resume: bool = False, overwrite: bool = False, log=print) -> dict:
+    """Run (or resume) every stage; returns results.json's content."""
+    validate_study(cfg)
+    run_dir = Path(run_dir)
+    record = run_dir / "study_config.json"
+    if resume and record.exists():
+        stored = json.loads(record.read_text())["config"]
+        if stored != json.loads(json.dumps(dataclasses.asdict(cfg))):
+            raise ForgetlensError(f"{record}: --resume with a different configuration than the run was started with")
+    prepare_run_dir(run_dir, resume, overwrite)
+    atomic_write_text(record, json.dumps({"config": dataclasses.asdict(cfg), "seeds": list(cfg.seeds),
+                                          "versions": versions()}, indent=1))
+    torch.manual_seed(cfg.seeds[0])
+    study = Study(cfg, run_dir, log)
+    for stage in STAGES:
+        if resume and study.done(stage):
+            log(f"{stage}: already complete, skipped")
+            continue
+        study._timed(stage, getattr(study, stage))
+    return json.loads((run_dir / "results.json").read_text())

@@ -1,0 +1,104 @@
+"""`forgetlens run`: config validation, determinism, and resuming after SIGKILL at two stages."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+TINY = """
+tasks: [ioi]
+seeds: [0]
+n_boot: 100
+finetune:
+  steps: 4
+  checkpoint_every: 2
+  prompts_per_step: 4
+  prior_eval_examples: 16
+  kl_samples: 1
+  max_records: 40
+  rl: {num_generations: 2}
+discovery: {n_examples: 16}
+"""
+
+
+def _run(*args, cwd=None):
+    env = {**os.environ, "FORGETLENS_QUIET": "1", "FORGETLENS_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "forgetlens", *args], capture_output=True, text=True, cwd=cwd,
+                          env=env)
+
+
+def _results(run_dir):
+    data = json.loads((run_dir / "results.json").read_text())
+    data.pop("timings")
+    return data
+
+
+def test_bad_config_reports_every_problem_before_any_work(tmp_path):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("tasks: [ioi, nope]\nmethods: [sft, dpo]\nbogus: 1\nn_boot: many\nfinetune: {steps: -3}\n")
+    result = _run("run", "--config", str(cfg), "--out", str(tmp_path / "run"))
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2, result.stderr
+    assert all(line.startswith("error: ") and str(cfg) in line for line in lines), lines
+    text = "\n".join(lines)
+    for needle in ("bogus: unknown key", "n_boot: expected int, got 'many'", "unknown task 'nope'",
+                   "unknown method 'dpo'", "finetune.steps: expected a positive integer, got -3"):
+        assert needle in text, text
+    assert not (tmp_path / "run").exists()
+
+
+def test_existing_run_dir_is_never_overwritten(tmp_path):
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(TINY)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "keep.txt").write_text("mine")
+    result = _run("run", "--config", str(cfg), "--out", str(run))
+    assert result.returncode == 2 and "already exists" in result.stderr
+    assert (run / "keep.txt").read_text() == "mine"
+
+
+def _kill_when(proc, path, timeout=600):
+    start = time.time()
+    while not path.exists():
+        if proc.poll() is not None:
+            raise AssertionError(f"run finished before {path} appeared: {proc.stderr.read()}")
+        if time.time() - start > timeout:
+            raise AssertionError(f"{path} never appeared")
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def test_study_is_deterministic_and_resumes_after_sigkill(tmp_path):
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(TINY)
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    for run in (a, b):
+        result = _run("run", "--config", str(cfg), "--out", str(run))
+        assert result.returncode == 0, result.stderr
+    assert _results(a) == _results(b)
+    html = (a / "report.html").read_text()
+    for figure in ("target_accuracy", "prior_retention", "pareto", "heatmaps", "dcv_heads",
+                   "faithfulness_retention", "forgetting_vs_predictors"):
+        assert f'id="{figure}"' in html
+    assert "Claim 1" in html and "Claim 2 on ioi" in html
+
+    env = {**os.environ, "FORGETLENS_QUIET": "1", "FORGETLENS_THREADS": "1"}
+    cmd = [sys.executable, "-m", "forgetlens", "run", "--config", str(cfg), "--out", str(c)]
+    # kill 1: RL training, after its first checkpoint; kill 2: circuit measurement of the checkpoints
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    _kill_when(proc, c / "runs" / "rl-s0" / "checkpoints" / "checkpoint-2")
+    assert not (c / "runs" / "rl-s0" / "training_done.json").exists()
+    proc = subprocess.Popen(cmd + ["--resume"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    _kill_when(proc, c / "measurements" / "ioi" / "rl-s0@2.npz")
+    assert not (c / "results.json").exists()
+    result = _run("run", "--config", str(cfg), "--out", str(c), "--resume")
+    assert result.returncode == 0, result.stderr
+    assert _results(c) == _results(a)
+
+    (a / "report.html").unlink()
+    result = _run("report", str(a))
+    assert result.returncode == 0 and 'id="pareto"' in (a / "report.html").read_text()
