@@ -1,9 +1,9 @@
 """Find a prior task's head-level circuit in one model: score heads, rank, pick k by faithfulness.
 
-Heads are scored on a discovery split; the faithfulness curve (and hence the
-circuit size when it is chosen by a target) is measured on a separate
-evaluation split drawn with another seed, so the circuit is not graded on the
-prompts that selected it.
+Heads are scored, and the circuit size chosen by its faithfulness curve, on a
+discovery split; every metric of the circuit (faithfulness in the base and in
+tuned models, vulnerability) is then measured on a separate evaluation split
+drawn with another seed, so nothing is graded on the prompts that selected it.
 """
 
 from __future__ import annotations
@@ -30,18 +30,22 @@ def task_splits(tokenizer, task: PriorTask, n: int, seed: int) -> tuple[TaskBatc
 
 
 def discover_circuit(model, tokenizer, task: PriorTask, cfg: DiscoveryConfig) -> Circuit:
-    """Score every head on the discovery split and choose the circuit on the evaluation split."""
+    """Score every head and choose the circuit size, both on the discovery split.
+
+    The evaluation split (``task_splits``) is left for measuring the circuit: nothing about C0 is
+    selected on the prompts its metrics are later computed on.
+    """
     layout = HeadLayout.of(model)
     if cfg.k is not None and not 0 < cfg.k <= layout.n_total:
         raise ForgetlensError(f"--k must be between 1 and {layout.n_total} (the model's heads), got {cfg.k}")
-    discovery, evaluation = task_splits(tokenizer, task, cfg.n_examples, cfg.seed)
+    discovery, _ = task_splits(tokenizer, task, cfg.n_examples, cfg.seed)
     per_prompt = score_heads(model, layout, discovery, cfg.method, cfg.metric, cfg.ig_steps, cfg.batch_size)
     scores = per_prompt.mean(0)
     order = rank_heads(scores)
     ks = default_ks(layout.n_total)
     if cfg.k is not None and cfg.k not in ks:
         ks = sorted(set(ks) | {cfg.k})
-    curve, _ = faithfulness_curve(model, layout, evaluation, order, ks, cfg.ablation, cfg.metric, cfg.batch_size)
+    curve, _ = faithfulness_curve(model, layout, discovery, order, ks, cfg.ablation, cfg.metric, cfg.batch_size)
     k = choose_k(curve, cfg.k, cfg.faithfulness_target)
     faithfulness = next(p["faithfulness"] for p in curve if p["k"] == k)
     return Circuit(task=task.name, method=cfg.method, metric=cfg.metric, ablation=cfg.ablation, scores=scores,
