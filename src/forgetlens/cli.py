@@ -85,7 +85,10 @@ def discover_cmd(task_name, model, method, k, target, metric, ablation, ig_steps
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--steps", type=int, default=None, help="Optimizer steps (default from PretrainConfig).")
 @click.option("--resume", is_flag=True, help="Continue from the last training-state snapshot in --out.")
-def pretrain_cmd(out, seed, steps, resume) -> None:
+@click.option("--start-from", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
+              help="A model directory holding this configuration's weights at the end of stage 2; only the "
+                   "format stage is trained.")
+def pretrain_cmd(out, seed, steps, resume, start_from) -> None:
     """Rebuild the embedded base model (tokenizer, weights, model card) from a seed."""
     from forgetlens.config import PretrainConfig
     from forgetlens.circuits.validation import validate_task
@@ -100,7 +103,7 @@ def pretrain_cmd(out, seed, steps, resume) -> None:
             raise ForgetlensError(f"--steps must be positive, got {steps}")
         cfg.steps = steps
     out = out or EMBEDDED_DIR
-    card = pretrain_base(cfg, out, resume=resume, log=click.echo)
+    card = pretrain_base(cfg, out, resume=resume, start_from=start_from, log=click.echo)
     loaded = load_model(out)
     card["circuits"] = {task.name: validate_task(loaded.model, loaded.tokenizer, task)
                         for task in parse_task_list(None)}

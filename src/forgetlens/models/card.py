@@ -28,12 +28,17 @@ def write_model_card(out_dir: Path, card: dict) -> None:
         + " (induction heads form far faster on repeated sequences alone)",
         "- corpus recipe afterwards (share of documents): "
         + ", ".join(f"{k} {v:.2f}" for k, v in cfg["recipe"].items()),
+        f"- format stage: a fresh AdamW at constant lr {cfg.get('format_lr')}, then "
+        + "; ".join(f"{st['steps']} steps of " + ", ".join(f"{k} {v:.2f}" for k, v in st["recipe"].items())
+                    for st in cfg.get("format_stages", []))
+        + " (multiple-choice letter binding did not form in the mixed corpus above)",
         "",
         "## Held-out accuracy",
         "",
         "Top-1 over the whole vocabulary on freshly drawn prompts (evaluation seed differs from the corpus stream; "
         "fact recall is memorised by design, so its held-out prompts re-use the table). `science_mcq` is the "
-        "multiple-choice accuracy (best of the four letter logits) on the synthetic science-QA target task.",
+        "multiple-choice accuracy (best of the four letter logits) on the synthetic science-QA target task "
+        "(`science_mcq/RELATION` per question kind), `capital_mcq` the same on capital-city questions.",
         "",
         "| task | accuracy | mean logit diff |",
         "| --- | --- | --- |",

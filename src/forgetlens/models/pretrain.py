@@ -89,53 +89,57 @@ def _lr(cfg: PretrainConfig, step: int) -> float:
 
 
 def evaluate_base(model, tokenizer, n: int, seed: int) -> dict[str, dict[str, float]]:
-    """Held-out accuracy per prior task and multiple-choice accuracy on science questions."""
+    """Held-out accuracy per prior task, and letter accuracy on multiple-choice questions by kind."""
     results = {}
     for name, cls in TASKS.items():
         task = cls()
         batch = encode_examples(tokenizer, task.examples(n, seed=seed), name)
         results[name] = task_accuracy(model, batch)
-    results["science_mcq"] = {"accuracy": science_mcq_accuracy(model, tokenizer, n, seed)}
+    results["capital_mcq"] = {"accuracy": mcq_letter_accuracy(model, tokenizer, corpus.SOURCES["capital_mcq"], n, seed)}
+    for relation in science_qa.RELATIONS:
+        results[f"science_mcq/{relation}"] = {"accuracy": mcq_letter_accuracy(
+            model, tokenizer, lambda rng, r=relation: science_qa.science_mcq_document(rng, r), n, seed)}
+    results["science_mcq"] = {"accuracy": sum(results[f"science_mcq/{r}"]["accuracy"]
+                                              for r in science_qa.RELATIONS) / len(science_qa.RELATIONS)}
     return results
 
 
 @torch.no_grad()
-def science_mcq_accuracy(model, tokenizer, n: int, seed: int) -> float:
-    """Share of synthetic science questions where the letter with the highest logit is the key."""
-    rng = random.Random(f"science-eval:{seed}")
-    facts = science_qa.science_facts()
+def mcq_letter_accuracy(model, tokenizer, make_document, n: int, seed: int) -> float:
+    """Share of ``n`` chat multiple-choice documents whose key letter has the highest logit of A-D."""
+    rng = random.Random(f"mcq-eval:{seed}")
     letter_ids = [tokenizer(x, add_special_tokens=False)["input_ids"][0] for x in science_qa.LETTERS]
+    marker = "<|im_start|>assistant\n"
     correct = 0
     for _ in range(n):
-        rel, s, o = rng.choice(facts)
-        record = science_qa.mcq_record(rel, s, o, rng)
-        ids = tokenizer(science_qa.chat_text(science_qa.mcq_user_text(record)), add_special_tokens=False,
-                        return_tensors="pt")["input_ids"]
+        prompt, key = make_document(rng).rsplit(marker, 1)
+        ids = tokenizer(prompt + marker, add_special_tokens=False, return_tensors="pt")["input_ids"]
         logits = model(input_ids=ids).logits[0, -1, letter_ids]
-        correct += science_qa.LETTERS[int(logits.argmax())] == record["answerKey"]
+        correct += science_qa.LETTERS[int(logits.argmax())] == key[0]
     return correct / n
 
 
-def pretrain_base(cfg: PretrainConfig, out_dir: Path, resume: bool = False, log=print) -> dict:
-    """Train tokenizer and model into ``out_dir``; return the model card dict."""
-    torch.set_num_threads(cfg.threads)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    corpus.validate_recipe(cfg.recipe)
-    corpus.validate_recipe(cfg.curriculum_recipe)
-    tok_rng = random.Random(f"tokenizer:{cfg.seed}")
-    stream = corpus.documents(cfg.recipe, tok_rng)
-    tok = train_tokenizer((next(stream) for _ in range(cfg.tokenizer_docs)), cfg.vocab_size)
-    tokenizer = save_tokenizer(tok, out_dir, cfg.max_len)
-    for cls in TASKS.values():
-        check_vocabulary(tokenizer, cls())
+def _save_state(path: Path, state: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
 
-    model = build_model(cfg, len(tokenizer))
+
+def _step(model, opt, ids: torch.Tensor, labels: torch.Tensor) -> float:
+    loss = model(input_ids=ids, attention_mask=(labels != -100).long(), labels=labels).loss
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    return loss.item()
+
+
+def _train_main(cfg: PretrainConfig, model, tokenizer, state_path: Path, state: dict | None, log) -> float:
+    """Stages 1-2: the opening curriculum, then the mixed corpus, one optimizer and LR schedule -> seconds."""
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
     data_rng = random.Random(f"corpus:{cfg.seed}")
     start, elapsed_before = 0, 0.0
-    state_path = out_dir / STATE_FILE
-    if resume and state_path.exists():
-        state = torch.load(state_path, weights_only=False)
+    if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         data_rng.setstate(state["data_rng"])
@@ -145,7 +149,7 @@ def pretrain_base(cfg: PretrainConfig, out_dir: Path, resume: bool = False, log=
     opening = BucketedStream(tokenizer, corpus.documents(cfg.curriculum_recipe, data_rng), cfg.batch_size,
                              cfg.max_len, data_rng)
     main = BucketedStream(tokenizer, corpus.documents(cfg.recipe, data_rng), cfg.batch_size, cfg.max_len, data_rng)
-    if resume and state_path.exists():
+    if state is not None:
         opening.pending, main.pending = state["pending"]
     model.train()
     t0 = time.perf_counter()
@@ -154,19 +158,92 @@ def pretrain_base(cfg: PretrainConfig, out_dir: Path, resume: bool = False, log=
         ids, labels = (opening if step < cfg.curriculum_steps else main).next_batch()  # [batch, pos]
         for group in opt.param_groups:
             group["lr"] = _lr(cfg, step)
-        loss = model(input_ids=ids, attention_mask=(labels != -100).long(), labels=labels).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        bar.set_postfix(loss=f"{loss.item():.3f}")
+        bar.set_postfix(loss=f"{_step(model, opt, ids, labels):.3f}")
         if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
-            tmp = state_path.with_suffix(".tmp")
-            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "data_rng": data_rng.getstate(),
-                        "torch_rng": torch.get_rng_state(), "step": step + 1, "pending": (opening.pending, main.pending),
-                        "elapsed": elapsed_before + time.perf_counter() - t0}, tmp)
-            tmp.replace(state_path)
-    train_seconds = elapsed_before + time.perf_counter() - t0
+            _save_state(state_path, {"stage": "main", "model": model.state_dict(), "opt": opt.state_dict(),
+                                     "data_rng": data_rng.getstate(), "torch_rng": torch.get_rng_state(),
+                                     "step": step + 1, "pending": (opening.pending, main.pending),
+                                     "elapsed": elapsed_before + time.perf_counter() - t0})
+    return elapsed_before + time.perf_counter() - t0
+
+
+def _train_format(cfg: PretrainConfig, model, tokenizer, state_path: Path, state: dict | None,
+                  main_seconds: float, log) -> tuple[float, float]:
+    """Stage 3: the answer-format sub-stages, one fresh optimizer at a constant LR -> (seconds, last loss)."""
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.format_lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
+    data_rng = random.Random(f"format:{cfg.seed}")
+    start, elapsed_before = 0, 0.0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        data_rng.setstate(state["data_rng"])
+        start, elapsed_before, main_seconds = state["step"], state["elapsed"], state["main_seconds"]
+        log(f"resuming the format stage at step {start}")
+    streams = [BucketedStream(tokenizer, corpus.documents(stage.recipe, data_rng), cfg.batch_size, cfg.max_len,
+                              data_rng) for stage in cfg.format_stages]
+    ends = [sum(st.steps for st in cfg.format_stages[:i + 1]) for i in range(len(cfg.format_stages))]
+    if state is not None:
+        for stream, pending in zip(streams, state["pending"]):
+            stream.pending = pending
+    model.train()
+    t0 = time.perf_counter()
+    loss = float("nan")
+    bar = progress(range(start, cfg.format_steps), desc="pretrain (format stage)", initial=start,
+                   total=cfg.format_steps)
+    for step in bar:
+        for group in opt.param_groups:
+            group["lr"] = cfg.format_lr * min(1.0, (step + 1) / cfg.warmup)
+        stream = streams[next(i for i, end in enumerate(ends) if step < end)]
+        loss = _step(model, opt, *stream.next_batch())
+        bar.set_postfix(loss=f"{loss:.3f}")
+        if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.format_steps:
+            _save_state(state_path, {"stage": "format", "model": model.state_dict(), "opt": opt.state_dict(),
+                                     "data_rng": data_rng.getstate(), "step": step + 1,
+                                     "pending": [st.pending for st in streams],
+                                     "elapsed": elapsed_before + time.perf_counter() - t0,
+                                     "main_seconds": main_seconds})
+    return main_seconds + elapsed_before + time.perf_counter() - t0, loss
+
+
+def pretrain_base(cfg: PretrainConfig, out_dir: Path, resume: bool = False, start_from: Path | None = None,
+                  log=print) -> dict:
+    """Train tokenizer and model into ``out_dir``; return the model card dict.
+
+    ``start_from``: a directory holding this configuration's model at the end of stage 2 (for example the
+    shipped checkpoint built before the format stage existed); stages 1-2 are then loaded, not rerun.  The
+    format stage starts from fresh optimizer and data streams, so the result is the same either way.
+    """
+    torch.set_num_threads(cfg.threads)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for recipe in [cfg.recipe, cfg.curriculum_recipe] + [stage.recipe for stage in cfg.format_stages]:
+        corpus.validate_recipe(recipe)
+    tok_rng = random.Random(f"tokenizer:{cfg.seed}")
+    stream = corpus.documents(cfg.recipe, tok_rng)
+    tok = train_tokenizer((next(stream) for _ in range(cfg.tokenizer_docs)), cfg.vocab_size)
+    tokenizer = save_tokenizer(tok, out_dir, cfg.max_len)
+    for cls in TASKS.values():
+        check_vocabulary(tokenizer, cls())
+
+    model = build_model(cfg, len(tokenizer))
+    state_path = out_dir / STATE_FILE
+    state = torch.load(state_path, weights_only=False) if resume and state_path.exists() else None
+    if state is not None and state["stage"] == "format":
+        main_seconds = state["main_seconds"]
+    elif start_from is not None:
+        from safetensors.torch import load_file
+
+        model.load_state_dict(load_file(str(Path(start_from) / "model.safetensors")), strict=False)
+        model.tie_weights()
+        card_path = Path(start_from) / "card.json"
+        main_seconds = json.loads(card_path.read_text()).get("main_stage_seconds", json.loads(
+            card_path.read_text())["train_seconds"]) if card_path.exists() else float("nan")
+        log(f"stages 1-2 loaded from {start_from}")
+    else:
+        main_seconds = _train_main(cfg, model, tokenizer, state_path, state, log)
+        state = None
+    train_seconds, last_loss = _train_format(cfg, model, tokenizer, state_path,
+                                             state if state is not None and state["stage"] == "format" else None,
+                                             main_seconds, log)
     model.eval()
     accuracy = evaluate_base(model, tokenizer, cfg.eval_examples, seed=10_000 + cfg.seed)
     model.save_pretrained(str(out_dir), safe_serialization=True)
@@ -176,7 +253,8 @@ def pretrain_base(cfg: PretrainConfig, out_dir: Path, resume: bool = False, log=
         "n_parameters": sum(p.numel() for p in model.parameters()),
         "pretrain_config": dataclasses.asdict(cfg),
         "train_seconds": round(train_seconds, 1),
-        "final_loss": round(loss.item(), 4),
+        "main_stage_seconds": round(main_seconds, 1),
+        "final_loss": round(last_loss, 4),
         "held_out_accuracy": accuracy,
         "versions": versions(),
     }

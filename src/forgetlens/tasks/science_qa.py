@@ -91,8 +91,8 @@ def statement_document(rng: random.Random) -> str:
     return RELATIONS[relation][2].format(s=subject, o=obj)
 
 
-def science_mcq_document(rng: random.Random) -> str:
-    """One science multiple-choice exchange in chat format (pretraining corpus)."""
-    relation, subject, obj = rng.choice(science_facts())
+def science_mcq_document(rng: random.Random, relation: str | None = None) -> str:
+    """One science multiple-choice exchange in chat format (pretraining corpus), optionally of one relation."""
+    relation, subject, obj = rng.choice([f for f in science_facts() if relation in (None, f[0])])
     record = mcq_record(relation, subject, obj, rng)
     return chat_text(mcq_user_text(record), record["answerKey"])
