@@ -193,7 +193,8 @@ def per_head_csv(result: dict) -> str:
                 for head in range(len(row)):
                     vals = []
                     for key in ("v_imp", "v_cmap", "v_cmap_total", "drift"):
-                        s = stats[key]
-                        vals += [s["value"][layer][head], s["ci_low"][layer][head], s["ci_high"][layer][head]]
+                        s = stats.get(key)
+                        vals += ([s["value"][layer][head], s["ci_low"][layer][head], s["ci_high"][layer][head]]
+                                 if s else ["", "", ""])
                     w.writerow([task, model, layer, head, int((layer, head) in members), ie[layer][head], *vals])
     return buf.getvalue()

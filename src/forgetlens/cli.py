@@ -196,8 +196,10 @@ def audit_cmd(base_spec, tuned_specs, tasks, k, n_boot, n_examples, seed, out) -
 @click.option("--seeds", default=None, help="Comma-separated training seeds, e.g. 0,1,2 (overrides the config).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted study in --out, skipping finished stages.")
 @click.option("--overwrite", is_flag=True, help="Delete an existing --out and start again.")
+@click.option("--jobs", type=int, default=1, show_default=True,
+              help="Fine-tuning runs trained at once, in worker processes (one CPU thread each for small models).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Run directory.")
-def run_cmd(config_path, seeds, resume, overwrite, out) -> None:
+def run_cmd(config_path, seeds, resume, overwrite, jobs, out) -> None:
     """The whole study: base circuits, SFT and RL runs, circuit metrics at every checkpoint, report."""
     from forgetlens.config import StudyConfig, load_study_config
     from forgetlens.study import run_study
@@ -208,7 +210,9 @@ def run_cmd(config_path, seeds, resume, overwrite, out) -> None:
             cfg.seeds = [int(s) for s in seeds.split(",") if s.strip()]
         except ValueError:
             raise ForgetlensError(f"--seeds: expected comma-separated integers, got {seeds!r}") from None
-    results = run_study(cfg, out, resume=resume, overwrite=overwrite, log=click.echo)
+    if jobs < 1:
+        raise ForgetlensError(f"--jobs must be at least 1, got {jobs}")
+    results = run_study(cfg, out, resume=resume, overwrite=overwrite, log=click.echo, jobs=jobs)
     from forgetlens.report.html import summary_lines
 
     click.echo("\n".join(summary_lines(results)))

@@ -77,13 +77,15 @@ class PretrainConfig:
     """Learning rate of the format stages (after ``warmup`` steps of linear warm-up, then constant)."""
     format_stages: list[FormatStage] = field(default_factory=lambda: [
         FormatStage(500, {"capital_mcq": 1.0}),
-        FormatStage(1000, {"capital_mcq": 0.2, "science_mcq": 0.3, "induction": 0.1, "ioi": 0.1,
-                           "greater_than": 0.1, "fact_recall": 0.1, "science_statement": 0.1}),
+        FormatStage(500, {"science_mcq": 0.8, "capital_mcq": 0.2}),
+        FormatStage(800, {"induction": 0.2, "ioi": 0.2, "greater_than": 0.15, "fact_recall": 0.1,
+                          "science_statement": 0.1, "reverse_fact": 0.05, "capital_mcq": 0.15, "science_mcq": 0.05}),
     ])
     """Stage 3, after ``steps``: answer-format practice, one fresh optimizer for all its sub-stages.  Measured
     here: 6500 steps with multiple-choice documents as 22 % of a mixed corpus left the model at chance on them
-    (letter binding never formed); 500 steps of capital-city questions alone formed it (0.22 -> 0.79), and
-    science questions alone or mixed half-and-half with capital ones did not within 500 steps."""
+    (letter binding never formed); capital-city questions alone formed it in ~400 steps (0.22 -> 0.79), after
+    which science questions (80 %) formed it for science in ~400 more (0.25 -> 0.65); a final mixed sub-stage
+    restores the prior tasks, which the format-only sub-stages erase."""
 
     @property
     def format_steps(self) -> int:
@@ -201,6 +203,8 @@ class StudyConfig:
     """Training seeds (``--seeds`` overrides)."""
     n_boot: int = 1000
     """Bootstrap resamples for every confidence interval."""
+    total_cmap: bool = True
+    """Also measure the paper's (total) CMAP beside the head-local default (doubles the per-head patching)."""
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     """Fine-tuning options shared by all runs (``method``, ``seed``, ``model``, ``data`` are set by the study)."""
     discovery: DiscoveryConfig = field(default_factory=lambda: DiscoveryConfig(n_examples=128))

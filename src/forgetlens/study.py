@@ -94,8 +94,8 @@ def run_configs(cfg: StudyConfig) -> dict[str, FinetuneConfig]:
 class Study:
     """One study's run directory and the stages that fill it."""
 
-    def __init__(self, cfg: StudyConfig, run_dir: Path, log=print):
-        self.cfg, self.run_dir, self.log = cfg, Path(run_dir), log
+    def __init__(self, cfg: StudyConfig, run_dir: Path, log=print, jobs: int = 1):
+        self.cfg, self.run_dir, self.log, self.jobs = cfg, Path(run_dir), log, jobs
         self.tasks = [get_task(t) for t in (cfg.tasks or task_names())]
         self._base = None
         self.timings = self._read_json("timings.json") or {}
@@ -153,11 +153,19 @@ class Study:
 
     # --- stage 2: fine-tuning -----------------------------------------------------------------------------
     def finetune(self) -> None:
-        for name, ft in run_configs(self.cfg).items():
-            run_dir = self.run_dir / "runs" / name
-            if (run_dir / "behaviour.json").exists() and (run_dir / "training_done.json").exists():
-                continue
-            self.log(f"2/5 fine-tuning {name}")
+        """Every method x seed run; an existing run directory is resumed (its stored config must match)."""
+        runs = [(ft, self.run_dir / "runs" / name) for name, ft in run_configs(self.cfg).items()]
+        if self.jobs > 1:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            self.log(f"2/5 fine-tuning {len(runs)} runs, {self.jobs} at a time")
+            with ProcessPoolExecutor(self.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+                for done in [pool.submit(_finetune_quietly, ft, d) for ft, d in runs]:
+                    done.result()
+            return
+        for ft, run_dir in runs:
+            self.log(f"2/5 fine-tuning {run_dir.name}")
             finetune(ft, run_dir, resume=run_dir.exists(), log=self.log)
 
     # --- stage 3: circuit measurements of every checkpoint ----------------------------------------------
@@ -174,7 +182,8 @@ class Study:
             model = load_checkpoint(path, self.cfg.model)
             for task in missing:
                 bc = base_circuits[task]
-                m = measure(model, layout, bc.evaluation, bc.mask, self.cfg.discovery.method, base=self.base.model)
+                m = measure(model, layout, bc.evaluation, bc.mask, self.cfg.discovery.method, base=self.base.model,
+                            total_cmap=self.cfg.total_cmap)
                 save_measurements(self._measure_path(task, label), m)
 
     # --- stage 4: statistics -------------------------------------------------------------------------------
@@ -242,8 +251,16 @@ class Study:
         return (self.run_dir / {"analyse": "results.json", "report": "report.html"}[stage]).exists()
 
 
-def run_study(cfg: StudyConfig, run_dir: Path, resume: bool = False, overwrite: bool = False, log=print) -> dict:
-    """Run (or resume) every stage; returns results.json's content."""
+def _finetune_quietly(ft: FinetuneConfig, run_dir: Path) -> None:
+    finetune(ft, run_dir, resume=run_dir.exists(), log=lambda *a: None)
+
+
+def run_study(cfg: StudyConfig, run_dir: Path, resume: bool = False, overwrite: bool = False, log=print,
+              jobs: int = 1) -> dict:
+    """Run (or resume) every stage; returns results.json's content.
+
+    ``jobs`` > 1 trains that many fine-tuning runs at once in worker processes (results are identical).
+    """
     validate_study(cfg)
     run_dir = Path(run_dir)
     record = run_dir / "study_config.json"
@@ -255,7 +272,7 @@ def run_study(cfg: StudyConfig, run_dir: Path, resume: bool = False, overwrite: 
     atomic_write_text(record, json.dumps({"config": dataclasses.asdict(cfg), "seeds": list(cfg.seeds),
                                           "versions": versions()}, indent=1))
     torch.manual_seed(cfg.seeds[0])
-    study = Study(cfg, run_dir, log)
+    study = Study(cfg, run_dir, log, jobs)
     for stage in STAGES:
         if resume and study.done(stage):
             log(f"{stage}: already complete, skipped")

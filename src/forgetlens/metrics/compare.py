@@ -62,7 +62,7 @@ def compare_models(base: PromptMeasurements, tuned: dict[str, PromptMeasurements
 
         def dcv(i, sft=sft, rl=rl):
             a, b = sft(i), rl(i)
-            return {k: a[k] - b[k] for k in DCV_KEYS}
+            return {k: a[k] - b[k] for k in DCV_KEYS if k in a and k in b}
 
         out["dcv"][pair] = _bootstrap_dict(dcv, idx)
         diffs = -(tuned[sft_label].cmap - tuned[rl_label].cmap).reshape(n, -1) / base.te.mean()
