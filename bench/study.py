@@ -1,9 +1,10 @@
 """Wall time and peak memory of the default study (`forgetlens run`), one seed, on this machine.
 
-    python bench/study.py [--seeds 0] [--out /tmp/forgetlens-bench-study]
+    python bench/study.py [--seeds 0] [--jobs 2] [--out /tmp/forgetlens-bench-study]
 
 Runs the README's main job in a child process (a fresh interpreter, as a user would), then prints its wall
-time, peak resident memory (the child's ru_maxrss) and each stage's share of the time from timings.json.
+time, its peak memory (the largest sum of resident memory over the child and its worker processes, sampled
+from /proc every 0.2 s), and each stage's share of the time from timings.json.
 """
 
 from __future__ import annotations
@@ -14,24 +15,59 @@ import resource
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+
+
+def tree_rss_bytes(root: int) -> int:
+    """Resident memory of ``root`` and all its descendants, from /proc."""
+    parents, rss = {}, {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            parents[int(entry.name)] = int(fields[1])
+            rss[int(entry.name)] = int(fields[21]) * resource.getpagesize()
+        except (OSError, IndexError, ValueError):
+            continue
+    tree, frontier = {root}, [root]
+    while frontier:
+        pid = frontier.pop()
+        children = [c for c, p in parents.items() if p == pid and c not in tree]
+        tree.update(children)
+        frontier += children
+    return sum(rss.get(pid, 0) for pid in tree)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0")
+    parser.add_argument("--jobs", default="2")
     parser.add_argument("--out", type=Path, default=Path("/tmp/forgetlens-bench-study"))
     args = parser.parse_args()
     if args.out.exists():
         shutil.rmtree(args.out)
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "forgetlens", "run", "--seeds", args.seeds, "--out", str(args.out)],
-                   check=True, stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen([sys.executable, "-m", "forgetlens", "run", "--seeds", args.seeds, "--jobs", args.jobs,
+                             "--out", str(args.out)], stdout=subprocess.DEVNULL)
+    peak = [0]
+
+    def sample() -> None:
+        while proc.poll() is None:
+            peak[0] = max(peak[0], tree_rss_bytes(proc.pid))
+            time.sleep(0.2)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    if proc.wait() != 0:
+        raise SystemExit(f"forgetlens run failed with exit code {proc.returncode}")
     wall = time.perf_counter() - start
-    peak_gib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2 ** 20  # KiB on Linux
+    sampler.join()
+    peak_gib = peak[0] / 2 ** 30
     timings = json.loads((args.out / "timings.json").read_text())
-    print(f"default study, seeds {args.seeds}: wall {wall:.0f} s, peak RSS {peak_gib:.2f} GiB")
+    print(f"default study, seeds {args.seeds}, --jobs {args.jobs}: wall {wall:.0f} s, peak memory {peak_gib:.2f} GiB (all processes)")
     total = sum(timings.values())
     for stage, seconds in timings.items():
         print(f"  {stage:<10}{seconds:>8.1f} s  {seconds / total:>6.1%}")
