@@ -155,10 +155,10 @@ class FinetuneConfig:
     """Optimizer steps (the same for both methods: matched budget)."""
     prompts_per_step: int = 8
     """Distinct training prompts per optimizer step (RL samples ``num_generations`` completions of each)."""
-    lr_sft: float = 3e-4
-    """SFT learning rate."""
-    lr_rl: float = 3e-4
-    """RL learning rate."""
+    lr_sft: float = 1e-4
+    """SFT learning rate (chosen by ``experiments/lr_sweep.py``'s rule on the embedded default)."""
+    lr_rl: float = 1e-4
+    """RL learning rate (chosen by ``experiments/lr_sweep.py``'s rule on the embedded default)."""
     checkpoint_every: int = 20
     """Save a checkpoint every N steps (plus step 0, the base model)."""
     eval_fraction: float = 0.3
@@ -205,8 +205,9 @@ class StudyConfig:
     """Bootstrap resamples for every confidence interval."""
     total_cmap: bool = True
     """Also measure the paper's (total) CMAP beside the head-local default (doubles the per-head patching)."""
-    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
-    """Fine-tuning options shared by all runs (``method``, ``seed``, ``model``, ``data`` are set by the study)."""
+    finetune: FinetuneConfig = field(default_factory=lambda: FinetuneConfig(checkpoint_every=40))
+    """Fine-tuning options shared by all runs (``method``, ``seed``, ``model``, ``data`` are set by the study);
+    checkpoints every 40 steps keep the per-checkpoint circuit measurements within the CPU budget."""
     discovery: DiscoveryConfig = field(default_factory=lambda: DiscoveryConfig(n_examples=128))
     """How base circuits are found; ``n_examples`` prompts each for discovery and for evaluation."""
 

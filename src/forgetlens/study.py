@@ -67,6 +67,10 @@ def study_problems(cfg: StudyConfig) -> list[str]:
     if cfg.n_boot < 1:
         problems.append(f"n_boot: expected a positive integer, got {cfg.n_boot}")
     ft = cfg.finetune
+    defaults = FinetuneConfig()
+    for name in ("method", "seed", "model", "data"):
+        if getattr(ft, name) != getattr(defaults, name):
+            problems.append(f"finetune.{name}: set by the study (use the top-level methods, seeds, model, data)")
     for name in ("steps", "prompts_per_step", "checkpoint_every", "prior_eval_examples", "kl_samples",
                  "max_new_tokens"):
         if getattr(ft, name) <= 0:

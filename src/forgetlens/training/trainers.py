@@ -76,8 +76,17 @@ def build_sft_trainer(model, tokenizer, dataset, cfg: FinetuneConfig, out_dir: P
         max_length=None,
         dataset_num_proc=None,
     )
-    return SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                      peft_config=_lora(cfg), callbacks=list(callbacks))
+    return _quiet(SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                             peft_config=_lora(cfg), callbacks=list(callbacks)))
+
+
+def _quiet(trainer):
+    """Drop transformers' PrinterCallback (it prints every log line when the progress bar is off); the log
+    history still goes to ``training_log.json`` and to any configured logger."""
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)
+    return trainer
 
 
 def make_reward_function(strict: bool = False):
@@ -131,5 +140,5 @@ def build_rl_trainer(model, tokenizer, dataset, cfg: FinetuneConfig, out_dir: Pa
         use_vllm=rl.use_vllm,
         log_completions=False,
     )
-    return GRPOTrainer(model=model, reward_funcs=reward_funcs, args=args, train_dataset=dataset,
-                       processing_class=tokenizer, peft_config=_lora(cfg), callbacks=list(callbacks))
+    return _quiet(GRPOTrainer(model=model, reward_funcs=reward_funcs, args=args, train_dataset=dataset,
+                              processing_class=tokenizer, peft_config=_lora(cfg), callbacks=list(callbacks)))
