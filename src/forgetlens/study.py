@@ -164,8 +164,9 @@ class Study:
             from concurrent.futures import ProcessPoolExecutor
 
             self.log(f"2/5 fine-tuning {len(runs)} runs, {self.jobs} at a time")
+            longest_first = sorted(runs, key=lambda r: r[0].method != "rl")  # RL generates: the slow runs
             with ProcessPoolExecutor(self.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-                for done in [pool.submit(_finetune_quietly, ft, d) for ft, d in runs]:
+                for done in [pool.submit(_finetune_quietly, ft, d) for ft, d in longest_first]:
                     done.result()
             return
         for ft, run_dir in runs:

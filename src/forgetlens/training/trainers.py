@@ -34,7 +34,7 @@ def _common_args(cfg: FinetuneConfig, out_dir: Path, lr: float) -> dict:
         data_seed=cfg.seed,
         bf16=cfg.bf16,
         fp16=False,
-        gradient_checkpointing=cfg.gradient_checkpointing,
+        activation_checkpointing=cfg.gradient_checkpointing,  # transformers 5's name for gradient checkpointing
         gradient_accumulation_steps=1,
         save_strategy="steps",
         save_steps=cfg.checkpoint_every,
@@ -64,10 +64,18 @@ def _lora(cfg: FinetuneConfig):
                       task_type="CAUSAL_LM")
 
 
+def _quiet_datasets() -> None:
+    if os.environ.get("FORGETLENS_QUIET"):
+        from datasets.utils.logging import disable_progress_bar
+
+        disable_progress_bar()
+
+
 def build_sft_trainer(model, tokenizer, dataset, cfg: FinetuneConfig, out_dir: Path, callbacks=()):
     """TRL SFTTrainer on prompt/completion rows; loss on the completion tokens only."""
     from trl import SFTConfig, SFTTrainer
 
+    _quiet_datasets()
     args = SFTConfig(
         **_common_args(cfg, out_dir, cfg.lr_sft),
         per_device_train_batch_size=cfg.prompts_per_step,
@@ -112,6 +120,7 @@ def build_rl_trainer(model, tokenizer, dataset, cfg: FinetuneConfig, out_dir: Pa
     """TRL GRPOTrainer with the verifiable reward; Dr.GRPO and beta = 0 by default."""
     from trl import GRPOConfig, GRPOTrainer
 
+    _quiet_datasets()
     rl = cfg.rl
     if rl.loss_type not in LOSS_TYPES:
         raise ForgetlensError(f"rl.loss_type must be one of {', '.join(LOSS_TYPES)}, got {rl.loss_type!r}")
