@@ -1,4 +1,4 @@
-"""`forgetlens run`: config validation, determinism, and resuming after SIGKILL at two stages."""
+"""`forgetlens run`: config validation, determinism (also across --jobs), resuming after SIGKILL at two stages."""
 
 import json
 import os
@@ -76,8 +76,8 @@ def test_study_is_deterministic_and_resumes_after_sigkill(tmp_path):
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(TINY)
     a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
-    for run in (a, b):
-        result = _run("run", "--config", str(cfg), "--out", str(run))
+    for run, jobs in ((a, "1"), (b, "2")):  # b: fine-tuning runs and checkpoint measurements in 2 workers
+        result = _run("run", "--config", str(cfg), "--out", str(run), "--jobs", jobs)
         assert result.returncode == 0, result.stderr
     assert _results(a) == _results(b)
     html = (a / "report.html").read_text()

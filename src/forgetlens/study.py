@@ -160,14 +160,8 @@ class Study:
         """Every method x seed run; an existing run directory is resumed (its stored config must match)."""
         runs = [(ft, self.run_dir / "runs" / name) for name, ft in run_configs(self.cfg).items()]
         if self.jobs > 1:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
-
-            self.log(f"2/5 fine-tuning {len(runs)} runs, {self.jobs} at a time")
             longest_first = sorted(runs, key=lambda r: r[0].method != "rl")  # RL generates: the slow runs
-            with ProcessPoolExecutor(self.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-                for done in [pool.submit(_finetune_quietly, ft, d) for ft, d in longest_first]:
-                    done.result()
+            _in_workers(_finetune_quietly, longest_first, self.jobs, "2/5 fine-tuning runs")
             return
         for ft, run_dir in runs:
             self.log(f"2/5 fine-tuning {run_dir.name}")
@@ -175,21 +169,30 @@ class Study:
 
     # --- stage 3: circuit measurements of every checkpoint ----------------------------------------------
     def measure(self) -> None:
-        layout = HeadLayout.of(self.base.model)
-        base_circuits = {t.name: self.base_circuit(t.name) for t in self.tasks}
-        todo = [(name, step, path) for name in run_configs(self.cfg)
+        todo = [(f"{name}@{step}", path) for name in run_configs(self.cfg)
                 for step, path in checkpoint_dirs(self.run_dir / "runs" / name) if step > 0]
-        for name, step, path in progress(todo, desc="3/5 measure checkpoints"):
-            label = f"{name}@{step}"
-            missing = [t for t in base_circuits if not self._measure_path(t, label).exists()]
-            if not missing:
+        todo = [(label, path) for label, path in todo
+                if not all(self._measure_path(t.name, label).exists() for t in self.tasks)]
+        if self.jobs > 1 and len(todo) > 1:
+            _in_workers(_measure_quietly, [(self.cfg, self.run_dir, label, path) for label, path in todo],
+                        self.jobs, "3/5 measure checkpoints")
+            return
+        for label, path in progress(todo, desc="3/5 measure checkpoints"):
+            self.measure_checkpoint(label, path)
+
+    def measure_checkpoint(self, label: str, path: Path) -> None:
+        """Every base circuit's measurements in one checkpoint (tasks already measured are skipped)."""
+        layout = HeadLayout.of(self.base.model)
+        model = None
+        for task in self.tasks:
+            if self._measure_path(task.name, label).exists():
                 continue
-            model = load_checkpoint(path, self.cfg.model)
-            for task in missing:
-                bc = base_circuits[task]
-                m = measure(model, layout, bc.evaluation, bc.mask, self.cfg.discovery.method, base=self.base.model,
-                            total_cmap=self.cfg.total_cmap)
-                save_measurements(self._measure_path(task, label), m)
+            model = model or load_checkpoint(path, self.cfg.model)
+            configure_threads(model, self.cfg.finetune.threads)
+            bc = self.base_circuit(task.name)
+            m = measure(model, layout, bc.evaluation, bc.mask, self.cfg.discovery.method, base=self.base.model,
+                        total_cmap=self.cfg.total_cmap)
+            save_measurements(self._measure_path(task.name, label), m)
 
     # --- stage 4: statistics -------------------------------------------------------------------------------
     def behaviour(self) -> dict[str, dict]:
@@ -256,8 +259,22 @@ class Study:
         return (self.run_dir / {"analyse": "results.json", "report": "report.html"}[stage]).exists()
 
 
+def _in_workers(fn, calls: list[tuple], jobs: int, desc: str) -> None:
+    """``fn(*args)`` for every entry of ``calls`` in ``jobs`` spawned worker processes; the first error propagates."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for done in progress([pool.submit(fn, *args) for args in calls], desc=desc):
+            done.result()
+
+
 def _finetune_quietly(ft: FinetuneConfig, run_dir: Path) -> None:
     finetune(ft, run_dir, resume=run_dir.exists(), log=lambda *a: None)
+
+
+def _measure_quietly(cfg: StudyConfig, run_dir: Path, label: str, path: Path) -> None:
+    Study(cfg, run_dir, log=lambda *a: None).measure_checkpoint(label, path)
 
 
 def run_study(cfg: StudyConfig, run_dir: Path, resume: bool = False, overwrite: bool = False, log=print,

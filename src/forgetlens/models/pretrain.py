@@ -235,8 +235,8 @@ def pretrain_base(cfg: PretrainConfig, out_dir: Path, resume: bool = False, star
         model.load_state_dict(load_file(str(Path(start_from) / "model.safetensors")), strict=False)
         model.tie_weights()
         card_path = Path(start_from) / "card.json"
-        main_seconds = json.loads(card_path.read_text()).get("main_stage_seconds", json.loads(
-            card_path.read_text())["train_seconds"]) if card_path.exists() else float("nan")
+        old_card = json.loads(card_path.read_text()) if card_path.exists() else {}
+        main_seconds = old_card.get("main_stage_seconds", old_card.get("train_seconds", float("nan")))
         log(f"stages 1-2 loaded from {start_from}")
     else:
         main_seconds = _train_main(cfg, model, tokenizer, state_path, state, log)
