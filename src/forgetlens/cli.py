@@ -213,8 +213,9 @@ def run_cmd(config_path, seeds, resume, overwrite, jobs, out) -> None:
     if jobs < 1:
         raise ForgetlensError(f"--jobs must be at least 1, got {jobs}")
     results = run_study(cfg, out, resume=resume, overwrite=overwrite, log=click.echo, jobs=jobs)
-    from forgetlens.report.html import summary_lines
+    from forgetlens.report.html import summary_lines, summary_table
 
+    click.echo(summary_table(results) + "\n")
     click.echo("\n".join(summary_lines(results)))
     click.echo(f"report: {out / 'report.html'}")
 
@@ -240,6 +241,9 @@ def report_cmd(run_dir) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, one-line errors and exit 2 for problems the user can fix."""
+    from forgetlens.utils import silence_known_warnings
+
+    silence_known_warnings()
     try:
         cli.main(args=argv, standalone_mode=False)
     except ForgetlensError as exc:

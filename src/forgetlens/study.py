@@ -35,7 +35,7 @@ from forgetlens.models.loading import configure_threads, load_model
 from forgetlens.tasks.registry import get_task, task_names
 from forgetlens.training.checkpoints import checkpoint_dirs, load_checkpoint, prepare_run_dir
 from forgetlens.training.finetune import METHODS, finetune
-from forgetlens.utils import atomic_write_text, progress, versions
+from forgetlens.utils import atomic_write_text, progress, silence_known_warnings, versions
 
 STAGES = ("circuits", "finetune", "measure", "analyse", "report")
 SCHEMA_VERSION = "1.0"
@@ -270,10 +270,12 @@ def _in_workers(fn, calls: list[tuple], jobs: int, desc: str) -> None:
 
 
 def _finetune_quietly(ft: FinetuneConfig, run_dir: Path) -> None:
+    silence_known_warnings()
     finetune(ft, run_dir, resume=run_dir.exists(), log=lambda *a: None)
 
 
 def _measure_quietly(cfg: StudyConfig, run_dir: Path, label: str, path: Path) -> None:
+    silence_known_warnings()
     Study(cfg, run_dir, log=lambda *a: None).measure_checkpoint(label, path)
 
 

@@ -44,3 +44,10 @@ def progress(iterable, desc: str, **kwargs):
 
     return tqdm(iterable, desc=desc, disable=bool(os.environ.get("FORGETLENS_QUIET")), dynamic_ncols=True,
                 mininterval=1.0, **kwargs)
+
+
+def silence_known_warnings() -> None:
+    """Hide a transformers 5 deprecation warning that its own internals raise on every model load."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)

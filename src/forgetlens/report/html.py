@@ -59,6 +59,21 @@ def summary_lines(results: dict) -> list[str]:
     return lines
 
 
+def summary_table(results: dict) -> str:
+    """A plain-text table for the terminal: per method, the last checkpoint's behaviour and circuits."""
+    tasks = prior_tasks(results)
+    head = f"{'method':<8}{'step':>6}{'target acc':>12}{'KL':>8}{'retention':>11}" + "".join(
+        f"{'V(C0) ' + t[:10]:>18}" for t in tasks)
+    lines = [head, "-" * len(head)]
+    for method, curves in results["curves"].items():
+        step = curves["target_accuracy"]["steps"][-1]
+        row = (f"{method:<8}{step:>6}{curves['target_accuracy']['mean'][-1]:>12.3f}"
+               f"{curves['kl_forward']['mean'][-1]:>8.3f}{curves['mean_prior_retention']['mean'][-1]:>11.3f}")
+        row += "".join(f"{curves[f'v_circuit/{t}']['mean'][-1]:>18.4f}" for t in tasks)
+        lines.append(row)
+    return "\n".join(lines)
+
+
 def _circuit_table(results: dict) -> str:
     rows = []
     for t in prior_tasks(results):
