@@ -3,9 +3,9 @@
     python bench/audit.py [--n-examples 128] [--n-boot 1000] [--steps 20]
 
 Builds a tuned model with a short default SFT run (not timed), then times `audit` of that one model
-against the embedded base on every prior task and prints the share spent discovering base circuits
-(scoring heads, faithfulness curve) vs measuring the tuned model (attribution, CMAP, drift,
-faithfulness, bootstrap).
+against the embedded base on every prior task and prints the share spent on base circuits (scoring
+heads, faithfulness curve, measuring the base model against them) vs measuring the tuned model
+(attribution, head-local and total CMAP, drift, faithfulness, bootstrap).
 """
 
 from __future__ import annotations

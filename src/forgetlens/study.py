@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import time
 from pathlib import Path
 
@@ -270,11 +271,13 @@ def _in_workers(fn, calls: list[tuple], jobs: int, desc: str) -> None:
 
 
 def _finetune_quietly(ft: FinetuneConfig, run_dir: Path) -> None:
+    os.environ["FORGETLENS_QUIET"] = "1"  # workers' own bars would interleave; the study's bar counts runs
     silence_known_warnings()
     finetune(ft, run_dir, resume=run_dir.exists(), log=lambda *a: None)
 
 
 def _measure_quietly(cfg: StudyConfig, run_dir: Path, label: str, path: Path) -> None:
+    os.environ["FORGETLENS_QUIET"] = "1"
     silence_known_warnings()
     Study(cfg, run_dir, log=lambda *a: None).measure_checkpoint(label, path)
 

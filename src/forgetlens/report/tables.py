@@ -122,7 +122,8 @@ def _fits(y, kl, v, rng, n_boot) -> dict:
         for _ in range(n_boot if len(y) > 3 else 0):
             idx = rng.integers(0, len(y), len(y))
             reps.append(_r2(x[idx], y[idx]))
-        low, high = (np.nanpercentile(reps, [2.5, 97.5]) if reps else (float("nan"), float("nan")))
+        finite = [r for r in reps if not np.isnan(r)]
+        low, high = np.percentile(finite, [2.5, 97.5]) if finite else (float("nan"), float("nan"))
         out[name] = {"r2": value, "ci_low": float(low), "ci_high": float(high)}
     return out
 
