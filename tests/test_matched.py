@@ -77,3 +77,13 @@ def test_seed_aggregation_is_a_t_interval():
     half = student_t.ppf(0.975, 2) * x.std(ddof=1) / np.sqrt(3)
     assert agg["value"] == pytest.approx(x.mean()) and agg["ci_high"] == pytest.approx(x.mean() + half)
     assert agg["per_seed"] == [0.1, 0.2, 0.4]
+
+
+def test_claim_verdicts_separate_size_from_significance():
+    from forgetlens.report.tables import _verdict
+
+    assert _verdict({"value": 0.05, "ci_low": 0.02, "ci_high": 0.08}) == "held"
+    assert _verdict({"value": -0.05, "ci_low": -0.08, "ci_high": -0.02}) == "reversed"
+    assert _verdict({"value": 0.0004, "ci_low": 0.0001, "ci_high": 0.0008}) == "negligible"
+    assert _verdict({"value": 0.05, "ci_low": -0.01, "ci_high": 0.1}) == "inconclusive"
+    assert _verdict({"value": 0.05}) == "inconclusive"

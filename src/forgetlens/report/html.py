@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from forgetlens.report.figures import FIGURES
-from forgetlens.report.tables import prior_tasks, runs_by_method
+from forgetlens.report.tables import MIN_EFFECT, prior_tasks, runs_by_method
 from forgetlens.utils import atomic_write_text
 
 
@@ -55,7 +55,9 @@ def summary_lines(results: dict) -> list[str]:
                  f"{fits['v_circuit']['r2']:.2f} [{fits['v_circuit']['ci_low']:.2f}, {fits['v_circuit']['ci_high']:.2f}],"
                  f" both = {fits['both']['r2']:.2f} (n = {fits['n_points']}).")
     lines.append("Intervals: 95 %; over seeds (Student t) when several seeds ran, otherwise the paired prompt "
-                 "bootstrap of one seed (circuit metrics) or none (behaviour, reported inconclusive).")
+                 "bootstrap of one seed (circuit metrics) or none (behaviour, reported inconclusive). "
+                 f"'negligible': the interval excludes 0 but the difference is below {MIN_EFFECT} "
+                 "(1 point of accuracy or retention, 1 % of a task's total effect).")
     return lines
 
 

@@ -13,7 +13,11 @@ import numpy as np
 
 from forgetlens.metrics.seeds import t_interval
 
-CLAIM_HELD, CLAIM_REVERSED, CLAIM_UNCLEAR = "held", "reversed", "inconclusive"
+CLAIM_HELD, CLAIM_REVERSED, CLAIM_UNCLEAR, CLAIM_NEGLIGIBLE = "held", "reversed", "inconclusive", "negligible"
+MIN_EFFECT = 0.01
+"""Smallest difference a verdict counts as an effect: 1 point of target accuracy or of prior-task retention,
+or 1 % of a task's total effect for DCV(C0).  A difference whose interval excludes 0 but whose size is below
+this is reported ``negligible``: with many prompts, tiny consistent differences are statistically clear."""
 
 
 def runs_by_method(results: dict) -> dict[str, list[str]]:
@@ -128,10 +132,15 @@ def _fits(y, kl, v, rng, n_boot) -> dict:
     return out
 
 
-def _verdict(low: float, high: float) -> str:
-    if np.isnan(low):
+def _verdict(stat: dict) -> str:
+    """held / reversed when the interval excludes 0 and |value| >= MIN_EFFECT; negligible when it excludes 0
+    with a smaller value; inconclusive otherwise (also without an interval)."""
+    value, low, high = (stat.get(k, np.nan) for k in ("value", "ci_low", "ci_high"))
+    if np.isnan(low) or np.isnan(high) or low <= 0 <= high:
         return CLAIM_UNCLEAR
-    return CLAIM_HELD if low > 0 else CLAIM_REVERSED if high < 0 else CLAIM_UNCLEAR
+    if abs(value) < MIN_EFFECT:
+        return CLAIM_NEGLIGIBLE
+    return CLAIM_HELD if low > 0 else CLAIM_REVERSED
 
 
 def _paired_difference(results: dict, value) -> dict:
@@ -152,7 +161,8 @@ def claims(results: dict) -> dict:
     2. SFT disrupts more of the base circuits and forgets more: at the last checkpoint, per task, DCV(C0) > 0
        and SFT's prior-task accuracy drop exceeds RL's.
     With one seed the intervals come from the prompt bootstrap of that seed (circuits) or are undefined
-    (behaviour), and a claim without an interval is reported inconclusive.
+    (behaviour), and a claim without an interval is reported inconclusive.  Verdicts: see ``_verdict`` and
+    ``MIN_EFFECT``.
     """
     if not {"sft", "rl"} <= set(runs_by_method(results)):
         return {}
@@ -166,7 +176,7 @@ def claims(results: dict) -> dict:
 
     adapt = _paired_difference(results, gain)
     out = {"adaptation": {"difference_sft_minus_rl": adapt,
-                          "verdict": _verdict(adapt.get("ci_low", np.nan), adapt.get("ci_high", np.nan)),
+                          "verdict": _verdict(adapt),
                           "steps_to_threshold": {n: r["steps_to_threshold"] for n, r in results["runs"].items()}},
            "circuits": {}}
     for t in prior_tasks(results):
@@ -183,9 +193,9 @@ def claims(results: dict) -> dict:
         out["circuits"][t] = {
             "step": step,
             "dcv_circuit": seeds_dcv,
-            "dcv_verdict": _verdict(seeds_dcv.get("ci_low", np.nan), seeds_dcv.get("ci_high", np.nan)),
+            "dcv_verdict": _verdict(seeds_dcv),
             "forgetting_difference_sft_minus_rl": forget,
-            "forgetting_verdict": _verdict(forget.get("ci_low", np.nan), forget.get("ci_high", np.nan)),
+            "forgetting_verdict": _verdict(forget),
         }
     return out
 
