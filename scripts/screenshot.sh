@@ -7,6 +7,6 @@ out=${2:-docs/report-screenshot.png}
 profile=$(mktemp -d)
 chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run --disable-background-networking \
   --disable-component-update --disable-sync --user-data-dir="$profile" --hide-scrollbars \
-  --window-size=1200,5200 --screenshot="$out" "file://$(realpath "$run_dir")/report.html"
+  --window-size=1200,5200 --screenshot="$out" "file://$(realpath "$run_dir")/report.html" 2>/dev/null
 rm -rf "$profile"
 echo "wrote $out"

@@ -21,8 +21,10 @@ def write_model_card(out_dir: Path, card: dict) -> None:
         "Qwen2 pre-tokenizer), trained from scratch by `forgetlens pretrain-base "
         f"--seed {cfg['seed']}` on a synthetic corpus. Nothing was downloaded.",
         "",
-        f"- training: {cfg['steps']} steps x {cfg['batch_size']} documents, AdamW lr {cfg['lr']}, "
-        f"{card['train_seconds']:.0f} s on the build machine, final loss {card['final_loss']}",
+        f"- training (stages 1-2): {cfg['steps']} steps x {cfg['batch_size']} documents, AdamW lr {cfg['lr']}; "
+        f"{card['train_seconds']:.0f} s on the build machine for all stages"
+        + (f" ({card['main_stage_seconds']:.0f} s for stages 1-2)" if "main_stage_seconds" in card else "")
+        + f", final loss {card['final_loss']}",
         f"- curriculum: the first {cfg['curriculum_steps']} steps draw from "
         + ", ".join(f"{k} {v:.2f}" for k, v in cfg["curriculum_recipe"].items())
         + " (induction heads form far faster on repeated sequences alone)",
