@@ -103,6 +103,7 @@ class Study:
         self.cfg, self.run_dir, self.log, self.jobs = cfg, Path(run_dir), log, jobs
         self.tasks = [get_task(t) for t in (cfg.tasks or task_names())]
         self._base = None
+        self._base_circuits: dict[str, BaseCircuit] = {}
         self.timings = self._read_json("timings.json") or {}
 
     # --- helpers -------------------------------------------------------------------------------------------
@@ -146,6 +147,12 @@ class Study:
             tmp.replace(self._circuit_path(task.name))
 
     def base_circuit(self, task_name: str) -> BaseCircuit:
+        """Task ``task_name``'s stage-1 outputs, read from disk once per Study."""
+        if task_name not in self._base_circuits:
+            self._base_circuits[task_name] = self._load_base_circuit(task_name)
+        return self._base_circuits[task_name]
+
+    def _load_base_circuit(self, task_name: str) -> BaseCircuit:
         data = torch.load(self._circuit_path(task_name), weights_only=False)
         circuit = Circuit(**{**data, "heads": [tuple(h) for h in data["heads"]]})
         layout = HeadLayout.of(self.base.model)
@@ -188,8 +195,9 @@ class Study:
         for task in self.tasks:
             if self._measure_path(task.name, label).exists():
                 continue
-            model = model or load_checkpoint(path, self.cfg.model)
-            configure_threads(model, self.cfg.finetune.threads)
+            if model is None:
+                model = load_checkpoint(path, self.cfg.model)
+                configure_threads(model, self.cfg.finetune.threads)
             bc = self.base_circuit(task.name)
             m = measure(model, layout, bc.evaluation, bc.mask, self.cfg.discovery.method, base=self.base.model,
                         total_cmap=self.cfg.total_cmap)
@@ -276,10 +284,17 @@ def _finetune_quietly(ft: FinetuneConfig, run_dir: Path) -> None:
     finetune(ft, run_dir, resume=run_dir.exists(), log=lambda *a: None)
 
 
+_worker_study: Study | None = None
+"""A measurement worker's Study, kept across its checkpoints so the base model and circuits load once."""
+
+
 def _measure_quietly(cfg: StudyConfig, run_dir: Path, label: str, path: Path) -> None:
+    global _worker_study
     os.environ["FORGETLENS_QUIET"] = "1"
     silence_known_warnings()
-    Study(cfg, run_dir, log=lambda *a: None).measure_checkpoint(label, path)
+    if _worker_study is None or (_worker_study.cfg, _worker_study.run_dir) != (cfg, Path(run_dir)):
+        _worker_study = Study(cfg, run_dir, log=lambda *a: None)
+    _worker_study.measure_checkpoint(label, path)
 
 
 def run_study(cfg: StudyConfig, run_dir: Path, resume: bool = False, overwrite: bool = False, log=print,

@@ -92,9 +92,13 @@ def _head_writes(proj: torch.nn.Module, z: torch.Tensor, layout: HeadLayout) -> 
 
 
 @torch.no_grad()
-def local_cmap(base, tuned, layout: HeadLayout, part: TaskBatch, metric: str) -> torch.Tensor:
-    """Head-local CMAP effects on ``part``'s clean prompts -> [batch, layer, head] (see module docstring)."""
-    z0, z1 = local_head_outputs(base, tuned, layout, part)
+def local_cmap(base, tuned, layout: HeadLayout, part: TaskBatch, metric: str,
+               outputs: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """Head-local CMAP effects on ``part``'s clean prompts -> [batch, layer, head] (see module docstring).
+
+    ``outputs``: :func:`local_head_outputs` of the same models and prompts, when the caller already has them.
+    """
+    z0, z1 = outputs if outputs is not None else local_head_outputs(base, tuned, layout, part)
     baseline = run_metric(base, part, metric)
     effects = torch.zeros(len(part), layout.n_layers, layout.n_heads, dtype=baseline.dtype)
     base_proj, tuned_proj = layout.projections(base), layout.projections(tuned)

@@ -134,15 +134,20 @@ def _step(model, opt, ids: torch.Tensor, labels: torch.Tensor) -> float:
     return loss.item()
 
 
+def _restore(state: dict, model, opt, data_rng: random.Random) -> None:
+    """Model, optimizer and data-stream position from a training-state snapshot."""
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["opt"])
+    data_rng.setstate(state["data_rng"])
+
+
 def _train_main(cfg: PretrainConfig, model, tokenizer, state_path: Path, state: dict | None, log) -> float:
     """Stages 1-2: the opening curriculum, then the mixed corpus, one optimizer and LR schedule -> seconds."""
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
     data_rng = random.Random(f"corpus:{cfg.seed}")
     start, elapsed_before = 0, 0.0
     if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        data_rng.setstate(state["data_rng"])
+        _restore(state, model, opt, data_rng)
         torch.set_rng_state(state["torch_rng"])
         start, elapsed_before = state["step"], state["elapsed"]
         log(f"resuming pretraining at step {start}")
@@ -174,9 +179,7 @@ def _train_format(cfg: PretrainConfig, model, tokenizer, state_path: Path, state
     data_rng = random.Random(f"format:{cfg.seed}")
     start, elapsed_before = 0, 0.0
     if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        data_rng.setstate(state["data_rng"])
+        _restore(state, model, opt, data_rng)
         start, elapsed_before, main_seconds = state["step"], state["elapsed"], state["main_seconds"]
         log(f"resuming the format stage at step {start}")
     streams = [BucketedStream(tokenizer, corpus.documents(stage.recipe, data_rng), cfg.batch_size, cfg.max_len,
