@@ -4,7 +4,8 @@
 
 Runs the README's main job in a child process (a fresh interpreter, as a user would), then prints its wall
 time, its peak memory (the largest sum of resident memory over the child and its worker processes, sampled
-from /proc every 0.2 s), and each stage's share of the time from timings.json.
+from /proc every 0.2 s), and each stage's share of the time from timings.json (with --jobs > 1 stages 1-3 run as one task
+graph, so their wall time is one line, followed by the worker time each kind of job took).
 """
 
 from __future__ import annotations
@@ -68,11 +69,15 @@ def main() -> None:
     peak_gib = peak[0] / 2 ** 30
     timings = json.loads((args.out / "timings.json").read_text())
     print(f"default study, seeds {args.seeds}, --jobs {args.jobs}: wall {wall:.0f} s, peak memory {peak_gib:.2f} GiB (all processes)")
-    total = sum(timings.values())
-    for stage, seconds in timings.items():
-        print(f"  {stage:<10}{seconds:>8.1f} s  {seconds / total:>6.1%}")
-    print(f"  {'startup':<10}{wall - total:>8.1f} s  (interpreter, imports, config)")
-
+    stages = {k: v for k, v in timings.items() if not k.endswith("_worker_seconds")}
+    total = sum(stages.values())
+    for stage, seconds in stages.items():
+        print(f"  {stage:<30}{seconds:>8.1f} s  {seconds / total:>6.1%}")
+    print(f"  {'startup':<30}{wall - total:>8.1f} s  (interpreter, imports, config)")
+    busy = {k: v for k, v in timings.items() if k.endswith("_worker_seconds")}
+    if busy:  # --jobs > 1: stages 1-3 overlap; what each kind of job cost its worker, summed over jobs
+        print("  worker time by job kind (summed over workers): "
+              + ", ".join(f"{k.removesuffix('_worker_seconds')} {v:.0f} s" for k, v in busy.items()))
 
 if __name__ == "__main__":
     main()

@@ -76,7 +76,7 @@ def test_study_is_deterministic_and_resumes_after_sigkill(tmp_path):
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(TINY)
     a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
-    for run, jobs in ((a, "1"), (b, "2")):  # b: fine-tuning runs and checkpoint measurements in 2 workers
+    for run, jobs in ((a, "1"), (b, "2")):  # b: circuits, fine-tuning and measurement as one task graph in 2 workers
         result = _run("run", "--config", str(cfg), "--out", str(run), "--jobs", jobs)
         assert result.returncode == 0, result.stderr
     assert _results(a) == _results(b)
@@ -95,7 +95,7 @@ def test_study_is_deterministic_and_resumes_after_sigkill(tmp_path):
     proc = subprocess.Popen(cmd + ["--resume"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     _kill_when(proc, c / "measurements" / "ioi" / "rl-s0@2.npz")
     assert not (c / "results.json").exists()
-    result = _run("run", "--config", str(cfg), "--out", str(c), "--resume")
+    result = _run("run", "--config", str(cfg), "--out", str(c), "--resume", "--jobs", "2")  # the task graph resumes too
     assert result.returncode == 0, result.stderr
     assert _results(c) == _results(a)
 

@@ -197,7 +197,8 @@ def audit_cmd(base_spec, tuned_specs, tasks, k, n_boot, n_examples, seed, out) -
 @click.option("--resume", is_flag=True, help="Continue an interrupted study in --out, skipping finished stages.")
 @click.option("--overwrite", is_flag=True, help="Delete an existing --out and start again.")
 @click.option("--jobs", type=int, default=1, show_default=True,
-              help="Fine-tuning runs trained at once, in worker processes (one CPU thread each for small models).")
+              help="Worker processes: base circuits, fine-tuning runs and checkpoint measurements run side by side "
+                   "(one CPU thread each for small models); results are identical to --jobs 1.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Run directory.")
 def run_cmd(config_path, seeds, resume, overwrite, jobs, out) -> None:
     """The whole study: base circuits, SFT and RL runs, circuit metrics at every checkpoint, report."""
@@ -213,11 +214,38 @@ def run_cmd(config_path, seeds, resume, overwrite, jobs, out) -> None:
     if jobs < 1:
         raise ForgetlensError(f"--jobs must be at least 1, got {jobs}")
     results = run_study(cfg, out, resume=resume, overwrite=overwrite, log=click.echo, jobs=jobs)
+    if not results:
+        return  # a non-main process of a multi-GPU launch: the main process reports
     from forgetlens.report.html import summary_lines, summary_table
 
     click.echo(summary_table(results) + "\n")
     click.echo("\n".join(summary_lines(results)))
     click.echo(f"report: {out / 'report.html'}")
+
+
+@cli.command("plan")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Study YAML (default: the embedded study).")
+@click.option("--gpus", default=None,
+              help="Hardware as COUNTxGIB, comma-separated for several plans (e.g. 1x80,8x80); default: detected.")
+@click.option("--prompt-tokens", type=int, default=None,
+              help="Prompt length assumed for training (default: measured on the data with the model's tokenizer "
+                   "when both are on disk, else 512).")
+def plan_cmd(config_path, gpus, prompt_tokens) -> None:
+    """Memory per GPU and forward/backward passes of every stage, and which settings make training fit."""
+    from forgetlens.config import StudyConfig, load_study_config
+    from forgetlens.plan import Hardware, detected_hardware, format_plan, model_shape, prompt_length
+
+    cfg = load_study_config(config_path) if config_path else StudyConfig()
+    hardware = [Hardware.parse(g) for g in gpus.split(",")] if gpus else [detected_hardware()]
+    shape = model_shape(cfg.model)
+    if prompt_tokens is not None:
+        if prompt_tokens < 1:
+            raise ForgetlensError(f"--prompt-tokens must be positive, got {prompt_tokens}")
+        source = "given"
+    else:
+        prompt_tokens, source = prompt_length(cfg)
+    click.echo("\n\n".join(format_plan(cfg, shape, hw, prompt_tokens, source) for hw in hardware))
 
 
 @cli.command("report")

@@ -181,6 +181,9 @@ class FinetuneConfig:
     """Activation checkpointing (TRL defaults to True; off for small models)."""
     lora_rank: int = 0
     """LoRA rank through PEFT (0 = full fine-tuning)."""
+    micro_batch: int | None = None
+    """Sequences per forward/backward pass on each device (SFT: prompts; RL: completions); the rest of a step
+    is gradient accumulation. None = the whole step in one pass."""
     threads: int | None = None
     """torch CPU threads (None: 1 for small models)."""
     rl: RLConfig = field(default_factory=RLConfig)
@@ -201,6 +204,9 @@ class StudyConfig:
     """Fine-tuning methods, each run once per seed."""
     seeds: list[int] = field(default_factory=lambda: [0])
     """Training seeds (``--seeds`` overrides)."""
+    sft_lr_grid: list[float] = field(default_factory=list)
+    """Extra SFT runs, one per learning rate (named ``sft-lrLR-sSEED``), for the Pareto view and the forgetting
+    predictors; DCV compares the ``sft`` run at ``finetune.lr_sft`` with ``rl``."""
     n_boot: int = 1000
     """Bootstrap resamples for every confidence interval."""
     total_cmap: bool = True

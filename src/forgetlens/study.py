@@ -36,9 +36,12 @@ from forgetlens.models.loading import configure_threads, load_model
 from forgetlens.tasks.registry import get_task, task_names
 from forgetlens.training.checkpoints import checkpoint_dirs, load_checkpoint, prepare_run_dir
 from forgetlens.training.finetune import METHODS, finetune
-from forgetlens.utils import atomic_write_text, progress, silence_known_warnings, versions
+from forgetlens.utils import (atomic_write_text, is_main_process, progress, silence_known_warnings, versions,
+                             wait_for_everyone, world_size)
 
 STAGES = ("circuits", "finetune", "measure", "analyse", "report")
+OVERLAPPED = STAGES[:3]
+"""With ``jobs`` > 1 these stages run together as one task graph (``Study.overlapped``)."""
 SCHEMA_VERSION = "1.0"
 
 
@@ -85,15 +88,29 @@ def study_problems(cfg: StudyConfig) -> list[str]:
         problems.append(f"discovery.n_examples: expected at least 2, got {cfg.discovery.n_examples}")
     if cfg.discovery.k is not None and cfg.discovery.k < 1:
         problems.append(f"discovery.k: expected a positive integer, got {cfg.discovery.k}")
+    for lr in cfg.sft_lr_grid:
+        if lr <= 0:
+            problems.append(f"sft_lr_grid: expected positive learning rates, got {lr}")
+    if ft.micro_batch is not None:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        for method, total in (("sft", ft.prompts_per_step), ("rl", ft.prompts_per_step * ft.rl.num_generations)):
+            if method in cfg.methods and (ft.micro_batch < 1 or total % (ft.micro_batch * world)):
+                problems.append(f"finetune.micro_batch: {ft.micro_batch} x {world} device(s) must divide the {method} "
+                                f"batch of {total} sequences per step")
     if cfg.data is not None and not Path(cfg.data).exists():
-        problems.append(f"data: {cfg.data} does not exist")
+        problems.append(f"data: {cfg.data} does not exist; expected a SciKnowEval/SciQ file or directory")
     return problems
 
 
 def run_configs(cfg: StudyConfig) -> dict[str, FinetuneConfig]:
-    """{``METHOD-sSEED``: the fine-tuning config of that run}."""
-    return {f"{m}-s{s}": dataclasses.replace(cfg.finetune, method=m, seed=s, model=cfg.model, data=cfg.data)
+    """{``METHOD-sSEED`` (and ``sft-lrLR-sSEED`` for the learning-rate grid): the fine-tuning config of that run}."""
+    runs = {f"{m}-s{s}": dataclasses.replace(cfg.finetune, method=m, seed=s, model=cfg.model, data=cfg.data)
             for m in cfg.methods for s in cfg.seeds}
+    for lr in cfg.sft_lr_grid:
+        for s in cfg.seeds:
+            runs[f"sft-lr{lr:g}-s{s}"] = dataclasses.replace(cfg.finetune, method="sft", seed=s, model=cfg.model,
+                                                            data=cfg.data, lr_sft=lr)
+    return runs
 
 
 class Study:
@@ -135,16 +152,19 @@ class Study:
         return self.run_dir / "measurements" / task / f"{label}.npz"
 
     def circuits(self) -> None:
-        layout = HeadLayout.of(self.base.model)
         for task in progress(self.tasks, desc="1/5 base circuits"):
-            if self._circuit_path(task.name).exists() and self._measure_path(task.name, "base").exists():
-                continue
-            bc = find_base_circuit(self.base, layout, task, self.cfg.discovery)
-            save_measurements(self._measure_path(task.name, "base"), bc.measurements)
-            tmp = self._circuit_path(task.name).with_suffix(".tmp")
-            tmp.parent.mkdir(exist_ok=True)
-            torch.save(dataclasses.asdict(bc.circuit), tmp)
-            tmp.replace(self._circuit_path(task.name))
+            self.circuit_of(task.name)
+
+    def circuit_of(self, task_name: str) -> None:
+        """Discover and store one task's base circuit and base measurements (skipped when stored)."""
+        if self.done_circuit(task_name):
+            return
+        bc = find_base_circuit(self.base, HeadLayout.of(self.base.model), get_task(task_name), self.cfg.discovery)
+        save_measurements(self._measure_path(task_name, "base"), bc.measurements)
+        tmp = self._circuit_path(task_name).with_suffix(".tmp")
+        tmp.parent.mkdir(exist_ok=True)
+        torch.save(dataclasses.asdict(bc.circuit), tmp)
+        tmp.replace(self._circuit_path(task_name))
 
     def base_circuit(self, task_name: str) -> BaseCircuit:
         """Task ``task_name``'s stage-1 outputs, read from disk once per Study."""
@@ -166,27 +186,70 @@ class Study:
     # --- stage 2: fine-tuning -----------------------------------------------------------------------------
     def finetune(self) -> None:
         """Every method x seed run; an existing run directory is resumed (its stored config must match)."""
-        runs = [(ft, self.run_dir / "runs" / name) for name, ft in run_configs(self.cfg).items()]
-        if self.jobs > 1:
-            longest_first = sorted(runs, key=lambda r: r[0].method != "rl")  # RL generates: the slow runs
-            _in_workers(_finetune_quietly, longest_first, self.jobs, "2/5 fine-tuning runs")
-            return
-        for ft, run_dir in runs:
-            self.log(f"2/5 fine-tuning {run_dir.name}")
+        for name, ft in run_configs(self.cfg).items():
+            self.log(f"2/5 fine-tuning {name}")
+            run_dir = self.run_dir / "runs" / name
             finetune(ft, run_dir, resume=run_dir.exists(), log=self.log)
 
+    def _finetuned(self, name: str) -> bool:
+        return (self.run_dir / "runs" / name / "behaviour.json").exists()
+
     # --- stage 3: circuit measurements of every checkpoint ----------------------------------------------
-    def measure(self) -> None:
-        todo = [(f"{name}@{step}", path) for name in run_configs(self.cfg)
-                for step, path in checkpoint_dirs(self.run_dir / "runs" / name) if step > 0]
-        todo = [(label, path) for label, path in todo
+    def _checkpoints_to_measure(self, name: str) -> list[tuple[str, Path]]:
+        """(label, path) of run ``name``'s checkpoints that some task has not measured yet."""
+        todo = [(f"{name}@{step}", path) for step, path in checkpoint_dirs(self.run_dir / "runs" / name) if step > 0]
+        return [(label, path) for label, path in todo
                 if not all(self._measure_path(t.name, label).exists() for t in self.tasks)]
-        if self.jobs > 1 and len(todo) > 1:
-            _in_workers(_measure_quietly, [(self.cfg, self.run_dir, label, path) for label, path in todo],
-                        self.jobs, "3/5 measure checkpoints")
-            return
+
+    def measure(self) -> None:
+        todo = [item for name in run_configs(self.cfg) for item in self._checkpoints_to_measure(name)]
         for label, path in progress(todo, desc="3/5 measure checkpoints"):
             self.measure_checkpoint(label, path)
+
+    def overlapped(self) -> None:
+        """Stages 1-3 as one task graph in ``jobs`` worker processes (results identical to running them in turn).
+
+        Base circuits and fine-tuning runs start together (slow RL runs first); a run's checkpoints are
+        measured as soon as that run and every base circuit are done, so a worker whose run finished early
+        measures while the slow runs still train.  Each job's outputs are atomic, as in the stages.
+        """
+        import multiprocessing
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+        runs = run_configs(self.cfg)
+        circuits_left = {t.name for t in self.tasks} - {t.name for t in self.tasks if self.done_circuit(t.name)}
+        waiting = [name for name in runs if self._finetuned(name)]  # trained, checkpoints not yet queued
+        expected = sum(len(self._checkpoints_to_measure(n)) for n in waiting) + sum(
+            ft.steps // ft.checkpoint_every + (ft.steps % ft.checkpoint_every > 0)
+            for n, ft in runs.items() if not self._finetuned(n))
+        seconds = {"circuits": 0.0, "finetune": 0.0, "measure": 0.0}
+        args = (self.cfg, self.run_dir)
+        with ProcessPoolExecutor(self.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            pending = {}
+            for name in sorted((n for n in runs if not self._finetuned(n)), key=lambda n: runs[n].method != "rl"):
+                pending[pool.submit(_job, *args, "finetune", name)] = ("finetune", name)
+            for task in sorted(circuits_left):
+                pending[pool.submit(_job, *args, "circuits", task)] = ("circuits", task)
+            bar = progress(None, total=len(pending) + expected, desc="1-3/5 circuits, fine-tuning, measurement")
+            while pending or waiting:
+                if not circuits_left:
+                    for name in waiting:
+                        for label, path in self._checkpoints_to_measure(name):
+                            pending[pool.submit(_job, *args, "measure", label, path)] = ("measure", label)
+                    waiting = []
+                if not pending:
+                    break
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    kind, name = pending.pop(future)
+                    seconds[kind] += future.result()  # re-raises a worker's error here
+                    if kind == "circuits":
+                        circuits_left.discard(name)
+                    elif kind == "finetune":
+                        waiting.append(name)
+                    bar.update(1)
+            bar.close()
+        self.timings.update({f"{kind}_worker_seconds": round(v, 2) for kind, v in seconds.items()})
 
     def measure_checkpoint(self, label: str, path: Path) -> None:
         """Every base circuit's measurements in one checkpoint (tasks already measured are skipped)."""
@@ -225,7 +288,7 @@ class Study:
         for name, table in behaviour.items():
             budget = json.loads((self.run_dir / "runs" / name / "training_done.json").read_text())
             rows = [{k: v for k, v in r.items() if k != "target_correct"} for r in table["checkpoints"]]
-            runs[name] = {"method": table["method"], "seed": table["seed"], "n_eval_records": table["n_eval_records"],
+            runs[name] = {"method": name.rsplit("-s", 1)[0], "seed": table["seed"],  # sft, rl or sft-lrLR "n_eval_records": table["n_eval_records"],
                           "steps_to_threshold": table["steps_to_threshold"],
                           "budget": {k: v for k, v in budget.items()
                                      if "seconds" not in k and k != "resumed_from"},
@@ -256,52 +319,49 @@ class Study:
         self._write_json("results.json", results)
         write_report(results, self.run_dir / "report.html")
 
+    def done_circuit(self, task_name: str) -> bool:
+        return self._circuit_path(task_name).exists() and self._measure_path(task_name, "base").exists()
+
     def done(self, stage: str) -> bool:
         names = run_configs(self.cfg)
         if stage == "circuits":
-            return all(self._circuit_path(t.name).exists() for t in self.tasks)
+            return all(self.done_circuit(t.name) for t in self.tasks)
         if stage == "finetune":
-            return all((self.run_dir / "runs" / n / "behaviour.json").exists() for n in names)
+            return all(self._finetuned(n) for n in names)
         if stage == "measure":
             return all(self._measure_path(t.name, f"{n}@{s}").exists() for t in self.tasks for n in names
                        for s, _ in checkpoint_dirs(self.run_dir / "runs" / n) if s > 0)
         return (self.run_dir / {"analyse": "results.json", "report": "report.html"}[stage]).exists()
 
 
-def _in_workers(fn, calls: list[tuple], jobs: int, desc: str) -> None:
-    """``fn(*args)`` for every entry of ``calls`` in ``jobs`` spawned worker processes; the first error propagates."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        for done in progress([pool.submit(fn, *args) for args in calls], desc=desc):
-            done.result()
-
-
-def _finetune_quietly(ft: FinetuneConfig, run_dir: Path) -> None:
-    os.environ["FORGETLENS_QUIET"] = "1"  # workers' own bars would interleave; the study's bar counts runs
-    silence_known_warnings()
-    finetune(ft, run_dir, resume=run_dir.exists(), log=lambda *a: None)
-
-
 _worker_study: Study | None = None
-"""A measurement worker's Study, kept across its checkpoints so the base model and circuits load once."""
+"""A worker's Study, kept across its jobs so the base model and circuits load once per process."""
 
 
-def _measure_quietly(cfg: StudyConfig, run_dir: Path, label: str, path: Path) -> None:
+def _job(cfg: StudyConfig, run_dir: Path, kind: str, *args) -> float:
+    """One job of :meth:`Study.overlapped` in a worker process; returns its wall time in seconds."""
     global _worker_study
-    os.environ["FORGETLENS_QUIET"] = "1"
+    start = time.perf_counter()
+    os.environ["FORGETLENS_QUIET"] = "1"  # workers' own bars would interleave; the study's bar counts jobs
     silence_known_warnings()
     if _worker_study is None or (_worker_study.cfg, _worker_study.run_dir) != (cfg, Path(run_dir)):
         _worker_study = Study(cfg, run_dir, log=lambda *a: None)
-    _worker_study.measure_checkpoint(label, path)
+    study = _worker_study
+    if kind == "circuits":
+        study.circuit_of(*args)
+    elif kind == "finetune":
+        ft, out = run_configs(cfg)[args[0]], study.run_dir / "runs" / args[0]
+        finetune(ft, out, resume=out.exists(), log=lambda *a: None)
+    else:
+        study.measure_checkpoint(*args)
+    return time.perf_counter() - start
 
 
 def run_study(cfg: StudyConfig, run_dir: Path, resume: bool = False, overwrite: bool = False, log=print,
               jobs: int = 1) -> dict:
     """Run (or resume) every stage; returns results.json's content.
 
-    ``jobs`` > 1 trains that many fine-tuning runs at once in worker processes (results are identical).
+    ``jobs`` > 1 runs stages 1-3 as one task graph in that many worker processes (results are identical).
     """
     validate_study(cfg)
     run_dir = Path(run_dir)
@@ -310,14 +370,30 @@ def run_study(cfg: StudyConfig, run_dir: Path, resume: bool = False, overwrite: 
         stored = json.loads(record.read_text())["config"]
         if stored != json.loads(json.dumps(dataclasses.asdict(cfg))):
             raise ForgetlensError(f"{record}: --resume with a different configuration than the run was started with")
-    prepare_run_dir(run_dir, resume, overwrite)
-    atomic_write_text(record, json.dumps({"config": dataclasses.asdict(cfg), "seeds": list(cfg.seeds),
-                                          "versions": versions()}, indent=1))
+    if is_main_process():
+        prepare_run_dir(run_dir, resume, overwrite)
+        atomic_write_text(record, json.dumps({"config": dataclasses.asdict(cfg), "seeds": list(cfg.seeds),
+                                              "versions": versions()}, indent=1))
     torch.manual_seed(cfg.seeds[0])
+    if world_size() > 1:  # launched on several GPUs: every process trains, then the main one does the rest alone
+        wait_for_everyone()
+        study = Study(cfg, run_dir, log if is_main_process() else (lambda *a: None))
+        study.finetune()
+        if not is_main_process():
+            return {}
+        jobs = 1
     study = Study(cfg, run_dir, log, jobs)
+    overlapped_done = False
     for stage in STAGES:
+        if stage == "finetune" and world_size() > 1:
+            continue  # trained above by every process
         if resume and study.done(stage):
             log(f"{stage}: already complete, skipped")
+            continue
+        if jobs > 1 and stage in OVERLAPPED:  # the first unfinished one of them runs all that remain
+            if not overlapped_done:
+                study._timed("+".join(OVERLAPPED), study.overlapped)
+                overlapped_done = True
             continue
         study._timed(stage, getattr(study, stage))
     return json.loads((run_dir / "results.json").read_text())

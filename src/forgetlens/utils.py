@@ -51,3 +51,21 @@ def silence_known_warnings() -> None:
     import warnings
 
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+
+
+def world_size() -> int:
+    """Processes in this run (``WORLD_SIZE``, set by ``accelerate launch`` / torchrun); 1 for a plain run."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main_process() -> bool:
+    """True in the process that writes shared files and measures (rank 0), and in any single-process run."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def wait_for_everyone() -> None:
+    """A barrier across the launched processes (through accelerate); nothing in a single-process run."""
+    if world_size() > 1:
+        from accelerate import PartialState
+
+        PartialState().wait_for_everyone()

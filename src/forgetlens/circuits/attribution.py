@@ -19,6 +19,7 @@ import torch
 
 from forgetlens.circuits.patching import DIRECTIONS, chunks, head_outputs
 from forgetlens.errors import ForgetlensError
+from forgetlens.models.forward import answer_logits
 from forgetlens.models.heads import HeadLayout, capture_heads, frozen_parameters
 from forgetlens.tasks.base import TaskBatch, task_metric
 
@@ -28,9 +29,7 @@ def _head_gradients(model, layout: HeadLayout, part: TaskBatch, embeds: torch.Te
     """dm/dz for every layer at input embeddings ``embeds``; returns (grads, z) each [layer][batch, pos, head, d_head]."""
     embeds = embeds.detach().requires_grad_(True)
     with capture_heads(model, layout) as captured:
-        out = model(inputs_embeds=embeds, attention_mask=part.attention_mask, use_cache=False)
-    rows = torch.arange(len(part), device=embeds.device)
-    logits = out.logits[rows, part.answer_pos]  # [batch, vocab]
+        logits = answer_logits(model, None, part.attention_mask, part.answer_pos, inputs_embeds=embeds)  # [batch, vocab]
     m = task_metric(logits, part.answer_ids, part.distractor_ids, metric)  # [batch]
     # Prompts do not interact, so the gradient of the sum gives every prompt's own gradient.
     grads = torch.autograd.grad(m.sum(), captured)

@@ -6,13 +6,32 @@ import torch
 
 from forgetlens.tasks.base import TaskBatch
 
+_LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "output_multiplier_scale")
 
-def answer_logits(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                  answer_pos: torch.Tensor) -> torch.Tensor:
-    """Logits at each row's answer position: [batch, pos] -> [batch, vocab]."""
-    out = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
-    rows = torch.arange(input_ids.shape[0], device=input_ids.device)
-    return out.logits[rows, answer_pos]
+
+def _unembeds_directly(model) -> bool:
+    """True when logits are exactly ``get_output_embeddings()(base_model(...).last_hidden_state)``."""
+    from transformers import PreTrainedModel
+
+    if not isinstance(model, PreTrainedModel) or model.base_model is model or model.get_output_embeddings() is None:
+        return False
+    cfg = model.config
+    return not any(getattr(cfg, name, None) not in (None, 1, 1.0) for name in _LOGIT_TRANSFORMS)
+
+
+def answer_logits(model, input_ids: torch.Tensor | None, attention_mask: torch.Tensor, answer_pos: torch.Tensor,
+                  inputs_embeds: torch.Tensor | None = None) -> torch.Tensor:
+    """Logits at each row's answer position: [batch, pos] -> [batch, vocab].
+
+    Only the answer positions go through the unembedding (for a model whose logits are a plain linear
+    read-out of the final hidden state); other models compute every position's logits and pick.
+    """
+    rows = torch.arange(attention_mask.shape[0], device=attention_mask.device)
+    kwargs = dict(input_ids=input_ids, inputs_embeds=inputs_embeds, attention_mask=attention_mask, use_cache=False)
+    if _unembeds_directly(model):
+        hidden = model.base_model(**kwargs).last_hidden_state  # [batch, pos, d_model]
+        return model.get_output_embeddings()(hidden[rows, answer_pos])
+    return model(**kwargs).logits[rows, answer_pos]
 
 
 @torch.no_grad()

@@ -17,6 +17,7 @@ from forgetlens.errors import ForgetlensError
 
 EMBEDDED = "embedded"
 EMBEDDED_DIR = Path(__file__).parent / "embedded"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
 
 
 def resolve_model_path(spec: str | os.PathLike) -> str:
@@ -64,10 +65,15 @@ def load_model(spec: str | os.PathLike, *, dtype: torch.dtype | str = torch.floa
     hf_logging.set_verbosity_error()
     path = resolve_model_path(spec)
     offline = not allow_download
+    if Path(path).is_dir() and not any((Path(path) / f).exists() for f in TOKENIZER_FILES):
+        # transformers would otherwise build a default tokenizer from config.json alone, with wrong ids
+        raise ForgetlensError(f"model directory {spec} has no tokenizer (none of {', '.join(TOKENIZER_FILES)}); "
+                              f"save the model's tokenizer files beside its config.json")
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=offline)
-    except OSError as exc:
-        raise ForgetlensError(f"could not load a tokenizer for {spec}: {_first_line(exc)}") from None
+    except (OSError, ValueError, TypeError) as exc:
+        raise ForgetlensError(f"could not load a tokenizer for {spec} ({_first_line(exc)}); save the model's "
+                              f"tokenizer files (tokenizer.json, tokenizer_config.json) beside its config.json") from None
     try:
         model = AutoModelForCausalLM.from_pretrained(path, local_files_only=offline, dtype=dtype)
     except (OSError, ValueError) as exc:

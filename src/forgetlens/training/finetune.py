@@ -31,7 +31,7 @@ from forgetlens.models.loading import configure_threads, load_model
 from forgetlens.tasks.registry import parse_task_list
 from forgetlens.training.checkpoints import checkpoint_dirs, load_checkpoint, prepare_run_dir
 from forgetlens.training.data import conversational_rows, target_splits, training_schedule
-from forgetlens.utils import atomic_write_text, progress, versions
+from forgetlens.utils import atomic_write_text, is_main_process, progress, versions, wait_for_everyone
 
 METHODS = ("sft", "rl")
 PRIOR_EVAL_SEED = 424242
@@ -80,7 +80,7 @@ def train(cfg: FinetuneConfig, run_dir: Path, resume: bool, log=print) -> dict:
     dataset = Dataset.from_list(conversational_rows(schedule, with_completion=cfg.method == "sft"))
     ckpt_root = run_dir / "checkpoints"
     base_dir = ckpt_root / "checkpoint-0"
-    if not (base_dir / "model.safetensors").exists():
+    if is_main_process() and not (base_dir / "model.safetensors").exists():
         tmp = ckpt_root / ".checkpoint-0.tmp"
         model.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
@@ -104,6 +104,8 @@ def train(cfg: FinetuneConfig, run_dir: Path, resume: bool, log=print) -> dict:
     trainer.train(resume_from_checkpoint=resume_from)
     seconds = time.perf_counter() - start
     history = trainer.state.log_history
+    if not is_main_process():
+        return {}
     atomic_write_text(run_dir / "training_log.json", json.dumps(history, indent=1))
     prompt_tokens = sum(len(tokenizer(tokenizer.apply_chat_template(r["prompt"], tokenize=False,
                                                                     add_generation_prompt=True),
@@ -195,12 +197,18 @@ def finetune(cfg: FinetuneConfig, run_dir: Path, resume: bool = False, overwrite
         stored = config_from_dict(json.loads(record_path.read_text())["config"])
         if stored != cfg:
             raise ForgetlensError(f"{record_path}: --resume with different options than the run was started with")
-    prepare_run_dir(run_dir, resume, overwrite)
-    atomic_write_text(record_path, json.dumps({"config": dataclasses.asdict(cfg), "seed": cfg.seed,
-                                               "versions": versions()}, indent=1))
+    if is_main_process():
+        prepare_run_dir(run_dir, resume, overwrite)
+        atomic_write_text(record_path, json.dumps({"config": dataclasses.asdict(cfg), "seed": cfg.seed,
+                                                   "versions": versions()}, indent=1))
+    wait_for_everyone()
     torch.manual_seed(cfg.seed)
     done = run_dir / "training_done.json"
     if not (resume and done.exists()):
-        budget = train(cfg, run_dir, resume, log)
-        atomic_write_text(done, json.dumps(budget))
+        budget = train(cfg, run_dir, resume, log)  # every launched process trains its share of each batch
+        if is_main_process():
+            atomic_write_text(done, json.dumps(budget))
+    wait_for_everyone()
+    if not is_main_process():
+        return []  # behaviour is measured once, by the main process
     return evaluate_checkpoints(cfg, run_dir, log)

@@ -21,8 +21,22 @@ from forgetlens.tasks.rewards import format_reward, score_reply
 LOSS_TYPES = ("dr_grpo", "grpo", "dapo", "reinforce")
 
 
-def _common_args(cfg: FinetuneConfig, out_dir: Path, lr: float) -> dict:
+def batching(cfg: FinetuneConfig, sequences_per_step: int) -> tuple[int, int]:
+    """(per-device batch, gradient-accumulation steps) that make one optimizer step of ``sequences_per_step``
+    sequences over all devices (``WORLD_SIZE`` under accelerate/torchrun)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    micro = cfg.micro_batch or sequences_per_step // world
+    if micro < 1 or sequences_per_step % (micro * world):
+        raise ForgetlensError(f"finetune.micro_batch: {micro} x {world} device(s) must divide the batch of "
+                              f"{sequences_per_step} sequences per step")
+    return micro, sequences_per_step // (micro * world)
+
+
+def _common_args(cfg: FinetuneConfig, out_dir: Path, lr: float, sequences_per_step: int) -> dict:
+    micro, accumulation = batching(cfg, sequences_per_step)
     return dict(
+        per_device_train_batch_size=micro,
+        gradient_accumulation_steps=accumulation,
         output_dir=str(out_dir),
         max_steps=cfg.steps,
         learning_rate=lr,
@@ -35,7 +49,6 @@ def _common_args(cfg: FinetuneConfig, out_dir: Path, lr: float) -> dict:
         bf16=cfg.bf16,
         fp16=False,
         activation_checkpointing=cfg.gradient_checkpointing,  # transformers 5's name for gradient checkpointing
-        gradient_accumulation_steps=1,
         save_strategy="steps",
         save_steps=cfg.checkpoint_every,
         save_total_limit=None,
@@ -77,8 +90,7 @@ def build_sft_trainer(model, tokenizer, dataset, cfg: FinetuneConfig, out_dir: P
 
     _quiet_datasets()
     args = SFTConfig(
-        **_common_args(cfg, out_dir, cfg.lr_sft),
-        per_device_train_batch_size=cfg.prompts_per_step,
+        **_common_args(cfg, out_dir, cfg.lr_sft, cfg.prompts_per_step),
         completion_only_loss=True,
         packing=False,
         max_length=None,
@@ -131,10 +143,10 @@ def build_rl_trainer(model, tokenizer, dataset, cfg: FinetuneConfig, out_dir: Pa
     if rl.format_reward > 0:
         reward_funcs.append(_format)
         weights.append(rl.format_reward)
+    common = _common_args(cfg, out_dir, cfg.lr_rl, cfg.prompts_per_step * rl.num_generations)
     args = GRPOConfig(
-        **_common_args(cfg, out_dir, cfg.lr_rl),
-        per_device_train_batch_size=cfg.prompts_per_step * rl.num_generations,
-        steps_per_generation=1,
+        **common,
+        steps_per_generation=common["gradient_accumulation_steps"],  # one generation round per optimizer step
         num_iterations=1,
         num_generations=rl.num_generations,
         loss_type=loss_type,
