@@ -184,3 +184,27 @@ def test_missing_tokenizer_and_missing_data_are_one_line(tmp_path, tokenizer):
     cfg.write_text("data: /no/such/sciknoweval\n")
     result = forgetlens("run", "--config", str(cfg), "--out", str(tmp_path / "run"))
     assert result.returncode != 0 and "data: /no/such/sciknoweval does not exist" in result.stderr
+
+
+def test_two_process_launch_trains_data_parallel_and_matches_one_process(tmp_path):
+    """torchrun (what `accelerate launch` does on GPUs) with 2 CPU processes: each trains half of every batch,
+    rank 0 alone measures and reports, and SFT's losses equal a one-process run's."""
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(TINY_STUDY.format(model="embedded"))
+    env = {**os.environ, "FORGETLENS_QUIET": "1", "FORGETLENS_THREADS": "1"}
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "forgetlens",
+                          "run", "--config", str(cfg), "--out", str(tmp_path / "two")],
+                         capture_output=True, text=True, env=env)
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert two.stdout.count("report: ") == 1  # only rank 0 reports
+    one = forgetlens("run", "--config", str(cfg), "--out", str(tmp_path / "one"))
+    assert one.returncode == 0, one.stderr
+
+    def sft_state(run):
+        return json.loads((tmp_path / run / "runs" / "sft-s0" / "checkpoints" / "checkpoint-2" /
+                           "trainer_state.json").read_text())
+
+    assert sft_state("two")["train_batch_size"] == 2 and sft_state("one")["train_batch_size"] == 4
+    losses = {run: [h["loss"] for h in sft_state(run)["log_history"] if "loss" in h] for run in ("one", "two")}
+    assert len(losses["one"]) == 2 and losses["two"] == pytest.approx(losses["one"], rel=1e-4)
+    assert (tmp_path / "two" / "report.html").exists()

@@ -70,13 +70,14 @@ class Setting:
     """DeepSpeed ZeRO stage (0 = plain data parallel)."""
     lora_rank: int = 0
     """LoRA rank (0 = full fine-tuning)."""
-    micro_batch: int = 1
-    """Sequences per forward/backward pass per GPU (SFT) or completions per pass (RL)."""
+    micro_batch: int | None = None
+    """Sequences per forward/backward pass per GPU (SFT: prompts, RL: completions); None = a whole step's
+    share of the GPU in one pass, as ``finetune.micro_batch: null`` trains."""
 
     def __str__(self) -> str:
         parts = [f"ZeRO-{self.zero_stage}" if self.zero_stage else "no ZeRO",
                  f"LoRA r={self.lora_rank}" if self.lora_rank else "full fine-tuning",
-                 f"micro-batch {self.micro_batch}"]
+                 f"micro-batch {self.micro_batch}" if self.micro_batch else "whole step per pass"]
         return ", ".join(parts)
 
 
@@ -135,7 +136,7 @@ def lora_params(shape: ModelShape, rank: int) -> int:
 
 
 def _training_parts(shape: ModelShape, cfg: StudyConfig, hw: Hardware, s: Setting, seq: int, logit_tokens: int,
-                    act_bytes: int) -> dict[str, float]:
+                    act_bytes: int, sequences_per_step: int) -> dict[str, float]:
     """Bytes per GPU of one training process (formulas: docs/plan.md, "Training")."""
     n, g = shape.n_params, hw.n_gpus
     if s.lora_rank:
@@ -149,7 +150,8 @@ def _training_parts(shape: ModelShape, cfg: StudyConfig, hw: Hardware, s: Settin
         if s.zero_stage >= 3:
             weights /= g
         states = (grads / g if s.zero_stage >= 2 else grads) + (moments / g if s.zero_stage >= 1 else moments)
-    b, d, layers = s.micro_batch, shape.d_model, shape.n_layers
+    b = min(s.micro_batch or math.ceil(sequences_per_step / g), math.ceil(sequences_per_step / g))
+    d, layers = shape.d_model, shape.n_layers
     per_layer = b * seq * (34 * d) * act_bytes / 2  # Korthikanti et al. 2022, sbh*34 bytes in 16-bit, no scores
     stored = (layers * b * seq * d * act_bytes + per_layer) if cfg.finetune.gradient_checkpointing \
         else layers * per_layer
@@ -161,7 +163,7 @@ def estimate(cfg: StudyConfig, shape: ModelShape, hw: Hardware, setting: Setting
              prompt_tokens: int = 512) -> list[StagePlan]:
     """Every stage's memory per GPU and pass counts for ``cfg`` on ``hw`` (``setting`` defaults to cfg's own)."""
     ft, rl, disc = cfg.finetune, cfg.finetune.rl, cfg.discovery
-    s = setting or Setting(zero_stage=0, lora_rank=ft.lora_rank, micro_batch=ft.micro_batch or ft.prompts_per_step)
+    s = setting or Setting(zero_stage=0, lora_rank=ft.lora_rank, micro_batch=ft.micro_batch)
     act = 2 if ft.bf16 else 4
     n_runs = len(cfg.seeds) * (len(cfg.methods) + len(cfg.sft_lr_grid))
     n_ckpt = math.ceil(ft.steps / ft.checkpoint_every)
@@ -184,9 +186,10 @@ def estimate(cfg: StudyConfig, shape: ModelShape, hw: Hardware, setting: Setting
                           "backward": n_tasks * n_disc * 2})
 
     seq = prompt_tokens + rl.max_completion_length
-    sft = StagePlan("finetune: sft", _training_parts(shape, cfg, hw, s, seq, seq, act),
+    sft = StagePlan("finetune: sft", _training_parts(shape, cfg, hw, s, seq, seq, act, ft.prompts_per_step),
                     {"forward": ft.steps * ft.prompts_per_step, "backward": ft.steps * ft.prompts_per_step})
-    rl_parts = _training_parts(shape, cfg, hw, s, seq, rl.max_completion_length, act)
+    rl_parts = _training_parts(shape, cfg, hw, s, seq, rl.max_completion_length, act,
+                               ft.prompts_per_step * rl.num_generations)
     gen_batch = ft.prompts_per_step * rl.num_generations / hw.n_gpus
     rl_parts["generation KV cache"] = 2 * shape.n_layers * shape.n_kv_heads * shape.d_head * seq * gen_batch * act
     if rl.beta > 0:
@@ -198,7 +201,7 @@ def estimate(cfg: StudyConfig, shape: ModelShape, hw: Hardware, setting: Setting
     # behaviour at each checkpoint: base and tuned model, greedy answers, KL samples, prior tasks
     n_eval = 500  # evaluation questions assumed when the data is not read
     behaviour = StagePlan("behaviour (per run)", {"weights (base + tuned)": 2 * infer_weights,
-                                                  "logits (KL batch)": 32 * seq * shape.vocab * 4 * 3},
+                                                  "logits (KL batch)": 32 * ft.max_new_tokens * shape.vocab * 4 * 4},
                           {"forward": (n_ckpt + 1) * (n_eval * ft.kl_samples * 2 + n_tasks * ft.prior_eval_examples),
                            "generated tokens": (n_ckpt + 1) * n_eval * ft.max_new_tokens})
     cmap_passes = (2 + heads) * (2 if cfg.total_cmap else 1)  # per head one patched run, plus sources and baseline
@@ -245,7 +248,7 @@ def format_plan(cfg: StudyConfig, shape: ModelShape, hw: Hardware, prompt_tokens
              f"completion {cfg.finetune.rl.max_completion_length}; {'bf16' if cfg.finetune.bf16 else 'fp32'}; "
              f"gradient checkpointing {'on' if cfg.finetune.gradient_checkpointing else 'off'}"]
     plans = estimate(cfg, shape, hw, None, prompt_tokens)
-    own = Setting(0, cfg.finetune.lora_rank, cfg.finetune.micro_batch or cfg.finetune.prompts_per_step)
+    own = Setting(0, cfg.finetune.lora_rank, cfg.finetune.micro_batch)
     lines.append(f"  as configured ({own}):")
     lines.append(f"  {'stage':<22}{'per GPU':>10}  {'fits':<5} parts; passes count sequences (prompts or completions)")
     for p in plans:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from forgetlens.models.forward import task_accuracy
+from forgetlens.models.forward import answer_logits, task_accuracy
 from forgetlens.tasks.base import PriorTask, encode_examples
 from forgetlens.tasks.rewards import score_reply
 from forgetlens.training.data import user_text
@@ -100,10 +100,13 @@ def forward_kl(base, tuned, tokenizer, prompts: list[str], completions: list[lis
             ids[i, : len(r)] = torch.tensor(r)
             mask[i, : len(r)] = 1
         ids, mask = ids.to(device), mask.to(device)
-        logp0 = base(input_ids=ids, attention_mask=mask).logits.float().log_softmax(-1)  # [batch, pos, vocab]
-        logp = tuned(input_ids=ids, attention_mask=mask).logits.float().log_softmax(-1)
-        kl_tok = (logp0.exp() * (logp0 - logp)).sum(-1)  # [batch, pos]
-        for i, (p, c) in enumerate(zip(texts_ids, comps)):
-            # distributions that predicted completion tokens: positions len(p)-1 ... len(p)+len(c)-2
-            out.append(float(kl_tok[i, len(p) - 1: len(p) + len(c) - 1].sum()))
+        # the distributions that predicted completion tokens: positions len(p)-1 ... len(p)+len(c)-2
+        n_c = max(max(len(c) for c in comps), 1)
+        pos = torch.tensor([[min(len(p) - 1 + j, len(p) + max(len(c), 1) - 2) for j in range(n_c)]
+                            for p, c in zip(texts_ids, comps)], device=device)  # [batch, n_c]
+        valid = torch.tensor([[j < len(c) for j in range(n_c)] for c in comps], device=device)
+        logp0 = answer_logits(base, ids, mask, pos).float().log_softmax(-1)  # [batch, n_c, vocab]
+        logp = answer_logits(tuned, ids, mask, pos).float().log_softmax(-1)
+        kl_tok = (logp0.exp() * (logp0 - logp)).sum(-1) * valid  # [batch, n_c]
+        out += kl_tok.sum(1).tolist()
     return out

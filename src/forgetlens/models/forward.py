@@ -21,12 +21,15 @@ def _unembeds_directly(model) -> bool:
 
 def answer_logits(model, input_ids: torch.Tensor | None, attention_mask: torch.Tensor, answer_pos: torch.Tensor,
                   inputs_embeds: torch.Tensor | None = None) -> torch.Tensor:
-    """Logits at each row's answer position: [batch, pos] -> [batch, vocab].
+    """Logits at each row's answer position: [batch, pos] -> [batch, vocab] ([batch, k, vocab] when
+    ``answer_pos`` is [batch, k]: several positions per row).
 
     Only the answer positions go through the unembedding (for a model whose logits are a plain linear
     read-out of the final hidden state); other models compute every position's logits and pick.
     """
     rows = torch.arange(attention_mask.shape[0], device=attention_mask.device)
+    if answer_pos.dim() == 2:
+        rows = rows[:, None]
     kwargs = dict(input_ids=input_ids, inputs_embeds=inputs_embeds, attention_mask=attention_mask, use_cache=False)
     if _unembeds_directly(model):
         hidden = model.base_model(**kwargs).last_hidden_state  # [batch, pos, d_model]
