@@ -108,12 +108,16 @@ def shipped_qwen_config_on(model_dir: Path) -> dict:
                            max_new_tokens=8, micro_batch=2)
     cfg["finetune"]["rl"].update(num_generations=4, max_completion_length=8)
     cfg["discovery"].update(n_examples=16, batch_size=16)
+    cfg["benchmarks"].update(tasks=["hellaswag", "capitals_local"], limit=None)  # one hub task, one local task
     return cfg
 
 
 def test_shipped_qwen_config_runs_end_to_end_on_a_tiny_qwen2(tmp_path, tokenizer):
+    from test_benchmarks import local_task_dir
+
     model_dir = save_tiny("qwen2", tokenizer, tmp_path / "qwen2")
     cfg = shipped_qwen_config_on(model_dir)
+    cfg["benchmarks"]["include_path"] = str(local_task_dir(tmp_path))
     assert cfg["finetune"]["bf16"] and cfg["finetune"]["gradient_checkpointing"]
     path = tmp_path / "qwen.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -125,7 +129,13 @@ def test_shipped_qwen_config_runs_end_to_end_on_a_tiny_qwen2(tmp_path, tokenizer
     assert results["config"]["finetune"]["rl"]["num_generations"] == 4
     rl_log = json.loads((run / "runs" / "rl-s0" / "training_log.json").read_text())
     assert any("loss" in row for row in rl_log)
-    assert (run / "report.html").exists()
+    # no local HellaSwag: one warning line per model, and the run went on; the local task was scored
+    warned = [line for line in result.stderr.splitlines() if "benchmark 'hellaswag' skipped" in line]
+    assert len(warned) == 4 and all(line.startswith("warning: ") for line in warned), result.stderr
+    scores = results["benchmarks"]["scores"]
+    assert set(scores) == {"base", "sft-s0@2", "rl-s0@2", f"sft-lr{cfg['sft_lr_grid'][0]:g}-s0@2"}
+    assert all(set(s) == {"capitals_local"} for s in scores.values())
+    assert 'id="benchmarks"' in (run / "report.html").read_text()
 
 
 def test_plan_prints_the_shipped_config_for_one_and_eight_gpus():

@@ -267,11 +267,29 @@ def report_cmd(run_dir) -> None:
     click.echo(f"report: {run_dir / 'report.html'}")
 
 
+def _one_line_warnings() -> None:
+    """forgetlens's own warnings print as one ``warning: ...`` line (not Python's two-line format)."""
+    import warnings
+
+    from forgetlens.metrics.benchmarks import BenchmarkWarning
+
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, BenchmarkWarning):
+            click.echo(f"warning: {message}", err=True)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, one-line errors and exit 2 for problems the user can fix."""
     from forgetlens.utils import silence_known_warnings
 
     silence_known_warnings()
+    _one_line_warnings()
     try:
         cli.main(args=argv, standalone_mode=False)
     except ForgetlensError as exc:

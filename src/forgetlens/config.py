@@ -191,6 +191,22 @@ class FinetuneConfig:
 
 
 @dataclass
+class BenchmarkConfig:
+    """Standard benchmarks through lm-evaluation-harness (optional; see ``metrics/benchmarks.py``)."""
+
+    tasks: list[str] = field(default_factory=list)
+    """lm-eval task names, e.g. mmlu, hellaswag, truthfulqa_mc2, winogrande, arc_challenge, ifeval; [] = none."""
+    include_path: str | None = None
+    """Folder of lm-eval task YAMLs (e.g. ones whose ``dataset_path``/``data_files`` name local files)."""
+    limit: int | None = 500
+    """Examples per benchmark (None = all)."""
+    batch_size: int = 8
+    """Sequences per forward pass."""
+    seed: int = 0
+    """Seeds lm-eval's sampling of few-shot examples."""
+
+
+@dataclass
 class StudyConfig:
     """The whole study (``forgetlens run``): base circuits, SFT and RL runs, circuit metrics, report."""
 
@@ -214,6 +230,8 @@ class StudyConfig:
     finetune: FinetuneConfig = field(default_factory=lambda: FinetuneConfig(checkpoint_every=40))
     """Fine-tuning options shared by all runs (``method``, ``seed``, ``model``, ``data`` are set by the study);
     checkpoints every 40 steps keep the per-checkpoint circuit measurements within the CPU budget."""
+    benchmarks: BenchmarkConfig = field(default_factory=BenchmarkConfig)
+    """Standard benchmarks on the base model and every run's last checkpoint (needs lm-eval; off by default)."""
     discovery: DiscoveryConfig = field(default_factory=lambda: DiscoveryConfig(n_examples=128))
     """How base circuits are found; ``n_examples`` prompts each for discovery and for evaluation."""
 

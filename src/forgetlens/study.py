@@ -42,7 +42,7 @@ from forgetlens.utils import (atomic_write_text, is_main_process, progress, sile
 STAGES = ("circuits", "finetune", "measure", "analyse", "report")
 OVERLAPPED = STAGES[:3]
 """With ``jobs`` > 1 these stages run together as one task graph (``Study.overlapped``)."""
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 
 
 def validate_study(cfg: StudyConfig, source: str = "config") -> None:
@@ -294,6 +294,7 @@ class Study:
                                      if "seconds" not in k and k != "resumed_from"},
                           "checkpoints": rows}
         layout = HeadLayout.of(self.base.model)
+        benchmarks = self.benchmarks()
         results = {
             "schema_version": SCHEMA_VERSION,
             "config": dataclasses.asdict(self.cfg),
@@ -303,12 +304,33 @@ class Study:
             "accuracy_threshold": self.cfg.finetune.accuracy_threshold,
             "runs": runs,
             "tasks": tasks,
+            "benchmarks": benchmarks,
         }
         results.update(derived_results(results))
         results["timings"] = dict(self.timings)
         self._write_json("results.json", results)
         atomic_write_text(self.run_dir / "per_head.csv", per_head_csv(results))
         atomic_write_text(self.run_dir / "checkpoints.csv", checkpoints_csv(results))
+
+    def benchmarks(self) -> dict:
+        """lm-eval scores of the base and of each run's last checkpoint, cached per model in benchmarks/."""
+        from forgetlens.metrics.benchmarks import run_benchmarks
+
+        if not self.cfg.benchmarks.tasks:
+            return {}
+        models = {"base": None}
+        for name in run_configs(self.cfg):
+            step, path = checkpoint_dirs(self.run_dir / "runs" / name)[-1]
+            models[f"{name}@{step}"] = path
+        scores = {}
+        for label, path in progress(list(models.items()), desc="4/5 standard benchmarks"):
+            cache = self.run_dir / "benchmarks" / f"{label}.json"
+            if not cache.exists():
+                model = self.base.model if path is None else load_checkpoint(path, self.cfg.model)
+                cache.parent.mkdir(exist_ok=True)
+                atomic_write_text(cache, json.dumps(run_benchmarks(model, self.base.tokenizer, self.cfg.benchmarks)))
+            scores[label] = json.loads(cache.read_text())
+        return {"tasks": list(self.cfg.benchmarks.tasks), "scores": scores}
 
     # --- stage 5: report ---------------------------------------------------------------------------------
     def report(self) -> None:

@@ -94,6 +94,30 @@ def _circuit_table(results: dict) -> str:
     return f"<table>{head}{''.join(rows)}</table>"
 
 
+def _benchmark_table(results: dict) -> str:
+    """Standard-benchmark scores of the base and each run's last checkpoint, with the change from the base."""
+    scores = (results.get("benchmarks") or {}).get("scores") or {}
+    base = scores.get("base", {})
+    if not base:
+        return ""
+    tasks = sorted(base)
+    head = "<tr><th>model</th>" + "".join(f"<th>{html.escape(t)} ({base[t]['metric']})</th>" for t in tasks) + "</tr>"
+    rows = []
+    for label, row in scores.items():
+        cells = []
+        for t in tasks:
+            if t not in row:
+                cells.append("n/a")
+            elif label == "base":
+                cells.append(f"{row[t]['score']:.3f}")
+            else:
+                cells.append(f"{row[t]['score']:.3f} ({row[t]['score'] - base[t]['score']:+.3f})")
+        rows.append(f"<tr><td>{html.escape(label)}</td>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    n = ", ".join(f"{t}: n={base[t]['n']}" for t in tasks)
+    return (f"<h2>Standard benchmarks (lm-eval; change from the base in brackets)</h2>"
+            f"<table id=\"benchmarks\">{head}{''.join(rows)}</table><p>{html.escape(n)}</p>")
+
+
 def render(results: dict) -> str:
     parts = [f"<li>{html.escape(line)}</li>" for line in summary_lines(results)]
     figures = []
@@ -117,6 +141,7 @@ code {{ background: #f4f4f4; }}
 <p>{meta}</p>
 <h2>Summary</h2><ul id="summary">{''.join(parts)}</ul>
 <h2>Base circuits at the last checkpoint</h2>{_circuit_table(results)}
+{_benchmark_table(results)}
 {''.join(figures)}
 <p>Numbers behind every figure: <code>results.json</code> (schema {results['schema_version']}),
 <code>checkpoints.csv</code>, <code>per_head.csv</code>.</p>
