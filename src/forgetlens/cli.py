@@ -114,7 +114,7 @@ def pretrain_cmd(out, seed, steps, resume, start_from) -> None:
 
 
 @cli.command("finetune")
-@click.option("--method", required=True, help="sft or rl.")
+@click.option("--method", required=True, help="sft, rl, sft-preserve, rl-preserve, replay or sft-kl.")
 @click.option("--model", default="embedded", show_default=True, help="Base model directory, cached HF id, or `embedded`.")
 @click.option("--data", default=None, help="Target-task file/directory (SciKnowEval or SciQ); default: synthetic science QA.")
 @click.option("--steps", type=int, default=None, help="Optimizer steps (same for both methods).")
@@ -125,25 +125,36 @@ def pretrain_cmd(out, seed, steps, resume, start_from) -> None:
 @click.option("--loss-type", default=None, help="RL loss: dr_grpo (default), grpo, dapo, reinforce.")
 @click.option("--beta", type=float, default=None, help="RL KL penalty (default 0).")
 @click.option("--max-records", type=int, default=None, help="Use at most this many records of --data.")
+@click.option("--lam", type=float, default=None, help="sft-preserve / rl-preserve: weight of the circuit penalty.")
+@click.option("--heads", "preserve_heads", default=None, help="Protected heads: circuit (default), dcv or all.")
+@click.option("--monitor-every", type=int, default=None, help="CircuitMonitor: measure every N steps (0 = off).")
+@click.option("--monitor-threshold", type=float, default=None, help="CircuitMonitor: retention threshold.")
+@click.option("--monitor-action", default=None, help="CircuitMonitor: warn (default) or stop below the threshold.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out.")
 @click.option("--overwrite", is_flag=True, help="Delete an existing --out and start again.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Run directory.")
 def finetune_cmd(method, model, data, steps, lr, checkpoint_every, prompts_per_step, num_generations, loss_type,
-                 beta, max_records, seed, resume, overwrite, out) -> None:
-    """Fine-tune with SFT or RL, keeping checkpoints, and measure behaviour at each."""
+                 beta, max_records, lam, preserve_heads, monitor_every, monitor_threshold, monitor_action, seed, resume,
+                 overwrite, out) -> None:
+    """Fine-tune (sft, rl, sft-preserve, rl-preserve, replay, sft-kl), keeping checkpoints; behaviour at each."""
     from forgetlens.config import FinetuneConfig
-    from forgetlens.training.finetune import finetune
+    from forgetlens.training.finetune import METHODS, finetune, trainer_kind
 
-    if method not in ("sft", "rl"):
-        raise ForgetlensError(f"--method must be sft or rl, got {method!r}")
+    if method not in METHODS:
+        raise ForgetlensError(f"--method: unknown method {method!r}; expected one of {', '.join(METHODS)}")
     cfg = FinetuneConfig(method=method, model=model, data=data, seed=seed, max_records=max_records)
+    for section, name, value in (("preserve", "lam", lam), ("preserve", "heads", preserve_heads),
+                                 ("monitor", "every", monitor_every), ("monitor", "threshold", monitor_threshold),
+                                 ("monitor", "action", monitor_action)):
+        if value is not None:
+            setattr(getattr(cfg, section), name, value)
     for name, value in (("steps", steps), ("checkpoint_every", checkpoint_every),
                         ("prompts_per_step", prompts_per_step)):
         if value is not None:
             setattr(cfg, name, value)
     if lr is not None:
-        setattr(cfg, "lr_sft" if method == "sft" else "lr_rl", lr)
+        setattr(cfg, "lr_sft" if trainer_kind(method) == "sft" else "lr_rl", lr)
     for name, value in (("num_generations", num_generations), ("loss_type", loss_type), ("beta", beta)):
         if value is not None:
             setattr(cfg.rl, name, value)

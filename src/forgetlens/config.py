@@ -140,11 +140,65 @@ class RLConfig:
 
 
 @dataclass
+class PreserveConfig:
+    """Circuit preservation (``sft-preserve``, ``rl-preserve``): the loss plus
+    lam * sum over protected heads h of ||a_theta(h) - a_0(h)||^2 on prior-task prompts (o_proj inputs; the base
+    activations are computed once)."""
+
+    lam: float = 1.0
+    """lambda, the weight of the penalty (>= 0)."""
+    heads: str = "circuit"
+    """Which heads: ``circuit`` (each task's base circuit C0), ``dcv`` (the ``top_k`` heads of largest DCV per task
+    from ``dcv_results``) or ``all``."""
+    top_k: int = 8
+    """Heads per task for ``dcv``."""
+    dcv_results: str | None = None
+    """A study's results.json whose DCV ranks the heads (``heads: dcv``)."""
+    tasks: list[str] | None = None
+    """Prior tasks whose prompts and circuits are protected (None = all)."""
+    n_prompts: int = 64
+    """Fixed prior-task prompts per task (base activations cached once)."""
+    prompts_per_step: int = 8
+    """Of those, prompts per optimizer step (taken in turn)."""
+    discovery_examples: int = 128
+    """Prompts for finding each base circuit (``heads: circuit``); seeded by ``seed`` like the study's."""
+
+
+@dataclass
+class ReplayConfig:
+    """Replay (``replay``): SFT's loss plus weight * next-token loss on prior-task documents."""
+
+    weight: float = 1.0
+    """Weight of the replay loss (>= 0); 1 = as if the documents were mixed into the batch one for one."""
+    documents_per_step: int = 8
+    """Prior-task documents per optimizer step."""
+    tasks: list[str] | None = None
+    """Prior tasks replayed (None = all)."""
+
+
+@dataclass
+class MonitorConfig:
+    """``CircuitMonitor`` during training (``training/monitor.py``)."""
+
+    every: int = 0
+    """Measure every N optimizer steps (0 = off)."""
+    tasks: list[str] | None = None
+    """Prior tasks watched (None = all)."""
+    n_prompts: int = 32
+    """Fixed prompts per task."""
+    threshold: float | None = None
+    """Faithfulness retention below which ``action`` happens (None = never)."""
+    action: str = "warn"
+    """``warn`` or ``stop`` (end training at that step)."""
+
+
+@dataclass
 class FinetuneConfig:
     """One fine-tuning run (``forgetlens finetune``); SFT and RL runs share everything but ``method``."""
 
     method: str = "sft"
-    """``sft`` or ``rl``."""
+    """``sft``, ``rl``, ``sft-preserve``, ``rl-preserve``, ``replay`` (SFT + prior-task replay) or ``sft-kl``
+    (SFT + KL to the base)."""
     model: str = "embedded"
     """Base model: ``embedded``, a local directory or a cached HF id."""
     data: str | None = None
@@ -188,6 +242,14 @@ class FinetuneConfig:
     """torch CPU threads (None: 1 for small models)."""
     rl: RLConfig = field(default_factory=RLConfig)
     """RL-only settings."""
+    preserve: PreserveConfig = field(default_factory=PreserveConfig)
+    """Circuit preservation (``sft-preserve``, ``rl-preserve``)."""
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
+    """Replay of prior-task data (``replay``)."""
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    """Watch base circuits while training (off by default)."""
+    kl_coef: float = 0.1
+    """``sft-kl``: weight of KL(base || tuned) on the SFT batch's completion tokens (>= 0)."""
 
 
 @dataclass

@@ -212,9 +212,11 @@ def estimate(cfg: StudyConfig, shape: ModelShape, hw: Hardware, setting: Setting
     for plan in (sft, rl_plan):
         plan.passes = {k: v * len(cfg.seeds) * (1 + len(cfg.sft_lr_grid) * (plan is sft)) for k, v in plan.passes.items()}
     stages = [circuits]
-    if "sft" in cfg.methods or cfg.sft_lr_grid:
+    from forgetlens.training.finetune import trainer_kind
+
+    if any(trainer_kind(m) == "sft" for m in cfg.methods) or cfg.sft_lr_grid:
         stages.append(sft)
-    if "rl" in cfg.methods:
+    if any(trainer_kind(m) == "rl" for m in cfg.methods):
         stages.append(rl_plan)
     return stages + [behaviour, measure]
 

@@ -35,7 +35,7 @@ from forgetlens.models.heads import HeadLayout
 from forgetlens.models.loading import configure_threads, load_model
 from forgetlens.tasks.registry import get_task, task_names
 from forgetlens.training.checkpoints import checkpoint_dirs, load_checkpoint, prepare_run_dir
-from forgetlens.training.finetune import METHODS, finetune
+from forgetlens.training.finetune import METHODS, finetune, finetune_problems, trainer_kind
 from forgetlens.utils import (atomic_write_text, is_main_process, progress, silence_known_warnings, versions,
                              wait_for_everyone, world_size)
 
@@ -75,15 +75,11 @@ def study_problems(cfg: StudyConfig) -> list[str]:
     for name in ("method", "seed", "model", "data"):
         if getattr(ft, name) != getattr(defaults, name):
             problems.append(f"finetune.{name}: set by the study (use the top-level methods, seeds, model, data)")
-    for name in ("steps", "prompts_per_step", "checkpoint_every", "prior_eval_examples", "kl_samples",
-                 "max_new_tokens"):
-        if getattr(ft, name) <= 0:
-            problems.append(f"finetune.{name}: expected a positive integer, got {getattr(ft, name)}")
+    preserving = next((m for m in cfg.methods if m.endswith("preserve")), "sft")  # checks preserve.dcv_results
+    problems += finetune_problems(dataclasses.replace(ft, method=preserving), "finetune.")
     for name in ("lr_sft", "lr_rl"):
         if getattr(ft, name) <= 0:
             problems.append(f"finetune.{name}: expected a positive number, got {getattr(ft, name)}")
-    if ft.rl.num_generations < 2:
-        problems.append(f"finetune.rl.num_generations: expected at least 2, got {ft.rl.num_generations}")
     if cfg.discovery.n_examples < 2:
         problems.append(f"discovery.n_examples: expected at least 2, got {cfg.discovery.n_examples}")
     if cfg.discovery.k is not None and cfg.discovery.k < 1:
@@ -94,7 +90,8 @@ def study_problems(cfg: StudyConfig) -> list[str]:
     if ft.micro_batch is not None:
         world = int(os.environ.get("WORLD_SIZE", "1"))
         for method, total in (("sft", ft.prompts_per_step), ("rl", ft.prompts_per_step * ft.rl.num_generations)):
-            if method in cfg.methods and (ft.micro_batch < 1 or total % (ft.micro_batch * world)):
+            uses = any(trainer_kind(m) == method for m in cfg.methods)
+            if uses and (ft.micro_batch < 1 or total % (ft.micro_batch * world)):
                 problems.append(f"finetune.micro_batch: {ft.micro_batch} x {world} device(s) must divide the {method} "
                                 f"batch of {total} sequences per step")
     if cfg.data is not None and not Path(cfg.data).exists():

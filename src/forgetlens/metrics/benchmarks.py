@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import os
 import warnings
+from contextlib import contextmanager
 
 from forgetlens.config import BenchmarkConfig
 
 PRIMARY_METRICS = ("acc_norm,none", "acc,none", "prompt_level_strict_acc,none", "exact_match,none", "mc2,none")
 """The score kept per benchmark: the first of these that lm-eval reports (IFEval: prompt-level strict accuracy;
 TruthfulQA mc2: its mc2 score)."""
+
+
+_TASK_MANAGERS: dict = {}
 
 
 class BenchmarkWarning(UserWarning):
@@ -40,14 +44,40 @@ def run_benchmarks(model, tokenizer, cfg: BenchmarkConfig) -> dict[str, dict]:
                       f"`pip install lm-eval` to measure them (the study goes on without them)", BenchmarkWarning,
                       stacklevel=2)
         return {}
-    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")  # never download a benchmark
+    with offline_hub():
+        return _run(model, tokenizer, cfg)
+
+
+@contextmanager
+def offline_hub():
+    """No hub access inside: the environment variables, and the flags that ``datasets`` and ``huggingface_hub``
+    read from them at import time (they may have been imported already, by the trainers)."""
+    import datasets.config
+    import huggingface_hub.constants as hub
+
+    saved = (dict(os.environ), datasets.config.HF_HUB_OFFLINE, hub.HF_HUB_OFFLINE)
+    os.environ.update(HF_DATASETS_OFFLINE="1", HF_HUB_OFFLINE="1")
+    datasets.config.HF_HUB_OFFLINE = datasets.config.HF_DATASETS_OFFLINE = hub.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved[0])
+        datasets.config.HF_HUB_OFFLINE = datasets.config.HF_DATASETS_OFFLINE = saved[1]
+        hub.HF_HUB_OFFLINE = saved[2]
+
+
+def _run(model, tokenizer, cfg: BenchmarkConfig) -> dict[str, dict]:
     from lm_eval import simple_evaluate
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
     device = str(next(model.parameters()).device)
     lm = HFLM(pretrained=model, tokenizer=tokenizer, device=device, batch_size=cfg.batch_size)
-    manager = TaskManager(include_path=cfg.include_path) if cfg.include_path else TaskManager()
+    if cfg.include_path not in _TASK_MANAGERS:  # indexing lm-eval's task folder takes seconds: once per process
+        _TASK_MANAGERS[cfg.include_path] = TaskManager(include_path=cfg.include_path) if cfg.include_path \
+            else TaskManager()
+    manager = _TASK_MANAGERS[cfg.include_path]
     out = {}
     for task in cfg.tasks:
         try:

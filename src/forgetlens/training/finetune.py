@@ -24,33 +24,61 @@ from pathlib import Path
 
 import torch
 
-from forgetlens.config import FinetuneConfig, RLConfig
+from forgetlens.config import FinetuneConfig, MonitorConfig, PreserveConfig, ReplayConfig, RLConfig
 from forgetlens.errors import ForgetlensError
 from forgetlens.metrics.behaviour import chat_prompts, forward_kl, generate, prior_behaviour, target_accuracy
 from forgetlens.models.loading import configure_threads, load_model
 from forgetlens.tasks.registry import parse_task_list
 from forgetlens.training.checkpoints import checkpoint_dirs, load_checkpoint, prepare_run_dir
 from forgetlens.training.data import conversational_rows, target_splits, training_schedule
+from forgetlens.training.regularizers import build_regularizers, regularizer_problems
 from forgetlens.utils import atomic_write_text, is_main_process, progress, versions, wait_for_everyone
 
-METHODS = ("sft", "rl")
+METHODS = ("sft", "rl", "sft-preserve", "rl-preserve", "replay", "sft-kl")
 PRIOR_EVAL_SEED = 424242
 
 
+def trainer_kind(method: str) -> str:
+    """``rl`` for the GRPO-family methods, ``sft`` for the supervised ones."""
+    return "rl" if method.startswith("rl") else "sft"
+
+
 def config_from_dict(data: dict) -> FinetuneConfig:
-    rl = RLConfig(**data.get("rl", {}))
-    return FinetuneConfig(**{**{k: v for k, v in data.items() if k != "rl"}, "rl": rl})
+    nested = {"rl": RLConfig, "preserve": PreserveConfig, "replay": ReplayConfig, "monitor": MonitorConfig}
+    return FinetuneConfig(**{k: nested[k](**v) if k in nested else v for k, v in data.items()})
 
 
-def validate(cfg: FinetuneConfig) -> None:
+def finetune_problems(cfg: FinetuneConfig, prefix: str = "") -> list[str]:
+    """Every problem with the options of one run, one line each (``prefix`` names the config section)."""
+    problems = []
     if cfg.method not in METHODS:
-        raise ForgetlensError(f"--method must be sft or rl, got {cfg.method!r}")
+        problems.append(f"{prefix}method: unknown method {cfg.method!r}; expected one of {', '.join(METHODS)}")
     for name in ("steps", "prompts_per_step", "checkpoint_every", "prior_eval_examples", "kl_samples",
                  "max_new_tokens"):
         if getattr(cfg, name) <= 0:
-            raise ForgetlensError(f"{name} must be positive, got {getattr(cfg, name)}")
+            problems.append(f"{prefix}{name}: expected a positive integer, got {getattr(cfg, name)}")
     if cfg.rl.num_generations < 2:
-        raise ForgetlensError(f"rl.num_generations must be at least 2, got {cfg.rl.num_generations}")
+        problems.append(f"{prefix}rl.num_generations: expected at least 2, got {cfg.rl.num_generations}")
+    problems += regularizer_problems(cfg, prefix)
+    mon = cfg.monitor
+    if mon.every < 0:
+        problems.append(f"{prefix}monitor.every: expected >= 0 steps (0 = off), got {mon.every}")
+    if mon.action not in ("warn", "stop"):
+        problems.append(f"{prefix}monitor.action: unknown action {mon.action!r}; expected warn or stop")
+    if mon.n_prompts < 2:
+        problems.append(f"{prefix}monitor.n_prompts: expected at least 2, got {mon.n_prompts}")
+    from forgetlens.tasks.registry import task_names
+
+    for t in mon.tasks or []:
+        if t not in task_names():
+            problems.append(f"{prefix}monitor.tasks: unknown task {t!r}; known: {', '.join(task_names())}")
+    return problems
+
+
+def validate(cfg: FinetuneConfig) -> None:
+    problems = finetune_problems(cfg)
+    if problems:
+        raise ForgetlensError("\n".join(problems))
 
 
 class _GenerationTimer:
@@ -77,7 +105,8 @@ def train(cfg: FinetuneConfig, run_dir: Path, resume: bool, log=print) -> dict:
     model, tokenizer = loaded.model, loaded.tokenizer
     train_records, _ = target_splits(cfg)
     schedule = training_schedule(train_records, cfg)
-    dataset = Dataset.from_list(conversational_rows(schedule, with_completion=cfg.method == "sft"))
+    kind = trainer_kind(cfg.method)
+    dataset = Dataset.from_list(conversational_rows(schedule, with_completion=kind == "sft"))
     ckpt_root = run_dir / "checkpoints"
     base_dir = ckpt_root / "checkpoint-0"
     if is_main_process() and not (base_dir / "model.safetensors").exists():
@@ -85,16 +114,25 @@ def train(cfg: FinetuneConfig, run_dir: Path, resume: bool, log=print) -> dict:
         model.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
         tmp.replace(base_dir)
+    regularizers = build_regularizers(cfg, model, tokenizer, lambda: load_model(cfg.model).model)
     model.train()
-    timer = _GenerationTimer(model) if cfg.method == "rl" else None
-    if cfg.method == "sft":
+    timer = _GenerationTimer(model) if kind == "rl" else None
+    if kind == "sft":
         from forgetlens.training.trainers import build_sft_trainer
 
-        trainer = build_sft_trainer(model, tokenizer, dataset, cfg, ckpt_root)
+        trainer = build_sft_trainer(model, tokenizer, dataset, cfg, ckpt_root, regularizers=regularizers)
     else:
         from forgetlens.training.trainers import build_rl_trainer
 
-        trainer = build_rl_trainer(model, tokenizer, dataset, cfg, ckpt_root)
+        trainer = build_rl_trainer(model, tokenizer, dataset, cfg, ckpt_root, regularizers=regularizers)
+    monitor = None
+    if cfg.monitor.every > 0:
+        from forgetlens.training.monitor import CircuitMonitor
+
+        mon = cfg.monitor
+        monitor = CircuitMonitor(load_model(cfg.model).model, tokenizer, tasks=mon.tasks, every=mon.every,
+                                 n_prompts=mon.n_prompts, threshold=mon.threshold, action=mon.action,
+                                 seed=cfg.seed).attach(trainer)
     resume_from = None
     trained = [d for s, d in checkpoint_dirs(run_dir) if s > 0 and (d / "trainer_state.json").exists()]
     if resume and trained:
@@ -107,6 +145,10 @@ def train(cfg: FinetuneConfig, run_dir: Path, resume: bool, log=print) -> dict:
     if not is_main_process():
         return {}
     atomic_write_text(run_dir / "training_log.json", json.dumps(history, indent=1))
+    if monitor is not None:
+        atomic_write_text(run_dir / "monitor.json", json.dumps({"history": monitor.history,
+                                                                "setup_seconds": round(monitor.setup_seconds, 2),
+                                                                "seconds": round(monitor.seconds, 2)}, indent=1))
     prompt_tokens = sum(len(tokenizer(tokenizer.apply_chat_template(r["prompt"], tokenize=False,
                                                                     add_generation_prompt=True),
                                       add_special_tokens=False)["input_ids"]) for r in dataset)
@@ -115,7 +157,7 @@ def train(cfg: FinetuneConfig, run_dir: Path, resume: bool, log=print) -> dict:
         "optimizer_steps": cfg.steps,
         "training_prompts": len(schedule),
         "distinct_training_questions": len({r["question"] for r in train_records}),
-        "prompt_tokens": prompt_tokens * (cfg.rl.num_generations if cfg.method == "rl" else 1),
+        "prompt_tokens": prompt_tokens * (cfg.rl.num_generations if kind == "rl" else 1),
         "trainer_num_tokens": next((h["num_tokens"] for h in reversed(history) if "num_tokens" in h), None),
         "wall_seconds_this_session": round(seconds, 2),
         "generation_seconds_this_session": round(timer.seconds, 2) if timer else 0.0,

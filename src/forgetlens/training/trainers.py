@@ -84,8 +84,41 @@ def _quiet_datasets() -> None:
         disable_progress_bar()
 
 
-def build_sft_trainer(model, tokenizer, dataset, cfg: FinetuneConfig, out_dir: Path, callbacks=()):
-    """TRL SFTTrainer on prompt/completion rows; loss on the completion tokens only."""
+def with_regularizers(trainer_cls):
+    """A subclass of a TRL trainer whose loss adds ``regularizers`` (``training/regularizers.py``); each term's
+    mean since the last log goes into the trainer's logs as ``reg/NAME``."""
+
+    class Regularized(trainer_cls):
+        def __init__(self, *args, regularizers=(), **kwargs):
+            super().__init__(*args, **kwargs)
+            self.regularizers = list(regularizers)
+            self._reg_sums = {r.name: [0.0, 0] for r in self.regularizers}
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            result = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            if not self.regularizers:
+                return result
+            loss, outputs = result if return_outputs else (result, None)
+            for reg in self.regularizers:
+                term = reg(model, inputs, self.state.global_step)
+                loss = loss + term
+                total = self._reg_sums[reg.name]
+                total[0], total[1] = total[0] + float(term.detach()), total[1] + 1
+            return (loss, outputs) if return_outputs else loss
+
+        def log(self, logs, *args, **kwargs):
+            for name, total in self._reg_sums.items():
+                if total[1]:
+                    logs[f"reg/{name}"] = total[0] / total[1]
+                    total[0], total[1] = 0.0, 0
+            super().log(logs, *args, **kwargs)
+
+    Regularized.__name__ = f"Regularized{trainer_cls.__name__}"
+    return Regularized
+
+
+def build_sft_trainer(model, tokenizer, dataset, cfg: FinetuneConfig, out_dir: Path, callbacks=(), regularizers=()):
+    """TRL SFTTrainer on prompt/completion rows; loss on the completion tokens only (plus ``regularizers``)."""
     from trl import SFTConfig, SFTTrainer
 
     _quiet_datasets()
@@ -96,8 +129,9 @@ def build_sft_trainer(model, tokenizer, dataset, cfg: FinetuneConfig, out_dir: P
         max_length=None,
         dataset_num_proc=None,
     )
-    return _quiet(SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                             peft_config=_lora(cfg), callbacks=list(callbacks)))
+    return _quiet(with_regularizers(SFTTrainer)(model=model, args=args, train_dataset=dataset,
+                                                processing_class=tokenizer, peft_config=_lora(cfg),
+                                                callbacks=list(callbacks), regularizers=regularizers))
 
 
 def _quiet(trainer):
@@ -128,8 +162,8 @@ def _text(completion) -> str:
     return completion
 
 
-def build_rl_trainer(model, tokenizer, dataset, cfg: FinetuneConfig, out_dir: Path, callbacks=()):
-    """TRL GRPOTrainer with the verifiable reward; Dr.GRPO and beta = 0 by default."""
+def build_rl_trainer(model, tokenizer, dataset, cfg: FinetuneConfig, out_dir: Path, callbacks=(), regularizers=()):
+    """TRL GRPOTrainer with the verifiable reward; Dr.GRPO and beta = 0 by default (plus ``regularizers``)."""
     from trl import GRPOConfig, GRPOTrainer
 
     _quiet_datasets()
@@ -161,5 +195,7 @@ def build_rl_trainer(model, tokenizer, dataset, cfg: FinetuneConfig, out_dir: Pa
         use_vllm=rl.use_vllm,
         log_completions=False,
     )
-    return _quiet(GRPOTrainer(model=model, reward_funcs=reward_funcs, args=args, train_dataset=dataset,
-                              processing_class=tokenizer, peft_config=_lora(cfg), callbacks=list(callbacks)))
+    return _quiet(with_regularizers(GRPOTrainer)(model=model, reward_funcs=reward_funcs, args=args,
+                                                 train_dataset=dataset, processing_class=tokenizer,
+                                                 peft_config=_lora(cfg), callbacks=list(callbacks),
+                                                 regularizers=regularizers))

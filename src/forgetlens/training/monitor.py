@@ -1,0 +1,197 @@
+"""``CircuitMonitor``: a transformers/TRL ``TrainerCallback`` that watches base circuits during training.
+
+Every ``every`` optimizer steps, on a small fixed set of prompts per prior task, it measures
+
+* faithfulness retention R = F_theta(C0) / F_0(C0) (counterfactual ablation, as in ``metrics/vulnerability.py``);
+* V(C0) to first order: V_cmap(h) ~ -E_i[g_l . (W_O^theta[:, h] z_theta(h) - W_O^0[:, h] z_0(h))] / TE_0, where
+  g_l is the base model's gradient of the task metric at layer l's attention output (computed once) and the
+  bracket is head h's head-local change of its residual write (``circuits/cross_model.py``).  This is
+  attribution patching of the head-local CMAP: one forward of the base and one attention call per layer of the
+  tuned model instead of one forward per head.
+
+It adds ``circuit/TASK/retention`` and ``circuit/TASK/v_circuit`` to the trainer's logs (so TensorBoard or W&B
+show them when configured; use :meth:`CircuitMonitor.attach` so it runs before the reporting callbacks), keeps
+them in ``history``, and warns or stops training when a task's retention falls below ``threshold``.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass
+
+import torch
+
+from forgetlens.circuits.cross_model import _head_writes, local_head_outputs
+from forgetlens.circuits.patching import circuit_metric, run_metric
+from forgetlens.errors import ForgetlensError
+from forgetlens.models.forward import answer_logits
+from forgetlens.models.heads import HeadLayout
+from forgetlens.tasks.base import TaskBatch, encode_examples, task_metric
+
+ACTIONS = ("warn", "stop")
+
+
+class CircuitWarning(UserWarning):
+    """A monitored circuit's retention fell below the threshold."""
+
+
+@dataclass
+class _Watched:
+    """One task's fixed prompts and what the base model gives on them."""
+
+    prompts: TaskBatch
+    heads: torch.Tensor  # [layer, head] bool, C0
+    weights: torch.Tensor  # [layer, head], |ie_0| / sum over C0
+    te0: float  # mean m_0(clean) - m_0(corrupt)
+    f0: float  # F_0(C0)
+    grads: list[torch.Tensor]  # per layer [batch, pos, d_model]: dm/d(attention output) in the base
+
+
+def _faithfulness(model, layout: HeadLayout, prompts: TaskBatch, heads: torch.Tensor) -> float:
+    full = run_metric(model, prompts, "logit_diff").mean()
+    kept = circuit_metric(model, layout, prompts, heads, "counterfactual", batch_size=len(prompts)).mean()
+    empty = circuit_metric(model, layout, prompts, torch.zeros_like(heads), "counterfactual",
+                           batch_size=len(prompts)).mean()
+    return float((kept - empty) / (full - empty))
+
+
+def _attention_output_grads(base, layout: HeadLayout, prompts: TaskBatch) -> list[torch.Tensor]:
+    """d(sum of the metric)/d(output of every layer's o_proj) on the base model -> [layer][batch, pos, d_model]."""
+    outputs = []
+
+    def keep(module, args, out):
+        out.retain_grad()
+        outputs.append(out)
+
+    handles = [p.register_forward_hook(keep) for p in layout.projections(base)]
+    try:
+        with torch.enable_grad():
+            logits = answer_logits(base, prompts.clean_ids, prompts.attention_mask, prompts.answer_pos)
+            task_metric(logits, prompts.answer_ids, prompts.distractor_ids, "logit_diff").sum().backward()
+    finally:
+        for h in handles:
+            h.remove()
+    base.zero_grad(set_to_none=True)
+    return [o.grad.detach() for o in outputs]
+
+
+@torch.no_grad()
+def first_order_v_cmap(base, tuned, layout: HeadLayout, prompts: TaskBatch, grads: list[torch.Tensor],
+                       te0: float) -> torch.Tensor:
+    """First-order head-local V_cmap of every head -> [layer, head] (see the module docstring)."""
+    z0, z1 = local_head_outputs(base, tuned, layout, prompts)  # each [layer, batch, pos, head, d_head]
+    base_proj, tuned_proj = layout.projections(base), layout.projections(tuned)
+    out = torch.zeros(layout.n_layers, layout.n_heads)
+    for layer in range(layout.n_layers):
+        delta = _head_writes(tuned_proj[layer], z1[layer], layout) - _head_writes(base_proj[layer], z0[layer], layout)
+        # [head, batch, pos, d_model] . [batch, pos, d_model] -> mean over prompts of the summed change
+        out[layer] = -torch.einsum("hbpd,bpd->h", delta, grads[layer]).cpu() / len(prompts) / te0
+    return out
+
+
+def _import_callback_base():
+    from transformers import TrainerCallback
+
+    return TrainerCallback
+
+
+class CircuitMonitor(_import_callback_base()):
+    """Measure faithfulness retention and V(C0) of prior-task circuits every ``every`` steps (module docstring)."""
+
+    def __init__(self, base, tokenizer, tasks=None, every: int = 50, n_prompts: int = 32,
+                 threshold: float | None = None, action: str = "warn", circuits: dict | None = None, seed: int = 0,
+                 discovery_examples: int = 128):
+        """``base``: a frozen copy of the model before training; ``tasks``: task names (None = all);
+        ``circuits``: {task: [(layer, head), ...]} to skip discovering C0 on ``base``."""
+        from forgetlens.circuits.circuit import head_mask
+        from forgetlens.circuits.discover import discover_circuit, task_splits
+        from forgetlens.config import DiscoveryConfig
+        from forgetlens.tasks.registry import get_task, task_names
+
+        if every < 1:
+            raise ForgetlensError(f"monitor every: expected a positive number of steps, got {every}")
+        if action not in ACTIONS:
+            raise ForgetlensError(f"monitor action: unknown action {action!r}; expected one of {', '.join(ACTIONS)}")
+        known = task_names()
+        for t in tasks or []:
+            if t not in known:
+                raise ForgetlensError(f"monitor tasks: unknown task {t!r}; known: {', '.join(known)}")
+        self.base, self.every, self.threshold, self.action = base, every, threshold, action
+        self.layout = HeadLayout.of(base)
+        self.history: list[dict] = []
+        self.seconds = 0.0
+        self._pending: dict[str, float] = {}
+        self.watched: dict[str, _Watched] = {}
+        start = time.perf_counter()
+        for name in tasks or known:
+            task = get_task(name)
+            prompts = encode_examples(tokenizer, task.examples(n_prompts, seed + 53), name)  # fails, named, if
+            # this tokenizer cannot render the task
+            cfg = DiscoveryConfig(n_examples=discovery_examples, seed=seed)
+            if circuits and name in circuits:
+                heads = head_mask([tuple(h) for h in circuits[name]], self.layout)
+                discovery, _ = task_splits(tokenizer, task, discovery_examples, seed)
+                from forgetlens.circuits.circuit import score_heads
+
+                scores = score_heads(base, self.layout, discovery, "attribution", "logit_diff").mean(0)
+            else:
+                circuit = discover_circuit(base, tokenizer, task, cfg)
+                heads, scores = head_mask(circuit.heads, self.layout), circuit.scores
+            w = scores.abs() * heads
+            with torch.no_grad():
+                te0 = float((run_metric(base, prompts, "logit_diff")
+                             - run_metric(base, prompts, "logit_diff", corrupted=True)).mean())
+                f0 = _faithfulness(base, self.layout, prompts, heads)
+            self.watched[name] = _Watched(prompts, heads, w / w.sum(), te0, f0,
+                                          _attention_output_grads(base, self.layout, prompts))
+        self.setup_seconds = time.perf_counter() - start
+
+    def attach(self, trainer) -> "CircuitMonitor":
+        """Add to ``trainer`` ahead of its other callbacks (so the reporting ones see the logged values)."""
+        trainer.callback_handler.callbacks.insert(0, self)
+        return self
+
+    @torch.no_grad()
+    def measure(self, model) -> dict[str, dict[str, float]]:
+        """{task: {"retention", "v_circuit"}} of ``model`` now."""
+        was_training = model.training
+        model.eval()
+        try:
+            out = {}
+            for name, w in self.watched.items():
+                v = first_order_v_cmap(self.base, model, self.layout, w.prompts, w.grads, w.te0)
+                out[name] = {"retention": _faithfulness(model, self.layout, w.prompts, w.heads) / w.f0,
+                             "v_circuit": float((w.weights * v)[w.heads].sum())}
+        finally:
+            model.train(was_training)
+        return out
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if state.global_step % self.every or model is None:
+            return control
+        start = time.perf_counter()
+        values = self.measure(model)
+        self.seconds += time.perf_counter() - start
+        self.history.append({"step": state.global_step, **{f"{t}/{k}": v for t, d in values.items()
+                                                          for k, v in d.items()}})
+        self._pending = {f"circuit/{t}/{k}": v for t, d in values.items() for k, v in d.items()}
+        control.should_log = True
+        low = {t: d["retention"] for t, d in values.items()
+               if self.threshold is not None and d["retention"] < self.threshold}
+        if low:
+            what = ", ".join(f"{t} {r:.2f}" for t, r in low.items())
+            if self.action == "stop":
+                control.should_training_stop = True
+                self.history[-1]["stopped"] = True
+            warnings.warn(f"step {state.global_step}: circuit retention below {self.threshold} ({what})"
+                          + ("; stopping training" if self.action == "stop" else ""), CircuitWarning, stacklevel=2)
+        return control
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self._pending and logs is not None:
+            logs.update(self._pending)
+            if state.log_history:
+                state.log_history[-1].update(self._pending)
+            self._pending = {}
+        return control
