@@ -337,17 +337,27 @@ def _check_value(value, hint, key: str, errors: list[str]):
     return value
 
 
-def _from_mapping(cls, data: dict, prefix: str, errors: list[str]):
+def _from_mapping(cls, data: dict, prefix: str, errors: list[str], default=None):
+    """``default`` (``cls()`` if None) with the keys of ``data`` replaced; a nested section starts from the
+    enclosing default's value, so ``finetune: {kl_coef: 0.2}`` keeps StudyConfig's own finetune defaults."""
     import dataclasses
     import typing
 
+    default = cls() if default is None else default
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     for key in data:
         if key not in names:
             errors.append(f"{prefix}{key}: unknown key; known: {', '.join(sorted(names))}")
-    values = {k: _check_value(v, hints[k], prefix + k, errors) for k, v in data.items() if k in names}
-    return cls(**{k: v for k, v in values.items() if v is not None or data[k] is None})
+    values = {}
+    for k, v in data.items():
+        if k not in names:
+            continue
+        if dataclasses.is_dataclass(hints[k]) and isinstance(v, dict):
+            values[k] = _from_mapping(hints[k], v, prefix + k + ".", errors, getattr(default, k))
+        else:
+            values[k] = _check_value(v, hints[k], prefix + k, errors)
+    return dataclasses.replace(default, **{k: v for k, v in values.items() if v is not None or data[k] is None})
 
 
 def config_from_mapping(cls, data: dict, source: str, semantic_check=None):

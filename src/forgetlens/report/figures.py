@@ -12,7 +12,9 @@ import numpy as np  # noqa: E402
 
 from forgetlens.report.tables import checkpoint_rows, prior_tasks, runs_by_method  # noqa: E402
 
-COLORS = {"sft": "#d95f02", "rl": "#1b9e77"}
+COLORS = {"sft": "#d95f02", "rl": "#1b9e77", "sft-preserve": "#7570b3", "rl-preserve": "#66a61e",
+          "replay": "#e7298a", "sft-kl": "#a6761d"}
+MARKERS = {"sft": "o", "rl": "^", "sft-preserve": "s", "rl-preserve": "v", "replay": "D", "sft-kl": "P"}
 
 
 def _png(fig) -> bytes:
@@ -74,13 +76,12 @@ def pareto(results: dict) -> bytes:
     rows = checkpoint_rows(results)
     fig, ax = plt.subplots(figsize=(6, 4))
     kl = np.array([r["kl_forward"] for r in rows])
-    markers = {"sft": "o", "rl": "^"}
     sc = None
     for method in runs_by_method(results):
         sel = [i for i, r in enumerate(rows) if r["method"] == method]
         sc = ax.scatter([rows[i]["mean_prior_retention"] for i in sel], [rows[i]["target_accuracy"] for i in sel],
                         c=kl[sel], cmap="viridis", vmin=kl.min(), vmax=max(kl.max(), 1e-9),
-                        marker=markers.get(method, "s"), edgecolors="k", linewidths=0.4, label=method)
+                        marker=MARKERS.get(method, "X"), edgecolors="k", linewidths=0.4, label=method)
     if sc is not None:
         fig.colorbar(sc, ax=ax, label="forward KL(base || tuned) on target")
     ax.set(xlabel="mean prior-task accuracy retention", ylabel="target accuracy",

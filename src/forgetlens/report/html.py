@@ -64,16 +64,35 @@ def summary_lines(results: dict) -> list[str]:
 def summary_table(results: dict) -> str:
     """A plain-text table for the terminal: per method, the last checkpoint's behaviour and circuits."""
     tasks = prior_tasks(results)
-    head = f"{'method':<8}{'step':>6}{'target acc':>12}{'KL':>8}{'retention':>11}" + "".join(
+    head = f"{'method':<14}{'step':>6}{'target acc':>12}{'KL':>8}{'retention':>11}" + "".join(
         f"{'V(C0) ' + t[:10]:>18}" for t in tasks)
     lines = [head, "-" * len(head)]
     for method, curves in results["curves"].items():
         step = curves["target_accuracy"]["steps"][-1]
-        row = (f"{method:<8}{step:>6}{curves['target_accuracy']['mean'][-1]:>12.3f}"
+        row = (f"{method:<14}{step:>6}{curves['target_accuracy']['mean'][-1]:>12.3f}"
                f"{curves['kl_forward']['mean'][-1]:>8.3f}{curves['mean_prior_retention']['mean'][-1]:>11.3f}")
         row += "".join(f"{curves[f'v_circuit/{t}']['mean'][-1]:>18.4f}" for t in tasks)
         lines.append(row)
     return "\n".join(lines)
+
+
+def _methods_table(results: dict) -> str:
+    """Per method and checkpoint: target accuracy and mean prior retention, mean [95 % t-interval] over seeds."""
+    def cell(c: dict, i: int) -> str:
+        if c["n_seeds"] > 1 and c["low"][i] is not None:
+            return f"{c['mean'][i]:.3f} [{c['low'][i]:.3f}, {c['high'][i]:.3f}]"
+        return f"{c['mean'][i]:.3f}"
+
+    rows = []
+    for method, curves in results["curves"].items():
+        acc, ret = curves["target_accuracy"], curves["mean_prior_retention"]
+        for i, step in enumerate(acc["steps"]):
+            rows.append(f"<tr><td>{html.escape(method)}</td><td>{step}</td><td>{cell(acc, i)}</td>"
+                        f"<td>{cell(ret, i)}</td><td>{curves['kl_forward']['mean'][i]:.3f}</td>"
+                        f"<td>{acc['n_seeds']}</td></tr>")
+    head = ("<tr><th>method</th><th>step</th><th>target accuracy</th><th>mean prior retention</th>"
+            "<th>forward KL</th><th>seeds</th></tr>")
+    return f'<table id="methods">{head}{"".join(rows)}</table>'
 
 
 def _circuit_table(results: dict) -> str:
@@ -140,6 +159,7 @@ code {{ background: #f4f4f4; }}
 <h1>forgetlens: what fine-tuning did to the base model</h1>
 <p>{meta}</p>
 <h2>Summary</h2><ul id="summary">{''.join(parts)}</ul>
+<h2>Every method over training (mean [95 % interval over seeds])</h2>{_methods_table(results)}
 <h2>Base circuits at the last checkpoint</h2>{_circuit_table(results)}
 {_benchmark_table(results)}
 {''.join(figures)}

@@ -6,6 +6,8 @@ can rebuild it (and the report) without rerunning anything.
 
 from __future__ import annotations
 
+import re
+
 import csv
 import io
 
@@ -186,7 +188,7 @@ def claims(results: dict) -> dict:
         step = min(steps)
         seeds_dcv = task["seeds"]["dcv"].get(f"dcv@{step}", {}).get("v_circuit")
         if seeds_dcv is None:
-            pair = next((p for p in task["dcv"] if p.endswith(f"@{step}")), None)
+            pair = next((p for p in task["dcv"] if re.fullmatch(rf"-s\d+@{step}", p)), None)  # plain sft/rl
             seeds_dcv = task["dcv"][pair]["v_circuit"] if pair is not None else {}
         forget = _paired_difference(
             results, lambda n: (1 - last(n)["prior"][t]["retention_accuracy"]))

@@ -162,6 +162,18 @@ def _text(completion) -> str:
     return completion
 
 
+def _vllm_available() -> bool:
+    """True when vLLM imports; otherwise one warning, and RL generates with the model's own ``generate``."""
+    import importlib.util
+    import warnings
+
+    if importlib.util.find_spec("vllm") is not None:
+        return True
+    warnings.warn("rl.use_vllm is set but vLLM is not installed (pip install vllm); generating with plain "
+                  "generate instead", UserWarning, stacklevel=3)
+    return False
+
+
 def build_rl_trainer(model, tokenizer, dataset, cfg: FinetuneConfig, out_dir: Path, callbacks=(), regularizers=()):
     """TRL GRPOTrainer with the verifiable reward; Dr.GRPO and beta = 0 by default (plus ``regularizers``)."""
     from trl import GRPOConfig, GRPOTrainer
@@ -177,6 +189,7 @@ def build_rl_trainer(model, tokenizer, dataset, cfg: FinetuneConfig, out_dir: Pa
     if rl.format_reward > 0:
         reward_funcs.append(_format)
         weights.append(rl.format_reward)
+    use_vllm = rl.use_vllm and _vllm_available()
     common = _common_args(cfg, out_dir, cfg.lr_rl, cfg.prompts_per_step * rl.num_generations)
     args = GRPOConfig(
         **common,
@@ -192,7 +205,7 @@ def build_rl_trainer(model, tokenizer, dataset, cfg: FinetuneConfig, out_dir: Pa
         max_completion_length=rl.max_completion_length,
         reward_weights=weights,
         shuffle_dataset=False,
-        use_vllm=rl.use_vllm,
+        use_vllm=use_vllm,
         log_completions=False,
     )
     return _quiet(with_regularizers(GRPOTrainer)(model=model, reward_funcs=reward_funcs, args=args,
