@@ -43,6 +43,15 @@ def main() -> None:
                 c = curves[key]
                 cells.append(ci({"value": c["mean"][i], "ci_low": c["low"][i], "ci_high": c["high"][i]}))
             print(f"| {method} | {step} | " + " | ".join(cells) + " |")
+    print("\n### Per-task accuracy retention and V(C0) at the last step, mean over seeds\n")
+    print("| method | step | " + " | ".join(f"{t} ret." for t in tasks) + " | " + " | ".join(f"{t} V(C0)" for t in tasks) + " |")
+    print("|---" * (2 + 2 * len(tasks)) + "|")
+    for method, curves in results["curves"].items():
+        cells = []
+        for key in [f"retention/{t}" for t in tasks] + [f"v_circuit/{t}" for t in tasks]:
+            c = curves[key]
+            cells.append(ci({"value": c["mean"][-1], "ci_low": c["low"][-1], "ci_high": c["high"][-1]}))
+        print(f"| {method} | {curves['target_accuracy']['steps'][-1]} | " + " | ".join(cells) + " |")
     last = min(run["checkpoints"][-1]["step"] for run in results["runs"].values())
     print(f"\n### Base circuits at step {last}\n")
     print("| task | k | stability (Jaccard) | model | V(C0) | V_total(C0) | retention | preserved fraction |")

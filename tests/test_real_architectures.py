@@ -218,3 +218,20 @@ def test_two_process_launch_trains_data_parallel_and_matches_one_process(tmp_pat
     losses = {run: [h["loss"] for h in sft_state(run)["log_history"] if "loss" in h] for run in ("one", "two")}
     assert len(losses["one"]) == 2 and losses["two"] == pytest.approx(losses["one"], rel=1e-4)
     assert (tmp_path / "two" / "report.html").exists()
+
+
+def test_lora_fine_tuning_keeps_adapter_checkpoints_that_the_study_measures(tmp_path):
+    """finetune.lora_rank > 0 trains PEFT adapters for both methods; checkpoints are adapter directories,
+    merged onto the base for behaviour and circuit measurement."""
+    cfg = tmp_path / "lora.yaml"
+    cfg.write_text(TINY_STUDY.format(model="embedded").replace("  steps: 2\n", "  steps: 2\n  lora_rank: 4\n"))
+    run = tmp_path / "run"
+    result = forgetlens("run", "--config", str(cfg), "--out", str(run))
+    assert result.returncode == 0, result.stderr
+    for name in ("sft-s0", "rl-s0"):
+        ckpt = run / "runs" / name / "checkpoints" / "checkpoint-2"
+        assert (ckpt / "adapter_config.json").exists() and not (ckpt / "model.safetensors").exists()
+    results = json.loads((run / "results.json").read_text())
+    assert results["config"]["finetune"]["lora_rank"] == 4
+    drift = results["tasks"]["ioi"]["models"]["sft-s0@2"]["drift"]["value"]
+    assert max(max(row) for row in drift) > 0  # the merged adapter moved the heads

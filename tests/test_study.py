@@ -1,4 +1,5 @@
-"""`forgetlens run`: config validation, determinism (also across --jobs), resuming after SIGKILL at two stages."""
+"""`forgetlens run`: config validation, determinism (also across --jobs), resuming after SIGKILL at two stages,
+no worker outliving a killed parallel study."""
 
 import json
 import os
@@ -6,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 TINY = """
 tasks: [ioi]
@@ -116,3 +118,42 @@ def test_a_partial_section_keeps_the_study_defaults_of_the_rest(tmp_path):
     assert loaded.finetune.kl_coef == 0.2 and loaded.finetune.preserve.lam == 3.0
     assert loaded.finetune.checkpoint_every == default.finetune.checkpoint_every == 40
     assert loaded.discovery.seed == 4 and loaded.discovery.n_examples == default.discovery.n_examples == 128
+
+
+def test_killing_a_parallel_study_ends_its_workers(tmp_path):
+    """SIGKILL of `forgetlens run --jobs 2` must not leave workers writing into the run directory."""
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(TINY)
+    env = {**os.environ, "FORGETLENS_QUIET": "1", "FORGETLENS_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "forgetlens", "run", "--config", str(cfg), "--out",
+                             str(tmp_path / "run"), "--jobs", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=env)
+
+    def descendants(pid):
+        out = []
+        try:
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                for child in (task / "children").read_text().split():
+                    out += [int(child)] + descendants(int(child))
+        except OSError:
+            pass
+        return out
+
+    start = time.time()
+    started = tmp_path / "run" / "runs" / "rl-s0" / "config.json"  # written by a worker's first job
+    while not started.exists() and time.time() - start < 300:
+        time.sleep(0.2)
+    workers = descendants(proc.pid)
+    assert started.exists() and len(workers) >= 3, workers  # resource tracker + 2 workers
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    def alive(pid):
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False
+
+    deadline = time.time() + 20
+    while time.time() < deadline and any(alive(w) for w in workers):
+        time.sleep(0.2)
+    assert not [w for w in workers if alive(w)]

@@ -221,7 +221,8 @@ class Study:
             for n, ft in runs.items() if not self._finetuned(n))
         seconds = {"circuits": 0.0, "finetune": 0.0, "measure": 0.0}
         args = (self.cfg, self.run_dir)
-        with ProcessPoolExecutor(self.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        with ProcessPoolExecutor(self.jobs, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
             pending = {}
             for name in sorted((n for n in runs if not self._finetuned(n)), key=lambda n: runs[n].method != "rl"):
                 pending[pool.submit(_job, *args, "finetune", name)] = ("finetune", name)
@@ -351,6 +352,19 @@ class Study:
             return all(self._measure_path(t.name, f"{n}@{s}").exists() for t in self.tasks for n in names
                        for s, _ in checkpoint_dirs(self.run_dir / "runs" / n) if s > 0)
         return (self.run_dir / {"analyse": "results.json", "report": "report.html"}[stage]).exists()
+
+
+def _die_with_parent(parent: int) -> None:
+    """Worker initializer: end this worker when the study process ``parent`` dies (a killed study must not leave
+    workers writing into its run directory; Linux only, elsewhere a no-op)."""
+    import ctypes
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the study died while this worker was still starting
+            os._exit(1)
 
 
 _worker_study: Study | None = None

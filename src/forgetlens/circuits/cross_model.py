@@ -41,13 +41,13 @@ def _hooks(registrations) -> Iterator[None]:
 
 
 @torch.no_grad()
-def local_head_outputs(base, tuned, layout: HeadLayout, part: TaskBatch) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-head outputs of base and tuned attention on the base residual stream.
+def base_pass(base, layout: HeadLayout, part: TaskBatch) -> tuple[torch.Tensor, list, list]:
+    """The base model's forward on ``part`` with what head-local CMAP needs from it.
 
-    Returns (z_0, z_theta), each [layer, batch, pos, head, d_head]: z_theta at layer l is what the tuned
-    block's norm + attention compute from the base model's residual stream entering layer l.
+    Returns (z_0 [layer, batch, pos, head, d_head], the residual stream entering each layer's input norm,
+    each layer's attention call (args, kwargs)).  Nothing in it depends on the tuned model, so a caller that
+    compares many tuned models with one base (the training monitor) computes it once.
     """
-    base_attn, tuned_attn = layout.attentions(base), layout.attentions(tuned)
     residuals: list[torch.Tensor] = []
     calls: list[tuple[tuple, dict]] = []
 
@@ -57,13 +57,22 @@ def local_head_outputs(base, tuned, layout: HeadLayout, part: TaskBatch) -> tupl
     def keep_call(module, args, kwargs):
         calls.append((args, dict(kwargs)))
 
+    base_attn = layout.attentions(base)
     regs = [lambda n=norm: n.register_forward_pre_hook(keep_residual) for norm, _ in base_attn]
     regs += [lambda a=attn: a.register_forward_pre_hook(keep_call, with_kwargs=True) for _, attn in base_attn]
     with _hooks(regs):
         z0 = head_outputs(base, layout, part)
+    return z0, residuals, calls
+
+
+@torch.no_grad()
+def tuned_heads_on_base(tuned, layout: HeadLayout, residuals: list, calls: list) -> torch.Tensor:
+    """z_theta: the tuned block's norm + attention applied to the base residual stream of :func:`base_pass`
+    -> [layer, batch, pos, head, d_head]."""
     z1 = []
-    for layer, (norm, attn) in enumerate(tuned_attn):
+    for layer, (norm, attn) in enumerate(layout.attentions(tuned)):
         args, kwargs = calls[layer]
+        kwargs = dict(kwargs)
         hidden = norm(residuals[layer])
         if args:
             args = (hidden,) + tuple(args[1:])
@@ -74,7 +83,17 @@ def local_head_outputs(base, tuned, layout: HeadLayout, part: TaskBatch) -> tupl
         with _hooks([lambda: proj.register_forward_pre_hook(lambda m, a: captured.append(a[0]))]):
             attn(*args, **kwargs)
         z1.append(layout.split(captured[0]))
-    return z0, torch.stack(z1)
+    return torch.stack(z1)
+
+
+def local_head_outputs(base, tuned, layout: HeadLayout, part: TaskBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-head outputs of base and tuned attention on the base residual stream.
+
+    Returns (z_0, z_theta), each [layer, batch, pos, head, d_head]: z_theta at layer l is what the tuned
+    block's norm + attention compute from the base model's residual stream entering layer l.
+    """
+    z0, residuals, calls = base_pass(base, layout, part)
+    return z0, tuned_heads_on_base(tuned, layout, residuals, calls)
 
 
 def _head_writes(proj: torch.nn.Module, z: torch.Tensor, layout: HeadLayout) -> torch.Tensor:

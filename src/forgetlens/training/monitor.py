@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 import torch
 
-from forgetlens.circuits.cross_model import _head_writes, local_head_outputs
-from forgetlens.circuits.patching import circuit_metric, run_metric
+from forgetlens.circuits.cross_model import _head_writes, base_pass, tuned_heads_on_base
+from forgetlens.circuits.patching import head_outputs, run_metric, run_with_patch
 from forgetlens.errors import ForgetlensError
 from forgetlens.models.forward import answer_logits
 from forgetlens.models.heads import HeadLayout
@@ -46,13 +46,16 @@ class _Watched:
     te0: float  # mean m_0(clean) - m_0(corrupt)
     f0: float  # F_0(C0)
     grads: list[torch.Tensor]  # per layer [batch, pos, d_model]: dm/d(attention output) in the base
+    base_cache: tuple  # base_pass(base, prompts): z_0, residual stream and attention calls, computed once
 
 
+@torch.no_grad()
 def _faithfulness(model, layout: HeadLayout, prompts: TaskBatch, heads: torch.Tensor) -> float:
+    """F(C0) with counterfactual ablation, as ``circuit_metric`` computes it, from one corrupted pass."""
+    corrupt = head_outputs(model, layout, prompts, corrupted=True)  # [layer, batch, pos, head, d_head]
     full = run_metric(model, prompts, "logit_diff").mean()
-    kept = circuit_metric(model, layout, prompts, heads, "counterfactual", batch_size=len(prompts)).mean()
-    empty = circuit_metric(model, layout, prompts, torch.zeros_like(heads), "counterfactual",
-                           batch_size=len(prompts)).mean()
+    kept = run_with_patch(model, layout, prompts, ~heads, corrupt, "logit_diff").mean()
+    empty = run_with_patch(model, layout, prompts, torch.ones_like(heads), corrupt, "logit_diff").mean()
     return float((kept - empty) / (full - empty))
 
 
@@ -78,9 +81,13 @@ def _attention_output_grads(base, layout: HeadLayout, prompts: TaskBatch) -> lis
 
 @torch.no_grad()
 def first_order_v_cmap(base, tuned, layout: HeadLayout, prompts: TaskBatch, grads: list[torch.Tensor],
-                       te0: float) -> torch.Tensor:
-    """First-order head-local V_cmap of every head -> [layer, head] (see the module docstring)."""
-    z0, z1 = local_head_outputs(base, tuned, layout, prompts)  # each [layer, batch, pos, head, d_head]
+                       te0: float, base_cache: tuple | None = None) -> torch.Tensor:
+    """First-order head-local V_cmap of every head -> [layer, head] (see the module docstring).
+
+    ``base_cache``: :func:`base_pass` of ``base`` on ``prompts``, when the caller keeps it.
+    """
+    z0, residuals, calls = base_cache if base_cache is not None else base_pass(base, layout, prompts)
+    z1 = tuned_heads_on_base(tuned, layout, residuals, calls)  # each [layer, batch, pos, head, d_head]
     base_proj, tuned_proj = layout.projections(base), layout.projections(tuned)
     out = torch.zeros(layout.n_layers, layout.n_heads)
     for layer in range(layout.n_layers):
@@ -104,7 +111,7 @@ class CircuitMonitor(_import_callback_base()):
                  discovery_examples: int = 128):
         """``base``: a frozen copy of the model before training; ``tasks``: task names (None = all);
         ``circuits``: {task: [(layer, head), ...]} to skip discovering C0 on ``base``."""
-        from forgetlens.circuits.circuit import head_mask
+        from forgetlens.circuits.circuit import head_mask, score_heads
         from forgetlens.circuits.discover import discover_circuit, task_splits
         from forgetlens.config import DiscoveryConfig
         from forgetlens.tasks.registry import get_task, task_names
@@ -126,17 +133,15 @@ class CircuitMonitor(_import_callback_base()):
         start = time.perf_counter()
         for name in tasks or known:
             task = get_task(name)
-            prompts = encode_examples(tokenizer, task.examples(n_prompts, seed + 53), name)  # fails, named, if
-            # this tokenizer cannot render the task
-            cfg = DiscoveryConfig(n_examples=discovery_examples, seed=seed)
-            if circuits and name in circuits:
+            # a task this tokenizer cannot render fails here, with the task and the word named
+            prompts = encode_examples(tokenizer, task.examples(n_prompts, seed + 53), name)
+            if circuits and name in circuits:  # C0 given: only its weights w_h are scored here
                 heads = head_mask([tuple(h) for h in circuits[name]], self.layout)
                 discovery, _ = task_splits(tokenizer, task, discovery_examples, seed)
-                from forgetlens.circuits.circuit import score_heads
-
                 scores = score_heads(base, self.layout, discovery, "attribution", "logit_diff").mean(0)
             else:
-                circuit = discover_circuit(base, tokenizer, task, cfg)
+                circuit = discover_circuit(base, tokenizer, task, DiscoveryConfig(n_examples=discovery_examples,
+                                                                                  seed=seed))
                 heads, scores = head_mask(circuit.heads, self.layout), circuit.scores
             w = scores.abs() * heads
             with torch.no_grad():
@@ -144,7 +149,8 @@ class CircuitMonitor(_import_callback_base()):
                              - run_metric(base, prompts, "logit_diff", corrupted=True)).mean())
                 f0 = _faithfulness(base, self.layout, prompts, heads)
             self.watched[name] = _Watched(prompts, heads, w / w.sum(), te0, f0,
-                                          _attention_output_grads(base, self.layout, prompts))
+                                          _attention_output_grads(base, self.layout, prompts),
+                                          base_pass(base, self.layout, prompts))
         self.setup_seconds = time.perf_counter() - start
 
     def attach(self, trainer) -> "CircuitMonitor":
@@ -160,7 +166,7 @@ class CircuitMonitor(_import_callback_base()):
         try:
             out = {}
             for name, w in self.watched.items():
-                v = first_order_v_cmap(self.base, model, self.layout, w.prompts, w.grads, w.te0)
+                v = first_order_v_cmap(self.base, model, self.layout, w.prompts, w.grads, w.te0, w.base_cache)
                 out[name] = {"retention": _faithfulness(model, self.layout, w.prompts, w.heads) / w.f0,
                              "v_circuit": float((w.weights * v)[w.heads].sum())}
         finally:
