@@ -1,0 +1,90 @@
+"""report.html in a real browser: every figure loads and draws something, and the page renders.
+
+The report is rebuilt by `forgetlens report` from a stored results.json alone (a 2-seed, 2-task tiny study,
+``tests/data/report/``), then opened in headless Chromium (Debian's ``chromium``; ``.ci/run`` installs it and
+sets FORGETLENS_REQUIRE_BROWSER=1, so there a missing browser fails instead of skipping).  A script added to a
+copy of the page draws each image onto a canvas and counts its non-white pixels; ``--dump-dom`` returns what
+it found.  A screenshot of the page must not be blank either.
+"""
+
+import gzip
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+FIXTURE = Path(__file__).parent / "data" / "report" / "results.json.gz"
+CHECK = """
+<script>
+window.addEventListener("load", () => {
+  const rows = [...document.images].map((img) => {
+    const c = document.createElement("canvas");
+    c.width = img.naturalWidth; c.height = img.naturalHeight;
+    let ink = 0;
+    if (img.complete && img.naturalWidth > 0) {
+      const ctx = c.getContext("2d");
+      ctx.drawImage(img, 0, 0);
+      const d = ctx.getImageData(0, 0, c.width, c.height).data;
+      for (let i = 0; i < d.length; i += 4) if (d[i] < 235 || d[i + 1] < 235 || d[i + 2] < 235) ink++;
+    }
+    return {id: img.id, loaded: img.complete && img.naturalWidth > 0, width: img.naturalWidth,
+            ink: ink / Math.max(1, c.width * c.height)};
+  });
+  const pre = document.createElement("pre");
+  pre.id = "forgetlens-check";
+  pre.textContent = JSON.stringify(rows);
+  document.body.appendChild(pre);
+});
+</script>
+"""
+
+
+def _chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        if os.environ.get("FORGETLENS_REQUIRE_BROWSER"):
+            pytest.fail("chromium is not installed (apt-get install chromium)")
+        pytest.skip("chromium is not installed")
+    return found
+
+
+def _flags(profile: Path) -> list[str]:
+    return ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", f"--user-data-dir={profile}", "--hide-scrollbars"]
+
+
+def test_every_figure_loads_and_draws_and_the_page_renders(tmp_path):
+    browser = _chromium()
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "results.json").write_text(json.dumps(json.loads(gzip.open(FIXTURE, "rt").read())))
+    result = subprocess.run([sys.executable, "-m", "forgetlens", "report", str(run)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    html = (run / "report.html").read_text()
+    assert "<img" in html and "src=\"http" not in html  # self-contained: every image inlined
+    probe = tmp_path / "probe.html"
+    probe.write_text(html.replace("</body>", CHECK + "</body>"))
+
+    dom = subprocess.run([browser, *_flags(tmp_path / "p1"), "--virtual-time-budget=10000", "--dump-dom",
+                          probe.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    start = dom.index('<pre id="forgetlens-check">') + len('<pre id="forgetlens-check">')
+    rows = json.loads(dom[start: dom.index("</pre>", start)].replace("&quot;", '"'))
+    ids = {r["id"] for r in rows}
+    for figure in ("target_accuracy", "prior_retention", "pareto", "heatmaps", "dcv_heads",
+                   "faithfulness_retention", "forgetting_vs_predictors"):
+        assert figure in ids, ids
+    for r in rows:
+        assert r["loaded"] and r["width"] > 100, r  # no broken image
+        assert r["ink"] > 0.01, r  # a plot, not a blank area
+
+    shot = tmp_path / "page.png"
+    subprocess.run([browser, *_flags(tmp_path / "p2"), "--window-size=1200,3000", f"--screenshot={shot}",
+                    (run / "report.html").as_uri()], capture_output=True, timeout=120)
+    import matplotlib.image
+
+    pixels = matplotlib.image.imread(shot)  # [height, width, channels] in 0..1
+    assert pixels.shape[0] >= 3000 and (pixels[..., :3] < 0.9).mean() > 0.02
