@@ -10,8 +10,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from forgetlens.circuits.circuit import default_ks
 from forgetlens.config import StudyConfig
 from forgetlens.errors import ForgetlensError
+from forgetlens.training.finetune import trainer_kind
 
 GIB = 2 ** 30
 
@@ -174,8 +176,6 @@ def estimate(cfg: StudyConfig, shape: ModelShape, hw: Hardware, setting: Setting
 
     # circuits, per task and prompt (docs/plan.md): discovery = attribution (2 forward, 1 backward) + the
     # faithfulness curve (2 forward per k) + its ends; base measurement = attribution + full/corrupted + circuit/empty
-    from forgetlens.circuits.circuit import default_ks
-
     n_ks = len(default_ks(heads)) if disc.k is None else 1
     infer_weights = shape.n_params * 4  # measurement loads models in fp32
     graph = disc.batch_size * task_tokens * shape.d_model * 4 * 34 / 2 * shape.n_layers
@@ -209,16 +209,11 @@ def estimate(cfg: StudyConfig, shape: ModelShape, hw: Hardware, setting: Setting
                                     "activations (attribution graph)": graph, "head outputs": head_outputs},
                         {"forward": n_runs * n_ckpt * n_tasks * n_disc * (2 + 2 + 4 + cmap_passes),
                          "backward": n_runs * n_ckpt * n_tasks * n_disc})
-    for plan in (sft, rl_plan):
-        plan.passes = {k: v * len(cfg.seeds) * (1 + len(cfg.sft_lr_grid) * (plan is sft)) for k, v in plan.passes.items()}
-    stages = [circuits]
-    from forgetlens.training.finetune import trainer_kind
-
-    if any(trainer_kind(m) == "sft" for m in cfg.methods) or cfg.sft_lr_grid:
-        stages.append(sft)
-    if any(trainer_kind(m) == "rl" for m in cfg.methods):
-        stages.append(rl_plan)
-    return stages + [behaviour, measure]
+    n_sft = len(cfg.seeds) * (sum(trainer_kind(m) == "sft" for m in cfg.methods) + len(cfg.sft_lr_grid))
+    n_rl = len(cfg.seeds) * sum(trainer_kind(m) == "rl" for m in cfg.methods)
+    sft.passes = {k: v * n_sft for k, v in sft.passes.items()}  # every SFT-kind run (and the grid) x seeds
+    rl_plan.passes = {k: v * n_rl for k, v in rl_plan.passes.items()}
+    return [circuits] + [sft] * (n_sft > 0) + [rl_plan] * (n_rl > 0) + [behaviour, measure]
 
 
 def fitting_settings(cfg: StudyConfig, shape: ModelShape, hw: Hardware, prompt_tokens: int) -> list[Setting]:
