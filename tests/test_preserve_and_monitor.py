@@ -137,3 +137,25 @@ def test_regularised_methods_train_and_log_their_term(tmp_path, method):
     assert len(values) == 2 and all(v >= 0 for v in values)
     if method == "replay":
         assert values[0] > 0  # a language-model loss on prior-task documents
+
+
+def test_monitor_faithfulness_equals_the_measurement_modules(embedded):
+    """The monitor's one-batch faithfulness against circuit_metric's separate runs, on a perturbed model."""
+    from forgetlens.circuits.patching import circuit_metric, run_metric
+    from forgetlens.training.monitor import _faithfulness
+
+    model, layout = copy.deepcopy(embedded.model), HeadLayout.of(embedded.model)
+    _attention_noise(model, scale=0.2)
+    prompts = encode_examples(embedded.tokenizer, get_task("induction").examples(24, 9), "induction")
+    from forgetlens.circuits.circuit import score_heads
+
+    scores = score_heads(embedded.model, layout, prompts).mean(0).abs().flatten()
+    heads = torch.zeros(scores.numel(), dtype=torch.bool)
+    heads[scores.argsort(descending=True)[:3]] = True  # a partial circuit: faithfulness well away from 0 and 1
+    heads = heads.view(layout.n_layers, layout.n_heads)
+    full = run_metric(model, prompts, "logit_diff").mean()
+    kept = circuit_metric(model, layout, prompts, heads, "counterfactual", batch_size=24).mean()
+    empty = circuit_metric(model, layout, prompts, torch.zeros_like(heads), "counterfactual", batch_size=24).mean()
+    reference = float((kept - empty) / (full - empty))
+    assert abs(reference) > 0.05
+    assert _faithfulness(model, layout, prompts, heads) == pytest.approx(reference, rel=1e-4, abs=1e-6)

@@ -23,10 +23,10 @@ from dataclasses import dataclass
 import torch
 
 from forgetlens.circuits.cross_model import _head_writes, base_pass, tuned_heads_on_base
-from forgetlens.circuits.patching import head_outputs, run_metric, run_with_patch
+from forgetlens.circuits.patching import head_outputs, run_metric
 from forgetlens.errors import ForgetlensError
 from forgetlens.models.forward import answer_logits
-from forgetlens.models.heads import HeadLayout
+from forgetlens.models.heads import HeadLayout, head_hooks
 from forgetlens.tasks.base import TaskBatch, encode_examples, task_metric
 
 ACTIONS = ("warn", "stop")
@@ -51,12 +51,21 @@ class _Watched:
 
 @torch.no_grad()
 def _faithfulness(model, layout: HeadLayout, prompts: TaskBatch, heads: torch.Tensor) -> float:
-    """F(C0) with counterfactual ablation, as ``circuit_metric`` computes it, from one corrupted pass."""
+    """F(C0) with counterfactual ablation, as ``circuit_metric`` computes it: one corrupted pass, then the full,
+    circuit-only and all-ablated runs stacked into one batch of three copies of the prompts."""
     corrupt = head_outputs(model, layout, prompts, corrupted=True)  # [layer, batch, pos, head, d_head]
-    full = run_metric(model, prompts, "logit_diff").mean()
-    kept = run_with_patch(model, layout, prompts, ~heads, corrupt, "logit_diff").mean()
-    empty = run_with_patch(model, layout, prompts, torch.ones_like(heads), corrupt, "logit_diff").mean()
-    return float((kept - empty) / (full - empty))
+    n = len(prompts)
+    ablate = torch.stack([torch.zeros_like(heads), ~heads, torch.ones_like(heads)])  # [3, layer, head]
+    ablate = ablate.repeat_interleave(n, 0).to(corrupt.device)  # [3 * batch, layer, head]
+    source = corrupt.repeat(1, 3, 1, 1, 1)  # [layer, 3 * batch, pos, head, d_head]
+
+    def patch(layer: int, z: torch.Tensor) -> torch.Tensor:
+        return torch.where(ablate[:, layer, None, :, None], source[layer].to(z.dtype), z)
+
+    rows = list(range(n)) * 3
+    with head_hooks(model, layout, patch):
+        m = run_metric(model, prompts.subset(rows), "logit_diff").view(3, n).mean(1)  # full, kept, empty
+    return float((m[1] - m[2]) / (m[0] - m[2]))
 
 
 def _attention_output_grads(base, layout: HeadLayout, prompts: TaskBatch) -> list[torch.Tensor]:
