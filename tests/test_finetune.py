@@ -70,7 +70,8 @@ def test_bad_method_is_one_line(tmp_path):
     result = subprocess.run([sys.executable, "-m", "forgetlens", "finetune", "--method", "ppo", "--out",
                              str(tmp_path / "r")], capture_output=True, text=True)
     assert result.returncode == 2
-    assert result.stderr.strip() == "error: --method must be sft or rl, got 'ppo'"
+    assert result.stderr.strip() == ("error: --method: unknown method 'ppo'; expected one of sft, rl, sft-preserve, "
+                                     "rl-preserve, replay, sft-kl")
     assert not (tmp_path / "r").exists()
 
 

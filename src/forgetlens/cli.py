@@ -247,7 +247,7 @@ def plan_cmd(config_path, gpus, prompt_tokens) -> None:
     from forgetlens.config import StudyConfig, load_study_config
     from forgetlens.plan import Hardware, detected_hardware, format_plan, model_shape, prompt_length
 
-    cfg = load_study_config(config_path) if config_path else StudyConfig()
+    cfg = load_study_config(config_path, check_paths=False) if config_path else StudyConfig()
     hardware = [Hardware.parse(g) for g in gpus.split(",")] if gpus else [detected_hardware()]
     shape = model_shape(cfg.model)
     if prompt_tokens is not None:

@@ -379,8 +379,11 @@ def config_from_mapping(cls, data: dict, source: str, semantic_check=None):
     return cfg
 
 
-def load_study_config(path) -> StudyConfig:
-    """Read and validate a study YAML file; every problem is reported, one line each, naming the key."""
+def load_study_config(path, check_paths: bool = True) -> StudyConfig:
+    """Read and validate a study YAML file; every problem is reported, one line each, naming the key.
+
+    ``check_paths=False`` skips checking that ``data`` exists (``forgetlens plan`` needs no data).
+    """
     from pathlib import Path
 
     import yaml
@@ -396,4 +399,4 @@ def load_study_config(path) -> StudyConfig:
         raise ForgetlensError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     from forgetlens.study import study_problems
 
-    return config_from_mapping(StudyConfig, data, str(path), study_problems)
+    return config_from_mapping(StudyConfig, data, str(path), lambda cfg: study_problems(cfg, check_paths))

@@ -52,7 +52,7 @@ def validate_study(cfg: StudyConfig, source: str = "config") -> None:
         raise ForgetlensError("\n".join(f"{source}: {p}" for p in problems))
 
 
-def study_problems(cfg: StudyConfig) -> list[str]:
+def study_problems(cfg: StudyConfig, check_paths: bool = True) -> list[str]:
     """Every problem with ``cfg`` (unknown task or method, non-positive sizes, missing data)."""
     problems = []
     known = task_names()
@@ -94,7 +94,7 @@ def study_problems(cfg: StudyConfig) -> list[str]:
             if uses and (ft.micro_batch < 1 or total % (ft.micro_batch * world)):
                 problems.append(f"finetune.micro_batch: {ft.micro_batch} x {world} device(s) must divide the {method} "
                                 f"batch of {total} sequences per step")
-    if cfg.data is not None and not Path(cfg.data).exists():
+    if check_paths and cfg.data is not None and not Path(cfg.data).exists():
         problems.append(f"data: {cfg.data} does not exist; expected a SciKnowEval/SciQ file or directory")
     return problems
 
