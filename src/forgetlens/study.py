@@ -214,7 +214,7 @@ class Study:
         from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
         runs = run_configs(self.cfg)
-        circuits_left = {t.name for t in self.tasks} - {t.name for t in self.tasks if self.done_circuit(t.name)}
+        circuits_left = {t.name for t in self.tasks if not self.done_circuit(t.name)}
         waiting = [name for name in runs if self._finetuned(name)]  # trained, checkpoints not yet queued
         expected = sum(len(self._checkpoints_to_measure(n)) for n in waiting) + sum(
             ft.steps // ft.checkpoint_every + (ft.steps % ft.checkpoint_every > 0)

@@ -55,14 +55,18 @@ def offline_hub():
     import datasets.config
     import huggingface_hub.constants as hub
 
-    saved = (dict(os.environ), datasets.config.HF_HUB_OFFLINE, hub.HF_HUB_OFFLINE)
-    os.environ.update(HF_DATASETS_OFFLINE="1", HF_HUB_OFFLINE="1")
+    keys = ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE")
+    saved = ({k: os.environ.get(k) for k in keys}, datasets.config.HF_HUB_OFFLINE, hub.HF_HUB_OFFLINE)
+    os.environ.update(dict.fromkeys(keys, "1"))
     datasets.config.HF_HUB_OFFLINE = datasets.config.HF_DATASETS_OFFLINE = hub.HF_HUB_OFFLINE = True
     try:
         yield
     finally:
-        os.environ.clear()
-        os.environ.update(saved[0])
+        for key, value in saved[0].items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
         datasets.config.HF_HUB_OFFLINE = datasets.config.HF_DATASETS_OFFLINE = saved[1]
         hub.HF_HUB_OFFLINE = saved[2]
 

@@ -21,6 +21,7 @@ import warnings
 from dataclasses import dataclass
 
 import torch
+from transformers import TrainerCallback
 
 from forgetlens.circuits.cross_model import _head_writes, base_pass, tuned_heads_on_base
 from forgetlens.circuits.patching import head_outputs, run_metric
@@ -106,13 +107,7 @@ def first_order_v_cmap(base, tuned, layout: HeadLayout, prompts: TaskBatch, grad
     return out
 
 
-def _import_callback_base():
-    from transformers import TrainerCallback
-
-    return TrainerCallback
-
-
-class CircuitMonitor(_import_callback_base()):
+class CircuitMonitor(TrainerCallback):
     """Measure faithfulness retention and V(C0) of prior-task circuits every ``every`` steps (module docstring)."""
 
     def __init__(self, base, tokenizer, tasks=None, every: int = 50, n_prompts: int = 32,

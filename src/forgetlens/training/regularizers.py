@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from forgetlens.circuits.patching import head_outputs
 from forgetlens.config import FinetuneConfig
 from forgetlens.errors import ForgetlensError
 from forgetlens.models.heads import HeadLayout, capture_heads
@@ -118,11 +119,8 @@ class CircuitPreservation:
         self.heads = torch.stack(heads)  # [prompt, layer, head]: what each prompt protects
         order = random.Random(cfg.seed + 37).sample(range(len(self.prompts)), len(self.prompts))
         self.order = torch.tensor(order)
-        from forgetlens.circuits.patching import head_outputs
-
         with torch.no_grad():
             self.base_acts = head_outputs(base, layout, self.prompts).transpose(0, 1)  # [prompt, layer, pos, head, d]
-        self.protected = {t: m.clone() for t, m in masks.items()}
 
     def __call__(self, model, inputs, step: int) -> torch.Tensor:
         n = len(self.prompts)
