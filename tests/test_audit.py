@@ -185,3 +185,23 @@ def test_local_cmap_puts_a_single_head_edit_on_that_head_only(setup):
     assert torch.all(local[:, others] == 0)
     total = cross_model_patching(model, tuned, layout, part, "logit_diff", "total")
     assert total[:, layer + 1:].abs().max() > 1e-3
+
+
+def test_head_writes_reads_w_o_as_calling_the_projection_does(embedded):
+    """The einsum fast path for nn.Linear against calling the module on one head at a time (the slow reference)."""
+    from forgetlens.circuits.cross_model import head_writes
+
+    layout = HeadLayout.of(embedded.model)
+    proj = layout.projections(embedded.model)[1]
+    z = torch.randn(3, 5, layout.n_heads, layout.d_head, generator=torch.Generator().manual_seed(0))
+    reference = []
+    for head in range(layout.n_heads):
+        only = torch.zeros_like(z)
+        only[:, :, head] = z[:, :, head]
+        reference.append(proj(only.flatten(2)) - proj(torch.zeros_like(only).flatten(2)))
+    reference = torch.stack(reference)  # [head, batch, pos, d_model]
+    wrapped = torch.nn.Sequential(proj)  # not an nn.Linear: the generic path
+    with torch.no_grad():
+        assert torch.allclose(head_writes(proj, z, layout), reference, atol=1e-5)
+        assert torch.allclose(head_writes(wrapped, z, layout), reference, atol=1e-5)
+        assert torch.allclose(reference.sum(0), proj(z.flatten(2)) - proj(torch.zeros_like(z).flatten(2)), atol=1e-5)

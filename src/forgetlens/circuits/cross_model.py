@@ -96,18 +96,19 @@ def local_head_outputs(base, tuned, layout: HeadLayout, part: TaskBatch) -> tupl
     return z0, tuned_heads_on_base(tuned, layout, residuals, calls)
 
 
-def _head_writes(proj: torch.nn.Module, z: torch.Tensor, layout: HeadLayout) -> torch.Tensor:
+def head_writes(proj: torch.nn.Module, z: torch.Tensor, layout: HeadLayout) -> torch.Tensor:
     """Each head's write to the residual stream through ``proj`` (bias excluded) -> [head, batch, pos, d_model].
 
-    z: [batch, pos, head, d_head].
+    z: [batch, pos, head, d_head].  A plain ``nn.Linear`` is read as W_O [d_model, head, d_head]; any other
+    module (a LoRA-wrapped projection) is called once on copies of z in which copy h keeps only head h.
     """
-    bias = proj(torch.zeros_like(z[:, :1, 0]).repeat(1, 1, layout.n_heads))  # [batch, 1, d_model]
-    writes = []
-    for head in range(layout.n_heads):
-        only = torch.zeros_like(z)
-        only[:, :, head] = z[:, :, head]
-        writes.append(proj(only.flatten(2)) - bias)
-    return torch.stack(writes)
+    if type(proj) is torch.nn.Linear:
+        w_o = proj.weight.view(proj.out_features, layout.n_heads, layout.d_head)  # [d_model, head, d_head]
+        return torch.einsum("bphd,mhd->hbpm", z.to(w_o.dtype), w_o)
+    eye = torch.eye(layout.n_heads, dtype=z.dtype, device=z.device)  # [head, head]
+    only = z.unsqueeze(0) * eye[:, None, None, :, None]  # [head, batch, pos, head, d_head]
+    bias = proj(torch.zeros_like(only[:1, :, :1]).flatten(3))  # [1, batch, 1, d_model]
+    return proj(only.flatten(3)) - bias
 
 
 @torch.no_grad()
@@ -122,7 +123,7 @@ def local_cmap(base, tuned, layout: HeadLayout, part: TaskBatch, metric: str,
     effects = torch.zeros(len(part), layout.n_layers, layout.n_heads, dtype=baseline.dtype)
     base_proj, tuned_proj = layout.projections(base), layout.projections(tuned)
     for layer in range(layout.n_layers):
-        delta = _head_writes(tuned_proj[layer], z1[layer], layout) - _head_writes(base_proj[layer], z0[layer], layout)
+        delta = head_writes(tuned_proj[layer], z1[layer], layout) - head_writes(base_proj[layer], z0[layer], layout)
         for head in range(layout.n_heads):
             add = delta[head]  # [batch, pos, d_model]
             with _hooks([lambda: base_proj[layer].register_forward_hook(lambda m, a, out: out + add)]):

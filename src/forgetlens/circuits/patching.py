@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import torch
 
 from forgetlens.errors import ForgetlensError
-from forgetlens.models.forward import answer_logits
+from forgetlens.models.forward import answer_logits, run_body
 from forgetlens.models.heads import HeadLayout, capture_heads, head_hooks
 from forgetlens.tasks.base import TaskBatch, task_metric
 
@@ -47,7 +47,7 @@ def run_metric(model, batch: TaskBatch, metric: str, corrupted: bool = False) ->
 def head_outputs(model, layout: HeadLayout, batch: TaskBatch, corrupted: bool = False) -> torch.Tensor:
     """Per-head outputs of every layer -> [layer, batch, pos, head, d_head]."""
     with capture_heads(model, layout) as captured:
-        model(input_ids=_inputs(batch, corrupted), attention_mask=batch.attention_mask, use_cache=False)
+        run_body(model, _inputs(batch, corrupted), batch.attention_mask)
     return torch.stack([layout.split(z.detach()) for z in captured])
 
 

@@ -19,6 +19,13 @@ def _unembeds_directly(model) -> bool:
     return not any(getattr(cfg, name, None) not in (None, 1, 1.0) for name in _LOGIT_TRANSFORMS)
 
 
+def run_body(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> None:
+    """A forward pass for its hooks' sake: the unembedding is skipped where :func:`_unembeds_directly` allows
+    (on a tiny model it costs as much as the rest: [batch, pos, d_model] x [d_model, vocab])."""
+    body = model.base_model if _unembeds_directly(model) else model
+    body(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+
+
 def answer_logits(model, input_ids: torch.Tensor | None, attention_mask: torch.Tensor, answer_pos: torch.Tensor,
                   inputs_embeds: torch.Tensor | None = None) -> torch.Tensor:
     """Logits at each row's answer position: [batch, pos] -> [batch, vocab] ([batch, k, vocab] when

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 from transformers import TrainerCallback
 
-from forgetlens.circuits.cross_model import _head_writes, base_pass, tuned_heads_on_base
+from forgetlens.circuits.cross_model import base_pass, head_writes, tuned_heads_on_base
 from forgetlens.circuits.patching import head_outputs, run_metric
 from forgetlens.errors import ForgetlensError
 from forgetlens.models.forward import answer_logits
@@ -101,7 +101,7 @@ def first_order_v_cmap(base, tuned, layout: HeadLayout, prompts: TaskBatch, grad
     base_proj, tuned_proj = layout.projections(base), layout.projections(tuned)
     out = torch.zeros(layout.n_layers, layout.n_heads)
     for layer in range(layout.n_layers):
-        delta = _head_writes(tuned_proj[layer], z1[layer], layout) - _head_writes(base_proj[layer], z0[layer], layout)
+        delta = head_writes(tuned_proj[layer], z1[layer], layout) - head_writes(base_proj[layer], z0[layer], layout)
         # [head, batch, pos, d_model] . [batch, pos, d_model] -> mean over prompts of the summed change
         out[layer] = -torch.einsum("hbpd,bpd->h", delta, grads[layer]).cpu() / len(prompts) / te0
     return out

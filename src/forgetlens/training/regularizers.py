@@ -21,6 +21,7 @@ import torch
 from forgetlens.circuits.patching import head_outputs
 from forgetlens.config import FinetuneConfig
 from forgetlens.errors import ForgetlensError
+from forgetlens.models.forward import run_body
 from forgetlens.models.heads import HeadLayout, capture_heads
 from forgetlens.tasks.base import PriorTask, TaskBatch, encode_examples
 
@@ -129,7 +130,7 @@ class CircuitPreservation:
         device = next(model.parameters()).device
         part = part.to(device)
         with capture_heads(model, self.layout) as captured:
-            model(input_ids=part.clean_ids, attention_mask=part.attention_mask, use_cache=False)
+            run_body(model, part.clean_ids, part.attention_mask)
         acts = torch.stack([self.layout.split(z) for z in captured[: self.layout.n_layers]], 1)  # [b, L, P, H, D]
         base = self.base_acts[idx, :, : acts.shape[2]].to(device=device, dtype=acts.dtype)
         sq = ((acts - base) ** 2).sum(-1)  # [b, L, P, H]
