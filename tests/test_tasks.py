@@ -19,14 +19,14 @@ def test_unknown_task_is_a_clear_error():
         get_task("nope")
 
 
-@pytest.mark.parametrize("name", ["induction", "ioi", "greater_than", "fact_recall"])
+@pytest.mark.parametrize("name", ["induction", "ioi", "greater_than", "fact_recall", "greater_than_year"])
 def test_examples_are_reproducible_and_seed_dependent(name):
     task = get_task(name)
     assert task.examples(20, seed=3) == task.examples(20, seed=3)
     assert task.examples(20, seed=3) != task.examples(20, seed=4)
 
 
-@pytest.mark.parametrize("name", ["induction", "ioi", "greater_than", "fact_recall"])
+@pytest.mark.parametrize("name", ["induction", "ioi", "greater_than", "fact_recall", "greater_than_year"])
 def test_examples_render_for_embedded_tokenizer(tokenizer, name):
     examples = get_task(name).examples(50, seed=0)
     batch = encode_examples(tokenizer, examples, name)
@@ -72,3 +72,13 @@ def test_chat_template_matches_the_pretraining_format(tokenizer):
                                              add_generation_prompt=True)
     assert rendered == science_qa.chat_text(user)
     assert record["choices"]["text"][science_qa.LETTERS.index(record["answerKey"])] == "Na"
+
+
+def test_year_task_answers_exceed_and_distractors_precede_the_start_year():
+    from forgetlens.tasks.registry import default_task_names
+
+    assert "greater_than_year" not in default_task_names()  # the embedded model never learnt it
+    for ex in get_task("greater_than_year").examples(200, seed=3):
+        start = ex.clean.split("from the year ")[1].split()[0]  # e.g. "1732"
+        assert int(ex.distractor) < int(start[2]) < int(ex.answer)
+        assert ex.corrupted.split("from the year ")[1].split()[0] == start[:2] + "01"

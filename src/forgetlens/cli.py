@@ -24,11 +24,13 @@ def cli() -> None:
 
 @cli.command("tasks")
 def tasks_cmd() -> None:
-    """List the prior-capability tasks, one per line."""
-    from forgetlens.tasks.registry import TASKS
+    """List the prior-capability tasks, one per line (the default set first)."""
+    from forgetlens.tasks.registry import TASKS, default_task_names
 
-    for name, cls in TASKS.items():
-        click.echo(f"{name}\t{cls.description}")
+    for name in default_task_names():
+        click.echo(f"{name}\t{TASKS[name].description}")
+    for name in set(TASKS) - set(default_task_names()):
+        click.echo(f"{name}\t{TASKS[name].description} [not in the default set: name it in a config's tasks]")
 
 
 @cli.command("discover")

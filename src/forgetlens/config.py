@@ -155,7 +155,7 @@ class PreserveConfig:
     dcv_results: str | None = None
     """A study's results.json whose DCV ranks the heads (``heads: dcv``)."""
     tasks: list[str] | None = None
-    """Prior tasks whose prompts and circuits are protected (None = all)."""
+    """Prior tasks whose prompts and circuits are protected (None = ``prior_tasks``)."""
     n_prompts: int = 64
     """Fixed prior-task prompts per task (base activations cached once)."""
     prompts_per_step: int = 8
@@ -173,7 +173,7 @@ class ReplayConfig:
     documents_per_step: int = 8
     """Prior-task documents per optimizer step."""
     tasks: list[str] | None = None
-    """Prior tasks replayed (None = all)."""
+    """Prior tasks replayed (None = ``prior_tasks``)."""
 
 
 @dataclass
@@ -183,7 +183,7 @@ class MonitorConfig:
     every: int = 0
     """Measure every N optimizer steps (0 = off)."""
     tasks: list[str] | None = None
-    """Prior tasks watched (None = all)."""
+    """Prior tasks watched (None = ``prior_tasks``)."""
     n_prompts: int = 32
     """Fixed prompts per task."""
     threshold: float | None = None
@@ -221,6 +221,9 @@ class FinetuneConfig:
     """Option orders drawn per synthetic question (train and eval)."""
     max_records: int | None = None
     """Cap on records read from ``data`` (None = all)."""
+    prior_tasks: list[str] | None = None
+    """Prior tasks measured at every checkpoint, and protected, replayed or watched when those sections name none
+    (None = the default set, ``tasks.registry.DEFAULT_TASKS``); a study sets it from its ``tasks``."""
     prior_eval_examples: int = 200
     """Held-out prompts per prior task at every checkpoint."""
     kl_samples: int = 4
@@ -277,7 +280,8 @@ class StudyConfig:
     data: str | None = None
     """Target-task file or directory (SciKnowEval/SciQ); None = the synthetic science QA."""
     tasks: list[str] | None = None
-    """Prior-capability tasks whose circuits are followed (None = all registered tasks)."""
+    """Prior-capability tasks whose circuits are followed (None = the default set: induction, ioi, greater_than,
+    fact_recall; ``forgetlens tasks`` lists all)."""
     methods: list[str] = field(default_factory=lambda: ["sft", "rl"])
     """Fine-tuning methods, each run once per seed."""
     seeds: list[int] = field(default_factory=lambda: [0])

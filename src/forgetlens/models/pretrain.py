@@ -22,7 +22,7 @@ from forgetlens.models.forward import task_accuracy
 from forgetlens.models.tokenizer import EOS, save_tokenizer, train_tokenizer
 from forgetlens.tasks import science_qa
 from forgetlens.tasks.base import check_vocabulary, encode_examples
-from forgetlens.tasks.registry import TASKS
+from forgetlens.tasks.registry import DEFAULT_TASKS, TASKS
 from forgetlens.utils import atomic_write_text, progress, versions
 
 STATE_FILE = "pretrain_state.pt"
@@ -91,8 +91,8 @@ def _lr(cfg: PretrainConfig, step: int) -> float:
 def evaluate_base(model, tokenizer, n: int, seed: int) -> dict[str, dict[str, float]]:
     """Held-out accuracy per prior task, and letter accuracy on multiple-choice questions by kind."""
     results = {}
-    for name, cls in TASKS.items():
-        task = cls()
+    for name in DEFAULT_TASKS:
+        task = TASKS[name]()
         batch = encode_examples(tokenizer, task.examples(n, seed=seed), name)
         results[name] = task_accuracy(model, batch)
     results["capital_mcq"] = {"accuracy": mcq_letter_accuracy(model, tokenizer, corpus.SOURCES["capital_mcq"], n, seed)}

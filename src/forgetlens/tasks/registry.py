@@ -1,4 +1,9 @@
-"""Name -> prior task.  Add a task by writing a PriorTask subclass and listing it here."""
+"""Name -> prior task.  Add a task by writing a PriorTask subclass and listing it here.
+
+``DEFAULT_TASKS`` are the embedded model's four capabilities: what a config's ``tasks: null`` means and what the
+embedded model is pretrained on.  Tasks outside it (``greater_than_year``) are for real models, named in a
+config's ``tasks``.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +11,24 @@ from forgetlens.errors import ForgetlensError
 from forgetlens.tasks.base import PriorTask
 from forgetlens.tasks.fact_recall import FactRecallTask
 from forgetlens.tasks.greater_than import GreaterThanTask
+from forgetlens.tasks.greater_than_year import GreaterThanYearTask
 from forgetlens.tasks.induction import InductionTask
 from forgetlens.tasks.ioi import IOITask
 
 TASKS: dict[str, type[PriorTask]] = {
-    t.name: t for t in (InductionTask, IOITask, GreaterThanTask, FactRecallTask)
+    t.name: t for t in (InductionTask, IOITask, GreaterThanTask, FactRecallTask, GreaterThanYearTask)
 }
+DEFAULT_TASKS = ["induction", "ioi", "greater_than", "fact_recall"]
 
 
 def task_names() -> list[str]:
+    """Every registered task."""
     return list(TASKS)
+
+
+def default_task_names() -> list[str]:
+    """The tasks used when none are named (the embedded model's capabilities)."""
+    return list(DEFAULT_TASKS)
 
 
 def get_task(name: str) -> PriorTask:
@@ -26,7 +39,7 @@ def get_task(name: str) -> PriorTask:
 
 
 def parse_task_list(spec: str | None) -> list[PriorTask]:
-    """Comma-separated task names (all tasks when empty)."""
+    """Comma-separated task names (the default tasks when empty)."""
     if not spec:
-        return [cls() for cls in TASKS.values()]
+        return [TASKS[name]() for name in DEFAULT_TASKS]
     return [get_task(name.strip()) for name in spec.split(",") if name.strip()]

@@ -21,6 +21,10 @@ COPY_WORDS = [
 
 DIGITS = [str(d) for d in range(10)]
 
+# Events that last a span of years (greater_than_year, after Hanna et al. 2023's list of nouns).
+EVENTS = ["war", "expedition", "reign", "drought", "famine", "voyage", "siege", "dynasty", "strike", "festival",
+          "project", "occupation"]
+
 # (country, capital) pairs for fact recall; both single words.
 CAPITALS = [
     ("France", "Paris"), ("Germany", "Berlin"), ("Italy", "Rome"), ("Spain", "Madrid"),

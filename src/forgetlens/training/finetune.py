@@ -28,7 +28,7 @@ from forgetlens.config import FinetuneConfig, MonitorConfig, PreserveConfig, Rep
 from forgetlens.errors import ForgetlensError
 from forgetlens.metrics.behaviour import chat_prompts, forward_kl, generate, prior_behaviour, target_accuracy
 from forgetlens.models.loading import configure_threads, load_model
-from forgetlens.tasks.registry import parse_task_list
+from forgetlens.tasks.registry import default_task_names, get_task, task_names
 from forgetlens.training.checkpoints import checkpoint_dirs, load_checkpoint, prepare_run_dir
 from forgetlens.training.data import conversational_rows, target_splits, training_schedule
 from forgetlens.training.regularizers import build_regularizers, regularizer_problems
@@ -67,11 +67,10 @@ def finetune_problems(cfg: FinetuneConfig, prefix: str = "") -> list[str]:
         problems.append(f"{prefix}monitor.action: unknown action {mon.action!r}; expected warn or stop")
     if mon.n_prompts < 2:
         problems.append(f"{prefix}monitor.n_prompts: expected at least 2, got {mon.n_prompts}")
-    from forgetlens.tasks.registry import task_names
-
-    for t in mon.tasks or []:
-        if t not in task_names():
-            problems.append(f"{prefix}monitor.tasks: unknown task {t!r}; known: {', '.join(task_names())}")
+    for field_name, names in (("prior_tasks", cfg.prior_tasks), ("monitor.tasks", mon.tasks)):
+        for t in names or []:
+            if t not in task_names():
+                problems.append(f"{prefix}{field_name}: unknown task {t!r}; known: {', '.join(task_names())}")
     return problems
 
 
@@ -130,7 +129,7 @@ def train(cfg: FinetuneConfig, run_dir: Path, resume: bool, log=print) -> dict:
         from forgetlens.training.monitor import CircuitMonitor
 
         mon = cfg.monitor
-        monitor = CircuitMonitor(load_model(cfg.model).model, tokenizer, tasks=mon.tasks, every=mon.every,
+        monitor = CircuitMonitor(load_model(cfg.model).model, tokenizer, tasks=mon.tasks or cfg.prior_tasks, every=mon.every,
                                  n_prompts=mon.n_prompts, threshold=mon.threshold, action=mon.action,
                                  seed=cfg.seed).attach(trainer)
     resume_from = None
@@ -174,7 +173,7 @@ def evaluate_checkpoints(cfg: FinetuneConfig, run_dir: Path, log=print) -> list[
     configure_threads(base.model, cfg.threads)
     tokenizer = base.tokenizer
     _, eval_records = target_splits(cfg)
-    tasks = parse_task_list(None)
+    tasks = [get_task(t) for t in cfg.prior_tasks or default_task_names()]
     prompts = chat_prompts(tokenizer, eval_records)
     kl_prompts = [p for p in prompts for _ in range(cfg.kl_samples)]
     samples = generate(base.model, tokenizer, kl_prompts, cfg.max_new_tokens, sample=True, seed=cfg.seed)

@@ -113,12 +113,12 @@ class CircuitMonitor(TrainerCallback):
     def __init__(self, base, tokenizer, tasks=None, every: int = 50, n_prompts: int = 32,
                  threshold: float | None = None, action: str = "warn", circuits: dict | None = None, seed: int = 0,
                  discovery_examples: int = 128):
-        """``base``: a frozen copy of the model before training; ``tasks``: task names (None = all);
+        """``base``: a frozen copy of the model before training; ``tasks``: task names (None = the default set);
         ``circuits``: {task: [(layer, head), ...]} to skip discovering C0 on ``base``."""
         from forgetlens.circuits.circuit import head_mask, score_heads
         from forgetlens.circuits.discover import discover_circuit, task_splits
         from forgetlens.config import DiscoveryConfig
-        from forgetlens.tasks.registry import get_task, task_names
+        from forgetlens.tasks.registry import default_task_names, get_task, task_names
 
         if every < 1:
             raise ForgetlensError(f"monitor every: expected a positive number of steps, got {every}")
@@ -135,7 +135,7 @@ class CircuitMonitor(TrainerCallback):
         self._pending: dict[str, float] = {}
         self.watched: dict[str, _Watched] = {}
         start = time.perf_counter()
-        for name in tasks or known:
+        for name in tasks or default_task_names():
             task = get_task(name)
             # a task this tokenizer cannot render fails here, with the task and the word named
             prompts = encode_examples(tokenizer, task.examples(n_prompts, seed + 53), name)

@@ -59,10 +59,11 @@ def regularizer_problems(cfg: FinetuneConfig, prefix: str = "") -> list[str]:
     return problems
 
 
-def _tasks(names: list[str] | None) -> list[PriorTask]:
-    from forgetlens.tasks.registry import get_task, task_names
+def _tasks(names: list[str] | None, cfg: FinetuneConfig) -> list[PriorTask]:
+    """``names``, else the run's ``prior_tasks``, else the default set."""
+    from forgetlens.tasks.registry import default_task_names, get_task
 
-    return [get_task(t) for t in (names or task_names())]
+    return [get_task(t) for t in (names or cfg.prior_tasks or default_task_names())]
 
 
 def protected_heads(base, tokenizer, layout: HeadLayout, cfg: FinetuneConfig) -> dict[str, torch.Tensor]:
@@ -73,7 +74,7 @@ def protected_heads(base, tokenizer, layout: HeadLayout, cfg: FinetuneConfig) ->
 
     p = cfg.preserve
     out = {}
-    for task in _tasks(p.tasks):
+    for task in _tasks(p.tasks, cfg):
         if p.heads == "all":
             out[task.name] = torch.ones(layout.n_layers, layout.n_heads, dtype=torch.bool)
         elif p.heads == "circuit":
@@ -111,7 +112,7 @@ class CircuitPreservation:
         self.lam, self.per_step, self.layout = p.lam, p.prompts_per_step, layout
         masks = protected_heads(base, tokenizer, layout, cfg)
         examples, heads = [], []
-        for task in _tasks(p.tasks):
+        for task in _tasks(p.tasks, cfg):
             mine = task.examples(p.n_prompts, cfg.seed + 31)
             encode_examples(tokenizer, mine, task.name)  # a task this tokenizer cannot render fails here, named
             examples += mine
@@ -146,7 +147,7 @@ class Replay:
     def __init__(self, tokenizer, cfg: FinetuneConfig, pool_size: int = 512):
         r = cfg.replay
         rng = random.Random(cfg.seed + 41)
-        tasks = _tasks(r.tasks)
+        tasks = _tasks(r.tasks, cfg)
         docs = [tasks[i % len(tasks)].document(rng) for i in range(pool_size)]
         self.weight, self.per_step = r.weight, r.documents_per_step
         self.ids = [tokenizer(d, add_special_tokens=False)["input_ids"] for d in docs]
