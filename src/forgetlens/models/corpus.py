@@ -43,7 +43,6 @@ SOURCES: dict[str, Callable[[random.Random], str]] = {
     "reverse_fact": _reverse_fact,
     "science_statement": science_qa.statement_document,
     "science_mcq": science_qa.science_mcq_document,
-    "science_compare": science_qa.comparison_document,
 }
 
 

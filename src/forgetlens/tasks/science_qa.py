@@ -7,24 +7,15 @@ SciKnowEval files and SciQ files all flow through the same code::
      "choices": {"text": [4 x str], "label": ["A", "B", "C", "D"]},
      "answerKey": "B", "prompt": {"default": instruction}, "answer": ""}
 
-Two synthetic generators share that layout:
-
-* fact questions over a built-in table of element symbols and SI units.  The
-  embedded base model reads every fact as a plain statement during pretraining
-  and sees a share of them as multiple-choice questions.  Answering a held-out
-  fact is recall of that one fact, so fine-tuning on other facts barely helps
-  it (measured: 0.44 -> 0.49 after 120 SFT steps, docs/results/study-2026-11-24.md).
-* comparison questions ("four solutions have pH 3, 7, 5 and 2; which is the
-  most basic?"), the default target: a computed quantity, so a skill learnt on
-  training questions carries over to held-out ones.  Questions are split once,
-  by a hash of their text, into a pretraining pool (a small share of the
-  embedded model's corpus, so it starts above chance) and a target pool (the
-  fine-tuning train/eval questions): no target question is ever pretrained on.
+The synthetic generator asks about a built-in table of element symbols and SI
+units.  The embedded base model reads every fact as a plain statement during
+pretraining but sees only a small share of them as multiple-choice questions,
+so it starts above chance on the target task and fine-tuning has something to
+elicit.
 """
 
 from __future__ import annotations
 
-import hashlib
 import random
 
 LETTERS = ["A", "B", "C", "D"]
@@ -104,51 +95,4 @@ def science_mcq_document(rng: random.Random, relation: str | None = None) -> str
     """One science multiple-choice exchange in chat format (pretraining corpus), optionally of one relation."""
     relation, subject, obj = rng.choice([f for f in science_facts() if relation in (None, f[0])])
     record = mcq_record(relation, subject, obj, rng)
-    return chat_text(mcq_user_text(record), record["answerKey"])
-
-
-# kind -> (question template over the four values, option template, which value answers)
-COMPARISONS: dict[str, tuple[str, str, str]] = {
-    "most_basic": ("Four solutions have pH {v}. Which solution is the most basic?", "pH {d}", "max"),
-    "most_acidic": ("Four solutions have pH {v}. Which solution is the most acidic?", "pH {d}", "min"),
-    "heaviest": ("Four samples weigh {v} kilograms. Which sample is the heaviest?", "{d} kilograms", "max"),
-    "lowest_pressure": ("Four gases are at {v} atmospheres. Which gas has the lowest pressure?",
-                        "{d} atmospheres", "min"),
-}
-PRETRAIN_POOL_SHARE = 4
-"""One comparison question in this many (by a hash of its text) belongs to the pretraining pool."""
-
-
-def comparison_pool(question: str) -> str:
-    """``"pretrain"`` or ``"target"``: a fixed, seed-free partition of comparison questions by their text."""
-    digest = hashlib.sha256(question.encode()).digest()
-    return "pretrain" if digest[0] % PRETRAIN_POOL_SHARE == 0 else "target"
-
-
-def comparison_record(rng: random.Random, pool: str) -> dict:
-    """A random comparison question from ``pool`` ("pretrain" or "target"), options in random order."""
-    while True:
-        kind = rng.choice(sorted(COMPARISONS))
-        question_template, option, pick = COMPARISONS[kind]
-        values = rng.sample(range(1, 10), 4)
-        question = question_template.format(v=f"{values[0]}, {values[1]}, {values[2]} and {values[3]}")
-        if comparison_pool(question) == pool:
-            break
-    answer = max(values) if pick == "max" else min(values)
-    options = list(values)
-    rng.shuffle(options)
-    return {
-        "question": question,
-        "type": "mcq-4-choices",
-        "choices": {"text": [option.format(d=d) for d in options], "label": list(LETTERS)},
-        "answerKey": LETTERS[options.index(answer)],
-        "answer": "",
-        "prompt": {"default": MCQ_INSTRUCTION},
-        "details": {"source": "forgetlens-synthetic", "subtask": kind},
-    }
-
-
-def comparison_document(rng: random.Random) -> str:
-    """One comparison question from the pretraining pool, answered, in chat format (pretraining corpus)."""
-    record = comparison_record(rng, "pretrain")
     return chat_text(mcq_user_text(record), record["answerKey"])
