@@ -29,7 +29,7 @@ def tasks_cmd() -> None:
 
     for name in default_task_names():
         click.echo(f"{name}\t{TASKS[name].description}")
-    for name in set(TASKS) - set(default_task_names()):
+    for name in [t for t in TASKS if t not in default_task_names()]:
         click.echo(f"{name}\t{TASKS[name].description} [not in the default set: name it in a config's tasks]")
 
 

@@ -192,6 +192,15 @@ class MonitorConfig:
     """``warn`` or ``stop`` (end training at that step)."""
 
 
+METHODS = ("sft", "rl", "sft-preserve", "rl-preserve", "replay", "sft-kl")
+"""Fine-tuning methods (``FinetuneConfig.method``)."""
+
+
+def trainer_kind(method: str) -> str:
+    """``rl`` for the GRPO-family methods, ``sft`` for the supervised ones."""
+    return "rl" if method.startswith("rl") else "sft"
+
+
 @dataclass
 class FinetuneConfig:
     """One fine-tuning run (``forgetlens finetune``); SFT and RL runs share everything but ``method``."""

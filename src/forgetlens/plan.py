@@ -11,9 +11,8 @@ import math
 from dataclasses import dataclass
 
 from forgetlens.circuits.circuit import default_ks
-from forgetlens.config import StudyConfig
+from forgetlens.config import StudyConfig, trainer_kind
 from forgetlens.errors import ForgetlensError
-from forgetlens.training.finetune import trainer_kind
 
 GIB = 2 ** 30
 

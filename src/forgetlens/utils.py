@@ -27,6 +27,18 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
         raise
 
 
+def right_pad(rows: list[list[int]], pad_id: int):
+    """Token-id lists as one right-padded batch -> (ids [batch, width], mask [batch, width], 1 on real tokens)."""
+    import torch
+
+    ids = torch.full((len(rows), max(len(r) for r in rows)), pad_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+        mask[i, : len(r)] = 1
+    return ids, mask
+
+
 def versions() -> dict[str, str]:
     """Python, platform and the versions of the libraries a result depends on."""
     out = {"python": sys.version.split()[0], "platform": platform.platform()}

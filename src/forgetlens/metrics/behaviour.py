@@ -19,6 +19,7 @@ from forgetlens.models.forward import answer_logits, task_accuracy
 from forgetlens.tasks.base import PriorTask, encode_examples
 from forgetlens.tasks.rewards import score_reply
 from forgetlens.training.data import user_text
+from forgetlens.utils import right_pad
 
 
 def chat_prompts(tokenizer, records: list[dict]) -> list[str]:
@@ -92,14 +93,8 @@ def forward_kl(base, tuned, tokenizer, prompts: list[str], completions: list[lis
     for start in range(0, len(prompts), batch_size):
         texts_ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts[start:start + batch_size]]
         comps = completions[start:start + batch_size]
-        rows = [p + c for p, c in zip(texts_ids, comps)]
-        width = max(len(r) for r in rows)
-        ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for i, r in enumerate(rows):
-            ids[i, : len(r)] = torch.tensor(r)
-            mask[i, : len(r)] = 1
-        ids, mask = ids.to(device), mask.to(device)
+        ids, mask = right_pad([p + c for p, c in zip(texts_ids, comps)], tokenizer.pad_token_id)
+        ids, mask = ids.to(device), mask.to(device)  # [batch, pos]
         # the distributions that predicted completion tokens: positions len(p)-1 ... len(p)+len(c)-2
         n_c = max(max(len(c) for c in comps), 1)
         pos = torch.tensor([[min(len(p) - 1 + j, len(p) + max(len(c), 1) - 2) for j in range(n_c)]

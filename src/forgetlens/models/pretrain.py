@@ -23,7 +23,7 @@ from forgetlens.models.tokenizer import EOS, save_tokenizer, train_tokenizer
 from forgetlens.tasks import science_qa
 from forgetlens.tasks.base import check_vocabulary, encode_examples
 from forgetlens.tasks.registry import DEFAULT_TASKS, TASKS
-from forgetlens.utils import atomic_write_text, progress, versions
+from forgetlens.utils import atomic_write_text, progress, right_pad, versions
 
 STATE_FILE = "pretrain_state.pt"
 
@@ -71,14 +71,8 @@ class BucketedStream:
             seqs.sort(key=len)
             self.pending = [seqs[i:i + self.batch_size] for i in range(0, len(seqs), self.batch_size)]
             self.rng.shuffle(self.pending)
-        batch = self.pending.pop()
-        width = max(len(s) for s in batch)
-        ids = torch.zeros(len(batch), width, dtype=torch.long)
-        labels = torch.full((len(batch), width), -100, dtype=torch.long)
-        for i, s in enumerate(batch):
-            ids[i, : len(s)] = torch.tensor(s)
-            labels[i, : len(s)] = torch.tensor(s)
-        return ids, labels
+        ids, mask = right_pad(self.pending.pop(), pad_id=0)  # [batch, pos]
+        return ids, ids.masked_fill(mask == 0, -100)
 
 
 def _lr(cfg: PretrainConfig, step: int) -> float:

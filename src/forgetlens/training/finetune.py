@@ -24,7 +24,8 @@ from pathlib import Path
 
 import torch
 
-from forgetlens.config import FinetuneConfig, MonitorConfig, PreserveConfig, ReplayConfig, RLConfig
+from forgetlens.config import (METHODS, FinetuneConfig, MonitorConfig, PreserveConfig, ReplayConfig, RLConfig,
+                               trainer_kind)
 from forgetlens.errors import ForgetlensError
 from forgetlens.metrics.behaviour import chat_prompts, forward_kl, generate, prior_behaviour, target_accuracy
 from forgetlens.models.loading import configure_threads, load_model
@@ -34,13 +35,7 @@ from forgetlens.training.data import conversational_rows, target_splits, trainin
 from forgetlens.training.regularizers import build_regularizers, regularizer_problems
 from forgetlens.utils import atomic_write_text, is_main_process, progress, versions, wait_for_everyone
 
-METHODS = ("sft", "rl", "sft-preserve", "rl-preserve", "replay", "sft-kl")
 PRIOR_EVAL_SEED = 424242
-
-
-def trainer_kind(method: str) -> str:
-    """``rl`` for the GRPO-family methods, ``sft`` for the supervised ones."""
-    return "rl" if method.startswith("rl") else "sft"
 
 
 def config_from_dict(data: dict) -> FinetuneConfig:
@@ -129,9 +124,9 @@ def train(cfg: FinetuneConfig, run_dir: Path, resume: bool, log=print) -> dict:
         from forgetlens.training.monitor import CircuitMonitor
 
         mon = cfg.monitor
-        monitor = CircuitMonitor(load_model(cfg.model).model, tokenizer, tasks=mon.tasks or cfg.prior_tasks, every=mon.every,
-                                 n_prompts=mon.n_prompts, threshold=mon.threshold, action=mon.action,
-                                 seed=cfg.seed).attach(trainer)
+        monitor = CircuitMonitor(load_model(cfg.model).model, tokenizer, tasks=mon.tasks or cfg.prior_tasks,
+                                 every=mon.every, n_prompts=mon.n_prompts, threshold=mon.threshold,
+                                 action=mon.action, seed=cfg.seed).attach(trainer)
     resume_from = None
     trained = [d for s, d in checkpoint_dirs(run_dir) if s > 0 and (d / "trainer_state.json").exists()]
     if resume and trained:

@@ -24,6 +24,7 @@ from forgetlens.errors import ForgetlensError
 from forgetlens.models.forward import run_body
 from forgetlens.models.heads import HeadLayout, capture_heads
 from forgetlens.tasks.base import PriorTask, TaskBatch, encode_examples
+from forgetlens.utils import right_pad
 
 HEAD_MODES = ("circuit", "dcv", "all")
 
@@ -155,14 +156,9 @@ class Replay:
 
     def __call__(self, model, inputs, step: int) -> torch.Tensor:
         rows = [self.ids[(step * self.per_step + i) % len(self.ids)] for i in range(self.per_step)]
-        width = max(len(r) for r in rows)
+        ids, mask = right_pad(rows, self.pad)  # [batch, pos]
+        labels = ids.masked_fill(mask == 0, -100)
         device = next(model.parameters()).device
-        ids = torch.full((len(rows), width), self.pad, dtype=torch.long)
-        labels = torch.full_like(ids, -100)
-        for i, r in enumerate(rows):
-            ids[i, : len(r)] = torch.tensor(r)
-            labels[i, : len(r)] = torch.tensor(r)
-        mask = (labels != -100).long()
         out = model(input_ids=ids.to(device), attention_mask=mask.to(device), labels=labels.to(device),
                     use_cache=False)
         return self.weight * out.loss
