@@ -33,7 +33,7 @@ from forgetlens.errors import ForgetlensError
 from forgetlens.metrics.vulnerability import circuit_weights, load_measurements, measure, save_measurements
 from forgetlens.models.heads import HeadLayout
 from forgetlens.models.loading import configure_threads, load_model
-from forgetlens.tasks.registry import default_task_names, get_task, task_names
+from forgetlens.tasks.registry import chosen_task_names, get_task, task_names
 from forgetlens.training.checkpoints import checkpoint_dirs, load_checkpoint, prepare_run_dir
 from forgetlens.training.finetune import METHODS, finetune, finetune_problems, trainer_kind
 from forgetlens.utils import (atomic_write_text, is_main_process, progress, silence_known_warnings, versions,
@@ -114,7 +114,7 @@ class Study:
 
     def __init__(self, cfg: StudyConfig, run_dir: Path, log=print, jobs: int = 1):
         self.cfg, self.run_dir, self.log, self.jobs = cfg, Path(run_dir), log, jobs
-        self.tasks = [get_task(t) for t in (cfg.tasks or default_task_names())]
+        self.tasks = [get_task(t) for t in chosen_task_names(cfg.tasks)]
         self._base = None
         self._base_circuits: dict[str, BaseCircuit] = {}
         self.timings = self._read_json("timings.json") or {}

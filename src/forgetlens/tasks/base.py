@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from forgetlens.errors import ForgetlensError
+from forgetlens.utils import right_pad
 
 
 @dataclass(frozen=True)
@@ -139,15 +140,9 @@ def encode_examples(tokenizer, examples: list[TaskExample], task: str) -> TaskBa
         corrupted.append(x)
         answers.append(a)
         distractors.append(d)
-    n, width = len(clean), max(len(c) for c in clean)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    clean_ids = torch.full((n, width), pad, dtype=torch.long)
-    corrupted_ids = torch.full((n, width), pad, dtype=torch.long)
-    mask = torch.zeros((n, width), dtype=torch.long)
-    for i, (c, x) in enumerate(zip(clean, corrupted)):
-        clean_ids[i, : len(c)] = torch.tensor(c)
-        corrupted_ids[i, : len(x)] = torch.tensor(x)
-        mask[i, : len(c)] = 1
+    clean_ids, mask = right_pad(clean, pad)  # [batch, pos]
+    corrupted_ids, _ = right_pad(corrupted, pad)  # same lengths, so the same mask
     return TaskBatch(
         task=task,
         clean_ids=clean_ids,

@@ -31,6 +31,11 @@ def default_task_names() -> list[str]:
     return list(DEFAULT_TASKS)
 
 
+def chosen_task_names(*choices: list[str] | None) -> list[str]:
+    """The first non-empty list of task names in ``choices`` (most specific first), else the default set."""
+    return list(next((c for c in choices if c), DEFAULT_TASKS))
+
+
 def get_task(name: str) -> PriorTask:
     """The task called ``name``; a ForgetlensError listing the known names otherwise."""
     if name not in TASKS:

@@ -29,7 +29,7 @@ from forgetlens.config import (METHODS, FinetuneConfig, MonitorConfig, PreserveC
 from forgetlens.errors import ForgetlensError
 from forgetlens.metrics.behaviour import chat_prompts, forward_kl, generate, prior_behaviour, target_accuracy
 from forgetlens.models.loading import configure_threads, load_model
-from forgetlens.tasks.registry import default_task_names, get_task, task_names
+from forgetlens.tasks.registry import chosen_task_names, get_task, task_names
 from forgetlens.training.checkpoints import checkpoint_dirs, load_checkpoint, prepare_run_dir
 from forgetlens.training.data import conversational_rows, target_splits, training_schedule
 from forgetlens.training.regularizers import build_regularizers, regularizer_problems
@@ -124,9 +124,10 @@ def train(cfg: FinetuneConfig, run_dir: Path, resume: bool, log=print) -> dict:
         from forgetlens.training.monitor import CircuitMonitor
 
         mon = cfg.monitor
-        monitor = CircuitMonitor(load_model(cfg.model).model, tokenizer, tasks=mon.tasks or cfg.prior_tasks,
-                                 every=mon.every, n_prompts=mon.n_prompts, threshold=mon.threshold,
-                                 action=mon.action, seed=cfg.seed).attach(trainer)
+        monitor = CircuitMonitor(load_model(cfg.model).model, tokenizer,
+                                 tasks=chosen_task_names(mon.tasks, cfg.prior_tasks), every=mon.every,
+                                 n_prompts=mon.n_prompts, threshold=mon.threshold, action=mon.action,
+                                 seed=cfg.seed).attach(trainer)
     resume_from = None
     trained = [d for s, d in checkpoint_dirs(run_dir) if s > 0 and (d / "trainer_state.json").exists()]
     if resume and trained:
@@ -168,7 +169,7 @@ def evaluate_checkpoints(cfg: FinetuneConfig, run_dir: Path, log=print) -> list[
     configure_threads(base.model, cfg.threads)
     tokenizer = base.tokenizer
     _, eval_records = target_splits(cfg)
-    tasks = [get_task(t) for t in cfg.prior_tasks or default_task_names()]
+    tasks = [get_task(t) for t in chosen_task_names(cfg.prior_tasks)]
     prompts = chat_prompts(tokenizer, eval_records)
     kl_prompts = [p for p in prompts for _ in range(cfg.kl_samples)]
     samples = generate(base.model, tokenizer, kl_prompts, cfg.max_new_tokens, sample=True, seed=cfg.seed)

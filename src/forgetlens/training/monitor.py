@@ -118,7 +118,7 @@ class CircuitMonitor(TrainerCallback):
         from forgetlens.circuits.circuit import head_mask, score_heads
         from forgetlens.circuits.discover import discover_circuit, task_splits
         from forgetlens.config import DiscoveryConfig
-        from forgetlens.tasks.registry import default_task_names, get_task, task_names
+        from forgetlens.tasks.registry import chosen_task_names, get_task, task_names
 
         if every < 1:
             raise ForgetlensError(f"monitor every: expected a positive number of steps, got {every}")
@@ -135,7 +135,7 @@ class CircuitMonitor(TrainerCallback):
         self._pending: dict[str, float] = {}
         self.watched: dict[str, _Watched] = {}
         start = time.perf_counter()
-        for name in tasks or default_task_names():
+        for name in chosen_task_names(tasks):
             task = get_task(name)
             # a task this tokenizer cannot render fails here, with the task and the word named
             prompts = encode_examples(tokenizer, task.examples(n_prompts, seed + 53), name)

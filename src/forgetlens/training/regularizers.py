@@ -62,9 +62,9 @@ def regularizer_problems(cfg: FinetuneConfig, prefix: str = "") -> list[str]:
 
 def _tasks(names: list[str] | None, cfg: FinetuneConfig) -> list[PriorTask]:
     """``names``, else the run's ``prior_tasks``, else the default set."""
-    from forgetlens.tasks.registry import default_task_names, get_task
+    from forgetlens.tasks.registry import chosen_task_names, get_task
 
-    return [get_task(t) for t in (names or cfg.prior_tasks or default_task_names())]
+    return [get_task(t) for t in chosen_task_names(names, cfg.prior_tasks)]
 
 
 def protected_heads(base, tokenizer, layout: HeadLayout, cfg: FinetuneConfig) -> dict[str, torch.Tensor]:
