@@ -29,9 +29,12 @@ Measured on 2026-11-24 (one build, seed 0; 1,988 s of training):
   - target accuracy: SFT 0.167 → 0.313 / 0.479 / 0.427 at steps 40 / 80 / 120; RL 0.167 → 0.240 / 0.292 / 0.344.
   - IOI accuracy retention at step 120: SFT 0.548, RL 0.984.
 
-So held-out facts do adapt under this design. It does not yet give a usable default: the base is below chance
-and IOI is lost. Possible next steps: draw distractors from the target pool only, and give IOI a larger share
-or its own consolidation stage.
+The adaptation was a shortcut (checked the same day): objects of the target pool only ever appear in
+pretraining as wrong options, so the base is below chance and fine-tuning learns "pick the option from the
+unasked pool". With distractors drawn from the target pool only, the base scores 0.25 and the step-120
+checkpoints 0.29 (SFT) and 0.27 (RL) on all target questions, trained ones included. A rebuild with
+distractors from the answer's own pool (branch ``experiment/pool-split``) stays at chance on the target and
+does not adapt at any learning rate; the README ("What the default study found") has the numbers.
 """
 
 from __future__ import annotations
