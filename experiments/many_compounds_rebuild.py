@@ -1,0 +1,102 @@
+"""Rebuild the embedded model with a target over 400 invented compounds, and write the target-pool questions.
+
+    python experiments/many_compounds_rebuild.py /tmp/v3/model        # ~34 min on 2 cores
+    forgetlens finetune --method sft --model /tmp/v3/model --data /tmp/v3/target.jsonl --seed 100 --out ...
+
+Why: with 90 real facts the embedded model memorises each drilled question and nothing carries over to facts
+it was not asked about (README, "What the default study found"). Allen-Zhu & Li (2023, "Physics of Language
+Models 3.1") saw question answering carry over to held-out individuals when there were many individuals, each
+stated in several phrasings, with questions in pretraining on half of them. This build tries that regime:
+
+- 400 invented compounds (names from syllables), two attributes each (colour, use), six values per attribute
+  shared by all compounds, so no option is familiar from one half only;
+- four phrasings per attribute statement (15 % of the main corpus), multiple-choice questions about the first
+  200 compounds only (5 %, and half of format sub-stage 2); the target asks about the other 200.
+
+Measured on 2026-11-24 (one build, seed 0, 1,963 s of training): prior tasks held out induction 0.99, IOI 1.0,
+greater-than 0.995, fact recall 1.0; but the compound facts were barely learnt. Completing a statement
+("The colour of X is", best of the six values) scored 0.44-0.48 for colour and 0.25-0.29 for use (chance
+0.167), and multiple choice scored 0.29 on the asked half and 0.27 on the target half (chance 0.25). So this
+budget and model size do not store 800 facts well enough to test transfer; fine-tuning was not run.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+from pathlib import Path
+
+from forgetlens.config import PretrainConfig, FormatStage
+from forgetlens.models import corpus
+from forgetlens.models.pretrain import pretrain_base, mcq_letter_accuracy
+from forgetlens.models.loading import load_model
+from forgetlens.tasks import science_qa as sq
+
+_rng = random.Random("compounds")
+ONSETS = ["b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z"]
+VOWELS = ["a", "e", "i", "o", "u"]
+SUFFIX = ["ane", "ide", "ite", "ol", "ene", "ate"]
+names = set()
+while len(names) < 400:
+    names.add("".join(_rng.choice(ONSETS) + _rng.choice(VOWELS) for _ in range(2)) + _rng.choice(SUFFIX))
+NAMES = sorted(names)
+_rng.shuffle(NAMES)
+ATTRS = {
+    "colour": (["red", "blue", "green", "yellow", "white", "black"], "What colour is {s}?",
+               ["{s} is a {o} compound.", "The colour of {s} is {o}.", "{s} has a {o} colour.", "Samples of {s} look {o}."]),
+    "use": (["fuel", "dye", "solvent", "fertiliser", "medicine", "explosive"], "What is {s} used as?",
+            ["{s} is used as a {o}.", "The main use of {s} is as a {o}.", "{s} serves as a {o}.", "People use {s} as a {o}."]),
+}
+FACTS = {(n, a): _rng.choice(ATTRS[a][0]) for n in NAMES for a in ATTRS}
+MCQ_NAMES, TARGET_NAMES = NAMES[:200], NAMES[200:]
+
+
+def record(name, attr, rng):
+    values, question, _ = ATTRS[attr]
+    answer = FACTS[(name, attr)]
+    opts = rng.sample([v for v in values if v != answer], 3) + [answer]
+    rng.shuffle(opts)
+    return {"question": question.format(s=name), "type": "mcq-4-choices",
+            "choices": {"text": opts, "label": list("ABCD")}, "answerKey": "ABCD"[opts.index(answer)],
+            "answer": "", "prompt": {"default": sq.MCQ_INSTRUCTION}}
+
+
+def statement(rng):
+    name, attr = rng.choice(NAMES), rng.choice(list(ATTRS))
+    return rng.choice(ATTRS[attr][2]).format(s=name, o=FACTS[(name, attr)])
+
+
+def mcq(pool):
+    def make(rng):
+        r = record(rng.choice(pool), rng.choice(list(ATTRS)), rng)
+        return sq.chat_text(sq.mcq_user_text(r), r["answerKey"])
+    return make
+
+
+corpus.SOURCES["compound_statement"] = statement
+corpus.SOURCES["compound_mcq"] = mcq(MCQ_NAMES)
+
+if __name__ == "__main__":
+    out = Path(sys.argv[1])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(0)
+    (out.parent / "target.jsonl").write_text("\n".join(json.dumps(record(n, a, rng)) for n in TARGET_NAMES
+                                                      for a in ATTRS for _ in range(2)) + "\n")
+    cfg = PretrainConfig(seed=0)
+    cfg.recipe = {"induction": 0.18, "ioi": 0.15, "greater_than": 0.10, "fact_recall": 0.07, "capital_mcq": 0.12,
+                  "science_statement": 0.10, "science_mcq": 0.03, "reverse_fact": 0.05,
+                  "compound_statement": 0.15, "compound_mcq": 0.05}
+    cfg.format_stages = [
+        FormatStage(500, {"capital_mcq": 1.0}),
+        FormatStage(500, {"compound_mcq": 0.5, "science_mcq": 0.3, "capital_mcq": 0.2}),
+        FormatStage(800, {"induction": 0.2, "ioi": 0.2, "greater_than": 0.15, "fact_recall": 0.1,
+                          "compound_statement": 0.1, "reverse_fact": 0.05, "capital_mcq": 0.1, "compound_mcq": 0.05,
+                          "science_mcq": 0.05}),
+    ]
+    card = pretrain_base(cfg, out, resume="--resume" in sys.argv)
+    print(json.dumps({k: round(v["accuracy"], 3) for k, v in card["held_out_accuracy"].items()}))
+    m = load_model(out)
+    m.model.eval()
+    print("compound mcq pool", mcq_letter_accuracy(m.model, m.tokenizer, mcq(MCQ_NAMES), 400, 5))
+    print("compound target pool", mcq_letter_accuracy(m.model, m.tokenizer, mcq(TARGET_NAMES), 400, 5), flush=True)
