@@ -16,8 +16,9 @@ stated in several phrasings, with questions in pretraining on half of them. This
 Measured on 2026-11-24 (one build, seed 0, 1,963 s of training): prior tasks held out induction 0.99, IOI 1.0,
 greater-than 0.995, fact recall 1.0; but the compound facts were barely learnt. Completing a statement
 ("The colour of X is", best of the six values) scored 0.44-0.48 for colour and 0.25-0.29 for use (chance
-0.167), and multiple choice scored 0.29 on the asked half and 0.27 on the target half (chance 0.25). So this
-budget and model size do not store 800 facts well enough to test transfer; fine-tuning was not run.
+0.167), and multiple choice scored 0.29 on the asked half and 0.27 on the target half (chance 0.25). SFT on
+the target half (seed 100, 120 steps, 240 held-out records) did not move it: 0.229 -> 0.233 at lr 1e-4 and
+0.246 at 3e-4. This budget and model size do not store 800 facts well enough to test transfer.
 """
 
 from __future__ import annotations
