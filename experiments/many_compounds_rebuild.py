@@ -1,6 +1,7 @@
 """Rebuild the embedded model with a target over 400 invented compounds, and write the target-pool questions.
 
     python experiments/many_compounds_rebuild.py /tmp/v3/model        # ~34 min on 2 cores
+    COMPOUNDS=240 ATTRIBUTES=colour python experiments/many_compounds_rebuild.py /tmp/v4/model
     forgetlens finetune --method sft --model /tmp/v3/model --data /tmp/v3/target.jsonl --seed 100 --out ...
 
 Why: with 90 real facts the embedded model memorises each drilled question and nothing carries over to facts
@@ -19,11 +20,19 @@ greater-than 0.995, fact recall 1.0; but the compound facts were barely learnt. 
 0.167), and multiple choice scored 0.29 on the asked half and 0.27 on the target half (chance 0.25). SFT on
 the target half (seed 100, 120 steps, 240 held-out records) did not move it: 0.229 -> 0.233 at lr 1e-4 and
 0.246 at 3e-4. This budget and model size do not store 800 facts well enough to test transfer.
+
+A second build with ``COMPOUNDS=240 ATTRIBUTES=colour`` (240 facts, so about 3x the exposures each; 1,960 s)
+stored them better: statement completion 0.68 on the asked half and 0.66 on the target half (six-way, chance
+0.167). Multiple choice reached 0.415 on the asked half but stayed at 0.29 on the target half, so reading a
+fact still did not make it answerable. SFT on the target half (36 held-out compounds x 2 option orders): 0.167
+-> 0.25 at lr 1e-4 and 0.25 (best 0.32) at 3e-4, within noise of 72 records. This build also lost induction
+(0.37) and IOI (0.21) in the format stage, which has no consolidation here.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import random
 import sys
 from pathlib import Path
@@ -39,7 +48,8 @@ ONSETS = ["b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z"]
 VOWELS = ["a", "e", "i", "o", "u"]
 SUFFIX = ["ane", "ide", "ite", "ol", "ene", "ate"]
 names = set()
-while len(names) < 400:
+N_COMPOUNDS = int(os.environ.get("COMPOUNDS", "400"))
+while len(names) < N_COMPOUNDS:
     names.add("".join(_rng.choice(ONSETS) + _rng.choice(VOWELS) for _ in range(2)) + _rng.choice(SUFFIX))
 NAMES = sorted(names)
 _rng.shuffle(NAMES)
@@ -49,8 +59,9 @@ ATTRS = {
     "use": (["fuel", "dye", "solvent", "fertiliser", "medicine", "explosive"], "What is {s} used as?",
             ["{s} is used as a {o}.", "The main use of {s} is as a {o}.", "{s} serves as a {o}.", "People use {s} as a {o}."]),
 }
+ATTRS = {a: ATTRS[a] for a in os.environ.get("ATTRIBUTES", "colour,use").split(",")}
 FACTS = {(n, a): _rng.choice(ATTRS[a][0]) for n in NAMES for a in ATTRS}
-MCQ_NAMES, TARGET_NAMES = NAMES[:200], NAMES[200:]
+MCQ_NAMES, TARGET_NAMES = NAMES[:N_COMPOUNDS // 2], NAMES[N_COMPOUNDS // 2:]
 
 
 def record(name, attr, rng):
