@@ -2,6 +2,7 @@
 
     python experiments/many_compounds_rebuild.py /tmp/v3/model        # ~34 min on 2 cores
     COMPOUNDS=240 ATTRIBUTES=colour python experiments/many_compounds_rebuild.py /tmp/v4/model
+    COMPOUNDS=240 ATTRIBUTES=colour python experiments/many_compounds_rebuild.py --measure /tmp/v4/model
     forgetlens finetune --method sft --model /tmp/v3/model --data /tmp/v3/target.jsonl --seed 100 --out ...
 
 Why: with 90 real facts the embedded model memorises each drilled question and nothing carries over to facts
@@ -15,11 +16,12 @@ stated in several phrasings, with questions in pretraining on half of them. This
   200 compounds only (5 %, and half of format sub-stage 2); the target asks about the other 200.
 
 Measured on 2026-11-24 (one build, seed 0, 1,963 s of training): prior tasks held out induction 0.99, IOI 1.0,
-greater-than 0.995, fact recall 1.0; but the compound facts were barely learnt. Completing a statement
-("The colour of X is", best of the six values) scored 0.44-0.48 for colour and 0.25-0.29 for use (chance
-0.167), and multiple choice scored 0.29 on the asked half and 0.27 on the target half (chance 0.25). SFT on
-the target half (seed 100, 120 steps, 240 held-out records) did not move it: 0.229 -> 0.233 at lr 1e-4 and
-0.246 at 3e-4. This budget and model size do not store 800 facts well enough to test transfer.
+greater-than 0.995, fact recall 1.0; but the compound facts were barely learnt. Completing a statement ("The
+colour of X is", best of the six values, all 200 compounds of a half) scored 0.48-0.50 for colour and
+0.25-0.28 for use (chance 0.167), and multiple choice scored 0.29 on the asked half and 0.27 on the target
+half (chance 0.25). SFT on the target half (seed 100, 120 steps, 240 held-out records) did not move it: 0.229
+-> 0.233 at lr 1e-4 and 0.246 at 3e-4. This budget and model size do not store 800 facts well enough to test
+transfer.
 
 A second build with ``COMPOUNDS=240 ATTRIBUTES=colour`` (240 facts, so about 3x the exposures each; 1,960 s)
 stored them better: statement completion 0.68 on the asked half and 0.66 on the target half (six-way, chance
@@ -89,7 +91,32 @@ def mcq(pool):
 corpus.SOURCES["compound_statement"] = statement
 corpus.SOURCES["compound_mcq"] = mcq(MCQ_NAMES)
 
+
+def measure(model_dir: Path) -> None:
+    """Letter accuracy on each half's questions, and statement completion (best of the attribute's values)."""
+    import torch
+
+    loaded = load_model(model_dir)
+    model, tokenizer = loaded.model, loaded.tokenizer
+    model.eval()
+    for half, names in [("asked half", MCQ_NAMES), ("target half", TARGET_NAMES)]:
+        print(half, "multiple choice", mcq_letter_accuracy(model, tokenizer, mcq(names), 400, 5))
+        for attr, (values, _, phrasings) in ATTRS.items():
+            ids = [tokenizer(" " + v, add_special_tokens=False)["input_ids"][0] for v in values]
+            prefix = phrasings[1].split(" {o}")[0]  # "The colour of {s} is", "The main use of {s} is as a"
+            correct = 0
+            for name in names:
+                x = tokenizer(prefix.format(s=name), return_tensors="pt", add_special_tokens=False)["input_ids"]
+                with torch.no_grad():
+                    best = int(model(input_ids=x).logits[0, -1, ids].argmax())
+                correct += values[best] == FACTS[(name, attr)]
+            print(half, attr, "statement completion", round(correct / len(names), 3), flush=True)
+
+
 if __name__ == "__main__":
+    if sys.argv[1] == "--measure":
+        measure(Path(sys.argv[2]))
+        sys.exit()
     out = Path(sys.argv[1])
     out.parent.mkdir(parents=True, exist_ok=True)
     rng = random.Random(0)
@@ -108,7 +135,4 @@ if __name__ == "__main__":
     ]
     card = pretrain_base(cfg, out, resume="--resume" in sys.argv)
     print(json.dumps({k: round(v["accuracy"], 3) for k, v in card["held_out_accuracy"].items()}))
-    m = load_model(out)
-    m.model.eval()
-    print("compound mcq pool", mcq_letter_accuracy(m.model, m.tokenizer, mcq(MCQ_NAMES), 400, 5))
-    print("compound target pool", mcq_letter_accuracy(m.model, m.tokenizer, mcq(TARGET_NAMES), 400, 5), flush=True)
+    measure(out)

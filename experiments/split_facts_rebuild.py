@@ -1,6 +1,7 @@
 """Rebuild the embedded model with the science facts split into two pools, and write the target-pool questions.
 
     python experiments/split_facts_rebuild.py /tmp/rebuild/model          # ~35 min on 2 cores
+    python experiments/split_facts_rebuild.py --score /tmp/rebuild/model /tmp/rebuild/sft/checkpoints/checkpoint-120
     forgetlens finetune --method sft --model /tmp/rebuild/model --data /tmp/rebuild/target.jsonl \
         --seed 100 --checkpoint-every 40 --out /tmp/rebuild/sft           # and --method rl
 
@@ -82,7 +83,35 @@ def mcq_pool_question(rng: random.Random) -> str:
     return science_qa.chat_text(science_qa.mcq_user_text(record), record["answerKey"])
 
 
+def target_question(distractor_facts: list[tuple[str, str, str]]):
+    """A corpus-style source of target-pool questions whose distractors come from ``distractor_facts``."""
+    def make(rng: random.Random) -> str:
+        relation, subject, obj = rng.choice(TARGET_FACTS)
+        wrong = rng.sample([o for rel, _, o in distractor_facts if rel == relation and o != obj], 3)
+        options = wrong + [obj]
+        rng.shuffle(options)
+        record = {"question": science_qa.RELATIONS[relation][1].format(s=subject),
+                  "choices": {"text": options, "label": science_qa.LETTERS}}
+        return science_qa.chat_text(science_qa.mcq_user_text(record), science_qa.LETTERS[options.index(obj)])
+    return make
+
+
+def score(paths: list[str]) -> None:
+    """The shortcut check: target-pool letter accuracy with distractors from all facts vs the target pool only."""
+    from forgetlens.models.loading import load_model
+    from forgetlens.models.pretrain import mcq_letter_accuracy
+
+    for path in paths:
+        loaded = load_model(path)
+        loaded.model.eval()
+        accuracy = {name: mcq_letter_accuracy(loaded.model, loaded.tokenizer, target_question(facts), 400, 5)
+                    for name, facts in [("all facts", FACTS), ("target pool", TARGET_FACTS)]}
+        print(path, "distractors from", accuracy, flush=True)
+
+
 def main() -> None:
+    if sys.argv[1] == "--score":
+        return score(sys.argv[2:])
     out = Path(sys.argv[1])
     corpus.SOURCES["science_statement"] = statement
     corpus.SOURCES["science_mcq"] = mcq_pool_question
