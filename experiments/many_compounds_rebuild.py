@@ -23,7 +23,7 @@ half (chance 0.25). SFT on the target half (seed 100, 120 steps, 240 held-out re
 -> 0.233 at lr 1e-4 and 0.246 at 3e-4. This budget and model size do not store 800 facts well enough to test
 transfer.
 
-A second build with ``COMPOUNDS=240 ATTRIBUTES=colour`` (240 facts, so about 3x the exposures each; 1,960 s)
+A second build with ``COMPOUNDS=240 ATTRIBUTES=colour`` (240 facts, so about 3x the exposures each; 2,040 s)
 stored them better: statement completion 0.68 on the asked half and 0.66 on the target half (six-way, chance
 0.167). Multiple choice reached 0.415 on the asked half but stayed at 0.29 on the target half, so reading a
 fact still did not make it answerable. SFT on the target half (36 held-out compounds x 2 option orders): 0.167
