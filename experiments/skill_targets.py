@@ -1,0 +1,169 @@
+"""Target tasks that need a skill rather than a fact, tried on the shipped model (2026-11-24; README, "What
+the default study found").  Writes SciKnowEval-format JSONL for ``forgetlens finetune --data``:
+
+    python experiments/skill_targets.py open-book OUT.jsonl [--distractor-statement]
+    python experiments/skill_targets.py compare OUT.jsonl
+    python experiments/skill_targets.py substage OUT_DIR [--steps 400] [--share 0.25] [--lr 1e-3]
+    forgetlens finetune --method sft --data OUT.jsonl --seed 100 --lr 1e-4 --checkpoint-every 40 --out RUN
+
+- ``open-book``: every fact of the built-in table, 8 option orders each, after a SciQ-style support line stating
+  the fact.  With ``--distractor-statement`` the line also states one other fact of the same relation (fixed per
+  fact, order fixed per fact) whose object is always a wrong option, so matching the option to the support is
+  not enough: the subject has to be matched too.  The support is part of the question text, so ``finetune``'s
+  split by question text holds each fact out whole.  Measured: base 0.250 / 0.245 (without / with the
+  distractor statement); SFT 120 steps: 0.361 (lr 1e-4), 0.343 (3e-4), 0.329 (1e-3, IOI retention 0.36) /
+  0.324 (1e-4).
+- ``compare``: "Four samples have a mass of 2, 0, 1 and 3 kg. Which mass is the smallest?" over every set of
+  four distinct digits, four quantities, largest or smallest; held-out questions are new digit sets.
+  Measured: base 0.024 (it rarely answers with a letter); SFT 0.325 (lr 1e-4), 0.381 (3e-4).
+- ``substage``: continues the shipped model for ``--steps`` steps on the final pretraining sub-stage's mixture
+  plus a ``--share`` of open-book questions about invented people (support: two statements such as "Mary lives
+  in Oslo. John lives in Lima."), to see whether the open-book skill forms at all.  Measured (400 steps, share
+  0.25, lr 1e-3): invented open-book 0.255, science open-book 0.237 / 0.267, prior tasks 0.975-1.0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import random
+import shutil
+from pathlib import Path
+
+from forgetlens.tasks import science_qa
+from forgetlens.tasks.vocab import CAPITALS, COPY_WORDS, NAMES, OBJECTS
+
+
+def _record(question: str, options: list[str], answer: str, subtask: str) -> dict:
+    return {"question": question, "type": "mcq-4-choices",
+            "choices": {"text": options, "label": list(science_qa.LETTERS)},
+            "answerKey": science_qa.LETTERS[options.index(answer)], "answer": "",
+            "prompt": {"default": science_qa.MCQ_INSTRUCTION}, "details": {"subtask": subtask}}
+
+
+def open_book_records(distractor_statement: bool, seed: int = 0) -> list[dict]:
+    """Science facts asked after a support line (see the module docstring)."""
+    rng = random.Random(f"open-book:{seed}")
+    out = []
+    for relation, subject, obj in science_qa.science_facts():
+        facts, question, statement = science_qa.RELATIONS[relation]
+        support, other = [statement.format(s=subject, o=obj)], None
+        if distractor_statement:
+            other_subject, other = rng.choice([(s, o) for s, o in facts if o != obj])
+            support.append(statement.format(s=other_subject, o=other))
+            rng.shuffle(support)
+        for _ in range(8):
+            record = science_qa.mcq_record(relation, subject, obj, rng)
+            texts = record["choices"]["text"]
+            if other is not None and other not in texts:
+                texts[texts.index(rng.choice([t for t in texts if t != obj]))] = other
+            record["question"] = " ".join(support) + "\n" + question.format(s=subject)
+            out.append(record)
+    return out
+
+
+def compare_records(seed: int = 0) -> list[dict]:
+    """Which of four quantities is the largest / smallest (see the module docstring)."""
+    rng = random.Random(seed)
+    out = []
+    for quantity, unit in [("mass", "kg"), ("length", "m"), ("time", "s"), ("temperature", "K")]:
+        for digits in itertools.combinations(range(10), 4):
+            values = list(digits)
+            rng.shuffle(values)
+            ask = rng.choice(["largest", "smallest"])
+            answer = max(values) if ask == "largest" else min(values)
+            question = (f"Four samples have a {quantity} of {values[0]}, {values[1]}, {values[2]} and {values[3]} "
+                        f"{unit}. Which {quantity} is the {ask}?")
+            options = [f"{v} {unit}" for v in values]
+            rng.shuffle(options)
+            out.append(_record(question, options, f"{answer} {unit}", "compare"))
+    return out
+
+
+INVENTED = [("{n} lives in {o}.", "Where does {n} live?", [c for _, c in CAPITALS]),
+            ("{n} has a {o}.", "What does {n} have?", OBJECTS),
+            ("{n} likes the {o}.", "What does {n} like?", COPY_WORDS)]
+
+
+def invented_open_book_document(rng: random.Random) -> str:
+    """An open-book question about invented people, in chat format, answered with its letter."""
+    statement, question, objects = rng.choice(INVENTED)
+    asked, other = rng.sample(NAMES, 2)
+    answer, other_object, *wrong = rng.sample(objects, 4)
+    support = [statement.format(n=asked, o=answer), statement.format(n=other, o=other_object)]
+    rng.shuffle(support)
+    options = [answer, other_object, *wrong]
+    rng.shuffle(options)
+    record = _record(" ".join(support) + "\n" + question.format(n=asked), options, answer, "invented")
+    return science_qa.chat_text(science_qa.mcq_user_text(record), record["answerKey"])
+
+
+def substage(out: Path, steps: int, share: float, lr: float) -> None:
+    """Continue the shipped model with open-book documents mixed in; print the accuracies it reaches."""
+    import torch
+
+    from forgetlens.config import PretrainConfig
+    from forgetlens.models import corpus, load_model
+    from forgetlens.models.pretrain import BucketedStream, _step, evaluate_base, mcq_letter_accuracy
+
+    corpus.SOURCES["invented_open_book"] = invented_open_book_document
+    cfg = PretrainConfig()
+    recipe = {name: s * (1 - share) for name, s in cfg.format_stages[-1].recipe.items()}
+    recipe["invented_open_book"] = share
+    loaded = load_model("embedded")
+    model, tokenizer = loaded.model, loaded.tokenizer
+    torch.set_num_threads(cfg.threads)
+    rng = random.Random("probe")  # the seed the measured run used
+    stream = BucketedStream(tokenizer, corpus.documents(recipe, rng), cfg.batch_size, cfg.max_len, rng)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
+    model.train()
+    for step in range(steps):
+        for group in opt.param_groups:
+            group["lr"] = lr * min(1.0, (step + 1) / cfg.warmup)
+        loss = _step(model, opt, *stream.next_batch())
+        if step % 100 == 0:
+            print(f"step {step}: loss {loss:.3f}", flush=True)
+    model.eval()
+    for name, result in evaluate_base(model, tokenizer, 200, seed=10_000).items():
+        print(f"{name}: {result['accuracy']:.3f}")
+    print(f"invented open-book: {mcq_letter_accuracy(model, tokenizer, invented_open_book_document, 200, 1):.3f}")
+    for flag in (False, True):
+        records = open_book_records(flag)
+
+        def document(rng, records=records):
+            record = rng.choice(records)
+            return science_qa.chat_text(science_qa.mcq_user_text(record), record["answerKey"])
+
+        label = "with" if flag else "without"
+        print(f"science open-book, {label} distractor statement: "
+              f"{mcq_letter_accuracy(model, tokenizer, document, 300, 2):.3f}")
+    model.save_pretrained(str(out))
+    for path in Path(loaded.path).iterdir():
+        if path.name.startswith("tokenizer") or path.suffix == ".jinja":
+            shutil.copy(path, out / path.name)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    book = sub.add_parser("open-book")
+    book.add_argument("out", type=Path)
+    book.add_argument("--distractor-statement", action="store_true")
+    sub.add_parser("compare").add_argument("out", type=Path)
+    stage = sub.add_parser("substage")
+    stage.add_argument("out", type=Path)
+    stage.add_argument("--steps", type=int, default=400)
+    stage.add_argument("--share", type=float, default=0.25)
+    stage.add_argument("--lr", type=float, default=1e-3)
+    args = parser.parse_args()
+    if args.command == "substage":
+        substage(args.out, args.steps, args.share, args.lr)
+        return
+    rows = open_book_records(args.distractor_statement) if args.command == "open-book" else compare_records()
+    args.out.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    print(f"{len(rows)} records -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()
