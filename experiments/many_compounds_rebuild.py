@@ -68,12 +68,7 @@ MCQ_NAMES, TARGET_NAMES = NAMES[:N_COMPOUNDS // 2], NAMES[N_COMPOUNDS // 2:]
 
 def record(name, attr, rng):
     values, question, _ = ATTRS[attr]
-    answer = FACTS[(name, attr)]
-    opts = rng.sample([v for v in values if v != answer], 3) + [answer]
-    rng.shuffle(opts)
-    return {"question": question.format(s=name), "type": "mcq-4-choices",
-            "choices": {"text": opts, "label": list("ABCD")}, "answerKey": "ABCD"[opts.index(answer)],
-            "answer": "", "prompt": {"default": sq.MCQ_INSTRUCTION}}
+    return sq.choice_record(question.format(s=name), FACTS[(name, attr)], values, rng)
 
 
 def statement(rng):
@@ -83,8 +78,7 @@ def statement(rng):
 
 def mcq(pool):
     def make(rng):
-        r = record(rng.choice(pool), rng.choice(list(ATTRS)), rng)
-        return sq.chat_text(sq.mcq_user_text(r), r["answerKey"])
+        return sq.chat_mcq_document(record(rng.choice(pool), rng.choice(list(ATTRS)), rng))
     return make
 
 

@@ -35,13 +35,6 @@ from forgetlens.tasks import science_qa
 from forgetlens.tasks.vocab import CAPITALS, COPY_WORDS, NAMES, OBJECTS
 
 
-def _record(question: str, options: list[str], answer: str, subtask: str) -> dict:
-    return {"question": question, "type": "mcq-4-choices",
-            "choices": {"text": options, "label": list(science_qa.LETTERS)},
-            "answerKey": science_qa.LETTERS[options.index(answer)], "answer": "",
-            "prompt": {"default": science_qa.MCQ_INSTRUCTION}, "details": {"subtask": subtask}}
-
-
 def open_book_records(distractor_statement: bool, seed: int = 0) -> list[dict]:
     """Science facts asked after a support line (see the module docstring)."""
     rng = random.Random(f"open-book:{seed}")
@@ -77,7 +70,7 @@ def compare_records(seed: int = 0) -> list[dict]:
                         f"{unit}. Which {quantity} is the {ask}?")
             options = [f"{v} {unit}" for v in values]
             rng.shuffle(options)
-            out.append(_record(question, options, f"{answer} {unit}", "compare"))
+            out.append(science_qa.options_record(question, options, f"{answer} {unit}", subtask="compare"))
     return out
 
 
@@ -95,8 +88,8 @@ def invented_open_book_document(rng: random.Random) -> str:
     rng.shuffle(support)
     options = [answer, other_object, *wrong]
     rng.shuffle(options)
-    record = _record(" ".join(support) + "\n" + question.format(n=asked), options, answer, "invented")
-    return science_qa.chat_text(science_qa.mcq_user_text(record), record["answerKey"])
+    question_text = " ".join(support) + "\n" + question.format(n=asked)
+    return science_qa.chat_mcq_document(science_qa.options_record(question_text, options, answer))
 
 
 def substage(out: Path, steps: int, share: float, lr: float) -> None:
@@ -133,7 +126,7 @@ def substage(out: Path, steps: int, share: float, lr: float) -> None:
 
         def document(rng, records=records):
             record = rng.choice(records)
-            return science_qa.chat_text(science_qa.mcq_user_text(record), record["answerKey"])
+            return science_qa.chat_mcq_document(record)
 
         label = "with" if flag else "without"
         print(f"science open-book, {label} distractor statement: "

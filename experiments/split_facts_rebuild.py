@@ -87,12 +87,9 @@ def target_question(distractor_facts: list[tuple[str, str, str]]):
     """A corpus-style source of target-pool questions whose distractors come from ``distractor_facts``."""
     def make(rng: random.Random) -> str:
         relation, subject, obj = rng.choice(TARGET_FACTS)
-        wrong = rng.sample([o for rel, _, o in distractor_facts if rel == relation and o != obj], 3)
-        options = wrong + [obj]
-        rng.shuffle(options)
-        record = {"question": science_qa.RELATIONS[relation][1].format(s=subject),
-                  "choices": {"text": options, "label": science_qa.LETTERS}}
-        return science_qa.chat_text(science_qa.mcq_user_text(record), science_qa.LETTERS[options.index(obj)])
+        candidates = [o for rel, _, o in distractor_facts if rel == relation]
+        question = science_qa.RELATIONS[relation][1].format(s=subject)
+        return science_qa.chat_mcq_document(science_qa.choice_record(question, obj, candidates, rng))
     return make
 
 

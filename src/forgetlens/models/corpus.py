@@ -15,21 +15,11 @@ from forgetlens.tasks import science_qa
 from forgetlens.tasks.registry import TASKS
 from forgetlens.tasks.vocab import CAPITALS
 
-LETTERS = science_qa.LETTERS
-
-
 def _capital_mcq(rng: random.Random) -> str:
     """Multiple-choice format on a prior fact: teaches options A-D and answering with a letter."""
     country, capital = rng.choice(CAPITALS)
-    wrong = rng.sample([c for _, c in CAPITALS if c != capital], 3)
-    options = wrong + [capital]
-    rng.shuffle(options)
-    record = {
-        "question": f"What is the capital of {country}?",
-        "choices": {"text": options, "label": LETTERS},
-        "prompt": {"default": science_qa.MCQ_INSTRUCTION},
-    }
-    return science_qa.chat_text(science_qa.mcq_user_text(record), LETTERS[options.index(capital)])
+    record = science_qa.choice_record(f"What is the capital of {country}?", capital, [c for _, c in CAPITALS], rng)
+    return science_qa.chat_mcq_document(record)
 
 
 def _reverse_fact(rng: random.Random) -> str:

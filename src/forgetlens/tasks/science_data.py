@@ -99,15 +99,8 @@ def load_sciq(path: str | Path, seed: int = 0) -> list[dict]:
         options = [correct] + [_field(obj, f"distractor{i}", where) for i in (1, 2, 3)]
         rng.shuffle(options)
         support = obj.get("support") or ""
-        records.append({
-            "question": f"{support.strip()}\n{question}".strip() if support else question,
-            "type": MCQ,
-            "choices": {"text": options, "label": list(science_qa.LETTERS)},
-            "answerKey": science_qa.LETTERS[options.index(correct)],
-            "answer": "",
-            "prompt": {"default": science_qa.MCQ_INSTRUCTION},
-            "details": {"source": str(path)},
-        })
+        question = f"{support.strip()}\n{question}".strip() if support else question
+        records.append(science_qa.options_record(question, options, correct, source=str(path)))
     if not records:
         raise ForgetlensError(f"{path}: the dataset is empty")
     return records

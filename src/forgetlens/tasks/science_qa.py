@@ -53,21 +53,39 @@ def science_facts() -> list[tuple[str, str, str]]:
     return [(rel, s, o) for rel, (facts, _, _) in RELATIONS.items() for s, o in facts]
 
 
-def mcq_record(relation: str, subject: str, answer: str, rng: random.Random) -> dict:
-    """A SciKnowEval-style 4-choice record asking for ``answer`` given ``subject``."""
-    facts, question, _ = RELATIONS[relation]
-    wrong = rng.sample([o for _, o in facts if o != answer], 3)
-    options = wrong + [answer]
-    rng.shuffle(options)
+def options_record(question: str, options: list[str], answer: str, **details) -> dict:
+    """A SciKnowEval-style 4-choice record with ``options`` in the given order; ``answer`` must be one of them."""
     return {
-        "question": question.format(s=subject),
+        "question": question,
         "type": "mcq-4-choices",
         "choices": {"text": options, "label": list(LETTERS)},
         "answerKey": LETTERS[options.index(answer)],
         "answer": "",
         "prompt": {"default": MCQ_INSTRUCTION},
-        "details": {"source": "forgetlens-synthetic", "subtask": relation},
+        "details": {"source": "forgetlens-synthetic", **details},
     }
+
+
+def choice_record(question: str, answer: str, candidates: list[str], rng: random.Random, **details) -> dict:
+    """A 4-choice record: three wrong options drawn from ``candidates``, shuffled together with ``answer``.
+
+    The draws (``rng.sample`` then ``rng.shuffle``) are part of the embedded model's recipe: changing their
+    order changes the pretraining corpus.
+    """
+    options = rng.sample([c for c in candidates if c != answer], 3) + [answer]
+    rng.shuffle(options)
+    return options_record(question, options, answer, **details)
+
+
+def mcq_record(relation: str, subject: str, answer: str, rng: random.Random) -> dict:
+    """A 4-choice record asking for ``answer`` given ``subject``; wrong options from the relation's objects."""
+    facts, question, _ = RELATIONS[relation]
+    return choice_record(question.format(s=subject), answer, [o for _, o in facts], rng, subtask=relation)
+
+
+def chat_mcq_document(record: dict) -> str:
+    """A multiple-choice record as one chat exchange answered with its key letter (pretraining corpus)."""
+    return chat_text(mcq_user_text(record), record["answerKey"])
 
 
 def mcq_user_text(record: dict) -> str:
@@ -94,5 +112,4 @@ def statement_document(rng: random.Random) -> str:
 def science_mcq_document(rng: random.Random, relation: str | None = None) -> str:
     """One science multiple-choice exchange in chat format (pretraining corpus), optionally of one relation."""
     relation, subject, obj = rng.choice([f for f in science_facts() if relation in (None, f[0])])
-    record = mcq_record(relation, subject, obj, rng)
-    return chat_text(mcq_user_text(record), record["answerKey"])
+    return chat_mcq_document(mcq_record(relation, subject, obj, rng))
