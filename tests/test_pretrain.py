@@ -1,12 +1,31 @@
-"""Building the embedded model: the format stage on top of stored stage-2 weights equals a full run."""
+"""Building the embedded model: the corpus it was trained on is pinned, and the format stage on top of stored
+stage-2 weights equals a full run."""
 
 import dataclasses
+import hashlib
+import random
 
 import torch
 from safetensors.torch import load_file
 
 from forgetlens.config import FormatStage, PretrainConfig
+from forgetlens.models import corpus
 from forgetlens.models.pretrain import pretrain_base
+
+# SHA-256 of 300 documents of every corpus source as the shipped model's build drew them.  If this fails, the
+# corpus changed, and `forgetlens pretrain-base` no longer rebuilds the shipped model: rebuild it (and its card)
+# and update the digest, or restore the draws.
+SHIPPED_CORPUS_DIGEST = "05145de5213e455b0fe7197747dd13385e5ca51a6cedb6463af27aa1da8fdc0c"
+
+
+def test_corpus_sources_draw_the_documents_the_shipped_model_was_built_from():
+    digest = hashlib.sha256()
+    for name in sorted(corpus.SOURCES):
+        rng = random.Random(f"corpus-pin:{name}")
+        for _ in range(300):
+            digest.update(corpus.SOURCES[name](rng).encode())
+    assert digest.hexdigest() == SHIPPED_CORPUS_DIGEST
+
 
 TINY = PretrainConfig(n_layers=1, n_heads=2, n_kv_heads=1, d_model=32, d_mlp=64, steps=4, curriculum_steps=2,
                       batch_size=4, warmup=2, tokenizer_docs=3000, eval_examples=4, checkpoint_every=2,
