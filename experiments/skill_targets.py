@@ -19,7 +19,8 @@ the default study found").  Writes SciKnowEval-format JSONL for ``forgetlens fin
 - ``substage``: continues the shipped model for ``--steps`` steps on the final pretraining sub-stage's mixture
   plus a ``--share`` of open-book questions about invented people (support: two statements such as "Mary lives
   in Oslo. John lives in Lima."), to see whether the open-book skill forms at all.  Measured (400 steps, share
-  0.25, lr 1e-3): invented open-book 0.255, science open-book 0.237 / 0.267, prior tasks 0.975-1.0.
+  0.25, lr 1e-3): invented open-book 0.255, science open-book 0.267 / 0.237 (without / with the distractor
+  statement), prior tasks 0.975-1.0 (rerun with this script: the same figures).
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ import argparse
 import itertools
 import json
 import random
-import shutil
 from pathlib import Path
 
 from forgetlens.tasks import science_qa
@@ -132,9 +132,7 @@ def substage(out: Path, steps: int, share: float, lr: float) -> None:
         print(f"science open-book, {label} distractor statement: "
               f"{mcq_letter_accuracy(model, tokenizer, document, 300, 2):.3f}")
     model.save_pretrained(str(out))
-    for path in Path(loaded.path).iterdir():
-        if path.name.startswith("tokenizer") or path.suffix == ".jinja":
-            shutil.copy(path, out / path.name)
+    tokenizer.save_pretrained(str(out))
 
 
 def main() -> None:

@@ -80,7 +80,7 @@ def statement(rng: random.Random) -> str:
 def mcq_pool_question(rng: random.Random) -> str:
     relation, subject, obj = rng.choice(MCQ_FACTS)
     record = science_qa.mcq_record(relation, subject, obj, rng)
-    return science_qa.chat_text(science_qa.mcq_user_text(record), record["answerKey"])
+    return science_qa.chat_mcq_document(record)
 
 
 def target_question(distractor_facts: list[tuple[str, str, str]]):
