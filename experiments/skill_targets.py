@@ -3,6 +3,8 @@ the default study found").  Writes SciKnowEval-format JSONL for ``forgetlens fin
 
     python experiments/skill_targets.py open-book OUT.jsonl [--distractor-statement]
     python experiments/skill_targets.py compare OUT.jsonl
+    python experiments/skill_targets.py filling OUT.jsonl
+    python experiments/skill_targets.py statements
     python experiments/skill_targets.py substage OUT_DIR [--steps 400] [--share 0.25] [--lr 1e-3]
     forgetlens finetune --method sft --data OUT.jsonl --seed 100 --lr 1e-4 --checkpoint-every 40 --out RUN
 
@@ -16,6 +18,11 @@ the default study found").  Writes SciKnowEval-format JSONL for ``forgetlens fin
 - ``compare``: "Four samples have a mass of 2, 0, 1 and 3 kg. Which mass is the smallest?" over every set of
   four distinct digits, four quantities, largest or smallest; held-out questions are new digit sets.
   Measured: base 0.024 (it rarely answers with a letter); SFT 0.325 (lr 1e-4), 0.381 (3e-4).
+- ``filling``: every fact of the built-in table as an open question answered with the object ("What is the
+  chemical symbol of sodium?" -> "Na"; SciKnowEval ``filling`` records, scored by normalised exact match), split
+  by fact.  The base completes every fact's statement correctly (``statements``: "The chemical symbol of sodium
+  is" -> "Na", 90 of 90, by the first token's logit among all of the relation's objects) but answers the question with option-like text.  Measured (seed 100, lr 1e-4, 120 steps): base 0.000;
+  SFT 0.000 (it learns to answer with one short token, the wrong one: "Ar" for hydrogen), RL 0.000.
 - ``substage``: continues the shipped model for ``--steps`` steps on the final pretraining sub-stage's mixture
   plus a ``--share`` of open-book questions about invented people (support: two statements such as "Mary lives
   in Oslo. John lives in Lima."), to see whether the open-book skill forms at all.  Measured (400 steps, share
@@ -54,6 +61,13 @@ def open_book_records(distractor_statement: bool, seed: int = 0) -> list[dict]:
             record["question"] = " ".join(support) + "\n" + question.format(s=subject)
             out.append(record)
     return out
+
+
+def filling_records() -> list[dict]:
+    """One open question per fact of the built-in table (see the module docstring)."""
+    return [{"question": science_qa.RELATIONS[relation][1].format(s=subject), "type": "filling", "answer": obj,
+             "prompt": {"default": "Answer the question with a name or symbol only."}}
+            for relation, subject, obj in science_qa.science_facts()]
 
 
 def compare_records(seed: int = 0) -> list[dict]:
@@ -135,6 +149,30 @@ def substage(out: Path, steps: int, share: float, lr: float) -> None:
     tokenizer.save_pretrained(str(out))
 
 
+def statement_accuracy() -> None:
+    """Print, per relation, how often the shipped model completes a fact's statement with the right object."""
+    import torch
+
+    from forgetlens.models import load_model
+
+    loaded = load_model("embedded")
+    model, tokenizer = loaded.model, loaded.tokenizer
+
+    def first_token(text: str) -> int:
+        return tokenizer(" " + text, add_special_tokens=False)["input_ids"][0]
+
+    for relation, (facts, _, statement) in science_qa.RELATIONS.items():
+        objects = sorted({o for _, o in facts})
+        correct = 0
+        for subject, obj in facts:
+            prefix = statement.format(s=subject, o="\0").split("\0")[0].rstrip()
+            ids = tokenizer(prefix, add_special_tokens=False, return_tensors="pt")["input_ids"]
+            with torch.no_grad():
+                logits = model(input_ids=ids).logits[0, -1]  # [vocab]
+            correct += max(objects, key=lambda o: logits[first_token(o)].item()) == obj
+        print(f"{relation}: {correct} of {len(facts)} statements completed with the right object")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -142,6 +180,8 @@ def main() -> None:
     book.add_argument("out", type=Path)
     book.add_argument("--distractor-statement", action="store_true")
     sub.add_parser("compare").add_argument("out", type=Path)
+    sub.add_parser("filling").add_argument("out", type=Path)
+    sub.add_parser("statements")
     stage = sub.add_parser("substage")
     stage.add_argument("out", type=Path)
     stage.add_argument("--steps", type=int, default=400)
@@ -151,7 +191,12 @@ def main() -> None:
     if args.command == "substage":
         substage(args.out, args.steps, args.share, args.lr)
         return
-    rows = open_book_records(args.distractor_statement) if args.command == "open-book" else compare_records()
+    if args.command == "statements":
+        statement_accuracy()
+        return
+    make = {"open-book": lambda: open_book_records(args.distractor_statement), "compare": compare_records,
+            "filling": filling_records}[args.command]
+    rows = make()
     args.out.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     print(f"{len(rows)} records -> {args.out}")
 

@@ -1,0 +1,122 @@
+"""A computed target partly learned in pretraining: which of four quantities is the largest / smallest.
+
+    python experiments/compare_target.py data OUT.jsonl
+    python experiments/compare_target.py substage OUT_DIR [--steps 600] [--share 0.1] [--lr 1e-3] [--every 100]
+    forgetlens finetune --method sft --model OUT_DIR/step-N --data OUT.jsonl --seed 100 --out RUN
+
+Every (quantity, set of four distinct digits) pair is assigned once, by a fixed seed, to the "pretrain" half or
+the "target" half.  ``substage`` continues the shipped model on the final pretraining sub-stage's mixture plus a
+``--share`` of comparison questions from the pretrain half only, saving the model every ``--every`` steps and
+printing its letter accuracy on target-half questions and the prior tasks.  ``data`` writes one
+SciKnowEval-format record per target-half pair, so ``finetune``'s split by question text holds out pairs that
+neither pretraining nor fine-tuning ever asked.
+
+Measured (2026-11-24; README, "What the default study found"): ``substage --share 0.5 --steps 800 --every 200``
+took target-half letter accuracy from 0.217 to 0.357 / 0.407 / 0.497 at steps 400 / 600 / 800 (``--share 0.1
+--every 100``: at most 0.300 within 600 steps).  From ``step-800`` (base 0.532 on ``finetune``'s 126 held-out
+questions, seed 100, 120 steps): SFT 0.579 / 0.563 / 0.468 and RL 0.556 / 0.476 / 0.262 at lr 1e-4 / 3e-4 / 1e-3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import random
+from pathlib import Path
+
+from forgetlens.tasks import science_qa
+
+QUANTITIES = [("mass", "kg"), ("length", "m"), ("time", "s"), ("temperature", "K")]
+
+
+def halves() -> tuple[list[tuple], list[tuple]]:
+    """(pretrain pairs, target pairs): every (quantity, unit, digit set) in exactly one half."""
+    pairs = [(q, u, digits) for q, u in QUANTITIES for digits in itertools.combinations(range(10), 4)]
+    random.Random("compare-halves").shuffle(pairs)
+    return pairs[: len(pairs) // 2], pairs[len(pairs) // 2:]
+
+
+def compare_record(quantity: str, unit: str, digits: tuple[int, ...], rng: random.Random) -> dict:
+    """One question over ``digits`` in a random order, asking for the largest or the smallest."""
+    values = list(digits)
+    rng.shuffle(values)
+    ask = rng.choice(["largest", "smallest"])
+    answer = max(values) if ask == "largest" else min(values)
+    question = (f"Four samples have a {quantity} of {values[0]}, {values[1]}, {values[2]} and {values[3]} {unit}. "
+                f"Which {quantity} is the {ask}?")
+    options = [f"{v} {unit}" for v in values]
+    rng.shuffle(options)
+    return science_qa.options_record(question, options, f"{answer} {unit}", subtask="compare")
+
+
+def target_records(seed: int = 0) -> list[dict]:
+    rng = random.Random(f"compare-target:{seed}")
+    return [compare_record(q, u, d, rng) for q, u, d in halves()[1]]
+
+
+def pretrain_document(rng: random.Random) -> str:
+    return science_qa.chat_mcq_document(compare_record(*rng.choice(halves()[0]), rng))
+
+
+def substage(out: Path, steps: int, share: float, lr: float, every: int) -> None:
+    """Continue the shipped model with comparison questions mixed in; save and score every ``every`` steps."""
+    import torch
+
+    from forgetlens.config import PretrainConfig
+    from forgetlens.models import corpus, load_model
+    from forgetlens.models.pretrain import BucketedStream, _step, evaluate_base, mcq_letter_accuracy
+
+    corpus.SOURCES["compare"] = pretrain_document
+    cfg = PretrainConfig()
+    recipe = {name: s * (1 - share) for name, s in cfg.format_stages[-1].recipe.items()}
+    recipe["compare"] = share
+    loaded = load_model("embedded")
+    model, tokenizer = loaded.model, loaded.tokenizer
+    torch.set_num_threads(cfg.threads)
+    rng = random.Random("compare-substage")
+    stream = BucketedStream(tokenizer, corpus.documents(recipe, rng), cfg.batch_size, cfg.max_len, rng)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
+    records = target_records()
+
+    def target_document(r: random.Random) -> str:
+        return science_qa.chat_mcq_document(r.choice(records))
+
+    for step in range(steps + 1):
+        if step % every == 0:
+            model.eval()
+            accuracy = mcq_letter_accuracy(model, tokenizer, target_document, 300, 3)
+            prior = {k: round(v["accuracy"], 3) for k, v in evaluate_base(model, tokenizer, 100, 10_000).items()
+                     if "/" not in k}
+            print(f"step {step}: target compare {accuracy:.3f} {prior}", flush=True)
+            model.save_pretrained(str(out / f"step-{step}"))
+            tokenizer.save_pretrained(str(out / f"step-{step}"))
+            model.train()
+        if step == steps:
+            break
+        for group in opt.param_groups:
+            group["lr"] = lr * min(1.0, (step + 1) / cfg.warmup)
+        _step(model, opt, *stream.next_batch())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("data").add_argument("out", type=Path)
+    stage = sub.add_parser("substage")
+    stage.add_argument("out", type=Path)
+    stage.add_argument("--steps", type=int, default=600)
+    stage.add_argument("--share", type=float, default=0.1)
+    stage.add_argument("--lr", type=float, default=1e-3)
+    stage.add_argument("--every", type=int, default=100)
+    args = parser.parse_args()
+    if args.command == "substage":
+        substage(args.out, args.steps, args.share, args.lr, args.every)
+        return
+    rows = target_records()
+    args.out.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    print(f"{len(rows)} records -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()
