@@ -42,7 +42,8 @@ def damaged(model, layout, heads, scale, seed=0):
     with torch.no_grad():
         for layer, block in enumerate(out.model.layers):
             o, v = block.self_attn.o_proj.weight, block.self_attn.v_proj.weight
-            o_noise, v_noise = torch.randn(o.shape, generator=g), torch.randn(v.shape, generator=g)
+            o_noise = torch.randn(o.shape, generator=g).to(o.device)  # drawn on the CPU: the same on any device
+            v_noise = torch.randn(v.shape, generator=g).to(v.device)
             o_std, v_std = o.std(), v.std()
             for l, h in heads:
                 if l == layer:
@@ -174,11 +175,12 @@ def test_local_cmap_puts_a_single_head_edit_on_that_head_only(setup):
     cols = slice(head * layout.d_head, (head + 1) * layout.d_head)
     with torch.no_grad():
         attn = tuned.model.layers[layer].self_attn
-        attn.q_proj.weight[cols] += 0.5 * torch.randn(attn.q_proj.weight[cols].shape, generator=g)
-        attn.o_proj.weight[:, cols] += 0.5 * torch.randn(attn.o_proj.weight[:, cols].shape, generator=g)
+        device = attn.q_proj.weight.device
+        attn.q_proj.weight[cols] += 0.5 * torch.randn(attn.q_proj.weight[cols].shape, generator=g).to(device)
+        attn.o_proj.weight[:, cols] += 0.5 * torch.randn(attn.o_proj.weight[:, cols].shape, generator=g).to(device)
     part = evaluation.subset(range(16))
     local = cross_model_patching(model, tuned, layout, part, "logit_diff", "local")
-    expected = run_metric(tuned, part, "logit_diff") - run_metric(model, part, "logit_diff")
+    expected = (run_metric(tuned, part, "logit_diff") - run_metric(model, part, "logit_diff")).cpu()
     torch.testing.assert_close(local[:, layer, head], expected, atol=1e-4, rtol=1e-4)
     others = torch.ones(layout.n_layers, layout.n_heads, dtype=torch.bool)
     others[layer, head] = False
@@ -194,6 +196,7 @@ def test_head_writes_reads_w_o_as_calling_the_projection_does(embedded):
     layout = HeadLayout.of(embedded.model)
     proj = layout.projections(embedded.model)[1]
     z = torch.randn(3, 5, layout.n_heads, layout.d_head, generator=torch.Generator().manual_seed(0))
+    z = z.to(proj.weight.device)
     reference = []
     for head in range(layout.n_heads):
         only = torch.zeros_like(z)

@@ -95,3 +95,21 @@ def test_hooked_head_outputs_match_manual_computation(tokenizer, arch):
     assert len(captured) == layout.n_layers
     for z, ref in zip(captured, manual):
         assert torch.allclose(layout.split(z), ref, atol=1e-5)
+
+
+def test_default_device_follows_forgetlens_device_and_names_a_bad_one(monkeypatch):
+    from forgetlens.models.loading import default_device, load_model
+
+    monkeypatch.setenv("FORGETLENS_DEVICE", "cpu")
+    assert default_device() == "cpu"
+    assert load_model("embedded").model.device.type == "cpu"
+    monkeypatch.setenv("FORGETLENS_DEVICE", "gpu0")
+    with pytest.raises(ForgetlensError, match="FORGETLENS_DEVICE='gpu0' is not a torch device"):
+        default_device()
+    if not torch.cuda.is_available():
+        monkeypatch.setenv("FORGETLENS_DEVICE", "cuda")
+        with pytest.raises(ForgetlensError, match="torch sees no CUDA device"):
+            default_device()
+    monkeypatch.delenv("FORGETLENS_DEVICE")
+    assert default_device() == ("cuda:0" if torch.cuda.is_available() else "cpu")
+

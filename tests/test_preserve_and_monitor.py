@@ -18,7 +18,7 @@ def _attention_noise(model, scale=0.01, seed=0):
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "self_attn" in name:
-                p.add_(scale * p.abs().mean() * torch.randn(p.shape, generator=gen))
+                p.add_(scale * p.abs().mean() * torch.randn(p.shape, generator=gen).to(p.device))
 
 
 def test_first_order_v_cmap_agrees_with_exact_head_local_cmap(embedded):
@@ -114,9 +114,10 @@ def test_kl_to_base_is_zero_for_the_base_and_positive_after_a_change(embedded):
     from forgetlens.training.regularizers import KLToBase
 
     term = KLToBase(copy.deepcopy(embedded.model), FinetuneConfig(method="sft-kl", kl_coef=1.0))
-    ids = torch.tensor([[5, 6, 7, 8, 9, 10]])
+    device = embedded.model.device  # the trainer hands the term inputs on the model's device
+    ids = torch.tensor([[5, 6, 7, 8, 9, 10]], device=device)
     inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids),
-              "labels": torch.tensor([[-100, -100, -100, 8, 9, 10]])}
+              "labels": torch.tensor([[-100, -100, -100, 8, 9, 10]], device=device)}
     model = copy.deepcopy(embedded.model)
     assert float(term(model, inputs, 0)) == pytest.approx(0.0, abs=1e-6)
     _attention_noise(model, scale=0.5)

@@ -201,13 +201,15 @@ def test_two_process_launch_trains_data_parallel_and_matches_one_process(tmp_pat
     rank 0 alone measures and reports, and SFT's losses equal a one-process run's."""
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(TINY_STUDY.format(model="embedded"))
-    env = {**os.environ, "FORGETLENS_QUIET": "1", "FORGETLENS_THREADS": "1"}
+    # CPU processes on any machine (a one-GPU machine cannot give each rank a GPU of its own)
+    env = {**os.environ, "FORGETLENS_QUIET": "1", "FORGETLENS_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "forgetlens",
                           "run", "--config", str(cfg), "--out", str(tmp_path / "two")],
                          capture_output=True, text=True, env=env)
     assert two.returncode == 0, two.stderr[-3000:]
     assert two.stdout.count("report: ") == 1  # only rank 0 reports
-    one = forgetlens("run", "--config", str(cfg), "--out", str(tmp_path / "one"))
+    one = subprocess.run([sys.executable, "-m", "forgetlens", "run", "--config", str(cfg), "--out", str(tmp_path / "one")],
+                         capture_output=True, text=True, env=env)
     assert one.returncode == 0, one.stderr
 
     def sft_state(run):

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import torch
 
 from forgetlens.errors import ForgetlensError
-from forgetlens.models.forward import answer_logits, run_body
+from forgetlens.models.forward import answer_logits, model_device, run_body
 from forgetlens.models.heads import HeadLayout, capture_heads, head_hooks
 from forgetlens.tasks.base import TaskBatch, task_metric
 
@@ -38,14 +38,16 @@ def _inputs(batch: TaskBatch, corrupted: bool) -> torch.Tensor:
 
 @torch.no_grad()
 def run_metric(model, batch: TaskBatch, metric: str, corrupted: bool = False) -> torch.Tensor:
-    """Metric of an unmodified forward pass on clean (or corrupted) prompts -> [batch]."""
+    """Metric of an unmodified forward pass on clean (or corrupted) prompts -> [batch], on the model's device."""
+    batch = batch.to(model_device(model))
     logits = answer_logits(model, _inputs(batch, corrupted), batch.attention_mask, batch.answer_pos)
     return task_metric(logits, batch.answer_ids, batch.distractor_ids, metric)
 
 
 @torch.no_grad()
 def head_outputs(model, layout: HeadLayout, batch: TaskBatch, corrupted: bool = False) -> torch.Tensor:
-    """Per-head outputs of every layer -> [layer, batch, pos, head, d_head]."""
+    """Per-head outputs of every layer -> [layer, batch, pos, head, d_head], on the model's device."""
+    batch = batch.to(model_device(model))
     with capture_heads(model, layout) as captured:
         run_body(model, _inputs(batch, corrupted), batch.attention_mask)
     return torch.stack([layout.split(z.detach()) for z in captured])

@@ -19,6 +19,11 @@ def _unembeds_directly(model) -> bool:
     return not any(getattr(cfg, name, None) not in (None, 1, 1.0) for name in _LOGIT_TRANSFORMS)
 
 
+def model_device(model) -> torch.device:
+    """The device of ``model``'s parameters (where its inputs must go)."""
+    return next(model.parameters()).device
+
+
 def run_body(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> None:
     """A forward pass for its hooks' sake: the unembedding is skipped where :func:`_unembeds_directly` allows
     (on a tiny model it costs as much as the rest: [batch, pos, d_model] x [d_model, vocab])."""

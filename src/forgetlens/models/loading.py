@@ -55,9 +55,28 @@ class LoadedModel:
     source: str
 
 
-def load_model(spec: str | os.PathLike, *, dtype: torch.dtype | str = torch.float32, device: str = "cpu",
+def default_device() -> str:
+    """Where forgetlens loads models: ``$FORGETLENS_DEVICE`` if set, else this process's GPU when one is visible
+    (``cuda:$LOCAL_RANK`` under accelerate), else ``cpu``."""
+    requested = os.environ.get("FORGETLENS_DEVICE")
+    if requested:
+        try:
+            device = torch.device(requested)
+        except RuntimeError:
+            raise ForgetlensError(f"FORGETLENS_DEVICE={requested!r} is not a torch device; expected e.g. cpu, cuda, "
+                                  f"cuda:1") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ForgetlensError(f"FORGETLENS_DEVICE={requested!r} but torch sees no CUDA device")
+        return requested
+    if torch.cuda.is_available():
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', 0)) % torch.cuda.device_count()}"
+    return "cpu"
+
+
+def load_model(spec: str | os.PathLike, *, dtype: torch.dtype | str = torch.float32, device: str | None = None,
                allow_download: bool = False) -> LoadedModel:
-    """Load ``spec`` (``embedded``, a directory or a cached HF id) in eval mode."""
+    """Load ``spec`` (``embedded``, a directory or a cached HF id) in eval mode, on ``device`` (default:
+    :func:`default_device`)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -80,7 +99,7 @@ def load_model(spec: str | os.PathLike, *, dtype: torch.dtype | str = torch.floa
         raise ForgetlensError(f"could not load model {spec}: {_first_line(exc)}") from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model.to(device).eval()
+    model.to(device or default_device()).eval()
     return LoadedModel(model=model, tokenizer=tokenizer, source=str(spec))
 
 

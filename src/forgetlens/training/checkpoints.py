@@ -36,10 +36,11 @@ def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
 
 
 def load_checkpoint(path: Path, base_spec: str):
-    """A checkpoint's model in eval mode: a full model directory, or a PEFT adapter merged onto the base."""
+    """A checkpoint's model in eval mode on the default device: a full model directory, or a PEFT adapter merged
+    onto the base."""
     from transformers import AutoModelForCausalLM
 
-    from forgetlens.models.loading import load_model
+    from forgetlens.models.loading import default_device, load_model
 
     path = Path(path)
     if (path / "adapter_config.json").exists():
@@ -47,4 +48,4 @@ def load_checkpoint(path: Path, base_spec: str):
 
         base = load_model(base_spec).model
         return PeftModel.from_pretrained(base, str(path)).merge_and_unload().eval()
-    return AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True).eval()
+    return AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True).to(default_device()).eval()

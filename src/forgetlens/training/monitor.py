@@ -26,7 +26,7 @@ from transformers import TrainerCallback
 from forgetlens.circuits.cross_model import base_pass, head_writes, tuned_heads_on_base
 from forgetlens.circuits.patching import head_outputs, run_metric
 from forgetlens.errors import ForgetlensError
-from forgetlens.models.forward import answer_logits
+from forgetlens.models.forward import answer_logits, model_device
 from forgetlens.models.heads import HeadLayout, head_hooks
 from forgetlens.tasks.base import TaskBatch, encode_examples, task_metric
 
@@ -71,6 +71,7 @@ def _faithfulness(model, layout: HeadLayout, prompts: TaskBatch, heads: torch.Te
 
 def _attention_output_grads(base, layout: HeadLayout, prompts: TaskBatch) -> list[torch.Tensor]:
     """d(sum of the metric)/d(output of every layer's o_proj) on the base model -> [layer][batch, pos, d_model]."""
+    prompts = prompts.to(model_device(base))
     outputs = []
 
     def keep(module, args, out):
@@ -138,7 +139,7 @@ class CircuitMonitor(TrainerCallback):
         for name in chosen_task_names(tasks):
             task = get_task(name)
             # a task this tokenizer cannot render fails here, with the task and the word named
-            prompts = encode_examples(tokenizer, task.examples(n_prompts, seed + 53), name)
+            prompts = encode_examples(tokenizer, task.examples(n_prompts, seed + 53), name).to(model_device(base))
             if circuits and name in circuits:  # C0 given: only its weights w_h are scored here
                 heads = head_mask([tuple(h) for h in circuits[name]], self.layout)
                 discovery, _ = task_splits(tokenizer, task, discovery_examples, seed)
