@@ -112,4 +112,3 @@ def test_default_device_follows_forgetlens_device_and_names_a_bad_one(monkeypatc
             default_device()
     monkeypatch.delenv("FORGETLENS_DEVICE")
     assert default_device() == ("cuda:0" if torch.cuda.is_available() else "cpu")
-
