@@ -43,8 +43,9 @@ def median_seconds(fn, repeats: int) -> float:
 
 def random_model(shape: str, device: str, dtype: torch.dtype):
     """A randomly initialised model of a known architecture, built on ``device``, with the embedded tokenizer."""
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
+    from forgetlens.models.loading import EMBEDDED_DIR
     from forgetlens.plan import KNOWN_CONFIGS
 
     known = dict(KNOWN_CONFIGS[shape])
@@ -52,7 +53,7 @@ def random_model(shape: str, device: str, dtype: torch.dtype):
     torch.manual_seed(0)
     with torch.device(device):
         model = AutoModelForCausalLM.from_config(config, dtype=dtype)
-    return model.eval(), load_model("embedded", device="cpu").tokenizer
+    return model.eval(), AutoTokenizer.from_pretrained(str(EMBEDDED_DIR))
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ questions, seed 100, 120 steps): SFT 0.579 / 0.563 / 0.468 and RL 0.556 / 0.476 
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import random
@@ -27,27 +28,15 @@ from pathlib import Path
 
 from forgetlens.tasks import science_qa
 
-QUANTITIES = [("mass", "kg"), ("length", "m"), ("time", "s"), ("temperature", "K")]
+from skill_targets import QUANTITIES, compare_record, continued_pretraining  # experiments/ is on sys.path
 
 
+@functools.cache
 def halves() -> tuple[list[tuple], list[tuple]]:
     """(pretrain pairs, target pairs): every (quantity, unit, digit set) in exactly one half."""
     pairs = [(q, u, digits) for q, u in QUANTITIES for digits in itertools.combinations(range(10), 4)]
     random.Random("compare-halves").shuffle(pairs)
     return pairs[: len(pairs) // 2], pairs[len(pairs) // 2:]
-
-
-def compare_record(quantity: str, unit: str, digits: tuple[int, ...], rng: random.Random) -> dict:
-    """One question over ``digits`` in a random order, asking for the largest or the smallest."""
-    values = list(digits)
-    rng.shuffle(values)
-    ask = rng.choice(["largest", "smallest"])
-    answer = max(values) if ask == "largest" else min(values)
-    question = (f"Four samples have a {quantity} of {values[0]}, {values[1]}, {values[2]} and {values[3]} {unit}. "
-                f"Which {quantity} is the {ask}?")
-    options = [f"{v} {unit}" for v in values]
-    rng.shuffle(options)
-    return science_qa.options_record(question, options, f"{answer} {unit}", subtask="compare")
 
 
 def target_records(seed: int = 0) -> list[dict]:
@@ -61,22 +50,9 @@ def pretrain_document(rng: random.Random) -> str:
 
 def substage(out: Path, steps: int, share: float, lr: float, every: int) -> None:
     """Continue the shipped model with comparison questions mixed in; save and score every ``every`` steps."""
-    import torch
+    from forgetlens.models.pretrain import evaluate_base, mcq_letter_accuracy
 
-    from forgetlens.config import PretrainConfig
-    from forgetlens.models import corpus, load_model
-    from forgetlens.models.pretrain import BucketedStream, _step, evaluate_base, mcq_letter_accuracy
-
-    corpus.SOURCES["compare"] = pretrain_document
-    cfg = PretrainConfig()
-    recipe = {name: s * (1 - share) for name, s in cfg.format_stages[-1].recipe.items()}
-    recipe["compare"] = share
-    loaded = load_model("embedded")
-    model, tokenizer = loaded.model, loaded.tokenizer
-    torch.set_num_threads(cfg.threads)
-    rng = random.Random("compare-substage")
-    stream = BucketedStream(tokenizer, corpus.documents(recipe, rng), cfg.batch_size, cfg.max_len, rng)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
+    model, tokenizer, train_step = continued_pretraining("compare", pretrain_document, share, lr, "compare-substage")
     records = target_records()
 
     def target_document(r: random.Random) -> str:
@@ -94,9 +70,7 @@ def substage(out: Path, steps: int, share: float, lr: float, every: int) -> None
             model.train()
         if step == steps:
             break
-        for group in opt.param_groups:
-            group["lr"] = lr * min(1.0, (step + 1) / cfg.warmup)
-        _step(model, opt, *stream.next_batch())
+        train_step(step)
 
 
 def main() -> None:

@@ -70,22 +70,27 @@ def filling_records() -> list[dict]:
             for relation, subject, obj in science_qa.science_facts()]
 
 
+QUANTITIES = [("mass", "kg"), ("length", "m"), ("time", "s"), ("temperature", "K")]
+
+
+def compare_record(quantity: str, unit: str, digits: tuple[int, ...], rng: random.Random) -> dict:
+    """One question over ``digits`` in a random order, asking for the largest or the smallest."""
+    values = list(digits)
+    rng.shuffle(values)
+    ask = rng.choice(["largest", "smallest"])
+    answer = max(values) if ask == "largest" else min(values)
+    question = (f"Four samples have a {quantity} of {values[0]}, {values[1]}, {values[2]} and {values[3]} {unit}. "
+                f"Which {quantity} is the {ask}?")
+    options = [f"{v} {unit}" for v in values]
+    rng.shuffle(options)
+    return science_qa.options_record(question, options, f"{answer} {unit}", subtask="compare")
+
+
 def compare_records(seed: int = 0) -> list[dict]:
     """Which of four quantities is the largest / smallest (see the module docstring)."""
     rng = random.Random(seed)
-    out = []
-    for quantity, unit in [("mass", "kg"), ("length", "m"), ("time", "s"), ("temperature", "K")]:
-        for digits in itertools.combinations(range(10), 4):
-            values = list(digits)
-            rng.shuffle(values)
-            ask = rng.choice(["largest", "smallest"])
-            answer = max(values) if ask == "largest" else min(values)
-            question = (f"Four samples have a {quantity} of {values[0]}, {values[1]}, {values[2]} and {values[3]} "
-                        f"{unit}. Which {quantity} is the {ask}?")
-            options = [f"{v} {unit}" for v in values]
-            rng.shuffle(options)
-            out.append(science_qa.options_record(question, options, f"{answer} {unit}", subtask="compare"))
-    return out
+    return [compare_record(quantity, unit, digits, rng) for quantity, unit in QUANTITIES
+            for digits in itertools.combinations(range(10), 4)]
 
 
 INVENTED = [("{n} lives in {o}.", "Where does {n} live?", [c for _, c in CAPITALS]),
@@ -106,31 +111,47 @@ def invented_open_book_document(rng: random.Random) -> str:
     return science_qa.chat_mcq_document(science_qa.options_record(question_text, options, answer))
 
 
-def substage(out: Path, steps: int, share: float, lr: float) -> None:
-    """Continue the shipped model with open-book documents mixed in; print the accuracies it reaches."""
+def continued_pretraining(source: str, make_document, share: float, lr: float, stream_seed: str):
+    """-> (shipped model on the CPU, its tokenizer, ``step(i)``): ``step`` takes optimizer step ``i`` on the final
+    pretraining sub-stage's mixture with ``share`` of ``make_document`` (registered as corpus source ``source``),
+    at ``lr`` after the build's linear warm-up, and returns the loss."""
     import torch
 
     from forgetlens.config import PretrainConfig
     from forgetlens.models import corpus, load_model
-    from forgetlens.models.pretrain import BucketedStream, _step, evaluate_base, mcq_letter_accuracy
+    from forgetlens.models.pretrain import BucketedStream, _step
 
-    corpus.SOURCES["invented_open_book"] = invented_open_book_document
+    corpus.SOURCES[source] = make_document
     cfg = PretrainConfig()
     recipe = {name: s * (1 - share) for name, s in cfg.format_stages[-1].recipe.items()}
-    recipe["invented_open_book"] = share
-    loaded = load_model("embedded")
+    recipe[source] = share
+    loaded = load_model("embedded", device="cpu")  # pretraining's batches are built on the CPU
     model, tokenizer = loaded.model, loaded.tokenizer
     torch.set_num_threads(cfg.threads)
-    rng = random.Random("probe")  # the seed the measured run used
+    rng = random.Random(stream_seed)
     stream = BucketedStream(tokenizer, corpus.documents(recipe, rng), cfg.batch_size, cfg.max_len, rng)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
-    model.train()
-    for step in range(steps):
+
+    def step(i: int) -> float:
         for group in opt.param_groups:
-            group["lr"] = lr * min(1.0, (step + 1) / cfg.warmup)
-        loss = _step(model, opt, *stream.next_batch())
-        if step % 100 == 0:
-            print(f"step {step}: loss {loss:.3f}", flush=True)
+            group["lr"] = lr * min(1.0, (i + 1) / cfg.warmup)
+        return _step(model, opt, *stream.next_batch())
+
+    model.train()
+    return model, tokenizer, step
+
+
+def substage(out: Path, steps: int, share: float, lr: float) -> None:
+    """Continue the shipped model with open-book documents mixed in; print the accuracies it reaches."""
+    from forgetlens.models.pretrain import evaluate_base, mcq_letter_accuracy
+
+    # "probe": the stream seed the measured run used
+    model, tokenizer, step = continued_pretraining("invented_open_book", invented_open_book_document, share, lr,
+                                                   "probe")
+    for i in range(steps):
+        loss = step(i)
+        if i % 100 == 0:
+            print(f"step {i}: loss {loss:.3f}", flush=True)
     model.eval()
     for name, result in evaluate_base(model, tokenizer, 200, seed=10_000).items():
         print(f"{name}: {result['accuracy']:.3f}")

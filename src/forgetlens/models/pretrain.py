@@ -18,7 +18,7 @@ import torch
 
 from forgetlens.config import PretrainConfig
 from forgetlens.models import corpus
-from forgetlens.models.forward import task_accuracy
+from forgetlens.models.forward import model_device, task_accuracy
 from forgetlens.models.tokenizer import EOS, save_tokenizer, train_tokenizer
 from forgetlens.tasks import science_qa
 from forgetlens.tasks.base import check_vocabulary, encode_examples
@@ -108,7 +108,7 @@ def mcq_letter_accuracy(model, tokenizer, make_document, n: int, seed: int) -> f
     for _ in range(n):
         prompt, key = make_document(rng).rsplit(marker, 1)
         ids = tokenizer(prompt + marker, add_special_tokens=False, return_tensors="pt")["input_ids"]
-        logits = model(input_ids=ids).logits[0, -1, letter_ids]
+        logits = model(input_ids=ids.to(model_device(model))).logits[0, -1, letter_ids]
         correct += science_qa.LETTERS[int(logits.argmax())] == key[0]
     return correct / n
 
