@@ -125,7 +125,7 @@ def continued_pretraining(source: str, make_document, share: float, lr: float, s
     cfg = PretrainConfig()
     recipe = {name: s * (1 - share) for name, s in cfg.format_stages[-1].recipe.items()}
     recipe[source] = share
-    loaded = load_model("embedded", device="cpu")  # pretraining's batches are built on the CPU
+    loaded = load_model("embedded", device="cpu")  # where the recorded figures were measured
     model, tokenizer = loaded.model, loaded.tokenizer
     torch.set_num_threads(cfg.threads)
     rng = random.Random(stream_seed)

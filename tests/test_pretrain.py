@@ -5,11 +5,14 @@ import dataclasses
 import hashlib
 import random
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
 from forgetlens.config import FormatStage, PretrainConfig
+from forgetlens.errors import ForgetlensError
 from forgetlens.models import corpus
+from forgetlens.models.loading import default_device
 from forgetlens.models.pretrain import pretrain_base
 
 # SHA-256 of 300 documents of every corpus source as the shipped model's build drew them.  If this fails, the
@@ -45,3 +48,51 @@ def test_format_stage_from_stored_stage_two_weights_equals_a_full_run(tmp_path):
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
     assert any(not torch.equal(a[k], c[k]) for k in a), "the format stage changed nothing"
     assert {"capital_mcq", "science_mcq", "science_mcq/unit"} <= set(full["held_out_accuracy"])
+
+
+def _interrupted_at(call: int, monkeypatch):
+    """Make the ``call``-th optimizer step (1-based) raise, as a killed build would stop there."""
+    from forgetlens.models import pretrain
+
+    real_step, calls = pretrain._step, [0]
+
+    def step(*args):
+        calls[0] += 1
+        if calls[0] == call:
+            raise KeyboardInterrupt
+        return real_step(*args)
+
+    monkeypatch.setattr(pretrain, "_step", step)
+
+
+def test_an_interrupted_build_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path, monkeypatch):
+    """Snapshots every step: call 4 stops stage 2 at step 3, call 6 the format stage at step 1 (stage 2 has 4
+    steps), each with a document stream half used; ``resume`` then has to continue each exactly."""
+    cfg = dataclasses.replace(TINY, checkpoint_every=1)
+    pretrain_base(cfg, tmp_path / "whole", log=lambda *a: None)
+    reference = load_file(str(tmp_path / "whole" / "model.safetensors"))
+    for call in (4, 6):
+        out = tmp_path / f"stopped-at-{call}"
+        with monkeypatch.context() as patch:
+            _interrupted_at(call, patch)
+            try:
+                pretrain_base(cfg, out, log=lambda *a: None)
+            except KeyboardInterrupt:
+                pass
+            else:
+                raise AssertionError("the build was not interrupted")
+        assert not (out / "model.safetensors").exists() and (out / "pretrain_state.pt").exists()
+        messages = []
+        card = pretrain_base(cfg, out, resume=True, log=messages.append)
+        assert any("resuming" in m for m in messages), messages
+        assert torch.device(card["train_device"]) == torch.device(default_device())
+        resumed = load_file(str(out / "model.safetensors"))
+        for key in reference:
+            torch.testing.assert_close(resumed[key], reference[key], rtol=0, atol=0)
+        assert not (out / "pretrain_state.pt").exists()
+
+
+def test_a_bad_device_is_named_before_anything_is_written(tmp_path):
+    with pytest.raises(ForgetlensError, match="PretrainConfig.device='gpu0' is not a torch device"):
+        pretrain_base(dataclasses.replace(TINY, device="gpu0"), tmp_path / "out", log=lambda *a: None)
+    assert not (tmp_path / "out").exists()

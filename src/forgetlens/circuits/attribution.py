@@ -19,7 +19,7 @@ import torch
 
 from forgetlens.circuits.patching import DIRECTIONS, chunks, head_outputs
 from forgetlens.errors import ForgetlensError
-from forgetlens.models.forward import answer_logits
+from forgetlens.models.forward import answer_logits, model_device
 from forgetlens.models.heads import HeadLayout, capture_heads, frozen_parameters
 from forgetlens.tasks.base import TaskBatch, task_metric
 
@@ -47,7 +47,7 @@ def attribution_scores(model, layout: HeadLayout, batch: TaskBatch, metric: str 
         raise ForgetlensError(f"unknown patching direction {direction!r}; expected one of {', '.join(DIRECTIONS)}")
     if ig_steps < 0:
         raise ForgetlensError(f"ig_steps must be >= 0, got {ig_steps}")
-    device = next(model.parameters()).device
+    device = model_device(model)
     embed = model.get_input_embeddings()
     out = []
     with frozen_parameters(model):

@@ -20,6 +20,7 @@ import torch
 from forgetlens.circuits.attribution import attribution_scores
 from forgetlens.circuits.patching import circuit_metric, exact_head_effects, mean_head_outputs, run_metric, chunks
 from forgetlens.errors import ForgetlensError
+from forgetlens.models.forward import model_device
 from forgetlens.models.heads import HeadLayout
 from forgetlens.tasks.base import TaskBatch
 
@@ -68,7 +69,7 @@ def faithfulness_baseline(model, layout: HeadLayout, batch: TaskBatch, ablation:
     """m(full) and m(empty) per prompt."""
     if ablation == "mean" and reference is None:
         reference = mean_head_outputs(model, layout, batch, batch_size)
-    device = next(model.parameters()).device
+    device = model_device(model)
     full = torch.cat([run_metric(model, part, metric).cpu() for part in chunks(batch, batch_size, device)])
     none = torch.zeros(layout.n_layers, layout.n_heads, dtype=torch.bool)
     empty = circuit_metric(model, layout, batch, none, ablation, metric, batch_size, reference)

@@ -94,7 +94,7 @@ def exact_head_effects(model, layout: HeadLayout, batch: TaskBatch, metric: str 
     """Exact per-head patching effect for every prompt -> [n_prompts, layer, head]."""
     if direction not in DIRECTIONS:
         raise ForgetlensError(f"unknown patching direction {direction!r}; expected one of {', '.join(DIRECTIONS)}")
-    device = next(model.parameters()).device
+    device = model_device(model)
     receiver_is_corrupt = direction == "denoising"
     out = []
     for part in chunks(batch, batch_size, device):
@@ -129,7 +129,7 @@ def mean_head_outputs(model, layout: HeadLayout, batch: TaskBatch, batch_size: i
     Positions past a prompt's end do not count towards the mean (per-position mean ablation,
     as in Prakash et al. 2024).
     """
-    device = next(model.parameters()).device
+    device = model_device(model)
     width = batch.clean_ids.shape[1]
     dtype = next(model.parameters()).dtype
     total = torch.zeros(layout.n_layers, width, layout.n_heads, layout.d_head, device=device, dtype=dtype)
@@ -147,7 +147,7 @@ def circuit_metric(model, layout: HeadLayout, batch: TaskBatch, keep: torch.Tens
                    metric: str = "logit_diff", batch_size: int = 64,
                    reference: torch.Tensor | None = None) -> torch.Tensor:
     """Metric on clean prompts with every head outside ``keep`` [layer, head] ablated -> [n_prompts]."""
-    device = next(model.parameters()).device
+    device = model_device(model)
     if ablation == "mean" and reference is None:
         reference = mean_head_outputs(model, layout, batch, batch_size)
     out = []

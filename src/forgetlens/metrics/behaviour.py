@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from forgetlens.models.forward import answer_logits, task_accuracy
+from forgetlens.models.forward import answer_logits, model_device, task_accuracy
 from forgetlens.tasks.base import PriorTask, encode_examples
 from forgetlens.tasks.rewards import score_reply
 from forgetlens.training.data import user_text
@@ -50,7 +50,7 @@ def _stop_ids(tokenizer) -> list[int]:
 def generate(model, tokenizer, prompts: list[str], max_new_tokens: int, sample: bool = False,
              batch_size: int = 64, seed: int = 0) -> list[list[int]]:
     """Completion token ids for each prompt (greedy, or sampled at temperature 1 with ``seed``)."""
-    device = next(model.parameters()).device
+    device = model_device(model)
     stop = _stop_ids(tokenizer)
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
@@ -88,7 +88,7 @@ def forward_kl(base, tuned, tokenizer, prompts: list[str], completions: list[lis
 
     ``completions`` were sampled from ``base``; prompts and completions are paired by index.
     """
-    device = next(tuned.parameters()).device
+    device = model_device(tuned)
     out = []
     for start in range(0, len(prompts), batch_size):
         texts_ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts[start:start + batch_size]]

@@ -76,7 +76,9 @@ def _run(model, tokenizer, cfg: BenchmarkConfig) -> dict[str, dict]:
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
-    device = str(next(model.parameters()).device)
+    from forgetlens.models.forward import model_device
+
+    device = str(model_device(model))
     lm = HFLM(pretrained=model, tokenizer=tokenizer, device=device, batch_size=cfg.batch_size)
     if cfg.include_path not in _TASK_MANAGERS:  # indexing lm-eval's task folder takes seconds: once per process
         _TASK_MANAGERS[cfg.include_path] = TaskManager(include_path=cfg.include_path) if cfg.include_path \

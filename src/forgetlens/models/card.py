@@ -22,7 +22,7 @@ def write_model_card(out_dir: Path, card: dict) -> None:
         f"--seed {cfg['seed']}` on a synthetic corpus. Nothing was downloaded.",
         "",
         f"- training (stages 1-2): {cfg['steps']} steps x {cfg['batch_size']} documents, AdamW lr {cfg['lr']}; "
-        f"{card['train_seconds']:.0f} s on the build machine for all stages"
+        f"{card['train_seconds']:.0f} s on the build machine ({card.get('train_device', 'cpu')}) for all stages"
         + (f" ({card['main_stage_seconds']:.0f} s for stages 1-2)" if "main_stage_seconds" in card else "")
         + f", final loss {card['final_loss']}",
         f"- curriculum: the first {cfg['curriculum_steps']} steps draw from "

@@ -52,7 +52,7 @@ def answer_logits(model, input_ids: torch.Tensor | None, attention_mask: torch.T
 @torch.no_grad()
 def task_accuracy(model, batch: TaskBatch, batch_size: int = 128) -> dict[str, float]:
     """Top-1 accuracy (argmax over the vocabulary is the answer) and mean logit difference on clean prompts."""
-    device = next(model.parameters()).device
+    device = model_device(model)
     correct, diffs = [], []
     for start in range(0, len(batch), batch_size):
         part = batch.subset(range(start, min(start + batch_size, len(batch)))).to(device)

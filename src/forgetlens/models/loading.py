@@ -55,19 +55,24 @@ class LoadedModel:
     source: str
 
 
+def checked_device(requested: str, name: str) -> str:
+    """``requested`` if it names a torch device this process can use, else a ForgetlensError naming ``name``
+    (the variable or option it came from)."""
+    try:
+        device = torch.device(requested)
+    except RuntimeError:
+        raise ForgetlensError(f"{name}={requested!r} is not a torch device; expected e.g. cpu, cuda, cuda:1") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ForgetlensError(f"{name}={requested!r} but torch sees no CUDA device")
+    return requested
+
+
 def default_device() -> str:
     """Where forgetlens loads models: ``$FORGETLENS_DEVICE`` if set, else this process's GPU when one is visible
     (``cuda:$LOCAL_RANK`` under accelerate), else ``cpu``."""
     requested = os.environ.get("FORGETLENS_DEVICE")
     if requested:
-        try:
-            device = torch.device(requested)
-        except RuntimeError:
-            raise ForgetlensError(f"FORGETLENS_DEVICE={requested!r} is not a torch device; expected e.g. cpu, cuda, "
-                                  f"cuda:1") from None
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ForgetlensError(f"FORGETLENS_DEVICE={requested!r} but torch sees no CUDA device")
-        return requested
+        return checked_device(requested, "FORGETLENS_DEVICE")
     if torch.cuda.is_available():
         return f"cuda:{int(os.environ.get('LOCAL_RANK', 0)) % torch.cuda.device_count()}"
     return "cpu"

@@ -19,6 +19,7 @@ import torch
 from forgetlens.config import PretrainConfig
 from forgetlens.models import corpus
 from forgetlens.models.forward import model_device, task_accuracy
+from forgetlens.models.loading import checked_device, default_device
 from forgetlens.models.tokenizer import EOS, save_tokenizer, train_tokenizer
 from forgetlens.tasks import science_qa
 from forgetlens.tasks.base import check_vocabulary, encode_examples
@@ -120,6 +121,9 @@ def _save_state(path: Path, state: dict) -> None:
 
 
 def _step(model, opt, ids: torch.Tensor, labels: torch.Tensor) -> float:
+    """One optimizer step on a batch built on the CPU ([batch, pos] each) -> the loss."""
+    device = model_device(model)
+    ids, labels = ids.to(device), labels.to(device)
     loss = model(input_ids=ids, attention_mask=(labels != -100).long(), labels=labels).loss
     opt.zero_grad(set_to_none=True)
     loss.backward()
@@ -142,7 +146,7 @@ def _train_main(cfg: PretrainConfig, model, tokenizer, state_path: Path, state: 
     start, elapsed_before = 0, 0.0
     if state is not None:
         _restore(state, model, opt, data_rng)
-        torch.set_rng_state(state["torch_rng"])
+        torch.set_rng_state(state["torch_rng"].cpu())  # map_location may have moved it
         start, elapsed_before = state["step"], state["elapsed"]
         log(f"resuming pretraining at step {start}")
     opening = BucketedStream(tokenizer, corpus.documents(cfg.curriculum_recipe, data_rng), cfg.batch_size,
@@ -211,9 +215,10 @@ def pretrain_base(cfg: PretrainConfig, out_dir: Path, resume: bool = False, star
     format stage starts from fresh optimizer and data streams, so the result is the same either way.
     """
     torch.set_num_threads(cfg.threads)
-    out_dir.mkdir(parents=True, exist_ok=True)
     for recipe in [cfg.recipe, cfg.curriculum_recipe] + [stage.recipe for stage in cfg.format_stages]:
         corpus.validate_recipe(recipe)
+    device = torch.device(checked_device(cfg.device, "PretrainConfig.device") if cfg.device else default_device())
+    out_dir.mkdir(parents=True, exist_ok=True)
     tok_rng = random.Random(f"tokenizer:{cfg.seed}")
     stream = corpus.documents(cfg.recipe, tok_rng)
     tok = train_tokenizer((next(stream) for _ in range(cfg.tokenizer_docs)), cfg.vocab_size)
@@ -221,9 +226,11 @@ def pretrain_base(cfg: PretrainConfig, out_dir: Path, resume: bool = False, star
     for cls in TASKS.values():
         check_vocabulary(tokenizer, cls())
 
-    model = build_model(cfg, len(tokenizer))
+    model = build_model(cfg, len(tokenizer)).to(device)
+    log(f"pretraining on {device}")
     state_path = out_dir / STATE_FILE
-    state = torch.load(state_path, weights_only=False) if resume and state_path.exists() else None
+    state = torch.load(state_path, map_location=device, weights_only=False) if resume and state_path.exists() \
+        else None
     if state is not None and state["stage"] == "format":
         main_seconds = state["main_seconds"]
     elif start_from is not None:
@@ -249,6 +256,7 @@ def pretrain_base(cfg: PretrainConfig, out_dir: Path, resume: bool = False, star
         "architecture": "Qwen2ForCausalLM",
         "n_parameters": sum(p.numel() for p in model.parameters()),
         "pretrain_config": dataclasses.asdict(cfg),
+        "train_device": str(device),
         "train_seconds": round(train_seconds, 1),
         "main_stage_seconds": round(main_seconds, 1),
         "final_loss": round(last_loss, 4),

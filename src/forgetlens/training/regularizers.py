@@ -21,7 +21,7 @@ import torch
 from forgetlens.circuits.patching import head_outputs
 from forgetlens.config import FinetuneConfig
 from forgetlens.errors import ForgetlensError
-from forgetlens.models.forward import run_body
+from forgetlens.models.forward import model_device, run_body
 from forgetlens.models.heads import HeadLayout, capture_heads
 from forgetlens.tasks.base import PriorTask, TaskBatch, encode_examples
 from forgetlens.utils import right_pad
@@ -129,7 +129,7 @@ class CircuitPreservation:
         n = len(self.prompts)
         idx = self.order[[(step * self.per_step + i) % n for i in range(self.per_step)]]
         part = self.prompts.subset(idx.tolist())
-        device = next(model.parameters()).device
+        device = model_device(model)
         part = part.to(device)
         with capture_heads(model, self.layout) as captured:
             run_body(model, part.clean_ids, part.attention_mask)
@@ -158,7 +158,7 @@ class Replay:
         rows = [self.ids[(step * self.per_step + i) % len(self.ids)] for i in range(self.per_step)]
         ids, mask = right_pad(rows, self.pad)  # [batch, pos]
         labels = ids.masked_fill(mask == 0, -100)
-        device = next(model.parameters()).device
+        device = model_device(model)
         out = model(input_ids=ids.to(device), attention_mask=mask.to(device), labels=labels.to(device),
                     use_cache=False)
         return self.weight * out.loss
