@@ -157,3 +157,12 @@ def test_killing_a_parallel_study_ends_its_workers(tmp_path):
     while time.time() < deadline and any(alive(w) for w in workers):
         time.sleep(0.2)
     assert not [w for w in workers if alive(w)]
+
+
+def test_every_shipped_study_config_is_valid_and_the_default_one_is_the_default():
+    from forgetlens.config import StudyConfig, load_study_config
+
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    for path in sorted(configs.glob("*.yaml")):
+        load_study_config(path, check_paths=False)  # raises, naming the key, on any problem
+    assert load_study_config(configs / "embedded-study.yaml") == StudyConfig()
