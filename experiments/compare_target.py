@@ -15,6 +15,10 @@ Measured (2026-11-24; README, "What the default study found"): ``substage --shar
 took target-half letter accuracy from 0.217 to 0.357 / 0.407 / 0.497 at steps 400 / 600 / 800 (``--share 0.1
 --every 100``: at most 0.300 within 600 steps).  From ``step-800`` (base 0.532 on ``finetune``'s 126 held-out
 questions, seed 100, 120 steps): SFT 0.579 / 0.563 / 0.468 and RL 0.556 / 0.476 / 0.262 at lr 1e-4 / 3e-4 / 1e-3.
+Four times that budget (``--steps 480 --checkpoint-every 120``, seed 100), steps 120 / 240 / 360 / 480:
+SFT at lr 1e-4 0.579 / 0.635 / 0.611 / 0.698 (IOI retention 0.948, greater-than 0.96 at 480), SFT at 3e-4
+0.563 / 0.635 / 0.667 / 0.770 (IOI 0.817, greater-than 0.71), RL at 1e-4 0.556 / 0.532 / 0.603 / 0.587
+(forward KL 2.62, SFT's 0.92 at 1e-4).  The three-seed study on this target is ``configs/embedded-compare-study.yaml``.
 """
 
 from __future__ import annotations
