@@ -1,5 +1,5 @@
-"""Building the embedded model: the corpus it was trained on is pinned, and the format stage on top of stored
-stage-2 weights equals a full run."""
+"""Building the embedded model: the corpus it was trained on is pinned, the format stage on top of stored
+stage-2 weights equals a full run, and so does a build interrupted and resumed."""
 
 import dataclasses
 import hashlib
