@@ -2,7 +2,8 @@
 
     python experiments/tables.py RUN_DIR
 
-Behaviour per run and checkpoint (target accuracy, forward KL, prior accuracy retention per task), then per
+Behaviour per run and checkpoint (target accuracy, forward KL, prior accuracy retention per task), the mean over
+seeds and the target-accuracy gain from step 0 paired within each seed, then per
 task the circuit metrics at the last checkpoint: per seed with prompt-bootstrap intervals, and averaged over
 seeds with Student-t intervals, DCV(C0) at equal steps and at matched accuracy / KL, and circuit stability.
 """
@@ -12,6 +13,8 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+
+from forgetlens.metrics.seeds import seed_group, t_interval
 
 
 def ci(stat: dict | None) -> str:
@@ -43,6 +46,17 @@ def main() -> None:
                 c = curves[key]
                 cells.append(ci({"value": c["mean"][i], "ci_low": c["low"][i], "ci_high": c["high"][i]}))
             print(f"| {method} | {step} | " + " | ".join(cells) + " |")
+    print("\n### Target-accuracy gain from step 0, paired within each seed (Student-t 95 % interval)\n")
+    print("| method | step | gain | per seed |")
+    print("|---|---|---|---|")
+    gains: dict[tuple[str, int], list[float]] = {}
+    for name, run in results["runs"].items():
+        method = seed_group(name)[0] if seed_group(name) else name
+        start = run["checkpoints"][0]["target_accuracy"]
+        for r in run["checkpoints"][1:]:
+            gains.setdefault((method, r["step"]), []).append(r["target_accuracy"] - start)
+    for (method, step), values in gains.items():
+        print(f"| {method} | {step} | {ci(t_interval(values))} | " + ", ".join(f"{v:+.3f}" for v in values) + " |")
     print("\n### Per-task accuracy retention and V(C0) at the last step, mean over seeds\n")
     print("| method | step | " + " | ".join(f"{t} ret." for t in tasks) + " | " + " | ".join(f"{t} V(C0)" for t in tasks) + " |")
     print("|---" * (2 + 2 * len(tasks)) + "|")

@@ -59,7 +59,7 @@ class PretrainConfig:
     """torch CPU threads for pretraining (64 documents per step is big enough to use both cores here)."""
     device: str | None = None
     """Where to train: ``None`` follows ``$FORGETLENS_DEVICE``, else the GPU, else the CPU (as model loading does).
-    The shipped model was built on the CPU; a GPU build from the same seed is a different, equally valid model."""
+    The shipped model was built on the CPU; a GPU build draws the same corpus but need not give the same weights."""
     curriculum_steps: int = 1000
     """Steps at the start that draw from ``curriculum_recipe`` instead of ``recipe``."""
     curriculum_recipe: dict[str, float] = field(default_factory=lambda: {"induction": 1.0})
