@@ -47,7 +47,8 @@ def main() -> None:
     for i in exact.abs().argsort(descending=True).tolist():
         print(f"{i // layout.n_heads:5d} {i % layout.n_heads:4d} {exact[i]:10.4f} {attribution[i]:12.4f}")
     rho = spearmanr(attribution.numpy(), exact.numpy()).statistic
-    print(f"Spearman {rho:.3f}; signs disagree on {int(((exact > 0) != (attribution > 0)).sum())} of {exact.numel()} heads")
+    pearson = float(torch.corrcoef(torch.stack([attribution, exact]))[0, 1])
+    print(f"Spearman {rho:.3f}, Pearson {pearson:.3f}; signs disagree on {int(((exact > 0) != (attribution > 0)).sum())} of {exact.numel()} heads")
     half = per_prompt.shape[0] // 2
     split = spearmanr(per_prompt[:half].mean(0).flatten().numpy(), per_prompt[half:].mean(0).flatten().numpy())
     print(f"exact effects, split-half Spearman {split.statistic:.3f}")
