@@ -1,6 +1,7 @@
 """The learning-rate rule behind the study's defaults: a small sweep per method on a seed the study never uses.
 
-    python experiments/lr_sweep.py --out /tmp/fl-sweep [--lrs 1e-4,3e-4,1e-3,3e-3] [--seed 100] [--jobs 2]
+    python experiments/lr_sweep.py --out /tmp/fl-sweep [--lrs 1e-4,3e-4,1e-3,3e-3] [--sft-lrs ...] [--rl-lrs ...]
+                                   [--seed 100] [--jobs 2]
 
 Rule (fixed before looking at forgetting or circuits): for each method, the rate with the highest held-out
 target accuracy at the final checkpoint of a run with ``--seed`` (default 100; its train/eval split and data
@@ -33,12 +34,14 @@ def run(method: str, lr: float, seed: int, out: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--lrs", default="1e-4,3e-4,1e-3,3e-3")
+    parser.add_argument("--lrs", default="1e-4,3e-4,1e-3,3e-3", help="rates tried for both methods")
+    parser.add_argument("--sft-lrs", default=None, help="rates tried for SFT (default: --lrs)")
+    parser.add_argument("--rl-lrs", default=None, help="rates tried for RL (default: --lrs)")
     parser.add_argument("--seed", type=int, default=100)
     parser.add_argument("--jobs", type=int, default=1)
     args = parser.parse_args()
-    lrs = [float(x) for x in args.lrs.split(",")]
-    jobs = [(m, lr) for m in ("sft", "rl") for lr in lrs]
+    grid = {m: [float(x) for x in (getattr(args, f"{m}_lrs") or args.lrs).split(",")] for m in ("sft", "rl")}
+    jobs = [(m, lr) for m in ("rl", "sft") for lr in grid[m]]  # the slow RL runs first
     with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         results = list(pool.map(run, *zip(*jobs), [args.seed] * len(jobs), [args.out] * len(jobs)))
     print("| method | lr | target acc (base -> final) | best | KL final | mean prior retention |")

@@ -1,5 +1,6 @@
-"""Target tasks that need a skill rather than a fact, tried on the shipped model (2026-11-24; README, "What
-the default study found").  Writes SciKnowEval-format JSONL for ``forgetlens finetune --data``:
+"""Target tasks that need a skill rather than a fact, tried on the stage-3 embedded model (2026-11-24;
+docs/results/targets-history.md: run in a checkout of acf0495 to reproduce the figures).  Writes
+SciKnowEval-format JSONL for ``forgetlens finetune --data``:
 
     python experiments/skill_targets.py open-book OUT.jsonl [--distractor-statement]
     python experiments/skill_targets.py compare OUT.jsonl
@@ -39,6 +40,7 @@ import random
 from pathlib import Path
 
 from forgetlens.tasks import science_qa
+from forgetlens.tasks.comparisons import QUANTITIES, compare_record
 from forgetlens.tasks.vocab import CAPITALS, COPY_WORDS, NAMES, OBJECTS
 
 
@@ -68,22 +70,6 @@ def filling_records() -> list[dict]:
     return [{"question": science_qa.RELATIONS[relation][1].format(s=subject), "type": "filling", "answer": obj,
              "prompt": {"default": "Answer the question with a name or symbol only."}}
             for relation, subject, obj in science_qa.science_facts()]
-
-
-QUANTITIES = [("mass", "kg"), ("length", "m"), ("time", "s"), ("temperature", "K")]
-
-
-def compare_record(quantity: str, unit: str, digits: tuple[int, ...], rng: random.Random) -> dict:
-    """One question over ``digits`` in a random order, asking for the largest or the smallest."""
-    values = list(digits)
-    rng.shuffle(values)
-    ask = rng.choice(["largest", "smallest"])
-    answer = max(values) if ask == "largest" else min(values)
-    question = (f"Four samples have a {quantity} of {values[0]}, {values[1]}, {values[2]} and {values[3]} {unit}. "
-                f"Which {quantity} is the {ask}?")
-    options = [f"{v} {unit}" for v in values]
-    rng.shuffle(options)
-    return science_qa.options_record(question, options, f"{answer} {unit}", subtask="compare")
 
 
 def compare_records(seed: int = 0) -> list[dict]:

@@ -42,11 +42,29 @@ def test_run_writes_checkpoints_and_behaviour(tmp_path, method):
     assert rows[-1]["kl_forward"] > 0  # the weights moved
 
 
-def test_both_methods_get_the_same_prompts():
-    sft, rl = tiny("sft"), tiny("rl")
+@pytest.mark.parametrize("target", ["compare", "facts"])
+def test_both_methods_get_the_same_prompts(target):
+    sft, rl = tiny("sft", synthetic_target=target), tiny("rl", synthetic_target=target)
     assert training_schedule(target_splits(sft)[0], sft) == training_schedule(target_splits(rl)[0], rl)
     train, evaluation = target_splits(sft)
     assert not {r["question"] for r in train} & {r["question"] for r in evaluation}
+    assert {r["details"]["subtask"] for r in train} <= ({"compare"} if target == "compare"
+                                                        else {"symbol", "element", "unit"})
+
+
+def test_the_default_target_asks_only_comparisons_the_embedded_model_never_practised():
+    from forgetlens.tasks import comparisons
+
+    train, evaluation = target_splits(tiny("sft"))
+    asked = sorted(r["question"] for r in train + evaluation)
+    assert asked == sorted(r["question"] for r in comparisons.target_records())
+    assert len(asked) == len(comparisons.halves()[1])
+
+
+def test_an_unknown_synthetic_target_is_named(tmp_path):
+    with pytest.raises(ForgetlensError, match="synthetic_target: unknown target 'stars'; expected one of compare, facts"):
+        finetune(tiny("sft", synthetic_target="stars"), tmp_path / "r")
+    assert not (tmp_path / "r").exists()
 
 
 @pytest.mark.skipif(not SHARED.exists(), reason="../shared/data is not beside the checkout")

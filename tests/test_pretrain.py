@@ -1,5 +1,5 @@
-"""Building the embedded model: the corpus it was trained on is pinned, the format stage on top of stored
-stage-2 weights equals a full run, and so does a build interrupted and resumed."""
+"""Building the embedded model: the corpus it was trained on is pinned, the later stages on top of stored
+stage-2 or stage-3 weights equal a full run, and so does a build interrupted and resumed."""
 
 import dataclasses
 import hashlib
@@ -18,7 +18,7 @@ from forgetlens.models.pretrain import pretrain_base
 # SHA-256 of 300 documents of every corpus source as the shipped model's build drew them.  If this fails, the
 # corpus changed, and `forgetlens pretrain-base` no longer rebuilds the shipped model: rebuild it (and its card)
 # and update the digest, or restore the draws.
-SHIPPED_CORPUS_DIGEST = "05145de5213e455b0fe7197747dd13385e5ca51a6cedb6463af27aa1da8fdc0c"
+SHIPPED_CORPUS_DIGEST = "ce133b29766a69c6cffb7b52fe91383371da61a2c26310d26941f8a79f3eb001"
 
 
 def test_corpus_sources_draw_the_documents_the_shipped_model_was_built_from():
@@ -33,21 +33,33 @@ def test_corpus_sources_draw_the_documents_the_shipped_model_was_built_from():
 TINY = PretrainConfig(n_layers=1, n_heads=2, n_kv_heads=1, d_model=32, d_mlp=64, steps=4, curriculum_steps=2,
                       batch_size=4, warmup=2, tokenizer_docs=3000, eval_examples=4, checkpoint_every=2,
                       format_stages=[FormatStage(2, {"capital_mcq": 1.0}), FormatStage(2, {"science_mcq": 1.0})],
-                      threads=1)
+                      compare_stage=FormatStage(2, {"compare_mcq": 0.5, "induction": 0.5}), threads=1)
 
 
-def test_format_stage_from_stored_stage_two_weights_equals_a_full_run(tmp_path):
-    full = pretrain_base(TINY, tmp_path / "full", log=lambda *a: None)
-    pretrain_base(dataclasses.replace(TINY, format_stages=[]), tmp_path / "stage2", log=lambda *a: None)
-    pretrain_base(TINY, tmp_path / "continued", start_from=tmp_path / "stage2", log=lambda *a: None)
+@pytest.mark.parametrize("start_after", ["main", "format"])
+def test_later_stages_from_stored_earlier_weights_equal_a_full_run(tmp_path, start_after):
+    quiet = lambda *a: None  # noqa: E731
+    full = pretrain_base(TINY, tmp_path / "full", log=quiet)
+    earlier = (dataclasses.replace(TINY, format_stages=[], compare_stage=None) if start_after == "main"
+               else dataclasses.replace(TINY, compare_stage=None))
+    pretrain_base(earlier, tmp_path / "earlier", log=quiet)
+    continued = pretrain_base(TINY, tmp_path / "continued", start_from=tmp_path / "earlier", start_after=start_after,
+                              log=quiet)
     a = load_file(str(tmp_path / "full" / "model.safetensors"))
     b = load_file(str(tmp_path / "continued" / "model.safetensors"))
-    c = load_file(str(tmp_path / "stage2" / "model.safetensors"))
+    c = load_file(str(tmp_path / "earlier" / "model.safetensors"))
     assert a.keys() == b.keys()
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
-    assert any(not torch.equal(a[k], c[k]) for k in a), "the format stage changed nothing"
-    assert {"capital_mcq", "science_mcq", "science_mcq/unit"} <= set(full["held_out_accuracy"])
+    assert any(not torch.equal(a[k], c[k]) for k in a), "the later stages changed nothing"
+    assert {"capital_mcq", "science_mcq", "science_mcq/unit", "compare_mcq"} <= set(full["held_out_accuracy"])
+    assert list(full["stage_seconds"]) == list(continued["stage_seconds"]) == ["main", "format", "compare"]
+
+
+def test_an_unknown_start_after_stage_is_named(tmp_path):
+    with pytest.raises(ForgetlensError, match="--start-after must be one of main, format, got 'compare'"):
+        pretrain_base(TINY, tmp_path / "out", start_from=tmp_path, start_after="compare", log=lambda *a: None)
+    assert not (tmp_path / "out").exists()
 
 
 def _interrupted_at(call: int, monkeypatch):
@@ -67,11 +79,12 @@ def _interrupted_at(call: int, monkeypatch):
 
 def test_an_interrupted_build_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path, monkeypatch):
     """Snapshots every step: call 4 stops stage 2 at step 3, call 6 the format stage at step 1 (stage 2 has 4
-    steps), each with a document stream half used; ``resume`` then has to continue each exactly."""
+    steps), call 10 the comparison stage at step 1 (the format stage has 4), each with a document stream half
+    used; ``resume`` then has to continue each exactly."""
     cfg = dataclasses.replace(TINY, checkpoint_every=1)
     pretrain_base(cfg, tmp_path / "whole", log=lambda *a: None)
     reference = load_file(str(tmp_path / "whole" / "model.safetensors"))
-    for call in (4, 6):
+    for call in (4, 6, 10):
         out = tmp_path / f"stopped-at-{call}"
         with monkeypatch.context() as patch:
             _interrupted_at(call, patch)

@@ -82,3 +82,31 @@ def test_year_task_answers_exceed_and_distractors_precede_the_start_year():
         start = ex.clean.split("from the year ")[1].split()[0]  # e.g. "1732"
         assert int(ex.distractor) < int(start[2]) < int(ex.answer)
         assert ex.corrupted.split("from the year ")[1].split()[0] == start[:2] + "01"
+
+
+def test_comparison_halves_split_every_pair_once_and_questions_are_answered_right():
+    from forgetlens.tasks import comparisons
+
+    pretrain, target = comparisons.halves()
+    assert len(pretrain) + len(target) == 4 * 210 and not set(pretrain) & set(target)
+    records = comparisons.target_records()
+    assert len(records) == len(target) and records == comparisons.target_records()
+    for record, (quantity, unit, digits) in zip(records, target):
+        values = [int(v) for v in record["question"].split(" of ", 1)[1].split(f" {unit}.")[0]
+                  .replace(" and ", ", ").split(", ")]
+        assert sorted(values) == list(digits) and quantity in record["question"]
+        want = max(values) if "largest" in record["question"] else min(values)
+        key = record["choices"]["text"][science_qa.LETTERS.index(record["answerKey"])]
+        assert key == f"{want} {unit}" and sorted(record["choices"]["text"]) == sorted(f"{v} {unit}" for v in values)
+
+
+def test_pretraining_comparisons_never_ask_a_target_digit_set():
+    from forgetlens.tasks import comparisons
+
+    target = {(q, d) for q, _, d in comparisons.halves()[1]}
+    rng = random.Random(0)
+    for _ in range(300):
+        question = comparisons.pretraining_document(rng).split("\n")[2]  # "Four samples have a mass of ..."
+        quantity = question.split("have a ")[1].split(" of ")[0]
+        values = question.split(" of ", 1)[1].split(".")[0].rsplit(" ", 1)[0].replace(" and ", ", ").split(", ")
+        assert (quantity, tuple(sorted(int(v) for v in values))) not in target

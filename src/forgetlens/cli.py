@@ -88,9 +88,11 @@ def discover_cmd(task_name, model, method, k, target, metric, ablation, ig_steps
 @click.option("--steps", type=int, default=None, help="Optimizer steps (default from PretrainConfig).")
 @click.option("--resume", is_flag=True, help="Continue from the last training-state snapshot in --out.")
 @click.option("--start-from", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
-              help="A model directory holding this configuration's weights at the end of stage 2; only the "
-                   "format stage is trained.")
-def pretrain_cmd(out, seed, steps, resume, start_from) -> None:
+              help="A model directory holding this configuration's weights at the end of stage --start-after; "
+                   "only the later stages are trained.")
+@click.option("--start-after", default="main", show_default=True,
+              help="The last stage --start-from has completed: main (stages 1-2) or format (stages 1-3).")
+def pretrain_cmd(out, seed, steps, resume, start_from, start_after) -> None:
     """Rebuild the embedded base model (tokenizer, weights, model card) from a seed."""
     from forgetlens.config import PretrainConfig
     from forgetlens.circuits.validation import validate_task
@@ -105,7 +107,7 @@ def pretrain_cmd(out, seed, steps, resume, start_from) -> None:
             raise ForgetlensError(f"--steps must be positive, got {steps}")
         cfg.steps = steps
     out = out or EMBEDDED_DIR
-    card = pretrain_base(cfg, out, resume=resume, start_from=start_from, log=click.echo)
+    card = pretrain_base(cfg, out, resume=resume, start_from=start_from, start_after=start_after, log=click.echo)
     loaded = load_model(out)
     card["circuits"] = {task.name: validate_task(loaded.model, loaded.tokenizer, task)
                         for task in parse_task_list(None)}
@@ -118,7 +120,11 @@ def pretrain_cmd(out, seed, steps, resume, start_from) -> None:
 @cli.command("finetune")
 @click.option("--method", required=True, help="sft, rl, sft-preserve, rl-preserve, replay or sft-kl.")
 @click.option("--model", default="embedded", show_default=True, help="Base model directory, cached HF id, or `embedded`.")
-@click.option("--data", default=None, help="Target-task file/directory (SciKnowEval or SciQ); default: synthetic science QA.")
+@click.option("--data", default=None, help="Target-task file/directory (SciKnowEval or SciQ); default: "
+                                            "the built-in --synthetic-target.")
+@click.option("--synthetic-target", default="compare", show_default=True,
+              help="Built-in target without --data: compare (largest/smallest of four quantities) or facts "
+                   "(element symbols, SI units).")
 @click.option("--steps", type=int, default=None, help="Optimizer steps (same for both methods).")
 @click.option("--lr", type=float, default=None, help="Learning rate for this method.")
 @click.option("--checkpoint-every", type=int, default=None, help="Steps between checkpoints.")
@@ -136,7 +142,7 @@ def pretrain_cmd(out, seed, steps, resume, start_from) -> None:
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out.")
 @click.option("--overwrite", is_flag=True, help="Delete an existing --out and start again.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Run directory.")
-def finetune_cmd(method, model, data, steps, lr, checkpoint_every, prompts_per_step, num_generations, loss_type,
+def finetune_cmd(method, model, data, synthetic_target, steps, lr, checkpoint_every, prompts_per_step, num_generations, loss_type,
                  beta, max_records, lam, preserve_heads, monitor_every, monitor_threshold, monitor_action, seed, resume,
                  overwrite, out) -> None:
     """Fine-tune (sft, rl, sft-preserve, rl-preserve, replay, sft-kl), keeping checkpoints; behaviour at each."""
@@ -145,7 +151,8 @@ def finetune_cmd(method, model, data, steps, lr, checkpoint_every, prompts_per_s
 
     if method not in METHODS:
         raise ForgetlensError(f"--method: unknown method {method!r}; expected one of {', '.join(METHODS)}")
-    cfg = FinetuneConfig(method=method, model=model, data=data, seed=seed, max_records=max_records)
+    cfg = FinetuneConfig(method=method, model=model, data=data, synthetic_target=synthetic_target, seed=seed,
+                         max_records=max_records)
     for section, name, value in (("preserve", "lam", lam), ("preserve", "heads", preserve_heads),
                                  ("monitor", "every", monitor_every), ("monitor", "threshold", monitor_threshold),
                                  ("monitor", "action", monitor_action)):

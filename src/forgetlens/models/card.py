@@ -23,7 +23,8 @@ def write_model_card(out_dir: Path, card: dict) -> None:
         "",
         f"- training (stages 1-2): {cfg['steps']} steps x {cfg['batch_size']} documents, AdamW lr {cfg['lr']}; "
         f"{card['train_seconds']:.0f} s on the build machine ({card.get('train_device', 'cpu')}) for all stages"
-        + (f" ({card['main_stage_seconds']:.0f} s for stages 1-2)" if "main_stage_seconds" in card else "")
+        + (" (" + ", ".join(f"{stage} {t:.0f} s" for stage, t in card["stage_seconds"].items()) + ")"
+           if "stage_seconds" in card else "")
         + f", final loss {card['final_loss']}",
         f"- curriculum: the first {cfg['curriculum_steps']} steps draw from "
         + ", ".join(f"{k} {v:.2f}" for k, v in cfg["curriculum_recipe"].items())
@@ -34,13 +35,22 @@ def write_model_card(out_dir: Path, card: dict) -> None:
         + "; ".join(f"{st['steps']} steps of " + ", ".join(f"{k} {v:.2f}" for k, v in st["recipe"].items())
                     for st in cfg.get("format_stages", []))
         + " (multiple-choice letter binding did not form in the mixed corpus above)",
+    ]
+    if cfg.get("compare_stage"):
+        stage = cfg["compare_stage"]
+        lines.append(f"- comparison stage: a fresh AdamW at constant lr {cfg['format_lr']}, {stage['steps']} steps of "
+                     + ", ".join(f"{k} {v:.3f}" for k, v in stage["recipe"].items())
+                     + " (`compare_mcq`: comparison questions from the pretraining half; the fine-tuning target "
+                     "asks the other half)")
+    lines += [
         "",
         "## Held-out accuracy",
         "",
         "Top-1 over the whole vocabulary on freshly drawn prompts (evaluation seed differs from the corpus stream; "
         "fact recall is memorised by design, so its held-out prompts re-use the table). `science_mcq` is the "
         "multiple-choice accuracy (best of the four letter logits) on the synthetic science-QA target task "
-        "(`science_mcq/RELATION` per question kind), `capital_mcq` the same on capital-city questions.",
+        "(`science_mcq/RELATION` per question kind), `capital_mcq` the same on capital-city questions, "
+        "`compare_mcq` the same on target-half comparison questions (the default fine-tuning target).",
         "",
         "| task | accuracy | mean logit diff |",
         "| --- | --- | --- |",

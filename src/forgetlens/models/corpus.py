@@ -11,7 +11,7 @@ import random
 from collections.abc import Callable, Iterator
 
 from forgetlens.errors import ForgetlensError
-from forgetlens.tasks import science_qa
+from forgetlens.tasks import comparisons, science_qa
 from forgetlens.tasks.registry import TASKS
 from forgetlens.tasks.vocab import CAPITALS
 
@@ -33,6 +33,7 @@ SOURCES: dict[str, Callable[[random.Random], str]] = {
     "reverse_fact": _reverse_fact,
     "science_statement": science_qa.statement_document,
     "science_mcq": science_qa.science_mcq_document,
+    "compare_mcq": comparisons.pretraining_document,
 }
 
 

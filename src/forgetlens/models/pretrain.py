@@ -17,11 +17,12 @@ from pathlib import Path
 import torch
 
 from forgetlens.config import PretrainConfig
+from forgetlens.errors import ForgetlensError
 from forgetlens.models import corpus
 from forgetlens.models.forward import model_device, task_accuracy
 from forgetlens.models.loading import checked_device, default_device
 from forgetlens.models.tokenizer import EOS, save_tokenizer, train_tokenizer
-from forgetlens.tasks import science_qa
+from forgetlens.tasks import comparisons, science_qa
 from forgetlens.tasks.base import check_vocabulary, encode_examples
 from forgetlens.tasks.registry import DEFAULT_TASKS, TASKS
 from forgetlens.utils import atomic_write_text, progress, right_pad, versions
@@ -84,7 +85,8 @@ def _lr(cfg: PretrainConfig, step: int) -> float:
 
 
 def evaluate_base(model, tokenizer, n: int, seed: int) -> dict[str, dict[str, float]]:
-    """Held-out accuracy per prior task, and letter accuracy on multiple-choice questions by kind."""
+    """Held-out accuracy per prior task, and letter accuracy on multiple-choice questions by kind (``compare_mcq``:
+    the default target's half of the comparison questions, never seen in pretraining)."""
     results = {}
     for name in DEFAULT_TASKS:
         task = TASKS[name]()
@@ -96,6 +98,7 @@ def evaluate_base(model, tokenizer, n: int, seed: int) -> dict[str, dict[str, fl
             model, tokenizer, lambda rng, r=relation: science_qa.science_mcq_document(rng, r), n, seed)}
     results["science_mcq"] = {"accuracy": sum(results[f"science_mcq/{r}"]["accuracy"]
                                               for r in science_qa.RELATIONS) / len(science_qa.RELATIONS)}
+    results["compare_mcq"] = {"accuracy": mcq_letter_accuracy(model, tokenizer, comparisons.target_document, n, seed)}
     return results
 
 
@@ -164,58 +167,83 @@ def _train_main(cfg: PretrainConfig, model, tokenizer, state_path: Path, state: 
         bar.set_postfix(loss=f"{_step(model, opt, ids, labels):.3f}")
         if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
             _save_state(state_path, {"stage": "main", "model": model.state_dict(), "opt": opt.state_dict(),
+                                     "done_seconds": {},
                                      "data_rng": data_rng.getstate(), "torch_rng": torch.get_rng_state(),
                                      "step": step + 1, "pending": (opening.pending, main.pending),
                                      "elapsed": elapsed_before + time.perf_counter() - t0})
     return elapsed_before + time.perf_counter() - t0
 
 
-def _train_format(cfg: PretrainConfig, model, tokenizer, state_path: Path, state: dict | None,
-                  main_seconds: float, log) -> tuple[float, float]:
-    """Stage 3: the answer-format sub-stages, one fresh optimizer at a constant LR -> (seconds, last loss)."""
+def _train_substages(cfg: PretrainConfig, model, tokenizer, state_path: Path, state: dict | None, stage: str,
+                     substages: list, stream_seed: str, done_seconds: dict, log) -> tuple[float, float]:
+    """Stages 3-4: ``substages`` in turn, one fresh optimizer at ``format_lr`` after linear warm-up, documents from
+    one stream seeded ``stream_seed`` -> (seconds, last loss).  ``done_seconds`` (earlier stages' times) is
+    stored in each snapshot."""
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.format_lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
-    data_rng = random.Random(f"format:{cfg.seed}")
+    data_rng = random.Random(stream_seed)
     start, elapsed_before = 0, 0.0
     if state is not None:
         _restore(state, model, opt, data_rng)
-        start, elapsed_before, main_seconds = state["step"], state["elapsed"], state["main_seconds"]
-        log(f"resuming the format stage at step {start}")
-    streams = [BucketedStream(tokenizer, corpus.documents(stage.recipe, data_rng), cfg.batch_size, cfg.max_len,
-                              data_rng) for stage in cfg.format_stages]
-    ends = [sum(st.steps for st in cfg.format_stages[:i + 1]) for i in range(len(cfg.format_stages))]
+        start, elapsed_before = state["step"], state["elapsed"]
+        log(f"resuming the {stage} stage at step {start}")
+    streams = [BucketedStream(tokenizer, corpus.documents(sub.recipe, data_rng), cfg.batch_size, cfg.max_len,
+                              data_rng) for sub in substages]
+    ends = [sum(sub.steps for sub in substages[:i + 1]) for i in range(len(substages))]
     if state is not None:
         for stream, pending in zip(streams, state["pending"]):
             stream.pending = pending
     model.train()
     t0 = time.perf_counter()
     loss = float("nan")
-    bar = progress(range(start, cfg.format_steps), desc="pretrain (format stage)", initial=start,
-                   total=cfg.format_steps)
+    total = ends[-1] if ends else 0
+    bar = progress(range(start, total), desc=f"pretrain ({stage} stage)", initial=start, total=total)
     for step in bar:
         for group in opt.param_groups:
             group["lr"] = cfg.format_lr * min(1.0, (step + 1) / cfg.warmup)
         stream = streams[next(i for i, end in enumerate(ends) if step < end)]
         loss = _step(model, opt, *stream.next_batch())
         bar.set_postfix(loss=f"{loss:.3f}")
-        if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.format_steps:
-            _save_state(state_path, {"stage": "format", "model": model.state_dict(), "opt": opt.state_dict(),
+        if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < total:
+            _save_state(state_path, {"stage": stage, "model": model.state_dict(), "opt": opt.state_dict(),
                                      "data_rng": data_rng.getstate(), "step": step + 1,
-                                     "pending": [st.pending for st in streams],
-                                     "elapsed": elapsed_before + time.perf_counter() - t0,
-                                     "main_seconds": main_seconds})
-    return main_seconds + elapsed_before + time.perf_counter() - t0, loss
+                                     "pending": [st.pending for st in streams], "done_seconds": done_seconds,
+                                     "elapsed": elapsed_before + time.perf_counter() - t0})
+    return elapsed_before + time.perf_counter() - t0, loss
+
+
+STAGES = ("main", "format", "compare")
+"""The build's stages in order: 1-2 (curriculum, then the mixed corpus), 3 (answer format), 4 (comparisons)."""
+
+
+def _compare_stream_seed(seed: int) -> str:
+    # Seed 0's stream is the one of the probe that measured this stage (experiments/compare_target.py at commit
+    # acf0495), so the shipped model is bit-identical to the model that probe measured; other seeds get their own.
+    return "compare-substage" if seed == 0 else f"compare-substage:{seed}"
+
+
+def _stage_seconds(card: dict) -> dict[str, float]:
+    """Training seconds per stage from a model card (cards written before stage 4 record stages 1-2 and all)."""
+    if "stage_seconds" in card:
+        return card["stage_seconds"]
+    main = card.get("main_stage_seconds", card.get("train_seconds", float("nan")))
+    return {"main": main, "format": card.get("train_seconds", float("nan")) - main}
 
 
 def pretrain_base(cfg: PretrainConfig, out_dir: Path, resume: bool = False, start_from: Path | None = None,
-                  log=print) -> dict:
+                  start_after: str = "main", log=print) -> dict:
     """Train tokenizer and model into ``out_dir``; return the model card dict.
 
-    ``start_from``: a directory holding this configuration's model at the end of stage 2 (for example the
-    shipped checkpoint built before the format stage existed); stages 1-2 are then loaded, not rerun.  The
-    format stage starts from fresh optimizer and data streams, so the result is the same either way.
+    ``start_from``: a directory holding this configuration's model at the end of stage ``start_after``
+    (``main``: stages 1-2, for example a build before the format stage existed; ``format``: stages 1-3, for
+    example the shipped model before stage 4 existed); the stages up to it are loaded, not rerun.  Each later
+    stage starts from a fresh optimizer and its own document stream, so the result is the same either way.
     """
+    if start_after not in STAGES[:-1]:
+        raise ForgetlensError(f"--start-after must be one of {', '.join(STAGES[:-1])}, got {start_after!r}")
     torch.set_num_threads(cfg.threads)
-    for recipe in [cfg.recipe, cfg.curriculum_recipe] + [stage.recipe for stage in cfg.format_stages]:
+    stage_recipes = [stage.recipe for stage in cfg.format_stages] + ([cfg.compare_stage.recipe]
+                                                                     if cfg.compare_stage else [])
+    for recipe in [cfg.recipe, cfg.curriculum_recipe] + stage_recipes:
         corpus.validate_recipe(recipe)
     device = torch.device(checked_device(cfg.device, "PretrainConfig.device") if cfg.device else default_device())
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -231,23 +259,32 @@ def pretrain_base(cfg: PretrainConfig, out_dir: Path, resume: bool = False, star
     state_path = out_dir / STATE_FILE
     state = torch.load(state_path, map_location=device, weights_only=False) if resume and state_path.exists() \
         else None
-    if state is not None and state["stage"] == "format":
-        main_seconds = state["main_seconds"]
+    seconds: dict[str, float] = {}  # stage -> training seconds
+    if state is not None:
+        first = STAGES.index(state["stage"])
+        seconds = dict(state.get("done_seconds", {}))
     elif start_from is not None:
         from safetensors.torch import load_file
 
         model.load_state_dict(load_file(str(Path(start_from) / "model.safetensors")), strict=False)
         model.tie_weights()
         card_path = Path(start_from) / "card.json"
-        old_card = json.loads(card_path.read_text()) if card_path.exists() else {}
-        main_seconds = old_card.get("main_stage_seconds", old_card.get("train_seconds", float("nan")))
-        log(f"stages 1-2 loaded from {start_from}")
+        old = _stage_seconds(json.loads(card_path.read_text())) if card_path.exists() else {}
+        first = STAGES.index(start_after) + 1
+        seconds = {stage: old.get(stage, float("nan")) for stage in STAGES[:first]}
+        log(f"stages up to {start_after!r} loaded from {start_from}")
     else:
-        main_seconds = _train_main(cfg, model, tokenizer, state_path, state, log)
-        state = None
-    train_seconds, last_loss = _train_format(cfg, model, tokenizer, state_path,
-                                             state if state is not None and state["stage"] == "format" else None,
-                                             main_seconds, log)
+        first = 0
+    last_loss = float("nan")
+    for stage in STAGES[first:]:
+        resumed = state if state is not None and state["stage"] == stage else None
+        if stage == "main":
+            seconds["main"] = _train_main(cfg, model, tokenizer, state_path, resumed, log)
+        elif stage == "format" or cfg.compare_stage is not None:
+            substages, stream_seed = ((cfg.format_stages, f"format:{cfg.seed}") if stage == "format"
+                                      else ([cfg.compare_stage], _compare_stream_seed(cfg.seed)))
+            seconds[stage], last_loss = _train_substages(cfg, model, tokenizer, state_path, resumed, stage,
+                                                         substages, stream_seed, dict(seconds), log)
     model.eval()
     accuracy = evaluate_base(model, tokenizer, cfg.eval_examples, seed=10_000 + cfg.seed)
     model.save_pretrained(str(out_dir), safe_serialization=True)
@@ -257,8 +294,8 @@ def pretrain_base(cfg: PretrainConfig, out_dir: Path, resume: bool = False, star
         "n_parameters": sum(p.numel() for p in model.parameters()),
         "pretrain_config": dataclasses.asdict(cfg),
         "train_device": str(device),
-        "train_seconds": round(train_seconds, 1),
-        "main_stage_seconds": round(main_seconds, 1),
+        "train_seconds": round(sum(seconds.values()), 1),
+        "stage_seconds": {stage: round(t, 1) for stage, t in seconds.items()},
         "final_loss": round(last_loss, 4),
         "held_out_accuracy": accuracy,
         "versions": versions(),

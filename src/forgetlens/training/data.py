@@ -11,13 +11,15 @@ import json
 import random
 
 from forgetlens.config import FinetuneConfig
-from forgetlens.tasks import science_qa
+from forgetlens.tasks import comparisons, science_qa
 from forgetlens.tasks.science_data import load_target_data, split_records
 
 
 def target_splits(cfg: FinetuneConfig) -> tuple[list[dict], list[dict]]:
     """(train, eval) records; eval questions never appear in train."""
-    if cfg.data is None:
+    if cfg.data is None and cfg.synthetic_target == "compare":
+        records = comparisons.target_records()
+    elif cfg.data is None:
         rng = random.Random(f"synthetic-science:{cfg.seed}")
         records = [science_qa.mcq_record(rel, s, o, rng) for rel, s, o in science_qa.science_facts()
                    for _ in range(cfg.variants_per_question)]

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import torch
 
-from forgetlens.config import (METHODS, FinetuneConfig, MonitorConfig, PreserveConfig, ReplayConfig, RLConfig,
-                               trainer_kind)
+from forgetlens.config import (METHODS, SYNTHETIC_TARGETS, FinetuneConfig, MonitorConfig, PreserveConfig,
+                               ReplayConfig, RLConfig, trainer_kind)
 from forgetlens.errors import ForgetlensError
 from forgetlens.metrics.behaviour import chat_prompts, forward_kl, generate, prior_behaviour, target_accuracy
 from forgetlens.models.loading import configure_threads, load_model
@@ -48,6 +48,9 @@ def finetune_problems(cfg: FinetuneConfig, prefix: str = "") -> list[str]:
     problems = []
     if cfg.method not in METHODS:
         problems.append(f"{prefix}method: unknown method {cfg.method!r}; expected one of {', '.join(METHODS)}")
+    if cfg.synthetic_target not in SYNTHETIC_TARGETS:
+        problems.append(f"{prefix}synthetic_target: unknown target {cfg.synthetic_target!r}; expected one of "
+                        f"{', '.join(SYNTHETIC_TARGETS)}")
     for name in ("steps", "prompts_per_step", "checkpoint_every", "prior_eval_examples", "kl_samples",
                  "max_new_tokens"):
         if getattr(cfg, name) <= 0:
