@@ -238,10 +238,12 @@ class FinetuneConfig:
     """Optimizer steps (the same for both methods: matched budget)."""
     prompts_per_step: int = 8
     """Distinct training prompts per optimizer step (RL samples ``num_generations`` completions of each)."""
-    lr_sft: float = 1e-4
-    """SFT learning rate (chosen by ``experiments/lr_sweep.py``'s rule on the embedded default)."""
+    lr_sft: float = 1e-3
+    """SFT learning rate (chosen by ``experiments/lr_sweep.py``'s rule on the embedded default: 1e-4, 3e-4, 1e-3,
+    3e-3 reached 0.698, 0.770, 0.810, 0.556 at seed 100, 480 steps)."""
     lr_rl: float = 1e-4
-    """RL learning rate (chosen by ``experiments/lr_sweep.py``'s rule on the embedded default)."""
+    """RL learning rate (chosen by ``experiments/lr_sweep.py``'s rule on the embedded default: 1e-4, 3e-4 reached
+    0.587, 0.508 at seed 100, 480 steps)."""
     checkpoint_every: int = 120
     """Save a checkpoint every N steps (plus step 0, the base model); each one's behaviour is measured."""
     eval_fraction: float = 0.3
@@ -307,7 +309,7 @@ class StudyConfig:
     model: str = "embedded"
     """Base model: ``embedded``, a local directory or a cached HF id."""
     data: str | None = None
-    """Target-task file or directory (SciKnowEval/SciQ); None = the synthetic science QA."""
+    """Target-task file or directory (SciKnowEval/SciQ); None = the built-in ``finetune.synthetic_target``."""
     tasks: list[str] | None = None
     """Prior-capability tasks whose circuits are followed (None = the default set: induction, ioi, greater_than,
     fact_recall; ``forgetlens tasks`` lists all)."""
