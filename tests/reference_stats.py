@@ -37,7 +37,7 @@ def reference_statistics(base: PromptMeasurements, tuned: PromptMeasurements, ci
     c = circuit_mask.astype(bool)
     k = int(c.sum())
     own = _top(ie1, k)
-    base_set = {int(i) for i in np.flatnonzero(c.ravel())}
+    base_set = _top(ie0, k)
     preserved = len(own & base_set) / k
     jaccard = len(own & base_set) / len(own | base_set)
     areas = []

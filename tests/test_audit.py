@@ -17,7 +17,7 @@ from forgetlens.metrics.vulnerability import circuit_weights, measure
 from forgetlens.models.heads import HeadLayout
 from forgetlens.tasks import get_task
 
-TASK = "ioi"
+TASK = "induction"  # its circuit is compact (4 of 32 heads), leaving whole key/value groups outside it
 
 
 @pytest.fixture(scope="module")
@@ -81,9 +81,11 @@ def test_damage_to_circuit_heads_is_monotone(setup):
     scales = [0.5, 1.0, 2.0]
     result = compare(setup, {f"s{s}": damaged(model, layout, circuit.heads, s) for s in scales})
     v = [result["models"][f"s{s}"]["v_circuit"]["value"] for s in scales]
-    r = [result["models"][f"s{s}"]["retention"]["value"] for s in scales]
+    d = [result["models"][f"s{s}"]["drift_circuit"]["value"] for s in scales]
     assert v[0] < v[1] < v[2] and v[0] > 0
-    assert r[0] > r[1] > r[2]
+    assert 0 < d[0] < d[1] < d[2]
+    # Faithfulness retention is not asserted: damage to C0 lowers m(C0) and m(full) together, so the ratio can
+    # move either way (induction on the shipped model: 0.997 at scale 0.5, 1.041 at 1.0).
 
 
 def test_damage_elsewhere_leaves_v_circuit_ci_covering_zero(setup):
