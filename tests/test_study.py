@@ -107,16 +107,17 @@ def test_study_is_deterministic_and_resumes_after_sigkill(tmp_path):
 
 
 def test_a_partial_section_keeps_the_study_defaults_of_the_rest(tmp_path):
-    """`finetune: {kl_coef: 0.2}` changes that key only: checkpoint_every stays StudyConfig's 40, not
-    FinetuneConfig's own 20."""
-    from forgetlens.config import StudyConfig, load_study_config
+    """`finetune: {kl_coef: 0.2}` changes that key only: checkpoint_every stays StudyConfig's 160, not
+    FinetuneConfig's own 120."""
+    from forgetlens.config import FinetuneConfig, StudyConfig, load_study_config
 
     cfg = tmp_path / "partial.yaml"
     cfg.write_text("finetune: {kl_coef: 0.2, preserve: {lam: 3.0}}\ndiscovery: {seed: 4}\n")
     loaded = load_study_config(cfg)
     default = StudyConfig()
     assert loaded.finetune.kl_coef == 0.2 and loaded.finetune.preserve.lam == 3.0
-    assert loaded.finetune.checkpoint_every == default.finetune.checkpoint_every == 40
+    assert loaded.finetune.checkpoint_every == default.finetune.checkpoint_every == 160
+    assert FinetuneConfig().checkpoint_every != 160
     assert loaded.discovery.seed == 4 and loaded.discovery.n_examples == default.discovery.n_examples == 128
 
 
