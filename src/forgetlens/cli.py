@@ -142,9 +142,9 @@ def pretrain_cmd(out, seed, steps, resume, start_from, start_after) -> None:
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out.")
 @click.option("--overwrite", is_flag=True, help="Delete an existing --out and start again.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Run directory.")
-def finetune_cmd(method, model, data, synthetic_target, steps, lr, checkpoint_every, prompts_per_step, num_generations, loss_type,
-                 beta, max_records, lam, preserve_heads, monitor_every, monitor_threshold, monitor_action, seed, resume,
-                 overwrite, out) -> None:
+def finetune_cmd(method, model, data, synthetic_target, steps, lr, checkpoint_every, prompts_per_step,
+                 num_generations, loss_type, beta, max_records, lam, preserve_heads, monitor_every, monitor_threshold,
+                 monitor_action, seed, resume, overwrite, out) -> None:
     """Fine-tune (sft, rl, sft-preserve, rl-preserve, replay, sft-kl), keeping checkpoints; behaviour at each."""
     from forgetlens.config import FinetuneConfig
     from forgetlens.training.finetune import METHODS, finetune, trainer_kind

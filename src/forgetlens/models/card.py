@@ -48,7 +48,7 @@ def write_model_card(out_dir: Path, card: dict) -> None:
         "",
         "Top-1 over the whole vocabulary on freshly drawn prompts (evaluation seed differs from the corpus stream; "
         "fact recall is memorised by design, so its held-out prompts re-use the table). `science_mcq` is the "
-        "multiple-choice accuracy (best of the four letter logits) on the synthetic science-QA target task "
+        "multiple-choice accuracy (best of the four letter logits) on the `facts` science-QA target "
         "(`science_mcq/RELATION` per question kind), `capital_mcq` the same on capital-city questions, "
         "`compare_mcq` the same on target-half comparison questions (the default fine-tuning target).",
         "",
