@@ -16,12 +16,11 @@ import argparse
 import json
 from pathlib import Path
 
-from forgetlens.circuits.validation import validate_task
+from forgetlens.circuits.validation import card_circuits
 from forgetlens.config import PretrainConfig
 from forgetlens.models.card import write_model_card
 from forgetlens.models.loading import load_model
 from forgetlens.models.pretrain import STATE_FILE, pretrain_base
-from forgetlens.tasks.registry import parse_task_list
 
 
 def main() -> None:
@@ -39,8 +38,7 @@ def main() -> None:
     else:
         card = json.loads(card_path.read_text())
     loaded = load_model(args.out)
-    card["circuits"] = {task.name: validate_task(loaded.model, loaded.tokenizer, task)
-                        for task in parse_task_list(None)}
+    card["circuits"] = card_circuits(loaded.model, loaded.tokenizer)
     write_model_card(args.out, card)
     for name, result in card["held_out_accuracy"].items():
         print(f"{name}: held-out accuracy {result['accuracy']:.3f}")

@@ -180,3 +180,37 @@ def test_hooks_leave_the_model_unchanged_even_after_errors(tokenizer, tiny_qwen2
     assert torch.equal(_logits(tiny_qwen2, batch), before)
     assert [p.requires_grad for p in tiny_qwen2.parameters()] == flags
     assert all(not proj._forward_pre_hooks for proj in layout.projections(tiny_qwen2))
+
+
+def test_spearman_interval_collapses_when_every_prompt_gives_the_same_effects():
+    import numpy as np
+    from scipy.stats import spearmanr
+
+    from forgetlens.circuits.validation import spearman_over_heads
+
+    rng = np.random.default_rng(0)
+    attribution_row, exact_row = rng.normal(size=(2, 3, 4))  # [layer, head] each
+    attribution, exact = np.repeat(attribution_row[None], 10, 0), np.repeat(exact_row[None], 10, 0)
+    value, low, high = spearman_over_heads(attribution, exact, n_boot=50)
+    assert value == pytest.approx(spearmanr(attribution_row.ravel(), exact_row.ravel()).statistic)
+    assert low == pytest.approx(value) and high == pytest.approx(value)
+
+
+def test_spearman_interval_widens_with_prompt_noise():
+    """The point value is the Spearman of the mean effects.  (A percentile interval need not cover it: near 1 a
+    correlation's resamples can all lie on one side.)"""
+    import numpy as np
+    from scipy.stats import spearmanr
+
+    from forgetlens.circuits.validation import spearman_over_heads
+
+    rng = np.random.default_rng(1)
+    effects = rng.normal(size=(4, 8))  # [layer, head]
+    widths = []
+    for noise in (0.1, 3.0):
+        exact = effects + noise * rng.normal(size=(64, 4, 8))  # [prompt, layer, head]
+        attribution = 0.5 * effects + noise * rng.normal(size=(64, 4, 8))
+        value, low, high = spearman_over_heads(attribution, exact, n_boot=200)
+        assert value == pytest.approx(spearmanr(attribution.mean(0).ravel(), exact.mean(0).ravel()).statistic)
+        widths.append(high - low)
+    assert widths[0] < widths[1]

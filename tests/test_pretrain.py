@@ -13,7 +13,7 @@ from forgetlens.config import FormatStage, PretrainConfig
 from forgetlens.errors import ForgetlensError
 from forgetlens.models import corpus
 from forgetlens.models.loading import default_device
-from forgetlens.models.pretrain import pretrain_base
+from forgetlens.models.pretrain import build_model, next_token_loss, pretrain_base
 
 # SHA-256 of 300 documents of every corpus source as the shipped model's build drew them.  If this fails, the
 # corpus changed, and `forgetlens pretrain-base` no longer rebuilds the shipped model: rebuild it (and its card)
@@ -68,11 +68,11 @@ def _interrupted_at(call: int, monkeypatch):
 
     real_step, calls = pretrain._step, [0]
 
-    def step(*args):
+    def step(*args, **kwargs):
         calls[0] += 1
         if calls[0] == call:
             raise KeyboardInterrupt
-        return real_step(*args)
+        return real_step(*args, **kwargs)
 
     monkeypatch.setattr(pretrain, "_step", step)
 
@@ -108,4 +108,33 @@ def test_an_interrupted_build_resumes_to_the_weights_of_an_uninterrupted_one(tmp
 def test_a_bad_device_is_named_before_anything_is_written(tmp_path):
     with pytest.raises(ForgetlensError, match="PretrainConfig.device='gpu0' is not a torch device"):
         pretrain_base(dataclasses.replace(TINY, device="gpu0"), tmp_path / "out", log=lambda *a: None)
+    assert not (tmp_path / "out").exists()
+
+
+def test_label_smoothed_loss_equals_its_definition():
+    """(1 - eps) * cross-entropy + eps * mean over the vocabulary of -log p, over labelled positions only;
+    eps = 0 is the model's own loss."""
+    torch.manual_seed(0)
+    model = build_model(TINY, vocab_size=40)
+    ids = torch.randint(0, 40, (3, 7))  # [batch, pos]
+    labels = ids.clone()
+    labels[0, 5:] = -100
+    labels[2, 3:] = -100
+    logp = model(input_ids=ids).logits.log_softmax(-1)  # [batch, pos, vocab]
+    nll, uniform = [], []
+    for b in range(3):
+        for t in range(6):
+            if labels[b, t + 1] != -100:
+                nll.append(-logp[b, t, labels[b, t + 1]])
+                uniform.append(-logp[b, t].mean())
+    nll, uniform = torch.stack(nll).mean(), torch.stack(uniform).mean()
+    with torch.no_grad():
+        torch.testing.assert_close(next_token_loss(model, ids, labels, 0.3), 0.7 * nll + 0.3 * uniform)
+        torch.testing.assert_close(next_token_loss(model, ids, labels, 0.0), nll)
+
+
+def test_a_bad_label_smoothing_is_named_before_anything_is_written(tmp_path):
+    cfg = dataclasses.replace(TINY, compare_stage=FormatStage(2, {"compare_mcq": 1.0}, label_smoothing=1.0))
+    with pytest.raises(ForgetlensError, match=r"FormatStage.label_smoothing must be in \[0, 1\), got 1.0"):
+        pretrain_base(cfg, tmp_path / "out", log=lambda *a: None)
     assert not (tmp_path / "out").exists()

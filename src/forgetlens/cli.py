@@ -95,10 +95,9 @@ def discover_cmd(task_name, model, method, k, target, metric, ablation, ig_steps
 def pretrain_cmd(out, seed, steps, resume, start_from, start_after) -> None:
     """Rebuild the embedded base model (tokenizer, weights, model card) from a seed."""
     from forgetlens.config import PretrainConfig
-    from forgetlens.circuits.validation import validate_task
+    from forgetlens.circuits.validation import card_circuits
     from forgetlens.models.card import write_model_card
     from forgetlens.models.loading import EMBEDDED_DIR, load_model
-    from forgetlens.tasks.registry import parse_task_list
     from forgetlens.models.pretrain import pretrain_base
 
     cfg = PretrainConfig(seed=seed)
@@ -109,8 +108,7 @@ def pretrain_cmd(out, seed, steps, resume, start_from, start_after) -> None:
     out = out or EMBEDDED_DIR
     card = pretrain_base(cfg, out, resume=resume, start_from=start_from, start_after=start_after, log=click.echo)
     loaded = load_model(out)
-    card["circuits"] = {task.name: validate_task(loaded.model, loaded.tokenizer, task)
-                        for task in parse_task_list(None)}
+    card["circuits"] = card_circuits(loaded.model, loaded.tokenizer)
     write_model_card(out, card)
     for name, acc in card["held_out_accuracy"].items():
         click.echo(f"{name:>14}: held-out accuracy {acc['accuracy']:.3f}")

@@ -17,6 +17,9 @@ class FormatStage:
     """Optimizer steps."""
     recipe: dict[str, float]
     """Corpus mixture: source name -> share of documents."""
+    label_smoothing: float = 0.0
+    """Cross-entropy label smoothing in this sub-stage (0: plain next-token loss).  Smoothing bounds how far the
+    model drives its logit margins, which keeps attribution's linear approximation closer to exact patching."""
 
 
 @dataclass

@@ -7,14 +7,27 @@ the smallest top-k circuit reaching the faithfulness target.
 
 from __future__ import annotations
 
+import numpy as np
 from scipy.stats import spearmanr
 
 from forgetlens.circuits.circuit import choose_k, default_ks, faithfulness_curve, rank_heads
 from forgetlens.circuits.discover import task_splits
 from forgetlens.circuits.attribution import attribution_scores
 from forgetlens.circuits.patching import exact_head_effects
+from forgetlens.metrics.stats import bootstrap_indices, paired_bootstrap
 from forgetlens.models.heads import HeadLayout
 from forgetlens.tasks.base import PriorTask
+
+
+def spearman_over_heads(attribution: np.ndarray, exact: np.ndarray, n_boot: int = 1000, seed: int = 0,
+                        ) -> tuple[float, float, float]:
+    """Spearman between per-head mean attribution and mean exact effect, with a 95 % percentile interval from
+    resampling prompts -> (value, low, high).  attribution, exact: [prompt, layer, head] per-prompt effects."""
+    def statistic(index):
+        return spearmanr(attribution[index].mean(0).ravel(), exact[index].mean(0).ravel()).statistic
+
+    value, low, high = paired_bootstrap(statistic, bootstrap_indices(len(exact), n_boot, seed))
+    return float(value), float(low), float(high)
 
 
 def validate_task(model, tokenizer, task: PriorTask, n: int = 128, seed: int = 0, target: float = 0.8,
@@ -22,17 +35,27 @@ def validate_task(model, tokenizer, task: PriorTask, n: int = 128, seed: int = 0
     """Attribution-vs-exact agreement and the attribution circuit for one task (on its evaluation split)."""
     layout = HeadLayout.of(model)
     discovery, evaluation = task_splits(tokenizer, task, n, seed)
-    attribution = attribution_scores(model, layout, discovery, batch_size=batch_size).mean(0)
-    exact = exact_head_effects(model, layout, discovery, batch_size=batch_size).mean(0)
-    rho = spearmanr(attribution.flatten().numpy(), exact.flatten().numpy()).statistic
+    per_prompt_attribution = attribution_scores(model, layout, discovery, batch_size=batch_size)  # [n, layer, head]
+    per_prompt_exact = exact_head_effects(model, layout, discovery, batch_size=batch_size)  # [n, layer, head]
+    rho, rho_low, rho_high = spearman_over_heads(per_prompt_attribution.numpy(), per_prompt_exact.numpy(),
+                                                 seed=seed)
+    attribution = per_prompt_attribution.mean(0)  # [layer, head]
     order = rank_heads(attribution)
     curve, _ = faithfulness_curve(model, layout, evaluation, order, default_ks(layout.n_total),
                                   batch_size=batch_size)
     k = choose_k(curve, None, target)
     return {
-        "spearman_attribution_vs_exact": float(rho),
+        "spearman_attribution_vs_exact": rho,
+        "spearman_ci": [rho_low, rho_high],
         "circuit_k": k,
         "circuit_fraction": k / layout.n_total,
         "circuit_faithfulness": next(p["faithfulness"] for p in curve if p["k"] == k),
         "circuit_heads": [list(h) for h in order[:k]],
     }
+
+
+def card_circuits(model, tokenizer) -> dict[str, dict]:
+    """``validate_task`` for every default prior task, as the model card records it -> task name -> result."""
+    from forgetlens.tasks.registry import parse_task_list
+
+    return {task.name: validate_task(model, tokenizer, task) for task in parse_task_list(None)}

@@ -65,14 +65,17 @@ def write_model_card(out_dir: Path, card: dict) -> None:
             "",
             "Heads ranked by attribution patching, circuit = smallest top-k with normalised faithfulness >= 0.8 "
             "(counterfactual ablation of the other heads, on an evaluation split); Spearman compares attribution "
-            "with exact activation patching over all heads.",
+            "with exact activation patching over all heads (95 % interval from resampling the prompts, where "
+            "recorded).",
             "",
             "| task | k | share of heads | faithfulness | Spearman(attribution, exact) | heads (layer, head) |",
             "| --- | --- | --- | --- | --- | --- |",
         ]
         for name, c in card["circuits"].items():
             heads = " ".join(f"{l}.{h}" for l, h in c["circuit_heads"])
+            interval = " [{:.3f}, {:.3f}]".format(*c["spearman_ci"]) if "spearman_ci" in c else ""
             lines.append(f"| {name} | {c['circuit_k']} | {c['circuit_fraction']:.0%} | "
-                         f"{c['circuit_faithfulness']:.3f} | {c['spearman_attribution_vs_exact']:.3f} | {heads} |")
+                         f"{c['circuit_faithfulness']:.3f} | {c['spearman_attribution_vs_exact']:.3f}{interval} | "
+                         f"{heads} |")
     lines += ["", "## Versions", "", ", ".join(f"{k} {v}" for k, v in card["versions"].items()), ""]
     atomic_write_text(out_dir / "MODEL_CARD.md", "\n".join(lines))

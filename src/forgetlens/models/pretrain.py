@@ -123,11 +123,21 @@ def _save_state(path: Path, state: dict) -> None:
     tmp.replace(path)
 
 
-def _step(model, opt, ids: torch.Tensor, labels: torch.Tensor) -> float:
+def next_token_loss(model, ids: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Mean next-token cross-entropy over labelled positions (ids, labels: [batch, pos]; -100 marks padding),
+    with ``label_smoothing`` of the target spread uniformly over the vocabulary."""
+    mask = (labels != -100).long()
+    if label_smoothing == 0.0:
+        return model(input_ids=ids, attention_mask=mask, labels=labels).loss
+    logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]  # [batch, pos-1, vocab]
+    return torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), labels[:, 1:].flatten(),
+                                             ignore_index=-100, label_smoothing=label_smoothing)
+
+
+def _step(model, opt, ids: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0) -> float:
     """One optimizer step on a batch built on the CPU ([batch, pos] each) -> the loss."""
     device = model_device(model)
-    ids, labels = ids.to(device), labels.to(device)
-    loss = model(input_ids=ids, attention_mask=(labels != -100).long(), labels=labels).loss
+    loss = next_token_loss(model, ids.to(device), labels.to(device), label_smoothing)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -200,8 +210,8 @@ def _train_substages(cfg: PretrainConfig, model, tokenizer, state_path: Path, st
     for step in bar:
         for group in opt.param_groups:
             group["lr"] = cfg.format_lr * min(1.0, (step + 1) / cfg.warmup)
-        stream = streams[next(i for i, end in enumerate(ends) if step < end)]
-        loss = _step(model, opt, *stream.next_batch())
+        sub = next(i for i, end in enumerate(ends) if step < end)
+        loss = _step(model, opt, *streams[sub].next_batch(), label_smoothing=substages[sub].label_smoothing)
         bar.set_postfix(loss=f"{loss:.3f}")
         if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < total:
             _save_state(state_path, {"stage": stage, "model": model.state_dict(), "opt": opt.state_dict(),
@@ -245,6 +255,10 @@ def pretrain_base(cfg: PretrainConfig, out_dir: Path, resume: bool = False, star
                                                                      if cfg.compare_stage else [])
     for recipe in [cfg.recipe, cfg.curriculum_recipe] + stage_recipes:
         corpus.validate_recipe(recipe)
+    for stage in cfg.format_stages + ([cfg.compare_stage] if cfg.compare_stage else []):
+        if not 0.0 <= stage.label_smoothing < 1.0:
+            raise ForgetlensError(f"pretraining: FormatStage.label_smoothing must be in [0, 1), "
+                                  f"got {stage.label_smoothing}")
     device = torch.device(checked_device(cfg.device, "PretrainConfig.device") if cfg.device else default_device())
     out_dir.mkdir(parents=True, exist_ok=True)
     tok_rng = random.Random(f"tokenizer:{cfg.seed}")
