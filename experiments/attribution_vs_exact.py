@@ -1,9 +1,9 @@
 """Per-head attribution against exact patching on the embedded model, as the model card's Spearman is computed.
 
     python experiments/attribution_vs_exact.py [--task fact_recall] [--model embedded] [--float64]
-        [--direction noising|denoising] [--metric logit_diff|prob_diff] [--n 128] [--seed 0]
+        [--direction noising|denoising] [--metric logit_diff|prob_diff] [--n 512] [--seed 0]
 
-Prints every head's mean exact noising effect and attribution estimate (128 discovery prompts, seed 0, as
+Prints every head's mean exact noising effect and attribution estimate (512 discovery prompts, seed 0, as
 ``circuits.validation.validate_task``), sorted by |exact|, the Spearman correlation and the number of heads
 whose signs disagree.  ``--float64`` repeats it in double precision, to tell approximation error from rounding.  The other options
 change the patching direction, the metric, and the discovery prompts; the last line gives the exact effects'
@@ -32,7 +32,7 @@ def main() -> None:
     parser.add_argument("--float64", action="store_true")
     parser.add_argument("--direction", default="noising", choices=["noising", "denoising"])
     parser.add_argument("--metric", default="logit_diff", choices=["logit_diff", "prob_diff"])
-    parser.add_argument("--n", type=int, default=128, help="discovery prompts")
+    parser.add_argument("--n", type=int, default=512, help="discovery prompts")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     loaded = load_model(args.model)

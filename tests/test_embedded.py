@@ -1,6 +1,6 @@
 """The shipped embedded base model: prior capabilities learned, circuits real and recoverable.
 
-Measured on the same prompts as the model card (128 discovery + 128 evaluation prompts, seed 0).
+Measured on the same prompts as the model card (512 discovery + 512 evaluation prompts, seed 0).
 Requirements the current checkpoint does not meet are kept as strict xfails, so they stay visible
 and a checkpoint that meets them turns the suite red until the marker is removed.
 """
@@ -13,9 +13,9 @@ from forgetlens.models.heads import HeadLayout
 from forgetlens.tasks import encode_examples, get_task
 
 TASKS = ["induction", "ioi", "greater_than", "fact_recall"]
-# plain attribution ranks near-zero heads differently (see card); induction fell from 0.905 to 0.847 with the
-# comparison stage (PretrainConfig.compare_stage)
-SPEARMAN_GAP = {"induction", "fact_recall"}
+# fact recall: attribution underestimates its two heads' saturated effects and ranks the 30 near-zero heads
+# differently from exact patching (see the README's known gaps)
+SPEARMAN_GAP = {"fact_recall"}
 SIZE_GAP = {"ioi", "greater_than"}  # smallest faithful circuit is larger than a quarter of the heads
 
 
@@ -26,7 +26,7 @@ def known_gap(name: str, gap: set[str], what: str):
 
 @pytest.fixture(scope="module")
 def validation(embedded):
-    return {name: validate_task(embedded.model, embedded.tokenizer, get_task(name), n=128, seed=0) for name in TASKS}
+    return {name: validate_task(embedded.model, embedded.tokenizer, get_task(name), seed=0) for name in TASKS}
 
 
 def test_embedded_is_a_qwen2_model(embedded):

@@ -30,8 +30,14 @@ def spearman_over_heads(attribution: np.ndarray, exact: np.ndarray, n_boot: int 
     return float(value), float(low), float(high)
 
 
-def validate_task(model, tokenizer, task: PriorTask, n: int = 128, seed: int = 0, target: float = 0.8,
-                  batch_size: int = 64) -> dict:
+VALIDATION_PROMPTS = 512
+"""Prompts per split for the card's checks.  At 128, the embedded model's induction ranking by exact patching was
+not reproducible (split-half Spearman 0.40: most heads' effects are near zero) and the attribution/exact
+Spearman's prompt-bootstrap interval spanned [0.82, 0.98]; at 512 the split-half Spearman is 0.78."""
+
+
+def validate_task(model, tokenizer, task: PriorTask, n: int = VALIDATION_PROMPTS, seed: int = 0,
+                  target: float = 0.8, batch_size: int = 64) -> dict:
     """Attribution-vs-exact agreement and the attribution circuit for one task (on its evaluation split)."""
     layout = HeadLayout.of(model)
     discovery, evaluation = task_splits(tokenizer, task, n, seed)
@@ -47,6 +53,7 @@ def validate_task(model, tokenizer, task: PriorTask, n: int = 128, seed: int = 0
     return {
         "spearman_attribution_vs_exact": rho,
         "spearman_ci": [rho_low, rho_high],
+        "n_prompts": n,
         "circuit_k": k,
         "circuit_fraction": k / layout.n_total,
         "circuit_faithfulness": next(p["faithfulness"] for p in curve if p["k"] == k),

@@ -59,6 +59,8 @@ def write_model_card(out_dir: Path, card: dict) -> None:
         diff = f"{acc['logit_diff']:.2f}" if "logit_diff" in acc else ""
         lines.append(f"| {name} | {acc['accuracy']:.3f} | {diff} |")
     if card.get("circuits"):
+        counts = sorted({c["n_prompts"] for c in card["circuits"].values() if "n_prompts" in c})
+        prompts = f" Prompts per split: {', '.join(map(str, counts))}." if counts else ""
         lines += [
             "",
             "## Circuits",
@@ -66,7 +68,7 @@ def write_model_card(out_dir: Path, card: dict) -> None:
             "Heads ranked by attribution patching, circuit = smallest top-k with normalised faithfulness >= 0.8 "
             "(counterfactual ablation of the other heads, on an evaluation split); Spearman compares attribution "
             "with exact activation patching over all heads (95 % interval from resampling the prompts, where "
-            "recorded).",
+            "recorded)." + prompts,
             "",
             "| task | k | share of heads | faithfulness | Spearman(attribution, exact) | heads (layer, head) |",
             "| --- | --- | --- | --- | --- | --- |",
