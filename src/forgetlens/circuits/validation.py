@@ -17,6 +17,7 @@ from forgetlens.circuits.patching import exact_head_effects
 from forgetlens.metrics.stats import bootstrap_indices, paired_bootstrap
 from forgetlens.models.heads import HeadLayout
 from forgetlens.tasks.base import PriorTask
+from forgetlens.tasks.registry import parse_task_list
 
 
 def spearman_over_heads(attribution: np.ndarray, exact: np.ndarray, n_boot: int = 1000, seed: int = 0,
@@ -63,6 +64,4 @@ def validate_task(model, tokenizer, task: PriorTask, n: int = VALIDATION_PROMPTS
 
 def card_circuits(model, tokenizer) -> dict[str, dict]:
     """``validate_task`` for every default prior task, as the model card records it -> task name -> result."""
-    from forgetlens.tasks.registry import parse_task_list
-
     return {task.name: validate_task(model, tokenizer, task) for task in parse_task_list(None)}
