@@ -12,7 +12,7 @@ import random
 
 from forgetlens.config import FinetuneConfig
 from forgetlens.tasks import comparisons, science_qa
-from forgetlens.tasks.science_data import load_target_data, split_records
+from forgetlens.tasks.science_data import load_target_data, split_records, synthetic_science_records
 
 
 def target_splits(cfg: FinetuneConfig) -> tuple[list[dict], list[dict]]:
@@ -20,9 +20,7 @@ def target_splits(cfg: FinetuneConfig) -> tuple[list[dict], list[dict]]:
     if cfg.data is None and cfg.synthetic_target == "compare":
         records = comparisons.target_records()
     elif cfg.data is None:
-        rng = random.Random(f"synthetic-science:{cfg.seed}")
-        records = [science_qa.mcq_record(rel, s, o, rng) for rel, s, o in science_qa.science_facts()
-                   for _ in range(cfg.variants_per_question)]
+        records = synthetic_science_records(cfg.seed, cfg.variants_per_question)
     else:
         records = load_target_data(cfg.data, cfg.seed)
         if cfg.max_records:
