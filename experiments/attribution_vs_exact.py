@@ -1,13 +1,14 @@
 """Per-head attribution against exact patching on the embedded model, as the model card's Spearman is computed.
 
     python experiments/attribution_vs_exact.py [--task fact_recall] [--model embedded] [--float64]
-        [--direction noising|denoising] [--metric logit_diff|prob_diff] [--n 512] [--seed 0]
+        [--direction noising|denoising] [--metric logit_diff|prob_diff] [--ig-steps 0] [--n 512] [--seed 0]
 
 Prints every head's mean exact noising effect and attribution estimate (512 discovery prompts, seed 0, as
 ``circuits.validation.validate_task``), sorted by |exact|, the Spearman correlation and the number of heads
-whose signs disagree.  ``--float64`` repeats it in double precision, to tell approximation error from rounding.  The other options
-change the patching direction, the metric, and the discovery prompts; the last line gives the exact effects'
-split-half Spearman (first against second half of the prompts), how reliable the reference itself is.
+whose signs disagree.  ``--float64`` repeats it in double precision, to tell approximation error from rounding.
+The other options change the patching direction, the metric, the attribution (EAP-IG with ``--ig-steps``) and
+the discovery prompts; the last line gives the exact effects' split-half Spearman (first against second half of
+the prompts), how reliable the reference itself is.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ def main() -> None:
     parser.add_argument("--float64", action="store_true")
     parser.add_argument("--direction", default="noising", choices=["noising", "denoising"])
     parser.add_argument("--metric", default="logit_diff", choices=["logit_diff", "prob_diff"])
+    parser.add_argument("--ig-steps", type=int, default=0, help="EAP-IG midpoints (0: plain attribution)")
     parser.add_argument("--n", type=int, default=512, help="discovery prompts")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -40,7 +42,8 @@ def main() -> None:
     layout = HeadLayout.of(model)
     discovery, _ = task_splits(loaded.tokenizer, get_task(args.task), args.n, args.seed)
     options = dict(metric=args.metric, direction=args.direction, batch_size=64)
-    attribution = attribution_scores(model, layout, discovery, **options).mean(0).flatten()  # [layer*head]
+    attribution = attribution_scores(model, layout, discovery, ig_steps=args.ig_steps,
+                                     **options).mean(0).flatten()  # [layer*head]
     per_prompt = exact_head_effects(model, layout, discovery, **options)  # [prompt, layer, head]
     exact = per_prompt.mean(0).flatten()  # [layer*head]
     print("layer head      exact  attribution")
