@@ -13,7 +13,8 @@ from forgetlens.config import FormatStage, PretrainConfig
 from forgetlens.errors import ForgetlensError
 from forgetlens.models import corpus
 from forgetlens.models.loading import default_device
-from forgetlens.models.pretrain import build_model, next_token_loss, pretrain_base
+from forgetlens.models.heads import HeadLayout, capture_heads
+from forgetlens.models.pretrain import build_model, head_contribution_l1, next_token_loss, pretrain_base
 
 # SHA-256 of 300 documents of every corpus source as the shipped model's build drew them.  If this fails, the
 # corpus changed, and `forgetlens pretrain-base` no longer rebuilds the shipped model: rebuild it (and its card)
@@ -136,5 +137,44 @@ def test_label_smoothed_loss_equals_its_definition():
 def test_a_bad_label_smoothing_is_named_before_anything_is_written(tmp_path):
     cfg = dataclasses.replace(TINY, compare_stage=FormatStage(2, {"compare_mcq": 1.0}, label_smoothing=1.0))
     with pytest.raises(ForgetlensError, match=r"FormatStage.label_smoothing must be in \[0, 1\), got 1.0"):
+        pretrain_base(cfg, tmp_path / "out", log=lambda *a: None)
+    assert not (tmp_path / "out").exists()
+
+
+def test_head_sparsity_penalty_equals_a_head_by_head_reference():
+    """Each head's contribution is its own output projection with every other head zeroed; the penalty is the
+    mean over real tokens of the summed L2 norms, added to the loss with its weight."""
+    torch.manual_seed(0)
+    model = build_model(dataclasses.replace(TINY, n_layers=2), vocab_size=40)
+    layout = HeadLayout.of(model)
+    ids = torch.randint(0, 40, (3, 6))  # [batch, pos]
+    labels = ids.clone()
+    labels[1, 4:] = -100
+    mask = (labels != -100).long()
+    with torch.no_grad(), capture_heads(model, layout) as head_inputs:
+        model(input_ids=ids, attention_mask=mask)
+        fast = head_contribution_l1(model, layout, head_inputs, mask)
+    slow, tokens = 0.0, 0
+    torch.set_grad_enabled(False)
+    for b in range(3):
+        for t in range(6):
+            if mask[b, t]:
+                tokens += 1
+                for proj, z in zip(layout.projections(model), head_inputs):
+                    for h in range(layout.n_heads):
+                        only_h = torch.zeros_like(z[b, t])
+                        part = slice(h * layout.d_head, (h + 1) * layout.d_head)
+                        only_h[part] = z[b, t, part]
+                        slow += float(proj(only_h).norm())
+    torch.set_grad_enabled(True)
+    assert float(fast) == pytest.approx(slow / tokens, rel=1e-5)
+    with torch.no_grad():
+        plain = next_token_loss(model, ids, labels)
+        torch.testing.assert_close(next_token_loss(model, ids, labels, head_sparsity=0.5), plain + 0.5 * fast)
+
+
+def test_a_negative_head_sparsity_is_named(tmp_path):
+    cfg = dataclasses.replace(TINY, compare_stage=FormatStage(2, {"compare_mcq": 1.0}, head_sparsity=-1.0))
+    with pytest.raises(ForgetlensError, match="FormatStage.head_sparsity must be >= 0, got -1.0"):
         pretrain_base(cfg, tmp_path / "out", log=lambda *a: None)
     assert not (tmp_path / "out").exists()

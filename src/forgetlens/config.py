@@ -21,6 +21,10 @@ class FormatStage:
     """Cross-entropy label smoothing in this sub-stage (0: plain next-token loss).  It bounds how far the model
     drives its logit margins; on the embedded model's stage 4 it did not make attribution agree reliably better
     with exact patching (README, known gaps), so the shipped recipe does not use it."""
+    head_sparsity: float = 0.0
+    """Weight of an L1 penalty on the heads' contributions to the residual stream in this sub-stage: the mean over
+    labelled tokens of the sum over layers and heads of |W_O,h z_h|_2 (0: none).  It pushes each task onto fewer
+    heads."""
 
 
 @dataclass

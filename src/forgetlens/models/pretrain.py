@@ -7,6 +7,7 @@ from ``PretrainConfig.seed``; a snapshot of the training state is written every
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -20,6 +21,7 @@ from forgetlens.config import PretrainConfig
 from forgetlens.errors import ForgetlensError
 from forgetlens.models import corpus
 from forgetlens.models.forward import model_device, task_accuracy
+from forgetlens.models.heads import HeadLayout, capture_heads
 from forgetlens.models.loading import checked_device, default_device
 from forgetlens.models.tokenizer import EOS, save_tokenizer, train_tokenizer
 from forgetlens.tasks import comparisons, science_qa
@@ -123,21 +125,45 @@ def _save_state(path: Path, state: dict) -> None:
     tmp.replace(path)
 
 
-def next_token_loss(model, ids: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+def head_contribution_l1(model, layout: HeadLayout, head_inputs: list[torch.Tensor],
+                         mask: torch.Tensor) -> torch.Tensor:
+    """Mean over ``mask``ed tokens of the sum over layers and heads of each head's residual contribution's L2 norm.
+
+    head_inputs: every layer's output-projection input [batch, pos, head * d_head] (``capture_heads``);
+    mask: [batch, pos], 1 on the tokens to average over.
+    """
+    total = 0.0
+    for proj, z in zip(layout.projections(model), head_inputs):
+        w_o = proj.weight.view(-1, layout.n_heads, layout.d_head)  # [d_model, head, d_head]
+        contribution = torch.einsum("bphd,mhd->bphm", layout.split(z), w_o)  # [batch, pos, head, d_model]
+        total = total + contribution.norm(dim=-1).sum(-1)  # [batch, pos]
+    return (total * mask).sum() / mask.sum()
+
+
+def next_token_loss(model, ids: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0,
+                    head_sparsity: float = 0.0) -> torch.Tensor:
     """Mean next-token cross-entropy over labelled positions (ids, labels: [batch, pos]; -100 marks padding),
-    with ``label_smoothing`` of the target spread uniformly over the vocabulary."""
+    with ``label_smoothing`` of the target spread uniformly over the vocabulary, plus ``head_sparsity`` times
+    :func:`head_contribution_l1` over the real tokens."""
     mask = (labels != -100).long()
-    if label_smoothing == 0.0:
-        return model(input_ids=ids, attention_mask=mask, labels=labels).loss
-    logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]  # [batch, pos-1, vocab]
-    return torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), labels[:, 1:].flatten(),
-                                             ignore_index=-100, label_smoothing=label_smoothing)
+    layout = HeadLayout.of(model) if head_sparsity else None
+    with (capture_heads(model, layout) if layout else contextlib.nullcontext([])) as head_inputs:
+        if label_smoothing == 0.0:
+            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        else:
+            logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]  # [batch, pos-1, vocab]
+            loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), labels[:, 1:].flatten(),
+                                                     ignore_index=-100, label_smoothing=label_smoothing)
+    if layout:
+        loss = loss + head_sparsity * head_contribution_l1(model, layout, head_inputs, mask)
+    return loss
 
 
-def _step(model, opt, ids: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0) -> float:
+def _step(model, opt, ids: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0,
+          head_sparsity: float = 0.0) -> float:
     """One optimizer step on a batch built on the CPU ([batch, pos] each) -> the loss."""
     device = model_device(model)
-    loss = next_token_loss(model, ids.to(device), labels.to(device), label_smoothing)
+    loss = next_token_loss(model, ids.to(device), labels.to(device), label_smoothing, head_sparsity)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -211,7 +237,8 @@ def _train_substages(cfg: PretrainConfig, model, tokenizer, state_path: Path, st
         for group in opt.param_groups:
             group["lr"] = cfg.format_lr * min(1.0, (step + 1) / cfg.warmup)
         sub = next(i for i, end in enumerate(ends) if step < end)
-        loss = _step(model, opt, *streams[sub].next_batch(), label_smoothing=substages[sub].label_smoothing)
+        loss = _step(model, opt, *streams[sub].next_batch(), label_smoothing=substages[sub].label_smoothing,
+                     head_sparsity=substages[sub].head_sparsity)
         bar.set_postfix(loss=f"{loss:.3f}")
         if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < total:
             _save_state(state_path, {"stage": stage, "model": model.state_dict(), "opt": opt.state_dict(),
@@ -259,6 +286,8 @@ def pretrain_base(cfg: PretrainConfig, out_dir: Path, resume: bool = False, star
         if not 0.0 <= stage.label_smoothing < 1.0:
             raise ForgetlensError(f"pretraining: FormatStage.label_smoothing must be in [0, 1), "
                                   f"got {stage.label_smoothing}")
+        if stage.head_sparsity < 0.0:
+            raise ForgetlensError(f"pretraining: FormatStage.head_sparsity must be >= 0, got {stage.head_sparsity}")
     device = torch.device(checked_device(cfg.device, "PretrainConfig.device") if cfg.device else default_device())
     out_dir.mkdir(parents=True, exist_ok=True)
     tok_rng = random.Random(f"tokenizer:{cfg.seed}")

@@ -1,15 +1,18 @@
-"""Stage 4 rebuilt with label smoothing: does attribution agree better with exact patching, and do circuits shrink?
+"""Stage 4 rebuilt with label smoothing or a head-sparsity penalty: does attribution agree better with exact
+patching, and do circuits shrink?
 
-    python experiments/smoothing_rebuild.py OUT_DIR --start-from STAGE3_DIR [--label-smoothing 0.1]
-        [--steps 800] [--threads 2]
+    python experiments/stage4_variant.py OUT_DIR --start-from STAGE3_DIR [--label-smoothing 0.1]
+        [--head-sparsity 0.01] [--steps 800] [--threads 2]
 
 Trains the shipped recipe's stage 4 (``PretrainConfig.compare_stage``; ``--steps`` changes its length) on a
-stage-3 model with cross-entropy label smoothing, then prints what the model card records: held-out accuracy
-per prior task and multiple-choice kind (``compare_mcq`` is the default target's starting point), and per prior
-task the attribution/exact Spearman and the smallest top-k circuit with faithfulness >= 0.8.  The stage-3 model
-is the shipped model before stage 4 existed: ``git archive acf0495 src/forgetlens/models/embedded | tar -x -C
-DIR`` puts it in ``DIR/src/forgetlens/models/embedded``.  ``--label-smoothing 0`` reproduces the shipped model.
-``--start-from`` the shipped model itself runs stage 4 a second time on top of it (a continued-training probe).
+stage-3 model with cross-entropy label smoothing and/or an L1 penalty on the heads' residual contributions
+(``FormatStage.label_smoothing``, ``FormatStage.head_sparsity``), then prints what the model card records:
+held-out accuracy per prior task and multiple-choice kind (``compare_mcq`` is the default target's starting
+point), and per prior task the attribution/exact Spearman and the smallest top-k circuit with faithfulness
+>= 0.8.  The stage-3 model is the shipped model before stage 4 existed: ``git archive acf0495
+src/forgetlens/models/embedded | tar -x -C DIR`` puts it in ``DIR/src/forgetlens/models/embedded``.  With
+neither option it reproduces the shipped model.  ``--start-from`` the shipped model itself runs stage 4 a second
+time on top of it (a continued-training probe).
 """
 
 from __future__ import annotations
@@ -29,13 +32,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path)
     parser.add_argument("--start-from", type=Path, required=True, help="the stage-3 model directory")
-    parser.add_argument("--label-smoothing", type=float, default=0.1)
+    parser.add_argument("--label-smoothing", type=float, default=0.0)
+    parser.add_argument("--head-sparsity", type=float, default=0.0)
     parser.add_argument("--steps", type=int, default=None, help="stage-4 steps (default: the shipped 800)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: PretrainConfig's 2)")
     args = parser.parse_args()
     cfg = PretrainConfig()
     cfg.threads = args.threads or cfg.threads
     cfg.compare_stage = dataclasses.replace(cfg.compare_stage, label_smoothing=args.label_smoothing,
+                                            head_sparsity=args.head_sparsity,
                                             steps=args.steps or cfg.compare_stage.steps)
     card = pretrain_base(cfg, args.out, resume=True, start_from=args.start_from, start_after="format")
     loaded = load_model(args.out)
