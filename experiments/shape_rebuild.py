@@ -1,10 +1,12 @@
-"""The embedded model's recipe in another shape: more heads, or more layers.  Do circuits fit in a quarter of
-the heads, and does the model keep its prior tasks?
+"""The embedded model's recipe in another shape (more heads, or more layers) or with a head-sparsity penalty in
+every stage.  Do circuits fit in a quarter of the heads, and does the model keep its prior tasks?
 
-    python experiments/shape_rebuild.py OUT_DIR [--n-layers 4] [--n-heads 8] [--n-kv-heads 4]
+    python experiments/shape_rebuild.py OUT_DIR [--n-layers 4] [--n-heads 8] [--n-kv-heads 4] [--head-sparsity 0]
+        [--threads 2]
 
 Builds the shipped recipe (``PretrainConfig`` defaults, seed 0) with only the shape changed (d_model stays 128,
-so d_head = 128 / n_heads), then prints what the model card records: held-out accuracy per prior task and
+so d_head = 128 / n_heads) and ``--head-sparsity`` set for stages 1-2 and every later sub-stage
+(``PretrainConfig.head_sparsity``, ``FormatStage.head_sparsity``), then prints what the model card records: held-out accuracy per prior task and
 multiple-choice kind, and per prior task the attribution/exact Spearman and the smallest top-k circuit with
 faithfulness >= 0.8 (``circuits.validation.validate_task``, the same prompts as the card).  Resumes an
 interrupted build in OUT_DIR.
@@ -13,6 +15,7 @@ interrupted build in OUT_DIR.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -29,12 +32,17 @@ def main() -> None:
     parser.add_argument("--n-layers", type=int, default=4)
     parser.add_argument("--n-heads", type=int, default=8)
     parser.add_argument("--n-kv-heads", type=int, default=4)
+    parser.add_argument("--head-sparsity", type=float, default=0.0)
+    parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     card_path = args.out / "card.json"
     if not card_path.exists() or (args.out / STATE_FILE).exists():
-        card = pretrain_base(PretrainConfig(n_layers=args.n_layers, n_heads=args.n_heads,
-                                            n_kv_heads=args.n_kv_heads), args.out,
-                             resume=True)
+        cfg = PretrainConfig(n_layers=args.n_layers, n_heads=args.n_heads, n_kv_heads=args.n_kv_heads,
+                             head_sparsity=args.head_sparsity, threads=args.threads)
+        cfg.format_stages = [dataclasses.replace(stage, head_sparsity=args.head_sparsity)
+                             for stage in cfg.format_stages]
+        cfg.compare_stage = dataclasses.replace(cfg.compare_stage, head_sparsity=args.head_sparsity)
+        card = pretrain_base(cfg, args.out, resume=True)
     else:
         card = json.loads(card_path.read_text())
     loaded = load_model(args.out)

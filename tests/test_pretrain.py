@@ -173,8 +173,19 @@ def test_head_sparsity_penalty_equals_a_head_by_head_reference():
         torch.testing.assert_close(next_token_loss(model, ids, labels, head_sparsity=0.5), plain + 0.5 * fast)
 
 
-def test_a_negative_head_sparsity_is_named(tmp_path):
-    cfg = dataclasses.replace(TINY, compare_stage=FormatStage(2, {"compare_mcq": 1.0}, head_sparsity=-1.0))
-    with pytest.raises(ForgetlensError, match="FormatStage.head_sparsity must be >= 0, got -1.0"):
+@pytest.mark.parametrize("where", ["PretrainConfig", "FormatStage"])
+def test_a_negative_head_sparsity_is_named(tmp_path, where):
+    cfg = (dataclasses.replace(TINY, head_sparsity=-1.0) if where == "PretrainConfig" else
+           dataclasses.replace(TINY, compare_stage=FormatStage(2, {"compare_mcq": 1.0}, head_sparsity=-1.0)))
+    with pytest.raises(ForgetlensError, match=f"{where}.head_sparsity must be >= 0, got -1.0"):
         pretrain_base(cfg, tmp_path / "out", log=lambda *a: None)
     assert not (tmp_path / "out").exists()
+
+
+def test_head_sparsity_in_stages_1_2_changes_the_weights(tmp_path):
+    only_main = dataclasses.replace(TINY, format_stages=[], compare_stage=None)
+    pretrain_base(only_main, tmp_path / "plain", log=lambda *a: None)
+    pretrain_base(dataclasses.replace(only_main, head_sparsity=0.1), tmp_path / "sparse", log=lambda *a: None)
+    plain = load_file(str(tmp_path / "plain" / "model.safetensors"))
+    sparse = load_file(str(tmp_path / "sparse" / "model.safetensors"))
+    assert any(not torch.equal(plain[k], sparse[k]) for k in plain)

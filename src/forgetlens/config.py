@@ -57,6 +57,9 @@ class PretrainConfig:
     """Warm-up steps."""
     weight_decay: float = 0.05
     """AdamW weight decay."""
+    head_sparsity: float = 0.0
+    """Stages 1-2: weight of the L1 penalty on the heads' residual contributions (as ``FormatStage.head_sparsity``,
+    which sets it for the later stages); 0: none, as the shipped model was built."""
     tokenizer_docs: int = 20000
     """Corpus documents used to train the tokenizer."""
     eval_examples: int = 400

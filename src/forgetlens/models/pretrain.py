@@ -200,7 +200,7 @@ def _train_main(cfg: PretrainConfig, model, tokenizer, state_path: Path, state: 
         ids, labels = (opening if step < cfg.curriculum_steps else main).next_batch()  # [batch, pos]
         for group in opt.param_groups:
             group["lr"] = _lr(cfg, step)
-        bar.set_postfix(loss=f"{_step(model, opt, ids, labels):.3f}")
+        bar.set_postfix(loss=f"{_step(model, opt, ids, labels, head_sparsity=cfg.head_sparsity):.3f}")
         if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
             _save_state(state_path, {"stage": "main", "model": model.state_dict(), "opt": opt.state_dict(),
                                      "done_seconds": {},
@@ -288,6 +288,8 @@ def pretrain_base(cfg: PretrainConfig, out_dir: Path, resume: bool = False, star
                                   f"got {stage.label_smoothing}")
         if stage.head_sparsity < 0.0:
             raise ForgetlensError(f"pretraining: FormatStage.head_sparsity must be >= 0, got {stage.head_sparsity}")
+    if cfg.head_sparsity < 0.0:
+        raise ForgetlensError(f"pretraining: PretrainConfig.head_sparsity must be >= 0, got {cfg.head_sparsity}")
     device = torch.device(checked_device(cfg.device, "PretrainConfig.device") if cfg.device else default_device())
     out_dir.mkdir(parents=True, exist_ok=True)
     tok_rng = random.Random(f"tokenizer:{cfg.seed}")
