@@ -19,10 +19,9 @@ import dataclasses
 import json
 from pathlib import Path
 
-from forgetlens.circuits.validation import card_circuits
+from forgetlens.circuits.validation import record_circuits
 from forgetlens.config import PretrainConfig
-from forgetlens.models.card import write_model_card
-from forgetlens.models.loading import load_model
+from forgetlens.models.card import summary_lines
 from forgetlens.models.pretrain import STATE_FILE, pretrain_base
 
 
@@ -45,14 +44,8 @@ def main() -> None:
         card = pretrain_base(cfg, args.out, resume=True)
     else:
         card = json.loads(card_path.read_text())
-    loaded = load_model(args.out)
-    card["circuits"] = card_circuits(loaded.model, loaded.tokenizer)
-    write_model_card(args.out, card)
-    for name, result in card["held_out_accuracy"].items():
-        print(f"{name}: held-out accuracy {result['accuracy']:.3f}")
-    for name, c in card["circuits"].items():
-        print(f"{name}: Spearman {c['spearman_attribution_vs_exact']:.3f}, circuit {c['circuit_k']} heads "
-              f"({c['circuit_fraction']:.0%}), faithfulness {c['circuit_faithfulness']:.3f}")
+    for line in summary_lines(record_circuits(args.out, card)):
+        print(line)
 
 
 if __name__ == "__main__":

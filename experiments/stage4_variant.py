@@ -22,10 +22,9 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from forgetlens.circuits.validation import card_circuits
+from forgetlens.circuits.validation import record_circuits
 from forgetlens.config import PretrainConfig
-from forgetlens.models.card import write_model_card
-from forgetlens.models.loading import load_model
+from forgetlens.models.card import summary_lines
 from forgetlens.models.pretrain import pretrain_base
 
 
@@ -49,15 +48,8 @@ def main() -> None:
         cfg.format_stages = [dataclasses.replace(stage, label_smoothing=args.label_smoothing,
                                                  head_sparsity=args.head_sparsity) for stage in cfg.format_stages]
     card = pretrain_base(cfg, args.out, resume=True, start_from=args.start_from, start_after=args.start_after)
-    loaded = load_model(args.out)
-    card["circuits"] = card_circuits(loaded.model, loaded.tokenizer)
-    write_model_card(args.out, card)
-    for name, result in card["held_out_accuracy"].items():
-        if "/" not in name:
-            print(f"{name}: held-out accuracy {result['accuracy']:.3f}")
-    for name, c in card["circuits"].items():
-        print(f"{name}: Spearman {c['spearman_attribution_vs_exact']:.3f}, circuit {c['circuit_k']} heads "
-              f"({c['circuit_fraction']:.0%}), faithfulness {c['circuit_faithfulness']:.3f}")
+    for line in summary_lines(record_circuits(args.out, card)):
+        print(line)
 
 
 if __name__ == "__main__":

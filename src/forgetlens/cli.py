@@ -95,9 +95,8 @@ def discover_cmd(task_name, model, method, k, target, metric, ablation, ig_steps
 def pretrain_cmd(out, seed, steps, resume, start_from, start_after) -> None:
     """Rebuild the embedded base model (tokenizer, weights, model card) from a seed."""
     from forgetlens.config import PretrainConfig
-    from forgetlens.circuits.validation import card_circuits
-    from forgetlens.models.card import write_model_card
-    from forgetlens.models.loading import EMBEDDED_DIR, load_model
+    from forgetlens.circuits.validation import record_circuits
+    from forgetlens.models.loading import EMBEDDED_DIR
     from forgetlens.models.pretrain import pretrain_base
 
     cfg = PretrainConfig(seed=seed)
@@ -107,9 +106,7 @@ def pretrain_cmd(out, seed, steps, resume, start_from, start_after) -> None:
         cfg.steps = steps
     out = out or EMBEDDED_DIR
     card = pretrain_base(cfg, out, resume=resume, start_from=start_from, start_after=start_after, log=click.echo)
-    loaded = load_model(out)
-    card["circuits"] = card_circuits(loaded.model, loaded.tokenizer)
-    write_model_card(out, card)
+    card = record_circuits(out, card)
     for name, acc in card["held_out_accuracy"].items():
         click.echo(f"{name:>14}: held-out accuracy {acc['accuracy']:.3f}")
     click.echo(f"wrote {out} in {card['train_seconds']:.0f} s of training")

@@ -7,6 +7,8 @@ the smallest top-k circuit reaching the faithfulness target.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from scipy.stats import spearmanr
 
@@ -15,7 +17,9 @@ from forgetlens.circuits.discover import task_splits
 from forgetlens.circuits.attribution import attribution_scores
 from forgetlens.circuits.patching import exact_head_effects
 from forgetlens.metrics.stats import bootstrap_indices, paired_bootstrap
+from forgetlens.models.card import write_model_card
 from forgetlens.models.heads import HeadLayout
+from forgetlens.models.loading import load_model
 from forgetlens.tasks.base import PriorTask
 from forgetlens.tasks.registry import parse_task_list
 
@@ -65,3 +69,12 @@ def validate_task(model, tokenizer, task: PriorTask, n: int = VALIDATION_PROMPTS
 def card_circuits(model, tokenizer) -> dict[str, dict]:
     """``validate_task`` for every default prior task, as the model card records it -> task name -> result."""
     return {task.name: validate_task(model, tokenizer, task) for task in parse_task_list(None)}
+
+
+def record_circuits(model_dir: Path, card: dict) -> dict:
+    """Validate the model in ``model_dir`` (:func:`card_circuits`), store the result in ``card`` and (re)write
+    its model card -> the card."""
+    loaded = load_model(model_dir)
+    card["circuits"] = card_circuits(loaded.model, loaded.tokenizer)
+    write_model_card(model_dir, card)
+    return card

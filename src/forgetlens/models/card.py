@@ -81,3 +81,13 @@ def write_model_card(out_dir: Path, card: dict) -> None:
                          f"{heads} |")
     lines += ["", "## Versions", "", ", ".join(f"{k} {v}" for k, v in card["versions"].items()), ""]
     atomic_write_text(out_dir / "MODEL_CARD.md", "\n".join(lines))
+
+
+def summary_lines(card: dict) -> list[str]:
+    """One line per held-out accuracy and per validated circuit, for printing after a build."""
+    lines = [f"{name}: held-out accuracy {result['accuracy']:.3f}"
+             for name, result in card["held_out_accuracy"].items()]
+    lines += [f"{name}: Spearman {c['spearman_attribution_vs_exact']:.3f}, circuit {c['circuit_k']} heads "
+              f"({c['circuit_fraction']:.0%}), faithfulness {c['circuit_faithfulness']:.3f}"
+              for name, c in card.get("circuits", {}).items()]
+    return lines
