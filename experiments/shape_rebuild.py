@@ -6,10 +6,11 @@ every stage.  Do circuits fit in a quarter of the heads, and does the model keep
 
 Builds the shipped recipe (``PretrainConfig`` defaults, seed 0) with only the shape changed (d_model stays 128,
 so d_head = 128 / n_heads) and ``--head-sparsity`` set for stages 1-2 and every later sub-stage
-(``PretrainConfig.head_sparsity``, ``FormatStage.head_sparsity``), then prints what the model card records: held-out accuracy per prior task and
-multiple-choice kind, and per prior task the attribution/exact Spearman and the smallest top-k circuit with
-faithfulness >= 0.8 (``circuits.validation.validate_task``, the same prompts as the card).  Resumes an
-interrupted build in OUT_DIR.
+(``PretrainConfig.head_sparsity``, ``FormatStage.head_sparsity``), then prints what the model card records:
+held-out accuracy per prior task and multiple-choice kind, and per prior task the attribution/exact Spearman and
+the smallest top-k circuit with faithfulness >= 0.8 (``circuits.validation.validate_task``, the same prompts as
+the card).  Resumes an interrupted build in OUT_DIR; on a finished build it only validates again, so ``python
+experiments/shape_rebuild.py src/forgetlens/models/embedded`` regenerates the shipped card's circuit section.
 """
 
 from __future__ import annotations
