@@ -2,11 +2,11 @@
 every stage.  Do circuits fit in a quarter of the heads, and does the model keep its prior tasks?
 
     python experiments/shape_rebuild.py OUT_DIR [--n-layers 4] [--n-heads 8] [--n-kv-heads 4] [--head-sparsity 0]
-        [--threads 2]
+        [--compare-head-sparsity λ] [--threads 2]
 
 Builds the shipped recipe (``PretrainConfig`` defaults, seed 0) with only the shape changed (d_model stays 128,
 so d_head = 128 / n_heads) and ``--head-sparsity`` set for stages 1-2 and every later sub-stage
-(``PretrainConfig.head_sparsity``, ``FormatStage.head_sparsity``), then prints what the model card records:
+(``PretrainConfig.head_sparsity``, ``FormatStage.head_sparsity``; ``--compare-head-sparsity`` overrides it for stage 4), then prints what the model card records:
 held-out accuracy per prior task and multiple-choice kind, and per prior task the attribution/exact Spearman and
 the smallest top-k circuit with faithfulness >= 0.8 (``circuits.validation.validate_task``, the same prompts as
 the card).  Resumes an interrupted build in OUT_DIR; on a finished build it only validates again, so ``python
@@ -33,6 +33,8 @@ def main() -> None:
     parser.add_argument("--n-heads", type=int, default=8)
     parser.add_argument("--n-kv-heads", type=int, default=4)
     parser.add_argument("--head-sparsity", type=float, default=0.0)
+    parser.add_argument("--compare-head-sparsity", type=float, default=None,
+                        help="stage 4's penalty (default: --head-sparsity)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     card_path = args.out / "card.json"
@@ -41,7 +43,8 @@ def main() -> None:
                              head_sparsity=args.head_sparsity, threads=args.threads)
         cfg.format_stages = [dataclasses.replace(stage, head_sparsity=args.head_sparsity)
                              for stage in cfg.format_stages]
-        cfg.compare_stage = dataclasses.replace(cfg.compare_stage, head_sparsity=args.head_sparsity)
+        compare_lambda = args.head_sparsity if args.compare_head_sparsity is None else args.compare_head_sparsity
+        cfg.compare_stage = dataclasses.replace(cfg.compare_stage, head_sparsity=compare_lambda)
         card = pretrain_base(cfg, args.out, resume=True)
     else:
         card = json.loads(card_path.read_text())
