@@ -2,15 +2,16 @@
 every stage.  Do circuits fit in a quarter of the heads, and does the model keep its prior tasks?
 
     python experiments/shape_rebuild.py OUT_DIR [--n-layers 4] [--n-heads 8] [--n-kv-heads 4] [--head-sparsity 0]
-        [--compare-head-sparsity λ] [--threads 2]
+        [--compare-head-sparsity λ] [--threads 2] [--seed 0]
 
-Builds the shipped recipe (``PretrainConfig`` defaults, seed 0) with only the shape changed (d_model stays 128,
-so d_head = 128 / n_heads) and ``--head-sparsity`` set for stages 1-2 and every later sub-stage
-(``PretrainConfig.head_sparsity``, ``FormatStage.head_sparsity``; ``--compare-head-sparsity`` overrides it for stage 4), then prints what the model card records:
-held-out accuracy per prior task and multiple-choice kind, and per prior task the attribution/exact Spearman and
-the smallest top-k circuit with faithfulness >= 0.8 (``circuits.validation.validate_task``, the same prompts as
-the card).  Resumes an interrupted build in OUT_DIR; on a finished build it only validates again, so ``python
-experiments/shape_rebuild.py src/forgetlens/models/embedded`` regenerates the shipped card's circuit section.
+Builds the shipped recipe (``PretrainConfig`` defaults, seed ``--seed``) with only the shape changed (d_model
+stays 128, so d_head = 128 / n_heads) and ``--head-sparsity`` set for stages 1-2 and every later sub-stage
+(``PretrainConfig.head_sparsity``, ``FormatStage.head_sparsity``; ``--compare-head-sparsity`` overrides it for
+stage 4), then prints what the model card records: held-out accuracy per prior task and multiple-choice kind,
+and per prior task the attribution/exact Spearman and the smallest top-k circuit with faithfulness >= 0.8
+(``circuits.validation.validate_task``, the same prompts as the card).  Resumes an interrupted build in OUT_DIR;
+on a finished build it only validates again, so ``python experiments/shape_rebuild.py
+src/forgetlens/models/embedded`` regenerates the shipped card's circuit section.
 """
 
 from __future__ import annotations
@@ -36,11 +37,12 @@ def main() -> None:
     parser.add_argument("--compare-head-sparsity", type=float, default=None,
                         help="stage 4's penalty (default: --head-sparsity)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0, help="the build's seed (PretrainConfig.seed)")
     args = parser.parse_args()
     card_path = args.out / "card.json"
     if not card_path.exists() or (args.out / STATE_FILE).exists():
-        cfg = PretrainConfig(n_layers=args.n_layers, n_heads=args.n_heads, n_kv_heads=args.n_kv_heads,
-                             head_sparsity=args.head_sparsity, threads=args.threads)
+        cfg = PretrainConfig(seed=args.seed, n_layers=args.n_layers, n_heads=args.n_heads,
+                             n_kv_heads=args.n_kv_heads, head_sparsity=args.head_sparsity, threads=args.threads)
         cfg.format_stages = [dataclasses.replace(stage, head_sparsity=args.head_sparsity)
                              for stage in cfg.format_stages]
         compare_lambda = args.head_sparsity if args.compare_head_sparsity is None else args.compare_head_sparsity
