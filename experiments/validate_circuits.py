@@ -17,6 +17,8 @@ from pathlib import Path
 import torch
 
 from forgetlens.circuits.validation import validate_task
+from forgetlens.errors import ForgetlensError
+from forgetlens.models.card import circuit_line
 from forgetlens.models.loading import load_model
 from forgetlens.tasks.registry import parse_task_list
 
@@ -28,13 +30,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    loaded = load_model(args.model)
+    try:
+        loaded = load_model(args.model)
+    except ForgetlensError as error:
+        raise SystemExit(f"error: {error}")
     for task in parse_task_list(None):
-        result = validate_task(loaded.model, loaded.tokenizer, task, seed=args.seed)
-        low, high = result["spearman_ci"]
-        print(f"{task.name}: Spearman {result['spearman_attribution_vs_exact']:.3f} [{low:.3f}, {high:.3f}], "
-              f"circuit {result['circuit_k']} heads ({result['circuit_fraction']:.0%}), "
-              f"faithfulness {result['circuit_faithfulness']:.3f}", flush=True)
+        print(circuit_line(task.name, validate_task(loaded.model, loaded.tokenizer, task, seed=args.seed)),
+              flush=True)
 
 
 if __name__ == "__main__":

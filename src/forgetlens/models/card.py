@@ -83,11 +83,16 @@ def write_model_card(out_dir: Path, card: dict) -> None:
     atomic_write_text(out_dir / "MODEL_CARD.md", "\n".join(lines))
 
 
+def circuit_line(name: str, c: dict) -> str:
+    """One task's circuit validation (``circuits.validation.validate_task``'s result) as one printable line."""
+    interval = " [{:.3f}, {:.3f}]".format(*c["spearman_ci"]) if "spearman_ci" in c else ""
+    return (f"{name}: Spearman {c['spearman_attribution_vs_exact']:.3f}{interval}, circuit {c['circuit_k']} heads "
+            f"({c['circuit_fraction']:.0%}), faithfulness {c['circuit_faithfulness']:.3f}")
+
+
 def summary_lines(card: dict) -> list[str]:
     """One line per held-out accuracy and per validated circuit, for printing after a build."""
     lines = [f"{name}: held-out accuracy {result['accuracy']:.3f}"
              for name, result in card["held_out_accuracy"].items()]
-    lines += [f"{name}: Spearman {c['spearman_attribution_vs_exact']:.3f}, circuit {c['circuit_k']} heads "
-              f"({c['circuit_fraction']:.0%}), faithfulness {c['circuit_faithfulness']:.3f}"
-              for name, c in card.get("circuits", {}).items()]
+    lines += [circuit_line(name, c) for name, c in card.get("circuits", {}).items()]
     return lines
