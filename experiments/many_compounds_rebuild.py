@@ -39,7 +39,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from forgetlens.config import FormatStage, PretrainConfig
+from forgetlens.config import FormatStage, unpenalised_pretrain_config
 from forgetlens.models import corpus
 from forgetlens.models.loading import load_model
 from forgetlens.models.pretrain import mcq_letter_accuracy, pretrain_base
@@ -135,7 +135,7 @@ def build(table: CompoundTable, out: Path, resume: bool) -> None:
     (out.parent / "target.jsonl").write_text(target_jsonl(table))
     corpus.SOURCES["compound_statement"] = table.statement
     corpus.SOURCES["compound_mcq"] = table.mcq(table.mcq_names)
-    cfg = PretrainConfig(seed=0)
+    cfg = unpenalised_pretrain_config()
     cfg.recipe = {"induction": 0.18, "ioi": 0.15, "greater_than": 0.10, "fact_recall": 0.07, "capital_mcq": 0.12,
                   "science_statement": 0.10, "science_mcq": 0.03, "reverse_fact": 0.05,
                   "compound_statement": 0.15, "compound_mcq": 0.05}

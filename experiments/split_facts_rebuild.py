@@ -10,7 +10,7 @@ study found"). Its pretraining asks every science fact as a multiple-choice ques
 questions were already drilled, and no general skill is left for fine-tuning to improve.
 
 This rebuild changes two things, both by replacing corpus sources. The model size, recipe shares, stages and
-seed stay as in ``PretrainConfig``.
+seed stay as in ``config.unpenalised_pretrain_config`` (the recipe shipped until 2026-11-25).
 
 1. Every fact statement comes in one of four phrasings per relation.
 2. Multiple-choice questions are drawn only from the "mcq" half of the facts, split by a hash of the element or
@@ -46,7 +46,7 @@ import random
 import sys
 from pathlib import Path
 
-from forgetlens.config import PretrainConfig
+from forgetlens.config import unpenalised_pretrain_config
 from forgetlens.models import corpus
 from forgetlens.models.pretrain import pretrain_base
 from forgetlens.tasks import science_qa
@@ -117,7 +117,7 @@ def main() -> None:
     rng = random.Random(0)
     lines = [json.dumps(science_qa.mcq_record(rel, s, o, rng)) for rel, s, o in TARGET_FACTS for _ in range(8)]
     (out.parent / "target.jsonl").write_text("\n".join(lines) + "\n")
-    card = pretrain_base(PretrainConfig(seed=0), out, resume="--resume" in sys.argv)
+    card = pretrain_base(unpenalised_pretrain_config(), out, resume="--resume" in sys.argv)
     print(json.dumps({k: v["accuracy"] for k, v in card["held_out_accuracy"].items()}, indent=1))
 
 

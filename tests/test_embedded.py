@@ -1,27 +1,21 @@
 """The shipped embedded base model: prior capabilities learned, circuits real and recoverable.
 
 Measured on the same prompts as the model card (512 discovery + 512 evaluation prompts, seed 0).
-Requirements the current checkpoint does not meet are kept as strict xfails, so they stay visible
-and a checkpoint that meets them turns the suite red until the marker is removed.
 """
+
+import dataclasses
+import json
 
 import pytest
 
 from forgetlens.circuits.validation import validate_task
+from forgetlens.config import PretrainConfig
+from forgetlens.models.loading import EMBEDDED_DIR
 from forgetlens.models.forward import task_accuracy
 from forgetlens.models.heads import HeadLayout
 from forgetlens.tasks import encode_examples, get_task
 
 TASKS = ["induction", "ioi", "greater_than", "fact_recall"]
-# fact recall: attribution underestimates its two heads' saturated effects and ranks the 30 near-zero heads
-# differently from exact patching (see the README's known gaps)
-SPEARMAN_GAP = {"fact_recall"}
-SIZE_GAP = {"ioi", "greater_than"}  # smallest faithful circuit is larger than a quarter of the heads
-
-
-def known_gap(name: str, gap: set[str], what: str):
-    marks = [pytest.mark.xfail(strict=True, reason=f"embedded checkpoint: {what}")] if name in gap else []
-    return pytest.param(name, marks=marks)
 
 
 @pytest.fixture(scope="module")
@@ -40,12 +34,18 @@ def test_prior_task_held_out_accuracy_is_at_least_95_percent(embedded, name):
     assert task_accuracy(embedded.model, batch)["accuracy"] >= 0.95
 
 
-@pytest.mark.parametrize("name", [known_gap(t, SPEARMAN_GAP, "attribution/exact Spearman < 0.9") for t in TASKS])
+def test_pretrain_defaults_are_the_shipped_recipe():
+    """`forgetlens pretrain-base` with no options rebuilds the shipped model: its card records the defaults."""
+    card = json.loads((EMBEDDED_DIR / "card.json").read_text())
+    assert card["pretrain_config"] == json.loads(json.dumps(dataclasses.asdict(PretrainConfig())))
+
+
+@pytest.mark.parametrize("name", TASKS)
 def test_attribution_agrees_with_exact_patching(validation, name):
     assert validation[name]["spearman_attribution_vs_exact"] >= 0.9
 
 
-@pytest.mark.parametrize("name", [known_gap(t, SIZE_GAP, "circuit with f >= 0.8 needs > 25% of heads") for t in TASKS])
+@pytest.mark.parametrize("name", TASKS)
 def test_small_faithful_circuit_exists(validation, name):
     assert validation[name]["circuit_faithfulness"] >= 0.8
     assert validation[name]["circuit_fraction"] <= 0.25

@@ -3,13 +3,15 @@ stage-2 or stage-3 weights equal a full run, and so does a build interrupted and
 
 import dataclasses
 import hashlib
+import json
 import random
+from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from forgetlens.config import FormatStage, PretrainConfig
+from forgetlens.config import FormatStage, PretrainConfig, unpenalised_pretrain_config
 from forgetlens.errors import ForgetlensError
 from forgetlens.models import corpus
 from forgetlens.models.loading import default_device
@@ -19,16 +21,44 @@ from forgetlens.models.pretrain import build_model, head_contribution_l1, next_t
 # SHA-256 of 300 documents of every corpus source as the shipped model's build drew them.  If this fails, the
 # corpus changed, and `forgetlens pretrain-base` no longer rebuilds the shipped model: rebuild it (and its card)
 # and update the digest, or restore the draws.
+SOURCES_ADDED_AFTER_THE_BUILD = {"induction_span"}
 SHIPPED_CORPUS_DIGEST = "ce133b29766a69c6cffb7b52fe91383371da61a2c26310d26941f8a79f3eb001"
 
 
 def test_corpus_sources_draw_the_documents_the_shipped_model_was_built_from():
     digest = hashlib.sha256()
-    for name in sorted(corpus.SOURCES):
+    for name in sorted(set(corpus.SOURCES) - SOURCES_ADDED_AFTER_THE_BUILD):
         rng = random.Random(f"corpus-pin:{name}")
         for _ in range(300):
             digest.update(corpus.SOURCES[name](rng).encode())
     assert digest.hexdigest() == SHIPPED_CORPUS_DIGEST
+
+
+def test_induction_span_documents_repeat_a_tail_of_their_sequence_from_varying_words():
+    rng = random.Random(0)
+    starts = []
+    for _ in range(200):
+        seq, repeat = corpus.SOURCES["induction_span"](rng).removeprefix("copy: ").split(" | ")
+        words, tail = seq.split(), repeat.split()
+        assert len(tail) >= 2 and words[-len(tail):] == tail
+        starts.append(len(words) - len(tail))
+    assert starts.count(0) < 50 and max(starts) >= 5
+
+
+def test_the_unpenalised_recipe_is_the_one_shipped_until_2026_11_25():
+    """Earlier experiments name ``unpenalised_pretrain_config``: it must be the recipe that model's card records
+    (fields added since, at their no-op value 0, aside)."""
+    def without_noop_fields(value):
+        if isinstance(value, dict):
+            return {k: without_noop_fields(v) for k, v in value.items()
+                    if not (k in ("head_sparsity", "label_smoothing") and v == 0.0)}
+        return [without_noop_fields(v) for v in value] if isinstance(value, list) else value
+
+    card = Path(__file__).parents[1] / "docs/results/head-sparsity-builds-2026-11-25/shipped-lambda0.card.json"
+    recorded = json.loads(card.read_text())["pretrain_config"]
+    rebuilt = json.loads(json.dumps(dataclasses.asdict(unpenalised_pretrain_config())))
+    assert without_noop_fields(rebuilt) == without_noop_fields(recorded)
+    assert rebuilt != json.loads(json.dumps(dataclasses.asdict(PretrainConfig())))
 
 
 TINY = PretrainConfig(n_layers=1, n_heads=2, n_kv_heads=1, d_model=32, d_mlp=64, steps=4, curriculum_steps=2,

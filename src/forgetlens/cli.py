@@ -84,7 +84,8 @@ def discover_cmd(task_name, model, method, k, target, metric, ablation, ig_steps
 @cli.command("pretrain-base")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Output directory (default: the package's embedded model directory).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=None,
+              help="The build's seed (default from PretrainConfig: the shipped model's).")
 @click.option("--steps", type=int, default=None, help="Optimizer steps (default from PretrainConfig).")
 @click.option("--resume", is_flag=True, help="Continue from the last training-state snapshot in --out.")
 @click.option("--start-from", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
@@ -99,7 +100,9 @@ def pretrain_cmd(out, seed, steps, resume, start_from, start_after) -> None:
     from forgetlens.models.loading import EMBEDDED_DIR
     from forgetlens.models.pretrain import pretrain_base
 
-    cfg = PretrainConfig(seed=seed)
+    cfg = PretrainConfig()
+    if seed is not None:
+        cfg.seed = seed
     if steps is not None:
         if steps <= 0:
             raise ForgetlensError(f"--steps must be positive, got {steps}")

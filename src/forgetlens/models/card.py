@@ -42,6 +42,13 @@ def write_model_card(out_dir: Path, card: dict) -> None:
                      + ", ".join(f"{k} {v:.3f}" for k, v in stage["recipe"].items())
                      + " (`compare_mcq`: comparison questions from the pretraining half; the fine-tuning target "
                      "asks the other half)")
+    stages = [cfg] + cfg.get("format_stages", []) + ([cfg["compare_stage"]] if cfg.get("compare_stage") else [])
+    penalties = [stage.get("head_sparsity", 0.0) for stage in stages]
+    if any(penalties):
+        lines.append("- head-sparsity penalty λ · mean over labelled tokens of Σ over heads of ‖W_O,h z_h‖₂ (each "
+                     "head's write to the residual stream), λ by stage: "
+                     + ", ".join(f"{lam:g}" for lam in penalties)
+                     + " (stages 1-2, each format sub-stage, comparison stage)")
     lines += [
         "",
         "## Held-out accuracy",

@@ -1,11 +1,13 @@
 """Induction / copying: after ``... A B ... A`` predict ``B``.
 
-A random word sequence is shown, then repeated up to some point; the next word
-is only predictable by finding the earlier occurrence of the current word and
-copying its successor (previous-token + induction heads).  The corrupted prompt
+A random word sequence is shown, then repeated from its first word up to some
+point; the next word is its successor in the first copy.  The corrupted prompt
 swaps that successor in the first copy for a new word, which becomes the
-distractor.  Sequence lengths vary so that a fixed positional offset cannot
-solve the task.
+distractor.  Sequence lengths vary, so no fixed positional offset gives the
+answer; but because the repeat always starts at the first word, "the earliest
+word not yet repeated" does, without previous-token and induction heads.  The
+embedded model uses that shortcut: it fails when the repeat starts later
+(``experiments/induction_shortcut.py``; README, "Status").
 """
 
 from __future__ import annotations
