@@ -83,8 +83,10 @@ class PretrainConfig:
     curriculum_steps: int = 1000
     """Steps at the start that draw from ``curriculum_recipe`` instead of ``recipe``."""
     curriculum_recipe: dict[str, float] = field(default_factory=lambda: {"induction": 1.0})
-    """Opening mixture.  Measured here: induction heads formed within ~1000 steps on repeated sequences
-    alone (63 % copy accuracy) but not within 3000 steps when copying was a third of a mixed corpus (14 %)."""
+    """Opening mixture.  Measured here: copying formed within ~1000 steps on repeated sequences alone (63 % copy
+    accuracy) but not within 3000 steps when copying was a third of a mixed corpus (14 %).  The ``induction``
+    documents repeat from the first word, and the shipped model copies by that shortcut, not by induction heads
+    (README, "Status"); ``induction_span`` documents do not allow it."""
     recipe: dict[str, float] = field(default_factory=lambda: {
         "induction": 0.20,
         "ioi": 0.15,

@@ -28,7 +28,7 @@ def write_model_card(out_dir: Path, card: dict) -> None:
         + f", final loss {card['final_loss']}",
         f"- curriculum: the first {cfg['curriculum_steps']} steps draw from "
         + ", ".join(f"{k} {v:.2f}" for k, v in cfg["curriculum_recipe"].items())
-        + " (induction heads form far faster on repeated sequences alone)",
+        + " (copying forms far faster on repeated sequences alone)",
         "- corpus recipe afterwards (share of documents): "
         + ", ".join(f"{k} {v:.2f}" for k, v in cfg["recipe"].items()),
         f"- format stage: a fresh AdamW at constant lr {cfg.get('format_lr')}, then "
