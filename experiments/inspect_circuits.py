@@ -23,11 +23,12 @@ from pathlib import Path
 
 import torch
 
-from forgetlens.circuits.circuit import faithfulness_baseline, head_mask, normalised_faithfulness
+from forgetlens.circuits.circuit import faithfulness_baseline, normalised_faithfulness
 from forgetlens.circuits.discover import discover_circuit, task_splits
 from forgetlens.circuits.patching import chunks, exact_head_effects, head_outputs, run_with_patch
 from forgetlens.config import DiscoveryConfig
 from forgetlens.errors import ForgetlensError
+from forgetlens.models.forward import model_device
 from forgetlens.models.heads import HeadLayout
 from forgetlens.models.loading import load_model
 from forgetlens.tasks.registry import parse_task_list
@@ -37,15 +38,14 @@ from forgetlens.tasks.registry import parse_task_list
 def answer_position_faithfulness(model, layout: HeadLayout, batch, heads: list[tuple[int, int]], metric: str,
                                  batch_size: int = 64) -> float:
     """Faithfulness of ``heads`` when they keep their clean output only at each prompt's answer position."""
-    keep = head_mask(heads, layout)  # [layer, head]
+    every = torch.ones(layout.n_layers, layout.n_heads, dtype=torch.bool)  # [layer, head]: all take ``source``
     out = []
-    for part in chunks(batch, batch_size, next(model.parameters()).device):
+    for part in chunks(batch, batch_size, model_device(model)):
         clean = head_outputs(model, layout, part)  # [layer, batch, pos, head, d_head]
         source = head_outputs(model, layout, part, corrupted=True)
         rows = torch.arange(len(part))
         for layer, head in heads:
             source[layer, rows, part.answer_pos, head] = clean[layer, rows, part.answer_pos, head]
-        every = torch.ones_like(keep, dtype=torch.bool)
         out.append(run_with_patch(model, layout, part, every, source, metric).cpu())
     base = faithfulness_baseline(model, layout, batch, "counterfactual", metric, batch_size)
     return normalised_faithfulness(torch.cat(out), base)

@@ -60,10 +60,8 @@ def main() -> None:
         cfg.threads = cfg.threads if args.threads is None else args.threads
         if args.head_sparsity is not None:
             cfg.head_sparsity = args.head_sparsity
-            cfg.format_stages = [dataclasses.replace(stage, head_sparsity=args.head_sparsity)
-                                 for stage in cfg.format_stages]
             cfg.compare_stage = dataclasses.replace(cfg.compare_stage, head_sparsity=args.head_sparsity)
-        format_lambdas = [stage.head_sparsity for stage in cfg.format_stages]
+        format_lambdas = [cfg.head_sparsity] * len(cfg.format_stages)
         if args.format_head_sparsity is not None:
             try:
                 format_lambdas = [float(x) for x in args.format_head_sparsity.split(",")]
@@ -78,8 +76,11 @@ def main() -> None:
             cfg.compare_stage = dataclasses.replace(cfg.compare_stage, head_sparsity=args.compare_head_sparsity)
         for swap in args.replace_source:
             old, sep, new = swap.partition("=")
-            if not sep or new not in SOURCES:
-                parser.error(f"--replace-source: expected OLD=NEW with NEW one of {', '.join(SOURCES)}, got {swap!r}")
+            recipes = [cfg.curriculum_recipe, cfg.recipe, cfg.compare_stage.recipe]
+            recipes += [stage.recipe for stage in cfg.format_stages]
+            if not sep or new not in SOURCES or not any(old in recipe for recipe in recipes):
+                parser.error(f"--replace-source: expected OLD=NEW with OLD a source of the recipe and NEW one of "
+                             f"{', '.join(SOURCES)}, got {swap!r}")
             cfg.curriculum_recipe = replace_source(cfg.curriculum_recipe, old, new)
             cfg.recipe = replace_source(cfg.recipe, old, new)
             cfg.format_stages = [dataclasses.replace(stage, recipe=replace_source(stage.recipe, old, new))

@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterator
 from forgetlens.errors import ForgetlensError
 from forgetlens.tasks import comparisons, science_qa
 from forgetlens.tasks.registry import TASKS
-from forgetlens.tasks.vocab import CAPITALS, COPY_WORDS
+from forgetlens.tasks.induction import InductionTask
+from forgetlens.tasks.vocab import CAPITALS
 
 
 def _capital_mcq(rng: random.Random) -> str:
@@ -28,15 +29,6 @@ def _reverse_fact(rng: random.Random) -> str:
     return f"{capital} is the capital of {country}."
 
 
-def _induction_span(rng: random.Random) -> str:
-    """A word sequence, then a repeat of it from a random word on.  Unlike the ``induction`` task's documents,
-    which repeat from the first word, "the earliest word not yet repeated" does not predict the repeat here;
-    finding the current word earlier and copying its successor does.  Not in the shipped model's recipe."""
-    seq = rng.sample(COPY_WORDS, rng.randint(6, 10))
-    start = rng.randint(0, len(seq) - 2)
-    return f"copy: {' '.join(seq)} | {' '.join(seq[start:])}"
-
-
 SOURCES: dict[str, Callable[[random.Random], str]] = {
     **{name: (lambda rng, _t=cls(): _t.document(rng)) for name, cls in TASKS.items()},
     "capital_mcq": _capital_mcq,
@@ -44,7 +36,8 @@ SOURCES: dict[str, Callable[[random.Random], str]] = {
     "science_statement": science_qa.statement_document,
     "science_mcq": science_qa.science_mcq_document,
     "compare_mcq": comparisons.pretraining_document,
-    "induction_span": _induction_span,
+    # not in the shipped model's recipe (README, "Status")
+    "induction_span": lambda rng, _t=InductionTask(): _t.span_document(rng),
 }
 
 

@@ -47,3 +47,11 @@ class InductionTask(PriorTask):
     def document(self, rng: random.Random) -> str:
         seq = " ".join(self._sequence(rng))
         return f"copy: {seq} | {seq}"
+
+    def span_document(self, rng: random.Random) -> str:
+        """A sequence, then a repeat of it from a random word on (corpus source ``induction_span``): "the
+        earliest word not yet repeated" does not predict the repeat here; finding the current word earlier and
+        copying its successor does."""
+        seq = self._sequence(rng)
+        start = rng.randint(0, len(seq) - 2)
+        return f"copy: {' '.join(seq)} | {' '.join(seq[start:])}"
