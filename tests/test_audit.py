@@ -17,7 +17,7 @@ from forgetlens.metrics.vulnerability import circuit_weights, measure
 from forgetlens.models.heads import HeadLayout
 from forgetlens.tasks import get_task
 
-TASK = "induction"  # its circuit is compact (4 of 32 heads), leaving whole key/value groups outside it
+TASK = "copying"  # its circuit is compact (4 of 32 heads), leaving whole key/value groups outside it
 
 
 @pytest.fixture(scope="module")

@@ -64,7 +64,7 @@ def slow_attribution(model, layout, batch, metric="logit_diff"):
             logits = model(input_ids=one.clean_ids, attention_mask=one.attention_mask).logits
             for z in clean_acts:
                 z.retain_grad()
-        m = task_metric(logits[0, one.answer_pos], one.answer_ids, one.distractor_ids, metric)
+        m = task_metric(logits[0, one.answer_pos], one, metric)
         m.sum().backward()
         for layer in range(layout.n_layers):
             z_clean, grad = clean_acts[layer][0], clean_acts[layer].grad[0]  # [pos, n_heads * d_head]

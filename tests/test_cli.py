@@ -27,8 +27,11 @@ def assert_one_line_error(result, *needles):
 def test_tasks_lists_one_name_per_line():
     result = forgetlens("tasks")
     assert result.returncode == 0
-    names = [line.split("\t")[0] for line in result.stdout.splitlines()]
-    assert names[:4] == ["induction", "ioi", "greater_than", "fact_recall"]
+    lines = result.stdout.splitlines()
+    names = [line.split("\t")[0] for line in lines]
+    assert names[:4] == ["induction", "ioi", "greater_than_year", "fact_recall"]
+    assert "default for: embedded" in lines[names.index("copying")]
+    assert "default for: real models, embedded" in lines[names.index("ioi")]
 
 
 def test_discover_writes_the_documented_json(tmp_path):

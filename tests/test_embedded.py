@@ -15,7 +15,7 @@ from forgetlens.models.forward import task_accuracy
 from forgetlens.models.heads import HeadLayout
 from forgetlens.tasks import encode_examples, get_task
 
-TASKS = ["induction", "ioi", "greater_than", "fact_recall"]
+TASKS = ["copying", "ioi", "greater_than", "fact_recall"]
 
 
 @pytest.fixture(scope="module")

@@ -78,6 +78,7 @@ def test_year_task_answers_exceed_and_distractors_precede_the_start_year():
     from forgetlens.tasks.registry import default_task_names
 
     assert "greater_than_year" not in default_task_names()  # the embedded model never learnt it
+    assert "greater_than_year" in default_task_names("smollm2-135m")
     for ex in get_task("greater_than_year").examples(200, seed=3):
         start = ex.clean.split("from the year ")[1].split()[0]  # e.g. "1732"
         assert int(ex.distractor) < int(start[2]) < int(ex.answer)
@@ -110,3 +111,44 @@ def test_pretraining_comparisons_never_ask_a_target_digit_set():
         quantity = question.split("have a ")[1].split(" of ")[0]
         values = question.split(" of ", 1)[1].split(".")[0].rsplit(" ", 1)[0].replace(" and ", ", ").split(", ")
         assert (quantity, tuple(sorted(int(v) for v in values))) not in target
+
+
+def test_induction_repeats_from_a_later_word_so_the_earliest_unrepeated_word_is_never_the_answer():
+    """The shortcut "the word after the repeat's length from the start" (what copying-from-the-start allows)
+    never gives the answer; finding the last word earlier and copying its successor always does."""
+    for ex in get_task("induction").examples(500, seed=1):
+        seq, repeat = ex.clean.removeprefix("copy: ").split(" | ")
+        seq, repeat = seq.split(), repeat.split()
+        assert seq.index(repeat[0]) >= 1  # the repeat never starts at the first word
+        shortcut = seq[len(repeat)]
+        assert " " + shortcut != ex.answer
+        assert " " + seq[seq.index(repeat[-1]) + 1] == ex.answer
+        assert ex.distractor.strip() not in seq
+
+
+def test_copying_keeps_the_old_induction_prompts_and_repeats_from_the_start():
+    for ex in get_task("copying").examples(200, seed=1):
+        seq, repeat = ex.clean.removeprefix("copy: ").split(" | ")
+        assert seq.split()[: len(repeat.split())] == repeat.split()
+
+
+def test_set_scored_metric_is_the_probability_mass_difference(tokenizer):
+    import torch
+
+    from forgetlens.tasks.base import task_metric
+
+    examples = get_task("greater_than_year").examples(8, seed=0)
+    batch = encode_examples(tokenizer, examples, "greater_than_year")
+    logits = torch.randn(len(examples), len(tokenizer))
+    probs = logits.softmax(-1)
+    for kind in ("prob_diff", "logit_diff"):
+        got = task_metric(logits, batch, kind)
+        for i, ex in enumerate(examples):
+            values = probs[i] if kind == "prob_diff" else logits[i]
+            valid = [values[tokenizer.convert_tokens_to_ids(d)] for d in ex.valid]
+            invalid = [values[tokenizer.convert_tokens_to_ids(d)] for d in ex.invalid]
+            if kind == "prob_diff":
+                want = sum(valid) - sum(invalid)
+            else:
+                want = sum(valid) / len(valid) - sum(invalid) / len(invalid)
+            assert abs(float(got[i]) - float(want)) < 1e-5

@@ -24,13 +24,13 @@ def cli() -> None:
 
 @cli.command("tasks")
 def tasks_cmd() -> None:
-    """List the prior-capability tasks, one per line (the default set first)."""
-    from forgetlens.tasks.registry import TASKS, default_task_names
+    """List the prior-capability tasks, one per line, with the models whose default set holds them."""
+    from forgetlens.tasks.registry import EMBEDDED_TASKS, REAL_MODEL_TASKS, TASKS
 
-    for name in default_task_names():
-        click.echo(f"{name}\t{TASKS[name].description}")
-    for name in [t for t in TASKS if t not in default_task_names()]:
-        click.echo(f"{name}\t{TASKS[name].description} [not in the default set: name it in a config's tasks]")
+    for name in TASKS:
+        sets = [label for label, names in (("real models", REAL_MODEL_TASKS), ("embedded", EMBEDDED_TASKS))
+                if name in names]
+        click.echo(f"{name}\t{TASKS[name].description} [default for: {', '.join(sets) or 'none'}]")
 
 
 @cli.command("discover")
@@ -191,7 +191,7 @@ def audit_cmd(base_spec, tuned_specs, tasks, k, n_boot, n_examples, seed, out) -
     from forgetlens.utils import atomic_write_text
 
     tuned = parse_tuned(list(tuned_specs))
-    task_list = parse_task_list(tasks)
+    task_list = parse_task_list(tasks, model=base_spec)
     if n_boot < 1:
         raise ForgetlensError(f"--n-boot must be positive, got {n_boot}")
     result = audit(base_spec, tuned, task_list, k=k, n_boot=n_boot, seed=seed, n_examples=n_examples)

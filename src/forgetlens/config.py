@@ -288,7 +288,7 @@ class FinetuneConfig:
     """Cap on records read from ``data`` (None = all)."""
     prior_tasks: list[str] | None = None
     """Prior tasks measured at every checkpoint, and protected, replayed or watched when those sections name none
-    (None = the default set, ``tasks.registry.DEFAULT_TASKS``); a study sets it from its ``tasks``."""
+    (None = the model's default set, ``tasks.registry.default_task_names``); a study sets it from its ``tasks``."""
     prior_eval_examples: int = 200
     """Held-out prompts per prior task at every checkpoint."""
     kl_samples: int = 4
@@ -345,8 +345,9 @@ class StudyConfig:
     data: str | None = None
     """Target-task file or directory (SciKnowEval/SciQ); None = the built-in ``finetune.synthetic_target``."""
     tasks: list[str] | None = None
-    """Prior-capability tasks whose circuits are followed (None = the default set: induction, ioi, greater_than,
-    fact_recall; ``forgetlens tasks`` lists all)."""
+    """Prior-capability tasks whose circuits are followed (None = the model's default set: for the embedded model
+    copying, ioi, greater_than, fact_recall; for other models induction, ioi, greater_than_year, fact_recall;
+    ``forgetlens tasks`` lists all)."""
     methods: list[str] = field(default_factory=lambda: ["sft", "rl"])
     """Fine-tuning methods, each run once per seed."""
     seeds: list[int] = field(default_factory=lambda: [0])

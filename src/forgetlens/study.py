@@ -114,7 +114,7 @@ class Study:
 
     def __init__(self, cfg: StudyConfig, run_dir: Path, log=print, jobs: int = 1):
         self.cfg, self.run_dir, self.log, self.jobs = cfg, Path(run_dir), log, jobs
-        self.tasks = [get_task(t) for t in chosen_task_names(cfg.tasks)]
+        self.tasks = [get_task(t) for t in chosen_task_names(cfg.tasks, model=cfg.model)]
         self._base = None
         self._base_circuits: dict[str, BaseCircuit] = {}
         self.timings = self._read_json("timings.json") or {}

@@ -30,7 +30,7 @@ def _head_gradients(model, layout: HeadLayout, part: TaskBatch, embeds: torch.Te
     embeds = embeds.detach().requires_grad_(True)
     with capture_heads(model, layout) as captured:
         logits = answer_logits(model, None, part.attention_mask, part.answer_pos, inputs_embeds=embeds)  # [batch, vocab]
-    m = task_metric(logits, part.answer_ids, part.distractor_ids, metric)  # [batch]
+    m = task_metric(logits, part, metric)  # [batch]
     # Prompts do not interact, so the gradient of the sum gives every prompt's own gradient.
     grads = torch.autograd.grad(m.sum(), captured)
     return [layout.split(g) for g in grads], torch.stack([layout.split(z.detach()) for z in captured])

@@ -41,7 +41,7 @@ def run_metric(model, batch: TaskBatch, metric: str, corrupted: bool = False) ->
     """Metric of an unmodified forward pass on clean (or corrupted) prompts -> [batch], on the model's device."""
     batch = batch.to(model_device(model))
     logits = answer_logits(model, _inputs(batch, corrupted), batch.attention_mask, batch.answer_pos)
-    return task_metric(logits, batch.answer_ids, batch.distractor_ids, metric)
+    return task_metric(logits, batch, metric)
 
 
 @torch.no_grad()

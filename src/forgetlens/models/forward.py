@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from forgetlens.tasks.base import TaskBatch
+from forgetlens.tasks.base import TaskBatch, task_metric
 
 _LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "output_multiplier_scale")
 
@@ -51,13 +51,20 @@ def answer_logits(model, input_ids: torch.Tensor | None, attention_mask: torch.T
 
 @torch.no_grad()
 def task_accuracy(model, batch: TaskBatch, batch_size: int = 128) -> dict[str, float]:
-    """Top-1 accuracy (argmax over the vocabulary is the answer) and mean logit difference on clean prompts."""
+    """Accuracy and mean logit difference (:func:`task_metric`) on clean prompts.
+
+    Single-answer tasks: top-1 accuracy (argmax over the vocabulary is the answer).  Set-scored tasks: the share
+    of prompts whose probability mass on valid answers exceeds that on invalid ones (Hanna et al.'s probability
+    difference above 0).
+    """
     device = model_device(model)
     correct, diffs = [], []
     for start in range(0, len(batch), batch_size):
         part = batch.subset(range(start, min(start + batch_size, len(batch)))).to(device)
         logits = answer_logits(model, part.clean_ids, part.attention_mask, part.answer_pos)
-        correct.append((logits.argmax(-1) == part.answer_ids).float())
-        rows = torch.arange(len(part), device=device)
-        diffs.append(logits[rows, part.answer_ids] - logits[rows, part.distractor_ids])
+        if part.option_ids is None:
+            correct.append((logits.argmax(-1) == part.answer_ids).float())
+        else:
+            correct.append((task_metric(logits, part, "prob_diff") > 0).float())
+        diffs.append(task_metric(logits, part, "logit_diff"))
     return {"accuracy": torch.cat(correct).mean().item(), "logit_diff": torch.cat(diffs).mean().item()}

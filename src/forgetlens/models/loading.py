@@ -1,8 +1,8 @@
 """Load a causal LM and its tokenizer, offline by default.
 
-``embedded`` names the small base model that ships with forgetlens.  Anything
-else is a local directory or a Hugging Face model id already in the local HF
-cache; nothing is downloaded unless ``allow_download=True``.
+``embedded`` names the small base model that ships with forgetlens; ``smollm2-135m`` names
+SmolLM2-135M-Instruct from its Python package (``models/packaged.py``).  Anything else is a local directory or
+a Hugging Face model id already in the local HF cache; nothing is downloaded unless ``allow_download=True``.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from forgetlens.errors import ForgetlensError
+from forgetlens.models.packaged import PACKAGED, model_provenance, packaged_model_dir
 
 EMBEDDED = "embedded"
 EMBEDDED_DIR = Path(__file__).parent / "embedded"
@@ -21,7 +22,8 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tok
 
 
 def resolve_model_path(spec: str | os.PathLike) -> str:
-    """Turn ``embedded`` into the shipped directory; check that a local path exists.
+    """Turn ``embedded`` into the shipped directory and a packaged alias (``smollm2-135m``) into its cached
+    conversion; check that a local path exists.
 
     Strings that are not existing paths but look like ``org/name`` are returned
     unchanged, to be looked up in the local HF cache.
@@ -33,6 +35,8 @@ def resolve_model_path(spec: str | os.PathLike) -> str:
                 f"the embedded base model is missing from {EMBEDDED_DIR}; rebuild it with `forgetlens pretrain-base`"
             )
         return str(EMBEDDED_DIR)
+    if spec in PACKAGED:
+        return str(packaged_model_dir(spec))
     path = Path(spec).expanduser()
     if path.exists():
         if not path.is_dir():
@@ -53,6 +57,9 @@ class LoadedModel:
     model: torch.nn.Module
     tokenizer: object
     source: str
+    """What the user named (``embedded``, ``smollm2-135m``, a directory or a hub id)."""
+    provenance: dict | None = None
+    """Where a packaged model came from (distribution, file, sha256, quantisation); None for other models."""
 
 
 def checked_device(requested: str, name: str) -> str:
@@ -105,7 +112,17 @@ def load_model(spec: str | os.PathLike, *, dtype: torch.dtype | str = torch.floa
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.to(device or default_device()).eval()
-    return LoadedModel(model=model, tokenizer=tokenizer, source=str(spec))
+    return LoadedModel(model=model, tokenizer=tokenizer, source=str(spec), provenance=model_provenance(path))
+
+
+def model_record(spec: str | os.PathLike) -> dict:
+    """How a result names its model: what the user passed and, for a packaged model, its provenance."""
+    record: dict = {"name": str(spec)}
+    if str(spec) in PACKAGED or Path(str(spec)).is_dir():
+        provenance = model_provenance(resolve_model_path(spec))
+        if provenance:
+            record["provenance"] = provenance
+    return record
 
 
 def configure_threads(model: torch.nn.Module, threads: int | None = None) -> None:

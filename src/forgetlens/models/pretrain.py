@@ -26,7 +26,7 @@ from forgetlens.models.loading import checked_device, default_device
 from forgetlens.models.tokenizer import EOS, save_tokenizer, train_tokenizer
 from forgetlens.tasks import comparisons, science_qa
 from forgetlens.tasks.base import check_vocabulary, encode_examples
-from forgetlens.tasks.registry import DEFAULT_TASKS, TASKS
+from forgetlens.tasks.registry import EMBEDDED_TASKS, TASKS
 from forgetlens.utils import atomic_write_text, progress, right_pad, versions
 
 STATE_FILE = "pretrain_state.pt"
@@ -90,7 +90,7 @@ def evaluate_base(model, tokenizer, n: int, seed: int) -> dict[str, dict[str, fl
     """Held-out accuracy per prior task, and letter accuracy on multiple-choice questions by kind (``compare_mcq``:
     the default target's half of the comparison questions, never seen in pretraining)."""
     results = {}
-    for name in DEFAULT_TASKS:
+    for name in EMBEDDED_TASKS:
         task = TASKS[name]()
         batch = encode_examples(tokenizer, task.examples(n, seed=seed), name)
         results[name] = task_accuracy(model, batch)

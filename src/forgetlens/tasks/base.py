@@ -31,6 +31,12 @@ class TaskExample:
     """Correct continuation of ``clean`` (one token, usually with a leading space)."""
     distractor: str
     """Continuation the corrupted prompt calls for; the metric compares against it."""
+    valid: tuple[str, ...] = ()
+    """For tasks scored over answer sets (``greater_than_year``): every continuation that is right; empty for
+    single-answer tasks.  The metric then compares ``valid`` against ``invalid`` instead of answer against
+    distractor."""
+    invalid: tuple[str, ...] = ()
+    """Every continuation that is wrong (with ``valid``); continuations in neither set do not count."""
 
 
 @dataclass
@@ -44,6 +50,8 @@ class TaskBatch:
     answer_pos: torch.Tensor  # [batch], index of the last prompt token
     answer_ids: torch.Tensor  # [batch]
     distractor_ids: torch.Tensor  # [batch]
+    option_ids: torch.Tensor | None = None  # [option]: token ids of a set-scored task's continuations
+    option_sign: torch.Tensor | None = None  # [batch, option]: +1 valid, -1 invalid, 0 neither
 
     def __len__(self) -> int:
         return self.clean_ids.shape[0]
@@ -60,13 +68,19 @@ class TaskBatch:
             answer_pos=self.answer_pos[index],
             answer_ids=self.answer_ids[index],
             distractor_ids=self.distractor_ids[index],
+            option_ids=self.option_ids,
+            option_sign=None if self.option_sign is None else self.option_sign[index],
         )
 
     def to(self, device: torch.device | str) -> "TaskBatch":
+        def move(t):
+            return None if t is None else t.to(device)
+
         return TaskBatch(
             self.task,
             *(t.to(device) for t in (self.clean_ids, self.corrupted_ids, self.attention_mask,
                                      self.answer_pos, self.answer_ids, self.distractor_ids)),
+            option_ids=move(self.option_ids), option_sign=move(self.option_sign),
         )
 
 
@@ -143,6 +157,7 @@ def encode_examples(tokenizer, examples: list[TaskExample], task: str) -> TaskBa
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     clean_ids, mask = right_pad(clean, pad)  # [batch, pos]
     corrupted_ids, _ = right_pad(corrupted, pad)  # same lengths, so the same mask
+    option_ids, option_sign = _answer_sets(tokenizer, examples, task)
     return TaskBatch(
         task=task,
         clean_ids=clean_ids,
@@ -151,17 +166,40 @@ def encode_examples(tokenizer, examples: list[TaskExample], task: str) -> TaskBa
         answer_pos=torch.tensor([len(c) - 1 for c in clean]),
         answer_ids=torch.tensor(answers),
         distractor_ids=torch.tensor(distractors),
+        option_ids=option_ids,
+        option_sign=option_sign,
     )
+
+
+def _answer_sets(tokenizer, examples: list[TaskExample], task: str
+                 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """(option ids [option], sign [batch, option]) of set-scored examples; (None, None) for single-answer tasks."""
+    if not any(ex.valid for ex in examples):
+        return None, None
+    options = sorted({w for ex in examples for w in ex.valid + ex.invalid})
+    ids = [single_token_id(tokenizer, w, task, "option") for w in options]
+    column = {w: i for i, w in enumerate(options)}
+    sign = torch.zeros(len(examples), len(options))
+    for row, ex in enumerate(examples):
+        if not ex.valid or not ex.invalid:
+            raise ForgetlensError(f"task {task}, example {row}: a set-scored example needs valid and invalid answers")
+        for w in ex.valid:
+            sign[row, column[w]] = 1.0
+        for w in ex.invalid:
+            sign[row, column[w]] = -1.0
+    return torch.tensor(ids), sign
 
 
 METRICS = ("logit_diff", "prob_diff")
 
 
-def task_metric(logits: torch.Tensor, answer_ids: torch.Tensor, distractor_ids: torch.Tensor,
-                kind: str = "logit_diff") -> torch.Tensor:
+def task_metric(logits: torch.Tensor, batch: TaskBatch, kind: str = "logit_diff") -> torch.Tensor:
     """Per-prompt metric from answer-position logits [batch, vocab] -> [batch].
 
-    ``logit_diff``: logit(answer) - logit(distractor); ``prob_diff``: the same on softmax probabilities.
+    Single-answer tasks: ``logit_diff`` = logit(answer) - logit(distractor); ``prob_diff``: the same on softmax
+    probabilities.  Set-scored tasks (``batch.option_ids``): ``logit_diff`` = mean logit of the valid answers -
+    mean logit of the invalid ones; ``prob_diff`` = probability mass on the valid answers - mass on the invalid
+    ones (Hanna et al. 2023's probability difference).
     """
     if logits.dtype not in (torch.float32, torch.float64):
         logits = logits.float()  # half-precision models: measure in float32
@@ -171,5 +209,12 @@ def task_metric(logits: torch.Tensor, answer_ids: torch.Tensor, distractor_ids: 
         values = logits.softmax(-1)
     else:
         raise ForgetlensError(f"unknown metric {kind!r}; expected one of {', '.join(METRICS)}")
+    if batch.option_ids is not None:
+        sign = batch.option_sign.to(values.device, values.dtype)  # [batch, option]
+        picked = values[:, batch.option_ids.to(values.device)]  # [batch, option]
+        if kind == "prob_diff":
+            return (picked * sign).sum(-1)
+        valid, invalid = sign.clamp(min=0), (-sign).clamp(min=0)
+        return (picked * valid).sum(-1) / valid.sum(-1) - (picked * invalid).sum(-1) / invalid.sum(-1)
     rows = torch.arange(logits.shape[0], device=logits.device)
-    return values[rows, answer_ids] - values[rows, distractor_ids]
+    return values[rows, batch.answer_ids] - values[rows, batch.distractor_ids]

@@ -2,13 +2,19 @@
 
 "The war lasted from the year 1732 to the year 17" -> a tens digit above 3.
 
-Hanna et al. ask GPT-2 for the two-digit token YY of the end year; Qwen-family
-tokenizers (and the embedded one) write every digit as its own token, so the
-answer here is the end year's next digit, its tens digit.  The answer is a
-digit above the start year's tens digit and the distractor one below it.  The
+Hanna et al. ask GPT-2 for the two-digit token YY of the end year; Qwen-family and
+SmolLM2 tokenizers (and the embedded one) write every digit as its own token,
+so the answer here is the end year's next digit, its tens digit.  As in Hanna
+et al., the task is scored over answer sets, not one digit: the digits above
+the start year's tens digit are valid, those below it invalid, and the equal
+digit counts as neither (it gives a valid end year only for some units
+digits).  The metric is the probability mass on valid digits minus the mass on
+invalid ones (``prob_diff``, Hanna et al.'s probability difference) or the
+mean logit of valid digits minus that of invalid ones (``logit_diff``); a
+prompt counts as answered when the probability difference is above 0.  The
 corrupted prompt starts the period in year XX01 (Hanna et al.'s "01"
-baseline), after which both digits give a valid end year, so the clean
-prompt's preference for the answer has no reason to survive.
+baseline), after which almost every digit gives a valid end year, so the
+clean prompt's preference has no reason to survive.
 
 Not in the embedded model's default task set (the embedded model never saw
 this template); list it in a config's ``tasks`` for real models.
@@ -40,6 +46,8 @@ class GreaterThanYearTask(PriorTask):
             corrupted=TEMPLATE.format(event=event, century=century, tens=0, units=1),
             answer=str(answer),
             distractor=str(distractor),
+            valid=tuple(DIGITS[tens + 1:]),
+            invalid=tuple(DIGITS[:tens]),
         )
 
     def document(self, rng: random.Random) -> str:

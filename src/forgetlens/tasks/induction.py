@@ -1,13 +1,11 @@
-"""Induction / copying: after ``... A B ... A`` predict ``B``.
+"""Induction: after ``... A B ... A`` predict ``B``, with the repeat starting at a random word.
 
-A random word sequence is shown, then repeated from its first word up to some
-point; the next word is its successor in the first copy.  The corrupted prompt
-swaps that successor in the first copy for a new word, which becomes the
-distractor.  Sequence lengths vary, so no fixed positional offset gives the
-answer; but because the repeat always starts at the first word, "the earliest
-word not yet repeated" does, without previous-token and induction heads.  The
-embedded model uses that shortcut: it fails when the repeat starts later
-(``experiments/induction_shortcut.py``; README, "Status").
+A random word sequence is shown, then repeated from a word after its first (position ``start`` >= 1) up to some
+point; the next word is its successor in the first copy.  The corrupted prompt swaps that successor in the first
+copy for a new word, which becomes the distractor.  Since the repeat never starts at the first word, neither
+"the earliest word not yet repeated" nor any fixed offset from the separator gives the answer: the model must
+find the current word earlier in the context and copy what followed it (previous-token heads feeding induction
+heads, Olsson et al. 2022).  :mod:`forgetlens.tasks.copying` is the variant that repeats from the start.
 """
 
 from __future__ import annotations
@@ -15,28 +13,24 @@ from __future__ import annotations
 import random
 
 from forgetlens.tasks.base import PriorTask, TaskExample
+from forgetlens.tasks.copying import word_sequence
 from forgetlens.tasks.vocab import COPY_WORDS
 
 
 class InductionTask(PriorTask):
     name = "induction"
-    description = "copy the word that followed the current word earlier in the sequence"
-
-    def __init__(self, min_len: int = 6, max_len: int = 10):
-        self.min_len, self.max_len = min_len, max_len
+    description = "copy the word that followed the current word earlier (repeat from a random word)"
 
     def vocabulary(self) -> list[str]:
         return [" " + w for w in COPY_WORDS]
 
-    def _sequence(self, rng: random.Random) -> list[str]:
-        return rng.sample(COPY_WORDS, rng.randint(self.min_len, self.max_len))
-
     def sample(self, rng: random.Random) -> TaskExample:
-        seq = self._sequence(rng)
-        j = rng.randint(1, len(seq) - 1)  # index of the word to predict in the repeat
+        seq = word_sequence(rng)
+        start = rng.randint(1, len(seq) - 2)  # the repeat's first word: never the sequence's first
+        j = rng.randint(start + 1, len(seq) - 1)  # index of the word to predict
         new = rng.choice([w for w in COPY_WORDS if w not in seq])
         corrupted_seq = seq[:j] + [new] + seq[j + 1 :]
-        repeat = " ".join(seq[:j])
+        repeat = " ".join(seq[start:j])
         return TaskExample(
             clean=f"copy: {' '.join(seq)} | {repeat}",
             corrupted=f"copy: {' '.join(corrupted_seq)} | {repeat}",
@@ -45,13 +39,8 @@ class InductionTask(PriorTask):
         )
 
     def document(self, rng: random.Random) -> str:
-        seq = " ".join(self._sequence(rng))
-        return f"copy: {seq} | {seq}"
-
-    def span_document(self, rng: random.Random) -> str:
-        """A sequence, then a repeat of it from a random word on (corpus source ``induction_span``): "the
-        earliest word not yet repeated" does not predict the repeat here; finding the current word earlier and
-        copying its successor does."""
-        seq = self._sequence(rng)
+        """A sequence, then a repeat of its tail from a random word on (the embedded corpus source
+        ``induction_span``)."""
+        seq = word_sequence(rng)
         start = rng.randint(0, len(seq) - 2)
         return f"copy: {' '.join(seq)} | {' '.join(seq[start:])}"

@@ -1,14 +1,16 @@
 """Name -> prior task.  Add a task by writing a PriorTask subclass and listing it here.
 
-``DEFAULT_TASKS`` are the embedded model's four capabilities: what a config's ``tasks: null`` means and what the
-embedded model is pretrained on.  Tasks outside it (``greater_than_year``) are for real models, named in a
-config's ``tasks``.
+A task a model cannot do measures nothing about its circuits, so the default set depends on the model:
+``EMBEDDED_TASKS`` are the embedded model's four capabilities (it copies from the start but does not do
+induction, and it never saw the year template); ``REAL_MODEL_TASKS`` are for pretrained models (SmolLM2-135M
+answers greater-than only in its year form).  A config's ``tasks: null`` means the set for its model.
 """
 
 from __future__ import annotations
 
 from forgetlens.errors import ForgetlensError
 from forgetlens.tasks.base import PriorTask
+from forgetlens.tasks.copying import CopyingTask
 from forgetlens.tasks.fact_recall import FactRecallTask
 from forgetlens.tasks.greater_than import GreaterThanTask
 from forgetlens.tasks.greater_than_year import GreaterThanYearTask
@@ -16,9 +18,10 @@ from forgetlens.tasks.induction import InductionTask
 from forgetlens.tasks.ioi import IOITask
 
 TASKS: dict[str, type[PriorTask]] = {
-    t.name: t for t in (InductionTask, IOITask, GreaterThanTask, FactRecallTask, GreaterThanYearTask)
+    t.name: t for t in (InductionTask, IOITask, GreaterThanYearTask, FactRecallTask, CopyingTask, GreaterThanTask)
 }
-DEFAULT_TASKS = ["induction", "ioi", "greater_than", "fact_recall"]
+EMBEDDED_TASKS = ["copying", "ioi", "greater_than", "fact_recall"]
+REAL_MODEL_TASKS = ["induction", "ioi", "greater_than_year", "fact_recall"]
 
 
 def task_names() -> list[str]:
@@ -26,14 +29,28 @@ def task_names() -> list[str]:
     return list(TASKS)
 
 
-def default_task_names() -> list[str]:
-    """The tasks used when none are named (the embedded model's capabilities)."""
-    return list(DEFAULT_TASKS)
+def _is_embedded(model: str | None) -> bool:
+    from pathlib import Path
+
+    if model is None or model == "embedded":
+        return True
+    from forgetlens.models.loading import EMBEDDED_DIR
+
+    try:
+        return Path(model).resolve() == EMBEDDED_DIR.resolve()
+    except OSError:
+        return False
 
 
-def chosen_task_names(*choices: list[str] | None) -> list[str]:
-    """The first non-empty list of task names in ``choices`` (most specific first), else the default set."""
-    return list(next((c for c in choices if c), DEFAULT_TASKS))
+def default_task_names(model: str | None = None) -> list[str]:
+    """The tasks used when none are named: the embedded model's (``model`` None or ``embedded``), else the set
+    for pretrained models."""
+    return list(EMBEDDED_TASKS if _is_embedded(model) else REAL_MODEL_TASKS)
+
+
+def chosen_task_names(*choices: list[str] | None, model: str | None = None) -> list[str]:
+    """The first non-empty list of task names in ``choices`` (most specific first), else ``model``'s default set."""
+    return list(next((c for c in choices if c), default_task_names(model)))
 
 
 def get_task(name: str) -> PriorTask:
@@ -43,8 +60,8 @@ def get_task(name: str) -> PriorTask:
     return TASKS[name]()
 
 
-def parse_task_list(spec: str | None) -> list[PriorTask]:
-    """Comma-separated task names (the default tasks when empty)."""
+def parse_task_list(spec: str | None, model: str | None = None) -> list[PriorTask]:
+    """Comma-separated task names (``model``'s default tasks when empty)."""
     if not spec:
-        return [TASKS[name]() for name in DEFAULT_TASKS]
+        return [TASKS[name]() for name in default_task_names(model)]
     return [get_task(name.strip()) for name in spec.split(",") if name.strip()]

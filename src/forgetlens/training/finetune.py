@@ -128,7 +128,7 @@ def train(cfg: FinetuneConfig, run_dir: Path, resume: bool, log=print) -> dict:
 
         mon = cfg.monitor
         monitor = CircuitMonitor(load_model(cfg.model).model, tokenizer,
-                                 tasks=chosen_task_names(mon.tasks, cfg.prior_tasks), every=mon.every,
+                                 tasks=chosen_task_names(mon.tasks, cfg.prior_tasks, model=cfg.model), every=mon.every,
                                  n_prompts=mon.n_prompts, threshold=mon.threshold, action=mon.action,
                                  seed=cfg.seed).attach(trainer)
     resume_from = None
@@ -172,7 +172,7 @@ def evaluate_checkpoints(cfg: FinetuneConfig, run_dir: Path, log=print) -> list[
     configure_threads(base.model, cfg.threads)
     tokenizer = base.tokenizer
     _, eval_records = target_splits(cfg)
-    tasks = [get_task(t) for t in chosen_task_names(cfg.prior_tasks)]
+    tasks = [get_task(t) for t in chosen_task_names(cfg.prior_tasks, model=cfg.model)]
     prompts = chat_prompts(tokenizer, eval_records)
     kl_prompts = [p for p in prompts for _ in range(cfg.kl_samples)]
     samples = generate(base.model, tokenizer, kl_prompts, cfg.max_new_tokens, sample=True, seed=cfg.seed)

@@ -82,7 +82,7 @@ def _attention_output_grads(base, layout: HeadLayout, prompts: TaskBatch) -> lis
     try:
         with torch.enable_grad():
             logits = answer_logits(base, prompts.clean_ids, prompts.attention_mask, prompts.answer_pos)
-            task_metric(logits, prompts.answer_ids, prompts.distractor_ids, "logit_diff").sum().backward()
+            task_metric(logits, prompts, "logit_diff").sum().backward()
     finally:
         for h in handles:
             h.remove()
@@ -136,7 +136,7 @@ class CircuitMonitor(TrainerCallback):
         self._pending: dict[str, float] = {}
         self.watched: dict[str, _Watched] = {}
         start = time.perf_counter()
-        for name in chosen_task_names(tasks):
+        for name in chosen_task_names(tasks, model=getattr(base.config, "_name_or_path", None)):
             task = get_task(name)
             # a task this tokenizer cannot render fails here, with the task and the word named
             prompts = encode_examples(tokenizer, task.examples(n_prompts, seed + 53), name).to(model_device(base))

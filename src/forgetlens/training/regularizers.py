@@ -64,7 +64,7 @@ def _tasks(names: list[str] | None, cfg: FinetuneConfig) -> list[PriorTask]:
     """``names``, else the run's ``prior_tasks``, else the default set."""
     from forgetlens.tasks.registry import chosen_task_names, get_task
 
-    return [get_task(t) for t in chosen_task_names(names, cfg.prior_tasks)]
+    return [get_task(t) for t in chosen_task_names(names, cfg.prior_tasks, model=cfg.model)]
 
 
 def protected_heads(base, tokenizer, layout: HeadLayout, cfg: FinetuneConfig) -> dict[str, torch.Tensor]:
