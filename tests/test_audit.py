@@ -210,3 +210,50 @@ def test_head_writes_reads_w_o_as_calling_the_projection_does(embedded):
         assert torch.allclose(head_writes(proj, z, layout), reference, atol=1e-5)
         assert torch.allclose(head_writes(wrapped, z, layout), reference, atol=1e-5)
         assert torch.allclose(reference.sum(0), proj(z.flatten(2)) - proj(torch.zeros_like(z).flatten(2)), atol=1e-5)
+
+
+def test_first_order_measurement_agrees_with_exact_patching_everywhere(setup):
+    """CMAP estimated to first order and patched exactly only on C0 + top-M gives the same V(C0), DCV(C0) and
+    exact-set values as patching every head: equal where patched, each point inside the other's interval."""
+    model, layout, circuit, evaluation, mask, weights, base_m = setup
+    members = set(circuit.heads)
+    others = [(l, h) for l in range(layout.n_layers) for h in range(layout.n_heads) if (l, h) not in members]
+    tuned = {"sft": damaged(model, layout, circuit.heads, 1.0), "rl": damaged(model, layout, others[:4], 1.0, seed=1)}
+    results = {}
+    for top_m in (None, 4):
+        measured = {name: measure(m, layout, evaluation, mask, base=model, top_m=top_m) for name, m in tuned.items()}
+        if top_m is not None:
+            for name, m in measured.items():
+                exact_set = m.cmap_exact
+                assert exact_set[mask.numpy()].all() and exact_set.sum() == mask.sum() + 4
+                assert np.array_equal(m.cmap[:, exact_set], results["exact"][1][name].cmap[:, exact_set])
+                assert np.array_equal(m.cmap_total[:, m.cmap_total_exact],
+                                      results["exact"][1][name].cmap_total[:, m.cmap_total_exact])
+        key = "exact" if top_m is None else "first_order"
+        results[key] = (compare_models(base_m, measured, mask.numpy(), weights, n_boot=300, seed=0, n_perm=100),
+                        measured)
+    exact, fast = results["exact"][0], results["first_order"][0]
+    for name in ("sft", "rl"):
+        for key in ("v_circuit", "v_circuit_total"):
+            a, b = exact["models"][name][key], fast["models"][name][key]
+            assert a["value"] == pytest.approx(b["value"], abs=1e-9)
+    for key in ("v_circuit", "v_circuit_total"):
+        a, b = exact["dcv"][""][key], fast["dcv"][""][key]
+        assert b["ci_low"] <= a["value"] <= b["ci_high"] and a["ci_low"] <= b["value"] <= a["ci_high"]
+
+
+def test_first_order_cmap_tracks_exact_patching_for_small_changes(setup):
+    from scipy.stats import spearmanr
+
+    model, layout, circuit, evaluation, mask = setup[:5]
+    everyone = [(l, h) for l in range(layout.n_layers) for h in range(layout.n_heads)]
+    m = measure(damaged(model, layout, everyone, 0.05), layout, evaluation, mask, base=model)
+    for exact, estimate in ((m.cmap, m.cmap_estimate), (m.cmap_total, m.cmap_total_estimate)):
+        assert spearmanr(exact.mean(0).ravel(), estimate.mean(0).ravel()).statistic > 0.9
+
+
+def test_first_order_measurement_of_identical_models_is_exactly_zero(setup):
+    model, layout, circuit, evaluation, mask, weights, base_m = setup
+    m = measure(copy.deepcopy(model), layout, evaluation, mask, base=model, top_m=4)
+    for values in (m.cmap, m.cmap_estimate, m.cmap_total, m.cmap_total_estimate, m.drift):
+        assert np.all(values == 0)

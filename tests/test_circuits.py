@@ -1,5 +1,7 @@
 """Circuit discovery checked against ground truth on tiny models."""
 
+import math
+
 import pytest
 import torch
 
@@ -214,3 +216,49 @@ def test_spearman_interval_widens_with_prompt_noise():
         assert value == pytest.approx(spearmanr(attribution.mean(0).ravel(), exact.mean(0).ravel()).statistic)
         widths.append(high - low)
     assert widths[0] < widths[1]
+
+
+@pytest.mark.parametrize("ablation", ["counterfactual", "mean", "zero"])
+def test_faithfulness_probe_equals_the_per_size_reference(tokenizer, tiny_qwen2, ablation):
+    """The cached ablation source gives exactly the curve that recomputing it for every size gives, with the
+    attribution pass's corrupted outputs and clean metric reused (counterfactual) or computed by the probe."""
+    from forgetlens.circuits.attribution import attribution_pass
+    from forgetlens.circuits.circuit import FaithfulnessProbe
+
+    layout = HeadLayout.of(tiny_qwen2)
+    batch = ioi_batch(tokenizer, n=10)
+    order = rank_heads(torch.randn(2, 4, generator=torch.Generator().manual_seed(1)))
+    ks = default_ks(layout.n_total)
+    reference, _ = faithfulness_curve(tiny_qwen2, layout, batch, order, ks, ablation, batch_size=4)
+    scored = attribution_pass(tiny_qwen2, layout, batch, batch_size=4, keep_donor_outputs=True)
+    probe = FaithfulnessProbe(tiny_qwen2, layout, batch, ablation, batch_size=4, sources=scored.donor_outputs,
+                              full=scored.receiver_metric)
+    fast = probe.curve(order, ks)
+    for want, got in zip(reference, fast):
+        assert got["faithfulness"] == pytest.approx(want["faithfulness"], abs=1e-5)
+    assert probe.evaluations == len(ks) - 1  # m(empty) once; f(all heads) = 1 costs nothing; f(0) reuses m(empty)
+
+
+class _Curve:
+    """A stand-in probe over a given faithfulness curve (f at top-k = values[k])."""
+
+    def __init__(self, values):
+        self.values, self.evaluations = values, 0
+
+    def faithfulness(self, heads):
+        self.evaluations += 1
+        return self.values[len(heads)]
+
+
+@pytest.mark.parametrize("n_heads,first", [(270, 1), (270, 7), (270, 200), (270, 270), (32, 3)])
+def test_search_k_finds_the_first_size_reaching_the_target_on_a_monotone_curve(n_heads, first):
+    from forgetlens.circuits.circuit import search_k
+
+    values = [min(1.0, 0.8 * k / first) if k < first else 0.8 + 0.2 * (k - first) / max(1, n_heads - first)
+              for k in range(n_heads + 1)]
+    values[n_heads] = 1.0
+    probe = _Curve(values)
+    k, points = search_k(probe, [(0, h) for h in range(n_heads)], 0.8)
+    assert k == first
+    assert probe.evaluations <= math.ceil(math.log2(n_heads + 1))
+    assert all(p["faithfulness"] == values[p["k"]] for p in points)

@@ -22,6 +22,7 @@ import torch
 
 from forgetlens.circuits.circuit import Circuit, head_mask
 from forgetlens.circuits.discover import discover_circuit, task_splits
+from forgetlens.circuits.first_order_cmap import base_chunks
 from forgetlens.config import DiscoveryConfig
 from forgetlens.errors import ForgetlensError
 from forgetlens.metrics.compare import compare_models
@@ -30,7 +31,7 @@ from forgetlens.metrics.seeds import aggregate_seeds
 from forgetlens.metrics.stats import bootstrap_indices
 from forgetlens.metrics.vulnerability import PromptMeasurements, circuit_weights, measure
 from forgetlens.models.heads import HeadLayout
-from forgetlens.models.loading import load_model, resolve_model_path
+from forgetlens.models.loading import load_model, model_record, resolve_model_path
 from forgetlens.tasks.base import PriorTask, TaskBatch
 from forgetlens.training.checkpoints import checkpoint_dirs, load_checkpoint
 from forgetlens.utils import progress, versions
@@ -138,8 +139,9 @@ def analyse_task(bc: BaseCircuit, tuned: dict[str, PromptMeasurements], behaviou
 
 
 def audit(base_spec: str, tuned: dict[str, str], tasks: list[PriorTask], k: int | None = None, n_boot: int = 1000,
-          seed: int = 0, n_examples: int = 128, method: str = "attribution") -> dict:
-    """Discover each task's base circuit and measure every tuned model against it."""
+          seed: int = 0, n_examples: int = 128, method: str = "attribution", top_m: int | None = 8) -> dict:
+    """Discover each task's base circuit and measure every tuned model against it (exact CMAP for C0 and the
+    ``top_m`` other heads of largest first-order estimate; None: every head)."""
     start = time.perf_counter()
     base = load_model(base_spec)
     layout = HeadLayout.of(base.model)
@@ -158,7 +160,9 @@ def audit(base_spec: str, tuned: dict[str, str], tasks: list[PriorTask], k: int 
         bc = find_base_circuit(base, layout, task, cfg)
         timings["discovery"] += time.perf_counter() - t0
         t0 = time.perf_counter()
-        tuned_m = {label: measure(m, layout, bc.evaluation, bc.mask, method, base=base.model)
+        cache = base_chunks(base.model, layout, bc.evaluation)
+        tuned_m = {label: measure(m, layout, bc.evaluation, bc.mask, method, base=base.model, top_m=top_m,
+                                  base_cache=cache)
                    for label, m in models.items()}
         results[task.name] = analyse_task(bc, tuned_m, behaviour, n_boot, seed)
         timings["metrics"] += time.perf_counter() - t0
@@ -168,8 +172,9 @@ def audit(base_spec: str, tuned: dict[str, str], tasks: list[PriorTask], k: int 
         "tuned": {label: path for label, (_, path) in entries.items()},
         "behaviour": {name: {str(step): row for step, row in rows.items()} for name, rows in behaviour.items()},
         "layout": dataclasses.asdict(layout),
+        "base_model": model_record(base_spec),
         "config": {"tasks": [t.name for t in tasks], "k": k, "n_boot": n_boot, "seed": seed,
-                   "n_examples": n_examples, "method": method},
+                   "n_examples": n_examples, "method": method, "cmap_top_m": top_m},
         "tasks": results,
         "timings": {**{k2: round(v, 2) for k2, v in timings.items()},
                     "total": round(time.perf_counter() - start, 2)},

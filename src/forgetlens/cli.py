@@ -46,16 +46,18 @@ def tasks_cmd() -> None:
               show_default=True, help="How heads outside the circuit are removed when measuring faithfulness.")
 @click.option("--ig-steps", type=int, default=8, show_default=True, help="Interpolation steps for --method ig.")
 @click.option("--n-examples", type=int, default=256, show_default=True, help="Prompts per split.")
+@click.option("--full-curve", is_flag=True,
+              help="Faithfulness at every circuit size (default: find k by bisection, about log2(heads) sizes).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--allow-download", is_flag=True, help="Let transformers fetch a model from the Hub.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="JSON file to write.")
-def discover_cmd(task_name, model, method, k, target, metric, ablation, ig_steps, n_examples, seed,
+def discover_cmd(task_name, model, method, k, target, metric, ablation, ig_steps, n_examples, full_curve, seed,
                  allow_download, out) -> None:
     """Find a prior task's head-level circuit and write it as JSON."""
     from forgetlens.circuits.discover import circuit_to_json, timed_discovery
     from forgetlens.config import DiscoveryConfig
     from forgetlens.models.heads import HeadLayout
-    from forgetlens.models.loading import configure_threads, load_model
+    from forgetlens.models.loading import configure_threads, load_model, model_record
     from forgetlens.tasks.registry import get_task
     from forgetlens.utils import atomic_write_text, versions
 
@@ -63,12 +65,13 @@ def discover_cmd(task_name, model, method, k, target, metric, ablation, ig_steps
     if n_examples <= 0:
         raise ForgetlensError(f"--n-examples must be positive, got {n_examples}")
     cfg = DiscoveryConfig(method=method, metric=metric, ablation=ablation, k=k, faithfulness_target=target,
-                          ig_steps=ig_steps, n_examples=n_examples, seed=seed)
+                          ig_steps=ig_steps, full_curve=full_curve, n_examples=n_examples, seed=seed)
     loaded = load_model(model, allow_download=allow_download)
     configure_threads(loaded.model)
     layout = HeadLayout.of(loaded.model)
     circuit, seconds = timed_discovery(loaded.model, loaded.tokenizer, task, cfg)
     result = circuit_to_json(circuit, model, cfg, layout, seconds, versions())
+    result["model_record"] = model_record(model)
     atomic_write_text(out, json.dumps(result, indent=2))
     click.echo(f"{task.name} on {model} ({layout.n_layers} layers x {layout.n_heads} heads), method={method}")
     click.echo(f"{'rank':>4}  {'layer':>5}  {'head':>4}  {'score':>9}  in circuit")
@@ -182,9 +185,12 @@ def finetune_cmd(method, model, data, synthetic_target, steps, lr, checkpoint_ev
 @click.option("--k", type=int, default=None, help="Circuit size (default: smallest k with faithfulness >= 0.8).")
 @click.option("--n-boot", type=int, default=1000, show_default=True, help="Bootstrap resamples.")
 @click.option("--n-examples", type=int, default=128, show_default=True, help="Prompts per split.")
+@click.option("--top-m", type=int, default=8, show_default=True,
+              help="Heads besides the base circuit whose CMAP is patched exactly (the rest: first-order estimate).")
+@click.option("--exact-everywhere", is_flag=True, help="Patch every head exactly (cost grows with the head count).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="JSON file to write.")
-def audit_cmd(base_spec, tuned_specs, tasks, k, n_boot, n_examples, seed, out) -> None:
+def audit_cmd(base_spec, tuned_specs, tasks, k, n_boot, n_examples, top_m, exact_everywhere, seed, out) -> None:
     """Measure how tuned models degrade the base model's circuits (per head and per circuit, with CIs)."""
     from forgetlens.audit import audit, parse_tuned, per_head_csv
     from forgetlens.tasks.registry import parse_task_list
@@ -194,7 +200,10 @@ def audit_cmd(base_spec, tuned_specs, tasks, k, n_boot, n_examples, seed, out) -
     task_list = parse_task_list(tasks, model=base_spec)
     if n_boot < 1:
         raise ForgetlensError(f"--n-boot must be positive, got {n_boot}")
-    result = audit(base_spec, tuned, task_list, k=k, n_boot=n_boot, seed=seed, n_examples=n_examples)
+    if top_m < 0:
+        raise ForgetlensError(f"--top-m must be >= 0, got {top_m}")
+    result = audit(base_spec, tuned, task_list, k=k, n_boot=n_boot, seed=seed, n_examples=n_examples,
+                   top_m=None if exact_everywhere else top_m)
     atomic_write_text(out, json.dumps(result, indent=1))
     atomic_write_text(out.with_suffix(".per_head.csv"), per_head_csv(result))
     click.echo(f"{'task':<14}{'k':>3}  {'model':<14}{'retention':>22}{'V(C0)':>24}")

@@ -152,6 +152,9 @@ class DiscoveryConfig:
     """Faithfulness a circuit must reach when ``k`` is None."""
     ig_steps: int = 8
     """Interpolation steps for ``ig``."""
+    full_curve: bool = False
+    """Evaluate faithfulness at every circuit size of the default grid (one patched forward pass each) instead of
+    finding k by bisection (about log2(heads) sizes)."""
     n_examples: int = 256
     """Prompts drawn from the task."""
     batch_size: int = 64
@@ -358,7 +361,11 @@ class StudyConfig:
     n_boot: int = 1000
     """Bootstrap resamples for every confidence interval."""
     total_cmap: bool = True
-    """Also measure the paper's (total) CMAP beside the head-local default (doubles the per-head patching)."""
+    """Also measure the paper's (total) CMAP beside the head-local default (doubles the exact patching)."""
+    cmap_top_m: int | None = 8
+    """CMAP is estimated to first order for every head and patched exactly for the base circuit C0 and the M
+    other heads of largest estimated |effect|, M = this (``circuits/first_order_cmap.py``).  V(C0) and DCV(C0)
+    come from exact values.  None patches every head exactly (one forward pass per head and prompt chunk)."""
     finetune: FinetuneConfig = field(default_factory=lambda: FinetuneConfig(checkpoint_every=160))
     """Fine-tuning options shared by all runs (``method``, ``seed``, ``model``, ``data`` are set by the study);
     checkpoints every 160 steps (3 besides the base) keep the per-checkpoint circuit measurements within the CPU

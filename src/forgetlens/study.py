@@ -28,6 +28,7 @@ import torch
 from forgetlens.audit import BaseCircuit, analyse_task, find_base_circuit, per_head_csv
 from forgetlens.circuits.circuit import Circuit, head_mask
 from forgetlens.circuits.discover import task_splits
+from forgetlens.circuits.first_order_cmap import BaseChunk, base_chunks
 from forgetlens.config import FinetuneConfig, StudyConfig
 from forgetlens.errors import ForgetlensError
 from forgetlens.metrics.vulnerability import circuit_weights, load_measurements, measure, save_measurements
@@ -70,6 +71,8 @@ def study_problems(cfg: StudyConfig, check_paths: bool = True) -> list[str]:
         problems.append(f"seeds: repeated seeds in {cfg.seeds}")
     if cfg.n_boot < 1:
         problems.append(f"n_boot: expected a positive integer, got {cfg.n_boot}")
+    if cfg.cmap_top_m is not None and cfg.cmap_top_m < 0:
+        problems.append(f"cmap_top_m: expected a number of heads >= 0 or null (every head exact), got {cfg.cmap_top_m}")
     ft = cfg.finetune
     defaults = FinetuneConfig()
     for name in ("method", "seed", "model", "data"):
@@ -117,6 +120,7 @@ class Study:
         self.tasks = [get_task(t) for t in chosen_task_names(cfg.tasks, model=cfg.model)]
         self._base = None
         self._base_circuits: dict[str, BaseCircuit] = {}
+        self._base_chunks: dict[str, list[BaseChunk]] = {}
         self.timings = self._read_json("timings.json") or {}
 
     # --- helpers -------------------------------------------------------------------------------------------
@@ -161,6 +165,15 @@ class Study:
         tmp.parent.mkdir(exist_ok=True)
         torch.save(dataclasses.asdict(bc.circuit), tmp)
         tmp.replace(self._circuit_path(task_name))
+
+    def base_chunks(self, task_name: str) -> list[BaseChunk]:
+        """The base model's forward and gradient on ``task_name``'s evaluation prompts, computed once per Study
+        process and shared by every checkpoint it measures (first-order CMAP)."""
+        if task_name not in self._base_chunks:
+            bc = self.base_circuit(task_name)
+            self._base_chunks[task_name] = base_chunks(self.base.model, HeadLayout.of(self.base.model),
+                                                       bc.evaluation)
+        return self._base_chunks[task_name]
 
     def base_circuit(self, task_name: str) -> BaseCircuit:
         """Task ``task_name``'s stage-1 outputs, read from disk once per Study."""
@@ -260,7 +273,8 @@ class Study:
                 configure_threads(model, self.cfg.finetune.threads)
             bc = self.base_circuit(task.name)
             m = measure(model, layout, bc.evaluation, bc.mask, self.cfg.discovery.method, base=self.base.model,
-                        total_cmap=self.cfg.total_cmap)
+                        total_cmap=self.cfg.total_cmap, top_m=self.cfg.cmap_top_m,
+                        base_cache=self.base_chunks(task.name))
             save_measurements(self._measure_path(task.name, label), m)
 
     # --- stage 4: statistics -------------------------------------------------------------------------------

@@ -9,6 +9,13 @@ ablated (ratio of means, not mean of ratios), m(full) the unmodified model and
 m(empty) the model with every head ablated.  Heads are ranked by |score|; the
 faithfulness curve is f over circuit sizes k, and a circuit is either the top-k
 heads or the smallest top-k reaching a faithfulness target.
+
+Cost follows the circuit, not the head count: :class:`FaithfulnessProbe` computes each prompt chunk's ablation
+source, m(full) and m(empty) once, so every further circuit size costs one patched forward pass, and
+:func:`search_k` finds the size by bisection over the ranked heads (f(0) = 0 and f(all) = 1 by definition), at
+most ceil(log2(n_heads + 1)) sizes, instead of evaluating every size (:func:`faithfulness_curve`).  Bisection
+assumes the curve crosses the target once; where it does not, it returns a crossing, not necessarily the first
+(the full curve, ``DiscoveryConfig.full_curve``, shows it).
 """
 
 from __future__ import annotations
@@ -18,7 +25,8 @@ from dataclasses import dataclass, field
 import torch
 
 from forgetlens.circuits.attribution import attribution_scores
-from forgetlens.circuits.patching import circuit_metric, exact_head_effects, mean_head_outputs, run_metric, chunks
+from forgetlens.circuits.patching import (ablation_source, chunks, circuit_metric, exact_head_effects,
+                                          mean_head_outputs, run_metric, run_with_patch)
 from forgetlens.errors import ForgetlensError
 from forgetlens.models.forward import model_device
 from forgetlens.models.heads import HeadLayout
@@ -87,7 +95,8 @@ def normalised_faithfulness(m_circuit: torch.Tensor, base: FaithfulnessBaseline)
 def faithfulness_curve(model, layout: HeadLayout, batch: TaskBatch, order: list[tuple[int, int]],
                        ks: list[int], ablation: str = "counterfactual", metric: str = "logit_diff",
                        batch_size: int = 64) -> tuple[list[dict], FaithfulnessBaseline]:
-    """f(top-k) for each k in ``ks`` -> ([{k, faithfulness}], baseline)."""
+    """f(top-k) for each k in ``ks`` -> ([{k, faithfulness}], baseline).  Recomputes the ablation source for
+    every k: the slow, obvious reference that :class:`FaithfulnessProbe` is checked against."""
     base = faithfulness_baseline(model, layout, batch, ablation, metric, batch_size)
     curve = []
     for k in ks:
@@ -95,6 +104,66 @@ def faithfulness_curve(model, layout: HeadLayout, batch: TaskBatch, order: list[
         m = circuit_metric(model, layout, batch, keep, ablation, metric, batch_size, base.reference)
         curve.append({"k": k, "faithfulness": normalised_faithfulness(m, base)})
     return curve, base
+
+
+class FaithfulnessProbe:
+    """f(C) for many circuits C on one prompt set, one patched forward pass per circuit.
+
+    Each chunk's ablation source (the corrupted head outputs for counterfactual ablation), m(full) and m(empty)
+    are computed once.  ``sources`` and ``full``: the per-chunk corrupted head outputs and the clean metric when
+    the caller already has them (an attribution pass over the same prompts, same ``batch_size``).
+    """
+
+    def __init__(self, model, layout: HeadLayout, batch: TaskBatch, ablation: str = "counterfactual",
+                 metric: str = "logit_diff", batch_size: int = 64, sources: list[torch.Tensor] | None = None,
+                 full: torch.Tensor | None = None):
+        self.model, self.layout, self.metric = model, layout, metric
+        device = model_device(model)
+        self.parts = list(chunks(batch, batch_size, device))
+        reference = mean_head_outputs(model, layout, batch, batch_size) if ablation == "mean" else None
+        if sources is None or ablation != "counterfactual":
+            sources = [ablation_source(model, layout, part, ablation, reference) for part in self.parts]
+        self.sources = sources  # per chunk [layer, batch|1, pos, head, d_head]
+        if full is None:
+            full = torch.cat([run_metric(model, part, metric).cpu() for part in self.parts])
+        self.evaluations = 0
+        empty = self.circuit_metric(torch.zeros(layout.n_layers, layout.n_heads, dtype=torch.bool))
+        self.baseline = FaithfulnessBaseline(full, empty, reference)
+
+    def circuit_metric(self, keep: torch.Tensor) -> torch.Tensor:
+        """Metric with every head outside ``keep`` [layer, head] ablated -> [n_prompts]."""
+        self.evaluations += 1
+        return torch.cat([run_with_patch(self.model, self.layout, part, ~keep.bool(), source, self.metric).cpu()
+                          for part, source in zip(self.parts, self.sources)])
+
+    def faithfulness(self, heads: list[tuple[int, int]]) -> float:
+        """Normalised faithfulness of the circuit ``heads``."""
+        if len(heads) == self.layout.n_total:
+            return 1.0
+        if not heads:
+            return 0.0
+        return normalised_faithfulness(self.circuit_metric(head_mask(heads, self.layout)), self.baseline)
+
+    def curve(self, order: list[tuple[int, int]], ks: list[int]) -> list[dict]:
+        """f(top-k) for every k in ``ks``."""
+        return [{"k": k, "faithfulness": self.faithfulness(order[:k])} for k in ks]
+
+
+def search_k(probe: FaithfulnessProbe, order: list[tuple[int, int]], target: float) -> tuple[int, list[dict]]:
+    """The circuit size by bisection over top-k (module docstring) -> (k, the evaluated points, sorted by k).
+
+    Keeps lo < hi with f(top-lo) < target <= f(top-hi), starting from lo = 0 (f = 0) and hi = all heads (f = 1).
+    """
+    lo, hi = 0, len(order)
+    points = {lo: 0.0, hi: 1.0}
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        points[mid] = probe.faithfulness(order[:mid])
+        if points[mid] >= target:
+            hi = mid
+        else:
+            lo = mid
+    return hi, [{"k": k, "faithfulness": points[k]} for k in sorted(points)]
 
 
 def default_ks(n_total: int) -> list[int]:

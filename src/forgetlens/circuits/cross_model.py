@@ -113,18 +113,25 @@ def head_writes(proj: torch.nn.Module, z: torch.Tensor, layout: HeadLayout) -> t
 
 @torch.no_grad()
 def local_cmap(base, tuned, layout: HeadLayout, part: TaskBatch, metric: str,
-               outputs: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+               outputs: tuple[torch.Tensor, torch.Tensor] | None = None, heads: torch.Tensor | None = None,
+               baseline: torch.Tensor | None = None) -> torch.Tensor:
     """Head-local CMAP effects on ``part``'s clean prompts -> [batch, layer, head] (see module docstring).
 
     ``outputs``: :func:`local_head_outputs` of the same models and prompts, when the caller already has them.
+    ``heads``: [layer, head] bool, patch only these (one forward pass each; others stay 0); None = every head.
+    ``baseline``: m_0 on ``part`` [batch], when the caller has it.
     """
     z0, z1 = outputs if outputs is not None else local_head_outputs(base, tuned, layout, part)
-    baseline = run_metric(base, part, metric)
+    if baseline is None:
+        baseline = run_metric(base, part, metric)
     effects = torch.zeros(len(part), layout.n_layers, layout.n_heads, dtype=baseline.dtype)
     base_proj, tuned_proj = layout.projections(base), layout.projections(tuned)
     for layer in range(layout.n_layers):
+        chosen = range(layout.n_heads) if heads is None else heads[layer].nonzero().flatten().tolist()
+        if not chosen:
+            continue
         delta = head_writes(tuned_proj[layer], z1[layer], layout) - head_writes(base_proj[layer], z0[layer], layout)
-        for head in range(layout.n_heads):
+        for head in chosen:
             add = delta[head]  # [batch, pos, d_model]
             with _hooks([lambda: base_proj[layer].register_forward_hook(lambda m, a, out: out + add)]):
                 effects[:, layer, head] = (run_metric(base, part, metric) - baseline).cpu()

@@ -11,8 +11,9 @@ from __future__ import annotations
 import dataclasses
 import time
 
-from forgetlens.circuits.circuit import (Circuit, choose_k, default_ks, faithfulness_curve, rank_heads,
-                                         score_heads)
+from forgetlens.circuits.attribution import attribution_pass
+from forgetlens.circuits.circuit import (Circuit, FaithfulnessProbe, choose_k, default_ks, rank_heads, score_heads,
+                                         search_k)
 from forgetlens.config import DiscoveryConfig
 from forgetlens.errors import ForgetlensError
 from forgetlens.models.heads import HeadLayout
@@ -39,14 +40,24 @@ def discover_circuit(model, tokenizer, task: PriorTask, cfg: DiscoveryConfig) ->
     if cfg.k is not None and not 0 < cfg.k <= layout.n_total:
         raise ForgetlensError(f"--k must be between 1 and {layout.n_total} (the model's heads), got {cfg.k}")
     discovery, _ = task_splits(tokenizer, task, cfg.n_examples, cfg.seed)
-    per_prompt = score_heads(model, layout, discovery, cfg.method, cfg.metric, cfg.ig_steps, cfg.batch_size)
+    sources = full = None
+    if cfg.method == "attribution":  # its corrupted forward and clean metric serve faithfulness too
+        scored = attribution_pass(model, layout, discovery, cfg.metric, batch_size=cfg.batch_size,
+                                  keep_donor_outputs=cfg.ablation == "counterfactual")
+        per_prompt, sources, full = scored.scores, scored.donor_outputs, scored.receiver_metric
+    else:
+        per_prompt = score_heads(model, layout, discovery, cfg.method, cfg.metric, cfg.ig_steps, cfg.batch_size)
     scores = per_prompt.mean(0)
     order = rank_heads(scores)
-    ks = default_ks(layout.n_total)
-    if cfg.k is not None and cfg.k not in ks:
-        ks = sorted(set(ks) | {cfg.k})
-    curve, _ = faithfulness_curve(model, layout, discovery, order, ks, cfg.ablation, cfg.metric, cfg.batch_size)
-    k = choose_k(curve, cfg.k, cfg.faithfulness_target)
+    probe = FaithfulnessProbe(model, layout, discovery, cfg.ablation, cfg.metric, cfg.batch_size, sources, full)
+    if cfg.full_curve:
+        ks = default_ks(layout.n_total)
+        curve = probe.curve(order, sorted(set(ks) | ({cfg.k} if cfg.k else set())))
+        k = choose_k(curve, cfg.k, cfg.faithfulness_target)
+    elif cfg.k is not None:
+        k, curve = cfg.k, probe.curve(order, [cfg.k])
+    else:
+        k, curve = search_k(probe, order, cfg.faithfulness_target)
     faithfulness = next(p["faithfulness"] for p in curve if p["k"] == k)
     return Circuit(task=task.name, method=cfg.method, metric=cfg.metric, ablation=cfg.ablation, scores=scores,
                    per_prompt=per_prompt, heads=order[:k], faithfulness=faithfulness, curve=curve)

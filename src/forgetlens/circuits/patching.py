@@ -73,15 +73,21 @@ def run_with_patch(model, layout: HeadLayout, batch: TaskBatch, patch: torch.Ten
 
 
 def patch_each_head(model, layout: HeadLayout, part: TaskBatch, source: torch.Tensor, metric: str,
-                    corrupted: bool = False) -> torch.Tensor:
+                    corrupted: bool = False, heads: torch.Tensor | None = None,
+                    baseline: torch.Tensor | None = None) -> torch.Tensor:
     """Metric change when each head alone takes its value from ``source`` -> [batch, layer, head].
 
     source: [layer, batch, pos, head, d_head]; the receiving run is clean (or corrupted) ``part``.
+    ``heads``: [layer, head] bool, patch only these (others stay 0); None = every head.  ``baseline``: the
+    receiving run's metric [batch], when the caller has it.
     """
-    baseline = run_metric(model, part, metric, corrupted=corrupted)
+    if baseline is None:
+        baseline = run_metric(model, part, metric, corrupted=corrupted)
     effects = torch.zeros(len(part), layout.n_layers, layout.n_heads, dtype=baseline.dtype)
     for layer in range(layout.n_layers):
         for head in range(layout.n_heads):
+            if heads is not None and not bool(heads[layer, head]):
+                continue
             patch = torch.zeros(layout.n_layers, layout.n_heads, dtype=torch.bool)
             patch[layer, head] = True
             patched = run_with_patch(model, layout, part, patch, source, metric, corrupted=corrupted)

@@ -57,6 +57,10 @@ def compare_models(base: PromptMeasurements, tuned: dict[str, PromptMeasurements
     out = {"n_prompts": n, "n_boot": n_boot, "models": {name: _bootstrap_dict(stats_for(m), idx)
                                                          for name, m in tuned.items()},
            "dcv": {}, "dcv_test": {}}
+    for name, m in tuned.items():  # per-head V_cmap is exact patching here, first-order estimate elsewhere
+        for key, mask in (("cmap_exact", m.cmap_exact), ("cmap_total_exact", m.cmap_total_exact)):
+            if mask is not None:
+                out["models"][name][key] = mask.astype(bool).tolist()
     for pair, (sft_label, rl_label) in dcv_pairs(list(tuned)).items():
         sft, rl = stats_for(tuned[sft_label]), stats_for(tuned[rl_label])
 

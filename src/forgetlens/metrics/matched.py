@@ -32,7 +32,12 @@ def interpolate(a: PromptMeasurements, b: PromptMeasurements, lam: float) -> Pro
     fields = {}
     for f in dataclasses.fields(PromptMeasurements):
         x, y = getattr(a, f.name), getattr(b, f.name)
-        fields[f.name] = None if x is None or y is None else (1 - lam) * x + lam * y
+        if x is None or y is None:
+            fields[f.name] = None
+        elif x.dtype == bool:  # which heads were patched exactly: exact at the mix only where exact at both ends
+            fields[f.name] = x & y
+        else:
+            fields[f.name] = (1 - lam) * x + lam * y
     return PromptMeasurements(**fields)
 
 
@@ -50,7 +55,9 @@ def first_crossing(values: list[float], level: float) -> tuple[int, float] | Non
 def base_as_checkpoint(base: PromptMeasurements) -> PromptMeasurements:
     """The base model's measurements as step 0 of a run (no cross-model change, no drift)."""
     zeros = np.zeros_like(base.ie)
-    return dataclasses.replace(base, cmap=zeros, cmap_total=zeros, drift=zeros)
+    exact = np.ones(base.ie.shape[1:], dtype=bool)  # zero change is known exactly
+    return dataclasses.replace(base, cmap=zeros, cmap_total=zeros, drift=zeros, cmap_estimate=zeros,
+                               cmap_total_estimate=zeros, cmap_exact=exact, cmap_total_exact=exact)
 
 
 _LABEL = re.compile(r"^(?P<run>.+)@(?P<step>\d+)$")
