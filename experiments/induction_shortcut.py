@@ -1,86 +1,67 @@
-"""Does a model solve the `induction` task by induction, or by a shortcut the task's prompts allow?
+"""Can a model answer forgetlens's `induction` task by the copying shortcut, or must it do induction?
 
-    python experiments/induction_shortcut.py MODEL_DIR [MODEL_DIR ...] [--n 400] [--threads 1]
+    python experiments/induction_shortcut.py embedded smollm2-135m [--n 400] [--threads 1]
 
-The `induction` task always repeats its word sequence from the first word ("copy: a b c d e | a b c" -> " d"),
-so "the earliest word of the sequence not yet repeated" names the answer without finding the earlier
-occurrence of the current word.  This script prints, per model:
+`copying` repeats its word sequence from the first word ("copy: a b c d e | a b c" -> " d"), so "the word that
+follows the repeat's length from the start" (the earliest word not yet repeated) names the answer without
+finding the earlier occurrence of the current word.  `induction` repeats from a random later word
+("copy: a b c d e | b c" -> " d"), where only induction (find the current word earlier, copy its successor)
+gives the answer.  Per model this prints, on held-out prompts of each task:
 
-- held-out accuracy on the task's own prompts;
-- accuracy when the repeat starts at a random later word ("copy: a b c d e | b c" -> " d"), where only
-  induction (find the current word earlier, copy its successor) gives the answer;
-- the card's circuit validation (512 + 512 prompts) with a corruption that swaps the answer with a later word
-  of the first copy, so that clean and corrupted prompts hold the same words ("same-words corruption"): a
-  circuit that only tells which words are present cannot carry that contrast.
+- accuracy (top-1 over the vocabulary is the answer);
+- how often the shortcut's word is the answer (1 on `copying`, 0 on `induction` by construction: computed from
+  the prompts, not assumed);
+- how often the model's top-1 is the shortcut's word: a model that copies by the shortcut picks it on
+  `induction` prompts too.
 """
 
 from __future__ import annotations
 
 import argparse
-import random
-from pathlib import Path
 
 import torch
 
-from forgetlens.circuits.validation import validate_task
 from forgetlens.errors import ForgetlensError
-from forgetlens.models.card import circuit_line
-from forgetlens.models.forward import task_accuracy
+from forgetlens.models.forward import answer_logits
 from forgetlens.models.loading import load_model
-from forgetlens.tasks import encode_examples
-from forgetlens.tasks.base import TaskExample
-from forgetlens.tasks.induction import InductionTask
-from forgetlens.tasks.vocab import COPY_WORDS
+from forgetlens.tasks import encode_examples, get_task
 
 
-class ShiftedRepeat(InductionTask):
-    """The repeat starts at a random word after the first, so the answer is not the oldest unrepeated word."""
-
-    def sample(self, rng: random.Random) -> TaskExample:
-        seq = self._sequence(rng)
-        start = rng.randint(1, len(seq) - 3)
-        j = rng.randint(start + 1, len(seq) - 1)  # index of the word to predict
-        new = rng.choice([w for w in COPY_WORDS if w not in seq])
-        corrupted = seq[:j] + [new] + seq[j + 1:]
-        repeat = " ".join(seq[start:j])
-        return TaskExample(clean=f"copy: {' '.join(seq)} | {repeat}",
-                           corrupted=f"copy: {' '.join(corrupted)} | {repeat}", answer=" " + seq[j],
-                           distractor=" " + new)
+def shortcut_word(clean: str) -> str:
+    """The word after the repeat's length from the sequence's start (with its leading space)."""
+    seq, repeat = clean.removeprefix("copy: ").split(" | ")
+    return " " + seq.split()[len(repeat.split())]
 
 
-class SameWordsCorruption(InductionTask):
-    """The task's prompts, corrupted by swapping the answer with a later word of the first copy."""
-
-    def sample(self, rng: random.Random) -> TaskExample:
-        seq = self._sequence(rng)
-        j = rng.randint(1, len(seq) - 2)  # index of the word to predict
-        other = rng.randint(j + 1, len(seq) - 1)
-        corrupted = list(seq)
-        corrupted[j], corrupted[other] = seq[other], seq[j]
-        repeat = " ".join(seq[:j])
-        return TaskExample(clean=f"copy: {' '.join(seq)} | {repeat}",
-                           corrupted=f"copy: {' '.join(corrupted)} | {repeat}", answer=" " + seq[j],
-                           distractor=" " + seq[other])
+@torch.no_grad()
+def rates(loaded, task_name: str, n: int) -> dict[str, float]:
+    examples = get_task(task_name).examples(n, seed=7)
+    batch = encode_examples(loaded.tokenizer, examples, task_name)
+    top = answer_logits(loaded.model, batch.clean_ids, batch.attention_mask, batch.answer_pos).argmax(-1)
+    shortcut = torch.tensor([loaded.tokenizer.convert_tokens_to_ids(loaded.tokenizer.tokenize(shortcut_word(e.clean)))[0]
+                             for e in examples])
+    return {"accuracy": (top == batch.answer_ids).float().mean().item(),
+            "shortcut is the answer": (shortcut == batch.answer_ids).float().mean().item(),
+            "model picks the shortcut": (top == shortcut).float().mean().item()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("models", type=Path, nargs="+")
-    parser.add_argument("--n", type=int, default=400, help="prompts per accuracy")
+    parser.add_argument("models", nargs="+", help="model names or directories (embedded, smollm2-135m, ...)")
+    parser.add_argument("--n", type=int, default=400, help="prompts per task")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    for path in args.models:
+    print(f"{'model':<16}{'task':<11}{'accuracy':>10}{'shortcut = answer':>19}{'model picks shortcut':>22}")
+    for spec in args.models:
         try:
-            loaded = load_model(path)
+            loaded = load_model(spec)
         except ForgetlensError as error:
             raise SystemExit(f"error: {error}")
-        for label, task in (("task's prompts", InductionTask()), ("repeat from a later word", ShiftedRepeat())):
-            batch = encode_examples(loaded.tokenizer, task.examples(args.n, seed=7), "induction")
-            print(f"{path}: accuracy, {label}: {task_accuracy(loaded.model, batch)['accuracy']:.3f}", flush=True)
-        result = validate_task(loaded.model, loaded.tokenizer, SameWordsCorruption())
-        heads = " ".join(f"L{layer}H{head}" for layer, head in result["circuit_heads"])
-        print(f"{path}: {circuit_line('same-words corruption', result)}: {heads}", flush=True)
+        for task_name in ("copying", "induction"):
+            r = rates(loaded, task_name, args.n)
+            print(f"{spec:<16}{task_name:<11}{r['accuracy']:>10.3f}{r['shortcut is the answer']:>19.3f}"
+                  f"{r['model picks the shortcut']:>22.3f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -25,14 +25,15 @@ def test_first_order_v_cmap_agrees_with_exact_head_local_cmap(embedded):
     """The monitor's fast estimate against the slow, exact per-head patching it approximates."""
     from forgetlens.circuits.cross_model import local_cmap
     from forgetlens.circuits.patching import run_metric
-    from forgetlens.training.monitor import _attention_output_grads, first_order_v_cmap
+    from forgetlens.circuits.first_order_cmap import base_chunk
+    from forgetlens.training.monitor import first_order_v_cmap
 
     base, layout = embedded.model, HeadLayout.of(embedded.model)
     prompts = encode_examples(embedded.tokenizer, get_task("ioi").examples(32, 5), "ioi")
     tuned = copy.deepcopy(base)
     _attention_noise(tuned)
     te0 = float((run_metric(base, prompts, "logit_diff") - run_metric(base, prompts, "logit_diff", True)).mean())
-    fast = first_order_v_cmap(base, tuned, layout, prompts, _attention_output_grads(base, layout, prompts), te0)
+    fast = first_order_v_cmap(base, tuned, layout, base_chunk(base, layout, prompts, "logit_diff"), te0)
     exact = -local_cmap(base, tuned, layout, prompts, "logit_diff").mean(0) / te0
     assert exact.abs().max() > 0
     assert (fast - exact).abs().max() < 0.1 * exact.abs().max()

@@ -173,15 +173,21 @@ def estimate(cfg: StudyConfig, shape: ModelShape, hw: Hardware, setting: Setting
     task_tokens = 64  # prior-task prompts are short sentences
     n_disc = disc.n_examples
 
-    # circuits, per task and prompt (docs/plan.md): discovery = attribution (2 forward, 1 backward) + the
-    # faithfulness curve (2 forward per k) + its ends; base measurement = attribution + full/corrupted + circuit/empty
-    n_ks = len(default_ks(heads)) if disc.k is None else 1
+    # circuits, per task and prompt (docs/plan.md): discovery = attribution (2 forward, 1 backward), whose corrupted
+    # run is the ablation source, + m(empty) + one patched forward per circuit size (bisection, or every size of
+    # the grid with full_curve); base measurement = attribution + circuit/empty
+    if disc.k is not None:
+        n_ks = 1
+    elif disc.full_curve:
+        n_ks = len(default_ks(heads))
+    else:
+        n_ks = math.ceil(math.log2(heads + 1))
     infer_weights = shape.n_params * 4  # measurement loads models in fp32
     graph = disc.batch_size * task_tokens * shape.d_model * 4 * 34 / 2 * shape.n_layers
     head_outputs = 3 * shape.n_layers * disc.batch_size * task_tokens * shape.n_heads * shape.d_head * 4
     circuits = StagePlan("circuits", {"weights": infer_weights, "activations (attribution graph)": graph,
                                       "head outputs": head_outputs},
-                         {"forward": n_tasks * n_disc * ((2 + 2 * n_ks + 4) + (2 + 2 + 4)),
+                         {"forward": n_tasks * n_disc * ((2 + 1 + n_ks) + (2 + 2)),
                           "backward": n_tasks * n_disc * 2})
 
     seq = prompt_tokens + rl.max_completion_length
@@ -203,11 +209,15 @@ def estimate(cfg: StudyConfig, shape: ModelShape, hw: Hardware, setting: Setting
                                                   "logits (KL batch)": 32 * ft.max_new_tokens * shape.vocab * 4 * 4},
                           {"forward": (n_ckpt + 1) * (n_eval * ft.kl_samples * 2 + n_tasks * ft.prior_eval_examples),
                            "generated tokens": (n_ckpt + 1) * n_eval * ft.max_new_tokens})
-    cmap_passes = (2 + heads) * (2 if cfg.total_cmap else 1)  # per head one patched run, plus sources and baseline
+    # per checkpoint and task: attribution (2 forward, 1 backward) + circuit/empty + the tuned attention on the base
+    # stream (~1) + one patched run per exactly patched head (C0 + top-M, or every head), for local and total CMAP;
+    # the base's forward and backward for first-order CMAP once per task
+    exact_heads = heads if cfg.cmap_top_m is None else min(heads, 8 + cfg.cmap_top_m)  # |C0| taken as 8
+    cmap_passes = 1 + exact_heads * (2 if cfg.total_cmap else 1)
     measure = StagePlan("measure", {"weights (base + tuned)": 2 * infer_weights,
                                     "activations (attribution graph)": graph, "head outputs": head_outputs},
-                        {"forward": n_runs * n_ckpt * n_tasks * n_disc * (2 + 2 + 4 + cmap_passes),
-                         "backward": n_runs * n_ckpt * n_tasks * n_disc})
+                        {"forward": n_runs * n_ckpt * n_tasks * n_disc * (2 + 2 + cmap_passes) + n_tasks * n_disc,
+                         "backward": n_runs * n_ckpt * n_tasks * n_disc + n_tasks * n_disc})
     n_sft = len(cfg.seeds) * (sum(trainer_kind(m) == "sft" for m in cfg.methods) + len(cfg.sft_lr_grid))
     n_rl = len(cfg.seeds) * sum(trainer_kind(m) == "rl" for m in cfg.methods)
     sft.passes = {k: v * n_sft for k, v in sft.passes.items()}  # every SFT-kind run (and the grid) x seeds

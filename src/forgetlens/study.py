@@ -33,7 +33,7 @@ from forgetlens.config import FinetuneConfig, StudyConfig
 from forgetlens.errors import ForgetlensError
 from forgetlens.metrics.vulnerability import circuit_weights, load_measurements, measure, save_measurements
 from forgetlens.models.heads import HeadLayout
-from forgetlens.models.loading import configure_threads, load_model
+from forgetlens.models.loading import configure_threads, load_model, model_record
 from forgetlens.tasks.registry import chosen_task_names, get_task, task_names
 from forgetlens.training.checkpoints import checkpoint_dirs, load_checkpoint, prepare_run_dir
 from forgetlens.training.finetune import METHODS, finetune, finetune_problems, trainer_kind
@@ -311,6 +311,7 @@ class Study:
             "config": dataclasses.asdict(self.cfg),
             "seeds": list(self.cfg.seeds),
             "versions": versions(),
+            "model": model_record(self.cfg.model),
             "layout": dataclasses.asdict(layout),
             "accuracy_threshold": self.cfg.finetune.accuracy_threshold,
             "runs": runs,

@@ -28,7 +28,7 @@ from forgetlens.config import (METHODS, SYNTHETIC_TARGETS, FinetuneConfig, Monit
                                ReplayConfig, RLConfig, trainer_kind)
 from forgetlens.errors import ForgetlensError
 from forgetlens.metrics.behaviour import chat_prompts, forward_kl, generate, prior_behaviour, target_accuracy
-from forgetlens.models.loading import configure_threads, load_model
+from forgetlens.models.loading import configure_threads, load_model, model_record
 from forgetlens.tasks.registry import chosen_task_names, get_task, task_names
 from forgetlens.training.checkpoints import checkpoint_dirs, load_checkpoint, prepare_run_dir
 from forgetlens.training.data import conversational_rows, target_splits, training_schedule
@@ -240,7 +240,8 @@ def finetune(cfg: FinetuneConfig, run_dir: Path, resume: bool = False, overwrite
     if is_main_process():
         prepare_run_dir(run_dir, resume, overwrite)
         atomic_write_text(record_path, json.dumps({"config": dataclasses.asdict(cfg), "seed": cfg.seed,
-                                                   "versions": versions()}, indent=1))
+                                                   "model": model_record(cfg.model), "versions": versions()},
+                                                  indent=1))
     wait_for_everyone()
     torch.manual_seed(cfg.seed)
     done = run_dir / "training_done.json"

@@ -5,9 +5,9 @@ Every ``every`` optimizer steps, on a small fixed set of prompts per prior task,
 * faithfulness retention R = F_theta(C0) / F_0(C0) (counterfactual ablation, as in ``metrics/vulnerability.py``);
 * V(C0) to first order: V_cmap(h) ~ -E_i[g_l . (W_O^theta[:, h] z_theta(h) - W_O^0[:, h] z_0(h))] / TE_0, where
   g_l is the base model's gradient of the task metric at layer l's attention output (computed once) and the
-  bracket is head h's head-local change of its residual write (``circuits/cross_model.py``).  This is
-  attribution patching of the head-local CMAP: one forward of the base and one attention call per layer of the
-  tuned model instead of one forward per head.
+  bracket is head h's head-local change of its residual write (``circuits/first_order_cmap.py``, the estimate
+  checkpoint measurement uses too): one attention call per layer of the tuned model instead of one forward per
+  head.
 
 It adds ``circuit/TASK/retention`` and ``circuit/TASK/v_circuit`` to the trainer's logs (so TensorBoard or W&B
 show them when configured; use :meth:`CircuitMonitor.attach` so it runs before the reporting callbacks), keeps
@@ -23,12 +23,12 @@ from dataclasses import dataclass
 import torch
 from transformers import TrainerCallback
 
-from forgetlens.circuits.cross_model import base_pass, head_writes, tuned_heads_on_base
+from forgetlens.circuits.first_order_cmap import BaseChunk, base_chunk, first_order_cmap
 from forgetlens.circuits.patching import head_outputs, run_metric
 from forgetlens.errors import ForgetlensError
-from forgetlens.models.forward import answer_logits, model_device
+from forgetlens.models.forward import model_device
 from forgetlens.models.heads import HeadLayout, head_hooks
-from forgetlens.tasks.base import TaskBatch, encode_examples, task_metric
+from forgetlens.tasks.base import TaskBatch, encode_examples
 
 ACTIONS = ("warn", "stop")
 
@@ -46,8 +46,7 @@ class _Watched:
     weights: torch.Tensor  # [layer, head], |ie_0| / sum over C0
     te0: float  # mean m_0(clean) - m_0(corrupt)
     f0: float  # F_0(C0)
-    grads: list[torch.Tensor]  # per layer [batch, pos, d_model]: dm/d(attention output) in the base
-    base_cache: tuple  # base_pass(base, prompts): z_0, residual stream and attention calls, computed once
+    base_chunk: BaseChunk  # the base model's forward and gradient on ``prompts``, computed once
 
 
 @torch.no_grad()
@@ -69,43 +68,11 @@ def _faithfulness(model, layout: HeadLayout, prompts: TaskBatch, heads: torch.Te
     return float((m[1] - m[2]) / (m[0] - m[2]))
 
 
-def _attention_output_grads(base, layout: HeadLayout, prompts: TaskBatch) -> list[torch.Tensor]:
-    """d(sum of the metric)/d(output of every layer's o_proj) on the base model -> [layer][batch, pos, d_model]."""
-    prompts = prompts.to(model_device(base))
-    outputs = []
-
-    def keep(module, args, out):
-        out.retain_grad()
-        outputs.append(out)
-
-    handles = [p.register_forward_hook(keep) for p in layout.projections(base)]
-    try:
-        with torch.enable_grad():
-            logits = answer_logits(base, prompts.clean_ids, prompts.attention_mask, prompts.answer_pos)
-            task_metric(logits, prompts, "logit_diff").sum().backward()
-    finally:
-        for h in handles:
-            h.remove()
-    base.zero_grad(set_to_none=True)
-    return [o.grad.detach() for o in outputs]
-
-
 @torch.no_grad()
-def first_order_v_cmap(base, tuned, layout: HeadLayout, prompts: TaskBatch, grads: list[torch.Tensor],
-                       te0: float, base_cache: tuple | None = None) -> torch.Tensor:
-    """First-order head-local V_cmap of every head -> [layer, head] (see the module docstring).
-
-    ``base_cache``: :func:`base_pass` of ``base`` on ``prompts``, when the caller keeps it.
-    """
-    z0, residuals, calls = base_cache if base_cache is not None else base_pass(base, layout, prompts)
-    z1 = tuned_heads_on_base(tuned, layout, residuals, calls)  # each [layer, batch, pos, head, d_head]
-    base_proj, tuned_proj = layout.projections(base), layout.projections(tuned)
-    out = torch.zeros(layout.n_layers, layout.n_heads)
-    for layer in range(layout.n_layers):
-        delta = head_writes(tuned_proj[layer], z1[layer], layout) - head_writes(base_proj[layer], z0[layer], layout)
-        # [head, batch, pos, d_model] . [batch, pos, d_model] -> mean over prompts of the summed change
-        out[layer] = -torch.einsum("hbpd,bpd->h", delta, grads[layer]).cpu() / len(prompts) / te0
-    return out
+def first_order_v_cmap(base, tuned, layout: HeadLayout, chunk: BaseChunk, te0: float) -> torch.Tensor:
+    """First-order head-local V_cmap of every head on ``chunk``'s prompts -> [layer, head] (module docstring)."""
+    local, _, _ = first_order_cmap(base, tuned, layout, chunk)  # [batch, layer, head]
+    return -local.mean(0) / te0
 
 
 class CircuitMonitor(TrainerCallback):
@@ -154,8 +121,7 @@ class CircuitMonitor(TrainerCallback):
                              - run_metric(base, prompts, "logit_diff", corrupted=True)).mean())
                 f0 = _faithfulness(base, self.layout, prompts, heads)
             self.watched[name] = _Watched(prompts, heads, w / w.sum(), te0, f0,
-                                          _attention_output_grads(base, self.layout, prompts),
-                                          base_pass(base, self.layout, prompts))
+                                          base_chunk(base, self.layout, prompts, "logit_diff"))
         self.setup_seconds = time.perf_counter() - start
 
     def attach(self, trainer) -> "CircuitMonitor":
@@ -171,7 +137,7 @@ class CircuitMonitor(TrainerCallback):
         try:
             out = {}
             for name, w in self.watched.items():
-                v = first_order_v_cmap(self.base, model, self.layout, w.prompts, w.grads, w.te0, w.base_cache)
+                v = first_order_v_cmap(self.base, model, self.layout, w.base_chunk, w.te0)
                 out[name] = {"retention": _faithfulness(model, self.layout, w.prompts, w.heads) / w.f0,
                              "v_circuit": float((w.weights * v)[w.heads].sum())}
         finally:

@@ -1,0 +1,203 @@
+"""A real model's circuits, and whether they look like the mechanisms the literature describes.
+
+    python experiments/real_model_circuits.py smollm2-135m [--n 256] [--exact-n 32] [--threads 1] [--out FILE]
+
+Per default task of the model (``tasks.registry.default_task_names``):
+
+- held-out accuracy (``models.forward.task_accuracy``) on the evaluation split;
+- the circuit as ``forgetlens discover`` finds it (``--n`` discovery prompts; attribution, k by bisection to
+  faithfulness 0.8, counterfactual ablation) and its faithfulness on the evaluation split;
+- Spearman between attribution and exact patching over every head, with a 95 % prompt-bootstrap interval, on
+  the first ``--exact-n`` discovery prompts (exact patching costs one forward pass per head).
+
+Then two known-mechanism checks on the circuits found:
+
+- induction (Olsson et al. 2022): on 64 sequences of 20 random tokens repeated once, every head's induction
+  score (attention from a token in the repeat to the token after its first occurrence) and previous-token score
+  (attention to the token before), and its OV copying score (:func:`ov_copying_scores`).  Induction heads have
+  high induction and copying scores, and previous-token heads sit in earlier layers than they do.
+- IOI (Wang et al. 2022): every head's direct logit effect on logit(IO) - logit(S) at the last position and its
+  attention from there to the IO and S name tokens.  Name movers write the IO name (positive effect) and attend
+  to it; negative name movers write against it.
+
+Everything printed is also written as JSON to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import torch
+
+from forgetlens.circuits.circuit import FaithfulnessProbe
+from forgetlens.circuits.discover import discover_circuit, task_splits
+from forgetlens.circuits.attribution import attribution_scores
+from forgetlens.circuits.patching import exact_head_effects
+from forgetlens.circuits.validation import spearman_over_heads
+from forgetlens.config import DiscoveryConfig
+from forgetlens.errors import ForgetlensError
+from forgetlens.models.forward import task_accuracy
+from forgetlens.models.heads import HeadLayout, capture_heads
+from forgetlens.models.loading import load_model
+from forgetlens.tasks import get_task
+from forgetlens.tasks.registry import default_task_names
+from forgetlens.utils import atomic_write_text
+
+
+def name(head) -> str:
+    return f"L{head[0]}H{head[1]}"
+
+
+@torch.no_grad()
+def patterns_and_writes(model, layout: HeadLayout, ids: torch.Tensor):
+    """Attention patterns [layer, batch, head, query, key], per-head outputs z [layer, batch, pos, head, d_head]
+    and the residual stream entering the final norm [batch, pos, d_model]."""
+    final: list[torch.Tensor] = []
+    handle = model.model.norm.register_forward_pre_hook(lambda module, args: final.append(args[0]))
+    try:
+        with capture_heads(model, layout) as captured:
+            out = model(input_ids=ids, output_attentions=True)
+    finally:
+        handle.remove()
+    z = torch.stack([layout.split(c) for c in captured])
+    return torch.stack(out.attentions), z, final[0]
+
+
+def direct_logit_effect(model, layout: HeadLayout, z: torch.Tensor, final_resid: torch.Tensor, pos: torch.Tensor,
+                        direction: torch.Tensor) -> torch.Tensor:
+    """Each head's write at position ``pos`` [batch] through the final RMS norm (its scale frozen at the actual
+    residual) and unembedding, dotted with ``direction`` [batch, d_model] -> [batch, layer, head]."""
+    rows = torch.arange(z.shape[1])
+    norm = model.model.norm
+    scale = torch.rsqrt(final_resid[rows, pos].pow(2).mean(-1, keepdim=True) + norm.variance_epsilon)  # [batch, 1]
+    out = torch.zeros(z.shape[1], layout.n_layers, layout.n_heads)
+    for layer, proj in enumerate(layout.projections(model)):
+        w_o = proj.weight.view(proj.out_features, layout.n_heads, layout.d_head)  # [d_model, head, d_head]
+        writes = torch.einsum("bhd,mhd->bhm", z[layer, rows, pos], w_o)  # [batch, head, d_model]
+        out[:, layer] = torch.einsum("bhm,bm->bh", writes * scale[:, None] * norm.weight, direction)
+    return out
+
+
+@torch.no_grad()
+def ov_copying_scores(model, layout: HeadLayout, n_tokens: int = 500) -> torch.Tensor:
+    """Each head's OV circuit as a token map (Olsson et al. 2022's copying): for sampled tokens t, the head's value
+    and output of t's (input-normed) embedding, through the final norm's weights and the unembedding; the score
+    is the mean z-score of t's own logit among all logits (> 0: the head copies what it attends to) ->
+    [layer, head]."""
+    g = torch.Generator().manual_seed(1)
+    vocab = model.get_input_embeddings().weight
+    tokens = torch.randint(1000, vocab.shape[0] - 1000, (n_tokens,), generator=g)
+    w_u = model.get_output_embeddings().weight * model.model.norm.weight  # [vocab, d_model]
+    kv_heads = model.config.num_key_value_heads
+    scores = torch.zeros(layout.n_layers, layout.n_heads)
+    for layer, ((norm, attn), proj) in enumerate(zip(layout.attentions(model), layout.projections(model))):
+        x = norm(vocab[tokens])  # [token, d_model]
+        v = (x @ attn.v_proj.weight.T).view(n_tokens, kv_heads, layout.d_head)  # [token, group, d_head]
+        w_o = proj.weight.view(proj.out_features, layout.n_heads, layout.d_head)  # [d_model, head, d_head]
+        for head in range(layout.n_heads):
+            out = v[:, head // (layout.n_heads // kv_heads)] @ w_o[:, head].T  # [token, d_model]
+            logits = out @ w_u.T  # [token, vocab]
+            own = logits[torch.arange(n_tokens), tokens]
+            scores[layer, head] = ((own - logits.mean(-1)) / logits.std(-1)).mean()
+    return scores
+
+
+def induction_check(model, layout: HeadLayout, circuit: list, n: int = 64, length: int = 20) -> dict:
+    g = torch.Generator().manual_seed(0)
+    vocab = model.get_input_embeddings().num_embeddings
+    first = torch.randint(1000, vocab - 1000, (n, length), generator=g)
+    ids = torch.cat([first, first], 1)  # [batch, 2 * length]
+    att, z, resid = patterns_and_writes(model, layout, ids)
+    q = torch.arange(length + 1, 2 * length)  # query positions in the repeat (each token seen before)
+    induction = att[:, :, :, q, q - length + 1].mean((1, 3))  # [layer, head]
+    previous = att[:, :, :, torch.arange(1, 2 * length), torch.arange(0, 2 * length - 1)].mean((1, 3))
+    copying = ov_copying_scores(model, layout)
+    top_induction = sorted(((float(induction[l, h]), (l, h)) for l in range(layout.n_layers)
+                            for h in range(layout.n_heads)), reverse=True)[:10]
+    top_previous = sorted(((float(previous[l, h]), (l, h)) for l in range(layout.n_layers)
+                           for h in range(layout.n_heads)), reverse=True)[:10]
+    return {
+        "circuit_heads": [{"head": name(h), "induction_score": float(induction[h]),
+                           "previous_token_score": float(previous[h]), "copying_score": float(copying[h])}
+                          for h in circuit],
+        "top_induction_heads": [{"head": name(h), "induction_score": s, "copying_score": float(copying[h]),
+                                 "in_circuit": h in circuit} for s, h in top_induction],
+        "top_previous_token_heads": [{"head": name(h), "previous_token_score": s} for s, h in top_previous],
+        "median_induction_score": float(induction.median()),
+    }
+
+
+def ioi_check(model, tokenizer, layout: HeadLayout, circuit: list, n: int = 64) -> dict:
+    examples = get_task("ioi").examples(n, seed=99)
+    w_u = model.get_output_embeddings().weight
+    effects, to_io, to_s = [], [], []
+    for ex in examples:
+        ids = tokenizer(ex.clean, return_tensors="pt").input_ids  # [1, pos]
+        io, s = (tokenizer.convert_tokens_to_ids(tokenizer.tokenize(w))[0] for w in (ex.answer, ex.distractor))
+        att, z, resid = patterns_and_writes(model, layout, ids)
+        last = ids.shape[1] - 1
+        effects.append(direct_logit_effect(model, layout, z, resid, torch.tensor([last]), (w_u[io] - w_u[s])[None])[0])
+        row = ids[0].tolist()
+        io_pos = [i for i, t in enumerate(row) if t == io]
+        s_pos = [i for i, t in enumerate(row) if t == s]
+        to_io.append(att[:, 0, :, last, io_pos].sum(-1))  # [layer, head]
+        to_s.append(att[:, 0, :, last, s_pos].sum(-1))
+    effect, a_io, a_s = torch.stack(effects).mean(0), torch.stack(to_io).mean(0), torch.stack(to_s).mean(0)
+    ranked = sorted(((float(effect[l, h]), (l, h)) for l in range(layout.n_layers) for h in range(layout.n_heads)),
+                    key=lambda x: -abs(x[0]))[:12]
+    return {"top_heads_by_direct_effect": [{"head": name(h), "direct_logit_effect": e,
+                                            "attention_to_io": float(a_io[h]), "attention_to_s": float(a_s[h]),
+                                            "in_circuit": h in circuit} for e, h in ranked]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model")
+    parser.add_argument("--tasks", default=None, help="comma-separated (default: the model's default set)")
+    parser.add_argument("--n", type=int, default=256, help="discovery and evaluation prompts per task")
+    parser.add_argument("--exact-n", type=int, default=32, help="prompts for the attribution/exact comparison")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    try:
+        loaded = load_model(args.model)
+    except ForgetlensError as error:
+        raise SystemExit(f"error: {error}")
+    model, tokenizer = loaded.model, loaded.tokenizer
+    model.set_attn_implementation("eager")  # attention patterns for the mechanism checks
+    layout = HeadLayout.of(model)
+    names = args.tasks.split(",") if args.tasks else default_task_names(args.model)
+    result = {"model": args.model, "provenance": loaded.provenance, "n": args.n, "exact_n": args.exact_n, "tasks": {}}
+    print(f"{'task':<18}{'accuracy':>9}  {'k':>3}  {'f (disc)':>8}  {'f (eval)':>8}  "
+          f"{'Spearman [95% CI]':<24} circuit", flush=True)
+    for task_name in names:
+        task = get_task(task_name)
+        discovery, evaluation = task_splits(tokenizer, task, args.n, 0)
+        accuracy = task_accuracy(model, evaluation)["accuracy"]
+        circuit = discover_circuit(model, tokenizer, task, DiscoveryConfig(n_examples=args.n, seed=0))
+        probe = FaithfulnessProbe(model, layout, evaluation)
+        f_eval = probe.faithfulness(circuit.heads)
+        small = discovery.subset(range(min(args.exact_n, len(discovery))))
+        rho = spearman_over_heads(attribution_scores(model, layout, small).numpy(),
+                                  exact_head_effects(model, layout, small).numpy())
+        entry = {"accuracy": accuracy, "k": circuit.k, "faithfulness_discovery": circuit.faithfulness,
+                 "faithfulness_evaluation": f_eval, "spearman_attribution_vs_exact": list(rho),
+                 "circuit": [name(h) for h in circuit.heads]}
+        result["tasks"][task_name] = entry
+        print(f"{task_name:<18}{accuracy:>9.3f}  {circuit.k:>3}  {circuit.faithfulness:>8.3f}  {f_eval:>8.3f}  "
+              f"{rho[0]:.3f} [{rho[1]:.3f}, {rho[2]:.3f}]     {' '.join(entry['circuit'])}", flush=True)
+        if task_name == "induction":
+            entry["mechanism"] = induction_check(model, layout, circuit.heads)
+        if task_name == "ioi":
+            entry["mechanism"] = ioi_check(model, tokenizer, layout, circuit.heads)
+        if "mechanism" in entry:
+            print(json.dumps(entry["mechanism"], indent=1), flush=True)
+        if args.out:
+            atomic_write_text(args.out, json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
