@@ -262,3 +262,17 @@ def test_search_k_finds_the_first_size_reaching_the_target_on_a_monotone_curve(n
     assert k == first
     assert probe.evaluations <= math.ceil(math.log2(n_heads + 1))
     assert all(p["faithfulness"] == values[p["k"]] for p in points)
+
+
+@pytest.mark.parametrize("name", ["copying", "ioi", "greater_than", "fact_recall"])
+def test_bisection_finds_the_circuit_the_full_curve_finds_on_the_embedded_model(embedded, name):
+    from forgetlens.circuits.discover import discover_circuit
+    from forgetlens.config import DiscoveryConfig
+
+    task = get_task(name)
+    fast = discover_circuit(embedded.model, embedded.tokenizer, task, DiscoveryConfig(n_examples=128))
+    full = discover_circuit(embedded.model, embedded.tokenizer, task, DiscoveryConfig(n_examples=128,
+                                                                                      full_curve=True))
+    assert fast.heads == full.heads
+    assert fast.faithfulness == pytest.approx(full.faithfulness, abs=1e-6)
+    assert len(fast.curve) < len(full.curve)

@@ -18,6 +18,7 @@ import importlib.metadata
 import json
 import os
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,7 +115,8 @@ def _convert(gguf_path: Path, target: Path, provenance: dict) -> None:
                               f"{gguf_path.name}; run: pip install gguf") from None
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
-    print(f"forgetlens: converting {gguf_path.name} to float32 safetensors in {target} (once)", flush=True)
+    print(f"forgetlens: converting {gguf_path.name} to float32 safetensors in {target} (once)", file=sys.stderr,
+          flush=True)
     folder, name = str(gguf_path.parent), gguf_path.name
     quantised = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32,
                                                      local_files_only=True)
