@@ -2,7 +2,7 @@
 
     python bench/measurement.py --model embedded --prompts 256 --old-discovery --old-measure
     python bench/measurement.py --model smollm2-135m --prompts 256 --measure-prompts 64 --old-measure
-    python bench/measurement.py --shape Qwen/Qwen2.5-3B-Instruct --prompts 16 --measure-prompts 16
+    python bench/measurement.py --shape Qwen/Qwen2.5-3B-Instruct --prompts 16 --measure-prompts 16 --no-total
 
 For one model and one task it times, on the same prompts and threads:
 
@@ -109,6 +109,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--old-discovery", action="store_true", help="also time discovery at every size")
     parser.add_argument("--old-measure", action="store_true", help="also time exact patching of every head")
+    parser.add_argument("--no-total", action="store_true", help="skip the measurement with total CMAP")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.shape:
@@ -143,7 +144,7 @@ def main() -> None:
     print(row(f"plain forward, {n} prompts", {"seconds": fwd, "fe": 1.0, "passes": 1.0}), flush=True)
     cache, c = cost([model], layout, n, fwd, lambda: base_chunks(model, layout, evaluation))
     print(row("base side of first-order CMAP (once per task, all checkpoints)", c), flush=True)
-    for total in (False, True):
+    for total in (False,) if args.no_total else (False, True):
         _, c = cost([model, tuned], layout, n, fwd, lambda: measure(tuned, layout, evaluation, mask, base=model,
                                                            top_m=args.top_m, total_cmap=total, base_cache=cache))
         what = f"checkpoint, first-order + exact on |C0|+M = {circuit.k}+{args.top_m}" + (", +total" if total else "")

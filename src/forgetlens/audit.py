@@ -188,7 +188,7 @@ def per_head_csv(result: dict) -> str:
     w = csv.writer(buf)
     w.writerow(["task", "model", "layer", "head", "in_circuit", "ie_base", "v_imp", "v_imp_low", "v_imp_high",
                 "v_cmap", "v_cmap_low", "v_cmap_high", "v_cmap_total", "v_cmap_total_low", "v_cmap_total_high",
-                "drift", "drift_low", "drift_high"])
+                "drift", "drift_low", "drift_high", "v_cmap_exact", "v_cmap_total_exact"])
     for task, r in result["tasks"].items():
         members = {tuple(h) for h in r["circuit"]["heads"]}
         dcv_rows = [(f"dcv{pair}", stats) for pair, stats in r.get("dcv", {}).items()]
@@ -201,5 +201,9 @@ def per_head_csv(result: dict) -> str:
                         s = stats.get(key)
                         vals += ([s["value"][layer][head], s["ci_low"][layer][head], s["ci_high"][layer][head]]
                                  if s else ["", "", ""])
-                    w.writerow([task, model, layer, head, int((layer, head) in members), ie[layer][head], *vals])
+                    # 1: exact patching, 0: first-order estimate, empty: not recorded (DCV rows, old results)
+                    exact = [int(stats[key][layer][head]) if key in stats else ""
+                             for key in ("cmap_exact", "cmap_total_exact")]
+                    w.writerow([task, model, layer, head, int((layer, head) in members), ie[layer][head], *vals,
+                                *exact])
     return buf.getvalue()
