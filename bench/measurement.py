@@ -1,16 +1,18 @@
 """Cost of circuit discovery and of measuring one checkpoint, in forward-equivalents, measured side by side.
 
     python bench/measurement.py --model embedded --prompts 256 --old-discovery --old-measure
-    python bench/measurement.py --model smollm2-135m --prompts 256 --measure-prompts 64 --old-measure
+    python bench/measurement.py --model smollm2-135m --prompts 256 --measure-prompts 64 --old-measure \
+        --discovery-tasks induction,ioi,greater_than_year,fact_recall
     python bench/measurement.py --shape Qwen/Qwen2.5-3B-Instruct --prompts 16 --measure-prompts 16 --no-total
 
-For one model and one task it times, on the same prompts and threads:
+For one model it times, on the same prompts and threads:
 
 * a plain forward pass over the prompts (the unit: one forward-equivalent, FE) and an attribution pass
   (clean forward + activation-only backward + corrupted forward), giving a backward's measured cost;
-* discovery (``discover_circuit``: attribution, then k by bisection) and, with ``--old-discovery``, the same with the
+* per task of ``--discovery-tasks``, discovery (``discover_circuit``: attribution, then k by bisection) and, with
+  ``--old-discovery``, the same with the
   faithfulness curve at every size of the default grid (``--full-curve``, what discovery did before);
-* measuring one checkpoint against the base on one task: first-order CMAP for every head, exact patching for C0
+* measuring one checkpoint against the base on ``--task``: first-order CMAP for every head, exact patching for C0
   and the top-M heads (``--top-m``), with and without total CMAP; and with ``--old-measure`` exact patching of every
   head (on ``--old-measure-prompts`` prompts: the FE count per prompt does not depend on how many).
 
@@ -101,7 +103,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="embedded")
     parser.add_argument("--shape", default=None, help="random weights of this known architecture instead of --model")
-    parser.add_argument("--task", default="ioi")
+    parser.add_argument("--task", default="ioi", help="the task whose circuit the checkpoint measurement uses")
+    parser.add_argument("--discovery-tasks", default=None,
+                        help="comma-separated tasks to time discovery on (default: --task)")
     parser.add_argument("--prompts", type=int, default=256, help="discovery prompts")
     parser.add_argument("--measure-prompts", type=int, default=64, help="evaluation prompts for the checkpoint")
     parser.add_argument("--old-measure-prompts", type=int, default=16)
@@ -125,16 +129,23 @@ def main() -> None:
     print(f"{'what':<56}{'seconds':>10}{'FE':>10}{'passes':>10}")
 
     cfg = DiscoveryConfig(n_examples=args.prompts, seed=0)
-    discovery, _ = task_splits(tokenizer, task, args.prompts, 0)
-    fwd = forward_seconds(model, discovery)
-    print(row(f"plain forward, {args.prompts} prompts", {"seconds": fwd, "fe": 1.0, "passes": 1.0}), flush=True)
-    circuit, c = cost([model], layout, args.prompts, fwd, lambda: discover_circuit(model, tokenizer, task, cfg))
-    print(row(f"discovery: attribution + bisection (k={circuit.k}, {len(circuit.curve) - 2} sizes)", c),
-          flush=True)
-    if args.old_discovery:
-        full = DiscoveryConfig(n_examples=args.prompts, seed=0, full_curve=True)
-        old, c = cost([model], layout, args.prompts, fwd, lambda: discover_circuit(model, tokenizer, task, full))
-        print(row(f"discovery: every size of the grid ({len(old.curve)} sizes; k={old.k})", c), flush=True)
+    circuits = {}
+    for name in (args.discovery_tasks or task.name).split(","):
+        one = get_task(name)
+        discovery, _ = task_splits(tokenizer, one, args.prompts, 0)
+        fwd = forward_seconds(model, discovery)
+        print(row(f"{name}: plain forward, {args.prompts} prompts", {"seconds": fwd, "fe": 1.0, "passes": 1.0}),
+              flush=True)
+        circuits[name], c = cost([model], layout, args.prompts, fwd,
+                                 lambda: discover_circuit(model, tokenizer, one, cfg))
+        print(row(f"{name}: discovery, attribution + bisection (k={circuits[name].k}, "
+                  f"{len(circuits[name].curve) - 2} sizes)", c), flush=True)
+        if args.old_discovery:
+            full = DiscoveryConfig(n_examples=args.prompts, seed=0, full_curve=True)
+            old, c = cost([model], layout, args.prompts, fwd, lambda: discover_circuit(model, tokenizer, one, full))
+            print(row(f"{name}: discovery, every size of the grid ({len(old.curve)} sizes; k={old.k})", c),
+                  flush=True)
+    circuit = circuits.get(task.name) or discover_circuit(model, tokenizer, task, cfg)
 
     mask = head_mask(circuit.heads, layout)
     evaluation = encode_examples(tokenizer, task.examples(args.measure_prompts, 7), task.name)

@@ -20,13 +20,15 @@ Then two known-mechanism checks on the circuits found:
   attention from there to the IO and S name tokens.  Name movers write the IO name (positive effect) and attend
   to it; negative name movers write against it.
 
-Everything printed is also written as JSON to ``--out``.
+Everything printed is also written as JSON to ``--out``, after each task; a rerun with the same ``--out``, model,
+``--n`` and ``--exact-n`` skips the tasks already there.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -167,13 +169,18 @@ def main() -> None:
     except ForgetlensError as error:
         raise SystemExit(f"error: {error}")
     model, tokenizer = loaded.model, loaded.tokenizer
-    model.set_attn_implementation("eager")  # attention patterns for the mechanism checks
     layout = HeadLayout.of(model)
     names = args.tasks.split(",") if args.tasks else default_task_names(args.model)
     result = {"model": args.model, "provenance": loaded.provenance, "n": args.n, "exact_n": args.exact_n, "tasks": {}}
+    if args.out and Path(args.out).exists():  # resume: keep the tasks an earlier run with these settings measured
+        earlier = json.loads(Path(args.out).read_text())
+        if {k: earlier.get(k) for k in ("model", "n", "exact_n")} == {k: result[k] for k in ("model", "n", "exact_n")}:
+            result["tasks"] = earlier["tasks"]
     print(f"{'task':<18}{'accuracy':>9}  {'k':>3}  {'f (disc)':>8}  {'f (eval)':>8}  "
           f"{'Spearman [95% CI]':<24} circuit", flush=True)
     for task_name in names:
+        if task_name in result["tasks"]:
+            continue
         task = get_task(task_name)
         discovery, evaluation = task_splits(tokenizer, task, args.n, 0)
         accuracy = task_accuracy(model, evaluation)["accuracy"]
@@ -189,10 +196,11 @@ def main() -> None:
         result["tasks"][task_name] = entry
         print(f"{task_name:<18}{accuracy:>9.3f}  {circuit.k:>3}  {circuit.faithfulness:>8.3f}  {f_eval:>8.3f}  "
               f"{rho[0]:.3f} [{rho[1]:.3f}, {rho[2]:.3f}]     {' '.join(entry['circuit'])}", flush=True)
-        if task_name == "induction":
-            entry["mechanism"] = induction_check(model, layout, circuit.heads)
-        if task_name == "ioi":
-            entry["mechanism"] = ioi_check(model, tokenizer, layout, circuit.heads)
+        if task_name in ("induction", "ioi"):
+            model.set_attn_implementation("eager")  # attention patterns for the mechanism checks
+            entry["mechanism"] = (induction_check(model, layout, circuit.heads) if task_name == "induction"
+                                  else ioi_check(model, tokenizer, layout, circuit.heads))
+            model.set_attn_implementation("sdpa")
         if "mechanism" in entry:
             print(json.dumps(entry["mechanism"], indent=1), flush=True)
         if args.out:
