@@ -31,12 +31,16 @@ class CopyingTask(PriorTask):
     def vocabulary(self) -> list[str]:
         return [" " + w for w in COPY_WORDS]
 
+    def repeat_span(self, rng: random.Random, seq: list[str]) -> tuple[int, int]:
+        """(index of the repeat's first word, index of the word to predict): here the repeat starts at 0."""
+        return 0, rng.randint(1, len(seq) - 1)
+
     def sample(self, rng: random.Random) -> TaskExample:
         seq = word_sequence(rng)
-        j = rng.randint(1, len(seq) - 1)  # index of the word to predict in the repeat
+        start, j = self.repeat_span(rng, seq)
         new = rng.choice([w for w in COPY_WORDS if w not in seq])
         corrupted_seq = seq[:j] + [new] + seq[j + 1 :]
-        repeat = " ".join(seq[:j])
+        repeat = " ".join(seq[start:j])
         return TaskExample(
             clean=f"copy: {' '.join(seq)} | {repeat}",
             corrupted=f"copy: {' '.join(corrupted_seq)} | {repeat}",

@@ -12,31 +12,17 @@ from __future__ import annotations
 
 import random
 
-from forgetlens.tasks.base import PriorTask, TaskExample
-from forgetlens.tasks.copying import word_sequence
-from forgetlens.tasks.vocab import COPY_WORDS
+from forgetlens.tasks.copying import CopyingTask, word_sequence
 
 
-class InductionTask(PriorTask):
+class InductionTask(CopyingTask):
     name = "induction"
     description = "copy the word that followed the current word earlier (repeat from a random word)"
 
-    def vocabulary(self) -> list[str]:
-        return [" " + w for w in COPY_WORDS]
-
-    def sample(self, rng: random.Random) -> TaskExample:
-        seq = word_sequence(rng)
-        start = rng.randint(1, len(seq) - 2)  # the repeat's first word: never the sequence's first
-        j = rng.randint(start + 1, len(seq) - 1)  # index of the word to predict
-        new = rng.choice([w for w in COPY_WORDS if w not in seq])
-        corrupted_seq = seq[:j] + [new] + seq[j + 1 :]
-        repeat = " ".join(seq[start:j])
-        return TaskExample(
-            clean=f"copy: {' '.join(seq)} | {repeat}",
-            corrupted=f"copy: {' '.join(corrupted_seq)} | {repeat}",
-            answer=" " + seq[j],
-            distractor=" " + new,
-        )
+    def repeat_span(self, rng: random.Random, seq: list[str]) -> tuple[int, int]:
+        """The repeat starts at a random word after the first; the word to predict follows it."""
+        start = rng.randint(1, len(seq) - 2)
+        return start, rng.randint(start + 1, len(seq) - 1)
 
     def document(self, rng: random.Random) -> str:
         """A sequence, then a repeat of its tail from a random word on (the embedded corpus source
