@@ -3,7 +3,8 @@
     python bench/measurement.py --model embedded --prompts 256 --old-discovery --old-measure
     python bench/measurement.py --model smollm2-135m --prompts 256 --measure-prompts 64 --old-measure \
         --discovery-tasks induction,ioi,greater_than_year,fact_recall
-    python bench/measurement.py --shape Qwen/Qwen2.5-3B-Instruct --prompts 16 --measure-prompts 16 --no-total
+    python bench/measurement.py --shape Qwen/Qwen2.5-3B-Instruct --prompts 16 --measure-prompts 8 --no-total \
+        --circuit-k 16
 
 For one model it times, on the same prompts and threads:
 
@@ -31,7 +32,7 @@ import time
 
 import torch
 
-from forgetlens.circuits.circuit import head_mask
+from forgetlens.circuits.circuit import head_mask, rank_heads
 from forgetlens.circuits.discover import discover_circuit, task_splits
 from forgetlens.circuits.first_order_cmap import base_chunks
 from forgetlens.circuits.patching import chunks, run_metric
@@ -110,6 +111,9 @@ def main() -> None:
     parser.add_argument("--measure-prompts", type=int, default=64, help="evaluation prompts for the checkpoint")
     parser.add_argument("--old-measure-prompts", type=int, default=16)
     parser.add_argument("--top-m", type=int, default=8)
+    parser.add_argument("--circuit-k", type=int, default=None,
+                        help="C0 for the checkpoint measurement = the top-k heads (random-weight shapes, whose "
+                             "faithfulness-0.8 circuit can be most heads); default: the discovered circuit")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--old-discovery", action="store_true", help="also time discovery at every size")
     parser.add_argument("--old-measure", action="store_true", help="also time exact patching of every head")
@@ -147,7 +151,8 @@ def main() -> None:
                   flush=True)
     circuit = circuits.get(task.name) or discover_circuit(model, tokenizer, task, cfg)
 
-    mask = head_mask(circuit.heads, layout)
+    heads = circuit.heads if args.circuit_k is None else rank_heads(circuit.scores)[: args.circuit_k]
+    mask = head_mask(heads, layout)
     evaluation = encode_examples(tokenizer, task.examples(args.measure_prompts, 7), task.name)
     tuned = model if args.shape else perturbed(model)
     fwd = forward_seconds(model, evaluation)
@@ -158,7 +163,7 @@ def main() -> None:
     for total in (False,) if args.no_total else (False, True):
         _, c = cost([model, tuned], layout, n, fwd, lambda: measure(tuned, layout, evaluation, mask, base=model,
                                                            top_m=args.top_m, total_cmap=total, base_cache=cache))
-        what = f"checkpoint, first-order + exact on |C0|+M = {circuit.k}+{args.top_m}" + (", +total" if total else "")
+        what = f"checkpoint, first-order + exact on |C0|+M = {len(heads)}+{args.top_m}" + (", +total" if total else "")
         print(row(what, c), flush=True)
     if args.old_measure:
         small = encode_examples(tokenizer, task.examples(args.old_measure_prompts, 7), task.name)
@@ -166,7 +171,7 @@ def main() -> None:
         _, c = cost([model, tuned], layout, args.old_measure_prompts, fwd_small,
                     lambda: measure(tuned, layout, small, mask, base=model, top_m=None, total_cmap=True))
         print(row(f"checkpoint, exact everywhere + total ({args.old_measure_prompts} prompts)", c), flush=True)
-    print(f"budget: |C0| + M + 10 = {circuit.k + args.top_m + 10} FE; bisection sizes <= "
+    print(f"budget: |C0| + M + 10 = {len(heads) + args.top_m + 10} FE; bisection sizes <= "
           f"{math.ceil(math.log2(layout.n_total + 1))}")
 
 

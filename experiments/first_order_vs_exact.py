@@ -2,13 +2,13 @@
 
     python experiments/first_order_vs_exact.py --base smollm2-135m --tuned RUN_DIR/checkpoints/step-32 \
         [--tasks induction,ioi] [--n 32] [--top-m 8] [--threads 1] [--out FILE]
-    python experiments/first_order_vs_exact.py --base embedded --noise 0.05,0.2,0.5,1,2
+    python experiments/first_order_vs_exact.py --base embedded --noise 0.05,0.2,0.5,1,2 --total
 
 ``--noise`` compares on copies of the base whose attention weights get Gaussian noise of that size relative to
 each weight matrix's mean |w| (one model per size): how the estimate degrades as the change grows.
 
 Per task (default: the base model's default set), on ``--n`` evaluation prompts (seed 0, as a study draws them),
-it measures head-local and total CMAP of every head both ways (``metrics.vulnerability.cmap_and_drift`` with
+it measures head-local (and with ``--total`` total) CMAP of every head both ways (``metrics.vulnerability.cmap_and_drift`` with
 ``top_m=None`` keeps the exact values and the estimates side by side) and prints:
 
 - Spearman between the per-head mean estimate and mean exact effect, with a 95 % prompt-bootstrap interval;
@@ -53,13 +53,16 @@ def compare(exact: np.ndarray, estimate: np.ndarray, top_m: int) -> dict:
                          "ratio": float(mean_est[i] / mean_exact[i]) if mean_exact[i] else None} for i in largest]}
 
 
-def compare_on_task(base, tuned, layout: HeadLayout, name: str, n: int, top_m: int) -> dict:
-    """Exact and first-order CMAP of every head on ``n`` evaluation prompts of task ``name``, compared."""
+def compare_on_task(base, tuned, layout: HeadLayout, name: str, n: int, top_m: int, total: bool) -> dict:
+    """Exact and first-order CMAP (head-local; total too if ``total``) of every head on ``n`` evaluation prompts
+    of task ``name``, compared."""
     _, evaluation = task_splits(base.tokenizer, get_task(name), n, 0)
     none = torch.zeros(layout.n_layers, layout.n_heads, dtype=torch.bool)
-    fields = cmap_and_drift(base.model, tuned, layout, evaluation, none, top_m=None)
-    return {"local": compare(fields["cmap"], fields["cmap_estimate"], top_m),
-            "total": compare(fields["cmap_total"], fields["cmap_total_estimate"], top_m)}
+    fields = cmap_and_drift(base.model, tuned, layout, evaluation, none, total=total, top_m=None)
+    out = {"local": compare(fields["cmap"], fields["cmap_estimate"], top_m)}
+    if total:
+        out["total"] = compare(fields["cmap_total"], fields["cmap_total_estimate"], top_m)
+    return out
 
 
 def noisy(model, size: float):
@@ -81,6 +84,8 @@ def main() -> None:
     parser.add_argument("--tasks", default=None)
     parser.add_argument("--n", type=int, default=32)
     parser.add_argument("--top-m", type=int, default=8)
+    parser.add_argument("--total", action="store_true",
+                        help="also compare total CMAP (doubles the cost: one more forward per head)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
@@ -99,9 +104,9 @@ def main() -> None:
     for label, model in tuned.items():
         result["models"][label] = {}
         for name in names:
-            entry = compare_on_task(base, model, layout, name, args.n, args.top_m)
+            entry = compare_on_task(base, model, layout, name, args.n, args.top_m, args.total)
             result["models"][label][name] = entry
-            for form in ("local", "total"):
+            for form in entry:
                 e = entry[form]
                 print(f"{label:<12}{name:<18}{form:<6} Spearman {e['spearman'][0]:.3f} [{e['spearman'][1]:.3f}, "
                       f"{e['spearman'][2]:.3f}]  recall@{args.top_m} {e[f'recall_at_{args.top_m}']:.2f}  largest: "

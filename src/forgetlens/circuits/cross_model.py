@@ -29,7 +29,8 @@ CMAP_MODES = ("local", "total")
 
 
 @contextmanager
-def _hooks(registrations) -> Iterator[None]:
+def registered_hooks(registrations) -> Iterator[None]:
+    """Call each ``register()`` in ``registrations`` on entry and remove every handle on exit, whatever happens."""
     handles = []
     try:
         for register in registrations:
@@ -60,7 +61,7 @@ def base_pass(base, layout: HeadLayout, part: TaskBatch) -> tuple[torch.Tensor, 
     base_attn = layout.attentions(base)
     regs = [lambda n=norm: n.register_forward_pre_hook(keep_residual) for norm, _ in base_attn]
     regs += [lambda a=attn: a.register_forward_pre_hook(keep_call, with_kwargs=True) for _, attn in base_attn]
-    with _hooks(regs):
+    with registered_hooks(regs):
         z0 = head_outputs(base, layout, part)
     return z0, residuals, calls
 
@@ -80,7 +81,7 @@ def tuned_heads_on_base(tuned, layout: HeadLayout, residuals: list, calls: list)
             kwargs["hidden_states"] = hidden
         captured: list[torch.Tensor] = []
         proj = layout.projections(tuned)[layer]
-        with _hooks([lambda: proj.register_forward_pre_hook(lambda m, a: captured.append(a[0]))]):
+        with registered_hooks([lambda: proj.register_forward_pre_hook(lambda m, a: captured.append(a[0]))]):
             attn(*args, **kwargs)
         z1.append(layout.split(captured[0]))
     return torch.stack(z1)
@@ -133,7 +134,7 @@ def local_cmap(base, tuned, layout: HeadLayout, part: TaskBatch, metric: str,
         delta = head_writes(tuned_proj[layer], z1[layer], layout) - head_writes(base_proj[layer], z0[layer], layout)
         for head in chosen:
             add = delta[head]  # [batch, pos, d_model]
-            with _hooks([lambda: base_proj[layer].register_forward_hook(lambda m, a, out: out + add)]):
+            with registered_hooks([lambda: base_proj[layer].register_forward_hook(lambda m, a, out: out + add)]):
                 effects[:, layer, head] = (run_metric(base, part, metric) - baseline).cpu()
     return effects
 

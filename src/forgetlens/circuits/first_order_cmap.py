@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-from forgetlens.circuits.cross_model import _hooks, head_writes, tuned_heads_on_base
+from forgetlens.circuits.cross_model import head_writes, registered_hooks, tuned_heads_on_base
 from forgetlens.circuits.patching import chunks
 from forgetlens.models.forward import answer_logits, model_device
 from forgetlens.models.heads import HeadLayout, frozen_parameters
@@ -66,7 +66,7 @@ def base_chunk(base, layout: HeadLayout, part: TaskBatch, metric: str) -> BaseCh
         regs.append(lambda n=norm: n.register_forward_pre_hook(keep_residual))
         regs.append(lambda a=attn: a.register_forward_pre_hook(keep_call, with_kwargs=True))
         regs.append(lambda p=proj: p.register_forward_hook(keep_projection))
-    with frozen_parameters(base), torch.enable_grad(), _hooks(regs):
+    with frozen_parameters(base), torch.enable_grad(), registered_hooks(regs):
         embeds = base.get_input_embeddings()(part.clean_ids).detach().requires_grad_(True)
         logits = answer_logits(base, None, part.attention_mask, part.answer_pos, inputs_embeds=embeds)
         m = task_metric(logits, part, metric)  # [batch]
