@@ -146,3 +146,19 @@ def test_a_failed_conversion_leaves_no_model_directory(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         packaged.packaged_model_dir("smollm2-135m")
     assert not any((tmp_path / "models").iterdir())
+
+
+def test_discover_cli_on_the_alias_records_provenance(tmp_path):
+    """`forgetlens discover --model smollm2-135m` as the README gives it (few prompts), in a process with no hub
+    settings: the alias resolves to the cached conversion and the JSON names where the model came from."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "ioi.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    result = subprocess.run([sys.executable, "-m", "forgetlens", "discover", "--model", "smollm2-135m", "--task",
+                             "ioi", "--n-examples", "16", "--out", str(out)], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(out.read_text())
+    assert data["layout"]["n_layers"] == 30 and data["model_record"]["provenance"]["alias"] == "smollm2-135m"
+    assert data["circuit"]["k"] >= 1
