@@ -8,7 +8,10 @@ answers greater-than only in its year form).  A config's ``tasks: null`` means t
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from forgetlens.errors import ForgetlensError
+from forgetlens.models.loading import EMBEDDED, EMBEDDED_DIR
 from forgetlens.tasks.base import PriorTask
 from forgetlens.tasks.copying import CopyingTask
 from forgetlens.tasks.fact_recall import FactRecallTask
@@ -30,12 +33,8 @@ def task_names() -> list[str]:
 
 
 def _is_embedded(model: str | None) -> bool:
-    from pathlib import Path
-
-    if model is None or model == "embedded":
+    if model is None or model == EMBEDDED:
         return True
-    from forgetlens.models.loading import EMBEDDED_DIR
-
     try:
         return Path(model).resolve() == EMBEDDED_DIR.resolve()
     except OSError:
