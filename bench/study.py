@@ -1,8 +1,8 @@
-"""Wall time and peak memory of the default study (`forgetlens run`), one seed, on this machine.
+"""Wall time and peak memory of a study (`forgetlens run`, by default the README's main job) on this machine.
 
-    python bench/study.py [--seeds 0] [--jobs 2] [--out /tmp/forgetlens-bench-study]
+    python bench/study.py [--config STUDY.yaml] [--seeds 0] [--jobs 2] [--out /tmp/forgetlens-bench-study]
 
-Runs the README's main job in a child process (a fresh interpreter, as a user would), then prints its wall
+Runs the study in a child process (a fresh interpreter, as a user would), then prints its wall
 time, its peak memory (the largest sum of resident memory over the child and its worker processes, sampled
 from /proc every 0.2 s), and each stage's share of the time from timings.json (with --jobs > 1 stages 1-3 run as one task
 graph, so their wall time is one line, followed by the worker time each kind of job took).
@@ -47,12 +47,14 @@ def main() -> None:
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--jobs", default="2")
     parser.add_argument("--out", type=Path, default=Path("/tmp/forgetlens-bench-study"))
+    parser.add_argument("--config", type=Path, default=None, help="a study config (default: the main job's)")
     args = parser.parse_args()
     if args.out.exists():
         shutil.rmtree(args.out)
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "forgetlens", "run", "--seeds", args.seeds, "--jobs", args.jobs,
-                             "--out", str(args.out)], stdout=subprocess.DEVNULL)
+    config = ["--config", str(args.config)] if args.config else []
+    proc = subprocess.Popen([sys.executable, "-m", "forgetlens", "run", *config, "--seeds", args.seeds,
+                             "--jobs", args.jobs, "--out", str(args.out)], stdout=subprocess.DEVNULL)
     peak = [0]
 
     def sample() -> None:
@@ -68,7 +70,9 @@ def main() -> None:
     sampler.join()
     peak_gib = peak[0] / 2 ** 30
     timings = json.loads((args.out / "timings.json").read_text())
-    print(f"default study, seeds {args.seeds}, --jobs {args.jobs}: wall {wall:.0f} s, peak memory {peak_gib:.2f} GiB (all processes)")
+    n_seeds = len(args.seeds.split(","))
+    print(f"{args.config or 'main job'}, seeds {args.seeds}, --jobs {args.jobs}: wall {wall:.0f} s "
+          f"({wall / n_seeds:.0f} s per seed), peak memory {peak_gib:.2f} GiB (all processes)")
     stages = {k: v for k, v in timings.items() if not k.endswith("_worker_seconds")}
     total = sum(stages.values())
     for stage, seconds in stages.items():

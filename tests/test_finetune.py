@@ -42,14 +42,27 @@ def test_run_writes_checkpoints_and_behaviour(tmp_path, method):
     assert rows[-1]["kl_forward"] > 0  # the weights moved
 
 
-@pytest.mark.parametrize("target", ["compare", "facts"])
+def test_general_eval_and_a_capped_kl_sample(tmp_path):
+    """Off-task drift is measured at every checkpoint: zero KL at the base, a share of cut KL samples."""
+    cfg = tiny("sft", general_eval=True, chat_kl_tokens=6, kl_prompts=3, kl_max_new_tokens=4,
+               synthetic_target="compare-short")
+    rows = finetune(cfg, tmp_path / "run")
+    assert set(rows[0]["general"]) == {"kl_chat", "knowledge_accuracy"}
+    assert rows[0]["general"]["kl_chat"] == pytest.approx(0.0, abs=1e-6)
+    assert rows[-1]["general"]["kl_chat"] > 0
+    assert all(0 <= r["general"]["knowledge_accuracy"] <= 1 and 0 <= r["kl_samples_cut"] <= 1 for r in rows)
+    header = (tmp_path / "run" / "behaviour.csv").read_text().splitlines()[0]
+    assert header.startswith("step,target_accuracy,kl_forward,kl_chat,knowledge_accuracy,")
+
+
+@pytest.mark.parametrize("target", ["compare", "compare-short", "facts"])
 def test_both_methods_get_the_same_prompts(target):
     sft, rl = tiny("sft", synthetic_target=target), tiny("rl", synthetic_target=target)
     assert training_schedule(target_splits(sft)[0], sft) == training_schedule(target_splits(rl)[0], rl)
     train, evaluation = target_splits(sft)
     assert not {r["question"] for r in train} & {r["question"] for r in evaluation}
-    assert {r["details"]["subtask"] for r in train} <= ({"compare"} if target == "compare"
-                                                        else {"symbol", "element", "unit"})
+    assert {r["details"]["subtask"] for r in train} <= ({"compare": {"compare"}, "compare-short": {"compare-short"}}
+                                                        .get(target, {"symbol", "element", "unit"}))
 
 
 def test_the_default_target_asks_only_comparisons_the_embedded_model_never_practised():

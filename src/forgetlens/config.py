@@ -239,7 +239,7 @@ class MonitorConfig:
     """``warn`` or ``stop`` (end training at that step)."""
 
 
-SYNTHETIC_TARGETS = ("compare", "facts")
+SYNTHETIC_TARGETS = ("compare", "compare-short", "facts")
 """Built-in target tasks (``FinetuneConfig.synthetic_target``)."""
 
 METHODS = ("sft", "rl", "sft-preserve", "rl-preserve", "replay", "sft-kl")
@@ -264,7 +264,8 @@ class FinetuneConfig:
     """Target-task file or directory (SciKnowEval/SciQ); None = the built-in ``synthetic_target``."""
     synthetic_target: str = "compare"
     """Built-in target when ``data`` is None: ``compare`` (which of four quantities is the largest / smallest,
-    on the half of the comparisons the embedded model never practised; ``tasks/comparisons.py``) or ``facts``
+    on the half of the comparisons the embedded model never practised; ``tasks/comparisons.py``),
+    ``compare-short`` (the same questions without options, answered with the value and unit) or ``facts``
     (element symbols and SI units from the table the embedded model read as statements; ``tasks/science_qa.py``).
     Measured on the embedded model before it had the comparison stage: ``facts`` started at 0.44 and neither
     method raised it clearly in 120 steps."""
@@ -296,6 +297,18 @@ class FinetuneConfig:
     """Held-out prompts per prior task at every checkpoint."""
     kl_samples: int = 4
     """Completions sampled from the base model per evaluation prompt for the forward-KL estimate."""
+    kl_prompts: int | None = None
+    """Evaluation prompts the forward-KL estimate uses: the first N of the evaluation split (None = all)."""
+    kl_max_new_tokens: int | None = None
+    """Length cap of the sampled base completions the forward KL is summed over (None = ``max_new_tokens``).
+    A completion ends at the end-of-turn token; a cap that cuts it sums the KL of its first tokens only (a lower
+    bound on the whole completion's KL); ``behaviour.json`` records the share of samples cut."""
+    general_eval: bool = False
+    """Also measure off-task behaviour at every checkpoint (``tasks/general.py``): forward KL to the base on
+    built-in general chat prompts (one base completion of up to ``chat_kl_tokens`` tokens each) and accuracy on
+    general-knowledge multiple choice (capitals, element symbols, SI units; letter with the largest logit)."""
+    chat_kl_tokens: int = 48
+    """Length cap of the base completions sampled for the general-chat forward KL (``general_eval``)."""
     max_new_tokens: int = 8
     """Greedy decoding length for target accuracy."""
     accuracy_threshold: float = 0.8

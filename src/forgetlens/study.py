@@ -299,8 +299,11 @@ class Study:
         for name, table in behaviour.items():
             budget = json.loads((self.run_dir / "runs" / name / "training_done.json").read_text())
             rows = [{k: v for k, v in r.items() if k != "target_correct"} for r in table["checkpoints"]]
-            runs[name] = {"method": name.rsplit("-s", 1)[0], "seed": table["seed"],  # sft, rl or sft-lrLR "n_eval_records": table["n_eval_records"],
+            runs[name] = {"method": name.rsplit("-s", 1)[0],  # sft, rl or sft-lrLR
+                          "seed": table["seed"], "n_eval_records": table["n_eval_records"],
                           "steps_to_threshold": table["steps_to_threshold"],
+                          "target_gain_per_question": [after - before for before, after in zip(
+                              table["checkpoints"][0]["target_correct"], table["checkpoints"][-1]["target_correct"])],
                           "budget": {k: v for k, v in budget.items()
                                      if "seconds" not in k and k != "resumed_from"},
                           "checkpoints": rows}

@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import torch
 
+from dataclasses import dataclass
+
 from forgetlens.models.forward import answer_logits, model_device, task_accuracy
 from forgetlens.tasks.base import PriorTask, encode_examples
+from forgetlens.tasks.general import CHAT_PROMPTS, general_knowledge_records
 from forgetlens.tasks.rewards import score_reply
 from forgetlens.training.data import user_text
 from forgetlens.utils import right_pad
@@ -76,6 +79,24 @@ def target_accuracy(model, tokenizer, records: list[dict], max_new_tokens: int) 
     return sum(scores) / len(scores), scores
 
 
+@torch.no_grad()
+def letter_choices(model, tokenizer, records: list[dict], batch_size: int = 32) -> list[str]:
+    """For each multiple-choice record, the option letter with the largest logit at the first assistant token
+    (the letters of ``record["choices"]["label"]`` only; lm-eval's way of reading a model's choice)."""
+    device = model_device(model)
+    prompts = chat_prompts(tokenizer, records)
+    out = []
+    for start in range(0, len(prompts), batch_size):
+        enc = _left_padded(tokenizer, prompts[start:start + batch_size], device)
+        last = torch.full((enc["input_ids"].shape[0],), enc["input_ids"].shape[1] - 1, device=device)
+        logits = answer_logits(model, enc["input_ids"], enc["attention_mask"], last)  # [batch, vocab]
+        for row, record in zip(logits, records[start:start + batch_size]):
+            labels = record["choices"]["label"]
+            ids = [tokenizer(label, add_special_tokens=False)["input_ids"][0] for label in labels]
+            out.append(labels[int(row[ids].argmax())])
+    return out
+
+
 def prior_behaviour(model, tokenizer, tasks: list[PriorTask], n: int, seed: int) -> dict[str, dict[str, float]]:
     """Top-1 accuracy and mean logit difference per prior task on held-out prompts."""
     return {t.name: task_accuracy(model, encode_examples(tokenizer, t.examples(n, seed), t.name)) for t in tasks}
@@ -105,3 +126,36 @@ def forward_kl(base, tuned, tokenizer, prompts: list[str], completions: list[lis
         kl_tok = (logp0.exp() * (logp0 - logp)).sum(-1) * valid  # [batch, n_c]
         out += kl_tok.sum(1).tolist()
     return out
+
+
+def cut_share(completions: list[list[int]], cap: int, tokenizer) -> float:
+    """Share of sampled completions that reached the length cap without ending their turn."""
+    stop = set(_stop_ids(tokenizer))
+    return sum(len(c) >= cap and c[-1] not in stop for c in completions) / max(len(completions), 1)
+
+
+@dataclass
+class GeneralProbe:
+    """Off-task behaviour: forward KL on general chat prompts (base completions sampled once) and accuracy on
+    general-knowledge multiple choice (``tasks/general.py``)."""
+
+    tokenizer: object
+    chat_prompts: list[str]
+    chat_samples: list[list[int]]
+    knowledge: list[dict]
+
+    def measure(self, base, model) -> dict[str, float]:
+        """{``kl_chat``: mean forward KL per chat prompt, ``knowledge_accuracy``: letter accuracy}."""
+        kl = forward_kl(base, model, self.tokenizer, self.chat_prompts, self.chat_samples)
+        picked = letter_choices(model, self.tokenizer, self.knowledge)
+        correct = [p == r["answerKey"] for p, r in zip(picked, self.knowledge)]
+        return {"kl_chat": sum(kl) / len(kl), "knowledge_accuracy": sum(correct) / len(correct)}
+
+
+def general_probe(base, tokenizer, cfg) -> GeneralProbe:
+    """The general chat prompts with one base completion each (``cfg.chat_kl_tokens`` at most, seeded by
+    ``cfg.seed``) and the general-knowledge questions, ready to measure any checkpoint against ``base``."""
+    prompts = [tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
+                                             add_generation_prompt=True) for text in CHAT_PROMPTS]
+    samples = generate(base, tokenizer, prompts, cfg.chat_kl_tokens, sample=True, seed=cfg.seed)
+    return GeneralProbe(tokenizer, prompts, samples, general_knowledge_records())

@@ -179,9 +179,30 @@ def forgetting_vs_predictors(results: dict) -> bytes:
     return _png(fig)
 
 
+def drift(results: dict) -> bytes | None:
+    """Forward KL on the target prompts and, with ``general_eval``, on general chat, and general-knowledge
+    accuracy, over training; None when the study measured only the target KL (the methods table has it)."""
+    first = next(iter(results["curves"].values()))
+    panels = [("kl_forward", "forward KL on target prompts")] + [
+        (k, {"general/kl_chat": "forward KL on general chat", "general/knowledge_accuracy":
+             "general-knowledge MC accuracy"}.get(k, k)) for k in first if k.startswith("general/")]
+    if len(panels) == 1:
+        return None
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.2), squeeze=False)
+    for ax, (key, title) in zip(axes[0], panels):
+        for method, curves in results["curves"].items():
+            _band(ax, curves[key], method)
+        ax.set(title=title, xlabel="step")
+        ax.title.set_fontsize(9)
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle("Drift from the base model, on the target and off it (mean, 95% t-band over seeds)", fontsize=10)
+    return _png(fig)
+
+
 FIGURES = {
     "target_accuracy": ("Adaptation", target_accuracy),
     "prior_retention": ("Forgetting", prior_retention),
+    "drift": ("Drift: forward KL and general knowledge", drift),
     "pareto": ("Adaptation vs retention", pareto),
     "heatmaps": ("Where the circuits are, and what each method does to them", heatmaps),
     "dcv_heads": ("Differential circuit vulnerability", dcv_heads),

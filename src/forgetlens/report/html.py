@@ -37,6 +37,10 @@ def summary_lines(results: dict) -> list[str]:
                 f"{len(names)} seeds)" if hit else f"never reached {threshold:.0%} target accuracy")
         lines.append(f"{method.upper()} {when}; held-out target accuracy went from {start:.2f} to {end:.2f} "
                      f"(mean over {len(names)} seed(s)), forward KL at the end {curves[method]['kl_forward']['mean'][-1]:.3f}.")
+    for method, gain in (results.get("target_gain") or {}).items():
+        lines.append(f"{method.upper()}'s held-out target gain at step {gain['step']} (last checkpoint minus base, "
+                     f"paired within seed): {_ci(gain['seeds'])} over seeds; {_ci(gain['questions'])} over the "
+                     f"evaluation questions -> {'adapted' if gain['seeds'].get('ci_low', float('nan')) > 0 else 'no clear adaptation'}.")
     claims = results.get("claims") or {}
     if claims:
         a = claims["adaptation"]
@@ -84,14 +88,18 @@ def _methods_table(results: dict) -> str:
         return f"{c['mean'][i]:.3f}"
 
     rows = []
+    general = [k for k in next(iter(results["curves"].values())) if k.startswith("general/")]
     for method, curves in results["curves"].items():
         acc, ret = curves["target_accuracy"], curves["mean_prior_retention"]
         for i, step in enumerate(acc["steps"]):
             rows.append(f"<tr><td>{html.escape(method)}</td><td>{step}</td><td>{cell(acc, i)}</td>"
-                        f"<td>{cell(ret, i)}</td><td>{curves['kl_forward']['mean'][i]:.3f}</td>"
-                        f"<td>{acc['n_seeds']}</td></tr>")
+                        f"<td>{cell(ret, i)}</td><td>{cell(curves['kl_forward'], i)}</td>"
+                        + "".join(f"<td>{cell(curves[g], i)}</td>" for g in general)
+                        + f"<td>{acc['n_seeds']}</td></tr>")
+    names = {"general/kl_chat": "forward KL, general chat", "general/knowledge_accuracy": "general-knowledge MC"}
     head = ("<tr><th>method</th><th>step</th><th>target accuracy</th><th>mean prior retention</th>"
-            "<th>forward KL</th><th>seeds</th></tr>")
+            "<th>forward KL, target prompts</th>" + "".join(f"<th>{names.get(g, g)}</th>" for g in general)
+            + "<th>seeds</th></tr>")
     return f'<table id="methods">{head}{"".join(rows)}</table>'
 
 
@@ -141,7 +149,10 @@ def render(results: dict) -> str:
     parts = [f"<li>{html.escape(line)}</li>" for line in summary_lines(results)]
     figures = []
     for key, (title, fn) in FIGURES.items():
-        data = base64.b64encode(fn(results)).decode()
+        png = fn(results)
+        if png is None:
+            continue
+        data = base64.b64encode(png).decode()
         figures.append(f'<h2>{html.escape(title)}</h2><img id="{key}" alt="{html.escape(title)}" '
                        f'src="data:image/png;base64,{data}">')
     cfg = results["config"]

@@ -38,6 +38,13 @@ def prior_tasks(results: dict) -> list[str]:
     return list(results["tasks"])
 
 
+def general_measures(results: dict) -> list[str]:
+    """Off-task measures every checkpoint of every run has (``general_eval``): kl_chat, knowledge_accuracy."""
+    rows = [r for run in results["runs"].values() for r in run["checkpoints"]]
+    return [g for g in (rows[0].get("general") or {}) if all(g in (r.get("general") or {}) for r in rows)] \
+        if rows else []
+
+
 def mean_prior_retention(row: dict, tasks: list[str]) -> float:
     """Mean over prior tasks of accuracy retention (tuned / base) at one checkpoint."""
     return float(np.mean([row["prior"][t]["retention_accuracy"] for t in tasks]))
@@ -63,6 +70,7 @@ def circuit_value(results: dict, task: str, label: str, key: str) -> float:
 def checkpoint_rows(results: dict) -> list[dict]:
     """One row per (run, checkpoint): behaviour and each task's circuit metrics."""
     tasks = prior_tasks(results)
+    general = general_measures(results)
     out = []
     for name, run in results["runs"].items():
         for r in run["checkpoints"]:
@@ -70,6 +78,8 @@ def checkpoint_rows(results: dict) -> list[dict]:
             row = {"run": name, "method": run["method"], "seed": run["seed"], "step": r["step"],
                    "target_accuracy": r["target_accuracy"], "kl_forward": r["kl_forward"],
                    "mean_prior_retention": mean_prior_retention(r, tasks)}
+            for g in general:
+                row[g] = r["general"][g]
             for t in tasks:
                 row[f"{t}_accuracy"] = r["prior"][t]["accuracy"]
                 row[f"{t}_retention"] = r["prior"][t]["retention_accuracy"]
@@ -202,6 +212,30 @@ def claims(results: dict) -> dict:
     return out
 
 
+def target_gains(results: dict, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Held-out target-accuracy gain (last checkpoint minus the base, on the same questions) per method.
+
+    ``seeds``: mean over seeds with a Student-t 95 % interval (each seed's gain is paired within that seed's
+    questions); ``questions``: percentile bootstrap over each seed's evaluation questions (resampled within
+    seeds, averaged over seeds), the evaluation noise alone.  Runs without per-question scores are skipped.
+    """
+    rng = np.random.default_rng(seed)
+    out = {}
+    for method, names in runs_by_method(results).items():
+        diffs = [np.asarray(results["runs"][n]["target_gain_per_question"], dtype=float) for n in names
+                 if results["runs"][n].get("target_gain_per_question")]
+        if not diffs:
+            continue
+        boot = np.mean([[d[rng.integers(0, len(d), len(d))].mean() for d in diffs] for _ in range(n_boot)], axis=1)
+        low, high = np.percentile(boot, [2.5, 97.5])
+        per_seed = [float(d.mean()) for d in diffs]
+        out[method] = {"seeds": {**t_interval(per_seed), "per_seed": per_seed},
+                       "questions": {"value": float(np.mean(per_seed)), "ci_low": float(low),
+                                     "ci_high": float(high), "n_questions": [len(d) for d in diffs]},
+                       "step": min(results["runs"][n]["checkpoints"][-1]["step"] for n in names)}
+    return out
+
+
 def derived_results(results: dict) -> dict:
     """Everything ``results.json`` holds beyond the raw measurements."""
     curves = {}
@@ -211,6 +245,8 @@ def derived_results(results: dict) -> dict:
             "target_accuracy": curve(results, method, lambda n, r: r["target_accuracy"]),
             "kl_forward": curve(results, method, lambda n, r: r["kl_forward"]),
             "mean_prior_retention": curve(results, method, lambda n, r: mean_prior_retention(r, tasks)),
+            **{f"general/{g}": curve(results, method, lambda n, r, g=g: r["general"][g])
+               for g in general_measures(results)},
             **{f"retention/{t}": curve(results, method, lambda n, r, t=t: r["prior"][t]["retention_accuracy"])
                for t in tasks},
             **{f"v_circuit/{t}": curve(results, method, lambda n, r, t=t: circuit_value(results, t, f"{n}@{r['step']}",
@@ -221,4 +257,4 @@ def derived_results(results: dict) -> dict:
                for t in tasks},
         }
     return {"curves": curves, "forgetting_predictors": forgetting_predictors(results),
-            "claims": claims(results)}
+            "target_gain": target_gains(results), "claims": claims(results)}

@@ -53,6 +53,19 @@ def target_records() -> list[dict]:
     return [compare_record(q, u, d, rng) for q, u, d in halves()[1]]
 
 
+SHORT_INSTRUCTION = "Answer with the value and its unit only."
+
+
+def short_answer_records() -> list[dict]:
+    """The target half's questions without options, answered with the value ("3 kg"): a filling record per
+    question of :func:`target_records`, scored ``one_value`` (``tasks/rewards.py``: the reply states exactly one
+    number, the answer's; "The smallest mass is 3 kg." counts)."""
+    return [{"question": r["question"], "type": "filling", "choices": {"text": [], "label": []}, "answerKey": "",
+             "answer": r["choices"]["text"][science_qa.LETTERS.index(r["answerKey"])],
+             "prompt": {"default": SHORT_INSTRUCTION}, "details": {**r["details"], "subtask": "compare-short", "scoring": "one_value"}}
+            for r in target_records()]
+
+
 def pretraining_document(rng: random.Random) -> str:
     """A comparison question from the pretraining half, answered with its letter (pretraining corpus)."""
     return science_qa.chat_mcq_document(compare_record(*rng.choice(halves()[0]), rng))

@@ -50,8 +50,24 @@ def normalise(text: str) -> str:
     return " ".join(text.lower().split())
 
 
+_NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?![\w.]*\d)")
+
+
+def stated_values(reply: str) -> list[str]:
+    """The distinct numbers a reply states, in order ("The smallest mass is 3 kg." -> ["3"])."""
+    text = reply.split("<|im_end|>")[0].split("<|endoftext|>")[0]
+    return list(dict.fromkeys(m.group(0) for m in _NUMBER.finditer(text)))
+
+
 def score_reply(reply: str, record: dict, strict: bool = False) -> float:
-    """1.0 for a correct answer to ``record`` (multiple choice or filling), else 0.0."""
+    """1.0 for a correct answer to ``record`` (multiple choice or filling), else 0.0.
+
+    A filling record whose ``details.scoring`` is ``one_value`` is answered by a reply that states exactly one
+    number, the reference answer's ("The smallest mass is 3 kg." for "3 kg"); a reply naming several values
+    ("3 or 5 kg", or the question's numbers repeated) scores 0.
+    """
+    if (record.get("details") or {}).get("scoring") == "one_value":
+        return float(stated_values(reply) == stated_values(record["answer"]))
     if record.get("type") == "filling":
         return float(normalise(reply.split("<|im_end|>")[0]) == normalise(record["answer"]))
     labels, options = record["choices"]["label"], record["choices"]["text"]

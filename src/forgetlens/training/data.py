@@ -19,6 +19,8 @@ def target_splits(cfg: FinetuneConfig) -> tuple[list[dict], list[dict]]:
     """(train, eval) records; eval questions never appear in train."""
     if cfg.data is None and cfg.synthetic_target == "compare":
         records = comparisons.target_records()
+    elif cfg.data is None and cfg.synthetic_target == "compare-short":
+        records = comparisons.short_answer_records()
     elif cfg.data is None:
         records = synthetic_science_records(cfg.seed, cfg.variants_per_question)
     else:

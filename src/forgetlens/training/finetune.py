@@ -27,7 +27,8 @@ import torch
 from forgetlens.config import (METHODS, SYNTHETIC_TARGETS, FinetuneConfig, MonitorConfig, PreserveConfig,
                                ReplayConfig, RLConfig, trainer_kind)
 from forgetlens.errors import ForgetlensError
-from forgetlens.metrics.behaviour import chat_prompts, forward_kl, generate, prior_behaviour, target_accuracy
+from forgetlens.metrics.behaviour import (chat_prompts, cut_share, forward_kl, general_probe, generate, prior_behaviour,
+                                         target_accuracy)
 from forgetlens.models.loading import configure_threads, load_model, model_record
 from forgetlens.tasks.registry import chosen_task_names, get_task, task_names
 from forgetlens.training.checkpoints import checkpoint_dirs, load_checkpoint, prepare_run_dir
@@ -52,8 +53,11 @@ def finetune_problems(cfg: FinetuneConfig, prefix: str = "") -> list[str]:
         problems.append(f"{prefix}synthetic_target: unknown target {cfg.synthetic_target!r}; expected one of "
                         f"{', '.join(SYNTHETIC_TARGETS)}")
     for name in ("steps", "prompts_per_step", "checkpoint_every", "prior_eval_examples", "kl_samples",
-                 "max_new_tokens"):
+                 "max_new_tokens", "chat_kl_tokens"):
         if getattr(cfg, name) <= 0:
+            problems.append(f"{prefix}{name}: expected a positive integer, got {getattr(cfg, name)}")
+    for name in ("kl_prompts", "kl_max_new_tokens"):
+        if getattr(cfg, name) is not None and getattr(cfg, name) <= 0:
             problems.append(f"{prefix}{name}: expected a positive integer, got {getattr(cfg, name)}")
     if cfg.rl.num_generations < 2:
         problems.append(f"{prefix}rl.num_generations: expected at least 2, got {cfg.rl.num_generations}")
@@ -173,9 +177,11 @@ def evaluate_checkpoints(cfg: FinetuneConfig, run_dir: Path, log=print) -> list[
     tokenizer = base.tokenizer
     _, eval_records = target_splits(cfg)
     tasks = [get_task(t) for t in chosen_task_names(cfg.prior_tasks, model=cfg.model)]
-    prompts = chat_prompts(tokenizer, eval_records)
-    kl_prompts = [p for p in prompts for _ in range(cfg.kl_samples)]
-    samples = generate(base.model, tokenizer, kl_prompts, cfg.max_new_tokens, sample=True, seed=cfg.seed)
+    kl_records = eval_records[:cfg.kl_prompts] if cfg.kl_prompts else eval_records
+    kl_prompts = [p for p in chat_prompts(tokenizer, kl_records) for _ in range(cfg.kl_samples)]
+    kl_cap = cfg.kl_max_new_tokens or cfg.max_new_tokens
+    samples = generate(base.model, tokenizer, kl_prompts, kl_cap, sample=True, seed=cfg.seed)
+    general = general_probe(base.model, tokenizer, cfg) if cfg.general_eval else None
     cache = run_dir / "behaviour"
     cache.mkdir(exist_ok=True)
     rows, base_prior = [], None
@@ -189,7 +195,10 @@ def evaluate_checkpoints(cfg: FinetuneConfig, run_dir: Path, log=print) -> list[
             prior = prior_behaviour(model, tokenizer, tasks, cfg.prior_eval_examples, PRIOR_EVAL_SEED)
             kl = forward_kl(base.model, model, tokenizer, kl_prompts, samples)
             row = {"step": step, "target_accuracy": acc, "target_correct": per_record,
-                   "kl_forward": sum(kl) / len(kl), "prior": prior}
+                   "kl_forward": sum(kl) / len(kl), "kl_samples_cut": cut_share(samples, kl_cap, tokenizer),
+                   "prior": prior}
+            if general is not None:
+                row["general"] = general.measure(base.model, model)
             atomic_write_text(cached, json.dumps(row))
         if step == 0:
             base_prior = row["prior"]
@@ -213,14 +222,14 @@ def evaluate_checkpoints(cfg: FinetuneConfig, run_dir: Path, log=print) -> list[
 def behaviour_csv(rows: list[dict]) -> str:
     """One line per checkpoint: step, target accuracy, KL, and per prior task accuracy/logit diff/retention."""
     tasks = list(rows[0]["prior"]) if rows else []
-    header = ["step", "target_accuracy", "kl_forward"] + [f"{t}_{k}" for t in tasks for k in
-                                                           ("accuracy", "logit_diff", "retention_accuracy",
-                                                            "retention_logit_diff")]
+    general = list(rows[0].get("general", {})) if rows else []
+    header = ["step", "target_accuracy", "kl_forward"] + general + [
+        f"{t}_{k}" for t in tasks for k in ("accuracy", "logit_diff", "retention_accuracy", "retention_logit_diff")]
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(header)
     for r in rows:
-        writer.writerow([r["step"], r["target_accuracy"], r["kl_forward"]] +
+        writer.writerow([r["step"], r["target_accuracy"], r["kl_forward"]] + [r["general"][g] for g in general] +
                         [r["prior"][t][k] for t in tasks for k in ("accuracy", "logit_diff", "retention_accuracy",
                                                                     "retention_logit_diff")])
     return buf.getvalue()
