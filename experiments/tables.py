@@ -46,6 +46,23 @@ def main() -> None:
                 c = curves[key]
                 cells.append(ci({"value": c["mean"][i], "ci_low": c["low"][i], "ci_high": c["high"][i]}))
             print(f"| {method} | {step} | " + " | ".join(cells) + " |")
+    general = [k for k in next(iter(results["curves"].values())) if k.startswith("general/")]
+    if general:
+        print("\n### Off-task drift, mean over seeds (Student-t 95 % interval)\n")
+        print("| method | step | " + " | ".join(g.removeprefix("general/") for g in general) + " |")
+        print("|---|---" + "|---" * len(general) + "|")
+        for method, curves in results["curves"].items():
+            for i, step in enumerate(curves["target_accuracy"]["steps"]):
+                cells = [ci({"value": curves[g]["mean"][i], "ci_low": curves[g]["low"][i],
+                             "ci_high": curves[g]["high"][i]}) for g in general]
+                print(f"| {method} | {step} | " + " | ".join(cells) + " |")
+    if results.get("target_gain"):
+        print("\n### Held-out target gain at the last checkpoint (results.json `target_gain`)\n")
+        print("| method | step | over seeds (t) | per seed | over questions (bootstrap) |")
+        print("|---|---|---|---|---|")
+        for method, g in results["target_gain"].items():
+            print(f"| {method} | {g['step']} | {ci(g['seeds'])} | "
+                  + ", ".join(f"{v:+.3f}" for v in g["seeds"]["per_seed"]) + f" | {ci(g['questions'])} |")
     print("\n### Target-accuracy gain from step 0, paired within each seed (Student-t 95 % interval)\n")
     print("| method | step | gain | per seed |")
     print("|---|---|---|---|")

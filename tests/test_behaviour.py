@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 from conftest import make_tiny
-from forgetlens.metrics.behaviour import chat_prompts, cut_share, forward_kl, generate, letter_choices
+from forgetlens.metrics.behaviour import (chat_prompts, cut_share, forward_kl, generate, letter_choices,
+                                         option_choices)
 from forgetlens.tasks import comparisons
 from forgetlens.tasks.general import CHAT_PROMPTS, general_knowledge_records
 from forgetlens.tasks.rewards import score_reply, stated_values
@@ -100,3 +101,23 @@ def test_general_probe_material():
     records = general_knowledge_records()
     assert len(records) >= 100 and all(r["answerKey"] in "ABCD" for r in records)
     assert len(set(CHAT_PROMPTS)) == len(CHAT_PROMPTS) >= 24
+
+
+def test_option_choices_match_one_option_at_a_time(tokenizer):
+    model = make_tiny("qwen2", len(tokenizer), seed=5)
+    records = general_knowledge_records()[:3]
+    batched = option_choices(model, tokenizer, records, batch_size=5)  # batches split records: padding
+    expected = []
+    for r in records:
+        prompt = tokenizer.apply_chat_template([{"role": "user", "content": r["question"]}], tokenize=False,
+                                               add_generation_prompt=True)
+        p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        best = None
+        for label, text in zip(r["choices"]["label"], r["choices"]["text"]):
+            o = tokenizer(text, add_special_tokens=False)["input_ids"]
+            logp = model(input_ids=torch.tensor([p + o])).logits[0].log_softmax(-1)
+            score = sum(float(logp[len(p) - 1 + j, t]) for j, t in enumerate(o))
+            if best is None or score > best[0]:
+                best = (score, label)
+        expected.append(best[1])
+    assert batched == expected

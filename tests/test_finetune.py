@@ -151,3 +151,22 @@ def test_bad_data_is_one_line_and_writes_nothing(tmp_path, content, needle):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_runs_that_evaluate_alike_share_the_base_row(tmp_path, monkeypatch):
+    shared = tmp_path / "base-behaviour"
+    sft = finetune(tiny("sft"), tmp_path / "sft", shared_base=shared)
+    assert len(list(shared.iterdir())) == 1
+
+    import forgetlens.training.finetune as ft
+
+    def no_measuring(*args, **kwargs):
+        raise AssertionError("the shared base row was measured again")
+
+    monkeypatch.setattr(ft, "target_accuracy", no_measuring)  # step 0 of the second run must come from the cache
+    cfg = tiny("rl")
+    cfg.steps = cfg.checkpoint_every = 2
+    with pytest.raises(AssertionError, match="measured again"):  # step 2 is measured, step 0 is not
+        finetune(cfg, tmp_path / "rl", shared_base=shared)
+    row = (tmp_path / "rl" / "behaviour" / "checkpoint-0.json").read_text()
+    assert row == (tmp_path / "sft" / "behaviour" / "checkpoint-0.json").read_text() and sft[0]["step"] == 0

@@ -20,6 +20,8 @@ finetune:
   prior_eval_examples: 16
   kl_samples: 1
   max_records: 40
+  general_eval: true
+  chat_kl_tokens: 4
   rl: {num_generations: 2}
 discovery: {n_examples: 16}
 """
@@ -83,10 +85,13 @@ def test_study_is_deterministic_and_resumes_after_sigkill(tmp_path):
         assert result.returncode == 0, result.stderr
     assert _results(a) == _results(b)
     html = (a / "report.html").read_text()
-    for figure in ("target_accuracy", "prior_retention", "pareto", "heatmaps", "dcv_heads",
+    for figure in ("target_accuracy", "prior_retention", "drift", "pareto", "heatmaps", "dcv_heads",
                    "faithfulness_retention", "forgetting_vs_predictors"):
         assert f'id="{figure}"' in html
-    assert "Claim 1" in html and "Claim 2 on ioi" in html
+    assert "Claim 1" in html and "Claim 2 on ioi" in html and "SFT&#x27;s held-out target gain at step 4" in html
+    results = _results(a)
+    assert set(results["target_gain"]) == {"sft", "rl"} and results["runs"]["sft-s0"]["n_eval_records"] > 0
+    assert len(list((a / "base-behaviour").iterdir())) == 1  # SFT and RL of seed 0 share the base row
 
     env = {**os.environ, "FORGETLENS_QUIET": "1", "FORGETLENS_THREADS": "1"}
     cmd = [sys.executable, "-m", "forgetlens", "run", "--config", str(cfg), "--out", str(c)]

@@ -306,7 +306,8 @@ class FinetuneConfig:
     general_eval: bool = False
     """Also measure off-task behaviour at every checkpoint (``tasks/general.py``): forward KL to the base on
     built-in general chat prompts (one base completion of up to ``chat_kl_tokens`` tokens each) and accuracy on
-    general-knowledge multiple choice (capitals, element symbols, SI units; letter with the largest logit)."""
+    general-knowledge questions (capitals, element symbols, SI units; the option whose text is likeliest as the
+    reply, ``metrics/behaviour.option_choices``)."""
     chat_kl_tokens: int = 48
     """Length cap of the base completions sampled for the general-chat forward KL (``general_eval``)."""
     max_new_tokens: int = 8

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from forgetlens.circuits.circuit import default_ks
 from forgetlens.config import StudyConfig, trainer_kind
 from forgetlens.errors import ForgetlensError
+from forgetlens.tasks.general import CHAT_PROMPTS, general_knowledge_records
 
 GIB = 2 ** 30
 
@@ -205,10 +206,15 @@ def estimate(cfg: StudyConfig, shape: ModelShape, hw: Hardware, setting: Setting
                                                     "generated tokens": completions * rl.max_completion_length})
     # behaviour at each checkpoint: base and tuned model, greedy answers, KL samples, prior tasks
     n_eval = 500  # evaluation questions assumed when the data is not read
+    n_kl = min(n_eval, ft.kl_prompts or n_eval) * ft.kl_samples
+    kl_tokens = ft.kl_max_new_tokens or ft.max_new_tokens
+    n_chat, n_knowledge = (len(CHAT_PROMPTS), len(general_knowledge_records())) if ft.general_eval else (0, 0)
     behaviour = StagePlan("behaviour (per run)", {"weights (base + tuned)": 2 * infer_weights,
-                                                  "logits (KL batch)": 32 * ft.max_new_tokens * shape.vocab * 4 * 4},
-                          {"forward": (n_ckpt + 1) * (n_eval * ft.kl_samples * 2 + n_tasks * ft.prior_eval_examples),
-                           "generated tokens": (n_ckpt + 1) * n_eval * ft.max_new_tokens})
+                                                  "logits (KL batch)": 32 * kl_tokens * shape.vocab * 4 * 4},
+                          {"forward": (n_ckpt + 1) * (n_kl * 2 + n_tasks * ft.prior_eval_examples + n_chat * 2
+                                                      + n_knowledge),
+                           "generated tokens": (n_ckpt + 1) * n_eval * ft.max_new_tokens + n_kl * kl_tokens
+                           + n_chat * ft.chat_kl_tokens})
     # per checkpoint and task: attribution (2 forward, 1 backward) + circuit/empty + the tuned attention on the base
     # stream (~1) + one patched run per exactly patched head (C0 + top-M, or every head), for local and total CMAP;
     # the base's forward and backward for first-order CMAP once per task

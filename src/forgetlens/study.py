@@ -7,6 +7,7 @@ Stages and what each leaves in RUN_DIR (every file written atomically; a stage i
     1 circuits  circuits/TASK.pt           base circuit C0 per prior task (discovery split)
                 measurements/TASK/base.npz the base model's per-prompt measurements (evaluation split)
     2 finetune  runs/METHOD-sSEED/         one ``forgetlens finetune`` run directory per method and seed
+                base-behaviour/KEY.json    the base model's behaviour row, shared by runs that evaluate alike
     3 measure   measurements/TASK/METHOD-sSEED@STEP.npz   every checkpoint against every base circuit
     4 analyse   results.json, per_head.csv, checkpoints.csv
     5 report    report.html
@@ -198,7 +199,7 @@ class Study:
         for name, ft in run_configs(self.cfg).items():
             self.log(f"2/5 fine-tuning {name}")
             run_dir = self.run_dir / "runs" / name
-            finetune(ft, run_dir, resume=run_dir.exists(), log=self.log)
+            finetune(ft, run_dir, resume=run_dir.exists(), log=self.log, shared_base=self.run_dir / "base-behaviour")
 
     def _finetuned(self, name: str) -> bool:
         return (self.run_dir / "runs" / name / "behaviour.json").exists()
@@ -401,7 +402,7 @@ def _job(cfg: StudyConfig, run_dir: Path, kind: str, *args) -> float:
         study.circuit_of(*args)
     elif kind == "finetune":
         ft, out = run_configs(cfg)[args[0]], study.run_dir / "runs" / args[0]
-        finetune(ft, out, resume=out.exists(), log=lambda *a: None)
+        finetune(ft, out, resume=out.exists(), log=lambda *a: None, shared_base=study.run_dir / "base-behaviour")
     else:
         study.measure_checkpoint(*args)
     return time.perf_counter() - start

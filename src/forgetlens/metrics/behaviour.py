@@ -97,6 +97,41 @@ def letter_choices(model, tokenizer, records: list[dict], batch_size: int = 32) 
     return out
 
 
+@torch.no_grad()
+def option_choices(model, tokenizer, records: list[dict], batch_size: int = 32) -> list[str]:
+    """For each multiple-choice record, the label of the option whose text, as the whole assistant reply, has
+    the largest log-likelihood (summed over its tokens; lm-eval's ``acc`` for cloze-style multiple choice).
+
+    The question is asked without the lettered options, so the measure needs no letter binding, which a small
+    chat model may lack (SmolLM2-135M-Instruct reads at chance by letter).
+    """
+    device = model_device(model)
+    rows = []  # (prompt ids, option ids) for every record and option
+    for r in records:
+        prompt = tokenizer.apply_chat_template([{"role": "user", "content": r["question"]}], tokenize=False,
+                                               add_generation_prompt=True)
+        prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        rows += [(prompt_ids, tokenizer(text, add_special_tokens=False)["input_ids"]) for text in r["choices"]["text"]]
+    scores = []
+    for start in range(0, len(rows), batch_size):
+        part = rows[start:start + batch_size]
+        ids, mask = right_pad([p + o for p, o in part], tokenizer.pad_token_id)
+        ids, mask = ids.to(device), mask.to(device)  # [batch, pos]
+        n_o = max(len(o) for _, o in part)
+        # the positions that predict each option token (a short option repeats its last one; masked below)
+        pos = torch.tensor([[len(p) - 1 + min(j, len(o) - 1) for j in range(n_o)] for p, o in part], device=device)
+        target = torch.tensor([[o[min(j, len(o) - 1)] for j in range(n_o)] for _, o in part], device=device)
+        valid = torch.tensor([[j < len(o) for j in range(n_o)] for _, o in part], device=device)
+        logp = answer_logits(model, ids, mask, pos).float().log_softmax(-1)  # [batch, n_o, vocab]
+        scores += (logp.gather(-1, target[..., None])[..., 0] * valid).sum(1).tolist()
+    out, k = [], 0
+    for r in records:
+        n = len(r["choices"]["text"])
+        out.append(r["choices"]["label"][max(range(n), key=lambda j: scores[k + j])])
+        k += n
+    return out
+
+
 def prior_behaviour(model, tokenizer, tasks: list[PriorTask], n: int, seed: int) -> dict[str, dict[str, float]]:
     """Top-1 accuracy and mean logit difference per prior task on held-out prompts."""
     return {t.name: task_accuracy(model, encode_examples(tokenizer, t.examples(n, seed), t.name)) for t in tasks}
@@ -137,7 +172,7 @@ def cut_share(completions: list[list[int]], cap: int, tokenizer) -> float:
 @dataclass
 class GeneralProbe:
     """Off-task behaviour: forward KL on general chat prompts (base completions sampled once) and accuracy on
-    general-knowledge multiple choice (``tasks/general.py``)."""
+    general-knowledge multiple choice scored by option log-likelihood (``tasks/general.py``)."""
 
     tokenizer: object
     chat_prompts: list[str]
@@ -145,9 +180,9 @@ class GeneralProbe:
     knowledge: list[dict]
 
     def measure(self, base, model) -> dict[str, float]:
-        """{``kl_chat``: mean forward KL per chat prompt, ``knowledge_accuracy``: letter accuracy}."""
+        """{``kl_chat``: mean forward KL per chat prompt, ``knowledge_accuracy``: option log-likelihood accuracy}."""
         kl = forward_kl(base, model, self.tokenizer, self.chat_prompts, self.chat_samples)
-        picked = letter_choices(model, self.tokenizer, self.knowledge)
+        picked = option_choices(model, self.tokenizer, self.knowledge)
         correct = [p == r["answerKey"] for p, r in zip(picked, self.knowledge)]
         return {"kl_chat": sum(kl) / len(kl), "knowledge_accuracy": sum(correct) / len(correct)}
 

@@ -38,9 +38,10 @@ def summary_lines(results: dict) -> list[str]:
         lines.append(f"{method.upper()} {when}; held-out target accuracy went from {start:.2f} to {end:.2f} "
                      f"(mean over {len(names)} seed(s)), forward KL at the end {curves[method]['kl_forward']['mean'][-1]:.3f}.")
     for method, gain in (results.get("target_gain") or {}).items():
+        low = gain["seeds"]["ci_low"] if gain["seeds"]["n_seeds"] > 1 else gain["questions"]["ci_low"]
         lines.append(f"{method.upper()}'s held-out target gain at step {gain['step']} (last checkpoint minus base, "
                      f"paired within seed): {_ci(gain['seeds'])} over seeds; {_ci(gain['questions'])} over the "
-                     f"evaluation questions -> {'adapted' if gain['seeds'].get('ci_low', float('nan')) > 0 else 'no clear adaptation'}.")
+                     f"evaluation questions -> {'adapted' if low > 0 else 'no clear adaptation'}.")
     claims = results.get("claims") or {}
     if claims:
         a = claims["adaptation"]

@@ -62,7 +62,8 @@ def short_answer_records() -> list[dict]:
     number, the answer's; "The smallest mass is 3 kg." counts)."""
     return [{"question": r["question"], "type": "filling", "choices": {"text": [], "label": []}, "answerKey": "",
              "answer": r["choices"]["text"][science_qa.LETTERS.index(r["answerKey"])],
-             "prompt": {"default": SHORT_INSTRUCTION}, "details": {**r["details"], "subtask": "compare-short", "scoring": "one_value"}}
+             "prompt": {"default": SHORT_INSTRUCTION},
+             "details": {**r["details"], "subtask": "compare-short", "scoring": "one_value"}}
             for r in target_records()]
 
 

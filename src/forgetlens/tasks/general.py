@@ -3,7 +3,8 @@
 - :data:`CHAT_PROMPTS`: general chat requests unrelated to any target task, on which a fine-tuned model's
   forward KL to its base measures drift in ordinary conversation (RL's Razor's quantity, off-task).
 - :func:`general_knowledge_records`: four-choice questions about world capitals, element symbols and SI
-  units, scored by the letter with the largest logit: general knowledge the fine-tune was not about.
+  units, scored by the option whose text is likeliest as the reply: general knowledge the fine-tune was not
+  about.
 """
 
 from __future__ import annotations

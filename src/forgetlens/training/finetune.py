@@ -170,8 +170,26 @@ def train(cfg: FinetuneConfig, run_dir: Path, resume: bool, log=print) -> dict:
     return budget
 
 
-def evaluate_checkpoints(cfg: FinetuneConfig, run_dir: Path, log=print) -> list[dict]:
-    """Behaviour at every checkpoint (cached per checkpoint); writes behaviour.json and behaviour.csv."""
+BASE_BEHAVIOUR_FIELDS = ("model", "data", "synthetic_target", "seed", "eval_fraction", "variants_per_question",
+                         "max_records", "prior_tasks", "prior_eval_examples", "kl_samples", "kl_prompts",
+                         "kl_max_new_tokens", "max_new_tokens", "general_eval", "chat_kl_tokens")
+"""The options that decide the base model's behaviour row (step 0): runs that agree on all of them share it."""
+
+
+def base_behaviour_key(cfg: FinetuneConfig) -> str:
+    """A file name for the step-0 behaviour row that every run with these evaluation options shares."""
+    import hashlib
+
+    fields = {name: getattr(cfg, name) for name in BASE_BEHAVIOUR_FIELDS}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16] + ".json"
+
+
+def evaluate_checkpoints(cfg: FinetuneConfig, run_dir: Path, log=print, shared_base: Path | None = None) -> list[dict]:
+    """Behaviour at every checkpoint (cached per checkpoint); writes behaviour.json and behaviour.csv.
+
+    ``shared_base``: a folder where the step-0 row is kept for other runs with the same evaluation options
+    (a study's SFT and RL runs of one seed measure the same base model on the same questions).
+    """
     base = load_model(cfg.model)
     configure_threads(base.model, cfg.threads)
     tokenizer = base.tokenizer
@@ -187,6 +205,9 @@ def evaluate_checkpoints(cfg: FinetuneConfig, run_dir: Path, log=print) -> list[
     rows, base_prior = [], None
     for step, path in progress(checkpoint_dirs(run_dir), desc=f"evaluate {cfg.method}"):
         cached = cache / f"{path.name}.json"
+        shared = shared_base / base_behaviour_key(cfg) if shared_base is not None and step == 0 else None
+        if shared is not None and shared.exists() and not cached.exists():
+            atomic_write_text(cached, shared.read_text())
         if cached.exists():
             row = json.loads(cached.read_text())
         else:
@@ -200,6 +221,9 @@ def evaluate_checkpoints(cfg: FinetuneConfig, run_dir: Path, log=print) -> list[
             if general is not None:
                 row["general"] = general.measure(base.model, model)
             atomic_write_text(cached, json.dumps(row))
+            if shared is not None:
+                shared.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write_text(shared, json.dumps(row))
         if step == 0:
             base_prior = row["prior"]
         rows.append(row)
@@ -236,8 +260,9 @@ def behaviour_csv(rows: list[dict]) -> str:
 
 
 def finetune(cfg: FinetuneConfig, run_dir: Path, resume: bool = False, overwrite: bool = False,
-             log=print) -> list[dict]:
-    """Validate, train (or resume), checkpoint and measure behaviour; returns the behaviour rows."""
+             log=print, shared_base: Path | None = None) -> list[dict]:
+    """Validate, train (or resume), checkpoint and measure behaviour; returns the behaviour rows
+    (``shared_base``: see :func:`evaluate_checkpoints`)."""
     validate(cfg)
     target_splits(cfg)  # fail on bad data before anything is written
     run_dir = Path(run_dir)
@@ -261,4 +286,4 @@ def finetune(cfg: FinetuneConfig, run_dir: Path, resume: bool = False, overwrite
     wait_for_everyone()
     if not is_main_process():
         return []  # behaviour is measured once, by the main process
-    return evaluate_checkpoints(cfg, run_dir, log)
+    return evaluate_checkpoints(cfg, run_dir, log, shared_base)
