@@ -48,13 +48,17 @@ def main() -> None:
     parser.add_argument("--jobs", default="2")
     parser.add_argument("--out", type=Path, default=Path("/tmp/forgetlens-bench-study"))
     parser.add_argument("--config", type=Path, default=None, help="a study config (default: the main job's)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the study in --out (e.g. base circuits found beforehand) instead of starting it "
+                             "afresh; the time printed is then this session's only")
     args = parser.parse_args()
-    if args.out.exists():
+    if args.out.exists() and not args.resume:
         shutil.rmtree(args.out)
     start = time.perf_counter()
     config = ["--config", str(args.config)] if args.config else []
     proc = subprocess.Popen([sys.executable, "-m", "forgetlens", "run", *config, "--seeds", args.seeds,
-                             "--jobs", args.jobs, "--out", str(args.out)], stdout=subprocess.DEVNULL)
+                             "--jobs", args.jobs, "--out", str(args.out), *(["--resume"] if args.resume else [])],
+                            stdout=subprocess.DEVNULL)
     peak = [0]
 
     def sample() -> None:

@@ -75,7 +75,7 @@ def test_the_default_target_asks_only_comparisons_the_embedded_model_never_pract
 
 
 def test_an_unknown_synthetic_target_is_named(tmp_path):
-    with pytest.raises(ForgetlensError, match="synthetic_target: unknown target 'stars'; expected one of compare, facts"):
+    with pytest.raises(ForgetlensError, match="synthetic_target: unknown target 'stars'; expected one of compare, compare-short, facts"):
         finetune(tiny("sft", synthetic_target="stars"), tmp_path / "r")
     assert not (tmp_path / "r").exists()
 
