@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from forgetlens.report.tables import checkpoint_rows, prior_tasks, runs_by_method  # noqa: E402
+from forgetlens.report.tables import GENERAL_LABELS, checkpoint_rows, prior_tasks, runs_by_method  # noqa: E402
 
 COLORS = {"sft": "#d95f02", "rl": "#1b9e77", "sft-preserve": "#7570b3", "rl-preserve": "#66a61e",
           "replay": "#e7298a", "sft-kl": "#a6761d"}
@@ -183,9 +183,7 @@ def drift(results: dict) -> bytes | None:
     """Forward KL on the target prompts and, with ``general_eval``, on general chat, and general-knowledge
     accuracy, over training; None when the study measured only the target KL (the methods table has it)."""
     first = next(iter(results["curves"].values()))
-    panels = [("kl_forward", "forward KL on target prompts")] + [
-        (k, {"general/kl_chat": "forward KL on general chat", "general/knowledge_accuracy":
-             "general-knowledge MC accuracy"}.get(k, k)) for k in first if k.startswith("general/")]
+    panels = [(k, GENERAL_LABELS.get(k, k)) for k in ["kl_forward"] + [k for k in first if k.startswith("general/")]]
     if len(panels) == 1:
         return None
     fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.2), squeeze=False)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from forgetlens.report.figures import FIGURES
-from forgetlens.report.tables import MIN_EFFECT, prior_tasks, runs_by_method
+from forgetlens.report.tables import GENERAL_LABELS, MIN_EFFECT, prior_tasks, runs_by_method
 from forgetlens.utils import atomic_write_text
 
 
@@ -97,9 +97,8 @@ def _methods_table(results: dict) -> str:
                         f"<td>{cell(ret, i)}</td><td>{cell(curves['kl_forward'], i)}</td>"
                         + "".join(f"<td>{cell(curves[g], i)}</td>" for g in general)
                         + f"<td>{acc['n_seeds']}</td></tr>")
-    names = {"general/kl_chat": "forward KL, general chat", "general/knowledge_accuracy": "general-knowledge MC"}
     head = ("<tr><th>method</th><th>step</th><th>target accuracy</th><th>mean prior retention</th>"
-            "<th>forward KL, target prompts</th>" + "".join(f"<th>{names.get(g, g)}</th>" for g in general)
+            + "".join(f"<th>{GENERAL_LABELS.get(g, g)}</th>" for g in ["kl_forward"] + general)
             + "<th>seeds</th></tr>")
     return f'<table id="methods">{head}{"".join(rows)}</table>'
 

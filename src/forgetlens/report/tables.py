@@ -38,6 +38,11 @@ def prior_tasks(results: dict) -> list[str]:
     return list(results["tasks"])
 
 
+GENERAL_LABELS = {"kl_forward": "forward KL on target prompts", "general/kl_chat": "forward KL on general chat",
+                  "general/knowledge_accuracy": "general-knowledge MC accuracy"}
+"""Display names of the drift curves (``curves[METHOD][KEY]``) in the report's table and figure."""
+
+
 def general_measures(results: dict) -> list[str]:
     """Off-task measures every checkpoint of every run has (``general_eval``): kl_chat, knowledge_accuracy."""
     rows = [r for run in results["runs"].values() for r in run["checkpoints"]]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import io
 import json
 import time
@@ -178,8 +179,6 @@ BASE_BEHAVIOUR_FIELDS = ("model", "data", "synthetic_target", "seed", "eval_frac
 
 def base_behaviour_key(cfg: FinetuneConfig) -> str:
     """A file name for the step-0 behaviour row that every run with these evaluation options shares."""
-    import hashlib
-
     fields = {name: getattr(cfg, name) for name in BASE_BEHAVIOUR_FIELDS}
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16] + ".json"
 
