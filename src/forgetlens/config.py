@@ -289,7 +289,7 @@ class FinetuneConfig:
     variants_per_question: int = 8
     """Option orders drawn per ``facts`` question (train and eval); ``compare`` asks each digit set once."""
     max_records: int | None = None
-    """Cap on records read from ``data`` (None = all)."""
+    """Cap on target records, from ``data`` or the built-in target, drawn at random before the split (None = all)."""
     prior_tasks: list[str] | None = None
     """Prior tasks measured at every checkpoint, and protected, replayed or watched when those sections name none
     (None = the model's default set, ``tasks.registry.default_task_names``); a study sets it from its ``tasks``."""

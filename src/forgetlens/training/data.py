@@ -25,8 +25,8 @@ def target_splits(cfg: FinetuneConfig) -> tuple[list[dict], list[dict]]:
         records = synthetic_science_records(cfg.seed, cfg.variants_per_question)
     else:
         records = load_target_data(cfg.data, cfg.seed)
-        if cfg.max_records:
-            records = random.Random(f"cap:{cfg.seed}").sample(records, min(cfg.max_records, len(records)))
+    if cfg.max_records:
+        records = random.Random(f"cap:{cfg.seed}").sample(records, min(cfg.max_records, len(records)))
     return split_records(records, cfg.eval_fraction, cfg.seed)
 
 
