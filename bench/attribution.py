@@ -46,7 +46,7 @@ def random_model(shape: str, device: str, dtype: torch.dtype):
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     from forgetlens.models.loading import EMBEDDED_DIR
-    from forgetlens.plan import KNOWN_CONFIGS
+    from forgetlens.pipeline.plan import KNOWN_CONFIGS
 
     known = dict(KNOWN_CONFIGS[shape])
     config = AutoConfig.for_model(known.pop("model_type"), **known)
@@ -83,14 +83,24 @@ def main() -> None:
     measurements = [
         ("forward (no grad)", lambda: run_metric(model, batch, "logit_diff"), args.repeats),
         ("attribution, all heads", lambda: attribution_scores(model, layout, batch, batch_size=n), args.repeats),
-        ("EAP-IG, 8 steps", lambda: attribution_scores(model, layout, batch, ig_steps=8, batch_size=n),
-         max(3, args.repeats // 3)),
+        (
+            "EAP-IG, 8 steps",
+            lambda: attribution_scores(model, layout, batch, ig_steps=8, batch_size=n),
+            max(3, args.repeats // 3),
+        ),
     ]
     if not args.no_exact:
-        measurements.append(("exact patching, all heads", lambda: exact_head_effects(model, layout, batch, batch_size=n),
-                             max(3, args.repeats // 5)))
-    print(f"model={args.model} ({layout.n_layers}x{layout.n_heads} heads) task={args.task} batch={n} "
-          f"threads={args.threads} device={args.device} dtype={args.dtype} torch={torch.__version__}")
+        measurements.append(
+            (
+                "exact patching, all heads",
+                lambda: exact_head_effects(model, layout, batch, batch_size=n),
+                max(3, args.repeats // 5),
+            )
+        )
+    print(
+        f"model={args.model} ({layout.n_layers}x{layout.n_heads} heads) task={args.task} batch={n} "
+        f"threads={args.threads} device={args.device} dtype={args.dtype} torch={torch.__version__}"
+    )
     print(f"{'what':<28}{'median ms':>12}{'x forward':>12}", flush=True)
     forward = None
     for name, fn, repeats in measurements:

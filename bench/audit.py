@@ -14,10 +14,10 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from forgetlens.audit import audit
 from forgetlens.config import FinetuneConfig
+from forgetlens.pipeline.audit import audit
+from forgetlens.pipeline.finetune import finetune
 from forgetlens.tasks.registry import parse_task_list
-from forgetlens.training.finetune import finetune
 
 
 def main() -> None:
@@ -27,12 +27,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = FinetuneConfig(method="sft", steps=args.steps, checkpoint_every=args.steps, prior_eval_examples=16,
-                             kl_samples=1)
+        cfg = FinetuneConfig(
+            method="sft", steps=args.steps, checkpoint_every=args.steps, prior_eval_examples=16, kl_samples=1
+        )
         finetune(cfg, Path(tmp) / "run", log=lambda *a: None)
         ckpt = Path(tmp) / "run" / "checkpoints" / f"checkpoint-{args.steps}"
-        result = audit("embedded", {"sft": str(ckpt)}, parse_task_list(None), n_boot=args.n_boot,
-                       n_examples=args.n_examples)
+        result = audit(
+            "embedded", {"sft": str(ckpt)}, parse_task_list(None), n_boot=args.n_boot, n_examples=args.n_examples
+        )
     t = result["timings"]
     print(f"audit of one tuned model, 4 tasks, {args.n_examples} prompts per split, {args.n_boot} bootstrap resamples")
     print(f"{'stage':<12}{'seconds':>10}{'share':>9}")

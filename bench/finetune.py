@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from forgetlens.config import FinetuneConfig
-from forgetlens.training.finetune import finetune
+from forgetlens.pipeline.finetune import finetune
 
 
 def main() -> None:
@@ -42,8 +42,10 @@ def main() -> None:
         train = b["wall_seconds_this_session"]
         gen = b["generation_seconds_this_session"]
         print(f"{method:<6}{b['optimizer_steps']:>7}{train:>10.1f}{gen:>12.1f}{gen / train:>11.1%}{total:>14.1f}")
-    print(f"both runs, training only: {sum(r[1]['wall_seconds_this_session'] for r in rows):.1f} s; "
-          f"with checkpoint evaluation: {sum(r[2] for r in rows):.1f} s")
+    print(
+        f"both runs, training only: {sum(r[1]['wall_seconds_this_session'] for r in rows):.1f} s; "
+        f"with checkpoint evaluation: {sum(r[2] for r in rows):.1f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ import math
 import time
 
 import torch
+from attribution import random_model  # noqa: E402  (bench/ is run as a script directory)
 
 from forgetlens.circuits.circuit import head_mask, rank_heads
 from forgetlens.circuits.discover import discover_circuit, task_splits
@@ -41,8 +42,6 @@ from forgetlens.metrics.vulnerability import measure
 from forgetlens.models.heads import HeadLayout
 from forgetlens.models.loading import load_model
 from forgetlens.tasks import encode_examples, get_task
-
-from attribution import random_model  # noqa: E402  (bench/ is run as a script directory)
 
 
 class PassCounter:
@@ -105,15 +104,20 @@ def main() -> None:
     parser.add_argument("--model", default="embedded")
     parser.add_argument("--shape", default=None, help="random weights of this known architecture instead of --model")
     parser.add_argument("--task", default="ioi", help="the task whose circuit the checkpoint measurement uses")
-    parser.add_argument("--discovery-tasks", default=None,
-                        help="comma-separated tasks to time discovery on (default: --task)")
+    parser.add_argument(
+        "--discovery-tasks", default=None, help="comma-separated tasks to time discovery on (default: --task)"
+    )
     parser.add_argument("--prompts", type=int, default=256, help="discovery prompts")
     parser.add_argument("--measure-prompts", type=int, default=64, help="evaluation prompts for the checkpoint")
     parser.add_argument("--old-measure-prompts", type=int, default=16)
     parser.add_argument("--top-m", type=int, default=8)
-    parser.add_argument("--circuit-k", type=int, default=None,
-                        help="C0 for the checkpoint measurement = the top-k heads (random-weight shapes, whose "
-                             "faithfulness-0.8 circuit can be most heads); default: the discovered circuit")
+    parser.add_argument(
+        "--circuit-k",
+        type=int,
+        default=None,
+        help="C0 for the checkpoint measurement = the top-k heads (random-weight shapes, whose "
+        "faithfulness-0.8 circuit can be most heads); default: the discovered circuit",
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--old-discovery", action="store_true", help="also time discovery at every size")
     parser.add_argument("--old-measure", action="store_true", help="also time exact patching of every head")
@@ -128,8 +132,11 @@ def main() -> None:
         model, tokenizer, name = loaded.model, loaded.tokenizer, args.model
     layout = HeadLayout.of(model)
     task = get_task(args.task)
-    print(f"model={name} ({layout.n_layers}x{layout.n_heads} = {layout.n_total} heads) task={task.name} "
-          f"threads={args.threads} torch={torch.__version__}", flush=True)
+    print(
+        f"model={name} ({layout.n_layers}x{layout.n_heads} = {layout.n_total} heads) task={task.name} "
+        f"threads={args.threads} torch={torch.__version__}",
+        flush=True,
+    )
     print(f"{'what':<56}{'seconds':>10}{'FE':>10}{'passes':>10}")
 
     cfg = DiscoveryConfig(n_examples=args.prompts, seed=0)
@@ -138,17 +145,29 @@ def main() -> None:
         one = get_task(name)
         discovery, _ = task_splits(tokenizer, one, args.prompts, 0)
         fwd = forward_seconds(model, discovery)
-        print(row(f"{name}: plain forward, {args.prompts} prompts", {"seconds": fwd, "fe": 1.0, "passes": 1.0}),
-              flush=True)
-        circuits[name], c = cost([model], layout, args.prompts, fwd,
-                                 lambda: discover_circuit(model, tokenizer, one, cfg))
-        print(row(f"{name}: discovery, attribution + bisection (k={circuits[name].k}, "
-                  f"{len(circuits[name].curve) - 2} sizes)", c), flush=True)
+        print(
+            row(f"{name}: plain forward, {args.prompts} prompts", {"seconds": fwd, "fe": 1.0, "passes": 1.0}),
+            flush=True,
+        )
+        circuits[name], c = cost(
+            [model],
+            layout,
+            args.prompts,
+            fwd,
+            lambda: discover_circuit(model, tokenizer, one, cfg),  # noqa: B023
+        )
+        print(
+            row(
+                f"{name}: discovery, attribution + bisection (k={circuits[name].k}, "
+                f"{len(circuits[name].curve) - 2} sizes)",
+                c,
+            ),
+            flush=True,
+        )
         if args.old_discovery:
             full = DiscoveryConfig(n_examples=args.prompts, seed=0, full_curve=True)
-            old, c = cost([model], layout, args.prompts, fwd, lambda: discover_circuit(model, tokenizer, one, full))
-            print(row(f"{name}: discovery, every size of the grid ({len(old.curve)} sizes; k={old.k})", c),
-                  flush=True)
+            old, c = cost([model], layout, args.prompts, fwd, lambda: discover_circuit(model, tokenizer, one, full))  # noqa: B023
+            print(row(f"{name}: discovery, every size of the grid ({len(old.curve)} sizes; k={old.k})", c), flush=True)
     circuit = circuits.get(task.name) or discover_circuit(model, tokenizer, task, cfg)
 
     heads = circuit.heads if args.circuit_k is None else rank_heads(circuit.scores)[: args.circuit_k]
@@ -161,18 +180,39 @@ def main() -> None:
     cache, c = cost([model], layout, n, fwd, lambda: base_chunks(model, layout, evaluation))
     print(row("base side of first-order CMAP (once per task, all checkpoints)", c), flush=True)
     for total in (False,) if args.no_total else (False, True):
-        _, c = cost([model, tuned], layout, n, fwd, lambda: measure(tuned, layout, evaluation, mask, base=model,
-                                                           top_m=args.top_m, total_cmap=total, base_cache=cache))
+        _, c = cost(
+            [model, tuned],
+            layout,
+            n,
+            fwd,
+            lambda: measure(
+                tuned,
+                layout,
+                evaluation,
+                mask,
+                base=model,
+                top_m=args.top_m,
+                total_cmap=total,  # noqa: B023
+                base_cache=cache,
+            ),
+        )
         what = f"checkpoint, first-order + exact on |C0|+M = {len(heads)}+{args.top_m}" + (", +total" if total else "")
         print(row(what, c), flush=True)
     if args.old_measure:
         small = encode_examples(tokenizer, task.examples(args.old_measure_prompts, 7), task.name)
         fwd_small = forward_seconds(model, small)
-        _, c = cost([model, tuned], layout, args.old_measure_prompts, fwd_small,
-                    lambda: measure(tuned, layout, small, mask, base=model, top_m=None, total_cmap=True))
+        _, c = cost(
+            [model, tuned],
+            layout,
+            args.old_measure_prompts,
+            fwd_small,
+            lambda: measure(tuned, layout, small, mask, base=model, top_m=None, total_cmap=True),
+        )
         print(row(f"checkpoint, exact everywhere + total ({args.old_measure_prompts} prompts)", c), flush=True)
-    print(f"budget: |C0| + M + 10 = {len(heads) + args.top_m + 10} FE; bisection sizes <= "
-          f"{math.ceil(math.log2(layout.n_total + 1))}")
+    print(
+        f"budget: |C0| + M + 10 = {len(heads) + args.top_m + 10} FE; bisection sizes <= "
+        f"{math.ceil(math.log2(layout.n_total + 1))}"
+    )
 
 
 if __name__ == "__main__":

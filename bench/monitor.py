@@ -25,24 +25,35 @@ def main() -> None:
     args = parser.parse_args()
     os.environ["FORGETLENS_QUIET"] = "1"
     from forgetlens.config import FinetuneConfig, MonitorConfig
-    from forgetlens.training.finetune import train
+    from forgetlens.pipeline.finetune import train
 
-    print(f"{'method':<7}{'steps':>6}{'train s':>9}{'monitored s':>13}{'in monitor s':>14}{'overhead':>10}"
-          f"{'measurements':>14}{'setup s':>9}")
+    print(
+        f"{'method':<7}{'steps':>6}{'train s':>9}{'monitored s':>13}{'in monitor s':>14}{'overhead':>10}"
+        f"{'measurements':>14}{'setup s':>9}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         for method in args.methods.split(","):
             times = {}
             for every in (0, args.every):
-                cfg = FinetuneConfig(method=method, steps=args.steps, checkpoint_every=args.steps, threads=1,
-                                     monitor=MonitorConfig(every=every))
+                cfg = FinetuneConfig(
+                    method=method,
+                    steps=args.steps,
+                    checkpoint_every=args.steps,
+                    threads=1,
+                    monitor=MonitorConfig(every=every),
+                )
                 out = Path(tmp) / f"{method}-{every}"
                 times[every] = train(cfg, out, resume=False, log=lambda *a: None)["wall_seconds_this_session"]
             mon = json.loads((out / "monitor.json").read_text())
             plain = times[0]
-            print(f"{method:<7}{args.steps:>6}{plain:>9.1f}{times[args.every]:>13.1f}{mon['seconds']:>14.2f}"
-                  f"{mon['seconds'] / plain:>10.1%}{len(mon['history']):>14}{mon['setup_seconds']:>9.1f}")
-    print("overhead = time inside the monitor's measurements / training time without it (the monitored run's own\n"
-          "wall time is shown too; the two trainings differ by noise as well)")
+            print(
+                f"{method:<7}{args.steps:>6}{plain:>9.1f}{times[args.every]:>13.1f}{mon['seconds']:>14.2f}"
+                f"{mon['seconds'] / plain:>10.1%}{len(mon['history']):>14}{mon['setup_seconds']:>9.1f}"
+            )
+    print(
+        "overhead = time inside the monitor's measurements / training time without it (the monitored run's own\n"
+        "wall time is shown too; the two trainings differ by noise as well)"
+    )
 
 
 if __name__ == "__main__":

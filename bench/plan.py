@@ -37,8 +37,15 @@ def rss() -> int:
 def build(arch: str, where: Path, shape: dict) -> None:
     """A random model of ``arch`` and ``shape`` (SHAPE: about 20 M parameters) with the embedded tokenizer."""
     import torch
-    from transformers import (AutoTokenizer, GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, Qwen2Config,
-                              Qwen2ForCausalLM)
+    from transformers import (
+        AutoTokenizer,
+        GPT2Config,
+        GPT2LMHeadModel,
+        LlamaConfig,
+        LlamaForCausalLM,
+        Qwen2Config,
+        Qwen2ForCausalLM,
+    )
 
     from forgetlens.models.loading import EMBEDDED_DIR
 
@@ -46,14 +53,29 @@ def build(arch: str, where: Path, shape: dict) -> None:
     torch.manual_seed(0)
     v = len(tokenizer)
     if arch == "qwen2":
-        model = Qwen2ForCausalLM(Qwen2Config(vocab_size=v, num_key_value_heads=shape["num_attention_heads"] // 2,
-                                             max_position_embeddings=256, **shape))
+        model = Qwen2ForCausalLM(
+            Qwen2Config(
+                vocab_size=v,
+                num_key_value_heads=shape["num_attention_heads"] // 2,
+                max_position_embeddings=256,
+                **shape,
+            )
+        )
     elif arch == "llama":
         model = LlamaForCausalLM(LlamaConfig(vocab_size=v, max_position_embeddings=256, **shape))
     else:
-        model = GPT2LMHeadModel(GPT2Config(vocab_size=v, n_embd=shape["hidden_size"], n_layer=shape["num_hidden_layers"],
-                                           n_head=shape["num_attention_heads"], n_inner=shape["intermediate_size"],
-                                           n_positions=256, bos_token_id=0, eos_token_id=0))
+        model = GPT2LMHeadModel(
+            GPT2Config(
+                vocab_size=v,
+                n_embd=shape["hidden_size"],
+                n_layer=shape["num_hidden_layers"],
+                n_head=shape["num_attention_heads"],
+                n_inner=shape["intermediate_size"],
+                n_positions=256,
+                bos_token_id=0,
+                eos_token_id=0,
+            )
+        )
     model.save_pretrained(where)
     tokenizer.save_pretrained(where)
 
@@ -61,8 +83,15 @@ def build(arch: str, where: Path, shape: dict) -> None:
 def finetune_config(model_dir: str, method: str, steps: int):
     from forgetlens.config import FinetuneConfig, RLConfig
 
-    return FinetuneConfig(method=method, model=model_dir, steps=steps, checkpoint_every=steps, prompts_per_step=8,
-                          threads=1, rl=RLConfig(num_generations=8))
+    return FinetuneConfig(
+        method=method,
+        model=model_dir,
+        steps=steps,
+        checkpoint_every=steps,
+        prompts_per_step=8,
+        threads=1,
+        rl=RLConfig(num_generations=8),
+    )
 
 
 def child(model_dir: str, method: str, steps: int, out: str) -> None:
@@ -70,7 +99,7 @@ def child(model_dir: str, method: str, steps: int, out: str) -> None:
     os.environ["FORGETLENS_QUIET"] = "1"
     import trl  # noqa: F401  (imports before the baseline)
 
-    from forgetlens.training.finetune import train
+    from forgetlens.pipeline.finetune import train
     from forgetlens.training.trainers import build_rl_trainer, build_sft_trainer  # noqa: F401
 
     cfg = finetune_config(model_dir, method, steps)
@@ -99,11 +128,15 @@ def main() -> None:
         return
 
     from forgetlens.config import StudyConfig
-    from forgetlens.plan import Hardware, estimate, model_shape, prompt_length
+    from forgetlens.pipeline.plan import Hardware, estimate, model_shape, prompt_length
 
     def peak(model_dir: Path, method: str, out: Path) -> int:
-        run = subprocess.run([sys.executable, __file__, "--steps", str(args.steps), "--child", str(model_dir), method,
-                              str(out)], capture_output=True, text=True, env={**os.environ, "FORGETLENS_QUIET": "1"})
+        run = subprocess.run(
+            [sys.executable, __file__, "--steps", str(args.steps), "--child", str(model_dir), method, str(out)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "FORGETLENS_QUIET": "1"},
+        )
         if run.returncode:
             raise SystemExit(run.stderr)
         return json.loads(run.stdout.strip().splitlines()[-1])["measured"]
@@ -112,12 +145,17 @@ def main() -> None:
         ft = finetune_config(str(model_dir), method, args.steps)
         cfg = StudyConfig(model=str(model_dir), methods=[method], finetune=ft)
         tokens, _ = prompt_length(cfg)
-        return next(p for p in estimate(cfg, model_shape(str(model_dir)), Hardware(1, 1000), None, tokens)
-                    if p.stage == f"finetune: {method}").total
+        return next(
+            p
+            for p in estimate(cfg, model_shape(str(model_dir)), Hardware(1, 1000), None, tokens)
+            if p.stage == f"finetune: {method}"
+        ).total
 
-    mib = 2 ** 20
-    print(f"{'model':<7}{'params':>8}{'method':>7}{'peak MiB':>10}{'fixed MiB':>10}{'measured':>10}{'plan':>8}"
-          f"{'plan/measured':>15}")
+    mib = 2**20
+    print(
+        f"{'model':<7}{'params':>8}{'method':>7}{'peak MiB':>10}{'fixed MiB':>10}{'measured':>10}{'plan':>8}"
+        f"{'plan/measured':>15}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         for arch in ("qwen2", "llama", "gpt2"):
             big, small = Path(tmp) / arch, Path(tmp) / f"{arch}-small"
@@ -127,11 +165,16 @@ def main() -> None:
             for method in ("sft", "rl"):
                 raw, fixed = peak(big, method, Path(tmp) / f"{arch}-{method}"), peak(small, method, Path(tmp) / "s")
                 measured, plan = raw - fixed, planned(big, method) - planned(small, method)
-                print(f"{arch:<7}{n_params / 1e6:>7.1f}M{method:>7}{raw / mib:>10.1f}{fixed / mib:>10.1f}"
-                      f"{measured / mib:>10.1f}{plan / mib:>8.1f}{plan / measured:>15.2f}")
-    print("peak: above the pre-training baseline; fixed: the same run with a 1-layer, width-32 model (libraries'\n"
-          "lazy imports, datasets, trainer state: memory that does not grow with the model); measured = peak - fixed;\n"
-          "plan: the plan's estimate for the same difference. Goal: plan/measured within 0.5-2.")
+                print(
+                    f"{arch:<7}{n_params / 1e6:>7.1f}M{method:>7}{raw / mib:>10.1f}{fixed / mib:>10.1f}"
+                    f"{measured / mib:>10.1f}{plan / mib:>8.1f}{plan / measured:>15.2f}"
+                )
+    print(
+        "peak: above the pre-training baseline; fixed: the same run with a 1-layer, width-32 model (libraries'\n"
+        "lazy imports, datasets, trainer state: memory that does not grow with the model); measured = peak - fixed;\n"
+        "plan: the plan's estimate for the same difference. Goal: plan/measured within 0.5-2."
+    )
+
 
 if __name__ == "__main__":
     main()

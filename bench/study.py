@@ -4,7 +4,8 @@
 
 Runs the study in a child process (a fresh interpreter, as a user would), then prints its wall
 time, its peak memory (the largest sum of resident memory over the child and its worker processes, sampled
-from /proc every 0.2 s), and each stage's share of the time from timings.json (with --jobs > 1 stages 1-3 run as one task
+from /proc every 0.2 s), and each stage's share of the time from timings.json (with --jobs > 1 stages 1-3 run as one
+task
 graph, so their wall time is one line, followed by the worker time each kind of job took).
 """
 
@@ -48,17 +49,34 @@ def main() -> None:
     parser.add_argument("--jobs", default="2")
     parser.add_argument("--out", type=Path, default=Path("/tmp/forgetlens-bench-study"))
     parser.add_argument("--config", type=Path, default=None, help="a study config (default: the main job's)")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue the study in --out (e.g. base circuits found beforehand) instead of starting it "
-                             "afresh; the time printed is then this session's only")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the study in --out (e.g. base circuits found beforehand) instead of starting it "
+        "afresh; the time printed is then this session's only",
+    )
     args = parser.parse_args()
     if args.out.exists() and not args.resume:
         shutil.rmtree(args.out)
     start = time.perf_counter()
     config = ["--config", str(args.config)] if args.config else []
-    proc = subprocess.Popen([sys.executable, "-m", "forgetlens", "run", *config, "--seeds", args.seeds,
-                             "--jobs", args.jobs, "--out", str(args.out), *(["--resume"] if args.resume else [])],
-                            stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "forgetlens",
+            "run",
+            *config,
+            "--seeds",
+            args.seeds,
+            "--jobs",
+            args.jobs,
+            "--out",
+            str(args.out),
+            *(["--resume"] if args.resume else []),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
     peak = [0]
 
     def sample() -> None:
@@ -72,11 +90,13 @@ def main() -> None:
         raise SystemExit(f"forgetlens run failed with exit code {proc.returncode}")
     wall = time.perf_counter() - start
     sampler.join()
-    peak_gib = peak[0] / 2 ** 30
+    peak_gib = peak[0] / 2**30
     timings = json.loads((args.out / "timings.json").read_text())
     n_seeds = len(args.seeds.split(","))
-    print(f"{args.config or 'main job'}, seeds {args.seeds}, --jobs {args.jobs}: wall {wall:.0f} s "
-          f"({wall / n_seeds:.0f} s per seed), peak memory {peak_gib:.2f} GiB (all processes)")
+    print(
+        f"{args.config or 'main job'}, seeds {args.seeds}, --jobs {args.jobs}: wall {wall:.0f} s "
+        f"({wall / n_seeds:.0f} s per seed), peak memory {peak_gib:.2f} GiB (all processes)"
+    )
     stages = {k: v for k, v in timings.items() if not k.endswith("_worker_seconds")}
     total = sum(stages.values())
     for stage, seconds in stages.items():
@@ -84,8 +104,11 @@ def main() -> None:
     print(f"  {'startup':<30}{wall - total:>8.1f} s  (interpreter, imports, config)")
     busy = {k: v for k, v in timings.items() if k.endswith("_worker_seconds")}
     if busy:  # --jobs > 1: stages 1-3 overlap; what each kind of job cost its worker, summed over jobs
-        print("  worker time by job kind (summed over workers): "
-              + ", ".join(f"{k.removesuffix('_worker_seconds')} {v:.0f} s" for k, v in busy.items()))
+        print(
+            "  worker time by job kind (summed over workers): "
+            + ", ".join(f"{k.removesuffix('_worker_seconds')} {v:.0f} s" for k, v in busy.items())
+        )
+
 
 if __name__ == "__main__":
     main()

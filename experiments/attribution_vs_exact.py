@@ -42,8 +42,9 @@ def main() -> None:
     layout = HeadLayout.of(model)
     discovery, _ = task_splits(loaded.tokenizer, get_task(args.task), args.n, args.seed)
     options = dict(metric=args.metric, direction=args.direction, batch_size=64)
-    attribution = attribution_scores(model, layout, discovery, ig_steps=args.ig_steps,
-                                     **options).mean(0).flatten()  # [layer*head]
+    attribution = (
+        attribution_scores(model, layout, discovery, ig_steps=args.ig_steps, **options).mean(0).flatten()
+    )  # [layer*head]
     per_prompt = exact_head_effects(model, layout, discovery, **options)  # [prompt, layer, head]
     exact = per_prompt.mean(0).flatten()  # [layer*head]
     print("layer head      exact  attribution")
@@ -51,7 +52,10 @@ def main() -> None:
         print(f"{i // layout.n_heads:5d} {i % layout.n_heads:4d} {exact[i]:10.4f} {attribution[i]:12.4f}")
     rho = spearmanr(attribution.numpy(), exact.numpy()).statistic
     pearson = float(torch.corrcoef(torch.stack([attribution, exact]))[0, 1])
-    print(f"Spearman {rho:.3f}, Pearson {pearson:.3f}; signs disagree on {int(((exact > 0) != (attribution > 0)).sum())} of {exact.numel()} heads")
+    print(
+        f"Spearman {rho:.3f}, Pearson {pearson:.3f}; "
+        f"signs disagree on {int(((exact > 0) != (attribution > 0)).sum())} of {exact.numel()} heads"
+    )
     half = per_prompt.shape[0] // 2
     split = spearmanr(per_prompt[:half].mean(0).flatten().numpy(), per_prompt[half:].mean(0).flatten().numpy())
     print(f"exact effects, split-half Spearman {split.statistic:.3f}")

@@ -53,8 +53,9 @@ def main() -> None:
         if len(found[key]) < 8 or len(held.get(key, [])) < 8:
             continue
         order = rank_heads(attribution_scores(loaded.model, layout, discovery.subset(found[key])).mean(0))
-        curve, _ = faithfulness_curve(loaded.model, layout, evaluation.subset(held[key]), order,
-                                      default_ks(layout.n_total))
+        curve, _ = faithfulness_curve(
+            loaded.model, layout, evaluation.subset(held[key]), order, default_ks(layout.n_total)
+        )
         k = choose_k(curve, None, 0.8)
         heads = " ".join(f"{layer}.{head}" for layer, head in order[:k])
         print(f"{key!r} | {len(found[key])}, {len(held[key])} | {k} | {heads}")

@@ -8,7 +8,8 @@
 each weight matrix's mean |w| (one model per size): how the estimate degrades as the change grows.
 
 Per task (default: the base model's default set), on ``--n`` evaluation prompts (seed 0, as a study draws them),
-it measures head-local (and with ``--total`` total) CMAP of every head both ways (``metrics.vulnerability.cmap_and_drift`` with
+it measures head-local (and with ``--total`` total) CMAP of every head both ways
+(``metrics.vulnerability.cmap_and_drift`` with
 ``top_m=None`` keeps the exact values and the estimates side by side) and prints:
 
 - Spearman between the per-head mean estimate and mean exact effect, with a 95 % prompt-bootstrap interval;
@@ -28,7 +29,7 @@ import numpy as np
 import torch
 
 from forgetlens.circuits.discover import task_splits
-from forgetlens.circuits.validation import spearman_over_heads
+from forgetlens.embedded_build.validation import spearman_over_heads
 from forgetlens.errors import ForgetlensError
 from forgetlens.metrics.vulnerability import cmap_and_drift
 from forgetlens.models.heads import HeadLayout
@@ -47,10 +48,19 @@ def compare(exact: np.ndarray, estimate: np.ndarray, top_m: int) -> dict:
     top_est = set(np.argsort(-np.abs(mean_est))[:top_m].tolist())
     n_heads = exact.shape[2]
     largest = np.argsort(-np.abs(mean_exact))[:5]
-    return {"spearman": list(rho), f"recall_at_{top_m}": len(top_exact & top_est) / top_m,
-            "largest": [{"head": f"L{i // n_heads}H{i % n_heads}", "exact": float(mean_exact[i]),
-                         "estimate": float(mean_est[i]),
-                         "ratio": float(mean_est[i] / mean_exact[i]) if mean_exact[i] else None} for i in largest]}
+    return {
+        "spearman": list(rho),
+        f"recall_at_{top_m}": len(top_exact & top_est) / top_m,
+        "largest": [
+            {
+                "head": f"L{i // n_heads}H{i % n_heads}",
+                "exact": float(mean_exact[i]),
+                "estimate": float(mean_est[i]),
+                "ratio": float(mean_est[i] / mean_exact[i]) if mean_exact[i] else None,
+            }
+            for i in largest
+        ],
+    }
 
 
 def compare_on_task(base, tuned, layout: HeadLayout, name: str, n: int, top_m: int, total: bool) -> dict:
@@ -84,8 +94,9 @@ def main() -> None:
     parser.add_argument("--tasks", default=None)
     parser.add_argument("--n", type=int, default=32)
     parser.add_argument("--top-m", type=int, default=8)
-    parser.add_argument("--total", action="store_true",
-                        help="also compare total CMAP (doubles the cost: one more forward per head)")
+    parser.add_argument(
+        "--total", action="store_true", help="also compare total CMAP (doubles the cost: one more forward per head)"
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
@@ -94,10 +105,13 @@ def main() -> None:
         parser.error("give exactly one of --tuned and --noise")
     try:
         base = load_model(args.base)
-        tuned = {args.tuned: load_checkpoint(args.tuned, args.base)} if args.tuned else {
-            f"noise {size}": noisy(base.model, float(size)) for size in args.noise.split(",")}
+        tuned = (
+            {args.tuned: load_checkpoint(args.tuned, args.base)}
+            if args.tuned
+            else {f"noise {size}": noisy(base.model, float(size)) for size in args.noise.split(",")}
+        )
     except ForgetlensError as error:
-        raise SystemExit(f"error: {error}")
+        raise SystemExit(f"error: {error}") from None
     layout = HeadLayout.of(base.model)
     names = args.tasks.split(",") if args.tasks else default_task_names(args.base)
     result = {"base": args.base, "n": args.n, "models": {}}
@@ -108,12 +122,15 @@ def main() -> None:
             result["models"][label][name] = entry
             for form in entry:
                 e = entry[form]
-                print(f"{label:<12}{name:<18}{form:<6} Spearman {e['spearman'][0]:.3f} [{e['spearman'][1]:.3f}, "
-                      f"{e['spearman'][2]:.3f}]  recall@{args.top_m} {e[f'recall_at_{args.top_m}']:.2f}  largest: "
-                      + ", ".join(f"{h['head']} {h['exact']:+.3f}/{h['estimate']:+.3f}" for h in e["largest"]),
-                      flush=True)
+                print(
+                    f"{label:<12}{name:<18}{form:<6} Spearman {e['spearman'][0]:.3f} [{e['spearman'][1]:.3f}, "
+                    f"{e['spearman'][2]:.3f}]  recall@{args.top_m} {e[f'recall_at_{args.top_m}']:.2f}  largest: "
+                    + ", ".join(f"{h['head']} {h['exact']:+.3f}/{h['estimate']:+.3f}" for h in e["largest"]),
+                    flush=True,
+                )
             if args.out:
                 atomic_write_text(args.out, json.dumps(result, indent=1))
+
 
 if __name__ == "__main__":
     main()

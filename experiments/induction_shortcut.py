@@ -38,11 +38,14 @@ def rates(loaded, task_name: str, n: int) -> dict[str, float]:
     examples = get_task(task_name).examples(n, seed=7)
     batch = encode_examples(loaded.tokenizer, examples, task_name)
     top = answer_logits(loaded.model, batch.clean_ids, batch.attention_mask, batch.answer_pos).argmax(-1)
-    shortcut = torch.tensor([loaded.tokenizer.convert_tokens_to_ids(loaded.tokenizer.tokenize(shortcut_word(e.clean)))[0]
-                             for e in examples])
-    return {"accuracy": (top == batch.answer_ids).float().mean().item(),
-            "shortcut is the answer": (shortcut == batch.answer_ids).float().mean().item(),
-            "model picks the shortcut": (top == shortcut).float().mean().item()}
+    shortcut = torch.tensor(
+        [loaded.tokenizer.convert_tokens_to_ids(loaded.tokenizer.tokenize(shortcut_word(e.clean)))[0] for e in examples]
+    )
+    return {
+        "accuracy": (top == batch.answer_ids).float().mean().item(),
+        "shortcut is the answer": (shortcut == batch.answer_ids).float().mean().item(),
+        "model picks the shortcut": (top == shortcut).float().mean().item(),
+    }
 
 
 def main() -> None:
@@ -57,11 +60,14 @@ def main() -> None:
         try:
             loaded = load_model(spec)
         except ForgetlensError as error:
-            raise SystemExit(f"error: {error}")
+            raise SystemExit(f"error: {error}") from None
         for task_name in ("copying", "induction"):
             r = rates(loaded, task_name, args.n)
-            print(f"{spec:<16}{task_name:<11}{r['accuracy']:>10.3f}{r['shortcut is the answer']:>19.3f}"
-                  f"{r['model picks the shortcut']:>22.3f}", flush=True)
+            print(
+                f"{spec:<16}{task_name:<11}{r['accuracy']:>10.3f}{r['shortcut is the answer']:>19.3f}"
+                f"{r['model picks the shortcut']:>22.3f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

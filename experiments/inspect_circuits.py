@@ -35,8 +35,9 @@ from forgetlens.tasks.registry import parse_task_list
 
 
 @torch.no_grad()
-def answer_position_faithfulness(model, layout: HeadLayout, batch, heads: list[tuple[int, int]], metric: str,
-                                 batch_size: int = 64) -> float:
+def answer_position_faithfulness(
+    model, layout: HeadLayout, batch, heads: list[tuple[int, int]], metric: str, batch_size: int = 64
+) -> float:
     """Faithfulness of ``heads`` when they keep their clean output only at each prompt's answer position."""
     every = torch.ones(layout.n_layers, layout.n_heads, dtype=torch.bool)  # [layer, head]: all take ``source``
     out = []
@@ -62,7 +63,7 @@ def main() -> None:
     try:
         loaded = load_model(args.model)
     except ForgetlensError as error:
-        raise SystemExit(f"error: {error}")
+        raise SystemExit(f"error: {error}") from None
     model, tokenizer = loaded.model, loaded.tokenizer
     layout = HeadLayout.of(model)
     base_cfg = DiscoveryConfig(n_examples=args.n, seed=args.seed)
@@ -80,8 +81,11 @@ def main() -> None:
         print("  share of |exact effect| by layer: " + ", ".join(f"L{i} {s:.2f}" for i, s in enumerate(shares)))
         heads = circuits["counterfactual"].heads
         at_answer = answer_position_faithfulness(model, layout, discovery, heads, base_cfg.metric)
-        print(f"  counterfactual circuit, clean at every position: f={circuits['counterfactual'].faithfulness:.3f}; "
-              f"at the answer position only: f={at_answer:.3f}", flush=True)
+        print(
+            f"  counterfactual circuit, clean at every position: f={circuits['counterfactual'].faithfulness:.3f}; "
+            f"at the answer position only: f={at_answer:.3f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

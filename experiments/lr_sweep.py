@@ -15,14 +15,13 @@ accuracy, forward KL and mean prior-task retention, and the chosen rate per meth
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-import dataclasses
-
 from forgetlens.config import FinetuneConfig, load_study_config
-from forgetlens.training.finetune import finetune
+from forgetlens.pipeline.finetune import finetune
 
 
 def base_config(study_config: Path | None) -> FinetuneConfig:
@@ -41,8 +40,15 @@ def run(method: str, lr: float, seed: int, out: Path, study_config: Path | None 
     rows = finetune(cfg, run_dir, resume=run_dir.exists(), log=lambda *a: None)
     last = rows[-1]
     retention = sum(v["retention_accuracy"] for v in last["prior"].values()) / len(last["prior"])
-    return {"method": method, "lr": lr, "base": rows[0]["target_accuracy"], "final": last["target_accuracy"],
-            "best": max(r["target_accuracy"] for r in rows), "kl": last["kl_forward"], "retention": retention}
+    return {
+        "method": method,
+        "lr": lr,
+        "base": rows[0]["target_accuracy"],
+        "final": last["target_accuracy"],
+        "best": max(r["target_accuracy"] for r in rows),
+        "kl": last["kl_forward"],
+        "retention": retention,
+    }
 
 
 def main() -> None:
@@ -58,13 +64,16 @@ def main() -> None:
     grid = {m: [float(x) for x in (getattr(args, f"{m}_lrs") or args.lrs).split(",")] for m in ("sft", "rl")}
     jobs = [(m, lr) for m in ("rl", "sft") for lr in grid[m]]  # the slow RL runs first
     with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        results = list(pool.map(run, *zip(*jobs), [args.seed] * len(jobs), [args.out] * len(jobs),
-                                [args.config] * len(jobs)))
+        results = list(
+            pool.map(run, *zip(*jobs), [args.seed] * len(jobs), [args.out] * len(jobs), [args.config] * len(jobs))
+        )
     print("| method | lr | target acc (base -> final) | best | KL final | mean prior retention |")
     print("|---|---|---|---|---|---|")
     for r in results:
-        print(f"| {r['method']} | {r['lr']:g} | {r['base']:.3f} -> {r['final']:.3f} | {r['best']:.3f} | "
-              f"{r['kl']:.3f} | {r['retention']:.3f} |")
+        print(
+            f"| {r['method']} | {r['lr']:g} | {r['base']:.3f} -> {r['final']:.3f} | {r['best']:.3f} | "
+            f"{r['kl']:.3f} | {r['retention']:.3f} |"
+        )
     for method in ("sft", "rl"):
         mine = [r for r in results if r["method"] == method]
         chosen = max(mine, key=lambda r: (r["final"], -r["lr"]))

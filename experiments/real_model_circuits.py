@@ -30,17 +30,16 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from forgetlens.circuits.attribution import attribution_scores
 from forgetlens.circuits.circuit import FaithfulnessProbe
 from forgetlens.circuits.discover import discover_circuit, task_splits
-from forgetlens.circuits.attribution import attribution_scores
 from forgetlens.circuits.patching import exact_head_effects
-from forgetlens.circuits.validation import spearman_over_heads
 from forgetlens.config import DiscoveryConfig
+from forgetlens.embedded_build.validation import spearman_over_heads
 from forgetlens.errors import ForgetlensError
-from forgetlens.models.forward import task_accuracy
+from forgetlens.metrics.behaviour import task_accuracy
 from forgetlens.models.heads import HeadLayout, capture_heads
 from forgetlens.models.loading import load_model
 from forgetlens.tasks import get_task
@@ -67,8 +66,9 @@ def patterns_and_writes(model, layout: HeadLayout, ids: torch.Tensor):
     return torch.stack(out.attentions), z, final[0]
 
 
-def direct_logit_effect(model, layout: HeadLayout, z: torch.Tensor, final_resid: torch.Tensor, pos: torch.Tensor,
-                        direction: torch.Tensor) -> torch.Tensor:
+def direct_logit_effect(
+    model, layout: HeadLayout, z: torch.Tensor, final_resid: torch.Tensor, pos: torch.Tensor, direction: torch.Tensor
+) -> torch.Tensor:
     """Each head's write at position ``pos`` [batch] through the final RMS norm (its scale frozen at the actual
     residual) and unembedding, dotted with ``direction`` [batch, d_model] -> [batch, layer, head]."""
     rows = torch.arange(z.shape[1])
@@ -116,16 +116,26 @@ def induction_check(model, layout: HeadLayout, circuit: list, n: int = 64, lengt
     induction = att[:, :, :, q, q - length + 1].mean((1, 3))  # [layer, head]
     previous = att[:, :, :, torch.arange(1, 2 * length), torch.arange(0, 2 * length - 1)].mean((1, 3))
     copying = ov_copying_scores(model, layout)
-    top_induction = sorted(((float(induction[l, h]), (l, h)) for l in range(layout.n_layers)
-                            for h in range(layout.n_heads)), reverse=True)[:10]
-    top_previous = sorted(((float(previous[l, h]), (l, h)) for l in range(layout.n_layers)
-                           for h in range(layout.n_heads)), reverse=True)[:10]
+    top_induction = sorted(
+        ((float(induction[l, h]), (l, h)) for l in range(layout.n_layers) for h in range(layout.n_heads)), reverse=True
+    )[:10]
+    top_previous = sorted(
+        ((float(previous[l, h]), (l, h)) for l in range(layout.n_layers) for h in range(layout.n_heads)), reverse=True
+    )[:10]
     return {
-        "circuit_heads": [{"head": name(h), "induction_score": float(induction[h]),
-                           "previous_token_score": float(previous[h]), "copying_score": float(copying[h])}
-                          for h in circuit],
-        "top_induction_heads": [{"head": name(h), "induction_score": s, "copying_score": float(copying[h]),
-                                 "in_circuit": h in circuit} for s, h in top_induction],
+        "circuit_heads": [
+            {
+                "head": name(h),
+                "induction_score": float(induction[h]),
+                "previous_token_score": float(previous[h]),
+                "copying_score": float(copying[h]),
+            }
+            for h in circuit
+        ],
+        "top_induction_heads": [
+            {"head": name(h), "induction_score": s, "copying_score": float(copying[h]), "in_circuit": h in circuit}
+            for s, h in top_induction
+        ],
         "top_previous_token_heads": [{"head": name(h), "previous_token_score": s} for s, h in top_previous],
         "median_induction_score": float(induction.median()),
     }
@@ -147,11 +157,22 @@ def ioi_check(model, tokenizer, layout: HeadLayout, circuit: list, n: int = 64) 
         to_io.append(att[:, 0, :, last, io_pos].sum(-1))  # [layer, head]
         to_s.append(att[:, 0, :, last, s_pos].sum(-1))
     effect, a_io, a_s = torch.stack(effects).mean(0), torch.stack(to_io).mean(0), torch.stack(to_s).mean(0)
-    ranked = sorted(((float(effect[l, h]), (l, h)) for l in range(layout.n_layers) for h in range(layout.n_heads)),
-                    key=lambda x: -abs(x[0]))[:12]
-    return {"top_heads_by_direct_effect": [{"head": name(h), "direct_logit_effect": e,
-                                            "attention_to_io": float(a_io[h]), "attention_to_s": float(a_s[h]),
-                                            "in_circuit": h in circuit} for e, h in ranked]}
+    ranked = sorted(
+        ((float(effect[l, h]), (l, h)) for l in range(layout.n_layers) for h in range(layout.n_heads)),
+        key=lambda x: -abs(x[0]),
+    )[:12]
+    return {
+        "top_heads_by_direct_effect": [
+            {
+                "head": name(h),
+                "direct_logit_effect": e,
+                "attention_to_io": float(a_io[h]),
+                "attention_to_s": float(a_s[h]),
+                "in_circuit": h in circuit,
+            }
+            for e, h in ranked
+        ]
+    }
 
 
 def main() -> None:
@@ -167,7 +188,7 @@ def main() -> None:
     try:
         loaded = load_model(args.model)
     except ForgetlensError as error:
-        raise SystemExit(f"error: {error}")
+        raise SystemExit(f"error: {error}") from None
     model, tokenizer = loaded.model, loaded.tokenizer
     layout = HeadLayout.of(model)
     names = args.tasks.split(",") if args.tasks else default_task_names(args.model)
@@ -176,8 +197,10 @@ def main() -> None:
         earlier = json.loads(Path(args.out).read_text())
         if {k: earlier.get(k) for k in ("model", "n", "exact_n")} == {k: result[k] for k in ("model", "n", "exact_n")}:
             result["tasks"] = earlier["tasks"]
-    print(f"{'task':<18}{'accuracy':>9}  {'k':>3}  {'f (disc)':>8}  {'f (eval)':>8}  "
-          f"{'Spearman [95% CI]':<24} circuit", flush=True)
+    print(
+        f"{'task':<18}{'accuracy':>9}  {'k':>3}  {'f (disc)':>8}  {'f (eval)':>8}  {'Spearman [95% CI]':<24} circuit",
+        flush=True,
+    )
     for task_name in names:
         if task_name in result["tasks"]:
             continue
@@ -188,18 +211,30 @@ def main() -> None:
         probe = FaithfulnessProbe(model, layout, evaluation)
         f_eval = probe.faithfulness(circuit.heads)
         small = discovery.subset(range(min(args.exact_n, len(discovery))))
-        rho = spearman_over_heads(attribution_scores(model, layout, small).numpy(),
-                                  exact_head_effects(model, layout, small).numpy())
-        entry = {"accuracy": accuracy, "k": circuit.k, "faithfulness_discovery": circuit.faithfulness,
-                 "faithfulness_evaluation": f_eval, "spearman_attribution_vs_exact": list(rho),
-                 "circuit": [name(h) for h in circuit.heads]}
+        rho = spearman_over_heads(
+            attribution_scores(model, layout, small).numpy(), exact_head_effects(model, layout, small).numpy()
+        )
+        entry = {
+            "accuracy": accuracy,
+            "k": circuit.k,
+            "faithfulness_discovery": circuit.faithfulness,
+            "faithfulness_evaluation": f_eval,
+            "spearman_attribution_vs_exact": list(rho),
+            "circuit": [name(h) for h in circuit.heads],
+        }
         result["tasks"][task_name] = entry
-        print(f"{task_name:<18}{accuracy:>9.3f}  {circuit.k:>3}  {circuit.faithfulness:>8.3f}  {f_eval:>8.3f}  "
-              f"{rho[0]:.3f} [{rho[1]:.3f}, {rho[2]:.3f}]     {' '.join(entry['circuit'])}", flush=True)
+        print(
+            f"{task_name:<18}{accuracy:>9.3f}  {circuit.k:>3}  {circuit.faithfulness:>8.3f}  {f_eval:>8.3f}  "
+            f"{rho[0]:.3f} [{rho[1]:.3f}, {rho[2]:.3f}]     {' '.join(entry['circuit'])}",
+            flush=True,
+        )
         if task_name in ("induction", "ioi"):
             model.set_attn_implementation("eager")  # attention patterns for the mechanism checks
-            entry["mechanism"] = (induction_check(model, layout, circuit.heads) if task_name == "induction"
-                                  else ioi_check(model, tokenizer, layout, circuit.heads))
+            entry["mechanism"] = (
+                induction_check(model, layout, circuit.heads)
+                if task_name == "induction"
+                else ioi_check(model, tokenizer, layout, circuit.heads)
+            )
             model.set_attn_implementation("sdpa")
         if "mechanism" in entry:
             print(json.dumps(entry["mechanism"], indent=1), flush=True)

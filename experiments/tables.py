@@ -34,8 +34,11 @@ def main() -> None:
     print("|---" * (4 + len(tasks)) + "|")
     for name, run in results["runs"].items():
         for r in run["checkpoints"]:
-            print(f"| {name} | {r['step']} | {r['target_accuracy']:.3f} | {r['kl_forward']:.3f} | "
-                  + " | ".join(f"{r['prior'][t]['retention_accuracy']:.3f}" for t in tasks) + " |")
+            print(
+                f"| {name} | {r['step']} | {r['target_accuracy']:.3f} | {r['kl_forward']:.3f} | "
+                + " | ".join(f"{r['prior'][t]['retention_accuracy']:.3f}" for t in tasks)
+                + " |"
+            )
     print("\n### Mean over seeds (Student-t 95 % interval)\n")
     print("| method | step | target acc | KL | mean prior retention |")
     print("|---|---|---|---|---|")
@@ -53,16 +56,21 @@ def main() -> None:
         print("|---|---" + "|---" * len(general) + "|")
         for method, curves in results["curves"].items():
             for i, step in enumerate(curves["target_accuracy"]["steps"]):
-                cells = [ci({"value": curves[g]["mean"][i], "ci_low": curves[g]["low"][i],
-                             "ci_high": curves[g]["high"][i]}) for g in general]
+                cells = [
+                    ci({"value": curves[g]["mean"][i], "ci_low": curves[g]["low"][i], "ci_high": curves[g]["high"][i]})
+                    for g in general
+                ]
                 print(f"| {method} | {step} | " + " | ".join(cells) + " |")
     if results.get("target_gain"):
         print("\n### Held-out target gain at the last checkpoint (results.json `target_gain`)\n")
         print("| method | step | over seeds (t) | per seed | over questions (bootstrap) |")
         print("|---|---|---|---|---|")
         for method, g in results["target_gain"].items():
-            print(f"| {method} | {g['step']} | {ci(g['seeds'])} | "
-                  + ", ".join(f"{v:+.3f}" for v in g["seeds"]["per_seed"]) + f" | {ci(g['questions'])} |")
+            print(
+                f"| {method} | {g['step']} | {ci(g['seeds'])} | "
+                + ", ".join(f"{v:+.3f}" for v in g["seeds"]["per_seed"])
+                + f" | {ci(g['questions'])} |"
+            )
     print("\n### Target-accuracy gain from step 0, paired within each seed (Student-t 95 % interval)\n")
     print("| method | step | gain | per seed |")
     print("|---|---|---|---|")
@@ -75,7 +83,13 @@ def main() -> None:
     for (method, step), values in gains.items():
         print(f"| {method} | {step} | {ci(t_interval(values))} | " + ", ".join(f"{v:+.3f}" for v in values) + " |")
     print("\n### Per-task accuracy retention and V(C0) at the last step, mean over seeds\n")
-    print("| method | step | " + " | ".join(f"{t} ret." for t in tasks) + " | " + " | ".join(f"{t} V(C0)" for t in tasks) + " |")
+    print(
+        "| method | step | "
+        + " | ".join(f"{t} ret." for t in tasks)
+        + " | "
+        + " | ".join(f"{t} V(C0)" for t in tasks)
+        + " |"
+    )
     print("|---" * (2 + 2 * len(tasks)) + "|")
     for method, curves in results["curves"].items():
         cells = []
@@ -93,8 +107,10 @@ def main() -> None:
         rows = [(label, s) for label, s in task["models"].items() if label.endswith(f"@{last}")]
         rows += [(f"{g} (seeds)", s) for g, s in task["seeds"]["models"].items() if g.endswith(f"@{last}")]
         for label, s in rows:
-            print(f"| {t} | {task['circuit']['k']} | {stab['mean_jaccard']:.2f} | {label} | {ci(s.get('v_circuit'))} | "
-                  f"{ci(s.get('v_circuit_total'))} | {ci(s.get('retention'))} | {ci(s.get('preserved_fraction'))} |")
+            print(
+                f"| {t} | {task['circuit']['k']} | {stab['mean_jaccard']:.2f} | {label} | {ci(s.get('v_circuit'))} | "
+                f"{ci(s.get('v_circuit_total'))} | {ci(s.get('retention'))} | {ci(s.get('preserved_fraction'))} |"
+            )
     print("\n### DCV(C0) = V_SFT(C0) - V_RL(C0)\n")
     print("| task | comparison | DCV(C0) | DCV retention (SFT - RL) | heads with q < 0.05 |")
     print("|---|---|---|---|---|")

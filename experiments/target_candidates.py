@@ -32,10 +32,11 @@ from forgetlens.training.data import target_splits
 def candidates(n: int, data: list[Path]) -> dict[str, list[dict]]:
     """Candidate name -> up to ``n`` held-out records (the evaluation split of seed 0)."""
     out = {}
-    for name, cfg in (("compare (multiple choice)", FinetuneConfig(synthetic_target="compare")),
-                      ("compare (short answer)", FinetuneConfig(synthetic_target="compare-short")),
-                      ("science facts (multiple choice)", FinetuneConfig(synthetic_target="facts",
-                                                                         variants_per_question=1))):
+    for name, cfg in (
+        ("compare (multiple choice)", FinetuneConfig(synthetic_target="compare")),
+        ("compare (short answer)", FinetuneConfig(synthetic_target="compare-short")),
+        ("science facts (multiple choice)", FinetuneConfig(synthetic_target="facts", variants_per_question=1)),
+    ):
         out[name] = target_splits(cfg)[1][:n]
     for path in data:
         records = target_splits(FinetuneConfig(data=str(path), max_records=4 * n))[1]
@@ -47,8 +48,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--n", type=int, default=64)
-    parser.add_argument("--data", type=Path, nargs="*", default=sorted(
-        p for p in Path("../shared/data/sciknoweval-chemistry-L3").glob("*.jsonl") if "balancing" not in p.name))
+    parser.add_argument(
+        "--data",
+        type=Path,
+        nargs="*",
+        default=sorted(
+            p for p in Path("../shared/data/sciknoweval-chemistry-L3").glob("*.jsonl") if "balancing" not in p.name
+        ),
+    )
     parser.add_argument("--max-new-tokens", type=int, default=16)
     args = parser.parse_args()
     torch.manual_seed(0)
@@ -68,10 +75,14 @@ def main() -> None:
             letter_cell, top_cell = f"{letter:.3f}", f"{top:.2f}"
         else:
             letter_cell = top_cell = "-"
-        reply = tokenizer.decode(generate(model, tokenizer, chat_prompts(tokenizer, records[:1]),
-                                          args.max_new_tokens)[0], skip_special_tokens=True)
-        print(f"| {name} | {len(records)} | {letter_cell} | {greedy:.3f} | {top_cell} | {reply.strip()[:40]!r} |",
-              flush=True)
+        reply = tokenizer.decode(
+            generate(model, tokenizer, chat_prompts(tokenizer, records[:1]), args.max_new_tokens)[0],
+            skip_special_tokens=True,
+        )
+        print(
+            f"| {name} | {len(records)} | {letter_cell} | {greedy:.3f} | {top_cell} | {reply.strip()[:40]!r} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

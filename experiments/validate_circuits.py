@@ -16,9 +16,9 @@ from pathlib import Path
 
 import torch
 
-from forgetlens.circuits.validation import validate_task
+from forgetlens.embedded_build.card import circuit_line
+from forgetlens.embedded_build.validation import validate_task
 from forgetlens.errors import ForgetlensError
-from forgetlens.models.card import circuit_line
 from forgetlens.models.loading import load_model
 from forgetlens.tasks.registry import parse_task_list
 
@@ -33,10 +33,9 @@ def main() -> None:
     try:
         loaded = load_model(args.model)
     except ForgetlensError as error:
-        raise SystemExit(f"error: {error}")
+        raise SystemExit(f"error: {error}") from None
     for task in parse_task_list(None):
-        print(circuit_line(task.name, validate_task(loaded.model, loaded.tokenizer, task, seed=args.seed)),
-              flush=True)
+        print(circuit_line(task.name, validate_task(loaded.model, loaded.tokenizer, task, seed=args.seed)), flush=True)
 
 
 if __name__ == "__main__":

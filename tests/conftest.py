@@ -22,17 +22,30 @@ def tokenizer():
 
 def make_tiny(arch: str, vocab_size: int, seed: int = 0, layers: int = 2, heads: int = 4):
     """A random tiny causal LM of ``arch`` (qwen2 with GQA, llama, gpt2)."""
-    from transformers import (GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, Qwen2Config,
-                              Qwen2ForCausalLM)
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
     torch.manual_seed(seed)
     if arch == "qwen2":
-        cfg = Qwen2Config(vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=layers,
-                          num_attention_heads=heads, num_key_value_heads=heads // 2, max_position_embeddings=128)
+        cfg = Qwen2Config(
+            vocab_size=vocab_size,
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            num_key_value_heads=heads // 2,
+            max_position_embeddings=128,
+        )
         model = Qwen2ForCausalLM(cfg)
     elif arch == "llama":
-        cfg = LlamaConfig(vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=layers,
-                          num_attention_heads=heads, num_key_value_heads=heads, max_position_embeddings=128)
+        cfg = LlamaConfig(
+            vocab_size=vocab_size,
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            num_key_value_heads=heads,
+            max_position_embeddings=128,
+        )
         model = LlamaForCausalLM(cfg)
     elif arch == "gpt2":
         cfg = GPT2Config(vocab_size=vocab_size, n_embd=64, n_layer=layers, n_head=heads, n_positions=128)

@@ -18,8 +18,14 @@ def _top(scores: np.ndarray, k: int) -> set[int]:
     return set(order[:k])
 
 
-def reference_statistics(base: PromptMeasurements, tuned: PromptMeasurements, circuit_mask: np.ndarray,
-                       weights: np.ndarray, idx, k_grid: list[int]) -> dict[str, np.ndarray]:
+def reference_statistics(
+    base: PromptMeasurements,
+    tuned: PromptMeasurements,
+    circuit_mask: np.ndarray,
+    weights: np.ndarray,
+    idx,
+    k_grid: list[int],
+) -> dict[str, np.ndarray]:
     """All per-head and circuit statistics on prompts ``idx`` (slice or index array)."""
     ie0 = base.ie[idx].mean(0) / base.te[idx].mean()  # [L, H]
     ie1 = tuned.ie[idx].mean(0) / tuned.te[idx].mean()
@@ -45,19 +51,23 @@ def reference_statistics(base: PromptMeasurements, tuned: PromptMeasurements, ci
         a, b = _top(ie0, kk), _top(ie1, kk)
         areas.append((len(a & b) / kk, len(a & b) / len(a | b)))
     return {
-        "ie_base": ie0, "ie_tuned": ie1, "v_imp": v_imp, "v_cmap": v_cmap, "v_cmap_total": v_cmap_total,
+        "ie_base": ie0,
+        "ie_tuned": ie1,
+        "v_imp": v_imp,
+        "v_cmap": v_cmap,
+        "v_cmap_total": v_cmap_total,
         "drift": drift,
-        "faithfulness_base": np.float64(f0), "faithfulness_tuned": np.float64(f1),
+        "faithfulness_base": np.float64(f0),
+        "faithfulness_tuned": np.float64(f1),
         "retention": np.float64(f1 / f0),
         "v_circuit": np.float64((weights * v_cmap)[c].sum()),
         "v_circuit_total": np.float64((weights * v_cmap_total)[c].sum()),
         "v_imp_circuit": np.float64((weights * v_imp)[c].sum()),
         "drift_circuit": np.float64((weights * drift)[c].sum()),
         "vulnerable_fraction": np.float64((v_cmap[c] > VULNERABLE_TAU).mean()),
-        "preserved_fraction": np.float64(preserved), "jaccard": np.float64(jaccard),
+        "preserved_fraction": np.float64(preserved),
+        "jaccard": np.float64(jaccard),
         "spearman": np.float64(_spearman(ie0.ravel(), ie1.ravel())),
         "preserved_area": np.float64(np.mean([a for a, _ in areas])),
         "jaccard_area": np.float64(np.mean([j for _, j in areas])),
     }
-
-

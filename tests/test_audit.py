@@ -93,8 +93,12 @@ def test_damage_elsewhere_leaves_v_circuit_ci_covering_zero(setup):
     members = set(circuit.heads)
     group = layout.n_heads // model.config.num_key_value_heads
     groups_with_members = {(l, h // group) for l, h in members}
-    others = [(l, h) for l in range(layout.n_layers) for h in range(layout.n_heads)
-              if (l, h // group) not in groups_with_members]
+    others = [
+        (l, h)
+        for l in range(layout.n_layers)
+        for h in range(layout.n_heads)
+        if (l, h // group) not in groups_with_members
+    ]
     assert len(others) >= len(members)
     chosen = [others[i] for i in np.random.default_rng(0).choice(len(others), size=len(members), replace=False)]
     stat = compare(setup, {"control": damaged(model, layout, chosen, 1.0)})["models"]["control"]["v_circuit"]
@@ -111,9 +115,14 @@ def test_ci_width_shrinks_with_more_prompts(embedded):
     widths = []
     for n in (24, 96):
         _, evaluation = task_splits(tok, get_task(TASK), n, seed=2)
-        res = compare_models(measure(model, layout, evaluation, mask),
-                             {"t": measure(tuned, layout, evaluation, mask, base=model)},
-                             mask.numpy(), weights, n_boot=300, seed=0)
+        res = compare_models(
+            measure(model, layout, evaluation, mask),
+            {"t": measure(tuned, layout, evaluation, mask, base=model)},
+            mask.numpy(),
+            weights,
+            n_boot=300,
+            seed=0,
+        )
         s = res["models"]["t"]["v_circuit"]
         widths.append(s["ci_high"] - s["ci_low"])
     assert widths[1] < widths[0]
@@ -123,14 +132,21 @@ def _audit(*args):
     return subprocess.run([sys.executable, "-m", "forgetlens", "audit", *args], capture_output=True, text=True)
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["--base", "embedded", "--tuned", "broken", "--out", "x.json"], "expected NAME=PATH"),
-    (["--base", "embedded", "--tuned", "a=/no/such/dir", "--out", "x.json"], "/no/such/dir does not exist"),
-    (["--base", "embedded", "--tuned", "a=embedded", "--tasks", "ioi,nope", "--out", "x.json"], "unknown task 'nope'"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--base", "embedded", "--tuned", "broken", "--out", "x.json"], "expected NAME=PATH"),
+        (["--base", "embedded", "--tuned", "a=/no/such/dir", "--out", "x.json"], "/no/such/dir does not exist"),
+        (
+            ["--base", "embedded", "--tuned", "a=embedded", "--tasks", "ioi,nope", "--out", "x.json"],
+            "unknown task 'nope'",
+        ),
+    ],
+)
 def test_audit_bad_input(tmp_path, args, needle):
-    result = subprocess.run([sys.executable, "-m", "forgetlens", "audit", *args], capture_output=True, text=True,
-                            cwd=tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "forgetlens", "audit", *args], capture_output=True, text=True, cwd=tmp_path
+    )
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1 and needle in lines[0], result.stderr
 
@@ -140,22 +156,51 @@ def test_audit_rejects_a_different_head_layout(tmp_path, tokenizer):
 
     make_tiny("qwen2", len(tokenizer)).save_pretrained(tmp_path / "small")
     tokenizer.save_pretrained(tmp_path / "small")
-    result = subprocess.run([sys.executable, "-m", "forgetlens", "audit", "--base", "embedded", "--tuned",
-                             f"x={tmp_path / 'small'}", "--out", str(tmp_path / "a.json")], capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "forgetlens",
+            "audit",
+            "--base",
+            "embedded",
+            "--tuned",
+            f"x={tmp_path / 'small'}",
+            "--out",
+            str(tmp_path / "a.json"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1 and "head layout" in lines[0], result.stderr
 
 
 def test_audit_cli_on_a_finetune_run_and_a_model(tmp_path, embedded):
     from forgetlens.config import FinetuneConfig
-    from forgetlens.training.finetune import finetune
+    from forgetlens.pipeline.finetune import finetune
 
-    cfg = FinetuneConfig(method="sft", steps=2, checkpoint_every=2, prompts_per_step=4, prior_eval_examples=8,
-                         kl_samples=1)
+    cfg = FinetuneConfig(
+        method="sft", steps=2, checkpoint_every=2, prompts_per_step=4, prior_eval_examples=8, kl_samples=1
+    )
     finetune(cfg, tmp_path / "run")
     out = tmp_path / "audit.json"
-    result = _audit("--base", "embedded", "--tuned", f"sft={tmp_path / 'run'}", "--tuned", "same=embedded",
-                    "--tasks", "ioi", "--n-boot", "50", "--n-examples", "24", "--out", str(out))
+    result = _audit(
+        "--base",
+        "embedded",
+        "--tuned",
+        f"sft={tmp_path / 'run'}",
+        "--tuned",
+        "same=embedded",
+        "--tasks",
+        "ioi",
+        "--n-boot",
+        "50",
+        "--n-examples",
+        "24",
+        "--out",
+        str(out),
+    )
     assert result.returncode == 0, result.stderr
     data = json.loads(out.read_text())
     assert set(data["tasks"]["ioi"]["models"]) == {"sft@2", "same"}
@@ -188,7 +233,7 @@ def test_local_cmap_puts_a_single_head_edit_on_that_head_only(setup):
     others[layer, head] = False
     assert torch.all(local[:, others] == 0)
     total = cross_model_patching(model, tuned, layout, part, "logit_diff", "total")
-    assert total[:, layer + 1:].abs().max() > 1e-3
+    assert total[:, layer + 1 :].abs().max() > 1e-3
 
 
 def test_head_writes_reads_w_o_as_calling_the_projection_does(embedded):
@@ -227,11 +272,14 @@ def test_first_order_measurement_agrees_with_exact_patching_everywhere(setup):
                 exact_set = m.cmap_exact
                 assert exact_set[mask.numpy()].all() and exact_set.sum() == mask.sum() + 4
                 assert np.array_equal(m.cmap[:, exact_set], results["exact"][1][name].cmap[:, exact_set])
-                assert np.array_equal(m.cmap_total[:, m.cmap_total_exact],
-                                      results["exact"][1][name].cmap_total[:, m.cmap_total_exact])
+                assert np.array_equal(
+                    m.cmap_total[:, m.cmap_total_exact], results["exact"][1][name].cmap_total[:, m.cmap_total_exact]
+                )
         key = "exact" if top_m is None else "first_order"
-        results[key] = (compare_models(base_m, measured, mask.numpy(), weights, n_boot=300, seed=0, n_perm=100),
-                        measured)
+        results[key] = (
+            compare_models(base_m, measured, mask.numpy(), weights, n_boot=300, seed=0, n_perm=100),
+            measured,
+        )
     exact, fast = results["exact"][0], results["first_order"][0]
     for name in ("sft", "rl"):
         for key in ("v_circuit", "v_circuit_total"):

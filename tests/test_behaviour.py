@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import torch
-
 from conftest import make_tiny
-from forgetlens.metrics.behaviour import (chat_prompts, cut_share, forward_kl, generate, letter_choices,
-                                         option_choices)
+
+from forgetlens.metrics.behaviour import chat_prompts, cut_share, forward_kl, generate, letter_choices, option_choices
 from forgetlens.tasks import comparisons
 from forgetlens.tasks.general import CHAT_PROMPTS, general_knowledge_records
 from forgetlens.tasks.rewards import score_reply, stated_values
@@ -59,8 +58,8 @@ def test_chain_rule_and_log_ratio_estimators_agree_on_long_completions(tokenizer
         for p, c in zip(prompts, samples):
             ids = torch.tensor([tokenizer(p, add_special_tokens=False)["input_ids"] + c])
             n = len(c)
-            lp0 = base(input_ids=ids).logits[0, -n - 1:-1].float().log_softmax(-1)
-            lp = tuned(input_ids=ids).logits[0, -n - 1:-1].float().log_softmax(-1)
+            lp0 = base(input_ids=ids).logits[0, -n - 1 : -1].float().log_softmax(-1)
+            lp = tuned(input_ids=ids).logits[0, -n - 1 : -1].float().log_softmax(-1)
             tok = torch.tensor(c)[:, None]
             ratios.append(float((lp0.gather(1, tok) - lp.gather(1, tok)).sum()))
     diff = torch.tensor(ratios) - chain
@@ -109,8 +108,9 @@ def test_option_choices_match_one_option_at_a_time(tokenizer):
     batched = option_choices(model, tokenizer, records, batch_size=5)  # batches split records: padding
     expected = []
     for r in records:
-        prompt = tokenizer.apply_chat_template([{"role": "user", "content": r["question"]}], tokenize=False,
-                                               add_generation_prompt=True)
+        prompt = tokenizer.apply_chat_template(
+            [{"role": "user", "content": r["question"]}], tokenize=False, add_generation_prompt=True
+        )
         p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
         best = None
         for label, text in zip(r["choices"]["label"], r["choices"]["text"]):

@@ -18,7 +18,8 @@ def local_task_dir(tmp_path: Path) -> Path:
     """The test task YAML with its data file given as an absolute path (lm-eval resolves relative ones from cwd)."""
     text = (LOCAL_TASKS / "capitals_local.yaml").read_text()
     (tmp_path / "capitals_local.yaml").write_text(
-        text.replace("test: capitals_local.jsonl", f"test: {LOCAL_TASKS / 'capitals_local.jsonl'}"))
+        text.replace("test: capitals_local.jsonl", f"test: {LOCAL_TASKS / 'capitals_local.jsonl'}")
+    )
     return tmp_path
 
 

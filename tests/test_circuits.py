@@ -4,16 +4,22 @@ import math
 
 import pytest
 import torch
+from conftest import make_tiny
 
 from forgetlens.circuits.attribution import attribution_scores
-from forgetlens.circuits.circuit import (default_ks, faithfulness_curve, head_mask, normalised_faithfulness,
-                                         faithfulness_baseline, rank_heads, score_heads)
+from forgetlens.circuits.circuit import (
+    default_ks,
+    faithfulness_baseline,
+    faithfulness_curve,
+    head_mask,
+    normalised_faithfulness,
+    rank_heads,
+    score_heads,
+)
 from forgetlens.circuits.patching import circuit_metric, exact_head_effects, head_outputs, run_metric
 from forgetlens.models.heads import HeadLayout, capture_heads, frozen_parameters, head_hooks
 from forgetlens.tasks import encode_examples, get_task
 from forgetlens.tasks.base import task_metric
-
-from conftest import make_tiny
 
 PLANTED = [(0, 1), (1, 2), (1, 3)]
 
@@ -81,9 +87,10 @@ def slow_attribution(model, layout, batch, metric="logit_diff"):
     return out
 
 
-@pytest.mark.parametrize("metric,dtype,atol", [("logit_diff", torch.float32, 1e-5),
-                                                ("logit_diff", torch.float64, 1e-10),
-                                                ("prob_diff", torch.float64, 1e-10)])
+@pytest.mark.parametrize(
+    "metric,dtype,atol",
+    [("logit_diff", torch.float32, 1e-5), ("logit_diff", torch.float64, 1e-10), ("prob_diff", torch.float64, 1e-10)],
+)
 def test_fast_attribution_equals_slow_reference(tokenizer, metric, dtype, atol):
     model = make_tiny("qwen2", len(tokenizer), seed=2).to(dtype)
     layout = HeadLayout.of(model)
@@ -130,8 +137,9 @@ def test_ablation_endpoints(tokenizer, tiny_qwen2):
     full = run_metric(tiny_qwen2, batch, "logit_diff")
     for ablation in ("counterfactual", "mean", "zero"):
         assert torch.equal(circuit_metric(tiny_qwen2, layout, batch, everyone, ablation), full)
-        curve, _ = faithfulness_curve(tiny_qwen2, layout, batch, rank_heads(torch.randn(2, 4)),
-                                      default_ks(layout.n_total), ablation)
+        curve, _ = faithfulness_curve(
+            tiny_qwen2, layout, batch, rank_heads(torch.randn(2, 4)), default_ks(layout.n_total), ablation
+        )
         assert curve[0]["faithfulness"] == pytest.approx(0.0, abs=1e-9)
         assert curve[-1]["faithfulness"] == pytest.approx(1.0, abs=1e-9)
     # zero ablation of every head equals a model whose output projections are zero
@@ -188,7 +196,7 @@ def test_spearman_interval_collapses_when_every_prompt_gives_the_same_effects():
     import numpy as np
     from scipy.stats import spearmanr
 
-    from forgetlens.circuits.validation import spearman_over_heads
+    from forgetlens.embedded_build.validation import spearman_over_heads
 
     rng = np.random.default_rng(0)
     attribution_row, exact_row = rng.normal(size=(2, 3, 4))  # [layer, head] each
@@ -204,7 +212,7 @@ def test_spearman_interval_widens_with_prompt_noise():
     import numpy as np
     from scipy.stats import spearmanr
 
-    from forgetlens.circuits.validation import spearman_over_heads
+    from forgetlens.embedded_build.validation import spearman_over_heads
 
     rng = np.random.default_rng(1)
     effects = rng.normal(size=(4, 8))  # [layer, head]
@@ -231,8 +239,9 @@ def test_faithfulness_probe_equals_the_per_size_reference(tokenizer, tiny_qwen2,
     ks = default_ks(layout.n_total)
     reference, _ = faithfulness_curve(tiny_qwen2, layout, batch, order, ks, ablation, batch_size=4)
     scored = attribution_pass(tiny_qwen2, layout, batch, batch_size=4, keep_donor_outputs=True)
-    probe = FaithfulnessProbe(tiny_qwen2, layout, batch, ablation, batch_size=4, sources=scored.donor_outputs,
-                              full=scored.receiver_metric)
+    probe = FaithfulnessProbe(
+        tiny_qwen2, layout, batch, ablation, batch_size=4, sources=scored.donor_outputs, full=scored.receiver_metric
+    )
     fast = probe.curve(order, ks)
     for want, got in zip(reference, fast):
         assert got["faithfulness"] == pytest.approx(want["faithfulness"], abs=1e-5)
@@ -254,8 +263,10 @@ class _Curve:
 def test_search_k_finds_the_first_size_reaching_the_target_on_a_monotone_curve(n_heads, first):
     from forgetlens.circuits.circuit import search_k
 
-    values = [min(1.0, 0.8 * k / first) if k < first else 0.8 + 0.2 * (k - first) / max(1, n_heads - first)
-              for k in range(n_heads + 1)]
+    values = [
+        min(1.0, 0.8 * k / first) if k < first else 0.8 + 0.2 * (k - first) / max(1, n_heads - first)
+        for k in range(n_heads + 1)
+    ]
     values[n_heads] = 1.0
     probe = _Curve(values)
     k, points = search_k(probe, [(0, h) for h in range(n_heads)], 0.8)
@@ -271,8 +282,7 @@ def test_bisection_finds_the_circuit_the_full_curve_finds_on_the_embedded_model(
 
     task = get_task(name)
     fast = discover_circuit(embedded.model, embedded.tokenizer, task, DiscoveryConfig(n_examples=128))
-    full = discover_circuit(embedded.model, embedded.tokenizer, task, DiscoveryConfig(n_examples=128,
-                                                                                      full_curve=True))
+    full = discover_circuit(embedded.model, embedded.tokenizer, task, DiscoveryConfig(n_examples=128, full_curve=True))
     assert fast.heads == full.heads
     assert fast.faithfulness == pytest.approx(full.faithfulness, abs=1e-6)
     assert len(fast.curve) < len(full.curve)

@@ -5,13 +5,17 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import make_tiny
 
 
 def forgetlens(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "forgetlens", *args], capture_output=True, text=True, cwd=cwd,
-                          env={**__import__("os").environ, "FORGETLENS_QUIET": "1"})
+    return subprocess.run(
+        [sys.executable, "-m", "forgetlens", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**__import__("os").environ, "FORGETLENS_QUIET": "1"},
+    )
 
 
 def assert_one_line_error(result, *needles):
@@ -49,12 +53,18 @@ def test_discover_writes_the_documented_json(tmp_path):
     assert "faithfulness" in result.stdout and "rank" in result.stdout
 
 
-@pytest.mark.parametrize("args,needles", [
-    (["discover", "--task", "nope", "--out", "x.json"], ["unknown task 'nope'"]),
-    (["discover", "--task", "ioi", "--model", "/no/such/model", "--out", "x.json"], ["/no/such/model", "does not exist"]),
-    (["discover", "--task", "ioi", "--method", "magic", "--out", "x.json"], ["--method", "magic"]),
-    (["discover", "--task", "ioi", "--n-examples", "0", "--out", "x.json"], ["--n-examples"]),
-])
+@pytest.mark.parametrize(
+    "args,needles",
+    [
+        (["discover", "--task", "nope", "--out", "x.json"], ["unknown task 'nope'"]),
+        (
+            ["discover", "--task", "ioi", "--model", "/no/such/model", "--out", "x.json"],
+            ["/no/such/model", "does not exist"],
+        ),
+        (["discover", "--task", "ioi", "--method", "magic", "--out", "x.json"], ["--method", "magic"]),
+        (["discover", "--task", "ioi", "--n-examples", "0", "--out", "x.json"], ["--n-examples"]),
+    ],
+)
 def test_bad_input_gives_one_line(tmp_path, args, needles):
     result = forgetlens(*args, cwd=tmp_path)
     assert_one_line_error(result, *needles)
@@ -64,18 +74,30 @@ def test_bad_input_gives_one_line(tmp_path, args, needles):
 def test_unsupported_architecture_is_one_line(tmp_path, tokenizer):
     from transformers import OPTConfig, OPTForCausalLM
 
-    model = OPTForCausalLM(OPTConfig(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1,
-                                     num_attention_heads=2, ffn_dim=32, max_position_embeddings=64,
-                                     word_embed_proj_dim=16))
+    model = OPTForCausalLM(
+        OPTConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            ffn_dim=32,
+            max_position_embeddings=64,
+            word_embed_proj_dim=16,
+        )
+    )
     model.save_pretrained(tmp_path / "opt")
     tokenizer.save_pretrained(tmp_path / "opt")
-    result = forgetlens("discover", "--task", "ioi", "--model", str(tmp_path / "opt"), "--out", str(tmp_path / "o.json"))
+    result = forgetlens(
+        "discover", "--task", "ioi", "--model", str(tmp_path / "opt"), "--out", str(tmp_path / "o.json")
+    )
     assert_one_line_error(result, "unsupported architecture 'opt'")
 
 
 def test_model_directory_without_config_is_one_line(tmp_path):
     (tmp_path / "empty").mkdir()
-    result = forgetlens("discover", "--task", "ioi", "--model", str(tmp_path / "empty"), "--out", str(tmp_path / "o.json"))
+    result = forgetlens(
+        "discover", "--task", "ioi", "--model", str(tmp_path / "empty"), "--out", str(tmp_path / "o.json")
+    )
     assert_one_line_error(result, "has no config.json")
 
 
@@ -91,5 +113,7 @@ def test_multi_token_answer_from_a_foreign_tokenizer_is_one_line(tmp_path):
     model = make_tiny("llama", len(vocab))
     model.save_pretrained(tmp_path / "charlm")
     tok.save_pretrained(tmp_path / "charlm")
-    result = forgetlens("discover", "--task", "ioi", "--model", str(tmp_path / "charlm"), "--out", str(tmp_path / "o.json"))
+    result = forgetlens(
+        "discover", "--task", "ioi", "--model", str(tmp_path / "charlm"), "--out", str(tmp_path / "o.json")
+    )
     assert_one_line_error(result, "task ioi", "is 5 tokens", "single tokens")

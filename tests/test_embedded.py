@@ -8,11 +8,11 @@ import json
 
 import pytest
 
-from forgetlens.circuits.validation import validate_task
-from forgetlens.config import PretrainConfig
-from forgetlens.models.loading import EMBEDDED_DIR
-from forgetlens.models.forward import task_accuracy
+from forgetlens.embedded_build.config import PretrainConfig
+from forgetlens.embedded_build.validation import validate_task
+from forgetlens.metrics.behaviour import task_accuracy
 from forgetlens.models.heads import HeadLayout
+from forgetlens.models.loading import EMBEDDED_DIR
 from forgetlens.tasks import encode_examples, get_task
 
 TASKS = ["copying", "ioi", "greater_than", "fact_recall"]

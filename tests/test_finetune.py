@@ -12,15 +12,16 @@ import pytest
 
 from forgetlens.config import FinetuneConfig
 from forgetlens.errors import ForgetlensError
-from forgetlens.training.finetune import finetune
+from forgetlens.pipeline.finetune import finetune
 from forgetlens.training.data import target_splits, training_schedule
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sciknoweval-chemistry-L3"
 
 
 def tiny(method, **kw):
-    cfg = FinetuneConfig(method=method, steps=4, checkpoint_every=2, prompts_per_step=4, prior_eval_examples=16,
-                         kl_samples=1, **kw)
+    cfg = FinetuneConfig(
+        method=method, steps=4, checkpoint_every=2, prompts_per_step=4, prior_eval_examples=16, kl_samples=1, **kw
+    )
     cfg.rl.num_generations = 4
     return cfg
 
@@ -44,8 +45,9 @@ def test_run_writes_checkpoints_and_behaviour(tmp_path, method):
 
 def test_general_eval_and_a_capped_kl_sample(tmp_path):
     """Off-task drift is measured at every checkpoint: zero KL at the base, a share of cut KL samples."""
-    cfg = tiny("sft", general_eval=True, chat_kl_tokens=6, kl_prompts=3, kl_max_new_tokens=4,
-               synthetic_target="compare-short")
+    cfg = tiny(
+        "sft", general_eval=True, chat_kl_tokens=6, kl_prompts=3, kl_max_new_tokens=4, synthetic_target="compare-short"
+    )
     rows = finetune(cfg, tmp_path / "run")
     assert set(rows[0]["general"]) == {"kl_chat", "knowledge_accuracy"}
     assert rows[0]["general"]["kl_chat"] == pytest.approx(0.0, abs=1e-6)
@@ -61,8 +63,9 @@ def test_both_methods_get_the_same_prompts(target):
     assert training_schedule(target_splits(sft)[0], sft) == training_schedule(target_splits(rl)[0], rl)
     train, evaluation = target_splits(sft)
     assert not {r["question"] for r in train} & {r["question"] for r in evaluation}
-    assert {r["details"]["subtask"] for r in train} <= ({"compare": {"compare"}, "compare-short": {"compare-short"}}
-                                                        .get(target, {"symbol", "element", "unit"}))
+    assert {r["details"]["subtask"] for r in train} <= (
+        {"compare": {"compare"}, "compare-short": {"compare-short"}}.get(target, {"symbol", "element", "unit"})
+    )
 
 
 def test_the_default_target_asks_only_comparisons_the_embedded_model_never_practised():
@@ -75,7 +78,9 @@ def test_the_default_target_asks_only_comparisons_the_embedded_model_never_pract
 
 
 def test_an_unknown_synthetic_target_is_named(tmp_path):
-    with pytest.raises(ForgetlensError, match="synthetic_target: unknown target 'stars'; expected one of compare, compare-short, facts"):
+    with pytest.raises(
+        ForgetlensError, match="synthetic_target: unknown target 'stars'; expected one of compare, compare-short, facts"
+    ):
         finetune(tiny("sft", synthetic_target="stars"), tmp_path / "r")
     assert not (tmp_path / "r").exists()
 
@@ -98,17 +103,36 @@ def test_existing_run_dir_is_not_overwritten(tmp_path):
 
 
 def test_bad_method_is_one_line(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "forgetlens", "finetune", "--method", "ppo", "--out",
-                             str(tmp_path / "r")], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "forgetlens", "finetune", "--method", "ppo", "--out", str(tmp_path / "r")],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2
-    assert result.stderr.strip() == ("error: --method: unknown method 'ppo'; expected one of sft, rl, sft-preserve, "
-                                     "rl-preserve, replay, sft-kl")
+    assert result.stderr.strip() == (
+        "error: --method: unknown method 'ppo'; expected one of sft, rl, sft-preserve, rl-preserve, replay, sft-kl"
+    )
     assert not (tmp_path / "r").exists()
 
 
 def _cli(out, *extra):
-    return [sys.executable, "-m", "forgetlens", "finetune", "--method", "sft", "--steps", "6", "--checkpoint-every", "2",
-            "--prompts-per-step", "4", "--out", str(out), *extra]
+    return [
+        sys.executable,
+        "-m",
+        "forgetlens",
+        "finetune",
+        "--method",
+        "sft",
+        "--steps",
+        "6",
+        "--checkpoint-every",
+        "2",
+        "--prompts-per-step",
+        "4",
+        "--out",
+        str(out),
+        *extra,
+    ]
 
 
 def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
@@ -134,19 +158,39 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
         assert a["prior"][task]["logit_diff"] == pytest.approx(b["prior"][task]["logit_diff"], rel=1e-5)
 
 
-@pytest.mark.parametrize("content,needle", [
-    (None, "does not exist"),
-    ('{"type": "mcq-4-choices"\n', "data.jsonl:1: malformed JSON line"),
-    ('{"type": "mcq-4-choices", "question": "q", "choices": {"text": ["a", "b"], "label": ["A", "B"]}, "answerKey": "C"}\n',
-     "data.jsonl:1: answerKey 'C' is not among the labels"),
-    ("\n", "data.jsonl: the dataset is empty"),
-])
+@pytest.mark.parametrize(
+    "content,needle",
+    [
+        (None, "does not exist"),
+        ('{"type": "mcq-4-choices"\n', "data.jsonl:1: malformed JSON line"),
+        (
+            '{"type": "mcq-4-choices", "question": "q", "choices": {"text": ["a", "b"], "label": ["A", "B"]}, '
+            '"answerKey": "C"}\n',
+            "data.jsonl:1: answerKey 'C' is not among the labels",
+        ),
+        ("\n", "data.jsonl: the dataset is empty"),
+    ],
+)
 def test_bad_data_is_one_line_and_writes_nothing(tmp_path, content, needle):
     data = tmp_path / "data.jsonl"
     if content is not None:
         data.write_text(content)
-    result = subprocess.run([sys.executable, "-m", "forgetlens", "finetune", "--method", "sft", "--data", str(data),
-                             "--out", str(tmp_path / "run")], capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "forgetlens",
+            "finetune",
+            "--method",
+            "sft",
+            "--data",
+            str(data),
+            "--out",
+            str(tmp_path / "run"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], result.stderr
@@ -158,7 +202,7 @@ def test_runs_that_evaluate_alike_share_the_base_row(tmp_path, monkeypatch):
     sft = finetune(tiny("sft"), tmp_path / "sft", shared_base=shared)
     assert len(list(shared.iterdir())) == 1
 
-    import forgetlens.training.finetune as ft
+    import forgetlens.pipeline.finetune as ft
 
     def no_measuring(*args, **kwargs):
         raise AssertionError("the shared base row was measured again")

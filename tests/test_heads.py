@@ -4,11 +4,10 @@ import math
 
 import pytest
 import torch
+from conftest import make_tiny
 
 from forgetlens.errors import ForgetlensError
 from forgetlens.models.heads import HeadLayout, capture_heads
-
-from conftest import make_tiny
 
 
 @pytest.mark.parametrize("arch,expected", [("qwen2", (2, 4, 16)), ("llama", (2, 4, 16)), ("gpt2", (2, 4, 16))])
@@ -21,8 +20,17 @@ def test_layout(tokenizer, arch, expected):
 def test_unsupported_architecture_names_it():
     from transformers import OPTConfig, OPTForCausalLM
 
-    model = OPTForCausalLM(OPTConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                                     ffn_dim=32, max_position_embeddings=32, word_embed_proj_dim=16))
+    model = OPTForCausalLM(
+        OPTConfig(
+            vocab_size=50,
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            ffn_dim=32,
+            max_position_embeddings=32,
+            word_embed_proj_dim=16,
+        )
+    )
     with pytest.raises(ForgetlensError, match="unsupported architecture 'opt'"):
         HeadLayout.of(model)
 
@@ -30,8 +38,12 @@ def test_unsupported_architecture_names_it():
 def _layer_inputs(model, blocks, ids):
     """Hidden states entering each block on a forward pass over ``ids``."""
     inputs = []
-    handles = [b.register_forward_pre_hook(lambda m, a, k: inputs.append(k.get("hidden_states", a[0] if a else None)),
-                                           with_kwargs=True) for b in blocks]
+    handles = [
+        b.register_forward_pre_hook(
+            lambda m, a, k: inputs.append(k.get("hidden_states", a[0] if a else None)), with_kwargs=True
+        )
+        for b in blocks
+    ]
     try:
         with torch.no_grad():
             model(input_ids=ids)

@@ -16,8 +16,16 @@ def fake(rng, cmap_scale):
     ie = rng.normal(size=(N, L, H))
     full = rng.normal(5, 1, size=N)
     cmap = -cmap_scale * np.abs(rng.normal(1, 0.2, size=(N, L, H)))
-    return PromptMeasurements(ie=ie, te=full - 1, m_full=full, m_circuit=0.9 * full, m_empty=np.zeros(N),
-                              cmap=cmap, cmap_total=cmap, drift=np.abs(cmap) / 10)
+    return PromptMeasurements(
+        ie=ie,
+        te=full - 1,
+        m_full=full,
+        m_circuit=0.9 * full,
+        m_empty=np.zeros(N),
+        cmap=cmap,
+        cmap_total=cmap,
+        drift=np.abs(cmap) / 10,
+    )
 
 
 def test_first_crossing():
@@ -42,10 +50,18 @@ def test_matched_accuracy_interpolates_between_bracketing_checkpoints():
     rng = np.random.default_rng(1)
     base = fake(rng, 0.0)
     tuned = {"sft@10": fake(rng, 1.0), "sft@20": fake(rng, 2.0), "rl@10": fake(rng, 0.5), "rl@20": fake(rng, 1.0)}
-    behaviour = {"sft": {0: {"target_accuracy": 0.4, "kl_forward": 0.0}, 10: {"target_accuracy": 0.6, "kl_forward": 1.0},
-                         20: {"target_accuracy": 0.8, "kl_forward": 2.0}},
-                 "rl": {0: {"target_accuracy": 0.4, "kl_forward": 0.0}, 10: {"target_accuracy": 0.5, "kl_forward": 0.2},
-                        20: {"target_accuracy": 0.6, "kl_forward": 0.4}}}
+    behaviour = {
+        "sft": {
+            0: {"target_accuracy": 0.4, "kl_forward": 0.0},
+            10: {"target_accuracy": 0.6, "kl_forward": 1.0},
+            20: {"target_accuracy": 0.8, "kl_forward": 2.0},
+        },
+        "rl": {
+            0: {"target_accuracy": 0.4, "kl_forward": 0.0},
+            10: {"target_accuracy": 0.5, "kl_forward": 0.2},
+            20: {"target_accuracy": 0.6, "kl_forward": 0.4},
+        },
+    }
     matched, levels = matched_models(base, tuned, behaviour)
     # common accuracy range 0.4 .. min(0.8, 0.6) = 0.6; level 0.5 is halfway from base to sft@10, at rl@10
     assert levels[""]["@acc:0.5"]["level"] == pytest.approx(0.5)
@@ -80,7 +96,7 @@ def test_seed_aggregation_is_a_t_interval():
 
 
 def test_claim_verdicts_separate_size_from_significance():
-    from forgetlens.report.tables import _verdict
+    from forgetlens.metrics.summary import _verdict
 
     assert _verdict({"value": 0.05, "ci_low": 0.02, "ci_high": 0.08}) == "held"
     assert _verdict({"value": -0.05, "ci_low": -0.08, "ci_high": -0.02}) == "reversed"

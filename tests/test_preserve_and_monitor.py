@@ -24,8 +24,8 @@ def _attention_noise(model, scale=0.01, seed=0):
 def test_first_order_v_cmap_agrees_with_exact_head_local_cmap(embedded):
     """The monitor's fast estimate against the slow, exact per-head patching it approximates."""
     from forgetlens.circuits.cross_model import local_cmap
-    from forgetlens.circuits.patching import run_metric
     from forgetlens.circuits.first_order_cmap import base_chunk
+    from forgetlens.circuits.patching import run_metric
     from forgetlens.training.monitor import first_order_v_cmap
 
     base, layout = embedded.model, HeadLayout.of(embedded.model)
@@ -43,22 +43,30 @@ def test_first_order_v_cmap_agrees_with_exact_head_local_cmap(embedded):
 def test_monitor_on_the_base_itself_reads_zero_vulnerability_and_full_retention(embedded):
     from forgetlens.training.monitor import CircuitMonitor
 
-    monitor = CircuitMonitor(embedded.model, embedded.tokenizer, tasks=["ioi"], n_prompts=16,
-                             circuits={"ioi": [(3, 0), (2, 5)]})
+    monitor = CircuitMonitor(
+        embedded.model, embedded.tokenizer, tasks=["ioi"], n_prompts=16, circuits={"ioi": [(3, 0), (2, 5)]}
+    )
     values = monitor.measure(copy.deepcopy(embedded.model))["ioi"]
     assert values["v_circuit"] == 0.0 and values["retention"] == pytest.approx(1.0, abs=1e-6)
 
 
 def test_monitor_stops_a_run_whose_retention_a_damaging_learning_rate_forces_down(tmp_path):
-    from forgetlens.training.finetune import train
+    from forgetlens.pipeline.finetune import train
 
     def run(lr, out):
-        cfg = FinetuneConfig(method="sft", steps=12, checkpoint_every=12, prompts_per_step=8, lr_sft=lr, threads=1,
-                             monitor=MonitorConfig(every=2, tasks=["ioi"], n_prompts=16, threshold=0.9,
-                                                   action="stop"))
+        cfg = FinetuneConfig(
+            method="sft",
+            steps=12,
+            checkpoint_every=12,
+            prompts_per_step=8,
+            lr_sft=lr,
+            threads=1,
+            monitor=MonitorConfig(every=2, tasks=["ioi"], n_prompts=16, threshold=0.9, action="stop"),
+        )
         train(cfg, out, resume=False, log=lambda *a: None)
         return json.loads((out / "monitor.json").read_text())["history"], json.loads(
-            (out / "training_log.json").read_text())
+            (out / "training_log.json").read_text()
+        )
 
     history, log = run(3e-2, tmp_path / "damaging")
     assert history[-1].get("stopped") and history[-1]["ioi/retention"] < 0.9
@@ -79,8 +87,11 @@ def test_monitor_task_the_tokenizer_cannot_render_is_a_named_error(embedded):
 
     chars = sorted(set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ,.:|'"))
     vocab = {"<eos>": 0, **{c: i + 1 for i, c in enumerate(chars)}}
-    tok = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.BPE(vocab, merges=[], unk_token="<eos>")),
-                                  eos_token="<eos>", pad_token="<eos>")
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer(models.BPE(vocab, merges=[], unk_token="<eos>")),
+        eos_token="<eos>",
+        pad_token="<eos>",
+    )
     with pytest.raises(ForgetlensError, match=r"^task ioi"):  # the task named, with why it cannot be rendered
         CircuitMonitor(embedded.model, tok, tasks=["ioi"], circuits={"ioi": [(0, 0)]})
     with pytest.raises(ForgetlensError, match="monitor tasks: unknown task 'nope'"):
@@ -92,8 +103,10 @@ def test_preservation_penalty_sees_only_the_protected_heads(embedded):
     from forgetlens.training.regularizers import CircuitPreservation
 
     base, layout = embedded.model, HeadLayout.of(embedded.model)
-    cfg = FinetuneConfig(method="sft-preserve", preserve=PreserveConfig(lam=1.0, heads="all", tasks=["ioi"],
-                                                                       n_prompts=16, prompts_per_step=16))
+    cfg = FinetuneConfig(
+        method="sft-preserve",
+        preserve=PreserveConfig(lam=1.0, heads="all", tasks=["ioi"], n_prompts=16, prompts_per_step=16),
+    )
     penalty = CircuitPreservation(base, embedded.tokenizer, layout, cfg)
     last = layout.n_layers - 1
     penalty.heads[:] = False
@@ -104,7 +117,7 @@ def test_preservation_penalty_sees_only_the_protected_heads(embedded):
     d = layout.d_head
     assert attn.v_proj.out_features // d < layout.n_heads  # GQA: head 0 shares value group 0 with head 1 only
     with torch.no_grad():
-        attn.v_proj.weight[d: 2 * d] += 0.5  # value group 1: heads 2 and 3, unprotected
+        attn.v_proj.weight[d : 2 * d] += 0.5  # value group 1: heads 2 and 3, unprotected
     assert float(penalty(model, None, 0)) == 0.0
     with torch.no_grad():
         attn.v_proj.weight[:d] += 0.5  # the protected head's value group
@@ -117,8 +130,11 @@ def test_kl_to_base_is_zero_for_the_base_and_positive_after_a_change(embedded):
     term = KLToBase(copy.deepcopy(embedded.model), FinetuneConfig(method="sft-kl", kl_coef=1.0))
     device = embedded.model.device  # the trainer hands the term inputs on the model's device
     ids = torch.tensor([[5, 6, 7, 8, 9, 10]], device=device)
-    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids),
-              "labels": torch.tensor([[-100, -100, -100, 8, 9, 10]], device=device)}
+    inputs = {
+        "input_ids": ids,
+        "attention_mask": torch.ones_like(ids),
+        "labels": torch.tensor([[-100, -100, -100, 8, 9, 10]], device=device),
+    }
     model = copy.deepcopy(embedded.model)
     assert float(term(model, inputs, 0)) == pytest.approx(0.0, abs=1e-6)
     _attention_noise(model, scale=0.5)
@@ -127,11 +143,17 @@ def test_kl_to_base_is_zero_for_the_base_and_positive_after_a_change(embedded):
 
 @pytest.mark.parametrize("method", ["sft-preserve", "rl-preserve", "replay", "sft-kl"])
 def test_regularised_methods_train_and_log_their_term(tmp_path, method):
-    from forgetlens.training.finetune import train
+    from forgetlens.pipeline.finetune import train
 
-    cfg = FinetuneConfig(method=method, steps=2, checkpoint_every=2, prompts_per_step=4, threads=1,
-                         rl=RLConfig(num_generations=2),
-                         preserve=PreserveConfig(tasks=["ioi"], n_prompts=8, prompts_per_step=4, discovery_examples=32))
+    cfg = FinetuneConfig(
+        method=method,
+        steps=2,
+        checkpoint_every=2,
+        prompts_per_step=4,
+        threads=1,
+        rl=RLConfig(num_generations=2),
+        preserve=PreserveConfig(tasks=["ioi"], n_prompts=8, prompts_per_step=4, discovery_examples=32),
+    )
     train(cfg, tmp_path / method, resume=False, log=lambda *a: None)
     log = json.loads((tmp_path / method / "training_log.json").read_text())
     name = {"sft-preserve": "preserve", "rl-preserve": "preserve", "replay": "replay", "sft-kl": "kl_to_base"}[method]

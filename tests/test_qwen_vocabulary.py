@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from forgetlens.models.tokenizer import QWEN2_PATTERN
+from forgetlens.embedded_build.tokenizer import QWEN2_PATTERN
 from forgetlens.tasks.base import check_vocabulary, encode_examples
 from forgetlens.tasks.registry import TASKS, get_task
 
@@ -51,7 +51,9 @@ def qwen():
     path = _rank_file()
     if path is None or not path.exists():
         if os.environ.get("FORGETLENS_REQUIRE_QWEN_VOCAB") == "1":
-            pytest.fail(f"Qwen rank file not found (FORGETLENS_QWEN_TIKTOKEN={os.environ.get('FORGETLENS_QWEN_TIKTOKEN')})")
+            pytest.fail(
+                f"Qwen rank file not found (FORGETLENS_QWEN_TIKTOKEN={os.environ.get('FORGETLENS_QWEN_TIKTOKEN')})"
+            )
         pytest.skip("no qwen.tiktoken here (set FORGETLENS_QWEN_TIKTOKEN or install dashscope)")
     tiktoken = pytest.importorskip("tiktoken")
     ranks = {}

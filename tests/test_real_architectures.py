@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import make_tiny
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,8 +50,17 @@ def save_tiny(arch: str, tokenizer, where: Path) -> Path:
 @pytest.mark.parametrize("arch", ["qwen2", "llama", "gpt2"])
 def test_discover_run_audit_report_on_a_tiny_model(tmp_path, tokenizer, arch):
     model_dir = save_tiny(arch, tokenizer, tmp_path / arch)
-    result = forgetlens("discover", "--task", "ioi", "--model", str(model_dir), "--n-examples", "16",
-                        "--out", str(tmp_path / "discover.json"))
+    result = forgetlens(
+        "discover",
+        "--task",
+        "ioi",
+        "--model",
+        str(model_dir),
+        "--n-examples",
+        "16",
+        "--out",
+        str(tmp_path / "discover.json"),
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads((tmp_path / "discover.json").read_text())["layout"]["architecture"] == arch
 
@@ -68,9 +76,23 @@ def test_discover_run_audit_report_on_a_tiny_model(tmp_path, tokenizer, arch):
     assert "-s0@2" in results["tasks"]["ioi"]["dcv"]
     assert 'id="heatmaps"' in (run / "report.html").read_text()
 
-    result = forgetlens("audit", "--base", str(model_dir), "--tuned", f"sft={run / 'runs' / 'sft-s0'}",
-                        "--tuned", f"rl={run / 'runs' / 'rl-s0'}", "--tasks", "ioi", "--n-examples", "16",
-                        "--n-boot", "50", "--out", str(tmp_path / "audit.json"))
+    result = forgetlens(
+        "audit",
+        "--base",
+        str(model_dir),
+        "--tuned",
+        f"sft={run / 'runs' / 'sft-s0'}",
+        "--tuned",
+        f"rl={run / 'runs' / 'rl-s0'}",
+        "--tasks",
+        "ioi",
+        "--n-examples",
+        "16",
+        "--n-boot",
+        "50",
+        "--out",
+        str(tmp_path / "audit.json"),
+    )
     assert result.returncode == 0, result.stderr
     audit = json.loads((tmp_path / "audit.json").read_text())
     assert set(audit["tasks"]["ioi"]["models"]) == {"sft@2", "rl@2"}
@@ -83,14 +105,28 @@ def test_lora_adapter_directory_audits_against_its_base(tmp_path, tokenizer):
 
     base_dir = save_tiny("qwen2", tokenizer, tmp_path / "base")
     model = make_tiny("qwen2", len(tokenizer))
-    lora = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "o_proj"],
-                                            init_lora_weights=False))  # random B: the adapter changes the model
+    lora = get_peft_model(
+        model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "o_proj"], init_lora_weights=False)
+    )  # random B: the adapter changes the model
     lora.save_pretrained(tmp_path / "adapter")
     assert (tmp_path / "adapter" / "adapter_config.json").exists()
     assert not (tmp_path / "adapter" / "config.json").exists()
 
-    result = forgetlens("audit", "--base", str(base_dir), "--tuned", f"lora={tmp_path / 'adapter'}",
-                        "--tasks", "ioi", "--n-examples", "16", "--n-boot", "50", "--out", str(tmp_path / "a.json"))
+    result = forgetlens(
+        "audit",
+        "--base",
+        str(base_dir),
+        "--tuned",
+        f"lora={tmp_path / 'adapter'}",
+        "--tasks",
+        "ioi",
+        "--n-examples",
+        "16",
+        "--n-boot",
+        "50",
+        "--out",
+        str(tmp_path / "a.json"),
+    )
     assert result.returncode == 0, result.stderr
     stats = json.loads((tmp_path / "a.json").read_text())["tasks"]["ioi"]["models"]["lora"]
     drift = torch.tensor(stats["drift"]["value"])  # [layer, head]
@@ -102,10 +138,23 @@ def shipped_qwen_config_on(model_dir: Path) -> dict:
     fixture, and the budgets (steps, seeds, prompts, group size, lengths) cut to seconds; every other setting
     (bf16, gradient checkpointing, Dr.GRPO, beta 0, the SFT learning-rate grid, micro-batching) is kept."""
     cfg = yaml.safe_load((ROOT / "configs" / "qwen2.5-3b-sciknoweval.yaml").read_text())
-    cfg.update(model=str(model_dir), data=str(SCIKNOWEVAL_FORMAT), tasks=["ioi"], seeds=[0],
-               sft_lr_grid=cfg["sft_lr_grid"][:1], n_boot=50)
-    cfg["finetune"].update(steps=2, checkpoint_every=2, prompts_per_step=2, prior_eval_examples=8, kl_samples=1,
-                           max_new_tokens=8, micro_batch=2)
+    cfg.update(
+        model=str(model_dir),
+        data=str(SCIKNOWEVAL_FORMAT),
+        tasks=["ioi"],
+        seeds=[0],
+        sft_lr_grid=cfg["sft_lr_grid"][:1],
+        n_boot=50,
+    )
+    cfg["finetune"].update(
+        steps=2,
+        checkpoint_every=2,
+        prompts_per_step=2,
+        prior_eval_examples=8,
+        kl_samples=1,
+        max_new_tokens=8,
+        micro_batch=2,
+    )
     cfg["finetune"]["rl"].update(num_generations=4, max_completion_length=8)
     cfg["discovery"].update(n_examples=16, batch_size=16)
     cfg["benchmarks"].update(tasks=["hellaswag", "capitals_local"], limit=None)  # one hub task, one local task
@@ -139,8 +188,9 @@ def test_shipped_qwen_config_runs_end_to_end_on_a_tiny_qwen2(tmp_path, tokenizer
 
 
 def test_plan_prints_the_shipped_config_for_one_and_eight_gpus():
-    result = forgetlens("plan", "--config", str(ROOT / "configs" / "qwen2.5-3b-sciknoweval.yaml"),
-                        "--gpus", "1x80,8x80")
+    result = forgetlens(
+        "plan", "--config", str(ROOT / "configs" / "qwen2.5-3b-sciknoweval.yaml"), "--gpus", "1x80,8x80"
+    )
     assert result.returncode == 0, result.stderr
     assert "on 1 x 80 GiB" in result.stdout and "on 8 x 80 GiB" in result.stdout
     assert "3.09 B parameters" in result.stdout
@@ -150,7 +200,7 @@ def test_plan_prints_the_shipped_config_for_one_and_eight_gpus():
 
 def test_plan_memory_adds_up_and_sharding_shrinks_it():
     from forgetlens.config import StudyConfig
-    from forgetlens.plan import Hardware, ModelShape, Setting, estimate
+    from forgetlens.pipeline.plan import Hardware, ModelShape, Setting, estimate
 
     shape = ModelShape("m", 1_000_000_000, 24, 2048, 16, 4, 128, 5504, 32000)
     cfg = StudyConfig()
@@ -169,10 +219,13 @@ def test_plan_memory_adds_up_and_sharding_shrinks_it():
     assert sft(one, Setting(0, 0, 8)).parts["activations"] == 2 * plain.parts["activations"]
 
 
-@pytest.mark.parametrize("args,needles", [
-    (["plan", "--gpus", "eight"], ["--gpus 'eight'", "COUNTxGIB"]),
-    (["plan", "--gpus", "1x80", "--prompt-tokens", "0"], ["--prompt-tokens"]),
-])
+@pytest.mark.parametrize(
+    "args,needles",
+    [
+        (["plan", "--gpus", "eight"], ["--gpus 'eight'", "COUNTxGIB"]),
+        (["plan", "--gpus", "1x80", "--prompt-tokens", "0"], ["--prompt-tokens"]),
+    ],
+)
 def test_plan_bad_input_is_one_line(args, needles):
     result = forgetlens(*args)
     lines = [line for line in result.stderr.splitlines() if line.strip()]
@@ -184,8 +237,9 @@ def test_plan_bad_input_is_one_line(args, needles):
 def test_missing_tokenizer_and_missing_data_are_one_line(tmp_path, tokenizer):
     model = make_tiny("qwen2", len(tokenizer))
     model.save_pretrained(tmp_path / "no-tokenizer")
-    result = forgetlens("discover", "--task", "ioi", "--model", str(tmp_path / "no-tokenizer"),
-                        "--out", str(tmp_path / "o.json"))
+    result = forgetlens(
+        "discover", "--task", "ioi", "--model", str(tmp_path / "no-tokenizer"), "--out", str(tmp_path / "o.json")
+    )
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode != 0 and len(lines) == 1, result.stderr
     assert "tokenizer" in lines[0] and str(tmp_path / "no-tokenizer") in lines[0]
@@ -203,18 +257,39 @@ def test_two_process_launch_trains_data_parallel_and_matches_one_process(tmp_pat
     cfg.write_text(TINY_STUDY.format(model="embedded"))
     # CPU processes on any machine (a one-GPU machine cannot give each rank a GPU of its own)
     env = {**os.environ, "FORGETLENS_QUIET": "1", "FORGETLENS_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "forgetlens",
-                          "run", "--config", str(cfg), "--out", str(tmp_path / "two")],
-                         capture_output=True, text=True, env=env)
+    two = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "forgetlens",
+            "run",
+            "--config",
+            str(cfg),
+            "--out",
+            str(tmp_path / "two"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert two.returncode == 0, two.stderr[-3000:]
     assert two.stdout.count("report: ") == 1  # only rank 0 reports
-    one = subprocess.run([sys.executable, "-m", "forgetlens", "run", "--config", str(cfg), "--out", str(tmp_path / "one")],
-                         capture_output=True, text=True, env=env)
+    one = subprocess.run(
+        [sys.executable, "-m", "forgetlens", "run", "--config", str(cfg), "--out", str(tmp_path / "one")],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert one.returncode == 0, one.stderr
 
     def sft_state(run):
-        return json.loads((tmp_path / run / "runs" / "sft-s0" / "checkpoints" / "checkpoint-2" /
-                           "trainer_state.json").read_text())
+        return json.loads(
+            (tmp_path / run / "runs" / "sft-s0" / "checkpoints" / "checkpoint-2" / "trainer_state.json").read_text()
+        )
 
     assert sft_state("two")["train_batch_size"] == 2 and sft_state("one")["train_batch_size"] == 4
     losses = {run: [h["loss"] for h in sft_state(run)["log_history"] if "loss" in h] for run in ("one", "two")}

@@ -53,8 +53,17 @@ def _chromium() -> str:
 
 
 def _flags(profile: Path) -> list[str]:
-    return ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", f"--user-data-dir={profile}", "--hide-scrollbars"]
+    return [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        "--hide-scrollbars",
+    ]
 
 
 def test_every_figure_loads_and_draws_and_the_page_renders(tmp_path):
@@ -65,25 +74,45 @@ def test_every_figure_loads_and_draws_and_the_page_renders(tmp_path):
     result = subprocess.run([sys.executable, "-m", "forgetlens", "report", str(run)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     html = (run / "report.html").read_text()
-    assert "<img" in html and "src=\"http" not in html  # self-contained: every image inlined
+    assert "<img" in html and 'src="http' not in html  # self-contained: every image inlined
     probe = tmp_path / "probe.html"
     probe.write_text(html.replace("</body>", CHECK + "</body>"))
 
-    dom = subprocess.run([browser, *_flags(tmp_path / "p1"), "--virtual-time-budget=10000", "--dump-dom",
-                          probe.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    dom = subprocess.run(
+        [browser, *_flags(tmp_path / "p1"), "--virtual-time-budget=10000", "--dump-dom", probe.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
     start = dom.index('<pre id="forgetlens-check">') + len('<pre id="forgetlens-check">')
-    rows = json.loads(dom[start: dom.index("</pre>", start)].replace("&quot;", '"'))
+    rows = json.loads(dom[start : dom.index("</pre>", start)].replace("&quot;", '"'))
     ids = {r["id"] for r in rows}
-    for figure in ("target_accuracy", "prior_retention", "pareto", "heatmaps", "dcv_heads",
-                   "faithfulness_retention", "forgetting_vs_predictors"):
+    for figure in (
+        "target_accuracy",
+        "prior_retention",
+        "pareto",
+        "heatmaps",
+        "dcv_heads",
+        "faithfulness_retention",
+        "forgetting_vs_predictors",
+    ):
         assert figure in ids, ids
     for r in rows:
         assert r["loaded"] and r["width"] > 100, r  # no broken image
         assert r["ink"] > 0.01, r  # a plot, not a blank area
 
     shot = tmp_path / "page.png"
-    subprocess.run([browser, *_flags(tmp_path / "p2"), "--window-size=1200,3000", f"--screenshot={shot}",
-                    (run / "report.html").as_uri()], capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            browser,
+            *_flags(tmp_path / "p2"),
+            "--window-size=1200,3000",
+            f"--screenshot={shot}",
+            (run / "report.html").as_uri(),
+        ],
+        capture_output=True,
+        timeout=120,
+    )
     import matplotlib.image
 
     pixels = matplotlib.image.imread(shot)  # [height, width, channels] in 0..1

@@ -8,24 +8,48 @@ import pytest
 from forgetlens.errors import ForgetlensError
 from forgetlens.tasks import science_qa
 from forgetlens.tasks.rewards import score_reply
-from forgetlens.tasks.science_data import (load_sciknoweval, load_sciq, load_target_data, split_records,
-                                           synthetic_science_records)
+from forgetlens.tasks.science_data import (
+    load_sciknoweval,
+    load_sciq,
+    load_target_data,
+    split_records,
+    synthetic_science_records,
+)
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sciknoweval-chemistry-L3"
 needs_shared = pytest.mark.skipif(not SHARED.exists(), reason="../shared/data is not beside the checkout")
 
-RECORD = {"type": "mcq-4-choices", "question": "What is the chemical symbol of sodium?",
-          "choices": {"text": ["K", "Na", "Fe", "Cl"], "label": ["A", "B", "C", "D"]}, "answerKey": "B"}
+RECORD = {
+    "type": "mcq-4-choices",
+    "question": "What is the chemical symbol of sodium?",
+    "choices": {"text": ["K", "Na", "Fe", "Cl"], "label": ["A", "B", "C", "D"]},
+    "answerKey": "B",
+}
 
 
-@pytest.mark.parametrize("reply", ["B", " B ", "(B)", "B.", "The answer is B", "answer: B", "Na", "B. Na",
-                                   "B<|im_end|>"])
+@pytest.mark.parametrize(
+    "reply", ["B", " B ", "(B)", "B.", "The answer is B", "answer: B", "Na", "B. Na", "B<|im_end|>"]
+)
 def test_correct_replies_score_one(reply):
     assert score_reply(reply, RECORD) == 1.0
 
 
-@pytest.mark.parametrize("reply", ["A B C D", "A, B, C or D", "B or C", "A", "B C", "The answer is B or C",
-                                   "K Na Fe Cl", "", "I think it could be B but maybe A", "Bananas", "D. Na"])
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "A B C D",
+        "A, B, C or D",
+        "B or C",
+        "A",
+        "B C",
+        "The answer is B or C",
+        "K Na Fe Cl",
+        "",
+        "I think it could be B but maybe A",
+        "Bananas",
+        "D. Na",
+    ],
+)
 def test_wrong_hedged_or_listing_replies_score_zero(reply):
     assert score_reply(reply, RECORD) == 0.0
 
@@ -52,8 +76,12 @@ def test_sciknoweval_files_load_as_they_are():
             else:
                 assert score_reply(r["answer"], r) == 1.0
                 assert score_reply(r["answer"] + " + H2O", r) == 0.0
-    assert counts == {"balancing_chemical_equation": 300, "molar_weight_calculation": 600,
-                      "molecular_property_calculation": 500, "molecule_structure_prediction": 300}
+    assert counts == {
+        "balancing_chemical_equation": 300,
+        "molar_weight_calculation": 600,
+        "molecular_property_calculation": 500,
+        "molecule_structure_prediction": 300,
+    }
     assert len(load_target_data(SHARED)) == 1700
 
 
@@ -71,15 +99,25 @@ def write(tmp_path, name, lines):
     return path
 
 
-@pytest.mark.parametrize("lines,message", [
-    (['{"type": "mcq-4-choices", "question": "q"'], r"bad\.jsonl:1: malformed JSON line"),
-    (['{"type": "mcq-4-choices", "question": "q", "choices": {"text": ["a"], "label": ["A"]}}'],
-     r"bad\.jsonl:1: missing field 'answerKey'"),
-    (['{"type": "mcq-4-choices", "question": "q", "choices": {"text": ["a", "b"], "label": ["A", "B"]}, "answerKey": "E"}'],
-     r"bad\.jsonl:1: answerKey 'E' is not among the labels"),
-    ([json.dumps(RECORD), '{"question": "q"}'], r"bad\.jsonl:2: missing field 'type'"),
-    ([""], r"bad\.jsonl: the dataset is empty"),
-])
+@pytest.mark.parametrize(
+    "lines,message",
+    [
+        (['{"type": "mcq-4-choices", "question": "q"'], r"bad\.jsonl:1: malformed JSON line"),
+        (
+            ['{"type": "mcq-4-choices", "question": "q", "choices": {"text": ["a"], "label": ["A"]}}'],
+            r"bad\.jsonl:1: missing field 'answerKey'",
+        ),
+        (
+            [
+                '{"type": "mcq-4-choices", "question": "q", "choices": {"text": ["a", "b"], "label": ["A", "B"]}, '
+                '"answerKey": "E"}'
+            ],
+            r"bad\.jsonl:1: answerKey 'E' is not among the labels",
+        ),
+        ([json.dumps(RECORD), '{"question": "q"}'], r"bad\.jsonl:2: missing field 'type'"),
+        ([""], r"bad\.jsonl: the dataset is empty"),
+    ],
+)
 def test_bad_sciknoweval_input_names_file_line_and_field(tmp_path, lines, message):
     with pytest.raises(ForgetlensError, match=message):
         load_sciknoweval(write(tmp_path, "bad.jsonl", lines))
@@ -91,8 +129,17 @@ def test_missing_file_is_named(tmp_path):
 
 
 def test_sciq_becomes_shuffled_four_choice_questions(tmp_path):
-    rows = [{"question": f"q{i}", "correct_answer": f"right{i}", "distractor1": "x", "distractor2": "y",
-             "distractor3": "z", "support": "A support line." if i % 2 else ""} for i in range(40)]
+    rows = [
+        {
+            "question": f"q{i}",
+            "correct_answer": f"right{i}",
+            "distractor1": "x",
+            "distractor2": "y",
+            "distractor3": "z",
+            "support": "A support line." if i % 2 else "",
+        }
+        for i in range(40)
+    ]
     path = write(tmp_path, "sciq.jsonl", [json.dumps(r) for r in rows])
     records = load_target_data(path, seed=1)
     assert len(records) == 40
@@ -102,7 +149,9 @@ def test_sciq_becomes_shuffled_four_choice_questions(tmp_path):
         assert r["question"].endswith(row["question"])
     assert records == load_sciq(path, seed=1) and records != load_sciq(path, seed=2)
     with pytest.raises(ForgetlensError, match=r"sciq_bad.jsonl:1: missing field 'distractor3'"):
-        load_sciq(write(tmp_path, "sciq_bad.jsonl", [json.dumps({k: v for k, v in rows[0].items() if k != "distractor3"})]))
+        load_sciq(
+            write(tmp_path, "sciq_bad.jsonl", [json.dumps({k: v for k, v in rows[0].items() if k != "distractor3"})])
+        )
 
 
 def test_splits_are_disjoint_and_seeded():

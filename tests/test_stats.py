@@ -1,8 +1,7 @@
 import numpy as np
 import pytest
 
-from forgetlens.metrics.stats import (benjamini_hochberg, bootstrap_indices, paired_bootstrap,
-                                      paired_permutation_pvalues)
+from forgetlens.metrics.stats import benjamini_hochberg, bootstrap_indices, paired_bootstrap, paired_permutation_pvalues
 
 
 def test_bootstrap_is_reproducible_and_covers_the_mean():
@@ -18,7 +17,7 @@ def test_ci_width_shrinks_with_more_prompts():
     widths = []
     for n in (25, 100, 400):
         x = rng.normal(0, 1, size=n)
-        _, low, high = paired_bootstrap(lambda i: x[i].mean(), bootstrap_indices(n, 1000, 0))
+        _, low, high = paired_bootstrap(lambda i: x[i].mean(), bootstrap_indices(n, 1000, 0))  # noqa: B023
         widths.append(high - low)
     assert widths[0] > widths[1] > widths[2]
 
@@ -54,9 +53,16 @@ def test_vectorised_circuit_statistics_equal_the_reference():
         if ties:  # exact ties in |ie| exercise the tie-breaking by position
             ie[:, 0, 1] = -ie[:, 0, 0]
         cmap = rng.normal(size=(n, *shape))
-        return PromptMeasurements(ie=ie, te=rng.normal(4, 1, n), m_full=rng.normal(4, 1, n),
-                                  m_circuit=rng.normal(3, 1, n), m_empty=rng.normal(0, 1, n), cmap=cmap,
-                                  cmap_total=cmap * 2, drift=rng.random((n, *shape)))
+        return PromptMeasurements(
+            ie=ie,
+            te=rng.normal(4, 1, n),
+            m_full=rng.normal(4, 1, n),
+            m_circuit=rng.normal(3, 1, n),
+            m_empty=rng.normal(0, 1, n),
+            cmap=cmap,
+            cmap_total=cmap * 2,
+            drift=rng.random((n, *shape)),
+        )
 
     base, tuned = fake(True), fake(True)
     mask = np.zeros(shape)

@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from forgetlens.pipeline.results import schema_problems
+
 TINY = """
 tasks: [ioi]
 seeds: [0]
@@ -29,8 +31,7 @@ discovery: {n_examples: 16}
 
 def _run(*args, cwd=None):
     env = {**os.environ, "FORGETLENS_QUIET": "1", "FORGETLENS_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "forgetlens", *args], capture_output=True, text=True, cwd=cwd,
-                          env=env)
+    return subprocess.run([sys.executable, "-m", "forgetlens", *args], capture_output=True, text=True, cwd=cwd, env=env)
 
 
 def _results(run_dir):
@@ -41,14 +42,25 @@ def _results(run_dir):
 
 def test_bad_config_reports_every_problem_before_any_work(tmp_path):
     cfg = tmp_path / "bad.yaml"
-    cfg.write_text("tasks: [ioi, nope]\nmethods: [sft, dpo]\nbogus: 1\nn_boot: many\nfinetune: {steps: -3}\n")
+    cfg.write_text(
+        "tasks: [ioi, nope]\nmethods: [sft, dpo]\nbogus: 1\nn_boot: many\n"
+        "finetune: {steps: -3, rl: {loss_type: ppo}}\ndiscovery: {ablation: resample, metric: acc}\n"
+    )
     result = _run("run", "--config", str(cfg), "--out", str(tmp_path / "run"))
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2, result.stderr
     assert all(line.startswith("error: ") and str(cfg) in line for line in lines), lines
     text = "\n".join(lines)
-    for needle in ("bogus: unknown key", "n_boot: expected int, got 'many'", "unknown task 'nope'",
-                   "unknown method 'dpo'", "finetune.steps: expected a positive integer, got -3"):
+    for needle in (
+        "bogus: unknown key",
+        "n_boot: expected int, got 'many'",
+        "unknown task 'nope'",
+        "unknown method 'dpo'",
+        "finetune.steps: expected a positive integer, got -3",
+        "finetune.rl.loss_type: unknown loss type 'ppo'",
+        "discovery.ablation: unknown ablation 'resample'",
+        "discovery.metric: unknown metric 'acc'",
+    ):
         assert needle in text, text
     assert not (tmp_path / "run").exists()
 
@@ -85,12 +97,21 @@ def test_study_is_deterministic_and_resumes_after_sigkill(tmp_path):
         assert result.returncode == 0, result.stderr
     assert _results(a) == _results(b)
     html = (a / "report.html").read_text()
-    for figure in ("target_accuracy", "prior_retention", "drift", "pareto", "heatmaps", "dcv_heads",
-                   "faithfulness_retention", "forgetting_vs_predictors"):
+    for figure in (
+        "target_accuracy",
+        "prior_retention",
+        "drift",
+        "pareto",
+        "heatmaps",
+        "dcv_heads",
+        "faithfulness_retention",
+        "forgetting_vs_predictors",
+    ):
         assert f'id="{figure}"' in html
     assert "Claim 1" in html and "Claim 2 on ioi" in html and "SFT&#x27;s held-out target gain at step 4" in html
     results = _results(a)
     assert set(results["target_gain"]) == {"sft", "rl"} and results["runs"]["sft-s0"]["n_eval_records"] > 0
+    assert schema_problems(json.loads((a / "results.json").read_text())) == []
     assert len(list((a / "base-behaviour").iterdir())) == 1  # SFT and RL of seed 0 share the base row
 
     env = {**os.environ, "FORGETLENS_QUIET": "1", "FORGETLENS_THREADS": "1"}
@@ -131,9 +152,23 @@ def test_killing_a_parallel_study_ends_its_workers(tmp_path):
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(TINY)
     env = {**os.environ, "FORGETLENS_QUIET": "1", "FORGETLENS_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "forgetlens", "run", "--config", str(cfg), "--out",
-                             str(tmp_path / "run"), "--jobs", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=env)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "forgetlens",
+            "run",
+            "--config",
+            str(cfg),
+            "--out",
+            str(tmp_path / "run"),
+            "--jobs",
+            "2",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
 
     def descendants(pid):
         out = []
@@ -153,6 +188,7 @@ def test_killing_a_parallel_study_ends_its_workers(tmp_path):
     assert started.exists() and len(workers) >= 3, workers  # resource tracker + 2 workers
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+
     def alive(pid):
         try:
             return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"

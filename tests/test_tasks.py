@@ -1,13 +1,12 @@
+import random
+
 import pytest
 from tokenizers import Tokenizer
 
+from forgetlens.embedded_build.corpus import SOURCES
 from forgetlens.errors import ForgetlensError
 from forgetlens.models.loading import EMBEDDED_DIR
-from forgetlens.models.corpus import SOURCES
-from forgetlens.tasks import TaskExample, encode_examples, get_task, task_names
-from forgetlens.tasks import science_qa
-
-import random
+from forgetlens.tasks import TaskExample, encode_examples, get_task, science_qa, task_names
 
 
 def test_the_four_prior_tasks_exist():
@@ -42,15 +41,20 @@ def test_examples_render_for_embedded_tokenizer(tokenizer, name):
 
 
 def test_multi_token_answer_is_rejected(tokenizer):
-    ex = TaskExample(clean="The capital of France is", corrupted="The capital of Italy is",
-                     answer=" Parisxyzzyq", distractor=" Rome")
+    ex = TaskExample(
+        clean="The capital of France is", corrupted="The capital of Italy is", answer=" Parisxyzzyq", distractor=" Rome"
+    )
     with pytest.raises(ForgetlensError, match=r"answer ' Parisxyzzyq' is \d+ tokens"):
         encode_examples(tokenizer, [ex], "fact_recall")
 
 
 def test_length_mismatch_is_rejected(tokenizer):
-    ex = TaskExample(clean="The capital of France is", corrupted="The capital of the United Kingdom is",
-                     answer=" Paris", distractor=" London")
+    ex = TaskExample(
+        clean="The capital of France is",
+        corrupted="The capital of the United Kingdom is",
+        answer=" Paris",
+        distractor=" London",
+    )
     with pytest.raises(ForgetlensError, match="example 0: clean prompt is 5 tokens but corrupted is"):
         encode_examples(tokenizer, [ex], "fact_recall")
 
@@ -68,8 +72,9 @@ def test_autotokenizer_gives_the_trained_ids(tokenizer):
 def test_chat_template_matches_the_pretraining_format(tokenizer):
     record = science_qa.mcq_record("symbol", "sodium", "Na", random.Random(0))
     user = science_qa.mcq_user_text(record)
-    rendered = tokenizer.apply_chat_template([{"role": "user", "content": user}], tokenize=False,
-                                             add_generation_prompt=True)
+    rendered = tokenizer.apply_chat_template(
+        [{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True
+    )
     assert rendered == science_qa.chat_text(user)
     assert record["choices"]["text"][science_qa.LETTERS.index(record["answerKey"])] == "Na"
 
@@ -93,8 +98,10 @@ def test_comparison_halves_split_every_pair_once_and_questions_are_answered_righ
     records = comparisons.target_records()
     assert len(records) == len(target) and records == comparisons.target_records()
     for record, (quantity, unit, digits) in zip(records, target):
-        values = [int(v) for v in record["question"].split(" of ", 1)[1].split(f" {unit}.")[0]
-                  .replace(" and ", ", ").split(", ")]
+        values = [
+            int(v)
+            for v in record["question"].split(" of ", 1)[1].split(f" {unit}.")[0].replace(" and ", ", ").split(", ")
+        ]
         assert sorted(values) == list(digits) and quantity in record["question"]
         want = max(values) if "largest" in record["question"] else min(values)
         key = record["choices"]["text"][science_qa.LETTERS.index(record["answerKey"])]

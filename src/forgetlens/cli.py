@@ -28,31 +28,45 @@ def tasks_cmd() -> None:
     from forgetlens.tasks.registry import EMBEDDED_TASKS, REAL_MODEL_TASKS, TASKS
 
     for name in TASKS:
-        sets = [label for label, names in (("real models", REAL_MODEL_TASKS), ("embedded", EMBEDDED_TASKS))
-                if name in names]
+        sets = [
+            label for label, names in (("real models", REAL_MODEL_TASKS), ("embedded", EMBEDDED_TASKS)) if name in names
+        ]
         click.echo(f"{name}\t{TASKS[name].description} [default for: {', '.join(sets) or 'none'}]")
 
 
 @cli.command("discover")
 @click.option("--task", "task_name", required=True, help="Prior task (see `forgetlens tasks`).")
-@click.option("--model", default="embedded", show_default=True,
-              help="Model directory, cached HF id, or `embedded`.")
-@click.option("--method", type=click.Choice(["attribution", "exact", "ig"]), default="attribution",
-              show_default=True, help="How heads are scored.")
+@click.option("--model", default="embedded", show_default=True, help="Model directory, cached HF id, or `embedded`.")
+@click.option(
+    "--method",
+    type=click.Choice(["attribution", "exact", "ig"]),
+    default="attribution",
+    show_default=True,
+    help="How heads are scored.",
+)
 @click.option("--k", type=int, default=None, help="Circuit size (default: smallest k with faithfulness >= target).")
 @click.option("--target", type=float, default=0.8, show_default=True, help="Faithfulness target when --k is not given.")
 @click.option("--metric", type=click.Choice(["logit_diff", "prob_diff"]), default="logit_diff", show_default=True)
-@click.option("--ablation", type=click.Choice(["counterfactual", "mean", "zero"]), default="counterfactual",
-              show_default=True, help="How heads outside the circuit are removed when measuring faithfulness.")
+@click.option(
+    "--ablation",
+    type=click.Choice(["counterfactual", "mean", "zero"]),
+    default="counterfactual",
+    show_default=True,
+    help="How heads outside the circuit are removed when measuring faithfulness.",
+)
 @click.option("--ig-steps", type=int, default=8, show_default=True, help="Interpolation steps for --method ig.")
 @click.option("--n-examples", type=int, default=256, show_default=True, help="Prompts per split.")
-@click.option("--full-curve", is_flag=True,
-              help="Faithfulness at every circuit size (default: find k by bisection, about log2(heads) sizes).")
+@click.option(
+    "--full-curve",
+    is_flag=True,
+    help="Faithfulness at every circuit size (default: find k by bisection, about log2(heads) sizes).",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--allow-download", is_flag=True, help="Let transformers fetch a model from the Hub.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="JSON file to write.")
-def discover_cmd(task_name, model, method, k, target, metric, ablation, ig_steps, n_examples, full_curve, seed,
-                 allow_download, out) -> None:
+def discover_cmd(
+    task_name, model, method, k, target, metric, ablation, ig_steps, n_examples, full_curve, seed, allow_download, out
+) -> None:
     """Find a prior task's head-level circuit and write it as JSON."""
     from forgetlens.circuits.discover import circuit_to_json, timed_discovery
     from forgetlens.config import DiscoveryConfig
@@ -64,8 +78,17 @@ def discover_cmd(task_name, model, method, k, target, metric, ablation, ig_steps
     task = get_task(task_name)
     if n_examples <= 0:
         raise ForgetlensError(f"--n-examples must be positive, got {n_examples}")
-    cfg = DiscoveryConfig(method=method, metric=metric, ablation=ablation, k=k, faithfulness_target=target,
-                          ig_steps=ig_steps, full_curve=full_curve, n_examples=n_examples, seed=seed)
+    cfg = DiscoveryConfig(
+        method=method,
+        metric=metric,
+        ablation=ablation,
+        k=k,
+        faithfulness_target=target,
+        ig_steps=ig_steps,
+        full_curve=full_curve,
+        n_examples=n_examples,
+        seed=seed,
+    )
     loaded = load_model(model, allow_download=allow_download)
     configure_threads(loaded.model)
     layout = HeadLayout.of(loaded.model)
@@ -80,28 +103,43 @@ def discover_cmd(task_name, model, method, k, target, metric, ablation, ig_steps
     for rank, h in enumerate(ranked[: max(10, circuit.k)], 1):
         mark = "*" if (h["layer"], h["head"]) in members else ""
         click.echo(f"{rank:>4}  {h['layer']:>5}  {h['head']:>4}  {h['score']:>9.4f}  {mark}")
-    click.echo(f"circuit: k={circuit.k} of {layout.n_total} heads, faithfulness={circuit.faithfulness:.3f} "
-               f"({ablation} ablation) -> {out}")
+    click.echo(
+        f"circuit: k={circuit.k} of {layout.n_total} heads, faithfulness={circuit.faithfulness:.3f} "
+        f"({ablation} ablation) -> {out}"
+    )
 
 
 @cli.command("pretrain-base")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Output directory (default: the package's embedded model directory).")
-@click.option("--seed", type=int, default=None,
-              help="The build's seed (default from PretrainConfig: the shipped model's).")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Output directory (default: the package's embedded model directory).",
+)
+@click.option(
+    "--seed", type=int, default=None, help="The build's seed (default from PretrainConfig: the shipped model's)."
+)
 @click.option("--steps", type=int, default=None, help="Optimizer steps (default from PretrainConfig).")
 @click.option("--resume", is_flag=True, help="Continue from the last training-state snapshot in --out.")
-@click.option("--start-from", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
-              help="A model directory holding this configuration's weights at the end of stage --start-after; "
-                   "only the later stages are trained.")
-@click.option("--start-after", default="main", show_default=True,
-              help="The last stage --start-from has completed: main (stages 1-2) or format (stages 1-3).")
+@click.option(
+    "--start-from",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="A model directory holding this configuration's weights at the end of stage --start-after; "
+    "only the later stages are trained.",
+)
+@click.option(
+    "--start-after",
+    default="main",
+    show_default=True,
+    help="The last stage --start-from has completed: main (stages 1-2) or format (stages 1-3).",
+)
 def pretrain_cmd(out, seed, steps, resume, start_from, start_after) -> None:
     """Rebuild the embedded base model (tokenizer, weights, model card) from a seed."""
-    from forgetlens.config import PretrainConfig
-    from forgetlens.circuits.validation import record_circuits
+    from forgetlens.embedded_build.config import PretrainConfig
+    from forgetlens.embedded_build.pretrain import pretrain_base
+    from forgetlens.embedded_build.validation import record_circuits
     from forgetlens.models.loading import EMBEDDED_DIR
-    from forgetlens.models.pretrain import pretrain_base
 
     cfg = PretrainConfig()
     if seed is not None:
@@ -120,12 +158,21 @@ def pretrain_cmd(out, seed, steps, resume, start_from, start_after) -> None:
 
 @cli.command("finetune")
 @click.option("--method", required=True, help="sft, rl, sft-preserve, rl-preserve, replay or sft-kl.")
-@click.option("--model", default="embedded", show_default=True, help="Base model directory, cached HF id, or `embedded`.")
-@click.option("--data", default=None, help="Target-task file/directory (SciKnowEval or SciQ); default: "
-                                            "the built-in --synthetic-target.")
-@click.option("--synthetic-target", default="compare", show_default=True,
-              help="Built-in target without --data: compare (largest/smallest of four quantities) or facts "
-                   "(element symbols, SI units).")
+@click.option(
+    "--model", default="embedded", show_default=True, help="Base model directory, cached HF id, or `embedded`."
+)
+@click.option(
+    "--data",
+    default=None,
+    help="Target-task file/directory (SciKnowEval or SciQ); default: the built-in --synthetic-target.",
+)
+@click.option(
+    "--synthetic-target",
+    default="compare",
+    show_default=True,
+    help="Built-in target without --data: compare (largest/smallest of four quantities) or facts "
+    "(element symbols, SI units).",
+)
 @click.option("--steps", type=int, default=None, help="Optimizer steps (same for both methods).")
 @click.option("--lr", type=float, default=None, help="Learning rate for this method.")
 @click.option("--checkpoint-every", type=int, default=None, help="Steps between checkpoints.")
@@ -143,24 +190,52 @@ def pretrain_cmd(out, seed, steps, resume, start_from, start_after) -> None:
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out.")
 @click.option("--overwrite", is_flag=True, help="Delete an existing --out and start again.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Run directory.")
-def finetune_cmd(method, model, data, synthetic_target, steps, lr, checkpoint_every, prompts_per_step,
-                 num_generations, loss_type, beta, max_records, lam, preserve_heads, monitor_every, monitor_threshold,
-                 monitor_action, seed, resume, overwrite, out) -> None:
+def finetune_cmd(
+    method,
+    model,
+    data,
+    synthetic_target,
+    steps,
+    lr,
+    checkpoint_every,
+    prompts_per_step,
+    num_generations,
+    loss_type,
+    beta,
+    max_records,
+    lam,
+    preserve_heads,
+    monitor_every,
+    monitor_threshold,
+    monitor_action,
+    seed,
+    resume,
+    overwrite,
+    out,
+) -> None:
     """Fine-tune (sft, rl, sft-preserve, rl-preserve, replay, sft-kl), keeping checkpoints; behaviour at each."""
-    from forgetlens.config import FinetuneConfig
-    from forgetlens.training.finetune import METHODS, finetune, trainer_kind
+    from forgetlens.config import FINETUNE_METHODS, FinetuneConfig, trainer_kind
+    from forgetlens.pipeline.finetune import finetune
 
-    if method not in METHODS:
-        raise ForgetlensError(f"--method: unknown method {method!r}; expected one of {', '.join(METHODS)}")
-    cfg = FinetuneConfig(method=method, model=model, data=data, synthetic_target=synthetic_target, seed=seed,
-                         max_records=max_records)
-    for section, name, value in (("preserve", "lam", lam), ("preserve", "heads", preserve_heads),
-                                 ("monitor", "every", monitor_every), ("monitor", "threshold", monitor_threshold),
-                                 ("monitor", "action", monitor_action)):
+    if method not in FINETUNE_METHODS:
+        raise ForgetlensError(f"--method: unknown method {method!r}; expected one of {', '.join(FINETUNE_METHODS)}")
+    cfg = FinetuneConfig(
+        method=method, model=model, data=data, synthetic_target=synthetic_target, seed=seed, max_records=max_records
+    )
+    for section, name, value in (
+        ("preserve", "lam", lam),
+        ("preserve", "heads", preserve_heads),
+        ("monitor", "every", monitor_every),
+        ("monitor", "threshold", monitor_threshold),
+        ("monitor", "action", monitor_action),
+    ):
         if value is not None:
             setattr(getattr(cfg, section), name, value)
-    for name, value in (("steps", steps), ("checkpoint_every", checkpoint_every),
-                        ("prompts_per_step", prompts_per_step)):
+    for name, value in (
+        ("steps", steps),
+        ("checkpoint_every", checkpoint_every),
+        ("prompts_per_step", prompts_per_step),
+    ):
         if value is not None:
             setattr(cfg, name, value)
     if lr is not None:
@@ -172,27 +247,39 @@ def finetune_cmd(method, model, data, synthetic_target, steps, lr, checkpoint_ev
     tasks = list(rows[0]["prior"])
     click.echo(f"{'step':>5} {'target acc':>10} {'KL(base||tuned)':>16} " + " ".join(f"{t[:12]:>12}" for t in tasks))
     for r in rows:
-        click.echo(f"{r['step']:>5} {r['target_accuracy']:>10.3f} {r['kl_forward']:>16.4f} "
-                   + " ".join(f"{r['prior'][t]['retention_accuracy']:>12.3f}" for t in tasks))
+        click.echo(
+            f"{r['step']:>5} {r['target_accuracy']:>10.3f} {r['kl_forward']:>16.4f} "
+            + " ".join(f"{r['prior'][t]['retention_accuracy']:>12.3f}" for t in tasks)
+        )
     click.echo(f"(prior columns: accuracy retention vs step 0) -> {out}/behaviour.json")
 
 
 @cli.command("audit")
 @click.option("--base", "base_spec", required=True, help="Base model directory, cached HF id, or `embedded`.")
-@click.option("--tuned", "tuned_specs", multiple=True, required=True,
-              help="NAME=PATH of a tuned model, PEFT adapter or finetune run directory (repeatable).")
+@click.option(
+    "--tuned",
+    "tuned_specs",
+    multiple=True,
+    required=True,
+    help="NAME=PATH of a tuned model, PEFT adapter or finetune run directory (repeatable).",
+)
 @click.option("--tasks", default=None, help="Comma-separated prior tasks (default: all).")
 @click.option("--k", type=int, default=None, help="Circuit size (default: smallest k with faithfulness >= 0.8).")
 @click.option("--n-boot", type=int, default=1000, show_default=True, help="Bootstrap resamples.")
 @click.option("--n-examples", type=int, default=128, show_default=True, help="Prompts per split.")
-@click.option("--top-m", type=int, default=8, show_default=True,
-              help="Heads besides the base circuit whose CMAP is patched exactly (the rest: first-order estimate).")
+@click.option(
+    "--top-m",
+    type=int,
+    default=8,
+    show_default=True,
+    help="Heads besides the base circuit whose CMAP is patched exactly (the rest: first-order estimate).",
+)
 @click.option("--exact-everywhere", is_flag=True, help="Patch every head exactly (cost grows with the head count).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="JSON file to write.")
 def audit_cmd(base_spec, tuned_specs, tasks, k, n_boot, n_examples, top_m, exact_everywhere, seed, out) -> None:
     """Measure how tuned models degrade the base model's circuits (per head and per circuit, with CIs)."""
-    from forgetlens.audit import audit, parse_tuned, per_head_csv
+    from forgetlens.pipeline.audit import audit, parse_tuned, per_head_csv
     from forgetlens.tasks.registry import parse_task_list
     from forgetlens.utils import atomic_write_text
 
@@ -202,8 +289,16 @@ def audit_cmd(base_spec, tuned_specs, tasks, k, n_boot, n_examples, top_m, exact
         raise ForgetlensError(f"--n-boot must be positive, got {n_boot}")
     if top_m < 0:
         raise ForgetlensError(f"--top-m must be >= 0, got {top_m}")
-    result = audit(base_spec, tuned, task_list, k=k, n_boot=n_boot, seed=seed, n_examples=n_examples,
-                   top_m=None if exact_everywhere else top_m)
+    result = audit(
+        base_spec,
+        tuned,
+        task_list,
+        k=k,
+        n_boot=n_boot,
+        seed=seed,
+        n_examples=n_examples,
+        top_m=None if exact_everywhere else top_m,
+    )
     atomic_write_text(out, json.dumps(result, indent=1))
     atomic_write_text(out.with_suffix(".per_head.csv"), per_head_csv(result))
     click.echo(f"{'task':<14}{'k':>3}  {'model':<14}{'retention':>22}{'V(C0)':>24}")
@@ -211,26 +306,39 @@ def audit_cmd(base_spec, tuned_specs, tasks, k, n_boot, n_examples, top_m, exact
         rows = list(r["models"].items()) + [(f"DCV{pair}", stats) for pair, stats in r["dcv"].items()]
         for name, s in rows:
             ret, v = s["retention"], s["v_circuit"]
-            click.echo(f"{task:<14}{r['circuit']['k']:>3}  {name:<14}"
-                       f"{ret['value']:>8.3f} [{ret['ci_low']:.3f}, {ret['ci_high']:.3f}]"
-                       f"{v['value']:>9.3f} [{v['ci_low']:.3f}, {v['ci_high']:.3f}]")
+            click.echo(
+                f"{task:<14}{r['circuit']['k']:>3}  {name:<14}"
+                f"{ret['value']:>8.3f} [{ret['ci_low']:.3f}, {ret['ci_high']:.3f}]"
+                f"{v['value']:>9.3f} [{v['ci_low']:.3f}, {v['ci_high']:.3f}]"
+            )
     click.echo(f"-> {out} and {out.with_suffix('.per_head.csv')}")
 
 
 @cli.command("run")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Study YAML (default: the embedded study).")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Study YAML (default: the embedded study).",
+)
 @click.option("--seeds", default=None, help="Comma-separated training seeds, e.g. 0,1,2 (overrides the config).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted study in --out, skipping finished stages.")
 @click.option("--overwrite", is_flag=True, help="Delete an existing --out and start again.")
-@click.option("--jobs", type=int, default=1, show_default=True,
-              help="Worker processes: base circuits, fine-tuning runs and checkpoint measurements run side by side "
-                   "(one CPU thread each for small models); results are identical to --jobs 1.")
+@click.option(
+    "--jobs",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Worker processes: base circuits, fine-tuning runs and checkpoint measurements run side by side "
+    "(one CPU thread each for small models); results are identical to --jobs 1.",
+)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Run directory.")
 def run_cmd(config_path, seeds, resume, overwrite, jobs, out) -> None:
     """The whole study: base circuits, SFT and RL runs, circuit metrics at every checkpoint, report."""
     from forgetlens.config import StudyConfig, load_study_config
-    from forgetlens.study import run_study
+    from forgetlens.pipeline.study import run_study
+    from forgetlens.report.html import summary_lines, summary_table, write_report
 
     cfg = load_study_config(config_path) if config_path else StudyConfig()
     if seeds is not None:
@@ -240,10 +348,9 @@ def run_cmd(config_path, seeds, resume, overwrite, jobs, out) -> None:
             raise ForgetlensError(f"--seeds: expected comma-separated integers, got {seeds!r}") from None
     if jobs < 1:
         raise ForgetlensError(f"--jobs must be at least 1, got {jobs}")
-    results = run_study(cfg, out, resume=resume, overwrite=overwrite, log=click.echo, jobs=jobs)
+    results = run_study(cfg, out, resume=resume, overwrite=overwrite, log=click.echo, jobs=jobs, render=write_report)
     if not results:
         return  # a non-main process of a multi-GPU launch: the main process reports
-    from forgetlens.report.html import summary_lines, summary_table
 
     click.echo(summary_table(results) + "\n")
     click.echo("\n".join(summary_lines(results)))
@@ -251,17 +358,29 @@ def run_cmd(config_path, seeds, resume, overwrite, jobs, out) -> None:
 
 
 @cli.command("plan")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Study YAML (default: the embedded study).")
-@click.option("--gpus", default=None,
-              help="Hardware as COUNTxGIB, comma-separated for several plans (e.g. 1x80,8x80); default: detected.")
-@click.option("--prompt-tokens", type=int, default=None,
-              help="Prompt length assumed for training (default: measured on the data with the model's tokenizer "
-                   "when both are on disk, else 512).")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Study YAML (default: the embedded study).",
+)
+@click.option(
+    "--gpus",
+    default=None,
+    help="Hardware as COUNTxGIB, comma-separated for several plans (e.g. 1x80,8x80); default: detected.",
+)
+@click.option(
+    "--prompt-tokens",
+    type=int,
+    default=None,
+    help="Prompt length assumed for training (default: measured on the data with the model's tokenizer "
+    "when both are on disk, else 512).",
+)
 def plan_cmd(config_path, gpus, prompt_tokens) -> None:
     """Memory per GPU and forward/backward passes of every stage, and which settings make training fit."""
     from forgetlens.config import StudyConfig, load_study_config
-    from forgetlens.plan import Hardware, detected_hardware, format_plan, model_shape, prompt_length
+    from forgetlens.pipeline.plan import Hardware, detected_hardware, format_plan, model_shape, prompt_length
 
     cfg = load_study_config(config_path, check_paths=False) if config_path else StudyConfig()
     hardware = [Hardware.parse(g) for g in gpus.split(",")] if gpus else [detected_hardware()]
@@ -279,16 +398,11 @@ def plan_cmd(config_path, gpus, prompt_tokens) -> None:
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
 def report_cmd(run_dir) -> None:
     """Rebuild RUN_DIR/report.html (and the derived tables) from RUN_DIR/results.json alone."""
+    from forgetlens.metrics.summary import derived_results
+    from forgetlens.pipeline.results import read_results
     from forgetlens.report.html import write_report
-    from forgetlens.report.tables import derived_results
 
-    path = run_dir / "results.json"
-    if not path.is_file():
-        raise ForgetlensError(f"{path} does not exist; run `forgetlens run --out {run_dir}` first")
-    try:
-        results = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ForgetlensError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    results = read_results(run_dir / "results.json")
     results.update(derived_results(results))
     write_report(results, run_dir / "report.html")
     click.echo(f"report: {run_dir / 'report.html'}")

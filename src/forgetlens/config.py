@@ -7,133 +7,46 @@ writes them beside the results (``dataclasses.asdict``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
+
+DISCOVERY_METHODS = ("attribution", "exact", "ig")
+"""How heads are scored (``DiscoveryConfig.method``)."""
+ABLATIONS = ("counterfactual", "mean", "zero")
+"""How heads outside a circuit are removed (``DiscoveryConfig.ablation``)."""
+LOSS_TYPES = ("dr_grpo", "grpo", "dapo", "reinforce")
+"""RL losses (``RLConfig.loss_type``)."""
+SCALE_REWARDS = ("none", "group", "batch")
+"""Advantage scaling (``RLConfig.scale_rewards``)."""
+PRESERVE_HEADS = ("circuit", "dcv", "all")
+"""Which heads preservation protects (``PreserveConfig.heads``)."""
+MONITOR_ACTIONS = ("warn", "stop")
+"""What the circuit monitor does below its threshold (``MonitorConfig.action``)."""
+SYNTHETIC_TARGETS = ("compare", "compare-short", "facts")
+"""Built-in target tasks (``FinetuneConfig.synthetic_target``)."""
+FINETUNE_METHODS = ("sft", "rl", "sft-preserve", "rl-preserve", "replay", "sft-kl")
+"""Fine-tuning methods (``FinetuneConfig.method``, ``StudyConfig.methods``)."""
 
 
-HEAD_SPARSITY = 1.5e-4
-"""The shipped model's head-sparsity penalty, the same in every stage (``FormatStage.head_sparsity``).  Without it
-(the model shipped before 2026-11-25) IOI's and greater-than's smallest faithful circuits took 10 and 13 of 32
-heads; every penalty tried is in docs/results/embedded-model-history.md."""
+def _one_of(problems: list[str], key: str, value, allowed: tuple, what: str) -> None:
+    if value not in allowed:
+        problems.append(f"{key}: unknown {what} {value!r}; expected one of {', '.join(allowed)}")
 
 
-@dataclass
-class FormatStage:
-    """One sub-stage of the embedded model's answer-format stage."""
-
-    steps: int
-    """Optimizer steps."""
-    recipe: dict[str, float]
-    """Corpus mixture: source name -> share of documents."""
-    label_smoothing: float = 0.0
-    """Cross-entropy label smoothing in this sub-stage (0: plain next-token loss).  It bounds how far the model
-    drives its logit margins; on the embedded model's stage 4 it did not make attribution agree reliably better
-    with exact patching (docs/results/embedded-model-history.md), so the shipped recipe does not use it."""
-    head_sparsity: float = 0.0
-    """Weight of an L1 penalty on the heads' contributions to the residual stream in this sub-stage: the mean over
-    labelled tokens of the sum over layers and heads of |W_O,h z_h|_2 (0: none).  It pushes each task onto fewer
-    heads; too strong, it also erodes multiple choice and IOI, and whether multiple choice forms varies from build
-    to build (docs/results/embedded-model-history.md)."""
+def _positive(problems: list[str], obj, prefix: str, names: tuple[str, ...], optional: bool = False) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if not (optional and value is None) and value <= 0:
+            kind = "integer" if isinstance(value, int) else "number"
+            problems.append(f"{prefix}{name}: expected a positive {kind}, got {value}")
 
 
-@dataclass
-class PretrainConfig:
-    """How the embedded base model is built (``forgetlens pretrain-base``)."""
+def _unknown_tasks(problems: list[str], key: str, names: list[str] | None) -> None:
+    from forgetlens.tasks.registry import task_names
 
-    seed: int = 1
-    """Seeds the corpus stream, the tokenizer corpus and the weight init.  The shipped model is build seed 1: with
-    the same recipe, seed 0 never formed multiple choice (README, "Status")."""
-    vocab_size: int = 1024
-    """Byte-level BPE vocabulary size (incl. 256 byte tokens and 3 special tokens)."""
-    n_layers: int = 4
-    """Transformer blocks."""
-    n_heads: int = 8
-    """Query heads per block."""
-    n_kv_heads: int = 4
-    """Key/value heads per block (grouped-query attention, as in Qwen2)."""
-    d_model: int = 128
-    """Residual stream width; d_head = d_model / n_heads."""
-    d_mlp: int = 256
-    """MLP hidden width."""
-    max_len: int = 128
-    """Context length the model is built for (documents are truncated to it)."""
-    steps: int = 6500
-    """Optimizer steps in all (curriculum included)."""
-    batch_size: int = 64
-    """Documents per step (grouped by length to limit padding)."""
-    lr: float = 3e-3
-    """Peak AdamW learning rate (linear warm-up, cosine decay)."""
-    warmup: int = 100
-    """Warm-up steps."""
-    weight_decay: float = 0.05
-    """AdamW weight decay."""
-    head_sparsity: float = HEAD_SPARSITY
-    """Stages 1-2: weight of the L1 penalty on the heads' residual contributions (as ``FormatStage.head_sparsity``,
-    which sets it for the later stages; 0: none)."""
-    tokenizer_docs: int = 20000
-    """Corpus documents used to train the tokenizer."""
-    eval_examples: int = 400
-    """Held-out examples per prior task for the model card's accuracy."""
-    checkpoint_every: int = 500
-    """Steps between resumable training-state snapshots."""
-    threads: int = 1
-    """torch CPU threads for pretraining.  The thread count changes floating-point sums, so the shipped model is
-    rebuilt bit for bit only with the count it was built with (1)."""
-    device: str | None = None
-    """Where to train: ``None`` follows ``$FORGETLENS_DEVICE``, else the GPU, else the CPU (as model loading does).
-    The shipped model was built on the CPU; a GPU build draws the same corpus but need not give the same weights."""
-    curriculum_steps: int = 1000
-    """Steps at the start that draw from ``curriculum_recipe`` instead of ``recipe``."""
-    curriculum_recipe: dict[str, float] = field(default_factory=lambda: {"induction": 1.0})
-    """Opening mixture.  Measured here: copying formed within ~1000 steps on repeated sequences alone (63 % copy
-    accuracy) but not within 3000 steps when copying was a third of a mixed corpus (14 %).  The ``induction``
-    documents repeat from the first word, and the shipped model copies by that shortcut, not by induction heads
-    (README, "Status"); ``induction_span`` documents do not allow it."""
-    recipe: dict[str, float] = field(default_factory=lambda: {
-        "induction": 0.20,
-        "ioi": 0.15,
-        "greater_than": 0.10,
-        "fact_recall": 0.08,
-        "capital_mcq": 0.17,
-        "science_statement": 0.20,
-        "science_mcq": 0.05,
-        "reverse_fact": 0.05,
-    })
-    """Corpus mixture: source name -> share of documents (see ``models/corpus.py``)."""
-    format_lr: float = 1e-3
-    """Learning rate of the format stages (after ``warmup`` steps of linear warm-up, then constant)."""
-    format_stages: list[FormatStage] = field(default_factory=lambda: [
-        FormatStage(500, {"capital_mcq": 1.0}, head_sparsity=HEAD_SPARSITY),
-        FormatStage(500, {"science_mcq": 0.8, "capital_mcq": 0.2}, head_sparsity=HEAD_SPARSITY),
-        FormatStage(800, {"induction": 0.2, "ioi": 0.2, "greater_than": 0.15, "fact_recall": 0.1,
-                          "science_statement": 0.1, "reverse_fact": 0.05, "capital_mcq": 0.15, "science_mcq": 0.05},
-                    head_sparsity=HEAD_SPARSITY),
-    ])
-    """Stage 3, after ``steps``: answer-format practice, one fresh optimizer for all its sub-stages.  Measured
-    here: 6500 steps with multiple-choice documents as 22 % of a mixed corpus left the model at chance on them
-    (letter binding never formed); capital-city questions alone formed it in ~400 steps (0.22 -> 0.79), after
-    which science questions (80 %) formed it for science in ~400 more (0.25 -> 0.65); a final mixed sub-stage
-    restores the prior tasks, which the format-only sub-stages erase."""
-
-    compare_stage: FormatStage | None = field(default_factory=lambda: FormatStage(800, {
-        "induction": 0.1, "ioi": 0.1, "greater_than": 0.075, "fact_recall": 0.05, "science_statement": 0.05,
-        "reverse_fact": 0.025, "capital_mcq": 0.075, "science_mcq": 0.025, "compare_mcq": 0.5},
-        head_sparsity=HEAD_SPARSITY))
-    """Stage 4: the format stage's final mixture at half its shares plus comparison questions from the pretraining
-    half (``tasks/comparisons.py``), with a fresh optimizer at ``format_lr``; ``None`` skips it.  Measured here:
-    it took letter accuracy on the never-seen target half from 0.22 to 0.50 in 800 steps (at a 10 % share, at
-    most 0.30 in 600), so the default target starts well above chance and still has room to learn."""
-
-    @property
-    def format_steps(self) -> int:
-        return sum(stage.steps for stage in self.format_stages)
-
-
-def unpenalised_pretrain_config() -> PretrainConfig:
-    """The recipe of the embedded model shipped until 2026-11-25 (build seed 0, two threads, no head-sparsity
-    penalty), on which the experiments recorded before then were run."""
-    cfg = PretrainConfig(seed=0, threads=2, head_sparsity=0.0)
-    cfg.format_stages = [FormatStage(stage.steps, stage.recipe) for stage in cfg.format_stages]
-    cfg.compare_stage = FormatStage(cfg.compare_stage.steps, cfg.compare_stage.recipe)
-    return cfg
+    known = task_names()
+    for t in names or []:
+        if t not in known:
+            problems.append(f"{key}: unknown task {t!r}; known: {', '.join(known)}")
 
 
 @dataclass
@@ -162,6 +75,22 @@ class DiscoveryConfig:
     seed: int = 0
     """Seeds the task prompts."""
 
+    def problems(self, prefix: str = "") -> list[str]:
+        """Every problem with these options, one line each (``prefix`` names the config section)."""
+        out: list[str] = []
+        _one_of(out, f"{prefix}method", self.method, DISCOVERY_METHODS, "discovery method")
+        from forgetlens.tasks.base import METRICS
+
+        _one_of(out, f"{prefix}metric", self.metric, METRICS, "metric")
+        _one_of(out, f"{prefix}ablation", self.ablation, ABLATIONS, "ablation")
+        _positive(out, self, prefix, ("ig_steps", "batch_size"))
+        _positive(out, self, prefix, ("k",), optional=True)
+        if self.n_examples < 2:
+            out.append(f"{prefix}n_examples: expected at least 2, got {self.n_examples}")
+        if not 0 < self.faithfulness_target <= 1:
+            out.append(f"{prefix}faithfulness_target: expected a number in (0, 1], got {self.faithfulness_target}")
+        return out
+
 
 @dataclass
 class RLConfig:
@@ -184,6 +113,19 @@ class RLConfig:
     """Weight of an extra reward for answering with a bare letter (0 = off)."""
     use_vllm: bool = False
     """Generate with vLLM when installed (GPU runs); plain ``generate`` otherwise."""
+
+    def problems(self, prefix: str = "") -> list[str]:
+        """Every problem with these options, one line each."""
+        out: list[str] = []
+        _one_of(out, f"{prefix}loss_type", self.loss_type, LOSS_TYPES, "loss type")
+        _one_of(out, f"{prefix}scale_rewards", self.scale_rewards, SCALE_REWARDS, "reward scaling")
+        if self.num_generations < 2:
+            out.append(f"{prefix}num_generations: expected at least 2, got {self.num_generations}")
+        _positive(out, self, prefix, ("temperature", "max_completion_length"))
+        for name in ("beta", "format_reward"):
+            if getattr(self, name) < 0:
+                out.append(f"{prefix}{name}: expected >= 0, got {getattr(self, name)}")
+        return out
 
 
 @dataclass
@@ -210,6 +152,18 @@ class PreserveConfig:
     discovery_examples: int = 128
     """Prompts for finding each base circuit (``heads: circuit``); seeded by ``seed`` like the study's."""
 
+    def problems(self, prefix: str = "", needs_dcv_results: bool = False) -> list[str]:
+        """Every problem with these options, one line each (``needs_dcv_results``: a preserving run reads them)."""
+        out: list[str] = []
+        if self.lam < 0:
+            out.append(f"{prefix}lam: expected >= 0, got {self.lam}")
+        _one_of(out, f"{prefix}heads", self.heads, PRESERVE_HEADS, "head selection")
+        if needs_dcv_results and self.heads == "dcv" and not (self.dcv_results and Path(self.dcv_results).is_file()):
+            out.append(f"{prefix}dcv_results: heads 'dcv' needs an existing results.json, got {self.dcv_results!r}")
+        _positive(out, self, prefix, ("top_k", "n_prompts", "prompts_per_step", "discovery_examples"))
+        _unknown_tasks(out, f"{prefix}tasks", self.tasks)
+        return out
+
 
 @dataclass
 class ReplayConfig:
@@ -221,6 +175,15 @@ class ReplayConfig:
     """Prior-task documents per optimizer step."""
     tasks: list[str] | None = None
     """Prior tasks replayed (None = ``prior_tasks``)."""
+
+    def problems(self, prefix: str = "") -> list[str]:
+        """Every problem with these options, one line each."""
+        out: list[str] = []
+        if self.weight < 0:
+            out.append(f"{prefix}weight: expected >= 0, got {self.weight}")
+        _positive(out, self, prefix, ("documents_per_step",))
+        _unknown_tasks(out, f"{prefix}tasks", self.tasks)
+        return out
 
 
 @dataclass
@@ -238,12 +201,16 @@ class MonitorConfig:
     action: str = "warn"
     """``warn`` or ``stop`` (end training at that step)."""
 
-
-SYNTHETIC_TARGETS = ("compare", "compare-short", "facts")
-"""Built-in target tasks (``FinetuneConfig.synthetic_target``)."""
-
-METHODS = ("sft", "rl", "sft-preserve", "rl-preserve", "replay", "sft-kl")
-"""Fine-tuning methods (``FinetuneConfig.method``)."""
+    def problems(self, prefix: str = "") -> list[str]:
+        """Every problem with these options, one line each."""
+        out: list[str] = []
+        if self.every < 0:
+            out.append(f"{prefix}every: expected >= 0 steps (0 = off), got {self.every}")
+        _one_of(out, f"{prefix}action", self.action, MONITOR_ACTIONS, "action")
+        if self.n_prompts < 2:
+            out.append(f"{prefix}n_prompts: expected at least 2, got {self.n_prompts}")
+        _unknown_tasks(out, f"{prefix}tasks", self.tasks)
+        return out
 
 
 def trainer_kind(method: str) -> str:
@@ -267,8 +234,7 @@ class FinetuneConfig:
     on the half of the comparisons the embedded model never practised; ``tasks/comparisons.py``),
     ``compare-short`` (the same questions without options, answered with the value and unit) or ``facts``
     (element symbols and SI units from the table the embedded model read as statements; ``tasks/science_qa.py``).
-    Measured on the embedded model before it had the comparison stage: ``facts`` started at 0.44 and neither
-    method raised it clearly in 120 steps."""
+"""
     seed: int = 0
     """Seeds the data split, the option order, the sampler and the weights' updates."""
     steps: int = 480
@@ -276,12 +242,9 @@ class FinetuneConfig:
     prompts_per_step: int = 8
     """Distinct training prompts per optimizer step (RL samples ``num_generations`` completions of each)."""
     lr_sft: float = 3e-3
-    """SFT learning rate (chosen by ``experiments/lr_sweep.py``'s rule on the embedded default: 1e-4, 3e-4, 1e-3,
-    3e-3 reached 0.667, 0.706, 0.738, 0.937 from 0.579 at seed 100, 480 steps; 3e-3 also erased every prior task,
-    mean retention 0.000)."""
+    """SFT learning rate (a study's configs state the rule that chose theirs, ``experiments/lr_sweep.py``)."""
     lr_rl: float = 1e-4
-    """RL learning rate (chosen by ``experiments/lr_sweep.py``'s rule on the embedded default: 1e-4, 3e-4 reached
-    0.563, 0.516 from 0.579 at seed 100, 480 steps)."""
+    """RL learning rate (chosen by the same rule as ``lr_sft``)."""
     checkpoint_every: int = 120
     """Save a checkpoint every N steps (plus step 0, the base model); each one's behaviour is measured."""
     eval_fraction: float = 0.3
@@ -336,6 +299,48 @@ class FinetuneConfig:
     kl_coef: float = 0.1
     """``sft-kl``: weight of KL(base || tuned) on the SFT batch's completion tokens (>= 0)."""
 
+    def problems(self, prefix: str = "") -> list[str]:
+        """Every problem with the options of one run, one line each (``prefix`` names the config section)."""
+        out: list[str] = []
+        _one_of(out, f"{prefix}method", self.method, FINETUNE_METHODS, "method")
+        _one_of(out, f"{prefix}synthetic_target", self.synthetic_target, SYNTHETIC_TARGETS, "target")
+        _positive(
+            out,
+            self,
+            prefix,
+            (
+                "steps",
+                "prompts_per_step",
+                "checkpoint_every",
+                "prior_eval_examples",
+                "kl_samples",
+                "max_new_tokens",
+                "chat_kl_tokens",
+                "lr_sft",
+                "lr_rl",
+                "variants_per_question",
+            ),
+        )
+        _positive(
+            out,
+            self,
+            prefix,
+            ("kl_prompts", "kl_max_new_tokens", "max_records", "micro_batch", "threads"),
+            optional=True,
+        )
+        if not 0 < self.eval_fraction < 1:
+            out.append(f"{prefix}eval_fraction: expected a share in (0, 1), got {self.eval_fraction}")
+        if self.lora_rank < 0:
+            out.append(f"{prefix}lora_rank: expected >= 0 (0 = full fine-tuning), got {self.lora_rank}")
+        if self.kl_coef < 0:
+            out.append(f"{prefix}kl_coef: expected >= 0, got {self.kl_coef}")
+        _unknown_tasks(out, f"{prefix}prior_tasks", self.prior_tasks)
+        out += self.rl.problems(f"{prefix}rl.")
+        out += self.preserve.problems(f"{prefix}preserve.", needs_dcv_results=self.method.endswith("preserve"))
+        out += self.replay.problems(f"{prefix}replay.")
+        out += self.monitor.problems(f"{prefix}monitor.")
+        return out
+
 
 @dataclass
 class BenchmarkConfig:
@@ -388,6 +393,51 @@ class StudyConfig:
     """Standard benchmarks on the base model and every run's last checkpoint (needs lm-eval; off by default)."""
     discovery: DiscoveryConfig = field(default_factory=lambda: DiscoveryConfig(n_examples=128))
     """How base circuits are found; ``n_examples`` prompts each for discovery and for evaluation."""
+
+    def problems(self, check_paths: bool = True) -> list[str]:
+        """Every problem with the study's options, one line each, naming the key (``check_paths=False``: ``data``
+        need not exist, as for ``forgetlens plan``)."""
+        import os
+
+        out: list[str] = []
+        _unknown_tasks(out, "tasks", self.tasks)
+        for m in self.methods:
+            _one_of(out, "methods", m, FINETUNE_METHODS, "method")
+        if not self.methods:
+            out.append("methods: expected at least one method")
+        if not self.seeds:
+            out.append("seeds: expected at least one seed")
+        if len(set(self.seeds)) != len(self.seeds):
+            out.append(f"seeds: repeated seeds in {self.seeds}")
+        if self.n_boot < 1:
+            out.append(f"n_boot: expected a positive integer, got {self.n_boot}")
+        if self.cmap_top_m is not None and self.cmap_top_m < 0:
+            out.append(f"cmap_top_m: expected a number of heads >= 0 or null (every head exact), got {self.cmap_top_m}")
+        for lr in self.sft_lr_grid:
+            if lr <= 0:
+                out.append(f"sft_lr_grid: expected positive learning rates, got {lr}")
+        ft, defaults = self.finetune, FinetuneConfig()
+        for name in ("method", "seed", "model", "data"):
+            if getattr(ft, name) != getattr(defaults, name):
+                out.append(f"finetune.{name}: set by the study (use the top-level methods, seeds, model, data)")
+        import dataclasses
+
+        preserving = next((m for m in self.methods if m.endswith("preserve")), "sft")  # checks preserve.dcv_results
+        out += dataclasses.replace(ft, method=preserving).problems("finetune.")
+        if ft.micro_batch is not None:
+            world = int(os.environ.get("WORLD_SIZE", "1"))
+            for kind, total in (("sft", ft.prompts_per_step), ("rl", ft.prompts_per_step * ft.rl.num_generations)):
+                if any(trainer_kind(m) == kind for m in self.methods) and total % (ft.micro_batch * world):
+                    out.append(
+                        f"finetune.micro_batch: {ft.micro_batch} x {world} device(s) must divide the {kind} "
+                        f"batch of {total} sequences per step"
+                    )
+        out += self.discovery.problems("discovery.")
+        if self.benchmarks.limit is not None and self.benchmarks.limit <= 0:
+            out.append(f"benchmarks.limit: expected a positive integer or null, got {self.benchmarks.limit}")
+        if check_paths and self.data is not None and not Path(self.data).exists():
+            out.append(f"data: {self.data} does not exist; expected a SciKnowEval/SciQ file or directory")
+        return out
 
 
 def _type_name(hint) -> str:
@@ -476,8 +526,6 @@ def load_study_config(path, check_paths: bool = True) -> StudyConfig:
 
     ``check_paths=False`` skips checking that ``data`` exists (``forgetlens plan`` needs no data).
     """
-    from pathlib import Path
-
     import yaml
 
     from forgetlens.errors import ForgetlensError
@@ -489,6 +537,4 @@ def load_study_config(path, check_paths: bool = True) -> StudyConfig:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ForgetlensError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    from forgetlens.study import study_problems
-
-    return config_from_mapping(StudyConfig, data, str(path), lambda cfg: study_problems(cfg, check_paths))
+    return config_from_mapping(StudyConfig, data, str(path), lambda cfg: cfg.problems(check_paths))

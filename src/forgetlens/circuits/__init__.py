@@ -5,6 +5,16 @@ from forgetlens.circuits.circuit import Circuit, faithfulness_curve, rank_heads,
 from forgetlens.circuits.discover import circuit_to_json, discover_circuit, task_splits
 from forgetlens.circuits.patching import circuit_metric, exact_head_effects, head_outputs
 
-__all__ = ["attribution_scores", "Circuit", "faithfulness_curve", "rank_heads", "score_heads",
-           "circuit_to_json", "discover_circuit", "task_splits", "circuit_metric", "exact_head_effects",
-           "head_outputs"]
+__all__ = [
+    "attribution_scores",
+    "Circuit",
+    "faithfulness_curve",
+    "rank_heads",
+    "score_heads",
+    "circuit_to_json",
+    "discover_circuit",
+    "task_splits",
+    "circuit_metric",
+    "exact_head_effects",
+    "head_outputs",
+]

@@ -26,13 +26,16 @@ from forgetlens.models.heads import HeadLayout, capture_heads, frozen_parameters
 from forgetlens.tasks.base import TaskBatch, task_metric
 
 
-def _head_gradients(model, layout: HeadLayout, part: TaskBatch, embeds: torch.Tensor, metric: str
-                    ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+def _head_gradients(
+    model, layout: HeadLayout, part: TaskBatch, embeds: torch.Tensor, metric: str
+) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
     """dm/dz for every layer at input embeddings ``embeds`` -> (grads [layer][batch, pos, head, d_head],
     z [layer, batch, pos, head, d_head], the metric m [batch])."""
     embeds = embeds.detach().requires_grad_(True)
     with capture_heads(model, layout) as captured:
-        logits = answer_logits(model, None, part.attention_mask, part.answer_pos, inputs_embeds=embeds)  # [batch, vocab]
+        logits = answer_logits(
+            model, None, part.attention_mask, part.answer_pos, inputs_embeds=embeds
+        )  # [batch, vocab]
     m = task_metric(logits, part, metric)  # [batch]
     # Prompts do not interact, so the gradient of the sum gives every prompt's own gradient.
     grads = torch.autograd.grad(m.sum(), captured)
@@ -51,8 +54,15 @@ class AttributionPass:
     receiver_outputs: list[torch.Tensor] | None = None  # per chunk, as donor_outputs, on the receiving prompts
 
 
-def attribution_scores(model, layout: HeadLayout, batch: TaskBatch, metric: str = "logit_diff",
-                       direction: str = "noising", ig_steps: int = 0, batch_size: int = 64) -> torch.Tensor:
+def attribution_scores(
+    model,
+    layout: HeadLayout,
+    batch: TaskBatch,
+    metric: str = "logit_diff",
+    direction: str = "noising",
+    ig_steps: int = 0,
+    batch_size: int = 64,
+) -> torch.Tensor:
     """Attribution estimate of every head's patching effect, per prompt -> [n_prompts, layer, head].
 
     ``ig_steps = 0`` gives plain attribution patching (gradient at the receiving run);
@@ -61,9 +71,16 @@ def attribution_scores(model, layout: HeadLayout, batch: TaskBatch, metric: str 
     return attribution_pass(model, layout, batch, metric, direction, ig_steps, batch_size).scores
 
 
-def attribution_pass(model, layout: HeadLayout, batch: TaskBatch, metric: str = "logit_diff",
-                     direction: str = "noising", ig_steps: int = 0, batch_size: int = 64,
-                     keep_donor_outputs: bool = False) -> AttributionPass:
+def attribution_pass(
+    model,
+    layout: HeadLayout,
+    batch: TaskBatch,
+    metric: str = "logit_diff",
+    direction: str = "noising",
+    ig_steps: int = 0,
+    batch_size: int = 64,
+    keep_donor_outputs: bool = False,
+) -> AttributionPass:
     """:func:`attribution_scores` with the receiving run's metric and (``keep_donor_outputs``, plain attribution)
     both runs' head outputs per chunk and the donor run's metric: with noising, the corrupted head outputs that
     counterfactual ablation uses and the clean ones that CMAP and drift compare."""
@@ -92,11 +109,12 @@ def attribution_pass(model, layout: HeadLayout, batch: TaskBatch, metric: str = 
                 else:
                     z_donor = head_outputs(model, layout, part, corrupted=direction == "noising")
             else:
-                total = None
+                total: list[torch.Tensor] | None = None
                 for i in range(ig_steps):
                     alpha = (i + 0.5) / ig_steps
                     grads_i, _, _ = _head_gradients(model, layout, part, e_recv + alpha * (e_donor - e_recv), metric)
                     total = grads_i if total is None else [a + b for a, b in zip(total, grads_i)]
+                assert total is not None  # ig_steps >= 1
                 grads = [g / ig_steps for g in total]
                 z_recv = head_outputs(model, layout, part, corrupted=direction == "denoising")
                 z_donor = head_outputs(model, layout, part, corrupted=direction == "noising")
@@ -105,7 +123,10 @@ def attribution_pass(model, layout: HeadLayout, batch: TaskBatch, metric: str = 
             out.append(scores.permute(1, 0, 2).cpu())
             if keep_donor_outputs:
                 donors.append(z_donor)
-    return AttributionPass(scores=torch.cat(out), receiver_metric=torch.cat(metrics) if metrics else None,
-                           donor_outputs=donors if keep_donor_outputs else None,
-                           donor_metric=torch.cat(donor_metrics) if donor_metrics else None,
-                           receiver_outputs=receivers if receivers else None)
+    return AttributionPass(
+        scores=torch.cat(out),
+        receiver_metric=torch.cat(metrics) if metrics else None,
+        donor_outputs=donors if keep_donor_outputs else None,
+        donor_metric=torch.cat(donor_metrics) if donor_metrics else None,
+        receiver_outputs=receivers if receivers else None,
+    )

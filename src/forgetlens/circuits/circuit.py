@@ -25,18 +25,31 @@ from dataclasses import dataclass, field
 import torch
 
 from forgetlens.circuits.attribution import attribution_scores
-from forgetlens.circuits.patching import (ablation_source, chunks, circuit_metric, exact_head_effects,
-                                          mean_head_outputs, run_metric, run_with_patch)
+from forgetlens.circuits.patching import (
+    ablation_source,
+    chunks,
+    circuit_metric,
+    exact_head_effects,
+    mean_head_outputs,
+    run_metric,
+    run_with_patch,
+)
+from forgetlens.config import DISCOVERY_METHODS
 from forgetlens.errors import ForgetlensError
 from forgetlens.models.forward import model_device
 from forgetlens.models.heads import HeadLayout
 from forgetlens.tasks.base import TaskBatch
 
-METHODS = ("attribution", "exact", "ig")
 
-
-def score_heads(model, layout: HeadLayout, batch: TaskBatch, method: str = "attribution",
-                metric: str = "logit_diff", ig_steps: int = 8, batch_size: int = 64) -> torch.Tensor:
+def score_heads(
+    model,
+    layout: HeadLayout,
+    batch: TaskBatch,
+    method: str = "attribution",
+    metric: str = "logit_diff",
+    ig_steps: int = 8,
+    batch_size: int = 64,
+) -> torch.Tensor:
     """Per-prompt head scores (estimated or exact noising effects) -> [n_prompts, layer, head]."""
     if method == "attribution":
         return attribution_scores(model, layout, batch, metric, batch_size=batch_size)
@@ -44,7 +57,7 @@ def score_heads(model, layout: HeadLayout, batch: TaskBatch, method: str = "attr
         return attribution_scores(model, layout, batch, metric, ig_steps=ig_steps, batch_size=batch_size)
     if method == "exact":
         return exact_head_effects(model, layout, batch, metric, batch_size=batch_size)
-    raise ForgetlensError(f"unknown discovery method {method!r}; expected one of {', '.join(METHODS)}")
+    raise ForgetlensError(f"unknown discovery method {method!r}; expected one of {', '.join(DISCOVERY_METHODS)}")
 
 
 def rank_heads(scores: torch.Tensor) -> list[tuple[int, int]]:
@@ -72,8 +85,15 @@ class FaithfulnessBaseline:
     reference: torch.Tensor | None = None  # mean-ablation values, when used
 
 
-def faithfulness_baseline(model, layout: HeadLayout, batch: TaskBatch, ablation: str, metric: str,
-                          batch_size: int = 64, reference: torch.Tensor | None = None) -> FaithfulnessBaseline:
+def faithfulness_baseline(
+    model,
+    layout: HeadLayout,
+    batch: TaskBatch,
+    ablation: str,
+    metric: str,
+    batch_size: int = 64,
+    reference: torch.Tensor | None = None,
+) -> FaithfulnessBaseline:
     """m(full) and m(empty) per prompt."""
     if ablation == "mean" and reference is None:
         reference = mean_head_outputs(model, layout, batch, batch_size)
@@ -92,9 +112,16 @@ def normalised_faithfulness(m_circuit: torch.Tensor, base: FaithfulnessBaseline)
     return float(m_circuit.mean() - base.empty.mean()) / denom
 
 
-def faithfulness_curve(model, layout: HeadLayout, batch: TaskBatch, order: list[tuple[int, int]],
-                       ks: list[int], ablation: str = "counterfactual", metric: str = "logit_diff",
-                       batch_size: int = 64) -> tuple[list[dict], FaithfulnessBaseline]:
+def faithfulness_curve(
+    model,
+    layout: HeadLayout,
+    batch: TaskBatch,
+    order: list[tuple[int, int]],
+    ks: list[int],
+    ablation: str = "counterfactual",
+    metric: str = "logit_diff",
+    batch_size: int = 64,
+) -> tuple[list[dict], FaithfulnessBaseline]:
     """f(top-k) for each k in ``ks`` -> ([{k, faithfulness}], baseline).  Recomputes the ablation source for
     every k: the slow, obvious reference that :class:`FaithfulnessProbe` is checked against."""
     base = faithfulness_baseline(model, layout, batch, ablation, metric, batch_size)
@@ -114,9 +141,17 @@ class FaithfulnessProbe:
     the caller already has them (an attribution pass over the same prompts, same ``batch_size``).
     """
 
-    def __init__(self, model, layout: HeadLayout, batch: TaskBatch, ablation: str = "counterfactual",
-                 metric: str = "logit_diff", batch_size: int = 64, sources: list[torch.Tensor] | None = None,
-                 full: torch.Tensor | None = None):
+    def __init__(
+        self,
+        model,
+        layout: HeadLayout,
+        batch: TaskBatch,
+        ablation: str = "counterfactual",
+        metric: str = "logit_diff",
+        batch_size: int = 64,
+        sources: list[torch.Tensor] | None = None,
+        full: torch.Tensor | None = None,
+    ):
         self.model, self.layout, self.metric = model, layout, metric
         device = model_device(model)
         self.parts = list(chunks(batch, batch_size, device))
@@ -133,8 +168,12 @@ class FaithfulnessProbe:
     def circuit_metric(self, keep: torch.Tensor) -> torch.Tensor:
         """Metric with every head outside ``keep`` [layer, head] ablated -> [n_prompts]."""
         self.evaluations += 1
-        return torch.cat([run_with_patch(self.model, self.layout, part, ~keep.bool(), source, self.metric).cpu()
-                          for part, source in zip(self.parts, self.sources)])
+        return torch.cat(
+            [
+                run_with_patch(self.model, self.layout, part, ~keep.bool(), source, self.metric).cpu()
+                for part, source in zip(self.parts, self.sources)
+            ]
+        )
 
     def faithfulness(self, heads: list[tuple[int, int]]) -> float:
         """Normalised faithfulness of the circuit ``heads``."""

@@ -81,7 +81,7 @@ def tuned_heads_on_base(tuned, layout: HeadLayout, residuals: list, calls: list)
             kwargs["hidden_states"] = hidden
         captured: list[torch.Tensor] = []
         proj = layout.projections(tuned)[layer]
-        with registered_hooks([lambda: proj.register_forward_pre_hook(lambda m, a: captured.append(a[0]))]):
+        with registered_hooks([lambda: proj.register_forward_pre_hook(lambda m, a: captured.append(a[0]))]):  # noqa: B023
             attn(*args, **kwargs)
         z1.append(layout.split(captured[0]))
     return torch.stack(z1)
@@ -113,9 +113,16 @@ def head_writes(proj: torch.nn.Module, z: torch.Tensor, layout: HeadLayout) -> t
 
 
 @torch.no_grad()
-def local_cmap(base, tuned, layout: HeadLayout, part: TaskBatch, metric: str,
-               outputs: tuple[torch.Tensor, torch.Tensor] | None = None, heads: torch.Tensor | None = None,
-               baseline: torch.Tensor | None = None) -> torch.Tensor:
+def local_cmap(
+    base,
+    tuned,
+    layout: HeadLayout,
+    part: TaskBatch,
+    metric: str,
+    outputs: tuple[torch.Tensor, torch.Tensor] | None = None,
+    heads: torch.Tensor | None = None,
+    baseline: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Head-local CMAP effects on ``part``'s clean prompts -> [batch, layer, head] (see module docstring).
 
     ``outputs``: :func:`local_head_outputs` of the same models and prompts, when the caller already has them.
@@ -134,13 +141,20 @@ def local_cmap(base, tuned, layout: HeadLayout, part: TaskBatch, metric: str,
         delta = head_writes(tuned_proj[layer], z1[layer], layout) - head_writes(base_proj[layer], z0[layer], layout)
         for head in chosen:
             add = delta[head]  # [batch, pos, d_model]
-            with registered_hooks([lambda: base_proj[layer].register_forward_hook(lambda m, a, out: out + add)]):
+            with registered_hooks([lambda: base_proj[layer].register_forward_hook(lambda m, a, out: out + add)]):  # noqa: B023
                 effects[:, layer, head] = (run_metric(base, part, metric) - baseline).cpu()
     return effects
 
 
-def cross_model_patching(base, tuned, layout: HeadLayout, part: TaskBatch, metric: str, mode: str = "local",
-                         tuned_outputs: torch.Tensor | None = None) -> torch.Tensor:
+def cross_model_patching(
+    base,
+    tuned,
+    layout: HeadLayout,
+    part: TaskBatch,
+    metric: str,
+    mode: str = "local",
+    tuned_outputs: torch.Tensor | None = None,
+) -> torch.Tensor:
     """CMAP effects of every head -> [batch, layer, head]; ``tuned_outputs`` reuses z_theta for ``total``."""
     if mode == "local":
         return local_cmap(base, tuned, layout, part, metric)

@@ -12,8 +12,15 @@ import dataclasses
 import time
 
 from forgetlens.circuits.attribution import attribution_pass
-from forgetlens.circuits.circuit import (Circuit, FaithfulnessProbe, choose_k, default_ks, rank_heads, score_heads,
-                                         search_k)
+from forgetlens.circuits.circuit import (
+    Circuit,
+    FaithfulnessProbe,
+    choose_k,
+    default_ks,
+    rank_heads,
+    score_heads,
+    search_k,
+)
 from forgetlens.config import DiscoveryConfig
 from forgetlens.errors import ForgetlensError
 from forgetlens.models.heads import HeadLayout
@@ -42,8 +49,14 @@ def discover_circuit(model, tokenizer, task: PriorTask, cfg: DiscoveryConfig) ->
     discovery, _ = task_splits(tokenizer, task, cfg.n_examples, cfg.seed)
     sources = full = None
     if cfg.method == "attribution":  # its corrupted forward and clean metric serve faithfulness too
-        scored = attribution_pass(model, layout, discovery, cfg.metric, batch_size=cfg.batch_size,
-                                  keep_donor_outputs=cfg.ablation == "counterfactual")
+        scored = attribution_pass(
+            model,
+            layout,
+            discovery,
+            cfg.metric,
+            batch_size=cfg.batch_size,
+            keep_donor_outputs=cfg.ablation == "counterfactual",
+        )
         per_prompt, sources, full = scored.scores, scored.donor_outputs, scored.receiver_metric
     else:
         per_prompt = score_heads(model, layout, discovery, cfg.method, cfg.metric, cfg.ig_steps, cfg.batch_size)
@@ -59,12 +72,22 @@ def discover_circuit(model, tokenizer, task: PriorTask, cfg: DiscoveryConfig) ->
     else:
         k, curve = search_k(probe, order, cfg.faithfulness_target)
     faithfulness = next(p["faithfulness"] for p in curve if p["k"] == k)
-    return Circuit(task=task.name, method=cfg.method, metric=cfg.metric, ablation=cfg.ablation, scores=scores,
-                   per_prompt=per_prompt, heads=order[:k], faithfulness=faithfulness, curve=curve)
+    return Circuit(
+        task=task.name,
+        method=cfg.method,
+        metric=cfg.metric,
+        ablation=cfg.ablation,
+        scores=scores,
+        per_prompt=per_prompt,
+        heads=order[:k],
+        faithfulness=faithfulness,
+        curve=curve,
+    )
 
 
-def circuit_to_json(circuit: Circuit, model_name: str, cfg: DiscoveryConfig, layout: HeadLayout,
-                    seconds: float, versions: dict) -> dict:
+def circuit_to_json(
+    circuit: Circuit, model_name: str, cfg: DiscoveryConfig, layout: HeadLayout, seconds: float, versions: dict
+) -> dict:
     """The documented JSON form of a discovery result."""
     n_layers, n_heads = circuit.scores.shape
     return {
@@ -74,10 +97,12 @@ def circuit_to_json(circuit: Circuit, model_name: str, cfg: DiscoveryConfig, lay
         "metric": circuit.metric,
         "ablation": circuit.ablation,
         "layout": dataclasses.asdict(layout),
-        "heads": [{"layer": l, "head": h, "score": float(circuit.scores[l, h])}
-                  for l in range(n_layers) for h in range(n_heads)],
-        "circuit": {"heads": [[l, h] for l, h in circuit.heads], "k": circuit.k,
-                    "faithfulness": circuit.faithfulness},
+        "heads": [
+            {"layer": l, "head": h, "score": float(circuit.scores[l, h])}
+            for l in range(n_layers)
+            for h in range(n_heads)
+        ],
+        "circuit": {"heads": [[l, h] for l, h in circuit.heads], "k": circuit.k, "faithfulness": circuit.faithfulness},
         "faithfulness_curve": circuit.curve,
         "n_discovery_prompts": int(circuit.per_prompt.shape[0]),
         "config": dataclasses.asdict(cfg),

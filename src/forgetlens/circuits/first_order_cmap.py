@@ -71,19 +71,27 @@ def base_chunk(base, layout: HeadLayout, part: TaskBatch, metric: str) -> BaseCh
         logits = answer_logits(base, None, part.attention_mask, part.answer_pos, inputs_embeds=embeds)
         m = task_metric(logits, part, metric)  # [batch]
         grads = torch.autograd.grad(m.sum(), outputs)  # prompts do not interact: each row its own gradient
-    return BaseChunk(part=part, z0=torch.stack(z0), residuals=residuals, calls=calls,
-                     grads=[g.detach() for g in grads], metric=m.detach())
+    return BaseChunk(
+        part=part,
+        z0=torch.stack(z0),
+        residuals=residuals,
+        calls=calls,
+        grads=[g.detach() for g in grads],
+        metric=m.detach(),
+    )
 
 
-def base_chunks(base, layout: HeadLayout, batch: TaskBatch, metric: str = "logit_diff",
-                batch_size: int = 64) -> list[BaseChunk]:
+def base_chunks(
+    base, layout: HeadLayout, batch: TaskBatch, metric: str = "logit_diff", batch_size: int = 64
+) -> list[BaseChunk]:
     """:func:`base_chunk` for every chunk of ``batch`` (the same chunks as every other per-prompt measurement)."""
     return [base_chunk(base, layout, part, metric) for part in chunks(batch, batch_size, model_device(base))]
 
 
 @torch.no_grad()
-def first_order_cmap(base, tuned, layout: HeadLayout, chunk: BaseChunk, tuned_z: torch.Tensor | None = None
-                     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+def first_order_cmap(
+    base, tuned, layout: HeadLayout, chunk: BaseChunk, tuned_z: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
     """First-order head-local CMAP and (with ``tuned_z``, the tuned model's own head outputs
     [layer, batch, pos, head, d_head]) total CMAP of every head on one chunk.
 
@@ -100,7 +108,7 @@ def first_order_cmap(base, tuned, layout: HeadLayout, chunk: BaseChunk, tuned_z:
         base_write = head_writes(base_proj[layer], chunk.z0[layer], layout)  # [head, batch, pos, d_model]
         delta = head_writes(tuned_proj[layer], z1[layer], layout) - base_write
         local[:, layer] = torch.einsum("hbpd,bpd->bh", delta.to(g.dtype), g).cpu()
-        if tuned_z is not None:
+        if tuned_z is not None and total is not None:
             delta = head_writes(base_proj[layer], tuned_z[layer], layout) - base_write
             total[:, layer] = torch.einsum("hbpd,bpd->bh", delta.to(g.dtype), g).cpu()
     return local, total, z1

@@ -17,13 +17,13 @@ from collections.abc import Iterator
 
 import torch
 
+from forgetlens.config import ABLATIONS
 from forgetlens.errors import ForgetlensError
 from forgetlens.models.forward import answer_logits, model_device, run_body
 from forgetlens.models.heads import HeadLayout, capture_heads, head_hooks
 from forgetlens.tasks.base import TaskBatch, task_metric
 
 DIRECTIONS = ("noising", "denoising")
-ABLATIONS = ("counterfactual", "mean", "zero")
 
 
 def chunks(batch: TaskBatch, batch_size: int, device) -> Iterator[TaskBatch]:
@@ -54,13 +54,21 @@ def head_outputs(model, layout: HeadLayout, batch: TaskBatch, corrupted: bool = 
 
 
 @torch.no_grad()
-def run_with_patch(model, layout: HeadLayout, batch: TaskBatch, patch: torch.Tensor, source: torch.Tensor,
-                   metric: str, corrupted: bool = False) -> torch.Tensor:
+def run_with_patch(
+    model,
+    layout: HeadLayout,
+    batch: TaskBatch,
+    patch: torch.Tensor,
+    source: torch.Tensor,
+    metric: str,
+    corrupted: bool = False,
+) -> torch.Tensor:
     """Metric when heads with ``patch[layer, head]`` True take their value from ``source``.
 
     patch: [layer, head] bool; source: [layer, batch, pos, head, d_head] (or broadcastable to it).
     Returns [batch].
     """
+
     def fn(layer: int, z: torch.Tensor):
         heads = patch[layer]
         if not bool(heads.any()):
@@ -72,9 +80,16 @@ def run_with_patch(model, layout: HeadLayout, batch: TaskBatch, patch: torch.Ten
         return run_metric(model, batch, metric, corrupted=corrupted)
 
 
-def patch_each_head(model, layout: HeadLayout, part: TaskBatch, source: torch.Tensor, metric: str,
-                    corrupted: bool = False, heads: torch.Tensor | None = None,
-                    baseline: torch.Tensor | None = None) -> torch.Tensor:
+def patch_each_head(
+    model,
+    layout: HeadLayout,
+    part: TaskBatch,
+    source: torch.Tensor,
+    metric: str,
+    corrupted: bool = False,
+    heads: torch.Tensor | None = None,
+    baseline: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Metric change when each head alone takes its value from ``source`` -> [batch, layer, head].
 
     source: [layer, batch, pos, head, d_head]; the receiving run is clean (or corrupted) ``part``.
@@ -95,8 +110,14 @@ def patch_each_head(model, layout: HeadLayout, part: TaskBatch, source: torch.Te
     return effects
 
 
-def exact_head_effects(model, layout: HeadLayout, batch: TaskBatch, metric: str = "logit_diff",
-                       direction: str = "noising", batch_size: int = 64) -> torch.Tensor:
+def exact_head_effects(
+    model,
+    layout: HeadLayout,
+    batch: TaskBatch,
+    metric: str = "logit_diff",
+    direction: str = "noising",
+    batch_size: int = 64,
+) -> torch.Tensor:
     """Exact per-head patching effect for every prompt -> [n_prompts, layer, head]."""
     if direction not in DIRECTIONS:
         raise ForgetlensError(f"unknown patching direction {direction!r}; expected one of {', '.join(DIRECTIONS)}")
@@ -110,8 +131,9 @@ def exact_head_effects(model, layout: HeadLayout, batch: TaskBatch, metric: str 
 
 
 @torch.no_grad()
-def ablation_source(model, layout: HeadLayout, part: TaskBatch, ablation: str,
-                    reference: torch.Tensor | None = None) -> torch.Tensor:
+def ablation_source(
+    model, layout: HeadLayout, part: TaskBatch, ablation: str, reference: torch.Tensor | None = None
+) -> torch.Tensor:
     """Values that replace ablated heads on ``part``'s clean prompts -> [layer, batch|1, pos, head, d_head].
 
     ``counterfactual``: the head's output on the corrupted prompt; ``mean``: ``reference`` (see
@@ -149,9 +171,16 @@ def mean_head_outputs(model, layout: HeadLayout, batch: TaskBatch, batch_size: i
     return (total / count.clamp(min=1).view(1, -1, 1, 1)).unsqueeze(1)
 
 
-def circuit_metric(model, layout: HeadLayout, batch: TaskBatch, keep: torch.Tensor, ablation: str,
-                   metric: str = "logit_diff", batch_size: int = 64,
-                   reference: torch.Tensor | None = None) -> torch.Tensor:
+def circuit_metric(
+    model,
+    layout: HeadLayout,
+    batch: TaskBatch,
+    keep: torch.Tensor,
+    ablation: str,
+    metric: str = "logit_diff",
+    batch_size: int = 64,
+    reference: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Metric on clean prompts with every head outside ``keep`` [layer, head] ablated -> [n_prompts]."""
     device = model_device(model)
     if ablation == "mean" and reference is None:

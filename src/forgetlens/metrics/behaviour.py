@@ -19,18 +19,22 @@ from dataclasses import dataclass
 
 import torch
 
-from forgetlens.models.forward import answer_logits, model_device, task_accuracy
-from forgetlens.tasks.base import PriorTask, encode_examples
+from forgetlens.models.forward import answer_logits, model_device
+from forgetlens.tasks.base import PriorTask, TaskBatch, encode_examples, task_metric
 from forgetlens.tasks.general import CHAT_PROMPTS, general_knowledge_records
 from forgetlens.tasks.rewards import score_reply
-from forgetlens.training.data import user_text
+from forgetlens.tasks.science_qa import user_text
 from forgetlens.utils import right_pad
 
 
 def chat_prompts(tokenizer, records: list[dict]) -> list[str]:
     """Each record's prompt rendered with the tokenizer's chat template, ready for the assistant turn."""
-    return [tokenizer.apply_chat_template([{"role": "user", "content": user_text(r)}], tokenize=False,
-                                          add_generation_prompt=True) for r in records]
+    return [
+        tokenizer.apply_chat_template(
+            [{"role": "user", "content": user_text(r)}], tokenize=False, add_generation_prompt=True
+        )
+        for r in records
+    ]
 
 
 def _left_padded(tokenizer, texts: list[str], device) -> dict:
@@ -52,8 +56,9 @@ def _stop_ids(tokenizer) -> list[int]:
 
 
 @torch.no_grad()
-def generate(model, tokenizer, prompts: list[str], max_new_tokens: int, sample: bool = False,
-             batch_size: int = 64, seed: int = 0) -> list[list[int]]:
+def generate(
+    model, tokenizer, prompts: list[str], max_new_tokens: int, sample: bool = False, batch_size: int = 64, seed: int = 0
+) -> list[list[int]]:
     """Completion token ids for each prompt (greedy, or sampled at temperature 1 with ``seed``)."""
     device = model_device(model)
     stop = _stop_ids(tokenizer)
@@ -62,11 +67,18 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int, sample: 
     out = []
     try:
         for start in range(0, len(prompts), batch_size):
-            enc = _left_padded(tokenizer, prompts[start:start + batch_size], device)
-            ids = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=sample, temperature=1.0 if sample else None,
-                                 top_p=1.0 if sample else None, top_k=0 if sample else None,
-                                 eos_token_id=stop, pad_token_id=tokenizer.pad_token_id)
-            for row in ids[:, enc["input_ids"].shape[1]:].tolist():
+            enc = _left_padded(tokenizer, prompts[start : start + batch_size], device)
+            ids = model.generate(
+                **enc,
+                max_new_tokens=max_new_tokens,
+                do_sample=sample,
+                temperature=1.0 if sample else None,
+                top_p=1.0 if sample else None,
+                top_k=0 if sample else None,
+                eos_token_id=stop,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+            for row in ids[:, enc["input_ids"].shape[1] :].tolist():
                 cut = next((i + 1 for i, t in enumerate(row) if t in stop), len(row))
                 out.append(row[:cut])
     finally:
@@ -89,10 +101,10 @@ def letter_choices(model, tokenizer, records: list[dict], batch_size: int = 32) 
     prompts = chat_prompts(tokenizer, records)
     out = []
     for start in range(0, len(prompts), batch_size):
-        enc = _left_padded(tokenizer, prompts[start:start + batch_size], device)
+        enc = _left_padded(tokenizer, prompts[start : start + batch_size], device)
         last = torch.full((enc["input_ids"].shape[0],), enc["input_ids"].shape[1] - 1, device=device)
         logits = answer_logits(model, enc["input_ids"], enc["attention_mask"], last)  # [batch, vocab]
-        for row, record in zip(logits, records[start:start + batch_size]):
+        for row, record in zip(logits, records[start : start + batch_size]):
             labels = record["choices"]["label"]
             ids = [tokenizer(label, add_special_tokens=False)["input_ids"][0] for label in labels]
             out.append(labels[int(row[ids].argmax())])
@@ -110,13 +122,14 @@ def option_choices(model, tokenizer, records: list[dict], batch_size: int = 32) 
     device = model_device(model)
     rows = []  # (prompt ids, option ids) for every record and option
     for r in records:
-        prompt = tokenizer.apply_chat_template([{"role": "user", "content": r["question"]}], tokenize=False,
-                                               add_generation_prompt=True)
+        prompt = tokenizer.apply_chat_template(
+            [{"role": "user", "content": r["question"]}], tokenize=False, add_generation_prompt=True
+        )
         prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
         rows += [(prompt_ids, tokenizer(text, add_special_tokens=False)["input_ids"]) for text in r["choices"]["text"]]
     scores = []
     for start in range(0, len(rows), batch_size):
-        part = rows[start:start + batch_size]
+        part = rows[start : start + batch_size]
         ids, mask = right_pad([p + o for p, o in part], tokenizer.pad_token_id)
         ids, mask = ids.to(device), mask.to(device)  # [batch, pos]
         n_o = max(len(o) for _, o in part)
@@ -140,8 +153,9 @@ def prior_behaviour(model, tokenizer, tasks: list[PriorTask], n: int, seed: int)
 
 
 @torch.no_grad()
-def forward_kl(base, tuned, tokenizer, prompts: list[str], completions: list[list[int]],
-               batch_size: int = 32) -> list[float]:
+def forward_kl(
+    base, tuned, tokenizer, prompts: list[str], completions: list[list[int]], batch_size: int = 32
+) -> list[float]:
     """Per-(prompt, completion) sum over completion tokens of KL(base || tuned) of the next-token distributions.
 
     ``completions`` were sampled from ``base``; prompts and completions are paired by index.
@@ -149,14 +163,16 @@ def forward_kl(base, tuned, tokenizer, prompts: list[str], completions: list[lis
     device = model_device(tuned)
     out = []
     for start in range(0, len(prompts), batch_size):
-        texts_ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts[start:start + batch_size]]
-        comps = completions[start:start + batch_size]
+        texts_ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts[start : start + batch_size]]
+        comps = completions[start : start + batch_size]
         ids, mask = right_pad([p + c for p, c in zip(texts_ids, comps)], tokenizer.pad_token_id)
         ids, mask = ids.to(device), mask.to(device)  # [batch, pos]
         # the distributions that predicted completion tokens: positions len(p)-1 ... len(p)+len(c)-2
         n_c = max(max(len(c) for c in comps), 1)
-        pos = torch.tensor([[min(len(p) - 1 + j, len(p) + max(len(c), 1) - 2) for j in range(n_c)]
-                            for p, c in zip(texts_ids, comps)], device=device)  # [batch, n_c]
+        pos = torch.tensor(
+            [[min(len(p) - 1 + j, len(p) + max(len(c), 1) - 2) for j in range(n_c)] for p, c in zip(texts_ids, comps)],
+            device=device,
+        )  # [batch, n_c]
         valid = torch.tensor([[j < len(c) for j in range(n_c)] for c in comps], device=device)
         logp0 = answer_logits(base, ids, mask, pos).float().log_softmax(-1)  # [batch, n_c, vocab]
         logp = answer_logits(tuned, ids, mask, pos).float().log_softmax(-1)
@@ -192,7 +208,30 @@ class GeneralProbe:
 def general_probe(base, tokenizer, cfg) -> GeneralProbe:
     """The general chat prompts with one base completion each (``cfg.chat_kl_tokens`` at most, seeded by
     ``cfg.seed``) and the general-knowledge questions, ready to measure any checkpoint against ``base``."""
-    prompts = [tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
-                                             add_generation_prompt=True) for text in CHAT_PROMPTS]
+    prompts = [
+        tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True)
+        for text in CHAT_PROMPTS
+    ]
     samples = generate(base, tokenizer, prompts, cfg.chat_kl_tokens, sample=True, seed=cfg.seed)
     return GeneralProbe(tokenizer, prompts, samples, general_knowledge_records())
+
+
+@torch.no_grad()
+def task_accuracy(model, batch: TaskBatch, batch_size: int = 128) -> dict[str, float]:
+    """Accuracy and mean logit difference (:func:`task_metric`) on clean prompts.
+
+    Single-answer tasks: top-1 accuracy (argmax over the vocabulary is the answer).  Set-scored tasks: the share
+    of prompts whose probability mass on valid answers exceeds that on invalid ones (Hanna et al.'s probability
+    difference above 0).
+    """
+    device = model_device(model)
+    correct, diffs = [], []
+    for start in range(0, len(batch), batch_size):
+        part = batch.subset(range(start, min(start + batch_size, len(batch)))).to(device)
+        logits = answer_logits(model, part.clean_ids, part.attention_mask, part.answer_pos)
+        if part.option_ids is None:
+            correct.append((logits.argmax(-1) == part.answer_ids).float())
+        else:
+            correct.append((task_metric(logits, part, "prob_diff") > 0).float())
+        diffs.append(task_metric(logits, part, "logit_diff"))
+    return {"accuracy": torch.cat(correct).mean().item(), "logit_diff": torch.cat(diffs).mean().item()}

@@ -40,9 +40,12 @@ def run_benchmarks(model, tokenizer, cfg: BenchmarkConfig) -> dict[str, dict]:
     if not cfg.tasks:
         return {}
     if not lm_eval_available():
-        warnings.warn(f"benchmarks.tasks asks for {', '.join(cfg.tasks)} but lm-eval is not installed; "
-                      f"`pip install lm-eval` to measure them (the study goes on without them)", BenchmarkWarning,
-                      stacklevel=2)
+        warnings.warn(
+            f"benchmarks.tasks asks for {', '.join(cfg.tasks)} but lm-eval is not installed; "
+            f"`pip install lm-eval` to measure them (the study goes on without them)",
+            BenchmarkWarning,
+            stacklevel=2,
+        )
         return {}
     with offline_hub():
         return _run(model, tokenizer, cfg)
@@ -81,27 +84,43 @@ def _run(model, tokenizer, cfg: BenchmarkConfig) -> dict[str, dict]:
     device = str(model_device(model))
     lm = HFLM(pretrained=model, tokenizer=tokenizer, device=device, batch_size=cfg.batch_size)
     if cfg.include_path not in _TASK_MANAGERS:  # indexing lm-eval's task folder takes seconds: once per process
-        _TASK_MANAGERS[cfg.include_path] = TaskManager(include_path=cfg.include_path) if cfg.include_path \
-            else TaskManager()
+        _TASK_MANAGERS[cfg.include_path] = (
+            TaskManager(include_path=cfg.include_path) if cfg.include_path else TaskManager()
+        )
     manager = _TASK_MANAGERS[cfg.include_path]
     out = {}
     for task in cfg.tasks:
         try:
-            result = simple_evaluate(model=lm, tasks=[task], limit=cfg.limit, task_manager=manager,
-                                     bootstrap_iters=0, log_samples=False, random_seed=cfg.seed,
-                                     numpy_random_seed=cfg.seed, torch_random_seed=cfg.seed,
-                                     fewshot_random_seed=cfg.seed, verbosity="ERROR")
+            result = simple_evaluate(
+                model=lm,
+                tasks=[task],
+                limit=cfg.limit,
+                task_manager=manager,
+                bootstrap_iters=0,
+                log_samples=False,
+                random_seed=cfg.seed,
+                numpy_random_seed=cfg.seed,
+                torch_random_seed=cfg.seed,
+                fewshot_random_seed=cfg.seed,
+                verbosity="ERROR",
+            )
         except Exception as exc:  # lm-eval raises many kinds for missing data; each becomes one warning line
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-            warnings.warn(f"benchmark {task!r} skipped ({type(exc).__name__}: {first}); put its data in the local "
-                          f"datasets cache or give benchmarks.include_path with a task YAML naming local files",
-                          BenchmarkWarning, stacklevel=2)
+            warnings.warn(
+                f"benchmark {task!r} skipped ({type(exc).__name__}: {first}); put its data in the local "
+                f"datasets cache or give benchmarks.include_path with a task YAML naming local files",
+                BenchmarkWarning,
+                stacklevel=2,
+            )
             continue
         scores = result["results"].get(task, {})
         metric = next((m for m in PRIMARY_METRICS if m in scores), None)
         if metric is None:
-            warnings.warn(f"benchmark {task!r}: none of {', '.join(PRIMARY_METRICS)} among its results "
-                          f"({', '.join(scores)})", BenchmarkWarning, stacklevel=2)
+            warnings.warn(
+                f"benchmark {task!r}: none of {', '.join(PRIMARY_METRICS)} among its results ({', '.join(scores)})",
+                BenchmarkWarning,
+                stacklevel=2,
+            )
             continue
         n = result.get("n-samples", {}).get(task, {}).get("effective")
         out[task] = {"score": float(scores[metric]), "metric": metric.split(",")[0], "n": n}

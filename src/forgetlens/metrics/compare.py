@@ -12,17 +12,35 @@ from __future__ import annotations
 
 import numpy as np
 
-from forgetlens.metrics.stats import (benjamini_hochberg, bootstrap_indices, paired_bootstrap_batched,
-                                      paired_permutation_pvalues)
+from forgetlens.metrics.stats import (
+    benjamini_hochberg,
+    bootstrap_indices,
+    paired_bootstrap_batched,
+    paired_permutation_pvalues,
+)
 from forgetlens.metrics.vulnerability import PromptMeasurements, circuit_statistics
 
-DCV_KEYS = ("v_cmap", "v_cmap_total", "v_imp", "drift", "v_circuit", "v_circuit_total", "v_imp_circuit",
-            "drift_circuit", "retention", "vulnerable_fraction", "preserved_fraction")
+DCV_KEYS = (
+    "v_cmap",
+    "v_cmap_total",
+    "v_imp",
+    "drift",
+    "v_circuit",
+    "v_circuit_total",
+    "v_imp_circuit",
+    "drift_circuit",
+    "retention",
+    "vulnerable_fraction",
+    "preserved_fraction",
+)
 
 
 def _as_json(value: np.ndarray, low: np.ndarray, high: np.ndarray) -> dict:
-    return {"value": np.asarray(value).tolist(), "ci_low": np.asarray(low).tolist(),
-            "ci_high": np.asarray(high).tolist()}
+    return {
+        "value": np.asarray(value).tolist(),
+        "ci_low": np.asarray(low).tolist(),
+        "ci_high": np.asarray(high).tolist(),
+    }
 
 
 def _bootstrap_dict(stat, idx) -> dict[str, dict]:
@@ -35,12 +53,22 @@ def dcv_pairs(labels: list[str]) -> dict[str, tuple[str, str]]:
     ``sft``/``rl`` -> pair ``""``; ``sft@40``/``rl@40`` -> ``"@40"``; ``sft-s1@40``/``rl-s1@40`` -> ``"-s1@40"``.
     """
     names = set(labels)
-    return {label[3:]: (label, "rl" + label[3:]) for label in labels
-            if label.startswith("sft") and "rl" + label[3:] in names}
+    return {
+        label[3:]: (label, "rl" + label[3:])
+        for label in labels
+        if label.startswith("sft") and "rl" + label[3:] in names
+    }
 
 
-def compare_models(base: PromptMeasurements, tuned: dict[str, PromptMeasurements], circuit_mask: np.ndarray,
-                   weights: np.ndarray, n_boot: int = 1000, seed: int = 0, n_perm: int = 2000) -> dict:
+def compare_models(
+    base: PromptMeasurements,
+    tuned: dict[str, PromptMeasurements],
+    circuit_mask: np.ndarray,
+    weights: np.ndarray,
+    n_boot: int = 1000,
+    seed: int = 0,
+    n_perm: int = 2000,
+) -> dict:
     """Statistics with CIs per tuned model, plus DCV for every sft/rl pair (see :func:`dcv_pairs`).
 
     Returns ``{"n_prompts", "n_boot", "models": {label: stats}, "dcv": {pair: stats},
@@ -54,9 +82,13 @@ def compare_models(base: PromptMeasurements, tuned: dict[str, PromptMeasurements
     def stats_for(m):
         return lambda i: circuit_statistics(base, m, circuit_mask, weights, i, k_grid)
 
-    out = {"n_prompts": n, "n_boot": n_boot, "models": {name: _bootstrap_dict(stats_for(m), idx)
-                                                         for name, m in tuned.items()},
-           "dcv": {}, "dcv_test": {}}
+    out = {
+        "n_prompts": n,
+        "n_boot": n_boot,
+        "models": {name: _bootstrap_dict(stats_for(m), idx) for name, m in tuned.items()},
+        "dcv": {},
+        "dcv_test": {},
+    }
     for name, m in tuned.items():  # per-head V_cmap is exact patching here, first-order estimate elsewhere
         for key, mask in (("cmap_exact", m.cmap_exact), ("cmap_total_exact", m.cmap_total_exact)):
             if mask is not None:
@@ -69,10 +101,14 @@ def compare_models(base: PromptMeasurements, tuned: dict[str, PromptMeasurements
             return {k: a[k] - b[k] for k in DCV_KEYS if k in a and k in b}
 
         out["dcv"][pair] = _bootstrap_dict(dcv, idx)
-        diffs = -(tuned[sft_label].cmap - tuned[rl_label].cmap).reshape(n, -1) / base.te.mean()
+        sft_cmap, rl_cmap = tuned[sft_label].cmap, tuned[rl_label].cmap
+        assert sft_cmap is not None and rl_cmap is not None  # measured against the base
+        diffs = -(sft_cmap - rl_cmap).reshape(n, -1) / base.te.mean()
         p = paired_permutation_pvalues(diffs, n_perm, seed)
         shape = base.ie.shape[1:]
-        out["dcv_test"][pair] = {"p_value": p.reshape(shape).tolist(),
-                                 "q_value_bh": benjamini_hochberg(p).reshape(shape).tolist(),
-                                 "n_permutations": n_perm}
+        out["dcv_test"][pair] = {
+            "p_value": p.reshape(shape).tolist(),
+            "q_value_bh": benjamini_hochberg(p).reshape(shape).tolist(),
+            "n_permutations": n_perm,
+        }
     return out

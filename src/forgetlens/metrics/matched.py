@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from typing import Any
 
 import numpy as np
 
@@ -29,7 +30,7 @@ LEVEL_KEYS = {"acc": "target_accuracy", "kl": "kl_forward"}
 
 def interpolate(a: PromptMeasurements, b: PromptMeasurements, lam: float) -> PromptMeasurements:
     """(1 - lam) a + lam b, field by field (per prompt)."""
-    fields = {}
+    fields: dict[str, Any] = {}  # every field's array, or None where both models lack it
     for f in dataclasses.fields(PromptMeasurements):
         x, y = getattr(a, f.name), getattr(b, f.name)
         if x is None or y is None:
@@ -56,8 +57,16 @@ def base_as_checkpoint(base: PromptMeasurements) -> PromptMeasurements:
     """The base model's measurements as step 0 of a run (no cross-model change, no drift)."""
     zeros = np.zeros_like(base.ie)
     exact = np.ones(base.ie.shape[1:], dtype=bool)  # zero change is known exactly
-    return dataclasses.replace(base, cmap=zeros, cmap_total=zeros, drift=zeros, cmap_estimate=zeros,
-                               cmap_total_estimate=zeros, cmap_exact=exact, cmap_total_exact=exact)
+    return dataclasses.replace(
+        base,
+        cmap=zeros,
+        cmap_total=zeros,
+        drift=zeros,
+        cmap_estimate=zeros,
+        cmap_total_estimate=zeros,
+        cmap_exact=exact,
+        cmap_total_exact=exact,
+    )
 
 
 _LABEL = re.compile(r"^(?P<run>.+)@(?P<step>\d+)$")
@@ -73,8 +82,9 @@ def runs_of(labels: list[str]) -> dict[str, list[tuple[int, str]]]:
     return {run: sorted(entries) for run, entries in runs.items()}
 
 
-def matched_models(base: PromptMeasurements, tuned: dict[str, PromptMeasurements],
-                   behaviour: dict[str, dict[int, dict]]) -> tuple[dict[str, PromptMeasurements], dict]:
+def matched_models(
+    base: PromptMeasurements, tuned: dict[str, PromptMeasurements], behaviour: dict[str, dict[int, dict]]
+) -> tuple[dict[str, PromptMeasurements], dict]:
     """Pseudo-models at matched accuracy and KL for every sft/rl pair of runs with behaviour.
 
     behaviour: {run: {step: {"target_accuracy": .., "kl_forward": ..}}} including step 0.
@@ -107,7 +117,9 @@ def matched_models(base: PromptMeasurements, tuned: dict[str, PromptMeasurements
                 entry = {"level": level}
                 for method, r in pair.items():
                     steps, models = chains[method]
-                    i, lam = first_crossing(series[method], level)  # hi <= max, so it is reached
+                    crossing = first_crossing(series[method], level)
+                    assert crossing is not None  # hi <= max, so it is reached
+                    i, lam = crossing
                     nxt = min(i + 1, len(models) - 1)
                     out[f"{r}{label}"] = interpolate(models[i], models[nxt], lam)
                     entry[method] = {"between_steps": [steps[i], steps[nxt]], "fraction": lam}

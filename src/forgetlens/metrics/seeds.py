@@ -13,8 +13,19 @@ import re
 import numpy as np
 from scipy.stats import t as student_t
 
-SCALAR_KEYS = ("v_circuit", "v_circuit_total", "v_imp_circuit", "drift_circuit", "retention",
-               "vulnerable_fraction", "preserved_fraction", "jaccard", "spearman", "preserved_area", "jaccard_area")
+SCALAR_KEYS = (
+    "v_circuit",
+    "v_circuit_total",
+    "v_imp_circuit",
+    "drift_circuit",
+    "retention",
+    "vulnerable_fraction",
+    "preserved_fraction",
+    "jaccard",
+    "spearman",
+    "preserved_area",
+    "jaccard_area",
+)
 
 _SEED = re.compile(r"-s(\d+)(?=@|$)")
 
@@ -24,7 +35,7 @@ def seed_group(label: str) -> tuple[str, int] | None:
     m = _SEED.search(label)
     if not m:
         return None
-    return label[: m.start()] + label[m.end():], int(m.group(1))
+    return label[: m.start()] + label[m.end() :], int(m.group(1))
 
 
 def t_interval(values: list[float]) -> dict:
@@ -44,7 +55,7 @@ def aggregate_seeds(entries: dict[str, dict], keys: tuple[str, ...] = SCALAR_KEY
         g = seed_group(label)
         if g:
             groups.setdefault(g[0], {})[g[1]] = stats
-    out = {}
+    out: dict[str, dict] = {}
     for group, by_seed in groups.items():
         if len(by_seed) < 2:
             continue

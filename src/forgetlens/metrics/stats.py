@@ -34,8 +34,9 @@ def bootstrap_indices(n: int, n_boot: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
 
 
-def paired_bootstrap(statistic: Callable[[np.ndarray | slice], np.ndarray], indices: np.ndarray,
-                     alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def paired_bootstrap(
+    statistic: Callable[[np.ndarray | slice], np.ndarray], indices: np.ndarray, alpha: float = 0.05
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Point value and (1 - alpha) percentile interval of ``statistic(index)`` -> (value, low, high).
 
     ``statistic`` maps an index array over prompts (or ``slice(None)`` for all prompts) to an array of
@@ -47,8 +48,9 @@ def paired_bootstrap(statistic: Callable[[np.ndarray | slice], np.ndarray], indi
     return value, low, high
 
 
-def paired_bootstrap_batched(statistic: Callable[[np.ndarray], dict[str, np.ndarray]], indices: np.ndarray,
-                             alpha: float = 0.05, chunk: int = 100) -> dict[str, tuple[np.ndarray, ...]]:
+def paired_bootstrap_batched(
+    statistic: Callable[[np.ndarray], dict[str, np.ndarray]], indices: np.ndarray, alpha: float = 0.05, chunk: int = 100
+) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """:func:`paired_bootstrap` for a statistic vectorised over resamples -> {key: (value, low, high)}.
 
     ``statistic`` maps index rows [B, n] to {key: [B, ...]}; resamples are evaluated ``chunk`` rows at a
@@ -56,8 +58,8 @@ def paired_bootstrap_batched(statistic: Callable[[np.ndarray], dict[str, np.ndar
     """
     n = indices.shape[1]
     value = statistic(np.arange(n)[None])
-    parts = [statistic(indices[i:i + chunk]) for i in range(0, len(indices), chunk)]
-    out = {}
+    parts = [statistic(indices[i : i + chunk]) for i in range(0, len(indices), chunk)]
+    out: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     for key, v in value.items():
         reps = np.concatenate([np.asarray(p[key], dtype=float) for p in parts])
         low, high = np.nanpercentile(reps, [100 * alpha / 2, 100 * (1 - alpha / 2)], axis=0)

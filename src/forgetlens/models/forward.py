@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import torch
 
-from forgetlens.tasks.base import TaskBatch, task_metric
-
 _LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "output_multiplier_scale")
 
 
@@ -31,8 +29,13 @@ def run_body(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> No
     body(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
 
 
-def answer_logits(model, input_ids: torch.Tensor | None, attention_mask: torch.Tensor, answer_pos: torch.Tensor,
-                  inputs_embeds: torch.Tensor | None = None) -> torch.Tensor:
+def answer_logits(
+    model,
+    input_ids: torch.Tensor | None,
+    attention_mask: torch.Tensor,
+    answer_pos: torch.Tensor,
+    inputs_embeds: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Logits at each row's answer position: [batch, pos] -> [batch, vocab] ([batch, k, vocab] when
     ``answer_pos`` is [batch, k]: several positions per row).
 
@@ -47,24 +50,3 @@ def answer_logits(model, input_ids: torch.Tensor | None, attention_mask: torch.T
         hidden = model.base_model(**kwargs).last_hidden_state  # [batch, pos, d_model]
         return model.get_output_embeddings()(hidden[rows, answer_pos])
     return model(**kwargs).logits[rows, answer_pos]
-
-
-@torch.no_grad()
-def task_accuracy(model, batch: TaskBatch, batch_size: int = 128) -> dict[str, float]:
-    """Accuracy and mean logit difference (:func:`task_metric`) on clean prompts.
-
-    Single-answer tasks: top-1 accuracy (argmax over the vocabulary is the answer).  Set-scored tasks: the share
-    of prompts whose probability mass on valid answers exceeds that on invalid ones (Hanna et al.'s probability
-    difference above 0).
-    """
-    device = model_device(model)
-    correct, diffs = [], []
-    for start in range(0, len(batch), batch_size):
-        part = batch.subset(range(start, min(start + batch_size, len(batch)))).to(device)
-        logits = answer_logits(model, part.clean_ids, part.attention_mask, part.answer_pos)
-        if part.option_ids is None:
-            correct.append((logits.argmax(-1) == part.answer_ids).float())
-        else:
-            correct.append((task_metric(logits, part, "prob_diff") > 0).float())
-        diffs.append(task_metric(logits, part, "logit_diff"))
-    return {"accuracy": torch.cat(correct).mean().item(), "logit_diff": torch.cat(diffs).mean().item()}

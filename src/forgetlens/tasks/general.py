@@ -54,8 +54,12 @@ CHAT_PROMPTS = [
 def general_knowledge_records(seed: int = 0) -> list[dict]:
     """Every capital-city, element-symbol and SI-unit fact as one four-choice record (options drawn by ``seed``)."""
     rng = random.Random(f"general-knowledge:{seed}")
-    records = [science_qa.choice_record(f"What is the capital of {country}?", capital, [c for _, c in CAPITALS],
-                                        rng, subtask="capital") for country, capital in CAPITALS]
+    records = [
+        science_qa.choice_record(
+            f"What is the capital of {country}?", capital, [c for _, c in CAPITALS], rng, subtask="capital"
+        )
+        for country, capital in CAPITALS
+    ]
     for relation, subject, obj in science_qa.science_facts():
         records.append(science_qa.mcq_record(relation, subject, obj, rng))
     return records

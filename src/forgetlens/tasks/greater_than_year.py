@@ -46,7 +46,7 @@ class GreaterThanYearTask(PriorTask):
             corrupted=TEMPLATE.format(event=event, century=century, tens=0, units=1),
             answer=str(answer),
             distractor=str(distractor),
-            valid=tuple(DIGITS[tens + 1:]),
+            valid=tuple(DIGITS[tens + 1 :]),
             invalid=tuple(DIGITS[:tens]),
         )
 

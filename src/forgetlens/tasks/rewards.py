@@ -15,8 +15,9 @@ import string
 
 _LETTER = r"\(?([A-D])\)?[.:)]?"
 _BARE = re.compile(rf"^\s*{_LETTER}\s*$")
-_ANSWER_IS = re.compile(rf"^\s*(?:the\s+)?(?:correct\s+)?(?:answer|option|choice)\s*(?:is|:)?\s*{_LETTER}\s*\.?\s*$",
-                        re.IGNORECASE)
+_ANSWER_IS = re.compile(
+    rf"^\s*(?:the\s+)?(?:correct\s+)?(?:answer|option|choice)\s*(?:is|:)?\s*{_LETTER}\s*\.?\s*$", re.IGNORECASE
+)
 _STANDALONE_LETTER = re.compile(r"(?<![A-Za-z])([A-D])(?![A-Za-z])")
 
 

@@ -123,8 +123,11 @@ def load_target_data(path: str | Path, seed: int = 0) -> list[dict]:
 def synthetic_science_records(seed: int = 0, variants_per_question: int = 1) -> list[dict]:
     """``variants_per_question`` 4-choice questions per fact of the built-in table (options drawn by ``seed``)."""
     rng = random.Random(f"synthetic-science:{seed}")
-    return [science_qa.mcq_record(rel, s, o, rng) for rel, s, o in science_qa.science_facts()
-            for _ in range(variants_per_question)]
+    return [
+        science_qa.mcq_record(rel, s, o, rng)
+        for rel, s, o in science_qa.science_facts()
+        for _ in range(variants_per_question)
+    ]
 
 
 def split_records(records: list[dict], eval_fraction: float, seed: int) -> tuple[list[dict], list[dict]]:

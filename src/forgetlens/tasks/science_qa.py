@@ -22,28 +22,72 @@ LETTERS = ["A", "B", "C", "D"]
 MCQ_INSTRUCTION = "Answer the multiple-choice question with the letter of the correct option only."
 
 ELEMENTS = [
-    ("hydrogen", "H"), ("helium", "He"), ("lithium", "Li"), ("carbon", "C"), ("nitrogen", "N"),
-    ("oxygen", "O"), ("fluorine", "F"), ("neon", "Ne"), ("sodium", "Na"), ("magnesium", "Mg"),
-    ("aluminium", "Al"), ("silicon", "Si"), ("phosphorus", "P"), ("sulfur", "S"), ("chlorine", "Cl"),
-    ("argon", "Ar"), ("potassium", "K"), ("calcium", "Ca"), ("iron", "Fe"), ("copper", "Cu"),
-    ("zinc", "Zn"), ("silver", "Ag"), ("tin", "Sn"), ("gold", "Au"), ("mercury", "Hg"),
-    ("lead", "Pb"), ("iodine", "I"), ("nickel", "Ni"), ("cobalt", "Co"), ("platinum", "Pt"),
-    ("titanium", "Ti"), ("chromium", "Cr"), ("manganese", "Mn"), ("bromine", "Br"), ("barium", "Ba"),
+    ("hydrogen", "H"),
+    ("helium", "He"),
+    ("lithium", "Li"),
+    ("carbon", "C"),
+    ("nitrogen", "N"),
+    ("oxygen", "O"),
+    ("fluorine", "F"),
+    ("neon", "Ne"),
+    ("sodium", "Na"),
+    ("magnesium", "Mg"),
+    ("aluminium", "Al"),
+    ("silicon", "Si"),
+    ("phosphorus", "P"),
+    ("sulfur", "S"),
+    ("chlorine", "Cl"),
+    ("argon", "Ar"),
+    ("potassium", "K"),
+    ("calcium", "Ca"),
+    ("iron", "Fe"),
+    ("copper", "Cu"),
+    ("zinc", "Zn"),
+    ("silver", "Ag"),
+    ("tin", "Sn"),
+    ("gold", "Au"),
+    ("mercury", "Hg"),
+    ("lead", "Pb"),
+    ("iodine", "I"),
+    ("nickel", "Ni"),
+    ("cobalt", "Co"),
+    ("platinum", "Pt"),
+    ("titanium", "Ti"),
+    ("chromium", "Cr"),
+    ("manganese", "Mn"),
+    ("bromine", "Br"),
+    ("barium", "Ba"),
     ("uranium", "U"),
 ]
 SI_UNITS = [
-    ("force", "newton"), ("energy", "joule"), ("power", "watt"), ("pressure", "pascal"),
-    ("electric charge", "coulomb"), ("voltage", "volt"), ("resistance", "ohm"), ("frequency", "hertz"),
-    ("mass", "kilogram"), ("length", "metre"), ("time", "second"), ("temperature", "kelvin"),
-    ("electric current", "ampere"), ("amount of substance", "mole"), ("luminous intensity", "candela"),
-    ("magnetic flux", "weber"), ("capacitance", "farad"), ("inductance", "henry"),
+    ("force", "newton"),
+    ("energy", "joule"),
+    ("power", "watt"),
+    ("pressure", "pascal"),
+    ("electric charge", "coulomb"),
+    ("voltage", "volt"),
+    ("resistance", "ohm"),
+    ("frequency", "hertz"),
+    ("mass", "kilogram"),
+    ("length", "metre"),
+    ("time", "second"),
+    ("temperature", "kelvin"),
+    ("electric current", "ampere"),
+    ("amount of substance", "mole"),
+    ("luminous intensity", "candela"),
+    ("magnetic flux", "weber"),
+    ("capacitance", "farad"),
+    ("inductance", "henry"),
 ]
 
 # relation name -> (facts, question template, statement template)
 RELATIONS: dict[str, tuple[list[tuple[str, str]], str, str]] = {
     "symbol": (ELEMENTS, "What is the chemical symbol of {s}?", "The chemical symbol of {s} is {o}."),
-    "element": ([(o, s) for s, o in ELEMENTS], "Which element has the chemical symbol {s}?",
-                "The element with the chemical symbol {s} is {o}."),
+    "element": (
+        [(o, s) for s, o in ELEMENTS],
+        "Which element has the chemical symbol {s}?",
+        "The element with the chemical symbol {s} is {o}.",
+    ),
     "unit": (SI_UNITS, "What is the SI unit of {s}?", "The SI unit of {s} is the {o}."),
 }
 
@@ -90,7 +134,9 @@ def chat_mcq_document(record: dict) -> str:
 
 def mcq_user_text(record: dict) -> str:
     """The user turn for a multiple-choice record: instruction, question, lettered options."""
-    options = "\n".join(f"{label}. {text}" for label, text in zip(record["choices"]["label"], record["choices"]["text"]))
+    options = "\n".join(
+        f"{label}. {text}" for label, text in zip(record["choices"]["label"], record["choices"]["text"])
+    )
     instruction = (record.get("prompt") or {}).get("default") or MCQ_INSTRUCTION
     return f"{instruction}\n{record['question']}\n{options}"
 
@@ -113,3 +159,16 @@ def science_mcq_document(rng: random.Random, relation: str | None = None) -> str
     """One science multiple-choice exchange in chat format (pretraining corpus), optionally of one relation."""
     relation, subject, obj = rng.choice([f for f in science_facts() if relation in (None, f[0])])
     return chat_mcq_document(mcq_record(relation, subject, obj, rng))
+
+
+def user_text(record: dict) -> str:
+    """The user turn for any target record (multiple choice or filling)."""
+    if record.get("type") == "filling":
+        instruction = (record.get("prompt") or {}).get("default", "")
+        return f"{instruction}\n{record['question']}".strip()
+    return mcq_user_text(record)
+
+
+def gold_completion(record: dict) -> str:
+    """What SFT trains on: the answer letter, or the reference answer for filling records."""
+    return record["answer"] if record.get("type") == "filling" else record["answerKey"]

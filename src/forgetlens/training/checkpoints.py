@@ -30,8 +30,9 @@ def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
         if overwrite:
             shutil.rmtree(run_dir)
         elif not resume:
-            raise ForgetlensError(f"run directory {run_dir} already exists; pass --resume to continue it or "
-                                  "--overwrite to start again")
+            raise ForgetlensError(
+                f"run directory {run_dir} already exists; pass --resume to continue it or --overwrite to start again"
+            )
     run_dir.mkdir(parents=True, exist_ok=True)
 
 

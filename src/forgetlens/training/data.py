@@ -11,8 +11,9 @@ import json
 import random
 
 from forgetlens.config import FinetuneConfig
-from forgetlens.tasks import comparisons, science_qa
+from forgetlens.tasks import comparisons
 from forgetlens.tasks.science_data import load_target_data, split_records, synthetic_science_records
+from forgetlens.tasks.science_qa import gold_completion, user_text
 
 
 def target_splits(cfg: FinetuneConfig) -> tuple[list[dict], list[dict]]:
@@ -30,23 +31,10 @@ def target_splits(cfg: FinetuneConfig) -> tuple[list[dict], list[dict]]:
     return split_records(records, cfg.eval_fraction, cfg.seed)
 
 
-def user_text(record: dict) -> str:
-    """The user turn for any target record (multiple choice or filling)."""
-    if record.get("type") == "filling":
-        instruction = (record.get("prompt") or {}).get("default", "")
-        return f"{instruction}\n{record['question']}".strip()
-    return science_qa.mcq_user_text(record)
-
-
-def gold_completion(record: dict) -> str:
-    """What SFT trains on: the answer letter, or the reference answer for filling records."""
-    return record["answer"] if record.get("type") == "filling" else record["answerKey"]
-
-
 def training_schedule(train: list[dict], cfg: FinetuneConfig) -> list[dict]:
     """The exact sequence of training records, ``steps * prompts_per_step`` long, shuffled epoch by epoch."""
     rng = random.Random(f"schedule:{cfg.seed}")
-    need, out = cfg.steps * cfg.prompts_per_step, []
+    need, out = cfg.steps * cfg.prompts_per_step, list[dict]()
     while len(out) < need:
         epoch = list(train)
         rng.shuffle(epoch)

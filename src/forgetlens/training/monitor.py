@@ -25,12 +25,11 @@ from transformers import TrainerCallback
 
 from forgetlens.circuits.first_order_cmap import BaseChunk, base_chunk, first_order_cmap
 from forgetlens.circuits.patching import head_outputs, run_metric
+from forgetlens.config import MONITOR_ACTIONS
 from forgetlens.errors import ForgetlensError
 from forgetlens.models.forward import model_device
 from forgetlens.models.heads import HeadLayout, head_hooks
 from forgetlens.tasks.base import TaskBatch, encode_examples
-
-ACTIONS = ("warn", "stop")
 
 
 class CircuitWarning(UserWarning):
@@ -78,9 +77,19 @@ def first_order_v_cmap(base, tuned, layout: HeadLayout, chunk: BaseChunk, te0: f
 class CircuitMonitor(TrainerCallback):
     """Measure faithfulness retention and V(C0) of prior-task circuits every ``every`` steps (module docstring)."""
 
-    def __init__(self, base, tokenizer, tasks=None, every: int = 50, n_prompts: int = 32,
-                 threshold: float | None = None, action: str = "warn", circuits: dict | None = None, seed: int = 0,
-                 discovery_examples: int = 128):
+    def __init__(
+        self,
+        base,
+        tokenizer,
+        tasks=None,
+        every: int = 50,
+        n_prompts: int = 32,
+        threshold: float | None = None,
+        action: str = "warn",
+        circuits: dict | None = None,
+        seed: int = 0,
+        discovery_examples: int = 128,
+    ):
         """``base``: a frozen copy of the model before training; ``tasks``: task names (None = the default set);
         ``circuits``: {task: [(layer, head), ...]} to skip discovering C0 on ``base``."""
         from forgetlens.circuits.circuit import head_mask, score_heads
@@ -90,8 +99,10 @@ class CircuitMonitor(TrainerCallback):
 
         if every < 1:
             raise ForgetlensError(f"monitor every: expected a positive number of steps, got {every}")
-        if action not in ACTIONS:
-            raise ForgetlensError(f"monitor action: unknown action {action!r}; expected one of {', '.join(ACTIONS)}")
+        if action not in MONITOR_ACTIONS:
+            raise ForgetlensError(
+                f"monitor action: unknown action {action!r}; expected one of {', '.join(MONITOR_ACTIONS)}"
+            )
         known = task_names()
         for t in tasks or []:
             if t not in known:
@@ -112,19 +123,25 @@ class CircuitMonitor(TrainerCallback):
                 discovery, _ = task_splits(tokenizer, task, discovery_examples, seed)
                 scores = score_heads(base, self.layout, discovery, "attribution", "logit_diff").mean(0)
             else:
-                circuit = discover_circuit(base, tokenizer, task, DiscoveryConfig(n_examples=discovery_examples,
-                                                                                  seed=seed))
+                circuit = discover_circuit(
+                    base, tokenizer, task, DiscoveryConfig(n_examples=discovery_examples, seed=seed)
+                )
                 heads, scores = head_mask(circuit.heads, self.layout), circuit.scores
             w = scores.abs() * heads
             with torch.no_grad():
-                te0 = float((run_metric(base, prompts, "logit_diff")
-                             - run_metric(base, prompts, "logit_diff", corrupted=True)).mean())
+                te0 = float(
+                    (
+                        run_metric(base, prompts, "logit_diff")
+                        - run_metric(base, prompts, "logit_diff", corrupted=True)
+                    ).mean()
+                )
                 f0 = _faithfulness(base, self.layout, prompts, heads)
-            self.watched[name] = _Watched(prompts, heads, w / w.sum(), te0, f0,
-                                          base_chunk(base, self.layout, prompts, "logit_diff"))
+            self.watched[name] = _Watched(
+                prompts, heads, w / w.sum(), te0, f0, base_chunk(base, self.layout, prompts, "logit_diff")
+            )
         self.setup_seconds = time.perf_counter() - start
 
-    def attach(self, trainer) -> "CircuitMonitor":
+    def attach(self, trainer) -> CircuitMonitor:
         """Add to ``trainer`` ahead of its other callbacks (so the reporting ones see the logged values)."""
         trainer.callback_handler.callbacks.insert(0, self)
         return self
@@ -138,8 +155,10 @@ class CircuitMonitor(TrainerCallback):
             out = {}
             for name, w in self.watched.items():
                 v = first_order_v_cmap(self.base, model, self.layout, w.base_chunk, w.te0)
-                out[name] = {"retention": _faithfulness(model, self.layout, w.prompts, w.heads) / w.f0,
-                             "v_circuit": float((w.weights * v)[w.heads].sum())}
+                out[name] = {
+                    "retention": _faithfulness(model, self.layout, w.prompts, w.heads) / w.f0,
+                    "v_circuit": float((w.weights * v)[w.heads].sum()),
+                }
         finally:
             model.train(was_training)
         return out
@@ -150,19 +169,27 @@ class CircuitMonitor(TrainerCallback):
         start = time.perf_counter()
         values = self.measure(model)
         self.seconds += time.perf_counter() - start
-        self.history.append({"step": state.global_step, **{f"{t}/{k}": v for t, d in values.items()
-                                                          for k, v in d.items()}})
+        self.history.append(
+            {"step": state.global_step, **{f"{t}/{k}": v for t, d in values.items() for k, v in d.items()}}
+        )
         self._pending = {f"circuit/{t}/{k}": v for t, d in values.items() for k, v in d.items()}
         control.should_log = True
-        low = {t: d["retention"] for t, d in values.items()
-               if self.threshold is not None and d["retention"] < self.threshold}
+        low = {
+            t: d["retention"]
+            for t, d in values.items()
+            if self.threshold is not None and d["retention"] < self.threshold
+        }
         if low:
             what = ", ".join(f"{t} {r:.2f}" for t, r in low.items())
             if self.action == "stop":
                 control.should_training_stop = True
                 self.history[-1]["stopped"] = True
-            warnings.warn(f"step {state.global_step}: circuit retention below {self.threshold} ({what})"
-                          + ("; stopping training" if self.action == "stop" else ""), CircuitWarning, stacklevel=2)
+            warnings.warn(
+                f"step {state.global_step}: circuit retention below {self.threshold} ({what})"
+                + ("; stopping training" if self.action == "stop" else ""),
+                CircuitWarning,
+                stacklevel=2,
+            )
         return control
 
     def on_log(self, args, state, control, logs=None, **kwargs):

@@ -26,39 +26,6 @@ from forgetlens.models.heads import HeadLayout, capture_heads
 from forgetlens.tasks.base import PriorTask, TaskBatch, encode_examples
 from forgetlens.utils import right_pad
 
-HEAD_MODES = ("circuit", "dcv", "all")
-
-
-def regularizer_problems(cfg: FinetuneConfig, prefix: str = "") -> list[str]:
-    """Problems with the options of the regularised methods, one line each."""
-    from forgetlens.tasks.registry import task_names
-
-    p, r = cfg.preserve, cfg.replay
-    problems = []
-    if p.lam < 0:
-        problems.append(f"{prefix}preserve.lam: expected >= 0, got {p.lam}")
-    if p.heads not in HEAD_MODES:
-        problems.append(f"{prefix}preserve.heads: unknown head selection {p.heads!r}; expected one of "
-                        f"{', '.join(HEAD_MODES)}")
-    if p.heads == "dcv" and cfg.method.endswith("preserve") and not (p.dcv_results and Path(p.dcv_results).is_file()):
-        problems.append(f"{prefix}preserve.dcv_results: heads 'dcv' needs an existing results.json, got "
-                        f"{p.dcv_results!r}")
-    for name in ("top_k", "n_prompts", "prompts_per_step", "discovery_examples"):
-        if getattr(p, name) < 1:
-            problems.append(f"{prefix}preserve.{name}: expected a positive integer, got {getattr(p, name)}")
-    if r.weight < 0:
-        problems.append(f"{prefix}replay.weight: expected >= 0, got {r.weight}")
-    if r.documents_per_step < 1:
-        problems.append(f"{prefix}replay.documents_per_step: expected a positive integer, got {r.documents_per_step}")
-    if cfg.kl_coef < 0:
-        problems.append(f"{prefix}kl_coef: expected >= 0, got {cfg.kl_coef}")
-    known = task_names()
-    for section, tasks in (("preserve", p.tasks), ("replay", r.tasks)):
-        for t in tasks or []:
-            if t not in known:
-                problems.append(f"{prefix}{section}.tasks: unknown task {t!r}; known: {', '.join(known)}")
-    return problems
-
 
 def _tasks(names: list[str] | None, cfg: FinetuneConfig) -> list[PriorTask]:
     """``names``, else the run's ``prior_tasks``, else the default set."""
@@ -82,7 +49,7 @@ def protected_heads(base, tokenizer, layout: HeadLayout, cfg: FinetuneConfig) ->
             circuit = discover_circuit(base, tokenizer, task, DiscoveryConfig(n_examples=p.discovery_examples))
             out[task.name] = head_mask(circuit.heads, layout)
         else:
-            out[task.name] = _top_dcv_heads(Path(p.dcv_results), task.name, p.top_k, layout)
+            out[task.name] = _top_dcv_heads(Path(str(p.dcv_results)), task.name, p.top_k, layout)
     return out
 
 
@@ -93,11 +60,15 @@ def _top_dcv_heads(path: Path, task: str, k: int, layout: HeadLayout) -> torch.T
         pair = max(dcv, key=lambda p: int(p.rsplit("@", 1)[1]) if p.rsplit("@", 1)[-1].isdigit() else -1)
         values = torch.tensor(dcv[pair]["v_cmap"]["value"])  # [layer, head]
     except (OSError, KeyError, ValueError, json.JSONDecodeError) as exc:
-        raise ForgetlensError(f"preserve.dcv_results {path}: no per-head DCV for task {task} "
-                              f"({type(exc).__name__}: {exc}); expected a `forgetlens run` results.json") from None
+        raise ForgetlensError(
+            f"preserve.dcv_results {path}: no per-head DCV for task {task} "
+            f"({type(exc).__name__}: {exc}); expected a `forgetlens run` results.json"
+        ) from None
     if tuple(values.shape) != (layout.n_layers, layout.n_heads):
-        raise ForgetlensError(f"preserve.dcv_results {path}: DCV of shape {tuple(values.shape)} does not match the "
-                              f"model's {layout.n_layers} x {layout.n_heads} heads")
+        raise ForgetlensError(
+            f"preserve.dcv_results {path}: DCV of shape {tuple(values.shape)} does not match the "
+            f"model's {layout.n_layers} x {layout.n_heads} heads"
+        )
     mask = torch.zeros(values.numel(), dtype=torch.bool)
     mask[values.flatten().argsort(descending=True)[:k]] = True
     return mask.view_as(values)
@@ -159,8 +130,7 @@ class Replay:
         ids, mask = right_pad(rows, self.pad)  # [batch, pos]
         labels = ids.masked_fill(mask == 0, -100)
         device = model_device(model)
-        out = model(input_ids=ids.to(device), attention_mask=mask.to(device), labels=labels.to(device),
-                    use_cache=False)
+        out = model(input_ids=ids.to(device), attention_mask=mask.to(device), labels=labels.to(device), use_cache=False)
         return self.weight * out.loss
 
 
@@ -179,11 +149,19 @@ class KLToBase:
         labels = inputs["labels"]  # [batch, pos], -100 outside the completion
         predicts = labels[:, 1:] != -100  # position t predicts token t + 1
         with torch.no_grad():
-            logp0 = self.base(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"),
-                              use_cache=False).logits[:, :-1].float().log_softmax(-1)
+            logp0 = (
+                self.base(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"), use_cache=False)
+                .logits[:, :-1]
+                .float()
+                .log_softmax(-1)
+            )
         # TRL's SFT loss runs a fused LM head that builds no logits, so theta's come from a forward of its own
-        logp = model(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"),
-                     use_cache=False).logits[:, :-1].float().log_softmax(-1)
+        logp = (
+            model(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"), use_cache=False)
+            .logits[:, :-1]
+            .float()
+            .log_softmax(-1)
+        )
         kl = (logp0.exp() * (logp0 - logp)).sum(-1)  # [batch, pos - 1]
         return self.coef * (kl * predicts).sum() / predicts.sum().clamp_min(1)
 

@@ -14,11 +14,9 @@ import json
 import os
 from pathlib import Path
 
-from forgetlens.config import FinetuneConfig
+from forgetlens.config import LOSS_TYPES, FinetuneConfig
 from forgetlens.errors import ForgetlensError
 from forgetlens.tasks.rewards import format_reward, score_reply
-
-LOSS_TYPES = ("dr_grpo", "grpo", "dapo", "reinforce")
 
 
 def batching(cfg: FinetuneConfig, sequences_per_step: int) -> tuple[int, int]:
@@ -27,8 +25,10 @@ def batching(cfg: FinetuneConfig, sequences_per_step: int) -> tuple[int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     micro = cfg.micro_batch or sequences_per_step // world
     if micro < 1 or sequences_per_step % (micro * world):
-        raise ForgetlensError(f"finetune.micro_batch: {micro} x {world} device(s) must divide the batch of "
-                              f"{sequences_per_step} sequences per step")
+        raise ForgetlensError(
+            f"finetune.micro_batch: {micro} x {world} device(s) must divide the batch of "
+            f"{sequences_per_step} sequences per step"
+        )
     return micro, sequences_per_step // (micro * world)
 
 
@@ -73,8 +73,13 @@ def _lora(cfg: FinetuneConfig):
         return None
     from peft import LoraConfig
 
-    return LoraConfig(r=cfg.lora_rank, lora_alpha=2 * cfg.lora_rank, lora_dropout=0.0, target_modules="all-linear",
-                      task_type="CAUSAL_LM")
+    return LoraConfig(
+        r=cfg.lora_rank,
+        lora_alpha=2 * cfg.lora_rank,
+        lora_dropout=0.0,
+        target_modules="all-linear",
+        task_type="CAUSAL_LM",
+    )
 
 
 def _quiet_datasets() -> None:
@@ -129,9 +134,17 @@ def build_sft_trainer(model, tokenizer, dataset, cfg: FinetuneConfig, out_dir: P
         max_length=None,
         dataset_num_proc=None,
     )
-    return _quiet(with_regularizers(SFTTrainer)(model=model, args=args, train_dataset=dataset,
-                                                processing_class=tokenizer, peft_config=_lora(cfg),
-                                                callbacks=list(callbacks), regularizers=regularizers))
+    return _quiet(
+        with_regularizers(SFTTrainer)(
+            model=model,
+            args=args,
+            train_dataset=dataset,
+            processing_class=tokenizer,
+            peft_config=_lora(cfg),
+            callbacks=list(callbacks),
+            regularizers=regularizers,
+        )
+    )
 
 
 def _quiet(trainer):
@@ -145,6 +158,7 @@ def _quiet(trainer):
 
 def make_reward_function(strict: bool = False):
     """Correctness reward for TRL: 1 when the completion answers its record correctly, else 0."""
+
     def correctness(completions, record, **kwargs) -> list[float]:
         return [score_reply(_text(c), json.loads(r), strict) for c, r in zip(completions, record)]
 
@@ -169,8 +183,11 @@ def _vllm_available() -> bool:
 
     if importlib.util.find_spec("vllm") is not None:
         return True
-    warnings.warn("rl.use_vllm is set but vLLM is not installed (pip install vllm); generating with plain "
-                  "generate instead", UserWarning, stacklevel=3)
+    warnings.warn(
+        "rl.use_vllm is set but vLLM is not installed (pip install vllm); generating with plain generate instead",
+        UserWarning,
+        stacklevel=3,
+    )
     return False
 
 
@@ -208,7 +225,15 @@ def build_rl_trainer(model, tokenizer, dataset, cfg: FinetuneConfig, out_dir: Pa
         use_vllm=use_vllm,
         log_completions=False,
     )
-    return _quiet(with_regularizers(GRPOTrainer)(model=model, reward_funcs=reward_funcs, args=args,
-                                                 train_dataset=dataset, processing_class=tokenizer,
-                                                 peft_config=_lora(cfg), callbacks=list(callbacks),
-                                                 regularizers=regularizers))
+    return _quiet(
+        with_regularizers(GRPOTrainer)(
+            model=model,
+            reward_funcs=reward_funcs,
+            args=args,
+            train_dataset=dataset,
+            processing_class=tokenizer,
+            peft_config=_lora(cfg),
+            callbacks=list(callbacks),
+            regularizers=regularizers,
+        )
+    )

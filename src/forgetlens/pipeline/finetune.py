@@ -25,16 +25,22 @@ from pathlib import Path
 
 import torch
 
-from forgetlens.config import (METHODS, SYNTHETIC_TARGETS, FinetuneConfig, MonitorConfig, PreserveConfig,
-                               ReplayConfig, RLConfig, trainer_kind)
+from forgetlens.config import FinetuneConfig, MonitorConfig, PreserveConfig, ReplayConfig, RLConfig, trainer_kind
 from forgetlens.errors import ForgetlensError
-from forgetlens.metrics.behaviour import (chat_prompts, cut_share, forward_kl, general_probe, generate, prior_behaviour,
-                                         target_accuracy)
+from forgetlens.metrics.behaviour import (
+    chat_prompts,
+    cut_share,
+    forward_kl,
+    general_probe,
+    generate,
+    prior_behaviour,
+    target_accuracy,
+)
 from forgetlens.models.loading import configure_threads, load_model, model_record
-from forgetlens.tasks.registry import chosen_task_names, get_task, task_names
+from forgetlens.tasks.registry import chosen_task_names, get_task
 from forgetlens.training.checkpoints import checkpoint_dirs, load_checkpoint, prepare_run_dir
 from forgetlens.training.data import conversational_rows, target_splits, training_schedule
-from forgetlens.training.regularizers import build_regularizers, regularizer_problems
+from forgetlens.training.regularizers import build_regularizers
 from forgetlens.utils import atomic_write_text, is_main_process, progress, versions, wait_for_everyone
 
 PRIOR_EVAL_SEED = 424242
@@ -45,40 +51,8 @@ def config_from_dict(data: dict) -> FinetuneConfig:
     return FinetuneConfig(**{k: nested[k](**v) if k in nested else v for k, v in data.items()})
 
 
-def finetune_problems(cfg: FinetuneConfig, prefix: str = "") -> list[str]:
-    """Every problem with the options of one run, one line each (``prefix`` names the config section)."""
-    problems = []
-    if cfg.method not in METHODS:
-        problems.append(f"{prefix}method: unknown method {cfg.method!r}; expected one of {', '.join(METHODS)}")
-    if cfg.synthetic_target not in SYNTHETIC_TARGETS:
-        problems.append(f"{prefix}synthetic_target: unknown target {cfg.synthetic_target!r}; expected one of "
-                        f"{', '.join(SYNTHETIC_TARGETS)}")
-    for name in ("steps", "prompts_per_step", "checkpoint_every", "prior_eval_examples", "kl_samples",
-                 "max_new_tokens", "chat_kl_tokens"):
-        if getattr(cfg, name) <= 0:
-            problems.append(f"{prefix}{name}: expected a positive integer, got {getattr(cfg, name)}")
-    for name in ("kl_prompts", "kl_max_new_tokens"):
-        if getattr(cfg, name) is not None and getattr(cfg, name) <= 0:
-            problems.append(f"{prefix}{name}: expected a positive integer, got {getattr(cfg, name)}")
-    if cfg.rl.num_generations < 2:
-        problems.append(f"{prefix}rl.num_generations: expected at least 2, got {cfg.rl.num_generations}")
-    problems += regularizer_problems(cfg, prefix)
-    mon = cfg.monitor
-    if mon.every < 0:
-        problems.append(f"{prefix}monitor.every: expected >= 0 steps (0 = off), got {mon.every}")
-    if mon.action not in ("warn", "stop"):
-        problems.append(f"{prefix}monitor.action: unknown action {mon.action!r}; expected warn or stop")
-    if mon.n_prompts < 2:
-        problems.append(f"{prefix}monitor.n_prompts: expected at least 2, got {mon.n_prompts}")
-    for field_name, names in (("prior_tasks", cfg.prior_tasks), ("monitor.tasks", mon.tasks)):
-        for t in names or []:
-            if t not in task_names():
-                problems.append(f"{prefix}{field_name}: unknown task {t!r}; known: {', '.join(task_names())}")
-    return problems
-
-
 def validate(cfg: FinetuneConfig) -> None:
-    problems = finetune_problems(cfg)
+    problems = cfg.problems()
     if problems:
         raise ForgetlensError("\n".join(problems))
 
@@ -132,10 +106,16 @@ def train(cfg: FinetuneConfig, run_dir: Path, resume: bool, log=print) -> dict:
         from forgetlens.training.monitor import CircuitMonitor
 
         mon = cfg.monitor
-        monitor = CircuitMonitor(load_model(cfg.model).model, tokenizer,
-                                 tasks=chosen_task_names(mon.tasks, cfg.prior_tasks, model=cfg.model), every=mon.every,
-                                 n_prompts=mon.n_prompts, threshold=mon.threshold, action=mon.action,
-                                 seed=cfg.seed).attach(trainer)
+        monitor = CircuitMonitor(
+            load_model(cfg.model).model,
+            tokenizer,
+            tasks=chosen_task_names(mon.tasks, cfg.prior_tasks, model=cfg.model),
+            every=mon.every,
+            n_prompts=mon.n_prompts,
+            threshold=mon.threshold,
+            action=mon.action,
+            seed=cfg.seed,
+        ).attach(trainer)
     resume_from = None
     trained = [d for s, d in checkpoint_dirs(run_dir) if s > 0 and (d / "trainer_state.json").exists()]
     if resume and trained:
@@ -149,12 +129,26 @@ def train(cfg: FinetuneConfig, run_dir: Path, resume: bool, log=print) -> dict:
         return {}
     atomic_write_text(run_dir / "training_log.json", json.dumps(history, indent=1))
     if monitor is not None:
-        atomic_write_text(run_dir / "monitor.json", json.dumps({"history": monitor.history,
-                                                                "setup_seconds": round(monitor.setup_seconds, 2),
-                                                                "seconds": round(monitor.seconds, 2)}, indent=1))
-    prompt_tokens = sum(len(tokenizer(tokenizer.apply_chat_template(r["prompt"], tokenize=False,
-                                                                    add_generation_prompt=True),
-                                      add_special_tokens=False)["input_ids"]) for r in dataset)
+        atomic_write_text(
+            run_dir / "monitor.json",
+            json.dumps(
+                {
+                    "history": monitor.history,
+                    "setup_seconds": round(monitor.setup_seconds, 2),
+                    "seconds": round(monitor.seconds, 2),
+                },
+                indent=1,
+            ),
+        )
+    prompt_tokens = sum(
+        len(
+            tokenizer(
+                tokenizer.apply_chat_template(r["prompt"], tokenize=False, add_generation_prompt=True),
+                add_special_tokens=False,
+            )["input_ids"]
+        )
+        for r in dataset
+    )
     budget = {
         "method": cfg.method,
         "optimizer_steps": cfg.steps,
@@ -171,9 +165,23 @@ def train(cfg: FinetuneConfig, run_dir: Path, resume: bool, log=print) -> dict:
     return budget
 
 
-BASE_BEHAVIOUR_FIELDS = ("model", "data", "synthetic_target", "seed", "eval_fraction", "variants_per_question",
-                         "max_records", "prior_tasks", "prior_eval_examples", "kl_samples", "kl_prompts",
-                         "kl_max_new_tokens", "max_new_tokens", "general_eval", "chat_kl_tokens")
+BASE_BEHAVIOUR_FIELDS = (
+    "model",
+    "data",
+    "synthetic_target",
+    "seed",
+    "eval_fraction",
+    "variants_per_question",
+    "max_records",
+    "prior_tasks",
+    "prior_eval_examples",
+    "kl_samples",
+    "kl_prompts",
+    "kl_max_new_tokens",
+    "max_new_tokens",
+    "general_eval",
+    "chat_kl_tokens",
+)
 """The options that decide the base model's behaviour row (step 0): runs that agree on all of them share it."""
 
 
@@ -194,14 +202,15 @@ def evaluate_checkpoints(cfg: FinetuneConfig, run_dir: Path, log=print, shared_b
     tokenizer = base.tokenizer
     _, eval_records = target_splits(cfg)
     tasks = [get_task(t) for t in chosen_task_names(cfg.prior_tasks, model=cfg.model)]
-    kl_records = eval_records[:cfg.kl_prompts] if cfg.kl_prompts else eval_records
+    kl_records = eval_records[: cfg.kl_prompts] if cfg.kl_prompts else eval_records
     kl_prompts = [p for p in chat_prompts(tokenizer, kl_records) for _ in range(cfg.kl_samples)]
     kl_cap = cfg.kl_max_new_tokens or cfg.max_new_tokens
     samples = generate(base.model, tokenizer, kl_prompts, kl_cap, sample=True, seed=cfg.seed)
     general = general_probe(base.model, tokenizer, cfg) if cfg.general_eval else None
     cache = run_dir / "behaviour"
     cache.mkdir(exist_ok=True)
-    rows, base_prior = [], None
+    rows: list[dict] = []
+    base_prior: dict = {}
     for step, path in progress(checkpoint_dirs(run_dir), desc=f"evaluate {cfg.method}"):
         cached = cache / f"{path.name}.json"
         shared = shared_base / base_behaviour_key(cfg) if shared_base is not None and step == 0 else None
@@ -214,9 +223,14 @@ def evaluate_checkpoints(cfg: FinetuneConfig, run_dir: Path, log=print, shared_b
             acc, per_record = target_accuracy(model, tokenizer, eval_records, cfg.max_new_tokens)
             prior = prior_behaviour(model, tokenizer, tasks, cfg.prior_eval_examples, PRIOR_EVAL_SEED)
             kl = forward_kl(base.model, model, tokenizer, kl_prompts, samples)
-            row = {"step": step, "target_accuracy": acc, "target_correct": per_record,
-                   "kl_forward": sum(kl) / len(kl), "kl_samples_cut": cut_share(samples, kl_cap, tokenizer),
-                   "prior": prior}
+            row = {
+                "step": step,
+                "target_accuracy": acc,
+                "target_correct": per_record,
+                "kl_forward": sum(kl) / len(kl),
+                "kl_samples_cut": cut_share(samples, kl_cap, tokenizer),
+                "prior": prior,
+            }
             if general is not None:
                 row["general"] = general.measure(base.model, model)
             atomic_write_text(cached, json.dumps(row))
@@ -230,13 +244,17 @@ def evaluate_checkpoints(cfg: FinetuneConfig, run_dir: Path, log=print, shared_b
         for name, values in row["prior"].items():
             ref = base_prior[name]
             values["retention_accuracy"] = values["accuracy"] / ref["accuracy"] if ref["accuracy"] else float("nan")
-            values["retention_logit_diff"] = (values["logit_diff"] / ref["logit_diff"]
-                                              if ref["logit_diff"] else float("nan"))
-    table = {"method": cfg.method, "seed": cfg.seed, "n_eval_records": len(eval_records),
-             "accuracy_threshold": cfg.accuracy_threshold,
-             "steps_to_threshold": next((r["step"] for r in rows if r["target_accuracy"] >= cfg.accuracy_threshold),
-                                        None),
-             "checkpoints": rows}
+            values["retention_logit_diff"] = (
+                values["logit_diff"] / ref["logit_diff"] if ref["logit_diff"] else float("nan")
+            )
+    table = {
+        "method": cfg.method,
+        "seed": cfg.seed,
+        "n_eval_records": len(eval_records),
+        "accuracy_threshold": cfg.accuracy_threshold,
+        "steps_to_threshold": next((r["step"] for r in rows if r["target_accuracy"] >= cfg.accuracy_threshold), None),
+        "checkpoints": rows,
+    }
     atomic_write_text(run_dir / "behaviour.json", json.dumps(table, indent=1))
     atomic_write_text(run_dir / "behaviour.csv", behaviour_csv(rows))
     return rows
@@ -246,20 +264,35 @@ def behaviour_csv(rows: list[dict]) -> str:
     """One line per checkpoint: step, target accuracy, KL, and per prior task accuracy/logit diff/retention."""
     tasks = list(rows[0]["prior"]) if rows else []
     general = list(rows[0].get("general", {})) if rows else []
-    header = ["step", "target_accuracy", "kl_forward"] + general + [
-        f"{t}_{k}" for t in tasks for k in ("accuracy", "logit_diff", "retention_accuracy", "retention_logit_diff")]
+    header = (
+        ["step", "target_accuracy", "kl_forward"]
+        + general
+        + [f"{t}_{k}" for t in tasks for k in ("accuracy", "logit_diff", "retention_accuracy", "retention_logit_diff")]
+    )
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(header)
     for r in rows:
-        writer.writerow([r["step"], r["target_accuracy"], r["kl_forward"]] + [r["general"][g] for g in general] +
-                        [r["prior"][t][k] for t in tasks for k in ("accuracy", "logit_diff", "retention_accuracy",
-                                                                    "retention_logit_diff")])
+        writer.writerow(
+            [r["step"], r["target_accuracy"], r["kl_forward"]]
+            + [r["general"][g] for g in general]
+            + [
+                r["prior"][t][k]
+                for t in tasks
+                for k in ("accuracy", "logit_diff", "retention_accuracy", "retention_logit_diff")
+            ]
+        )
     return buf.getvalue()
 
 
-def finetune(cfg: FinetuneConfig, run_dir: Path, resume: bool = False, overwrite: bool = False,
-             log=print, shared_base: Path | None = None) -> list[dict]:
+def finetune(
+    cfg: FinetuneConfig,
+    run_dir: Path,
+    resume: bool = False,
+    overwrite: bool = False,
+    log=print,
+    shared_base: Path | None = None,
+) -> list[dict]:
     """Validate, train (or resume), checkpoint and measure behaviour; returns the behaviour rows
     (``shared_base``: see :func:`evaluate_checkpoints`)."""
     validate(cfg)
@@ -272,9 +305,18 @@ def finetune(cfg: FinetuneConfig, run_dir: Path, resume: bool = False, overwrite
             raise ForgetlensError(f"{record_path}: --resume with different options than the run was started with")
     if is_main_process():
         prepare_run_dir(run_dir, resume, overwrite)
-        atomic_write_text(record_path, json.dumps({"config": dataclasses.asdict(cfg), "seed": cfg.seed,
-                                                   "model": model_record(cfg.model), "versions": versions()},
-                                                  indent=1))
+        atomic_write_text(
+            record_path,
+            json.dumps(
+                {
+                    "config": dataclasses.asdict(cfg),
+                    "seed": cfg.seed,
+                    "model": model_record(cfg.model),
+                    "versions": versions(),
+                },
+                indent=1,
+            ),
+        )
     wait_for_everyone()
     torch.manual_seed(cfg.seed)
     done = run_dir / "training_done.json"

@@ -12,22 +12,27 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import spearmanr
 
+from forgetlens.circuits.attribution import attribution_scores
 from forgetlens.circuits.circuit import choose_k, default_ks, faithfulness_curve, rank_heads
 from forgetlens.circuits.discover import task_splits
-from forgetlens.circuits.attribution import attribution_scores
 from forgetlens.circuits.patching import exact_head_effects
+from forgetlens.embedded_build.card import write_model_card
 from forgetlens.metrics.stats import bootstrap_indices, paired_bootstrap
-from forgetlens.models.card import write_model_card
 from forgetlens.models.heads import HeadLayout
 from forgetlens.models.loading import load_model
 from forgetlens.tasks.base import PriorTask
 from forgetlens.tasks.registry import parse_task_list
 
 
-def spearman_over_heads(attribution: np.ndarray, exact: np.ndarray, n_boot: int = 1000, seed: int = 0,
-                        ) -> tuple[float, float, float]:
+def spearman_over_heads(
+    attribution: np.ndarray,
+    exact: np.ndarray,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> tuple[float, float, float]:
     """Spearman between per-head mean attribution and mean exact effect, with a 95 % percentile interval from
     resampling prompts -> (value, low, high).  attribution, exact: [prompt, layer, head] per-prompt effects."""
+
     def statistic(index):
         return spearmanr(attribution[index].mean(0).ravel(), exact[index].mean(0).ravel()).statistic
 
@@ -41,19 +46,24 @@ not reproducible (split-half Spearman 0.40: most heads' effects are near zero) a
 Spearman's prompt-bootstrap interval spanned [0.82, 0.98]; at 512 the split-half Spearman is 0.78."""
 
 
-def validate_task(model, tokenizer, task: PriorTask, n: int = VALIDATION_PROMPTS, seed: int = 0,
-                  target: float = 0.8, batch_size: int = 64) -> dict:
+def validate_task(
+    model,
+    tokenizer,
+    task: PriorTask,
+    n: int = VALIDATION_PROMPTS,
+    seed: int = 0,
+    target: float = 0.8,
+    batch_size: int = 64,
+) -> dict:
     """Attribution-vs-exact agreement and the attribution circuit for one task (on its evaluation split)."""
     layout = HeadLayout.of(model)
     discovery, evaluation = task_splits(tokenizer, task, n, seed)
     per_prompt_attribution = attribution_scores(model, layout, discovery, batch_size=batch_size)  # [n, layer, head]
     per_prompt_exact = exact_head_effects(model, layout, discovery, batch_size=batch_size)  # [n, layer, head]
-    rho, rho_low, rho_high = spearman_over_heads(per_prompt_attribution.numpy(), per_prompt_exact.numpy(),
-                                                 seed=seed)
+    rho, rho_low, rho_high = spearman_over_heads(per_prompt_attribution.numpy(), per_prompt_exact.numpy(), seed=seed)
     attribution = per_prompt_attribution.mean(0)  # [layer, head]
     order = rank_heads(attribution)
-    curve, _ = faithfulness_curve(model, layout, evaluation, order, default_ks(layout.n_total),
-                                  batch_size=batch_size)
+    curve, _ = faithfulness_curve(model, layout, evaluation, order, default_ks(layout.n_total), batch_size=batch_size)
     k = choose_k(curve, None, target)
     return {
         "spearman_attribution_vs_exact": rho,

@@ -13,7 +13,8 @@ Stages and what each leaves in RUN_DIR (every file written atomically; a stage i
     5 report    report.html
                 timings.json                wall time per stage (the only thing that differs between reruns)
 
-Nothing below this module imports it: it only wires the stages together.
+Nothing below this module imports it: it only wires the stages together.  The report stage calls the renderer the
+CLI hands it, so the pipeline does not depend on the report package.
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ import dataclasses
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from forgetlens.audit import BaseCircuit, analyse_task, find_base_circuit, per_head_csv
 from forgetlens.circuits.circuit import Circuit, head_mask
 from forgetlens.circuits.discover import task_splits
 from forgetlens.circuits.first_order_cmap import BaseChunk, base_chunks
@@ -35,72 +36,33 @@ from forgetlens.errors import ForgetlensError
 from forgetlens.metrics.vulnerability import circuit_weights, load_measurements, measure, save_measurements
 from forgetlens.models.heads import HeadLayout
 from forgetlens.models.loading import configure_threads, load_model, model_record
-from forgetlens.tasks.registry import chosen_task_names, get_task, task_names
+from forgetlens.pipeline.audit import BaseCircuit, analyse_task, find_base_circuit, per_head_csv
+from forgetlens.pipeline.finetune import finetune
+from forgetlens.pipeline.results import SCHEMA_VERSION, read_results, write_results
+from forgetlens.tasks.registry import chosen_task_names, get_task
 from forgetlens.training.checkpoints import checkpoint_dirs, load_checkpoint, prepare_run_dir
-from forgetlens.training.finetune import METHODS, finetune, finetune_problems, trainer_kind
-from forgetlens.utils import (atomic_write_text, is_main_process, progress, silence_known_warnings, versions,
-                             wait_for_everyone, world_size)
+from forgetlens.utils import (
+    atomic_write_text,
+    is_main_process,
+    progress,
+    silence_known_warnings,
+    versions,
+    wait_for_everyone,
+    world_size,
+)
 
+Renderer = Callable[[dict, Path], None]
+"""Writes a study's report from its results (``report.html.write_report``); the pipeline never imports report."""
 STAGES = ("circuits", "finetune", "measure", "analyse", "report")
 OVERLAPPED = STAGES[:3]
 """With ``jobs`` > 1 these stages run together as one task graph (``Study.overlapped``)."""
-SCHEMA_VERSION = "1.1"
 
 
 def validate_study(cfg: StudyConfig, source: str = "config") -> None:
     """Raise one ForgetlensError listing every problem with ``cfg``, one line each."""
-    problems = study_problems(cfg)
+    problems = cfg.problems()
     if problems:
         raise ForgetlensError("\n".join(f"{source}: {p}" for p in problems))
-
-
-def study_problems(cfg: StudyConfig, check_paths: bool = True) -> list[str]:
-    """Every problem with ``cfg`` (unknown task or method, non-positive sizes, missing data)."""
-    problems = []
-    known = task_names()
-    for t in cfg.tasks or []:
-        if t not in known:
-            problems.append(f"tasks: unknown task {t!r}; known: {', '.join(known)}")
-    for m in cfg.methods:
-        if m not in METHODS:
-            problems.append(f"methods: unknown method {m!r}; expected one of {', '.join(METHODS)}")
-    if not cfg.methods:
-        problems.append("methods: expected at least one method")
-    if not cfg.seeds:
-        problems.append("seeds: expected at least one seed")
-    if len(set(cfg.seeds)) != len(cfg.seeds):
-        problems.append(f"seeds: repeated seeds in {cfg.seeds}")
-    if cfg.n_boot < 1:
-        problems.append(f"n_boot: expected a positive integer, got {cfg.n_boot}")
-    if cfg.cmap_top_m is not None and cfg.cmap_top_m < 0:
-        problems.append(f"cmap_top_m: expected a number of heads >= 0 or null (every head exact), got {cfg.cmap_top_m}")
-    ft = cfg.finetune
-    defaults = FinetuneConfig()
-    for name in ("method", "seed", "model", "data"):
-        if getattr(ft, name) != getattr(defaults, name):
-            problems.append(f"finetune.{name}: set by the study (use the top-level methods, seeds, model, data)")
-    preserving = next((m for m in cfg.methods if m.endswith("preserve")), "sft")  # checks preserve.dcv_results
-    problems += finetune_problems(dataclasses.replace(ft, method=preserving), "finetune.")
-    for name in ("lr_sft", "lr_rl"):
-        if getattr(ft, name) <= 0:
-            problems.append(f"finetune.{name}: expected a positive number, got {getattr(ft, name)}")
-    if cfg.discovery.n_examples < 2:
-        problems.append(f"discovery.n_examples: expected at least 2, got {cfg.discovery.n_examples}")
-    if cfg.discovery.k is not None and cfg.discovery.k < 1:
-        problems.append(f"discovery.k: expected a positive integer, got {cfg.discovery.k}")
-    for lr in cfg.sft_lr_grid:
-        if lr <= 0:
-            problems.append(f"sft_lr_grid: expected positive learning rates, got {lr}")
-    if ft.micro_batch is not None:
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        for method, total in (("sft", ft.prompts_per_step), ("rl", ft.prompts_per_step * ft.rl.num_generations)):
-            uses = any(trainer_kind(m) == method for m in cfg.methods)
-            if uses and (ft.micro_batch < 1 or total % (ft.micro_batch * world)):
-                problems.append(f"finetune.micro_batch: {ft.micro_batch} x {world} device(s) must divide the {method} "
-                                f"batch of {total} sequences per step")
-    if check_paths and cfg.data is not None and not Path(cfg.data).exists():
-        problems.append(f"data: {cfg.data} does not exist; expected a SciKnowEval/SciQ file or directory")
-    return problems
 
 
 def run_configs(cfg: StudyConfig) -> dict[str, FinetuneConfig]:
@@ -116,8 +78,8 @@ def run_configs(cfg: StudyConfig) -> dict[str, FinetuneConfig]:
 class Study:
     """One study's run directory and the stages that fill it."""
 
-    def __init__(self, cfg: StudyConfig, run_dir: Path, log=print, jobs: int = 1):
-        self.cfg, self.run_dir, self.log, self.jobs = cfg, Path(run_dir), log, jobs
+    def __init__(self, cfg: StudyConfig, run_dir: Path, log=print, jobs: int = 1, render: Renderer | None = None):
+        self.cfg, self.run_dir, self.log, self.jobs, self.render = cfg, Path(run_dir), log, jobs, render
         self.tasks = [get_task(t) for t in chosen_task_names(cfg.tasks, model=cfg.model)]
         self._base = None
         self._base_circuits: dict[str, BaseCircuit] = {}
@@ -172,8 +134,7 @@ class Study:
         process and shared by every checkpoint it measures (first-order CMAP)."""
         if task_name not in self._base_chunks:
             bc = self.base_circuit(task_name)
-            self._base_chunks[task_name] = base_chunks(self.base.model, HeadLayout.of(self.base.model),
-                                                       bc.evaluation)
+            self._base_chunks[task_name] = base_chunks(self.base.model, HeadLayout.of(self.base.model), bc.evaluation)
         return self._base_chunks[task_name]
 
     def base_circuit(self, task_name: str) -> BaseCircuit:
@@ -186,12 +147,19 @@ class Study:
         data = torch.load(self._circuit_path(task_name), weights_only=False)
         circuit = Circuit(**{**data, "heads": [tuple(h) for h in data["heads"]]})
         layout = HeadLayout.of(self.base.model)
-        _, evaluation = task_splits(self.base.tokenizer, get_task(task_name), self.cfg.discovery.n_examples,
-                                    self.cfg.discovery.seed)
+        _, evaluation = task_splits(
+            self.base.tokenizer, get_task(task_name), self.cfg.discovery.n_examples, self.cfg.discovery.seed
+        )
         mask = head_mask(circuit.heads, layout)
         weights = circuit_weights(circuit.scores.double().numpy(), mask.numpy())
-        return BaseCircuit(get_task(task_name), circuit, evaluation, mask, weights,
-                           load_measurements(self._measure_path(task_name, "base")))
+        return BaseCircuit(
+            get_task(task_name),
+            circuit,
+            evaluation,
+            mask,
+            weights,
+            load_measurements(self._measure_path(task_name, "base")),
+        )
 
     # --- stage 2: fine-tuning -----------------------------------------------------------------------------
     def finetune(self) -> None:
@@ -208,8 +176,11 @@ class Study:
     def _checkpoints_to_measure(self, name: str) -> list[tuple[str, Path]]:
         """(label, path) of run ``name``'s checkpoints that some task has not measured yet."""
         todo = [(f"{name}@{step}", path) for step, path in checkpoint_dirs(self.run_dir / "runs" / name) if step > 0]
-        return [(label, path) for label, path in todo
-                if not all(self._measure_path(t.name, label).exists() for t in self.tasks)]
+        return [
+            (label, path)
+            for label, path in todo
+            if not all(self._measure_path(t.name, label).exists() for t in self.tasks)
+        ]
 
     def measure(self) -> None:
         todo = [item for name in run_configs(self.cfg) for item in self._checkpoints_to_measure(name)]
@@ -231,11 +202,17 @@ class Study:
         waiting = [name for name in runs if self._finetuned(name)]  # trained, checkpoints not yet queued
         expected = sum(len(self._checkpoints_to_measure(n)) for n in waiting) + sum(
             ft.steps // ft.checkpoint_every + (ft.steps % ft.checkpoint_every > 0)
-            for n, ft in runs.items() if not self._finetuned(n))
+            for n, ft in runs.items()
+            if not self._finetuned(n)
+        )
         seconds = {"circuits": 0.0, "finetune": 0.0, "measure": 0.0}
         args = (self.cfg, self.run_dir)
-        with ProcessPoolExecutor(self.jobs, mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
+        with ProcessPoolExecutor(
+            self.jobs,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_die_with_parent,
+            initargs=(os.getpid(),),
+        ) as pool:
             pending = {}
             for name in sorted((n for n in runs if not self._finetuned(n)), key=lambda n: runs[n].method != "rl"):
                 pending[pool.submit(_job, *args, "finetune", name)] = ("finetune", name)
@@ -273,41 +250,65 @@ class Study:
                 model = load_checkpoint(path, self.cfg.model)
                 configure_threads(model, self.cfg.finetune.threads)
             bc = self.base_circuit(task.name)
-            m = measure(model, layout, bc.evaluation, bc.mask, self.cfg.discovery.method, base=self.base.model,
-                        total_cmap=self.cfg.total_cmap, top_m=self.cfg.cmap_top_m,
-                        base_cache=self.base_chunks(task.name))
+            m = measure(
+                model,
+                layout,
+                bc.evaluation,
+                bc.mask,
+                self.cfg.discovery.method,
+                base=self.base.model,
+                total_cmap=self.cfg.total_cmap,
+                top_m=self.cfg.cmap_top_m,
+                base_cache=self.base_chunks(task.name),
+            )
             save_measurements(self._measure_path(task.name, label), m)
 
     # --- stage 4: statistics -------------------------------------------------------------------------------
     def behaviour(self) -> dict[str, dict]:
-        return {name: json.loads((self.run_dir / "runs" / name / "behaviour.json").read_text())
-                for name in run_configs(self.cfg)}
+        return {
+            name: json.loads((self.run_dir / "runs" / name / "behaviour.json").read_text())
+            for name in run_configs(self.cfg)
+        }
 
     def analyse(self) -> None:
-        from forgetlens.report.tables import checkpoints_csv, derived_results
+        from forgetlens.metrics.summary import checkpoints_csv, derived_results
 
         behaviour = self.behaviour()
-        by_step = {name: {int(r["step"]): {"target_accuracy": r["target_accuracy"], "kl_forward": r["kl_forward"]}
-                          for r in table["checkpoints"]} for name, table in behaviour.items()}
+        by_step = {
+            name: {
+                int(r["step"]): {"target_accuracy": r["target_accuracy"], "kl_forward": r["kl_forward"]}
+                for r in table["checkpoints"]
+            }
+            for name, table in behaviour.items()
+        }
         tasks = {}
         for task in progress(self.tasks, desc="4/5 statistics"):
             bc = self.base_circuit(task.name)
-            tuned = {f"{name}@{step}": load_measurements(self._measure_path(task.name, f"{name}@{step}"))
-                     for name in run_configs(self.cfg)
-                     for step, _ in checkpoint_dirs(self.run_dir / "runs" / name) if step > 0}
+            tuned = {
+                f"{name}@{step}": load_measurements(self._measure_path(task.name, f"{name}@{step}"))
+                for name in run_configs(self.cfg)
+                for step, _ in checkpoint_dirs(self.run_dir / "runs" / name)
+                if step > 0
+            }
             tasks[task.name] = analyse_task(bc, tuned, by_step, self.cfg.n_boot, self.cfg.discovery.seed)
         runs = {}
         for name, table in behaviour.items():
             budget = json.loads((self.run_dir / "runs" / name / "training_done.json").read_text())
             rows = [{k: v for k, v in r.items() if k != "target_correct"} for r in table["checkpoints"]]
-            runs[name] = {"method": name.rsplit("-s", 1)[0],  # sft, rl or sft-lrLR
-                          "seed": table["seed"], "n_eval_records": table["n_eval_records"],
-                          "steps_to_threshold": table["steps_to_threshold"],
-                          "target_gain_per_question": [after - before for before, after in zip(
-                              table["checkpoints"][0]["target_correct"], table["checkpoints"][-1]["target_correct"])],
-                          "budget": {k: v for k, v in budget.items()
-                                     if "seconds" not in k and k != "resumed_from"},
-                          "checkpoints": rows}
+            runs[name] = {
+                "method": name.rsplit("-s", 1)[0],  # sft, rl or sft-lrLR
+                "seed": table["seed"],
+                "n_eval_records": table["n_eval_records"],
+                "steps_to_threshold": table["steps_to_threshold"],
+                "target_gain_per_question": [
+                    after - before
+                    for before, after in zip(
+                        table["checkpoints"][0]["target_correct"], table["checkpoints"][-1]["target_correct"]
+                    )
+                ],
+                "budget": {k: v for k, v in budget.items() if "seconds" not in k and k != "resumed_from"},
+                "checkpoints": rows,
+            }
         layout = HeadLayout.of(self.base.model)
         benchmarks = self.benchmarks()
         results = {
@@ -324,7 +325,7 @@ class Study:
         }
         results.update(derived_results(results))
         results["timings"] = dict(self.timings)
-        self._write_json("results.json", results)
+        write_results(results, self.run_dir / "results.json")
         atomic_write_text(self.run_dir / "per_head.csv", per_head_csv(results))
         atomic_write_text(self.run_dir / "checkpoints.csv", checkpoints_csv(results))
 
@@ -334,7 +335,7 @@ class Study:
 
         if not self.cfg.benchmarks.tasks:
             return {}
-        models = {"base": None}
+        models: dict[str, Path | None] = {"base": None}
         for name in run_configs(self.cfg):
             step, path = checkpoint_dirs(self.run_dir / "runs" / name)[-1]
             models[f"{name}@{step}"] = path
@@ -350,12 +351,11 @@ class Study:
 
     # --- stage 5: report ---------------------------------------------------------------------------------
     def report(self) -> None:
-        from forgetlens.report.html import write_report
-
-        results = self._read_json("results.json")
+        results = read_results(self.run_dir / "results.json")
         results["timings"] = dict(self.timings)
-        self._write_json("results.json", results)
-        write_report(results, self.run_dir / "report.html")
+        write_results(results, self.run_dir / "results.json")
+        if self.render is not None:
+            self.render(results, self.run_dir / "report.html")
 
     def done_circuit(self, task_name: str) -> bool:
         return self._circuit_path(task_name).exists() and self._measure_path(task_name, "base").exists()
@@ -367,8 +367,15 @@ class Study:
         if stage == "finetune":
             return all(self._finetuned(n) for n in names)
         if stage == "measure":
-            return all(self._measure_path(t.name, f"{n}@{s}").exists() for t in self.tasks for n in names
-                       for s, _ in checkpoint_dirs(self.run_dir / "runs" / n) if s > 0)
+            return all(
+                self._measure_path(t.name, f"{n}@{s}").exists()
+                for t in self.tasks
+                for n in names
+                for s, _ in checkpoint_dirs(self.run_dir / "runs" / n)
+                if s > 0
+            )
+        if stage == "report" and self.render is None:
+            return False  # only refreshes results.json's timings
         return (self.run_dir / {"analyse": "results.json", "report": "report.html"}[stage]).exists()
 
 
@@ -408,11 +415,19 @@ def _job(cfg: StudyConfig, run_dir: Path, kind: str, *args) -> float:
     return time.perf_counter() - start
 
 
-def run_study(cfg: StudyConfig, run_dir: Path, resume: bool = False, overwrite: bool = False, log=print,
-              jobs: int = 1) -> dict:
+def run_study(
+    cfg: StudyConfig,
+    run_dir: Path,
+    resume: bool = False,
+    overwrite: bool = False,
+    log=print,
+    jobs: int = 1,
+    render: Renderer | None = None,
+) -> dict:
     """Run (or resume) every stage; returns results.json's content.
 
     ``jobs`` > 1 runs stages 1-3 as one task graph in that many worker processes (results are identical).
+    ``render(results, path)`` writes the report (the CLI passes ``report.html.write_report``; None: no report).
     """
     validate_study(cfg)
     run_dir = Path(run_dir)
@@ -423,8 +438,10 @@ def run_study(cfg: StudyConfig, run_dir: Path, resume: bool = False, overwrite: 
             raise ForgetlensError(f"{record}: --resume with a different configuration than the run was started with")
     if is_main_process():
         prepare_run_dir(run_dir, resume, overwrite)
-        atomic_write_text(record, json.dumps({"config": dataclasses.asdict(cfg), "seeds": list(cfg.seeds),
-                                              "versions": versions()}, indent=1))
+        atomic_write_text(
+            record,
+            json.dumps({"config": dataclasses.asdict(cfg), "seeds": list(cfg.seeds), "versions": versions()}, indent=1),
+        )
     torch.manual_seed(cfg.seeds[0])
     if world_size() > 1:  # launched on several GPUs: every process trains, then the main one does the rest alone
         wait_for_everyone()
@@ -433,7 +450,7 @@ def run_study(cfg: StudyConfig, run_dir: Path, resume: bool = False, overwrite: 
         if not is_main_process():
             return {}
         jobs = 1
-    study = Study(cfg, run_dir, log, jobs)
+    study = Study(cfg, run_dir, log, jobs, render)
     overlapped_done = False
     for stage in STAGES:
         if stage == "finetune" and world_size() > 1:

@@ -6,10 +6,9 @@ can rebuild it (and the report) without rerunning anything.
 
 from __future__ import annotations
 
-import re
-
 import csv
 import io
+import re
 
 import numpy as np
 
@@ -38,16 +37,20 @@ def prior_tasks(results: dict) -> list[str]:
     return list(results["tasks"])
 
 
-GENERAL_LABELS = {"kl_forward": "forward KL on target prompts", "general/kl_chat": "forward KL on general chat",
-                  "general/knowledge_accuracy": "general-knowledge MC accuracy"}
+GENERAL_LABELS = {
+    "kl_forward": "forward KL on target prompts",
+    "general/kl_chat": "forward KL on general chat",
+    "general/knowledge_accuracy": "general-knowledge MC accuracy",
+}
 """Display names of the drift curves (``curves[METHOD][KEY]``) in the report's table and figure."""
 
 
 def general_measures(results: dict) -> list[str]:
     """Off-task measures every checkpoint of every run has (``general_eval``): kl_chat, knowledge_accuracy."""
     rows = [r for run in results["runs"].values() for r in run["checkpoints"]]
-    return [g for g in (rows[0].get("general") or {}) if all(g in (r.get("general") or {}) for r in rows)] \
-        if rows else []
+    return (
+        [g for g in (rows[0].get("general") or {}) if all(g in (r.get("general") or {}) for r in rows)] if rows else []
+    )
 
 
 def mean_prior_retention(row: dict, tasks: list[str]) -> float:
@@ -61,8 +64,13 @@ def curve(results: dict, method: str, value) -> dict:
     steps = sorted(set.intersection(*(set(_steps(results, n)) for n in names)))
     rows = {n: {r["step"]: r for r in results["runs"][n]["checkpoints"]} for n in names}
     points = [t_interval([value(n, rows[n][s]) for n in names]) for s in steps]
-    return {"steps": steps, "mean": [p["value"] for p in points], "low": [p["ci_low"] for p in points],
-            "high": [p["ci_high"] for p in points], "n_seeds": len(names)}
+    return {
+        "steps": steps,
+        "mean": [p["value"] for p in points],
+        "low": [p["ci_low"] for p in points],
+        "high": [p["ci_high"] for p in points],
+        "n_seeds": len(names),
+    }
 
 
 def circuit_value(results: dict, task: str, label: str, key: str) -> float:
@@ -80,9 +88,15 @@ def checkpoint_rows(results: dict) -> list[dict]:
     for name, run in results["runs"].items():
         for r in run["checkpoints"]:
             label = f"{name}@{r['step']}"
-            row = {"run": name, "method": run["method"], "seed": run["seed"], "step": r["step"],
-                   "target_accuracy": r["target_accuracy"], "kl_forward": r["kl_forward"],
-                   "mean_prior_retention": mean_prior_retention(r, tasks)}
+            row = {
+                "run": name,
+                "method": run["method"],
+                "seed": run["seed"],
+                "step": r["step"],
+                "target_accuracy": r["target_accuracy"],
+                "kl_forward": r["kl_forward"],
+                "mean_prior_retention": mean_prior_retention(r, tasks),
+            }
             for g in general:
                 row[g] = r["general"][g]
             for t in tasks:
@@ -109,7 +123,7 @@ def _r2(x: np.ndarray, y: np.ndarray) -> float:
     coef, *_ = np.linalg.lstsq(design, y, rcond=None)
     resid = y - design @ coef
     total = ((y - y.mean()) ** 2).sum()
-    return float(1 - (resid ** 2).sum() / total) if total > 0 else float("nan")
+    return float(1 - (resid**2).sum() / total) if total > 0 else float("nan")
 
 
 def forgetting_predictors(results: dict, n_boot: int = 1000, seed: int = 0) -> dict:
@@ -120,7 +134,7 @@ def forgetting_predictors(results: dict, n_boot: int = 1000, seed: int = 0) -> d
     """
     rows = [r for r in checkpoint_rows(results) if r["step"] > 0]
     rng = np.random.default_rng(seed)
-    out = {}
+    out: dict[str, dict] = {}
     pooled: dict[str, list] = {"forgetting": [], "kl": [], "v": []}
     for t in prior_tasks(results):
         y = np.array([1 - r[f"{t}_retention"] for r in rows])
@@ -130,13 +144,13 @@ def forgetting_predictors(results: dict, n_boot: int = 1000, seed: int = 0) -> d
         pooled["kl"] += list(kl)
         pooled["v"] += list(v)
         out[t] = _fits(y, kl, v, rng, n_boot)
-    out["pooled"] = _fits(*(np.array(pooled[k]) for k in ("forgetting", "kl", "v")), rng, n_boot)
+    out["pooled"] = _fits(np.array(pooled["forgetting"]), np.array(pooled["kl"]), np.array(pooled["v"]), rng, n_boot)
     return out
 
 
 def _fits(y, kl, v, rng, n_boot) -> dict:
     predictors = {"kl": kl[:, None], "v_circuit": v[:, None], "both": np.column_stack([kl, v])}
-    out = {"n_points": int(len(y))}
+    out: dict = {"n_points": int(len(y))}
     for name, x in predictors.items():
         value = _r2(x, y) if len(y) > x.shape[1] + 1 else float("nan")
         reps = []
@@ -192,10 +206,14 @@ def claims(results: dict) -> dict:
         return results["runs"][name]["checkpoints"][-1]
 
     adapt = _paired_difference(results, gain)
-    out = {"adaptation": {"difference_sft_minus_rl": adapt,
-                          "verdict": _verdict(adapt),
-                          "steps_to_threshold": {n: r["steps_to_threshold"] for n, r in results["runs"].items()}},
-           "circuits": {}}
+    out = {
+        "adaptation": {
+            "difference_sft_minus_rl": adapt,
+            "verdict": _verdict(adapt),
+            "steps_to_threshold": {n: r["steps_to_threshold"] for n, r in results["runs"].items()},
+        },
+        "circuits": {},
+    }
     for t in prior_tasks(results):
         task = results["tasks"][t]
         final = {n: last(n)["step"] for n in results["runs"]}
@@ -205,8 +223,7 @@ def claims(results: dict) -> dict:
         if seeds_dcv is None:
             pair = next((p for p in task["dcv"] if re.fullmatch(rf"-s\d+@{step}", p)), None)  # plain sft/rl
             seeds_dcv = task["dcv"][pair]["v_circuit"] if pair is not None else {}
-        forget = _paired_difference(
-            results, lambda n: (1 - last(n)["prior"][t]["retention_accuracy"]))
+        forget = _paired_difference(results, lambda n: 1 - last(n)["prior"][t]["retention_accuracy"])  # noqa: B023
         out["circuits"][t] = {
             "step": step,
             "dcv_circuit": seeds_dcv,
@@ -227,17 +244,26 @@ def target_gains(results: dict, n_boot: int = 1000, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
     out = {}
     for method, names in runs_by_method(results).items():
-        diffs = [np.asarray(results["runs"][n]["target_gain_per_question"], dtype=float) for n in names
-                 if results["runs"][n].get("target_gain_per_question")]
+        diffs = [
+            np.asarray(results["runs"][n]["target_gain_per_question"], dtype=float)
+            for n in names
+            if results["runs"][n].get("target_gain_per_question")
+        ]
         if not diffs:
             continue
         boot = np.mean([[d[rng.integers(0, len(d), len(d))].mean() for d in diffs] for _ in range(n_boot)], axis=1)
         low, high = np.percentile(boot, [2.5, 97.5])
         per_seed = [float(d.mean()) for d in diffs]
-        out[method] = {"seeds": {**t_interval(per_seed), "per_seed": per_seed},
-                       "questions": {"value": float(np.mean(per_seed)), "ci_low": float(low),
-                                     "ci_high": float(high), "n_questions": [len(d) for d in diffs]},
-                       "step": min(results["runs"][n]["checkpoints"][-1]["step"] for n in names)}
+        out[method] = {
+            "seeds": {**t_interval(per_seed), "per_seed": per_seed},
+            "questions": {
+                "value": float(np.mean(per_seed)),
+                "ci_low": float(low),
+                "ci_high": float(high),
+                "n_questions": [len(d) for d in diffs],
+            },
+            "step": min(results["runs"][n]["checkpoints"][-1]["step"] for n in names),
+        }
     return out
 
 
@@ -250,16 +276,30 @@ def derived_results(results: dict) -> dict:
             "target_accuracy": curve(results, method, lambda n, r: r["target_accuracy"]),
             "kl_forward": curve(results, method, lambda n, r: r["kl_forward"]),
             "mean_prior_retention": curve(results, method, lambda n, r: mean_prior_retention(r, tasks)),
-            **{f"general/{g}": curve(results, method, lambda n, r, g=g: r["general"][g])
-               for g in general_measures(results)},
-            **{f"retention/{t}": curve(results, method, lambda n, r, t=t: r["prior"][t]["retention_accuracy"])
-               for t in tasks},
-            **{f"v_circuit/{t}": curve(results, method, lambda n, r, t=t: circuit_value(results, t, f"{n}@{r['step']}",
-                                                                                        "v_circuit"))
-               for t in tasks},
-            **{f"faithfulness_retention/{t}": curve(
-                results, method, lambda n, r, t=t: circuit_value(results, t, f"{n}@{r['step']}", "retention"))
-               for t in tasks},
+            **{
+                f"general/{g}": curve(results, method, lambda n, r, g=g: r["general"][g])
+                for g in general_measures(results)
+            },
+            **{
+                f"retention/{t}": curve(results, method, lambda n, r, t=t: r["prior"][t]["retention_accuracy"])
+                for t in tasks
+            },
+            **{
+                f"v_circuit/{t}": curve(
+                    results, method, lambda n, r, t=t: circuit_value(results, t, f"{n}@{r['step']}", "v_circuit")
+                )
+                for t in tasks
+            },
+            **{
+                f"faithfulness_retention/{t}": curve(
+                    results, method, lambda n, r, t=t: circuit_value(results, t, f"{n}@{r['step']}", "retention")
+                )
+                for t in tasks
+            },
         }
-    return {"curves": curves, "forgetting_predictors": forgetting_predictors(results),
-            "target_gain": target_gains(results), "claims": claims(results)}
+    return {
+        "curves": curves,
+        "forgetting_predictors": forgetting_predictors(results),
+        "target_gain": target_gains(results),
+        "claims": claims(results),
+    }

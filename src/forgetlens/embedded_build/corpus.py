@@ -12,9 +12,9 @@ from collections.abc import Callable, Iterator
 
 from forgetlens.errors import ForgetlensError
 from forgetlens.tasks import comparisons, science_qa
-from forgetlens.tasks.registry import TASKS
 from forgetlens.tasks.copying import CopyingTask
 from forgetlens.tasks.induction import InductionTask
+from forgetlens.tasks.registry import TASKS
 from forgetlens.tasks.vocab import CAPITALS
 
 
@@ -31,17 +31,17 @@ def _reverse_fact(rng: random.Random) -> str:
 
 
 SOURCES: dict[str, Callable[[random.Random], str]] = {
-    **{name: (lambda rng, _t=cls(): _t.document(rng)) for name, cls in TASKS.items()},
+    **{name: cls().document for name, cls in TASKS.items()},
     # the embedded recipe's "induction" documents repeat from the first word (the task now called ``copying``);
     # the source keeps its name so that recorded recipes rebuild the shipped model bit for bit
-    "induction": lambda rng, _t=CopyingTask(): _t.document(rng),
+    "induction": CopyingTask().document,
     "capital_mcq": _capital_mcq,
     "reverse_fact": _reverse_fact,
     "science_statement": science_qa.statement_document,
     "science_mcq": science_qa.science_mcq_document,
     "compare_mcq": comparisons.pretraining_document,
     # not in the shipped model's recipe: repeats from a random word (the ``induction`` task's documents)
-    "induction_span": lambda rng, _t=InductionTask(): _t.document(rng),
+    "induction_span": InductionTask().document,
 }
 
 

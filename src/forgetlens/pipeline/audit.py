@@ -73,8 +73,9 @@ def run_behaviour(tuned: dict[str, str]) -> dict[str, dict[int, dict]]:
         table = Path(path) / "behaviour.json"
         if table.is_file():
             rows = json.loads(table.read_text())["checkpoints"]
-            out[name] = {int(r["step"]): {"target_accuracy": r["target_accuracy"], "kl_forward": r["kl_forward"]}
-                         for r in rows}
+            out[name] = {
+                int(r["step"]): {"target_accuracy": r["target_accuracy"], "kl_forward": r["kl_forward"]} for r in rows
+            }
     return out
 
 
@@ -94,9 +95,13 @@ def circuit_stability(per_prompt: torch.Tensor, heads: list[tuple[int, int]], n_
         mean = np.abs(scores[idx].mean(0)).ravel()
         top = set(np.argsort(-mean, kind="stable")[:k].tolist())
         values.append(len(top & base) / len(top | base))
-    values = np.array(values)
-    return {"mean_jaccard": float(values.mean()), "ci_low": float(np.percentile(values, 2.5)),
-            "ci_high": float(np.percentile(values, 97.5)), "n_boot": n_boot}
+    jaccards = np.array(values)
+    return {
+        "mean_jaccard": float(jaccards.mean()),
+        "ci_low": float(np.percentile(jaccards, 2.5)),
+        "ci_high": float(np.percentile(jaccards, 97.5)),
+        "n_boot": n_boot,
+    }
 
 
 @dataclass
@@ -117,12 +122,14 @@ def find_base_circuit(base, layout: HeadLayout, task: PriorTask, cfg: DiscoveryC
     _, evaluation = task_splits(base.tokenizer, task, cfg.n_examples, cfg.seed)
     mask = head_mask(circuit.heads, layout)
     weights = circuit_weights(circuit.scores.double().numpy(), mask.numpy())
-    return BaseCircuit(task, circuit, evaluation, mask, weights,
-                       measure(base.model, layout, evaluation, mask, cfg.method))
+    return BaseCircuit(
+        task, circuit, evaluation, mask, weights, measure(base.model, layout, evaluation, mask, cfg.method)
+    )
 
 
-def analyse_task(bc: BaseCircuit, tuned: dict[str, PromptMeasurements], behaviour: dict[str, dict[int, dict]],
-                 n_boot: int, seed: int) -> dict:
+def analyse_task(
+    bc: BaseCircuit, tuned: dict[str, PromptMeasurements], behaviour: dict[str, dict[int, dict]], n_boot: int, seed: int
+) -> dict:
     """Circuit, stability, per-model statistics, DCV (equal steps and matched levels) and seed means."""
     matched, levels = matched_models(bc.measurements, tuned, behaviour)
     comparison = compare_models(bc.measurements, {**tuned, **matched}, bc.mask.numpy(), bc.weights, n_boot, seed)
@@ -133,13 +140,24 @@ def analyse_task(bc: BaseCircuit, tuned: dict[str, PromptMeasurements], behaviou
         "base_scores": c.scores.tolist(),
         **comparison,
         "matched_levels": levels,
-        "seeds": {"models": aggregate_seeds(comparison["models"]),
-                  "dcv": aggregate_seeds({f"dcv{pair}": s for pair, s in comparison["dcv"].items()})},
+        "seeds": {
+            "models": aggregate_seeds(comparison["models"]),
+            "dcv": aggregate_seeds({f"dcv{pair}": s for pair, s in comparison["dcv"].items()}),
+        },
     }
 
 
-def audit(base_spec: str, tuned: dict[str, str], tasks: list[PriorTask], k: int | None = None, n_boot: int = 1000,
-          seed: int = 0, n_examples: int = 128, method: str = "attribution", top_m: int | None = 8) -> dict:
+def audit(
+    base_spec: str,
+    tuned: dict[str, str],
+    tasks: list[PriorTask],
+    k: int | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    n_examples: int = 128,
+    method: str = "attribution",
+    top_m: int | None = 8,
+) -> dict:
     """Discover each task's base circuit and measure every tuned model against it (exact CMAP for C0 and the
     ``top_m`` other heads of largest first-order estimate; None: every head)."""
     start = time.perf_counter()
@@ -161,23 +179,30 @@ def audit(base_spec: str, tuned: dict[str, str], tasks: list[PriorTask], k: int 
         timings["discovery"] += time.perf_counter() - t0
         t0 = time.perf_counter()
         cache = base_chunks(base.model, layout, bc.evaluation)
-        tuned_m = {label: measure(m, layout, bc.evaluation, bc.mask, method, base=base.model, top_m=top_m,
-                                  base_cache=cache)
-                   for label, m in models.items()}
+        tuned_m = {
+            label: measure(m, layout, bc.evaluation, bc.mask, method, base=base.model, top_m=top_m, base_cache=cache)
+            for label, m in models.items()
+        }
         results[task.name] = analyse_task(bc, tuned_m, behaviour, n_boot, seed)
         timings["metrics"] += time.perf_counter() - t0
     return {
-        "schema": "forgetlens.audit/1",
+        "schema": "forgetlens.pipeline.audit/1",
         "base": base_spec,
         "tuned": {label: path for label, (_, path) in entries.items()},
         "behaviour": {name: {str(step): row for step, row in rows.items()} for name, rows in behaviour.items()},
         "layout": dataclasses.asdict(layout),
         "base_model": model_record(base_spec),
-        "config": {"tasks": [t.name for t in tasks], "k": k, "n_boot": n_boot, "seed": seed,
-                   "n_examples": n_examples, "method": method, "cmap_top_m": top_m},
+        "config": {
+            "tasks": [t.name for t in tasks],
+            "k": k,
+            "n_boot": n_boot,
+            "seed": seed,
+            "n_examples": n_examples,
+            "method": method,
+            "cmap_top_m": top_m,
+        },
         "tasks": results,
-        "timings": {**{k2: round(v, 2) for k2, v in timings.items()},
-                    "total": round(time.perf_counter() - start, 2)},
+        "timings": {**{k2: round(v, 2) for k2, v in timings.items()}, "total": round(time.perf_counter() - start, 2)},
         "versions": versions(),
     }
 
@@ -186,9 +211,30 @@ def per_head_csv(result: dict) -> str:
     """One row per (task, model, head): base importance, V_imp, V_cmap (local, total), drift with CIs, circuit flag."""
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["task", "model", "layer", "head", "in_circuit", "ie_base", "v_imp", "v_imp_low", "v_imp_high",
-                "v_cmap", "v_cmap_low", "v_cmap_high", "v_cmap_total", "v_cmap_total_low", "v_cmap_total_high",
-                "drift", "drift_low", "drift_high", "v_cmap_exact", "v_cmap_total_exact"])
+    w.writerow(
+        [
+            "task",
+            "model",
+            "layer",
+            "head",
+            "in_circuit",
+            "ie_base",
+            "v_imp",
+            "v_imp_low",
+            "v_imp_high",
+            "v_cmap",
+            "v_cmap_low",
+            "v_cmap_high",
+            "v_cmap_total",
+            "v_cmap_total_low",
+            "v_cmap_total_high",
+            "drift",
+            "drift_low",
+            "drift_high",
+            "v_cmap_exact",
+            "v_cmap_total_exact",
+        ]
+    )
     for task, r in result["tasks"].items():
         members = {tuple(h) for h in r["circuit"]["heads"]}
         dcv_rows = [(f"dcv{pair}", stats) for pair, stats in r.get("dcv", {}).items()]
@@ -199,11 +245,17 @@ def per_head_csv(result: dict) -> str:
                     vals = []
                     for key in ("v_imp", "v_cmap", "v_cmap_total", "drift"):
                         s = stats.get(key)
-                        vals += ([s["value"][layer][head], s["ci_low"][layer][head], s["ci_high"][layer][head]]
-                                 if s else ["", "", ""])
+                        vals += (
+                            [s["value"][layer][head], s["ci_low"][layer][head], s["ci_high"][layer][head]]
+                            if s
+                            else ["", "", ""]
+                        )
                     # 1: exact patching, 0: first-order estimate, empty: not recorded (DCV rows, old results)
-                    exact = [int(stats[key][layer][head]) if key in stats else ""
-                             for key in ("cmap_exact", "cmap_total_exact")]
-                    w.writerow([task, model, layer, head, int((layer, head) in members), ie[layer][head], *vals,
-                                *exact])
+                    exact = [
+                        int(stats[key][layer][head]) if key in stats else ""
+                        for key in ("cmap_exact", "cmap_total_exact")
+                    ]
+                    w.writerow(
+                        [task, model, layer, head, int((layer, head) in members), ie[layer][head], *vals, *exact]
+                    )
     return buf.getvalue()

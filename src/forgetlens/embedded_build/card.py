@@ -23,8 +23,11 @@ def write_model_card(out_dir: Path, card: dict) -> None:
         "",
         f"- training (stages 1-2): {cfg['steps']} steps x {cfg['batch_size']} documents, AdamW lr {cfg['lr']}; "
         f"{card['train_seconds']:.0f} s on the build machine ({card.get('train_device', 'cpu')}) for all stages"
-        + (" (" + ", ".join(f"{stage} {t:.0f} s" for stage, t in card["stage_seconds"].items()) + ")"
-           if "stage_seconds" in card else "")
+        + (
+            " (" + ", ".join(f"{stage} {t:.0f} s" for stage, t in card["stage_seconds"].items()) + ")"
+            if "stage_seconds" in card
+            else ""
+        )
         + f", final loss {card['final_loss']}",
         f"- curriculum: the first {cfg['curriculum_steps']} steps draw from "
         + ", ".join(f"{k} {v:.2f}" for k, v in cfg["curriculum_recipe"].items())
@@ -32,23 +35,29 @@ def write_model_card(out_dir: Path, card: dict) -> None:
         "- corpus recipe afterwards (share of documents): "
         + ", ".join(f"{k} {v:.2f}" for k, v in cfg["recipe"].items()),
         f"- format stage: a fresh AdamW at constant lr {cfg.get('format_lr')}, then "
-        + "; ".join(f"{st['steps']} steps of " + ", ".join(f"{k} {v:.2f}" for k, v in st["recipe"].items())
-                    for st in cfg.get("format_stages", []))
+        + "; ".join(
+            f"{st['steps']} steps of " + ", ".join(f"{k} {v:.2f}" for k, v in st["recipe"].items())
+            for st in cfg.get("format_stages", [])
+        )
         + " (multiple-choice letter binding did not form in the mixed corpus above)",
     ]
     if cfg.get("compare_stage"):
         stage = cfg["compare_stage"]
-        lines.append(f"- comparison stage: a fresh AdamW at constant lr {cfg['format_lr']}, {stage['steps']} steps of "
-                     + ", ".join(f"{k} {v:.3f}" for k, v in stage["recipe"].items())
-                     + " (`compare_mcq`: comparison questions from the pretraining half; the fine-tuning target "
-                     "asks the other half)")
+        lines.append(
+            f"- comparison stage: a fresh AdamW at constant lr {cfg['format_lr']}, {stage['steps']} steps of "
+            + ", ".join(f"{k} {v:.3f}" for k, v in stage["recipe"].items())
+            + " (`compare_mcq`: comparison questions from the pretraining half; the fine-tuning target "
+            "asks the other half)"
+        )
     stages = [cfg] + cfg.get("format_stages", []) + ([cfg["compare_stage"]] if cfg.get("compare_stage") else [])
     penalties = [stage.get("head_sparsity", 0.0) for stage in stages]
     if any(penalties):
-        lines.append("- head-sparsity penalty λ · mean over labelled tokens of Σ over heads of ‖W_O,h z_h‖₂ (each "
-                     "head's write to the residual stream), λ by stage: "
-                     + ", ".join(f"{lam:g}" for lam in penalties)
-                     + " (stages 1-2, each format sub-stage, comparison stage)")
+        lines.append(
+            "- head-sparsity penalty λ · mean over labelled tokens of Σ over heads of ‖W_O,h z_h‖₂ (each "
+            "head's write to the residual stream), λ by stage: "
+            + ", ".join(f"{lam:g}" for lam in penalties)
+            + " (stages 1-2, each format sub-stage, comparison stage)"
+        )
     lines += [
         "",
         "## Held-out accuracy",
@@ -83,9 +92,11 @@ def write_model_card(out_dir: Path, card: dict) -> None:
         for name, c in card["circuits"].items():
             heads = " ".join(f"{l}.{h}" for l, h in c["circuit_heads"])
             interval = " [{:.3f}, {:.3f}]".format(*c["spearman_ci"]) if "spearman_ci" in c else ""
-            lines.append(f"| {name} | {c['circuit_k']} | {c['circuit_fraction']:.0%} | "
-                         f"{c['circuit_faithfulness']:.3f} | {c['spearman_attribution_vs_exact']:.3f}{interval} | "
-                         f"{heads} |")
+            lines.append(
+                f"| {name} | {c['circuit_k']} | {c['circuit_fraction']:.0%} | "
+                f"{c['circuit_faithfulness']:.3f} | {c['spearman_attribution_vs_exact']:.3f}{interval} | "
+                f"{heads} |"
+            )
     lines += ["", "## Versions", "", ", ".join(f"{k} {v}" for k, v in card["versions"].items()), ""]
     atomic_write_text(out_dir / "MODEL_CARD.md", "\n".join(lines))
 
@@ -93,13 +104,16 @@ def write_model_card(out_dir: Path, card: dict) -> None:
 def circuit_line(name: str, c: dict) -> str:
     """One task's circuit validation (``circuits.validation.validate_task``'s result) as one printable line."""
     interval = " [{:.3f}, {:.3f}]".format(*c["spearman_ci"]) if "spearman_ci" in c else ""
-    return (f"{name}: Spearman {c['spearman_attribution_vs_exact']:.3f}{interval}, circuit {c['circuit_k']} heads "
-            f"({c['circuit_fraction']:.0%}), faithfulness {c['circuit_faithfulness']:.3f}")
+    return (
+        f"{name}: Spearman {c['spearman_attribution_vs_exact']:.3f}{interval}, circuit {c['circuit_k']} heads "
+        f"({c['circuit_fraction']:.0%}), faithfulness {c['circuit_faithfulness']:.3f}"
+    )
 
 
 def summary_lines(card: dict) -> list[str]:
     """One line per held-out accuracy and per validated circuit, for printing after a build."""
-    lines = [f"{name}: held-out accuracy {result['accuracy']:.3f}"
-             for name, result in card["held_out_accuracy"].items()]
+    lines = [
+        f"{name}: held-out accuracy {result['accuracy']:.3f}" for name, result in card["held_out_accuracy"].items()
+    ]
     lines += [circuit_line(name, c) for name, c in card.get("circuits", {}).items()]
     return lines

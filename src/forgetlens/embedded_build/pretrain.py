@@ -14,16 +14,18 @@ import math
 import random
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from forgetlens.config import PretrainConfig
+from forgetlens.embedded_build import corpus
+from forgetlens.embedded_build.config import PretrainConfig
+from forgetlens.embedded_build.tokenizer import EOS, save_tokenizer, train_tokenizer
 from forgetlens.errors import ForgetlensError
-from forgetlens.models import corpus
-from forgetlens.models.forward import model_device, task_accuracy
+from forgetlens.metrics.behaviour import task_accuracy
+from forgetlens.models.forward import model_device
 from forgetlens.models.heads import HeadLayout, capture_heads
 from forgetlens.models.loading import checked_device, default_device
-from forgetlens.models.tokenizer import EOS, save_tokenizer, train_tokenizer
 from forgetlens.tasks import comparisons, science_qa
 from forgetlens.tasks.base import check_vocabulary, encode_examples
 from forgetlens.tasks.registry import EMBEDDED_TASKS, TASKS
@@ -70,10 +72,12 @@ class BucketedStream:
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """-> (input_ids [batch, pos], labels [batch, pos] with -100 on padding)."""
         if not self.pending:
-            seqs = [self.tokenizer(next(self.docs) + EOS, add_special_tokens=False)["input_ids"][: self.max_len]
-                    for _ in range(self.batch_size * self.pool)]
+            seqs = [
+                self.tokenizer(next(self.docs) + EOS, add_special_tokens=False)["input_ids"][: self.max_len]
+                for _ in range(self.batch_size * self.pool)
+            ]
             seqs.sort(key=len)
-            self.pending = [seqs[i:i + self.batch_size] for i in range(0, len(seqs), self.batch_size)]
+            self.pending = [seqs[i : i + self.batch_size] for i in range(0, len(seqs), self.batch_size)]
             self.rng.shuffle(self.pending)
         ids, mask = right_pad(self.pending.pop(), pad_id=0)  # [batch, pos]
         return ids, ids.masked_fill(mask == 0, -100)
@@ -96,10 +100,15 @@ def evaluate_base(model, tokenizer, n: int, seed: int) -> dict[str, dict[str, fl
         results[name] = task_accuracy(model, batch)
     results["capital_mcq"] = {"accuracy": mcq_letter_accuracy(model, tokenizer, corpus.SOURCES["capital_mcq"], n, seed)}
     for relation in science_qa.RELATIONS:
-        results[f"science_mcq/{relation}"] = {"accuracy": mcq_letter_accuracy(
-            model, tokenizer, lambda rng, r=relation: science_qa.science_mcq_document(rng, r), n, seed)}
-    results["science_mcq"] = {"accuracy": sum(results[f"science_mcq/{r}"]["accuracy"]
-                                              for r in science_qa.RELATIONS) / len(science_qa.RELATIONS)}
+        results[f"science_mcq/{relation}"] = {
+            "accuracy": mcq_letter_accuracy(
+                model, tokenizer, lambda rng, r=relation: science_qa.science_mcq_document(rng, r), n, seed
+            )
+        }
+    results["science_mcq"] = {
+        "accuracy": sum(results[f"science_mcq/{r}"]["accuracy"] for r in science_qa.RELATIONS)
+        / len(science_qa.RELATIONS)
+    }
     results["compare_mcq"] = {"accuracy": mcq_letter_accuracy(model, tokenizer, comparisons.target_document, n, seed)}
     return results
 
@@ -125,8 +134,9 @@ def _save_state(path: Path, state: dict) -> None:
     tmp.replace(path)
 
 
-def head_contribution_l1(model, layout: HeadLayout, head_inputs: list[torch.Tensor],
-                         mask: torch.Tensor) -> torch.Tensor:
+def head_contribution_l1(
+    model, layout: HeadLayout, head_inputs: list[torch.Tensor], mask: torch.Tensor
+) -> torch.Tensor:
     """Mean over ``mask``ed tokens of the sum over layers and heads of each head's residual contribution's L2 norm.
 
     head_inputs: every layer's output-projection input [batch, pos, head * d_head] (``capture_heads``);
@@ -140,27 +150,34 @@ def head_contribution_l1(model, layout: HeadLayout, head_inputs: list[torch.Tens
     return (total * mask).sum() / mask.sum()
 
 
-def next_token_loss(model, ids: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0,
-                    head_sparsity: float = 0.0) -> torch.Tensor:
+def next_token_loss(
+    model, ids: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0, head_sparsity: float = 0.0
+) -> torch.Tensor:
     """Mean next-token cross-entropy over labelled positions (ids, labels: [batch, pos]; -100 marks padding),
     with ``label_smoothing`` of the target spread uniformly over the vocabulary, plus ``head_sparsity`` times
     :func:`head_contribution_l1` over the real tokens."""
     mask = (labels != -100).long()
     layout = HeadLayout.of(model) if head_sparsity else None
-    with (capture_heads(model, layout) if layout else contextlib.nullcontext([])) as head_inputs:
+    heads_context: Any = capture_heads(model, layout) if layout else contextlib.nullcontext([])
+    with heads_context as head_inputs:
         if label_smoothing == 0.0:
             loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
         else:
             logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]  # [batch, pos-1, vocab]
-            loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), labels[:, 1:].flatten(),
-                                                     ignore_index=-100, label_smoothing=label_smoothing)
+            loss = torch.nn.functional.cross_entropy(
+                logits.flatten(0, 1).float(),
+                labels[:, 1:].flatten(),
+                ignore_index=-100,
+                label_smoothing=label_smoothing,
+            )
     if layout:
         loss = loss + head_sparsity * head_contribution_l1(model, layout, head_inputs, mask)
     return loss
 
 
-def _step(model, opt, ids: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0,
-          head_sparsity: float = 0.0) -> float:
+def _step(
+    model, opt, ids: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0, head_sparsity: float = 0.0
+) -> float:
     """One optimizer step on a batch built on the CPU ([batch, pos] each) -> the loss."""
     device = model_device(model)
     loss = next_token_loss(model, ids.to(device), labels.to(device), label_smoothing, head_sparsity)
@@ -188,8 +205,9 @@ def _train_main(cfg: PretrainConfig, model, tokenizer, state_path: Path, state: 
         torch.set_rng_state(state["torch_rng"].cpu())  # map_location may have moved it
         start, elapsed_before = state["step"], state["elapsed"]
         log(f"resuming pretraining at step {start}")
-    opening = BucketedStream(tokenizer, corpus.documents(cfg.curriculum_recipe, data_rng), cfg.batch_size,
-                             cfg.max_len, data_rng)
+    opening = BucketedStream(
+        tokenizer, corpus.documents(cfg.curriculum_recipe, data_rng), cfg.batch_size, cfg.max_len, data_rng
+    )
     main = BucketedStream(tokenizer, corpus.documents(cfg.recipe, data_rng), cfg.batch_size, cfg.max_len, data_rng)
     if state is not None:
         opening.pending, main.pending = state["pending"]
@@ -202,16 +220,35 @@ def _train_main(cfg: PretrainConfig, model, tokenizer, state_path: Path, state: 
             group["lr"] = _lr(cfg, step)
         bar.set_postfix(loss=f"{_step(model, opt, ids, labels, head_sparsity=cfg.head_sparsity):.3f}")
         if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
-            _save_state(state_path, {"stage": "main", "model": model.state_dict(), "opt": opt.state_dict(),
-                                     "done_seconds": {},
-                                     "data_rng": data_rng.getstate(), "torch_rng": torch.get_rng_state(),
-                                     "step": step + 1, "pending": (opening.pending, main.pending),
-                                     "elapsed": elapsed_before + time.perf_counter() - t0})
+            _save_state(
+                state_path,
+                {
+                    "stage": "main",
+                    "model": model.state_dict(),
+                    "opt": opt.state_dict(),
+                    "done_seconds": {},
+                    "data_rng": data_rng.getstate(),
+                    "torch_rng": torch.get_rng_state(),
+                    "step": step + 1,
+                    "pending": (opening.pending, main.pending),
+                    "elapsed": elapsed_before + time.perf_counter() - t0,
+                },
+            )
     return elapsed_before + time.perf_counter() - t0
 
 
-def _train_substages(cfg: PretrainConfig, model, tokenizer, state_path: Path, state: dict | None, stage: str,
-                     substages: list, stream_seed: str, done_seconds: dict, log) -> tuple[float, float]:
+def _train_substages(
+    cfg: PretrainConfig,
+    model,
+    tokenizer,
+    state_path: Path,
+    state: dict | None,
+    stage: str,
+    substages: list,
+    stream_seed: str,
+    done_seconds: dict,
+    log,
+) -> tuple[float, float]:
     """Stages 3-4: ``substages`` in turn, one fresh optimizer at ``format_lr`` after linear warm-up, documents from
     one stream seeded ``stream_seed`` -> (seconds, last loss).  ``done_seconds`` (earlier stages' times) is
     stored in each snapshot."""
@@ -222,9 +259,11 @@ def _train_substages(cfg: PretrainConfig, model, tokenizer, state_path: Path, st
         _restore(state, model, opt, data_rng)
         start, elapsed_before = state["step"], state["elapsed"]
         log(f"resuming the {stage} stage at step {start}")
-    streams = [BucketedStream(tokenizer, corpus.documents(sub.recipe, data_rng), cfg.batch_size, cfg.max_len,
-                              data_rng) for sub in substages]
-    ends = [sum(sub.steps for sub in substages[:i + 1]) for i in range(len(substages))]
+    streams = [
+        BucketedStream(tokenizer, corpus.documents(sub.recipe, data_rng), cfg.batch_size, cfg.max_len, data_rng)
+        for sub in substages
+    ]
+    ends = [sum(sub.steps for sub in substages[: i + 1]) for i in range(len(substages))]
     if state is not None:
         for stream, pending in zip(streams, state["pending"]):
             stream.pending = pending
@@ -237,37 +276,43 @@ def _train_substages(cfg: PretrainConfig, model, tokenizer, state_path: Path, st
         for group in opt.param_groups:
             group["lr"] = cfg.format_lr * min(1.0, (step + 1) / cfg.warmup)
         sub = next(i for i, end in enumerate(ends) if step < end)
-        loss = _step(model, opt, *streams[sub].next_batch(), label_smoothing=substages[sub].label_smoothing,
-                     head_sparsity=substages[sub].head_sparsity)
+        loss = _step(
+            model,
+            opt,
+            *streams[sub].next_batch(),
+            label_smoothing=substages[sub].label_smoothing,
+            head_sparsity=substages[sub].head_sparsity,
+        )
         bar.set_postfix(loss=f"{loss:.3f}")
         if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < total:
-            _save_state(state_path, {"stage": stage, "model": model.state_dict(), "opt": opt.state_dict(),
-                                     "data_rng": data_rng.getstate(), "step": step + 1,
-                                     "pending": [st.pending for st in streams], "done_seconds": done_seconds,
-                                     "elapsed": elapsed_before + time.perf_counter() - t0})
+            _save_state(
+                state_path,
+                {
+                    "stage": stage,
+                    "model": model.state_dict(),
+                    "opt": opt.state_dict(),
+                    "data_rng": data_rng.getstate(),
+                    "step": step + 1,
+                    "pending": [st.pending for st in streams],
+                    "done_seconds": done_seconds,
+                    "elapsed": elapsed_before + time.perf_counter() - t0,
+                },
+            )
     return elapsed_before + time.perf_counter() - t0, loss
 
 
-STAGES = ("main", "format", "compare")
+BUILD_STAGES = ("main", "format", "compare")
 """The build's stages in order: 1-2 (curriculum, then the mixed corpus), 3 (answer format), 4 (comparisons)."""
 
 
-def _compare_stream_seed(seed: int) -> str:
-    # Seed 0's stream is the one of the probe that measured this stage (experiments/compare_target.py at commit
-    # acf0495), so the shipped model is bit-identical to the model that probe measured; other seeds get their own.
-    return "compare-substage" if seed == 0 else f"compare-substage:{seed}"
-
-
-def _stage_seconds(card: dict) -> dict[str, float]:
-    """Training seconds per stage from a model card (cards written before stage 4 record stages 1-2 and all)."""
-    if "stage_seconds" in card:
-        return card["stage_seconds"]
-    main = card.get("main_stage_seconds", card.get("train_seconds", float("nan")))
-    return {"main": main, "format": card.get("train_seconds", float("nan")) - main}
-
-
-def pretrain_base(cfg: PretrainConfig, out_dir: Path, resume: bool = False, start_from: Path | None = None,
-                  start_after: str = "main", log=print) -> dict:
+def pretrain_base(
+    cfg: PretrainConfig,
+    out_dir: Path,
+    resume: bool = False,
+    start_from: Path | None = None,
+    start_after: str = "main",
+    log=print,
+) -> dict:
     """Train tokenizer and model into ``out_dir``; return the model card dict.
 
     ``start_from``: a directory holding this configuration's model at the end of stage ``start_after``
@@ -275,19 +320,21 @@ def pretrain_base(cfg: PretrainConfig, out_dir: Path, resume: bool = False, star
     example the shipped model before stage 4 existed); the stages up to it are loaded, not rerun.  Each later
     stage starts from a fresh optimizer and its own document stream, so the result is the same either way.
     """
-    if start_after not in STAGES[:-1]:
-        raise ForgetlensError(f"--start-after must be one of {', '.join(STAGES[:-1])}, got {start_after!r}")
+    if start_after not in BUILD_STAGES[:-1]:
+        raise ForgetlensError(f"--start-after must be one of {', '.join(BUILD_STAGES[:-1])}, got {start_after!r}")
     torch.set_num_threads(cfg.threads)
-    stage_recipes = [stage.recipe for stage in cfg.format_stages] + ([cfg.compare_stage.recipe]
-                                                                     if cfg.compare_stage else [])
+    stage_recipes = [stage.recipe for stage in cfg.format_stages] + (
+        [cfg.compare_stage.recipe] if cfg.compare_stage else []
+    )
     for recipe in [cfg.recipe, cfg.curriculum_recipe] + stage_recipes:
         corpus.validate_recipe(recipe)
-    for stage in cfg.format_stages + ([cfg.compare_stage] if cfg.compare_stage else []):
-        if not 0.0 <= stage.label_smoothing < 1.0:
-            raise ForgetlensError(f"pretraining: FormatStage.label_smoothing must be in [0, 1), "
-                                  f"got {stage.label_smoothing}")
-        if stage.head_sparsity < 0.0:
-            raise ForgetlensError(f"pretraining: FormatStage.head_sparsity must be >= 0, got {stage.head_sparsity}")
+    for substage in cfg.format_stages + ([cfg.compare_stage] if cfg.compare_stage else []):
+        if not 0.0 <= substage.label_smoothing < 1.0:
+            raise ForgetlensError(
+                f"pretraining: FormatStage.label_smoothing must be in [0, 1), got {substage.label_smoothing}"
+            )
+        if substage.head_sparsity < 0.0:
+            raise ForgetlensError(f"pretraining: FormatStage.head_sparsity must be >= 0, got {substage.head_sparsity}")
     if cfg.head_sparsity < 0.0:
         raise ForgetlensError(f"pretraining: PretrainConfig.head_sparsity must be >= 0, got {cfg.head_sparsity}")
     device = torch.device(checked_device(cfg.device, "PretrainConfig.device") if cfg.device else default_device())
@@ -302,11 +349,10 @@ def pretrain_base(cfg: PretrainConfig, out_dir: Path, resume: bool = False, star
     model = build_model(cfg, len(tokenizer)).to(device)
     log(f"pretraining on {device}")
     state_path = out_dir / STATE_FILE
-    state = torch.load(state_path, map_location=device, weights_only=False) if resume and state_path.exists() \
-        else None
+    state = torch.load(state_path, map_location=device, weights_only=False) if resume and state_path.exists() else None
     seconds: dict[str, float] = {}  # stage -> training seconds
     if state is not None:
-        first = STAGES.index(state["stage"])
+        first = BUILD_STAGES.index(state["stage"])
         seconds = dict(state.get("done_seconds", {}))
     elif start_from is not None:
         from safetensors.torch import load_file
@@ -314,22 +360,26 @@ def pretrain_base(cfg: PretrainConfig, out_dir: Path, resume: bool = False, star
         model.load_state_dict(load_file(str(Path(start_from) / "model.safetensors")), strict=False)
         model.tie_weights()
         card_path = Path(start_from) / "card.json"
-        old = _stage_seconds(json.loads(card_path.read_text())) if card_path.exists() else {}
-        first = STAGES.index(start_after) + 1
-        seconds = {stage: old.get(stage, float("nan")) for stage in STAGES[:first]}
+        old = json.loads(card_path.read_text())["stage_seconds"] if card_path.exists() else {}
+        first = BUILD_STAGES.index(start_after) + 1
+        seconds = {stage: old.get(stage, float("nan")) for stage in BUILD_STAGES[:first]}
         log(f"stages up to {start_after!r} loaded from {start_from}")
     else:
         first = 0
     last_loss = float("nan")
-    for stage in STAGES[first:]:
+    for stage in BUILD_STAGES[first:]:
         resumed = state if state is not None and state["stage"] == stage else None
         if stage == "main":
             seconds["main"] = _train_main(cfg, model, tokenizer, state_path, resumed, log)
         elif stage == "format" or cfg.compare_stage is not None:
-            substages, stream_seed = ((cfg.format_stages, f"format:{cfg.seed}") if stage == "format"
-                                      else ([cfg.compare_stage], _compare_stream_seed(cfg.seed)))
-            seconds[stage], last_loss = _train_substages(cfg, model, tokenizer, state_path, resumed, stage,
-                                                         substages, stream_seed, dict(seconds), log)
+            substages, stream_seed = (
+                (cfg.format_stages, f"format:{cfg.seed}")
+                if stage == "format"
+                else ([cfg.compare_stage], f"compare-substage:{cfg.seed}")
+            )
+            seconds[stage], last_loss = _train_substages(
+                cfg, model, tokenizer, state_path, resumed, stage, substages, stream_seed, dict(seconds), log
+            )
     model.eval()
     accuracy = evaluate_base(model, tokenizer, cfg.eval_examples, seed=10_000 + cfg.seed)
     model.save_pretrained(str(out_dir), safe_serialization=True)

@@ -1,0 +1,80 @@
+"""The package's imports flow one way, in the study's order: a module imports from its own layer or earlier ones."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).parents[1] / "src" / "forgetlens"
+
+LAYERS = [
+    {"errors", "utils"},
+    {"models"},
+    {"tasks"},
+    {"config"},
+    {"circuits"},
+    {"training"},
+    {"metrics"},
+    {"pipeline"},
+    {"report"},
+    {"embedded_build"},
+    {"cli", "__main__", "__init__"},
+]
+"""Layer order; ``embedded_build`` (how the test model is made) is known to the CLI alone."""
+
+
+def layer_of(module: str) -> int:
+    """Layer index of ``forgetlens.X...`` (by its first component below the package)."""
+    top = module.split(".")[1] if "." in module else "__init__"
+    for i, names in enumerate(LAYERS):
+        if top in names:
+            return i
+    raise AssertionError(f"{module}: not in any layer of tests/test_layers.py; add its package to LAYERS")
+
+
+def imported_modules(tree: ast.AST) -> set[str]:
+    """Every ``forgetlens`` module an AST imports, at module level or inside functions."""
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "forgetlens":
+            if node.module == "forgetlens":  # from forgetlens import X: X is a subpackage or module
+                out |= {f"forgetlens.{a.name}" for a in node.names}
+            else:
+                out.add(node.module)
+        elif isinstance(node, ast.Import):
+            out |= {a.name for a in node.names if a.name.split(".")[0] == "forgetlens"}
+    return out
+
+
+def back_edges(package: Path = PACKAGE) -> list[str]:
+    """``importer -> imported`` for every import from a later layer."""
+    edges = []
+    for path in sorted(package.rglob("*.py")):
+        module = ".".join(("forgetlens",) + path.relative_to(package).with_suffix("").parts)
+        for imported in imported_modules(ast.parse(path.read_text(), str(path))):
+            if layer_of(imported) > layer_of(module):
+                edges.append(f"{module} -> {imported}")
+    return edges
+
+
+def test_no_module_imports_from_a_later_layer():
+    assert back_edges() == []
+
+
+def test_a_back_edge_is_caught(tmp_path):
+    fake = tmp_path / "forgetlens"
+    (fake / "models").mkdir(parents=True)
+    (fake / "models" / "loading.py").write_text("def load():\n    from forgetlens.pipeline.study import run_study\n")
+    (fake / "report").mkdir()
+    (fake / "report" / "html.py").write_text("from forgetlens.metrics.summary import prior_tasks\n")
+    assert back_edges(fake) == ["forgetlens.models.loading -> forgetlens.pipeline.study"]
+
+
+def test_only_the_cli_imports_the_embedded_build():
+    importers = set()
+    for path in PACKAGE.rglob("*.py"):
+        if "embedded_build" in path.parts:
+            continue
+        if any(m.startswith("forgetlens.embedded_build") for m in imported_modules(ast.parse(path.read_text()))):
+            importers.add(path.relative_to(PACKAGE).as_posix())
+    assert importers <= {"cli.py"}
