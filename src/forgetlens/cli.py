@@ -14,6 +14,14 @@ from pathlib import Path
 import click
 
 from forgetlens.errors import ForgetlensError
+from forgetlens.utils import check_writable
+
+
+def _check_resume_overwrite(resume: bool, overwrite: bool) -> None:
+    if resume and overwrite:
+        raise ForgetlensError(
+            "--resume and --overwrite contradict each other (continue the run, or delete it); give one"
+        )
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -71,7 +79,7 @@ def discover_cmd(
     from forgetlens.circuits.discover import circuit_to_json, timed_discovery
     from forgetlens.config import DiscoveryConfig
     from forgetlens.models.heads import HeadLayout
-    from forgetlens.models.loading import configure_threads, load_model, model_record
+    from forgetlens.models.loading import check_model, configure_threads, load_model, model_record
     from forgetlens.tasks.registry import get_task
     from forgetlens.utils import atomic_write_text, versions
 
@@ -89,6 +97,17 @@ def discover_cmd(
         n_examples=n_examples,
         seed=seed,
     )
+    problems = cfg.problems()  # "field: ..." lines; the options are the fields' names
+    if problems:
+        option = {"faithfulness_target": "target"}
+        raise ForgetlensError(
+            "\n".join(
+                f"--{option.get(p.split(':')[0], p.split(':')[0]).replace('_', '-')}:{p.split(':', 1)[1]}"
+                for p in problems
+            )
+        )
+    check_writable(out, "--out")
+    check_model(model)
     loaded = load_model(model, allow_download=allow_download)
     configure_threads(loaded.model)
     layout = HeadLayout.of(loaded.model)
@@ -189,6 +208,7 @@ def pretrain_cmd(out, seed, steps, resume, start_from, start_after) -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out.")
 @click.option("--overwrite", is_flag=True, help="Delete an existing --out and start again.")
+@click.option("--allow-download", is_flag=True, help="Let the Hugging Face libraries fetch models (offline otherwise).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Run directory.")
 def finetune_cmd(
     method,
@@ -211,6 +231,7 @@ def finetune_cmd(
     seed,
     resume,
     overwrite,
+    allow_download,
     out,
 ) -> None:
     """Fine-tune (sft, rl, sft-preserve, rl-preserve, replay, sft-kl), keeping checkpoints; behaviour at each."""
@@ -219,6 +240,8 @@ def finetune_cmd(
 
     if method not in FINETUNE_METHODS:
         raise ForgetlensError(f"--method: unknown method {method!r}; expected one of {', '.join(FINETUNE_METHODS)}")
+    _check_resume_overwrite(resume, overwrite)
+    check_writable(out, "--out")
     cfg = FinetuneConfig(
         method=method, model=model, data=data, synthetic_target=synthetic_target, seed=seed, max_records=max_records
     )
@@ -276,13 +299,19 @@ def finetune_cmd(
 )
 @click.option("--exact-everywhere", is_flag=True, help="Patch every head exactly (cost grows with the head count).")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--allow-download", is_flag=True, help="Let the Hugging Face libraries fetch models (offline otherwise).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="JSON file to write.")
-def audit_cmd(base_spec, tuned_specs, tasks, k, n_boot, n_examples, top_m, exact_everywhere, seed, out) -> None:
+def audit_cmd(
+    base_spec, tuned_specs, tasks, k, n_boot, n_examples, top_m, exact_everywhere, seed, allow_download, out
+) -> None:
     """Measure how tuned models degrade the base model's circuits (per head and per circuit, with CIs)."""
+    from forgetlens.models.loading import check_model
     from forgetlens.pipeline.audit import audit, parse_tuned, per_head_csv
     from forgetlens.tasks.registry import parse_task_list
     from forgetlens.utils import atomic_write_text
 
+    check_writable(out, "--out")
+    check_model(base_spec)
     tuned = parse_tuned(list(tuned_specs))
     task_list = parse_task_list(tasks, model=base_spec)
     if n_boot < 1:
@@ -333,13 +362,16 @@ def audit_cmd(base_spec, tuned_specs, tasks, k, n_boot, n_examples, top_m, exact
     help="Worker processes: base circuits, fine-tuning runs and checkpoint measurements run side by side "
     "(one CPU thread each for small models); results are identical to --jobs 1.",
 )
+@click.option("--allow-download", is_flag=True, help="Let the Hugging Face libraries fetch models (offline otherwise).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Run directory.")
-def run_cmd(config_path, seeds, resume, overwrite, jobs, out) -> None:
+def run_cmd(config_path, seeds, resume, overwrite, jobs, allow_download, out) -> None:
     """The whole study: base circuits, SFT and RL runs, circuit metrics at every checkpoint, report."""
     from forgetlens.config import StudyConfig, load_study_config
     from forgetlens.pipeline.study import run_study
     from forgetlens.report.html import summary_lines, summary_table, write_report
 
+    _check_resume_overwrite(resume, overwrite)
+    check_writable(out, "--out")
     cfg = load_study_config(config_path) if config_path else StudyConfig()
     if seeds is not None:
         try:
@@ -403,6 +435,7 @@ def report_cmd(run_dir) -> None:
     from forgetlens.report.html import write_report
 
     results = read_results(run_dir / "results.json")
+    check_writable(run_dir / "report.html", "RUN_DIR")
     results.update(derived_results(results))
     write_report(results, run_dir / "report.html")
     click.echo(f"report: {run_dir / 'report.html'}")
@@ -425,16 +458,55 @@ def _one_line_warnings() -> None:
     warnings.showwarning = show
 
 
+def _user_error_lines(exc: Exception) -> list[str]:
+    """What to print for a problem the user can fix: a ForgetlensError's own lines, or one line naming the file
+    of an I/O or decoding error."""
+    if isinstance(exc, ForgetlensError):
+        return str(exc).splitlines()
+    if isinstance(exc, UnicodeDecodeError):
+        return [f"a file is not UTF-8 text ({exc.reason} at byte {exc.start}); expected UTF-8"]
+    assert isinstance(exc, OSError)
+    where = f"{exc.filename}: " if exc.filename else ""
+    return [f"{where}{exc.strerror or exc}".splitlines()[0]]
+
+
+OFFLINE_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
+"""Set to 1 unless ``--allow-download`` is given: the Hugging Face libraries then never look up a host."""
+
+
+def _network_off_unless_allowed(argv: list[str]) -> None:
+    """Offline by default: no hub lookups and no telemetry (TRL's and huggingface_hub's) unless the user passes
+    ``--allow-download``.  Must run before transformers, TRL or huggingface_hub is imported: they read these once."""
+    import os
+
+    os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+    if "--allow-download" in argv:
+        os.environ["FORGETLENS_ALLOW_DOWNLOAD"] = "1"  # models.loading.downloads_allowed, worker processes too
+    else:
+        os.environ.pop("FORGETLENS_ALLOW_DOWNLOAD", None)
+        for key in OFFLINE_ENV:
+            os.environ[key] = "1"
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the CLI, one-line errors and exit 2 for problems the user can fix."""
+    """Entry point: run the CLI, one-line errors and exit 2 for problems the user can fix.
+
+    ``--debug`` anywhere on the command line shows the traceback of such a problem instead.
+    """
     from forgetlens.utils import silence_known_warnings
 
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    args = [a for a in args if a != "--debug"]
+    _network_off_unless_allowed(args)
     silence_known_warnings()
     _one_line_warnings()
     try:
-        cli.main(args=argv, standalone_mode=False)
-    except ForgetlensError as exc:
-        for line in str(exc).splitlines():
+        cli.main(args=args, standalone_mode=False)
+    except (ForgetlensError, OSError, UnicodeDecodeError) as exc:
+        if debug:
+            raise
+        for line in _user_error_lines(exc):
             click.echo(f"error: {line}", err=True)
         sys.exit(2)
     except click.exceptions.Exit as exc:

@@ -521,6 +521,18 @@ def config_from_mapping(cls, data: dict, source: str, semantic_check=None):
     return cfg
 
 
+def config_differences(started: dict, now: dict, prefix: str = "") -> list[str]:
+    """``key: STARTED -> NOW`` for every option that differs between two ``dataclasses.asdict`` configs."""
+    out = []
+    for key in sorted(set(started) | set(now)):
+        a, b = started.get(key, "(absent)"), now.get(key, "(absent)")
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += config_differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: {a!r} when started, {b!r} now")
+    return out
+
+
 def load_study_config(path, check_paths: bool = True) -> StudyConfig:
     """Read and validate a study YAML file; every problem is reported, one line each, naming the key.
 
@@ -534,7 +546,16 @@ def load_study_config(path, check_paths: bool = True) -> StudyConfig:
     if not path.is_file():
         raise ForgetlensError(f"--config: {path} does not exist")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ForgetlensError(
+            f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); expected a YAML file"
+        ) from None
     except yaml.YAMLError as exc:
-        raise ForgetlensError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ForgetlensError(f"{where}: not valid YAML ({problem})") from None
+    if data is None:
+        raise ForgetlensError(f"{path}: the file is empty; expected study options (see configs/embedded-study.yaml)")
     return config_from_mapping(StudyConfig, data, str(path), lambda cfg: cfg.problems(check_paths))

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import csv
 import importlib.metadata
+import io
 import os
 import platform
 import sys
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 PINNED = ("torch", "transformers", "tokenizers", "trl", "peft", "accelerate", "datasets", "numpy")
@@ -25,6 +28,34 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def check_writable(path: str | os.PathLike, option: str) -> None:
+    """Raise a ForgetlensError naming ``option`` unless ``path`` (a file or directory to be written) can be
+    created: its nearest existing ancestor must be a writable directory."""
+    from forgetlens.errors import ForgetlensError
+
+    path = Path(path).expanduser().absolute()
+    if path.exists() and not os.access(path, os.W_OK):
+        raise ForgetlensError(f"{option}: {path} is not writable (permissions or a read-only file system)")
+    ancestor = path.parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ForgetlensError(f"{option}: cannot create {path}: {ancestor} is a file, not a directory")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise ForgetlensError(
+            f"{option}: cannot create {path}: {ancestor} is not writable (permissions or a read-only file system)"
+        )
+
+
+def csv_text(header: list[str], rows: Iterable[list]) -> str:
+    """A CSV file's text: the header line, then one line per row (forgetlens's one CSV writer)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buf.getvalue()
 
 
 def right_pad(rows: list[list[int]], pad_id: int):

@@ -6,13 +6,12 @@ can rebuild it (and the report) without rerunning anything.
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 
 import numpy as np
 
 from forgetlens.metrics.seeds import t_interval
+from forgetlens.utils import csv_text
 
 CLAIM_HELD, CLAIM_REVERSED, CLAIM_UNCLEAR, CLAIM_NEGLIGIBLE = "held", "reversed", "inconclusive", "negligible"
 MIN_EFFECT = 0.01
@@ -109,12 +108,10 @@ def checkpoint_rows(results: dict) -> list[dict]:
 
 
 def checkpoints_csv(results: dict) -> str:
+    """One line per (run, checkpoint): behaviour and each task's circuit values (``checkpoint_rows``)."""
     rows = checkpoint_rows(results)
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(rows[0]))
-    w.writeheader()
-    w.writerows(rows)
-    return buf.getvalue()
+    header = list(rows[0])
+    return csv_text(header, ([r.get(k, "") for k in header] for r in rows))
 
 
 def _r2(x: np.ndarray, y: np.ndarray) -> float:

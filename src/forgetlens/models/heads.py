@@ -30,6 +30,12 @@ _LAYOUTS: dict[str, tuple[str, str, str, str]] = {
     "gpt2": ("transformer.h", "attn.c_proj", "attn", "ln_1"),
 }
 
+
+def supported_model_types() -> list[str]:
+    """``config.model_type`` values whose per-head outputs forgetlens knows how to read."""
+    return sorted(_LAYOUTS)
+
+
 HeadFn = Callable[[int, torch.Tensor], torch.Tensor | None]
 """(layer, z [batch, pos, head, d_head]) -> replacement z, or None to leave it."""
 

@@ -48,7 +48,56 @@ def resolve_model_path(spec: str | os.PathLike) -> str:
     looks_like_hub_id = spec.count("/") == 1 and not spec.startswith((".", "/", "~"))
     if not looks_like_hub_id:
         raise ForgetlensError(f"model path {spec} does not exist")
+    if not downloads_allowed() and not _in_hub_cache(spec):
+        raise ForgetlensError(
+            f"model {spec} is not a local directory and not in the local Hugging Face cache; give a model "
+            f"directory, `embedded` or `smollm2-135m`, or add --allow-download to fetch it"
+        )
     return spec
+
+
+def downloads_allowed() -> bool:
+    """Whether models may be fetched from the Hub: only when the command line said ``--allow-download``."""
+    return os.environ.get("FORGETLENS_ALLOW_DOWNLOAD") == "1"
+
+
+def _in_hub_cache(repo_id: str) -> bool:
+    """Whether ``repo_id``'s config.json is in the local HF cache (no network)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a model's config says, read without loading its weights."""
+
+    path: str
+    model_type: str
+    max_positions: int | None
+    """Longest sequence its position embeddings cover (None: not stated)."""
+
+
+def check_model(spec: str | os.PathLike) -> ModelInfo:
+    """Everything about ``spec`` that can fail before its weights load: the path or cache entry, a readable
+    config, and an architecture whose heads forgetlens can read (one ForgetlensError naming the model)."""
+    from transformers import AutoConfig
+
+    from forgetlens.models.heads import supported_model_types
+
+    path = resolve_model_path(spec)
+    try:
+        config = AutoConfig.from_pretrained(path, local_files_only=not downloads_allowed())
+    except (OSError, ValueError, KeyError) as exc:
+        raise ForgetlensError(f"could not read the config of model {spec}: {_first_line(exc)}") from None
+    model_type = getattr(config, "model_type", "")
+    if model_type not in supported_model_types():
+        raise ForgetlensError(
+            f"model {spec}: unsupported architecture {model_type!r}; forgetlens reads per-head outputs of "
+            f"{', '.join(supported_model_types())} causal language models"
+        )
+    max_positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    return ModelInfo(path=path, model_type=model_type, max_positions=max_positions)
 
 
 @dataclass
@@ -86,22 +135,9 @@ def default_device() -> str:
     return "cpu"
 
 
-def load_model(
-    spec: str | os.PathLike,
-    *,
-    dtype: torch.dtype | str = torch.float32,
-    device: str | None = None,
-    allow_download: bool = False,
-) -> LoadedModel:
-    """Load ``spec`` (``embedded``, a directory or a cached HF id) in eval mode, on ``device`` (default:
-    :func:`default_device`)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.utils import logging as hf_logging
+def _tokenizer(spec, path: str, offline: bool):
+    from transformers import AutoTokenizer
 
-    hf_logging.disable_progress_bar()  # forgetlens shows its own progress; keep stderr for errors
-    hf_logging.set_verbosity_error()
-    path = resolve_model_path(spec)
-    offline = not allow_download
     if Path(path).is_dir() and not any((Path(path) / f).exists() for f in TOKENIZER_FILES):
         # transformers would otherwise build a default tokenizer from config.json alone, with wrong ids
         raise ForgetlensError(
@@ -115,12 +151,39 @@ def load_model(
             f"could not load a tokenizer for {spec} ({_first_line(exc)}); save the model's "
             f"tokenizer files (tokenizer.json, tokenizer_config.json) beside its config.json"
         ) from None
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_tokenizer(spec: str | os.PathLike):
+    """The tokenizer of ``spec`` alone (no weights), as :func:`load_model` would load it."""
+    return _tokenizer(spec, resolve_model_path(spec), not downloads_allowed())
+
+
+def load_model(
+    spec: str | os.PathLike,
+    *,
+    dtype: torch.dtype | str = torch.float32,
+    device: str | None = None,
+    allow_download: bool | None = None,
+) -> LoadedModel:
+    """Load ``spec`` (``embedded``, a directory or a cached HF id) in eval mode, on ``device`` (default:
+    :func:`default_device`); ``allow_download`` None follows the command line (:func:`downloads_allowed`)."""
+    from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # forgetlens shows its own progress; keep stderr for errors
+    hf_logging.set_verbosity_error()
+    if allow_download is None:
+        allow_download = downloads_allowed()
+    path = resolve_model_path(spec)
+    offline = not allow_download
+    tokenizer = _tokenizer(spec, path, offline)
     try:
         model = AutoModelForCausalLM.from_pretrained(path, local_files_only=offline, dtype=dtype)
     except (OSError, ValueError) as exc:
         raise ForgetlensError(f"could not load model {spec}: {_first_line(exc)}") from None
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
     model.to(device or default_device()).eval()
     return LoadedModel(model=model, tokenizer=tokenizer, source=str(spec), provenance=model_provenance(path))
 

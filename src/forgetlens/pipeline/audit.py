@@ -9,9 +9,7 @@ with a ``-s<SEED>`` part are averaged over seeds (``metrics/seeds.py``).
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import json
 import time
 from dataclasses import dataclass
@@ -34,7 +32,7 @@ from forgetlens.models.heads import HeadLayout
 from forgetlens.models.loading import load_model, model_record, resolve_model_path
 from forgetlens.tasks.base import PriorTask, TaskBatch
 from forgetlens.training.checkpoints import checkpoint_dirs, load_checkpoint
-from forgetlens.utils import progress, versions
+from forgetlens.utils import csv_text, progress, versions
 
 
 def parse_tuned(specs: list[str]) -> dict[str, str]:
@@ -209,32 +207,29 @@ def audit(
 
 def per_head_csv(result: dict) -> str:
     """One row per (task, model, head): base importance, V_imp, V_cmap (local, total), drift with CIs, circuit flag."""
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(
-        [
-            "task",
-            "model",
-            "layer",
-            "head",
-            "in_circuit",
-            "ie_base",
-            "v_imp",
-            "v_imp_low",
-            "v_imp_high",
-            "v_cmap",
-            "v_cmap_low",
-            "v_cmap_high",
-            "v_cmap_total",
-            "v_cmap_total_low",
-            "v_cmap_total_high",
-            "drift",
-            "drift_low",
-            "drift_high",
-            "v_cmap_exact",
-            "v_cmap_total_exact",
-        ]
-    )
+    header = [
+        "task",
+        "model",
+        "layer",
+        "head",
+        "in_circuit",
+        "ie_base",
+        "v_imp",
+        "v_imp_low",
+        "v_imp_high",
+        "v_cmap",
+        "v_cmap_low",
+        "v_cmap_high",
+        "v_cmap_total",
+        "v_cmap_total_low",
+        "v_cmap_total_high",
+        "drift",
+        "drift_low",
+        "drift_high",
+        "v_cmap_exact",
+        "v_cmap_total_exact",
+    ]
+    lines = []
     for task, r in result["tasks"].items():
         members = {tuple(h) for h in r["circuit"]["heads"]}
         dcv_rows = [(f"dcv{pair}", stats) for pair, stats in r.get("dcv", {}).items()]
@@ -255,7 +250,7 @@ def per_head_csv(result: dict) -> str:
                         int(stats[key][layer][head]) if key in stats else ""
                         for key in ("cmap_exact", "cmap_total_exact")
                     ]
-                    w.writerow(
+                    lines.append(
                         [task, model, layer, head, int((layer, head) in members), ie[layer][head], *vals, *exact]
                     )
-    return buf.getvalue()
+    return csv_text(header, lines)

@@ -15,17 +15,15 @@ included) and re-evaluates only checkpoints without a cached behaviour file.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import hashlib
-import io
 import json
 import time
 from pathlib import Path
 
 import torch
 
-from forgetlens.config import FinetuneConfig, MonitorConfig, PreserveConfig, ReplayConfig, RLConfig, trainer_kind
+from forgetlens.config import FinetuneConfig, config_differences, trainer_kind
 from forgetlens.errors import ForgetlensError
 from forgetlens.metrics.behaviour import (
     chat_prompts,
@@ -36,25 +34,30 @@ from forgetlens.metrics.behaviour import (
     prior_behaviour,
     target_accuracy,
 )
-from forgetlens.models.loading import configure_threads, load_model, model_record
+from forgetlens.models.loading import check_model, configure_threads, load_model, load_tokenizer, model_record
 from forgetlens.tasks.registry import chosen_task_names, get_task
 from forgetlens.training.checkpoints import checkpoint_dirs, load_checkpoint, prepare_run_dir
-from forgetlens.training.data import conversational_rows, target_splits, training_schedule
+from forgetlens.training.data import conversational_rows, prompt_length_problems, target_splits, training_schedule
 from forgetlens.training.regularizers import build_regularizers
-from forgetlens.utils import atomic_write_text, is_main_process, progress, versions, wait_for_everyone
+from forgetlens.utils import atomic_write_text, csv_text, is_main_process, progress, versions, wait_for_everyone
 
 PRIOR_EVAL_SEED = 424242
 
 
-def config_from_dict(data: dict) -> FinetuneConfig:
-    nested = {"rl": RLConfig, "preserve": PreserveConfig, "replay": ReplayConfig, "monitor": MonitorConfig}
-    return FinetuneConfig(**{k: nested[k](**v) if k in nested else v for k, v in data.items()})
-
-
-def validate(cfg: FinetuneConfig) -> None:
-    problems = cfg.problems()
+def validate(cfg: FinetuneConfig, prefix: str = "") -> None:
+    """Every check that can fail before a directory is made or a weight loads: the options, the model (path or
+    cache, config, architecture), the data, and that every prompt used fits the model's positions."""
+    problems = cfg.problems(prefix)
     if problems:
         raise ForgetlensError("\n".join(problems))
+    info = check_model(cfg.model)
+    train, evaluation = target_splits(cfg)
+    used = {json.dumps(r, sort_keys=True): r for r in training_schedule(train, cfg) + evaluation}
+    new_tokens = max(cfg.max_new_tokens, cfg.rl.max_completion_length, cfg.kl_max_new_tokens or 0)
+    problems = prompt_length_problems(list(used.values()), load_tokenizer(cfg.model), info.max_positions, new_tokens)
+    if problems:  # one line: the first such record, and how many more there are
+        more = f" ({len(problems) - 1} more records are too long)" if len(problems) > 1 else ""
+        raise ForgetlensError(problems[0] + more)
 
 
 class _GenerationTimer:
@@ -70,6 +73,23 @@ class _GenerationTimer:
             return self._generate(*args, **kwargs)
         finally:
             self.seconds += time.perf_counter() - start
+
+
+def _trainer_tokens(history: list[dict], resume_from: str | None) -> float | None:
+    """Tokens the trainer processed over the whole run (TRL's ``num_tokens``).  TRL's SFT trainer restarts that
+    counter when it resumes from a checkpoint (its GRPO trainer restores it), so a restarted count gets the
+    count the resumed checkpoint had logged added back."""
+    counts = [h["num_tokens"] for h in history if "num_tokens" in h]
+    if not counts:
+        return None
+    if resume_from is None:
+        return counts[-1]
+    logged = json.loads((Path(resume_from) / "trainer_state.json").read_text())["log_history"]
+    before = [h["num_tokens"] for h in logged if "num_tokens" in h]
+    after = [h["num_tokens"] for h in history[len(logged) :] if "num_tokens" in h]  # logged since the resume
+    if before and after and after[0] < before[-1]:  # the counter started again from zero
+        return before[-1] + after[-1]
+    return counts[-1]
 
 
 def train(cfg: FinetuneConfig, run_dir: Path, resume: bool, log=print) -> dict:
@@ -155,7 +175,7 @@ def train(cfg: FinetuneConfig, run_dir: Path, resume: bool, log=print) -> dict:
         "training_prompts": len(schedule),
         "distinct_training_questions": len({r["question"] for r in train_records}),
         "prompt_tokens": prompt_tokens * (cfg.rl.num_generations if kind == "rl" else 1),
-        "trainer_num_tokens": next((h["num_tokens"] for h in reversed(history) if "num_tokens" in h), None),
+        "trainer_num_tokens": _trainer_tokens(history, resume_from),
         "wall_seconds_this_session": round(seconds, 2),
         "generation_seconds_this_session": round(timer.seconds, 2) if timer else 0.0,
         "resumed_from": resume_from,
@@ -269,11 +289,9 @@ def behaviour_csv(rows: list[dict]) -> str:
         + general
         + [f"{t}_{k}" for t in tasks for k in ("accuracy", "logit_diff", "retention_accuracy", "retention_logit_diff")]
     )
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(header)
-    for r in rows:
-        writer.writerow(
+    return csv_text(
+        header,
+        (
             [r["step"], r["target_accuracy"], r["kl_forward"]]
             + [r["general"][g] for g in general]
             + [
@@ -281,8 +299,9 @@ def behaviour_csv(rows: list[dict]) -> str:
                 for t in tasks
                 for k in ("accuracy", "logit_diff", "retention_accuracy", "retention_logit_diff")
             ]
-        )
-    return buf.getvalue()
+            for r in rows
+        ),
+    )
 
 
 def finetune(
@@ -295,14 +314,16 @@ def finetune(
 ) -> list[dict]:
     """Validate, train (or resume), checkpoint and measure behaviour; returns the behaviour rows
     (``shared_base``: see :func:`evaluate_checkpoints`)."""
-    validate(cfg)
-    target_splits(cfg)  # fail on bad data before anything is written
+    validate(cfg)  # nothing is written before every input is checked
     run_dir = Path(run_dir)
     record_path = run_dir / "config.json"
     if resume and record_path.exists():
-        stored = config_from_dict(json.loads(record_path.read_text())["config"])
-        if stored != cfg:
-            raise ForgetlensError(f"{record_path}: --resume with different options than the run was started with")
+        stored = json.loads(record_path.read_text())["config"]
+        changed = config_differences(stored, json.loads(json.dumps(dataclasses.asdict(cfg))))
+        if changed:
+            raise ForgetlensError(
+                f"{record_path}: --resume with options the run was not started with: {'; '.join(changed)}"
+            )
     if is_main_process():
         prepare_run_dir(run_dir, resume, overwrite)
         atomic_write_text(

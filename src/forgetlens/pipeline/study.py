@@ -31,13 +31,14 @@ import torch
 from forgetlens.circuits.circuit import Circuit, head_mask
 from forgetlens.circuits.discover import task_splits
 from forgetlens.circuits.first_order_cmap import BaseChunk, base_chunks
-from forgetlens.config import FinetuneConfig, StudyConfig
+from forgetlens.config import FinetuneConfig, StudyConfig, config_differences
 from forgetlens.errors import ForgetlensError
 from forgetlens.metrics.vulnerability import circuit_weights, load_measurements, measure, save_measurements
 from forgetlens.models.heads import HeadLayout
 from forgetlens.models.loading import configure_threads, load_model, model_record
 from forgetlens.pipeline.audit import BaseCircuit, analyse_task, find_base_circuit, per_head_csv
 from forgetlens.pipeline.finetune import finetune
+from forgetlens.pipeline.finetune import validate as validate_finetune
 from forgetlens.pipeline.results import SCHEMA_VERSION, read_results, write_results
 from forgetlens.tasks.registry import chosen_task_names, get_task
 from forgetlens.training.checkpoints import checkpoint_dirs, load_checkpoint, prepare_run_dir
@@ -63,6 +64,11 @@ def validate_study(cfg: StudyConfig, source: str = "config") -> None:
     problems = cfg.problems()
     if problems:
         raise ForgetlensError("\n".join(f"{source}: {p}" for p in problems))
+    try:
+        for run_cfg in list(run_configs(cfg).values())[:1]:  # model, data and prompt lengths are shared by all runs
+            validate_finetune(run_cfg, "finetune.")
+    except ForgetlensError as exc:
+        raise ForgetlensError("\n".join(f"{source}: {line}" for line in str(exc).splitlines())) from None
 
 
 def run_configs(cfg: StudyConfig) -> dict[str, FinetuneConfig]:
@@ -434,8 +440,9 @@ def run_study(
     record = run_dir / "study_config.json"
     if resume and record.exists():
         stored = json.loads(record.read_text())["config"]
-        if stored != json.loads(json.dumps(dataclasses.asdict(cfg))):
-            raise ForgetlensError(f"{record}: --resume with a different configuration than the run was started with")
+        changed = config_differences(stored, json.loads(json.dumps(dataclasses.asdict(cfg))))
+        if changed:
+            raise ForgetlensError(f"{record}: --resume with options the run was not started with: {'; '.join(changed)}")
     if is_main_process():
         prepare_run_dir(run_dir, resume, overwrite)
         atomic_write_text(

@@ -23,7 +23,13 @@ def _read_json_records(path: Path) -> list[tuple[int, dict]]:
         raise ForgetlensError(f"dataset file {path} does not exist")
     if path.is_dir():
         raise ForgetlensError(f"dataset path {path} is a directory; expected a .json or .jsonl file")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        bad_line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise ForgetlensError(
+            f"{path}:{bad_line}: not UTF-8 text ({exc.reason}); expected a UTF-8 JSON/JSONL file"
+        ) from None
     if path.suffix == ".json":
         try:
             data = json.loads(text)
@@ -46,6 +52,21 @@ def _read_json_records(path: Path) -> list[tuple[int, dict]]:
     return out
 
 
+MAX_FIELD_CHARS = 20_000
+"""Longest question, option or answer accepted, in characters: far beyond any model's context, short enough
+that a malformed record fails here rather than exhausting memory while it is tokenized."""
+
+
+def _check_lengths(obj: dict, where: str) -> None:
+    texts = [("question", obj.get("question")), ("answer", obj.get("answer")), ("support", obj.get("support"))]
+    texts += [(f"choices.text[{i}]", t) for i, t in enumerate((obj.get("choices") or {}).get("text") or [])]
+    for name, text in texts:
+        if isinstance(text, str) and len(text) > MAX_FIELD_CHARS:
+            raise ForgetlensError(
+                f"{where}: field '{name}' is {len(text):,} characters; at most {MAX_FIELD_CHARS:,} are accepted"
+            )
+
+
 def _field(obj: dict, name: str, where: str, kind=str):
     value = obj
     for part in name.split("."):
@@ -63,6 +84,7 @@ def load_sciknoweval(path: str | Path) -> list[dict]:
     records = []
     for lineno, obj in _read_json_records(path):
         where = f"{path}:{lineno}"
+        _check_lengths(obj, where)
         kind = _field(obj, "type", where)
         _field(obj, "question", where)
         if kind == MCQ:
@@ -73,12 +95,14 @@ def load_sciknoweval(path: str | Path) -> list[dict]:
                 raise ForgetlensError(f"{where}: 'choices.text' and 'choices.label' must be non-empty and equally long")
             if key not in labels:
                 raise ForgetlensError(f"{where}: answerKey {key!r} is not among the labels {labels}")
+            if len(texts) != 4:
+                raise ForgetlensError(f"{where}: type '{MCQ}' needs 4 choices, got {len(texts)}")
         elif kind == FILLING:
             if not _field(obj, "answer", where).strip():
                 raise ForgetlensError(f"{where}: field 'answer' is empty in a filling record")
         else:
             raise ForgetlensError(f"{where}: field 'type' is {kind!r}; expected '{MCQ}' or '{FILLING}'")
-        records.append(obj)
+        records.append({**obj, "_where": where})
     if not records:
         raise ForgetlensError(f"{path}: the dataset is empty")
     return records
@@ -94,13 +118,14 @@ def load_sciq(path: str | Path, seed: int = 0) -> list[dict]:
     records = []
     for lineno, obj in _read_json_records(path):
         where = f"{path}:{lineno}"
+        _check_lengths(obj, where)
         question = _field(obj, "question", where)
         correct = _field(obj, "correct_answer", where)
         options = [correct] + [_field(obj, f"distractor{i}", where) for i in (1, 2, 3)]
         rng.shuffle(options)
         support = obj.get("support") or ""
         question = f"{support.strip()}\n{question}".strip() if support else question
-        records.append(science_qa.options_record(question, options, correct, source=str(path)))
+        records.append({**science_qa.options_record(question, options, correct, source=str(path)), "_where": where})
     if not records:
         raise ForgetlensError(f"{path}: the dataset is empty")
     return records
@@ -130,8 +155,11 @@ def synthetic_science_records(seed: int = 0, variants_per_question: int = 1) -> 
     ]
 
 
-def split_records(records: list[dict], eval_fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
-    """Shuffle by ``seed`` and split into (train, eval); no question text appears in both."""
+def split_records(
+    records: list[dict], eval_fraction: float, seed: int, source: str = "the dataset"
+) -> tuple[list[dict], list[dict]]:
+    """Shuffle by ``seed`` and split into (train, eval); no question text appears in both (``source`` names the
+    data in errors)."""
     if not 0 < eval_fraction < 1:
         raise ForgetlensError(f"eval_fraction must be in (0, 1), got {eval_fraction}")
     questions = sorted({r["question"] for r in records})
@@ -141,5 +169,8 @@ def split_records(records: list[dict], eval_fraction: float, seed: int) -> tuple
     train = [r for r in records if r["question"] not in eval_questions]
     evaluation = [r for r in records if r["question"] in eval_questions]
     if not train:
-        raise ForgetlensError("the dataset is too small to leave any training questions after the evaluation split")
+        raise ForgetlensError(
+            f"{source}: {len(questions)} distinct question(s) is too few to leave any for training after the "
+            f"evaluation split (eval_fraction {eval_fraction})"
+        )
     return train, evaluation

@@ -28,7 +28,8 @@ def target_splits(cfg: FinetuneConfig) -> tuple[list[dict], list[dict]]:
         records = load_target_data(cfg.data, cfg.seed)
     if cfg.max_records:
         records = random.Random(f"cap:{cfg.seed}").sample(records, min(cfg.max_records, len(records)))
-    return split_records(records, cfg.eval_fraction, cfg.seed)
+    source = str(cfg.data) if cfg.data is not None else f"built-in target {cfg.synthetic_target!r}"
+    return split_records(records, cfg.eval_fraction, cfg.seed, source)
 
 
 def training_schedule(train: list[dict], cfg: FinetuneConfig) -> list[dict]:
@@ -40,6 +41,25 @@ def training_schedule(train: list[dict], cfg: FinetuneConfig) -> list[dict]:
         rng.shuffle(epoch)
         out.extend(epoch)
     return out[:need]
+
+
+def prompt_length_problems(records: list[dict], tokenizer, max_positions: int | None, new_tokens: int) -> list[str]:
+    """One line per record whose chat prompt plus ``new_tokens`` generated tokens would not fit the model's
+    ``max_positions``, naming where the record came from (file and line, or the built-in target)."""
+    if not max_positions:
+        return []
+    problems = []
+    for i, r in enumerate(records):
+        messages = [{"role": "user", "content": user_text(r)}]
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        n = len(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
+        if n + new_tokens > max_positions:
+            where = r.get("_where", f"built-in target question {i}")
+            problems.append(
+                f"{where}: the prompt is {n} tokens, plus {new_tokens} to generate; the model covers {max_positions} "
+                f"positions (shorten the record or drop it)"
+            )
+    return problems
 
 
 def conversational_rows(records: list[dict], with_completion: bool) -> list[dict]:
