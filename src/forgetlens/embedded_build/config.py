@@ -33,8 +33,8 @@ class PretrainConfig:
     """How the embedded base model is built (``forgetlens pretrain-base``)."""
 
     seed: int = 1
-    """Seeds the corpus stream, the tokenizer corpus and the weight init.  The shipped model is build seed 1: with
-    the same recipe, seed 0 never formed multiple choice (README, "Status")."""
+    """Seeds the corpus stream, the tokenizer corpus and the weight init (the shipped model: 1; why,
+    docs/embedded-model.md)."""
     vocab_size: int = 1024
     """Byte-level BPE vocabulary size (incl. 256 byte tokens and 3 special tokens)."""
     n_layers: int = 4
@@ -77,10 +77,9 @@ class PretrainConfig:
     curriculum_steps: int = 1000
     """Steps at the start that draw from ``curriculum_recipe`` instead of ``recipe``."""
     curriculum_recipe: dict[str, float] = field(default_factory=lambda: {"induction": 1.0})
-    """Opening mixture.  Measured here: copying formed within ~1000 steps on repeated sequences alone (63 % copy
-    accuracy) but not within 3000 steps when copying was a third of a mixed corpus (14 %).  The ``induction``
-    documents repeat from the first word, and the shipped model copies by that shortcut, not by induction heads
-    (README, "Status"); ``induction_span`` documents do not allow it."""
+    """Opening mixture, before the mixed corpus (why a curriculum: docs/embedded-model.md).  The ``induction``
+    source repeats from the first word, which a copying shortcut answers; ``induction_span`` repeats from a random
+    word."""
     recipe: dict[str, float] = field(
         default_factory=lambda: {
             "induction": 0.20,
