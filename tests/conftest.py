@@ -33,7 +33,7 @@ def make_tiny(arch: str, vocab_size: int, seed: int = 0, layers: int = 2, heads:
             num_hidden_layers=layers,
             num_attention_heads=heads,
             num_key_value_heads=heads // 2,
-            max_position_embeddings=128,
+            max_position_embeddings=512,  # rotary: a config limit only; real Qwen2 models cover 32k
         )
         model = Qwen2ForCausalLM(cfg)
     elif arch == "llama":
@@ -44,7 +44,7 @@ def make_tiny(arch: str, vocab_size: int, seed: int = 0, layers: int = 2, heads:
             num_hidden_layers=layers,
             num_attention_heads=heads,
             num_key_value_heads=heads,
-            max_position_embeddings=128,
+            max_position_embeddings=512,
         )
         model = LlamaForCausalLM(cfg)
     elif arch == "gpt2":

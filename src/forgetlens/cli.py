@@ -168,6 +168,7 @@ def pretrain_cmd(out, seed, steps, resume, start_from, start_after) -> None:
             raise ForgetlensError(f"--steps must be positive, got {steps}")
         cfg.steps = steps
     out = out or EMBEDDED_DIR
+    check_writable(out, "--out")
     card = pretrain_base(cfg, out, resume=resume, start_from=start_from, start_after=start_after, log=click.echo)
     card = record_circuits(out, card)
     for name, acc in card["held_out_accuracy"].items():

@@ -94,7 +94,7 @@ def faithfulness_baseline(
     batch_size: int = 64,
     reference: torch.Tensor | None = None,
 ) -> FaithfulnessBaseline:
-    """m(full) and m(empty) per prompt."""
+    """m(full) and m(empty) per prompt, each [prompt] (``reference``: [layer, 1, pos, head, d_head] mean outputs)."""
     if ablation == "mean" and reference is None:
         reference = mean_head_outputs(model, layout, batch, batch_size)
     device = model_device(model)
@@ -105,7 +105,7 @@ def faithfulness_baseline(
 
 
 def normalised_faithfulness(m_circuit: torch.Tensor, base: FaithfulnessBaseline) -> float:
-    """(mean m(C) - mean m(empty)) / (mean m(full) - mean m(empty))."""
+    """(mean m(C) - mean m(empty)) / (mean m(full) - mean m(empty)); ``m_circuit``: [prompt]."""
     denom = float(base.full.mean() - base.empty.mean())
     if abs(denom) < 1e-12:
         return float("nan")

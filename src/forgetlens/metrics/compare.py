@@ -71,6 +71,8 @@ def compare_models(
 ) -> dict:
     """Statistics with CIs per tuned model, plus DCV for every sft/rl pair (see :func:`dcv_pairs`).
 
+    ``circuit_mask`` (bool) and ``weights``: [layer, head].  Per-head statistics are [layer, head] nested lists.
+
     Returns ``{"n_prompts", "n_boot", "models": {label: stats}, "dcv": {pair: stats},
     "dcv_test": {pair: {p_value, q_value_bh, n_permutations}}}``; ``dcv`` is empty without pairs.
     """

@@ -85,7 +85,7 @@ def paired_permutation_pvalues(diffs: np.ndarray, n_perm: int, seed: int) -> np.
 
 
 def benjamini_hochberg(pvalues: np.ndarray) -> np.ndarray:
-    """BH-adjusted p-values (q-values), same shape as ``pvalues``."""
+    """BH-adjusted p-values (q-values), same shape as ``pvalues`` (any shape, e.g. [layer, head])."""
     p = np.asarray(pvalues, dtype=float).ravel()
     n = p.size
     order = np.argsort(p)

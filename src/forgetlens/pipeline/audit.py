@@ -84,7 +84,8 @@ def _load_tuned(kind: str, path: str, base_spec: str):
 
 
 def circuit_stability(per_prompt: torch.Tensor, heads: list[tuple[int, int]], n_boot: int, seed: int) -> dict:
-    """Jaccard of C0 with the top-|C0| heads re-selected on bootstrap resamples of the discovery prompts."""
+    """Jaccard of C0 with the top-|C0| heads re-selected on bootstrap resamples of the discovery prompts
+    (``per_prompt``: [prompt, layer, head] head effects)."""
     scores = per_prompt.double().numpy()  # [n, L, H]
     k, n_heads = len(heads), scores.shape[2]
     base = {l * n_heads + h for l, h in heads}
