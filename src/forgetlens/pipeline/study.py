@@ -206,10 +206,13 @@ class Study:
         runs = run_configs(self.cfg)
         circuits_left = {t.name for t in self.tasks if not self.done_circuit(t.name)}
         waiting = [name for name in runs if self._finetuned(name)]  # trained, checkpoints not yet queued
-        expected = sum(len(self._checkpoints_to_measure(n)) for n in waiting) + sum(
-            ft.steps // ft.checkpoint_every + (ft.steps % ft.checkpoint_every > 0)
-            for n, ft in runs.items()
-            if not self._finetuned(n)
+        expected = len(self.tasks) * (  # one measure job per (checkpoint, task)
+            sum(len(self._checkpoints_to_measure(n)) for n in waiting)
+            + sum(
+                ft.steps // ft.checkpoint_every + (ft.steps % ft.checkpoint_every > 0)
+                for n, ft in runs.items()
+                if not self._finetuned(n)
+            )
         )
         seconds = {"circuits": 0.0, "finetune": 0.0, "measure": 0.0}
         args = (self.cfg, self.run_dir)
@@ -227,9 +230,11 @@ class Study:
             bar = progress(None, total=len(pending) + expected, desc="1-3/5 circuits, fine-tuning, measurement")
             while pending or waiting:
                 if not circuits_left:
-                    for name in waiting:
+                    for name in waiting:  # each task of a checkpoint is its own job: the last run's are shared
                         for label, path in self._checkpoints_to_measure(name):
-                            pending[pool.submit(_job, *args, "measure", label, path)] = ("measure", label)
+                            for prior in self.tasks:
+                                job = pool.submit(_job, *args, "measure", label, path, [prior.name])
+                                pending[job] = ("measure", label)
                     waiting = []
                 if not pending:
                     break
@@ -245,12 +250,15 @@ class Study:
             bar.close()
         self.timings.update({f"{kind}_worker_seconds": round(v, 2) for kind, v in seconds.items()})
 
-    def measure_checkpoint(self, label: str, path: Path) -> None:
-        """Every base circuit's measurements in one checkpoint (tasks already measured are skipped)."""
+    def measure_checkpoint(self, label: str, path: Path, task_names: list[str] | None = None) -> None:
+        """Every base circuit's measurements in one checkpoint (``task_names``: only those tasks; tasks already
+        measured are skipped)."""
         layout = HeadLayout.of(self.base.model)
         model = None
         for task in self.tasks:
-            if self._measure_path(task.name, label).exists():
+            if (task_names is not None and task.name not in task_names) or self._measure_path(
+                task.name, label
+            ).exists():
                 continue
             if model is None:
                 model = load_checkpoint(path, self.cfg.model)
