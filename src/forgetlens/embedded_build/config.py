@@ -115,11 +115,9 @@ class PretrainConfig:
             ),
         ]
     )
-    """Stage 3, after ``steps``: answer-format practice, one fresh optimizer for all its sub-stages.  Measured
-    here: 6500 steps with multiple-choice documents as 22 % of a mixed corpus left the model at chance on them
-    (letter binding never formed); capital-city questions alone formed it in ~400 steps (0.22 -> 0.79), after
-    which science questions (80 %) formed it for science in ~400 more (0.25 -> 0.65); a final mixed sub-stage
-    restores the prior tasks, which the format-only sub-stages erase."""
+    """Stage 3, after ``steps``: answer-format practice, one fresh optimizer for all its sub-stages: capital-city
+    questions, then mostly science questions, then a mixed sub-stage that restores the prior tasks (why:
+    docs/embedded-model.md)."""
 
     compare_stage: FormatStage | None = field(
         default_factory=lambda: FormatStage(
@@ -139,9 +137,8 @@ class PretrainConfig:
         )
     )
     """Stage 4: the format stage's final mixture at half its shares plus comparison questions from the pretraining
-    half (``tasks/comparisons.py``), with a fresh optimizer at ``format_lr``; ``None`` skips it.  Measured here:
-    it took letter accuracy on the never-seen target half from 0.22 to 0.50 in 800 steps (at a 10 % share, at
-    most 0.30 in 600), so the default target starts well above chance and still has room to learn."""
+    half (``tasks/comparisons.py``), with a fresh optimizer at ``format_lr``; ``None`` skips it.  The default target
+    asks about the other half (docs/embedded-model.md)."""
 
     @property
     def format_steps(self) -> int:
