@@ -97,15 +97,14 @@ def discover_cmd(
         n_examples=n_examples,
         seed=seed,
     )
-    problems = cfg.problems()  # "field: ..." lines; the options are the fields' names
+    problems = cfg.problems()  # "field: ..." lines; each field is set by the option of that name
     if problems:
-        option = {"faithfulness_target": "target"}
-        raise ForgetlensError(
-            "\n".join(
-                f"--{option.get(p.split(':')[0], p.split(':')[0]).replace('_', '-')}:{p.split(':', 1)[1]}"
-                for p in problems
-            )
-        )
+        lines = []
+        for problem in problems:
+            field, message = problem.split(":", 1)
+            option = "target" if field == "faithfulness_target" else field.replace("_", "-")
+            lines.append(f"--{option}:{message}")
+        raise ForgetlensError("\n".join(lines))
     check_writable(out, "--out")
     check_model(model)
     loaded = load_model(model, allow_download=allow_download)

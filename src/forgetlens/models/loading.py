@@ -22,12 +22,13 @@ EMBEDDED_DIR = Path(__file__).parent / "embedded"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
 
 
-def resolve_model_path(spec: str | os.PathLike) -> str:
+def resolve_model_path(spec: str | os.PathLike, allow_download: bool | None = None) -> str:
     """Turn ``embedded`` into the shipped directory and a packaged alias (``smollm2-135m``) into its cached
     conversion; check that a local path exists.
 
-    Strings that are not existing paths but look like ``org/name`` are returned
-    unchanged, to be looked up in the local HF cache.
+    Strings that are not existing paths but look like ``org/name`` are returned unchanged, to be looked up in the
+    local HF cache; unless downloads are allowed (``allow_download``, None: :func:`downloads_allowed`) such a name
+    must already be cached.
     """
     spec = str(spec)
     if spec == EMBEDDED:
@@ -48,7 +49,8 @@ def resolve_model_path(spec: str | os.PathLike) -> str:
     looks_like_hub_id = spec.count("/") == 1 and not spec.startswith((".", "/", "~"))
     if not looks_like_hub_id:
         raise ForgetlensError(f"model path {spec} does not exist")
-    if not downloads_allowed() and not _in_hub_cache(spec):
+    allowed = downloads_allowed() if allow_download is None else allow_download
+    if not allowed and not _in_hub_cache(spec):
         raise ForgetlensError(
             f"model {spec} is not a local directory and not in the local Hugging Face cache; give a model "
             f"directory, `embedded` or `smollm2-135m`, or add --allow-download to fetch it"
@@ -177,7 +179,7 @@ def load_model(
     hf_logging.set_verbosity_error()
     if allow_download is None:
         allow_download = downloads_allowed()
-    path = resolve_model_path(spec)
+    path = resolve_model_path(spec, allow_download)
     offline = not allow_download
     tokenizer = _tokenizer(spec, path, offline)
     try:
