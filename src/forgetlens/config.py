@@ -113,6 +113,11 @@ class RLConfig:
     """Weight of an extra reward for answering with a bare letter (0 = off)."""
     use_vllm: bool = False
     """Generate with vLLM when installed (GPU runs); plain ``generate`` otherwise."""
+    shared_prompt_scoring: bool = True
+    """Score each prompt's ``num_generations`` completions against one forward pass of the prompt (its key/value
+    cache repeated) instead of ``num_generations`` full copies: the same log-probabilities and gradients, computed
+    from fewer tokens (``training/shared_prompt.py``). Used on one process without gradient checkpointing or
+    dropout; TRL's own scoring otherwise, and when this is false."""
 
     def problems(self, prefix: str = "") -> list[str]:
         """Every problem with these options, one line each."""

@@ -17,6 +17,7 @@ from pathlib import Path
 from forgetlens.config import LOSS_TYPES, FinetuneConfig
 from forgetlens.errors import ForgetlensError
 from forgetlens.tasks.rewards import format_reward, score_reply
+from forgetlens.training.shared_prompt import with_shared_prompt_scoring
 
 
 def batching(cfg: FinetuneConfig, sequences_per_step: int) -> tuple[int, int]:
@@ -225,8 +226,9 @@ def build_rl_trainer(model, tokenizer, dataset, cfg: FinetuneConfig, out_dir: Pa
         use_vllm=use_vllm,
         log_completions=False,
     )
+    trainer_cls = with_shared_prompt_scoring(GRPOTrainer) if rl.shared_prompt_scoring else GRPOTrainer
     return _quiet(
-        with_regularizers(GRPOTrainer)(
+        with_regularizers(trainer_cls)(
             model=model,
             reward_funcs=reward_funcs,
             args=args,

@@ -1,0 +1,174 @@
+"""Score a GRPO batch with one forward pass per distinct prompt instead of one per completion.
+
+GRPO samples ``G`` completions of each prompt, and TRL scores them by running the model over ``G`` copies of
+prompt + completion. The prompt's keys and values are the same in every copy, so this module runs each distinct
+prompt once, keeps its key/value cache (with gradients), repeats the cache along the batch, and runs only the
+completion tokens on top. The result is the same function of the weights: the gradient reaching the shared prompt
+is the sum of the ``G`` copies' gradients, exactly what the copies would send. What changes is the cost: with
+prompts of ``P`` tokens and completions of ``C``, the backbone sees ``P + G * C`` tokens per group instead of
+``G * (P + C)``.
+
+Positions follow TRL's forward (no ``position_ids``, so ``0 .. P + C - 1`` on every row, left padding included);
+the padding is masked out of attention in both. ``tests/test_shared_prompt.py`` checks log-probabilities,
+entropies and gradients against TRL's own scoring.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+MAX_LOGITS = 2**28
+"""Largest rows x completion tokens x vocabulary this module materialises as float32 logits (1 GiB); bigger
+batches are left to TRL's chunked head."""
+
+
+def prompt_groups(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(first row of each run of identical consecutive prompts ``[groups]``, each row's group ``[rows]``).
+
+    TRL's sampler puts a prompt's ``G`` completions next to each other; a run of equal rows is one group."""
+    same_as_previous = (prompt_ids[1:] == prompt_ids[:-1]).all(1) & (prompt_mask[1:] == prompt_mask[:-1]).all(1)
+    starts = torch.cat([torch.ones(1, dtype=torch.bool, device=prompt_ids.device), ~same_as_previous])  # [rows]
+    return starts.nonzero().squeeze(1), starts.long().cumsum(0) - 1
+
+
+def logits_fit(rows: int, completion_tokens: int, vocab: int) -> bool:
+    """Whether the completion logits of a batch fit under :data:`MAX_LOGITS`."""
+    return rows * completion_tokens * vocab <= MAX_LOGITS
+
+
+def completion_logps_shared_prompt(
+    causal_lm: Any,
+    prompt_ids: torch.Tensor,
+    prompt_mask: torch.Tensor,
+    completion_ids: torch.Tensor,
+    completion_mask: torch.Tensor,
+    temperature: float = 1.0,
+    compute_entropy: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Per-token log-probabilities ``[rows, C]`` of ``completion_ids`` under ``causal_lm`` (logits / temperature),
+    and their entropies when asked, with each distinct prompt run once. Masked completion tokens score 0.
+
+    ``prompt_ids``/``prompt_mask``: ``[rows, P]``, left-padded; ``completion_ids``/``completion_mask``:
+    ``[rows, C]``. ``causal_lm`` is a plain transformers causal LM (its backbone under ``base_model_prefix``)."""
+    backbone = getattr(causal_lm, causal_lm.base_model_prefix)
+    first_rows, group_of_row = prompt_groups(prompt_ids, prompt_mask)
+    prompt_len, completion_len = prompt_ids.size(1), completion_ids.size(1)
+
+    prompt_out = backbone(input_ids=prompt_ids[first_rows], attention_mask=prompt_mask[first_rows], use_cache=True)
+    cache = prompt_out.past_key_values
+    cache.batch_select_indices(group_of_row)  # [groups, ...] -> [rows, ...], still attached to the graph
+    positions = torch.arange(prompt_len, prompt_len + completion_len, device=completion_ids.device)
+    completion_out = backbone(
+        input_ids=completion_ids,
+        attention_mask=torch.cat([prompt_mask, completion_mask], dim=1),  # [rows, P + C]
+        position_ids=positions.unsqueeze(0).expand(completion_ids.size(0), -1),  # [rows, C]
+        past_key_values=cache,
+        use_cache=True,
+    )
+    # The token at completion position t is predicted from position t - 1: the prompt's last for t = 0.
+    hidden = torch.cat(
+        [prompt_out.last_hidden_state[group_of_row, -1:], completion_out.last_hidden_state[:, :-1]], dim=1
+    )  # [rows, C, d_model]
+    logits = causal_lm.get_output_embeddings()(hidden).float() / temperature  # [rows, C, vocab]
+    log_probs = F.log_softmax(logits, dim=-1)
+    keep = completion_mask.bool()
+    token_logps = log_probs.gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1).masked_fill(~keep, 0.0)
+    if not compute_entropy:
+        return token_logps, None
+    entropy = -(log_probs.exp() * log_probs).sum(-1).masked_fill(~keep, 0.0)  # [rows, C]
+    return token_logps, entropy
+
+
+def has_active_dropout(model: torch.nn.Module) -> bool:
+    """Whether a forward pass of ``model`` in its current mode drops anything (a dropout module or the
+    attention dropout of the config)."""
+    if not model.training:
+        return False
+    if any(isinstance(m, torch.nn.Dropout) and m.p > 0 for m in model.modules()):
+        return True
+    return bool(getattr(model.config.get_text_config(), "attention_dropout", 0.0))
+
+
+def with_shared_prompt_scoring(trainer_cls):
+    """A subclass of TRL's ``GRPOTrainer`` that scores completions with :func:`completion_logps_shared_prompt`
+    whenever that is exact and safe: one process (a second forward call would bypass DDP/DeepSpeed's hooks), no
+    gradient checkpointing (it turns the cache off), no active dropout (the copies would each draw their own), text
+    only, no MoE auxiliary loss, no logit soft-capping or
+    scaling, and logits that fit :data:`MAX_LOGITS`. Otherwise it is TRL's own scoring. ``shared_prompt_calls``
+    and ``trl_scoring_calls`` count which path each call took."""
+
+    class SharedPromptScoring(trainer_cls):
+        shared_prompt_calls = 0
+        trl_scoring_calls = 0
+
+        def _get_per_token_logps_and_entropies(
+            self,
+            model,
+            input_ids,
+            attention_mask,
+            logits_to_keep,
+            batch_size=None,
+            compute_entropy=False,
+            compute_aux_loss=False,
+            **multimodal,
+        ):
+            causal_lm = self._plain_causal_lm(model)
+            completion_len = logits_to_keep
+            if (
+                causal_lm is None
+                or compute_aux_loss
+                or any(value is not None for value in multimodal.values())
+                or not logits_fit(input_ids.size(0), completion_len, causal_lm.config.get_text_config().vocab_size)
+            ):
+                self.trl_scoring_calls += 1
+                return super()._get_per_token_logps_and_entropies(
+                    model,
+                    input_ids,
+                    attention_mask,
+                    logits_to_keep,
+                    batch_size=batch_size,
+                    compute_entropy=compute_entropy,
+                    compute_aux_loss=compute_aux_loss,
+                    **multimodal,
+                )
+            self.shared_prompt_calls += 1
+            split = input_ids.size(1) - completion_len
+            with self.accelerator.autocast():
+                logps, entropy = completion_logps_shared_prompt(
+                    causal_lm,
+                    input_ids[:, :split],
+                    attention_mask[:, :split],
+                    input_ids[:, split:],
+                    attention_mask[:, split:],
+                    temperature=self.temperature,
+                    compute_entropy=compute_entropy,
+                )
+            return logps, entropy, None
+
+        def _plain_causal_lm(self, model):
+            """The model to score with, or None when shared-prompt scoring would not be exact or safe."""
+            if self.accelerator.num_processes != 1:
+                return None
+            causal_lm = self.accelerator.unwrap_model(model)
+            if hasattr(causal_lm, "get_base_model"):  # PEFT: LoRA layers live inside the base model's modules
+                causal_lm = causal_lm.get_base_model()
+            checkpointing = getattr(causal_lm, "is_activation_checkpointing", None)  # transformers 5's name
+            if checkpointing is None:
+                checkpointing = getattr(causal_lm, "is_gradient_checkpointing", False)
+            if checkpointing or has_active_dropout(causal_lm):
+                return None
+            text_config = causal_lm.config.get_text_config()
+            for scaling in ("final_logit_softcapping", "logit_scale", "output_multiplier", "lm_head_multiplier"):
+                if getattr(text_config, scaling, None) not in (None, 1.0):
+                    return None
+            if getattr(text_config, "logits_scaling", None) not in (None, 1.0):
+                return None
+            if not hasattr(causal_lm, getattr(causal_lm, "base_model_prefix", "") or "-"):
+                return None
+            return causal_lm
+
+    SharedPromptScoring.__name__ = f"SharedPromptScoring{trainer_cls.__name__}"
+    return SharedPromptScoring

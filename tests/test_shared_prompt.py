@@ -1,0 +1,127 @@
+"""Shared-prompt scoring of GRPO completions equals TRL's scoring of G full copies (training/shared_prompt.py)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import make_tiny
+
+from forgetlens.training.shared_prompt import completion_logps_shared_prompt, prompt_groups
+
+VOCAB = 97
+
+
+def _grpo_batch(groups: int = 3, group_size: int = 4, prompt_len: int = 11, completion_len: int = 6, seed: int = 0):
+    """A left-padded GRPO batch: each prompt repeated ``group_size`` times, completions right-padded after EOS."""
+    gen = torch.Generator().manual_seed(seed)
+    prompt_ids = torch.randint(1, VOCAB, (groups, prompt_len), generator=gen)
+    prompt_mask = torch.ones(groups, prompt_len, dtype=torch.long)
+    for g in range(groups):  # prompts of different lengths: left padding of g * 2 tokens
+        prompt_mask[g, : 2 * g] = 0
+        prompt_ids[g, : 2 * g] = 0
+    prompt_ids = prompt_ids.repeat_interleave(group_size, 0)  # [rows, P]
+    prompt_mask = prompt_mask.repeat_interleave(group_size, 0)
+    rows = groups * group_size
+    completion_ids = torch.randint(1, VOCAB, (rows, completion_len), generator=gen)  # [rows, C]
+    completion_mask = torch.ones(rows, completion_len, dtype=torch.long)
+    for r in range(rows):  # some completions stop early
+        stop = completion_len - (r % 3)
+        completion_mask[r, stop:] = 0
+        completion_ids[r, stop:] = 0
+    return prompt_ids, prompt_mask, completion_ids, completion_mask
+
+
+def _trl_scoring(model, prompt_ids, prompt_mask, completion_ids, completion_mask, temperature):
+    """TRL's own scoring, as GRPOTrainer._get_per_token_logps_and_entropies does it: the whole prompt + completion
+    of every row through the fused LM head."""
+    input_ids = torch.cat([prompt_ids, completion_ids], 1)
+    attention_mask = torch.cat([prompt_mask, completion_mask], 1)
+    keep = completion_ids.size(1)
+    labels = input_ids.masked_fill(attention_mask == 0, -100)
+    labels[:, :-keep] = -100
+    out = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels, fused_lm_head=True)
+    return out.log_probs[:, -keep:], out.entropy[:, -keep:]
+
+
+def test_prompt_groups_finds_runs_of_equal_prompts():
+    prompt_ids, prompt_mask, _, _ = _grpo_batch(groups=3, group_size=4)
+    first, group_of_row = prompt_groups(prompt_ids, prompt_mask)
+    assert first.tolist() == [0, 4, 8]
+    assert group_of_row.tolist() == [0] * 4 + [1] * 4 + [2] * 4
+    # a group split across micro-batches, and groups of one, are still grouped correctly
+    first, group_of_row = prompt_groups(prompt_ids[2:7], prompt_mask[2:7])
+    assert first.tolist() == [0, 2] and group_of_row.tolist() == [0, 0, 1, 1, 1]
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "gpt2"])
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_shared_prompt_scoring_matches_trl_values_and_gradients(arch, temperature):
+    from trl.trainer.utils import add_fused_lm_head
+
+    model = make_tiny(arch, VOCAB, seed=3)  # eval mode: GPT-2's dropout would draw different masks per path
+    add_fused_lm_head(model, temperature=temperature, outputs=("log_probs", "entropy"))
+    batch = _grpo_batch()
+    completion_mask = batch[3].bool()
+
+    trl_logps, trl_entropy = _trl_scoring(model, *batch, temperature)
+    (trl_logps * completion_mask).sum().backward()
+    trl_grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+
+    logps, entropy = completion_logps_shared_prompt(model, *batch, temperature=temperature, compute_entropy=True)
+    (logps * completion_mask).sum().backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    torch.testing.assert_close(logps[completion_mask], trl_logps[completion_mask], atol=2e-5, rtol=1e-5)
+    torch.testing.assert_close(entropy[completion_mask], trl_entropy[completion_mask], atol=2e-5, rtol=1e-5)
+    assert (logps[~completion_mask] == 0).all()
+    assert grads.keys() == trl_grads.keys()
+    for name, grad in grads.items():
+        torch.testing.assert_close(grad, trl_grads[name], atol=1e-5, rtol=1e-4, msg=name)
+    # the check can fail: a prompt that differs between two rows of a "group" is scored differently
+    changed = [t.clone() for t in batch]
+    changed[0][1, -1] = (changed[0][1, -1] + 1) % VOCAB
+    changed_logps, _ = completion_logps_shared_prompt(model, *changed, temperature=temperature)
+    assert not torch.allclose(changed_logps[1], logps[1])
+
+
+def _one_rl_step(tmp_path, shared: bool):
+    from datasets import Dataset
+
+    from forgetlens.config import FinetuneConfig
+    from forgetlens.models.loading import load_model
+    from forgetlens.training.data import conversational_rows, target_splits, training_schedule
+    from forgetlens.training.trainers import build_rl_trainer
+
+    cfg = FinetuneConfig(method="rl", steps=1, checkpoint_every=10, prompts_per_step=4)
+    cfg.rl.num_generations = 4
+    cfg.rl.shared_prompt_scoring = shared
+    loaded = load_model("embedded")
+    train, _ = target_splits(cfg)
+    dataset = Dataset.from_list(conversational_rows(training_schedule(train, cfg), with_completion=False))
+    loaded.model.train()
+    trainer = build_rl_trainer(loaded.model, loaded.tokenizer, dataset, cfg, tmp_path / f"shared-{shared}")
+    trainer.train()
+    return trainer, trainer.state.log_history[0]
+
+
+def test_rl_trainer_step_is_the_same_with_shared_prompt_scoring(tmp_path):
+    """One GRPO step on the embedded model: the same samples (same seed, same weights), so the same loss and
+    gradient norm, whichever scoring the loss used; and the option really switches the path."""
+    shared_trainer, shared_log = _one_rl_step(tmp_path, shared=True)
+    trl_trainer, trl_log = _one_rl_step(tmp_path, shared=False)
+    assert shared_trainer.shared_prompt_calls >= 1 and shared_trainer.trl_scoring_calls == 0
+    assert not hasattr(trl_trainer, "shared_prompt_calls")
+    assert shared_log["reward"] == trl_log["reward"]  # same completions
+    assert shared_log["loss"] == pytest.approx(trl_log["loss"], rel=1e-4, abs=1e-6)
+    assert shared_log["grad_norm"] == pytest.approx(trl_log["grad_norm"], rel=1e-4)
+    assert shared_log["entropy"] == pytest.approx(trl_log["entropy"], rel=1e-4)
+
+
+def test_falls_back_to_trl_scoring_where_sharing_is_not_exact():
+    from forgetlens.training.shared_prompt import has_active_dropout
+
+    gpt2 = make_tiny("gpt2", VOCAB)
+    assert not has_active_dropout(gpt2)  # eval mode
+    assert has_active_dropout(gpt2.train())  # resid/attn dropout 0.1: each copy would draw its own masks
+    assert not has_active_dropout(make_tiny("llama", VOCAB).train())
