@@ -85,7 +85,7 @@ def test_shared_prompt_scoring_matches_trl_values_and_gradients(arch, temperatur
     assert not torch.allclose(changed_logps[1], logps[1])
 
 
-def _one_rl_step(tmp_path, shared: bool):
+def _one_rl_step(tmp_path, shared: bool, lora_rank: int = 0, beta: float = 0.0):
     from datasets import Dataset
 
     from forgetlens.config import FinetuneConfig
@@ -93,9 +93,10 @@ def _one_rl_step(tmp_path, shared: bool):
     from forgetlens.training.data import conversational_rows, target_splits, training_schedule
     from forgetlens.training.trainers import build_rl_trainer
 
-    cfg = FinetuneConfig(method="rl", steps=1, checkpoint_every=10, prompts_per_step=4)
+    cfg = FinetuneConfig(method="rl", steps=1, checkpoint_every=10, prompts_per_step=4, lora_rank=lora_rank)
     cfg.rl.num_generations = 4
     cfg.rl.shared_prompt_scoring = shared
+    cfg.rl.beta = beta
     loaded = load_model("embedded")
     train, _ = target_splits(cfg)
     dataset = Dataset.from_list(conversational_rows(training_schedule(train, cfg), with_completion=False))
@@ -105,12 +106,15 @@ def _one_rl_step(tmp_path, shared: bool):
     return trainer, trainer.state.log_history[0]
 
 
-def test_rl_trainer_step_is_the_same_with_shared_prompt_scoring(tmp_path):
-    """One GRPO step on the embedded model: the same samples (same seed, same weights), so the same loss and
-    gradient norm, whichever scoring the loss used; and the option really switches the path."""
-    shared_trainer, shared_log = _one_rl_step(tmp_path, shared=True)
-    trl_trainer, trl_log = _one_rl_step(tmp_path, shared=False)
-    assert shared_trainer.shared_prompt_calls >= 1 and shared_trainer.trl_scoring_calls == 0
+@pytest.mark.parametrize("lora_rank, beta", [(0, 0.0), (4, 0.0), (0, 0.5)])
+def test_rl_trainer_step_is_the_same_with_shared_prompt_scoring(tmp_path, lora_rank, beta):
+    """One GRPO step on the embedded model (full, LoRA, and with a KL penalty, whose reference pass TRL runs in
+    chunks): the same samples (same seed, same weights), so the same loss and gradient norm, whichever scoring
+    was used; and the option really switches the path."""
+    shared_trainer, shared_log = _one_rl_step(tmp_path, shared=True, lora_rank=lora_rank, beta=beta)
+    trl_trainer, trl_log = _one_rl_step(tmp_path, shared=False, lora_rank=lora_rank, beta=beta)
+    assert shared_trainer.shared_prompt_calls >= (2 if beta else 1)  # with beta, the reference pass too
+    assert shared_trainer.trl_scoring_calls == 0
     assert not hasattr(trl_trainer, "shared_prompt_calls")
     assert shared_log["reward"] == trl_log["reward"]  # same completions
     assert shared_log["loss"] == pytest.approx(trl_log["loss"], rel=1e-4, abs=1e-6)

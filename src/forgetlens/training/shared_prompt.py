@@ -94,11 +94,12 @@ def has_active_dropout(model: torch.nn.Module) -> bool:
 
 def with_shared_prompt_scoring(trainer_cls):
     """A subclass of TRL's ``GRPOTrainer`` that scores completions with :func:`completion_logps_shared_prompt`
-    whenever that is exact and safe: one process (a second forward call would bypass DDP/DeepSpeed's hooks), no
-    gradient checkpointing (it turns the cache off), no active dropout (the copies would each draw their own), text
-    only, no MoE auxiliary loss, no logit soft-capping or
-    scaling, and logits that fit :data:`MAX_LOGITS`. Otherwise it is TRL's own scoring. ``shared_prompt_calls``
-    and ``trl_scoring_calls`` count which path each call took."""
+    whenever that is exact and safe, and with TRL's own scoring otherwise. Safe means: one process (a second
+    forward call would bypass DDP/DeepSpeed's hooks); no gradient checkpointing (it turns the cache off); no
+    active dropout (the copies would each draw their own masks); full attention in every layer; text only; no
+    MoE auxiliary loss; no logit soft-capping or scaling; and logits that fit :data:`MAX_LOGITS`. Rows are
+    scored in TRL's ``batch_size`` chunks. ``shared_prompt_calls`` and ``trl_scoring_calls`` count which path
+    each call took."""
 
     class SharedPromptScoring(trainer_cls):
         shared_prompt_calls = 0
@@ -116,12 +117,13 @@ def with_shared_prompt_scoring(trainer_cls):
             **multimodal,
         ):
             causal_lm = self._plain_causal_lm(model)
-            completion_len = logits_to_keep
+            rows, completion_len = input_ids.size(0), logits_to_keep
+            chunk = min(batch_size or rows, rows)  # TRL's memory bound for its no-grad passes
             if (
                 causal_lm is None
                 or compute_aux_loss
                 or any(value is not None for value in multimodal.values())
-                or not logits_fit(input_ids.size(0), completion_len, causal_lm.config.get_text_config().vocab_size)
+                or not logits_fit(chunk, completion_len, causal_lm.config.get_text_config().vocab_size)
             ):
                 self.trl_scoring_calls += 1
                 return super()._get_per_token_logps_and_entropies(
@@ -136,17 +138,23 @@ def with_shared_prompt_scoring(trainer_cls):
                 )
             self.shared_prompt_calls += 1
             split = input_ids.size(1) - completion_len
-            with self.accelerator.autocast():
-                logps, entropy = completion_logps_shared_prompt(
-                    causal_lm,
-                    input_ids[:, :split],
-                    attention_mask[:, :split],
-                    input_ids[:, split:],
-                    attention_mask[:, split:],
-                    temperature=self.temperature,
-                    compute_entropy=compute_entropy,
-                )
-            return logps, entropy, None
+            logps, entropies = [], []
+            for start in range(0, rows, chunk):
+                part = slice(start, start + chunk)
+                with self.accelerator.autocast():
+                    part_logps, part_entropy = completion_logps_shared_prompt(
+                        causal_lm,
+                        input_ids[part, :split],
+                        attention_mask[part, :split],
+                        input_ids[part, split:],
+                        attention_mask[part, split:],
+                        temperature=self.temperature,
+                        compute_entropy=compute_entropy,
+                    )
+                logps.append(part_logps)
+                entropies.append(part_entropy)
+            entropy = torch.cat(entropies) if compute_entropy else None
+            return torch.cat(logps), entropy, None
 
         def _plain_causal_lm(self, model):
             """The model to score with, or None when shared-prompt scoring would not be exact or safe."""
@@ -166,6 +174,8 @@ def with_shared_prompt_scoring(trainer_cls):
                     return None
             if getattr(text_config, "logits_scaling", None) not in (None, 1.0):
                 return None
+            if any(kind != "full_attention" for kind in getattr(text_config, "layer_types", None) or ()):
+                return None  # sliding-window layers keep a cropped cache
             if not hasattr(causal_lm, getattr(causal_lm, "base_model_prefix", "") or "-"):
                 return None
             return causal_lm
