@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from forgetlens.config import FinetuneConfig
+from forgetlens.config import FinetuneConfig, config_differences
 from forgetlens.errors import ForgetlensError
 from forgetlens.pipeline.finetune import finetune
 from forgetlens.training.data import target_splits, training_schedule
@@ -223,3 +223,41 @@ def test_runs_that_evaluate_alike_share_the_base_row(tmp_path, monkeypatch):
         finetune(cfg, tmp_path / "rl", shared_base=shared)
     row = (tmp_path / "rl" / "behaviour" / "checkpoint-0.json").read_text()
     assert row == (tmp_path / "sft" / "behaviour" / "checkpoint-0.json").read_text() and sft[0]["step"] == 0
+
+
+def test_resume_after_deleting_checkpoint_weights_keeps_the_measured_table(tmp_path, monkeypatch):
+    """Checkpoint weights deleted to free disk: resuming the finished run reads the cached rows (nothing is
+    measured again, no model loaded) instead of writing an empty table; a run with nothing at all is refused."""
+    run = tmp_path / "sft"
+    rows = finetune(tiny("sft"), run)
+    table = (run / "behaviour.csv").read_text()
+    for weights in run.glob("checkpoints/checkpoint-*/model.safetensors"):
+        weights.unlink()
+
+    import forgetlens.pipeline.finetune as ft
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("a model was loaded to re-measure cached rows")
+
+    monkeypatch.setattr(ft, "load_model", no_loading)
+    assert finetune(tiny("sft"), run, resume=True) == rows
+    assert (run / "behaviour.csv").read_text() == table
+    for cached in (run / "behaviour").iterdir():
+        cached.unlink()
+    with pytest.raises(ForgetlensError, match="no checkpoint weights and no measured behaviour"):
+        ft.evaluate_checkpoints(tiny("sft"), run)
+    assert (run / "behaviour.csv").read_text() == table
+
+
+def test_resuming_a_run_recorded_before_an_option_existed():
+    """A record without rl.shared_prompt_scoring ran with TRL's scoring: resuming with that is allowed,
+    switching to shared-prompt scoring mid-run is named."""
+    started = {"steps": 4, "rl": {"beta": 0.0}}
+    assert config_differences(started, {"steps": 4, "rl": {"beta": 0.0, "shared_prompt_scoring": False}}) == []
+    study_started = {"finetune": started}
+    assert config_differences(
+        study_started, {"finetune": {"steps": 4, "rl": {"beta": 0.0, "shared_prompt_scoring": True}}}
+    ) == ["finetune.rl.shared_prompt_scoring: False when started, True now"]
+    assert config_differences(started, {"steps": 4, "rl": {"beta": 0.0, "other": 1}}) == [
+        "rl.other: '(absent)' when started, 1 now"
+    ]

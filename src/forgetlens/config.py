@@ -526,11 +526,18 @@ def config_from_mapping(cls, data: dict, source: str, semantic_check=None):
     return cfg
 
 
+OPTIONS_ADDED_LATER = {"rl.shared_prompt_scoring": False}
+"""Options added after runs were first recorded, with the value a run whose record lacks the key ran with
+(before ``rl.shared_prompt_scoring`` existed, RL used TRL's scoring). Resuming such a run compares against it."""
+
+
 def config_differences(started: dict, now: dict, prefix: str = "") -> list[str]:
-    """``key: STARTED -> NOW`` for every option that differs between two ``dataclasses.asdict`` configs."""
+    """``key: STARTED -> NOW`` for every option that differs between two ``dataclasses.asdict`` configs; a key
+    the started run's record lacks counts as its :data:`OPTIONS_ADDED_LATER` value."""
     out = []
     for key in sorted(set(started) | set(now)):
-        a, b = started.get(key, "(absent)"), now.get(key, "(absent)")
+        added = [value for name, value in OPTIONS_ADDED_LATER.items() if f".{prefix}{key}".endswith(f".{name}")]
+        a, b = started.get(key, added[0] if added else "(absent)"), now.get(key, "(absent)")
         if isinstance(a, dict) and isinstance(b, dict):
             out += config_differences(a, b, f"{prefix}{key}.")
         elif a != b:

@@ -214,50 +214,78 @@ def base_behaviour_key(cfg: FinetuneConfig) -> str:
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16] + ".json"
 
 
-def evaluate_checkpoints(cfg: FinetuneConfig, run_dir: Path, log=print, shared_base: Path | None = None) -> list[dict]:
-    """Behaviour at every checkpoint (cached per checkpoint); writes behaviour.json and behaviour.csv.
+def measured_steps(run_dir: Path) -> dict[int, Path]:
+    """{step: checkpoint directory} of every checkpoint with weights or a cached behaviour row, by step; a row
+    cached before the weights were deleted (to free disk) still counts. Refuses a run with neither."""
+    steps = dict(checkpoint_dirs(run_dir))
+    for row in (Path(run_dir) / "behaviour").glob("checkpoint-*.json"):
+        step = row.stem.removeprefix("checkpoint-")
+        if step.isdigit():
+            steps.setdefault(int(step), Path(run_dir) / "checkpoints" / row.stem)
+    if not steps:
+        raise ForgetlensError(f"{Path(run_dir) / 'checkpoints'}: no checkpoint weights and no measured behaviour")
+    return dict(sorted(steps.items()))
 
-    ``shared_base``: a folder where the step-0 row is kept for other runs with the same evaluation options
-    (a study's SFT and RL runs of one seed measure the same base model on the same questions).
-    """
+
+def _behaviour_probe(cfg: FinetuneConfig, eval_records: list[dict]):
+    """``measure(step, checkpoint_dir) -> row``: target accuracy, prior tasks, forward KL against the base (on
+    completions sampled once from the base) and, when configured, the general probe."""
     base = load_model(cfg.model)
     configure_threads(base.model, cfg.threads)
     tokenizer = base.tokenizer
-    _, eval_records = target_splits(cfg)
     tasks = [get_task(t) for t in chosen_task_names(cfg.prior_tasks, model=cfg.model)]
     kl_records = eval_records[: cfg.kl_prompts] if cfg.kl_prompts else eval_records
     kl_prompts = [p for p in chat_prompts(tokenizer, kl_records) for _ in range(cfg.kl_samples)]
     kl_cap = cfg.kl_max_new_tokens or cfg.max_new_tokens
     samples = generate(base.model, tokenizer, kl_prompts, kl_cap, sample=True, seed=cfg.seed)
     general = general_probe(base.model, tokenizer, cfg) if cfg.general_eval else None
+
+    def measure(step: int, path: Path) -> dict:
+        model = base.model if step == 0 else load_checkpoint(path, cfg.model)
+        acc, per_record = target_accuracy(model, tokenizer, eval_records, cfg.max_new_tokens)
+        prior = prior_behaviour(model, tokenizer, tasks, cfg.prior_eval_examples, PRIOR_EVAL_SEED)
+        kl = forward_kl(base.model, model, tokenizer, kl_prompts, samples)
+        row = {
+            "step": step,
+            "target_accuracy": acc,
+            "target_correct": per_record,
+            "kl_forward": sum(kl) / len(kl),
+            "kl_samples_cut": cut_share(samples, kl_cap, tokenizer),
+            "prior": prior,
+        }
+        if general is not None:
+            row["general"] = general.measure(base.model, model)
+        return row
+
+    return measure
+
+
+def evaluate_checkpoints(cfg: FinetuneConfig, run_dir: Path, log=print, shared_base: Path | None = None) -> list[dict]:
+    """Behaviour at every checkpoint (cached per checkpoint); writes behaviour.json and behaviour.csv.
+
+    ``shared_base``: a folder where the step-0 row is kept for other runs with the same evaluation options
+    (a study's SFT and RL runs of one seed measure the same base model on the same questions).
+    """
     cache = run_dir / "behaviour"
     cache.mkdir(exist_ok=True)
+    shared = shared_base / base_behaviour_key(cfg) if shared_base is not None else None
+    if shared is not None and shared.exists() and not (cache / "checkpoint-0.json").exists():
+        atomic_write_text(cache / "checkpoint-0.json", shared.read_text())
+    steps = measured_steps(run_dir)
+    _, eval_records = target_splits(cfg)
+    unmeasured = [step for step in steps if not (cache / f"checkpoint-{step}.json").exists()]
+    measure = _behaviour_probe(cfg, eval_records) if unmeasured else None  # loads the base only when needed
     rows: list[dict] = []
     base_prior: dict = {}
-    for step, path in progress(checkpoint_dirs(run_dir), desc=f"evaluate {cfg.method}"):
-        cached = cache / f"{path.name}.json"
-        shared = shared_base / base_behaviour_key(cfg) if shared_base is not None and step == 0 else None
-        if shared is not None and shared.exists() and not cached.exists():
-            atomic_write_text(cached, shared.read_text())
+    for step, path in progress(list(steps.items()), desc=f"evaluate {cfg.method}"):
+        cached = cache / f"checkpoint-{step}.json"
         if cached.exists():
             row = json.loads(cached.read_text())
         else:
-            model = base.model if step == 0 else load_checkpoint(path, cfg.model)
-            acc, per_record = target_accuracy(model, tokenizer, eval_records, cfg.max_new_tokens)
-            prior = prior_behaviour(model, tokenizer, tasks, cfg.prior_eval_examples, PRIOR_EVAL_SEED)
-            kl = forward_kl(base.model, model, tokenizer, kl_prompts, samples)
-            row = {
-                "step": step,
-                "target_accuracy": acc,
-                "target_correct": per_record,
-                "kl_forward": sum(kl) / len(kl),
-                "kl_samples_cut": cut_share(samples, kl_cap, tokenizer),
-                "prior": prior,
-            }
-            if general is not None:
-                row["general"] = general.measure(base.model, model)
+            assert measure is not None
+            row = measure(step, path)
             atomic_write_text(cached, json.dumps(row))
-            if shared is not None:
+            if step == 0 and shared is not None:
                 shared.parent.mkdir(parents=True, exist_ok=True)
                 atomic_write_text(shared, json.dumps(row))
         if step == 0:
