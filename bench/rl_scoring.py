@@ -21,7 +21,7 @@ import time
 import torch
 
 from forgetlens.models.loading import load_model
-from forgetlens.training.shared_prompt import completion_logps_shared_prompt
+from forgetlens.training.shared_prompt import completion_logps_shared_prompt, full_copies_logps
 
 
 def grpo_batch(vocab: int, groups: int, group_size: int, prompt_tokens: int, completion_tokens: int):
@@ -43,15 +43,9 @@ def grpo_batch(vocab: int, groups: int, group_size: int, prompt_tokens: int, com
     )
 
 
-def trl_pass(model, prompt_ids, prompt_mask, completion_ids, completion_mask):
+def trl_pass(model, *batch):
     """GRPOTrainer's loss-time scoring: every row's prompt + completion through the fused LM head."""
-    input_ids = torch.cat([prompt_ids, completion_ids], 1)
-    attention_mask = torch.cat([prompt_mask, completion_mask], 1)
-    keep = completion_ids.size(1)
-    labels = input_ids.masked_fill(attention_mask == 0, -100)
-    labels[:, :-keep] = -100
-    out = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels, fused_lm_head=True)
-    return out.log_probs[:, -keep:]
+    return full_copies_logps(model, *batch)[0]
 
 
 def shared_pass(model, *batch):

@@ -6,7 +6,7 @@ import pytest
 import torch
 from conftest import make_tiny
 
-from forgetlens.training.shared_prompt import completion_logps_shared_prompt, prompt_groups
+from forgetlens.training.shared_prompt import completion_logps_shared_prompt, full_copies_logps, prompt_groups
 
 VOCAB = 97
 
@@ -31,18 +31,6 @@ def _grpo_batch(groups: int = 3, group_size: int = 4, prompt_len: int = 11, comp
     return prompt_ids, prompt_mask, completion_ids, completion_mask
 
 
-def _trl_scoring(model, prompt_ids, prompt_mask, completion_ids, completion_mask, temperature):
-    """TRL's own scoring, as GRPOTrainer._get_per_token_logps_and_entropies does it: the whole prompt + completion
-    of every row through the fused LM head."""
-    input_ids = torch.cat([prompt_ids, completion_ids], 1)
-    attention_mask = torch.cat([prompt_mask, completion_mask], 1)
-    keep = completion_ids.size(1)
-    labels = input_ids.masked_fill(attention_mask == 0, -100)
-    labels[:, :-keep] = -100
-    out = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels, fused_lm_head=True)
-    return out.log_probs[:, -keep:], out.entropy[:, -keep:]
-
-
 def test_prompt_groups_finds_runs_of_equal_prompts():
     prompt_ids, prompt_mask, _, _ = _grpo_batch(groups=3, group_size=4)
     first, group_of_row = prompt_groups(prompt_ids, prompt_mask)
@@ -63,7 +51,7 @@ def test_shared_prompt_scoring_matches_trl_values_and_gradients(arch, temperatur
     batch = _grpo_batch()
     completion_mask = batch[3].bool()
 
-    trl_logps, trl_entropy = _trl_scoring(model, *batch, temperature)
+    trl_logps, trl_entropy = full_copies_logps(model, *batch)
     (trl_logps * completion_mask).sum().backward()
     trl_grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
     model.zero_grad()

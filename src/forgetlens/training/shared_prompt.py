@@ -82,6 +82,26 @@ def completion_logps_shared_prompt(
     return token_logps, entropy
 
 
+def full_copies_logps(
+    fused_lm: Any,
+    prompt_ids: torch.Tensor,
+    prompt_mask: torch.Tensor,
+    completion_ids: torch.Tensor,
+    completion_mask: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The reference: TRL's scoring, as ``GRPOTrainer._get_per_token_logps_and_entropies`` runs it, every row's
+    prompt + completion through the model. ``fused_lm`` carries TRL's fused LM head (``add_fused_lm_head``, with
+    the temperature and the outputs wanted). Returns (log-probabilities, entropies or None), ``[rows, C]`` each."""
+    input_ids = torch.cat([prompt_ids, completion_ids], dim=1)  # [rows, P + C]
+    attention_mask = torch.cat([prompt_mask, completion_mask], dim=1)
+    keep = completion_ids.size(1)
+    labels = input_ids.masked_fill(attention_mask == 0, -100)
+    labels[:, :-keep] = -100  # only the completion tokens are scored
+    out = fused_lm(input_ids=input_ids, attention_mask=attention_mask, labels=labels, fused_lm_head=True)
+    entropy = out.entropy[:, -keep:] if out.entropy is not None else None
+    return out.log_probs[:, -keep:], entropy
+
+
 def has_active_dropout(model: torch.nn.Module) -> bool:
     """Whether a forward pass of ``model`` in its current mode drops anything (a dropout module or the
     attention dropout of the config)."""
