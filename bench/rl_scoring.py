@@ -1,15 +1,16 @@
 """RL's loss pass, TRL's scoring of G full copies against shared-prompt scoring, side by side on one model.
 
-    python bench/rl_scoring.py [--model smollm2-135m] [--prompt-tokens 260] [--groups 4] [--group-size 4]
+    python bench/rl_scoring.py [--model smollm2-135m] [--prompt-tokens 65] [--groups 4] [--group-size 4]
                                [--completion-tokens 16] [--repeats 3]
 
 Builds a GRPO-shaped batch (``--groups`` left-padded prompts of about ``--prompt-tokens`` tokens, each repeated
-``--group-size`` times, completions of ``--completion-tokens``) and times, alternating the two, the forward and
-backward pass the GRPO loss makes: TRL's fused-head scoring of every row's prompt + completion, and
-``training/shared_prompt.py``'s one pass per distinct prompt. One torch thread, as the study's workers use.
-Prints the median seconds of each, their ratio, and the largest differences in log-probability and gradient.
-The defaults are the main job's shapes (configs/smollm2-135m-quick.yaml: 4 prompts, G = 4, 16 tokens; its
-chat-templated prompts average 260 tokens).
+``--group-size`` times, completions of ``--completion-tokens``; random token ids) and times, in turn, the forward
+and backward pass the GRPO loss makes three ways: TRL's fused-head scoring of every row's prompt + completion;
+the same copies with a plain LM head on the completion positions only (how much of the gap is TRL's head on
+CPU); and ``training/shared_prompt.py``'s one pass per distinct prompt. One torch thread, as the study's workers
+use. Prints the median seconds of each, the ratios, and the largest differences in log-probability and gradient
+between TRL's scoring and the shared one. The defaults are the main job's shapes (configs/smollm2-135m-quick.yaml:
+4 prompts of about 65 chat-templated tokens, G = 4, 16 completion tokens).
 """
 
 from __future__ import annotations
@@ -48,6 +49,17 @@ def trl_pass(model, *batch):
     return full_copies_logps(model, *batch)[0]
 
 
+def copies_plain_head_pass(model, prompt_ids, prompt_mask, completion_ids, completion_mask):
+    """G full copies through the backbone, but only the completion positions through a plain LM head: what of
+    the difference is TRL's CPU head rather than the shared prompt."""
+    input_ids = torch.cat([prompt_ids, completion_ids], 1)
+    attention_mask = torch.cat([prompt_mask, completion_mask], 1)
+    keep = completion_ids.size(1)
+    hidden = model.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # [rows, P+C, d]
+    logits = model.lm_head(hidden[:, -keep - 1 : -1]).float()  # [rows, C, vocab]
+    return torch.log_softmax(logits, -1).gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1)
+
+
 def shared_pass(model, *batch):
     return completion_logps_shared_prompt(model, *batch, compute_entropy=True)[0]
 
@@ -64,7 +76,7 @@ def timed_backward(score, model, batch) -> tuple[float, torch.Tensor, dict[str, 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m")
-    parser.add_argument("--prompt-tokens", type=int, default=260)
+    parser.add_argument("--prompt-tokens", type=int, default=65)
     parser.add_argument("--groups", type=int, default=4)
     parser.add_argument("--group-size", type=int, default=4)
     parser.add_argument("--completion-tokens", type=int, default=16)
@@ -78,11 +90,13 @@ def main() -> None:
     batch = grpo_batch(
         model.config.vocab_size, args.groups, args.group_size, args.prompt_tokens, args.completion_tokens
     )
-    times: dict[str, list[float]] = {"trl": [], "shared": []}
+    times: dict[str, list[float]] = {"trl": [], "plain": [], "shared": []}
     for _ in range(args.repeats):
         trl_s, trl_logps, trl_grads = timed_backward(trl_pass, model, batch)
+        plain_s, _, _ = timed_backward(copies_plain_head_pass, model, batch)
         shared_s, logps, grads = timed_backward(shared_pass, model, batch)
         times["trl"].append(trl_s)
+        times["plain"].append(plain_s)
         times["shared"].append(shared_s)
     logp_diff = (logps - trl_logps).abs().max().item()
     grad_diff = max(((grads[n] - g).norm() / g.norm().clamp(min=1e-12)).item() for n, g in trl_grads.items())
@@ -92,8 +106,13 @@ def main() -> None:
         f"{args.completion_tokens} completion tokens, forward + backward, median of {args.repeats}"
     )
     print(f"  TRL (G full copies, {rows} rows)        {statistics.median(times['trl']):7.2f} s")
+    print(f"  the same copies, plain head on completions {statistics.median(times['plain']):7.2f} s")
     print(f"  shared prompt ({args.groups} prompts + {rows} completions) {statistics.median(times['shared']):7.2f} s")
-    print(f"  speed-up {statistics.median(times['trl']) / statistics.median(times['shared']):.2f}x")
+    trl_s, plain_s, shared_s = (statistics.median(times[k]) for k in ("trl", "plain", "shared"))
+    print(
+        f"  speed-up {trl_s / shared_s:.2f}x: {trl_s / plain_s:.2f}x from the head, "
+        f"{plain_s / shared_s:.2f}x from sharing the prompt"
+    )
     print(f"  max |log-prob difference| {logp_diff:.2e}; max relative gradient difference {grad_diff:.2e}")
 
 
