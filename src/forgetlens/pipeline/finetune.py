@@ -181,9 +181,11 @@ def train(cfg: FinetuneConfig, run_dir: Path, resume: bool, log=print) -> dict:
         "resumed_from": resume_from,
         "frac_reward_zero_std": [h["frac_reward_zero_std"] for h in history if "frac_reward_zero_std" in h],
     }
-    if kind == "rl":  # which scoring the loss passes took (training/shared_prompt.py)
-        budget["shared_prompt_scoring_calls"] = getattr(trainer, "shared_prompt_calls", 0)
-        budget["trl_scoring_calls"] = getattr(trainer, "trl_scoring_calls", None)
+    if kind == "rl":  # which scoring this session's loss passes took (training/shared_prompt.py)
+        budget["scoring_calls_this_session"] = {
+            "shared_prompt": getattr(trainer, "shared_prompt_calls", 0),
+            "trl": getattr(trainer, "trl_scoring_calls", None),  # None: not counted (the option is off)
+        }
     atomic_write_text(run_dir / "budget.json", json.dumps(budget, indent=1))
     return budget
 

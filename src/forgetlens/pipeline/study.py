@@ -320,7 +320,7 @@ class Study:
                         table["checkpoints"][0]["target_correct"], table["checkpoints"][-1]["target_correct"]
                     )
                 ],
-                "budget": {k: v for k, v in budget.items() if "seconds" not in k and k != "resumed_from"},
+                "budget": {k: v for k, v in budget.items() if "this_session" not in k and k != "resumed_from"},
                 "checkpoints": rows,
             }
         layout = HeadLayout.of(self.base.model)
