@@ -55,8 +55,9 @@ def copies_plain_head_pass(model, prompt_ids, prompt_mask, completion_ids, compl
     input_ids = torch.cat([prompt_ids, completion_ids], 1)
     attention_mask = torch.cat([prompt_mask, completion_mask], 1)
     keep = completion_ids.size(1)
-    hidden = model.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # [rows, P+C, d]
-    logits = model.lm_head(hidden[:, -keep - 1 : -1]).float()  # [rows, C, vocab]
+    backbone = getattr(model, model.base_model_prefix)
+    hidden = backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # [rows, P+C, d]
+    logits = model.get_output_embeddings()(hidden[:, -keep - 1 : -1]).float()  # [rows, C, vocab]
     return torch.log_softmax(logits, -1).gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1)
 
 

@@ -111,9 +111,20 @@ def test_rl_trainer_step_is_the_same_with_shared_prompt_scoring(tmp_path, lora_r
 
 
 def test_falls_back_to_trl_scoring_where_sharing_is_not_exact():
-    from forgetlens.training.shared_prompt import has_active_dropout
+    from forgetlens.training.shared_prompt import has_active_dropout, sharing_is_exact
 
     gpt2 = make_tiny("gpt2", VOCAB)
-    assert not has_active_dropout(gpt2)  # eval mode
+    assert not has_active_dropout(gpt2) and sharing_is_exact(gpt2)  # eval mode
     assert has_active_dropout(gpt2.train())  # resid/attn dropout 0.1: each copy would draw its own masks
-    assert not has_active_dropout(make_tiny("llama", VOCAB).train())
+    assert not sharing_is_exact(gpt2)
+    llama = make_tiny("llama", VOCAB).train()
+    assert not has_active_dropout(llama) and sharing_is_exact(llama)
+    llama.config.logit_scale = 2.0  # scaled logits: TRL's head applies it, shared scoring does not
+    assert not sharing_is_exact(llama)
+    qwen2 = make_tiny("qwen2", VOCAB).train()
+    assert sharing_is_exact(qwen2)
+    qwen2.config.layer_types = ["sliding_attention"] * qwen2.config.num_hidden_layers
+    assert not sharing_is_exact(qwen2)
+    checkpointed = make_tiny("llama", VOCAB).train()
+    checkpointed.gradient_checkpointing_enable()
+    assert not sharing_is_exact(checkpointed)

@@ -25,6 +25,11 @@ MAX_LOGITS = 2**28
 batches are left to TRL's chunked head."""
 
 
+LOGIT_SCALINGS = ("final_logit_softcapping", "logit_scale", "output_multiplier", "lm_head_multiplier", "logits_scaling")
+"""Config fields that soft-cap or scale a model's logits (TRL's fused head applies them; this module does not, so
+a model with any of them set is scored by TRL)."""
+
+
 def prompt_groups(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(first row of each run of identical consecutive prompts ``[groups]``, each row's group ``[rows]``).
 
@@ -112,6 +117,24 @@ def has_active_dropout(model: torch.nn.Module) -> bool:
     return bool(getattr(model.config.get_text_config(), "attention_dropout", 0.0))
 
 
+def sharing_is_exact(causal_lm: Any) -> bool:
+    """Whether :func:`completion_logps_shared_prompt` computes exactly what TRL's scoring of full copies does for
+    this (unwrapped) model in its current mode: no gradient checkpointing (it turns the cache off), no active
+    dropout (each copy would draw its own masks), no logit soft-capping or scaling, full attention in every layer
+    (sliding-window layers keep a cropped cache), and a backbone under ``base_model_prefix``."""
+    checkpointing = getattr(causal_lm, "is_activation_checkpointing", None)  # transformers 5's name
+    if checkpointing is None:
+        checkpointing = getattr(causal_lm, "is_gradient_checkpointing", False)
+    if checkpointing or has_active_dropout(causal_lm):
+        return False
+    text_config = causal_lm.config.get_text_config()
+    if any(getattr(text_config, name, None) not in (None, 1.0) for name in LOGIT_SCALINGS):
+        return False
+    if any(kind != "full_attention" for kind in getattr(text_config, "layer_types", None) or ()):
+        return False
+    return hasattr(causal_lm, getattr(causal_lm, "base_model_prefix", "") or "-")
+
+
 def with_shared_prompt_scoring(trainer_cls):
     """A subclass of TRL's ``GRPOTrainer`` that scores completions with :func:`completion_logps_shared_prompt`
     whenever that is exact and safe, and with TRL's own scoring otherwise. Safe means: one process (a second
@@ -183,22 +206,7 @@ def with_shared_prompt_scoring(trainer_cls):
             causal_lm = self.accelerator.unwrap_model(model)
             if hasattr(causal_lm, "get_base_model"):  # PEFT: LoRA layers live inside the base model's modules
                 causal_lm = causal_lm.get_base_model()
-            checkpointing = getattr(causal_lm, "is_activation_checkpointing", None)  # transformers 5's name
-            if checkpointing is None:
-                checkpointing = getattr(causal_lm, "is_gradient_checkpointing", False)
-            if checkpointing or has_active_dropout(causal_lm):
-                return None
-            text_config = causal_lm.config.get_text_config()
-            for scaling in ("final_logit_softcapping", "logit_scale", "output_multiplier", "lm_head_multiplier"):
-                if getattr(text_config, scaling, None) not in (None, 1.0):
-                    return None
-            if getattr(text_config, "logits_scaling", None) not in (None, 1.0):
-                return None
-            if any(kind != "full_attention" for kind in getattr(text_config, "layer_types", None) or ()):
-                return None  # sliding-window layers keep a cropped cache
-            if not hasattr(causal_lm, getattr(causal_lm, "base_model_prefix", "") or "-"):
-                return None
-            return causal_lm
+            return causal_lm if sharing_is_exact(causal_lm) else None
 
     SharedPromptScoring.__name__ = f"SharedPromptScoring{trainer_cls.__name__}"
     return SharedPromptScoring
