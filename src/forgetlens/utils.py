@@ -7,6 +7,7 @@ import importlib.metadata
 import io
 import os
 import platform
+import reprlib
 import sys
 import tempfile
 from collections.abc import Iterable
@@ -23,11 +24,36 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
+        apply_umask(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def apply_umask(path: str | os.PathLike) -> None:
+    """Give a file made by ``tempfile.mkstemp`` (always 0600) the mode a plain ``open`` would give it: 0666 less
+    the process's umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxstring, _SHORT.maxother, _SHORT.maxlist, _SHORT.maxdict = 3, 60, 60, 6, 6
+
+
+def short_repr(value: object) -> str:
+    """``repr(value)`` cut to a line's worth (nested containers and long strings abbreviated with ``...``), for
+    error messages about values read from files or the command line."""
+    return _SHORT.repr(value)
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name when the message is empty)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def check_writable(path: str | os.PathLike, option: str) -> None:

@@ -245,3 +245,46 @@ class Circuit:
     @property
     def k(self) -> int:
         return len(self.heads)
+
+
+CIRCUIT_FIELDS = {"task": str, "method": str, "metric": str, "ablation": str, "faithfulness": float, "curve": list}
+"""A stored circuit's metadata fields and their JSON types (``scores`` and ``per_prompt`` are its tensors)."""
+
+
+def save_circuit(path, circuit: Circuit) -> None:
+    """Write ``circuit`` as one safetensors file (its two tensors, the rest as JSON metadata), atomically."""
+    from forgetlens.artefacts import save_tensors
+
+    metadata = {name: getattr(circuit, name) for name in CIRCUIT_FIELDS}
+    metadata["heads"] = [list(h) for h in circuit.heads]
+    save_tensors(path, {"scores": circuit.scores, "per_prompt": circuit.per_prompt}, metadata)
+
+
+def load_circuit(path, n_layers: int, n_heads: int) -> Circuit:
+    """A circuit written by :func:`save_circuit` for a model of ``n_layers`` x ``n_heads`` heads; any field
+    missing, of the wrong type or shape is one ForgetlensError naming the file (nothing in it can run code)."""
+    from forgetlens.artefacts import load_tensors, record_field
+    from forgetlens.errors import ForgetlensError
+
+    tensors, meta = load_tensors(path)
+    for name in ("scores", "per_prompt"):
+        if name not in tensors:
+            raise ForgetlensError(f"{path}: missing tensor '{name}'")
+    scores, per_prompt = tensors["scores"], tensors["per_prompt"]
+    if tuple(scores.shape) != (n_layers, n_heads) or tuple(per_prompt.shape[1:]) != (n_layers, n_heads):
+        raise ForgetlensError(
+            f"{path}: tensors of shape {tuple(scores.shape)} and {tuple(per_prompt.shape)} do not fit a model of "
+            f"{n_layers} layers x {n_heads} heads"
+        )
+    fields = {name: record_field(meta, name, path, kind) for name, kind in CIRCUIT_FIELDS.items()}
+    heads = record_field(meta, "heads", path, list)
+    if not all(
+        isinstance(h, list)
+        and len(h) == 2
+        and all(isinstance(i, int) for i in h)
+        and 0 <= h[0] < n_layers
+        and 0 <= h[1] < n_heads
+        for h in heads
+    ):
+        raise ForgetlensError(f"{path}: field 'heads' should list [layer, head] pairs of this model")
+    return Circuit(scores=scores, per_prompt=per_prompt, heads=[(h[0], h[1]) for h in heads], **fields)

@@ -29,7 +29,7 @@ from forgetlens.models.loading import checked_device, default_device
 from forgetlens.tasks import comparisons, science_qa
 from forgetlens.tasks.base import check_vocabulary, encode_examples
 from forgetlens.tasks.registry import EMBEDDED_TASKS, TASKS
-from forgetlens.utils import atomic_write_text, progress, right_pad, versions
+from forgetlens.utils import atomic_write_text, first_line, progress, right_pad, versions
 
 STATE_FILE = "pretrain_state.pt"
 
@@ -132,6 +132,20 @@ def _save_state(path: Path, state: dict) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
     tmp.replace(path)
+
+
+def _load_state(path: Path, device) -> dict:
+    """The resume state written by :func:`_save_state`: tensors, numbers, strings and containers only
+    (``weights_only=True`` refuses any other pickled object, so a planted file cannot run code)."""
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # UnpicklingError for a foreign object, RuntimeError/EOFError for a damaged file
+        raise ForgetlensError(
+            f"{path}: not a resume state forgetlens wrote ({first_line(exc)}); delete it to start the build again"
+        ) from None
+    if not isinstance(state, dict) or "stage" not in state:
+        raise ForgetlensError(f"{path}: not a resume state forgetlens wrote; delete it to start the build again")
+    return state
 
 
 def head_contribution_l1(
@@ -349,7 +363,7 @@ def pretrain_base(
     model = build_model(cfg, len(tokenizer)).to(device)
     log(f"pretraining on {device}")
     state_path = out_dir / STATE_FILE
-    state = torch.load(state_path, map_location=device, weights_only=False) if resume and state_path.exists() else None
+    state = _load_state(state_path, device) if resume and state_path.exists() else None
     seconds: dict[str, float] = {}  # stage -> training seconds
     if state is not None:
         first = BUILD_STAGES.index(state["stage"])

@@ -16,6 +16,7 @@ import torch
 
 from forgetlens.errors import ForgetlensError
 from forgetlens.models.packaged import PACKAGED, model_provenance, packaged_model_dir
+from forgetlens.utils import first_line
 
 EMBEDDED = "embedded"
 EMBEDDED_DIR = Path(__file__).parent / "embedded"
@@ -45,6 +46,7 @@ def resolve_model_path(spec: str | os.PathLike, allow_download: bool | None = No
             raise ForgetlensError(f"model path {spec} is a file; expected a model directory with config.json")
         if not (path / "config.json").exists() and not (path / "adapter_config.json").exists():
             raise ForgetlensError(f"model path {spec} has no config.json; expected a Hugging Face model directory")
+        refuse_custom_code(path, spec)
         return str(path)
     looks_like_hub_id = spec.count("/") == 1 and not spec.startswith((".", "/", "~"))
     if not looks_like_hub_id:
@@ -56,6 +58,35 @@ def resolve_model_path(spec: str | os.PathLike, allow_download: bool | None = No
             f"directory, `embedded` or `smollm2-135m`, or add --allow-download to fetch it"
         )
     return spec
+
+
+CODE_KEYS = ("auto_map",)
+"""Keys of a model folder's JSON files that ask transformers to import Python code from the folder."""
+PICKLE_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
+"""Weight files that are pickles (unpickling can run code); forgetlens reads safetensors only."""
+
+
+def refuse_custom_code(directory: Path, spec: str | os.PathLike) -> None:
+    """A ForgetlensError when ``directory``'s config or tokenizer config names Python code of its own
+    (``auto_map``): forgetlens never runs code from a model folder, and never asks whether to."""
+    import json
+
+    for name in ("config.json", "tokenizer_config.json", "adapter_config.json"):
+        file = directory / name
+        if not file.is_file():
+            continue
+        try:
+            data = json.loads(file.read_bytes().decode("utf-8"))
+        except (ValueError, RecursionError):
+            raise ForgetlensError(f"model {spec}: {file} is not valid UTF-8 JSON") from None
+        if not isinstance(data, dict):
+            raise ForgetlensError(f"model {spec}: {file} should hold a JSON object")
+        for key in CODE_KEYS:
+            if key in data:
+                raise ForgetlensError(
+                    f"model {spec}: {file} names custom code ({key!r}); forgetlens runs no code from a model "
+                    f"folder (trust_remote_code=False), so only architectures transformers ships are supported"
+                )
 
 
 def downloads_allowed() -> bool:
@@ -89,9 +120,9 @@ def check_model(spec: str | os.PathLike) -> ModelInfo:
 
     path = resolve_model_path(spec)
     try:
-        config = AutoConfig.from_pretrained(path, local_files_only=not downloads_allowed())
-    except (OSError, ValueError, KeyError) as exc:
-        raise ForgetlensError(f"could not read the config of model {spec}: {_first_line(exc)}") from None
+        config = AutoConfig.from_pretrained(path, local_files_only=not downloads_allowed(), trust_remote_code=False)
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
+        raise ForgetlensError(f"could not read the config of model {spec}: {first_line(exc)}") from None
     model_type = getattr(config, "model_type", "")
     if model_type not in supported_model_types():
         raise ForgetlensError(
@@ -147,10 +178,10 @@ def _tokenizer(spec, path: str, offline: bool):
             f"save the model's tokenizer files beside its config.json"
         )
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=offline)
-    except (OSError, ValueError, TypeError) as exc:
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=offline, trust_remote_code=False)
+    except (OSError, ValueError, TypeError, KeyError, RecursionError) as exc:
         raise ForgetlensError(
-            f"could not load a tokenizer for {spec} ({_first_line(exc)}); save the model's "
+            f"could not load a tokenizer for {spec} ({first_line(exc)}); save the model's "
             f"tokenizer files (tokenizer.json, tokenizer_config.json) beside its config.json"
         ) from None
     if tokenizer.pad_token_id is None:
@@ -172,7 +203,6 @@ def load_model(
 ) -> LoadedModel:
     """Load ``spec`` (``embedded``, a directory or a cached HF id) in eval mode, on ``device`` (default:
     :func:`default_device`); ``allow_download`` None follows the command line (:func:`downloads_allowed`)."""
-    from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # forgetlens shows its own progress; keep stderr for errors
@@ -182,12 +212,37 @@ def load_model(
     path = resolve_model_path(spec, allow_download)
     offline = not allow_download
     tokenizer = _tokenizer(spec, path, offline)
-    try:
-        model = AutoModelForCausalLM.from_pretrained(path, local_files_only=offline, dtype=dtype)
-    except (OSError, ValueError) as exc:
-        raise ForgetlensError(f"could not load model {spec}: {_first_line(exc)}") from None
+    model = load_weights(path, spec, offline=offline, dtype=dtype)
     model.to(device or default_device()).eval()
     return LoadedModel(model=model, tokenizer=tokenizer, source=str(spec), provenance=model_provenance(path))
+
+
+def load_weights(path: str | os.PathLike, spec: str | os.PathLike, *, offline: bool = True, dtype=torch.float32):
+    """``AutoModelForCausalLM`` from ``path``: safetensors weights only, no code from the folder; every failure
+    (pickle-only weights, a truncated or foreign file, shapes that do not fit the config) one ForgetlensError
+    naming the model."""
+    from safetensors import SafetensorError
+    from transformers import AutoModelForCausalLM
+
+    folder = Path(path)
+    if folder.is_dir() and not any(folder.glob("*.safetensors")):
+        pickles = sorted(f.name for pattern in PICKLE_WEIGHTS for f in folder.glob(pattern))
+        found = f"only pickle weight files ({', '.join(pickles)})" if pickles else "no model.safetensors"
+        raise ForgetlensError(
+            f"model {spec}: {folder} has {found}; forgetlens loads safetensors weights only (unpickling can run "
+            f"code): save the model with save_pretrained(..., safe_serialization=True)"
+        )
+    try:
+        return AutoModelForCausalLM.from_pretrained(
+            str(path), local_files_only=offline, dtype=dtype, use_safetensors=True, trust_remote_code=False
+        )
+    except SafetensorError as exc:
+        files = ", ".join(sorted(f.name for f in folder.glob("*.safetensors"))) or "its safetensors file"
+        raise ForgetlensError(
+            f"could not load model {spec}: {folder / files} is truncated or not safetensors ({first_line(exc)})"
+        ) from None
+    except (OSError, ValueError, RuntimeError, KeyError, TypeError) as exc:
+        raise ForgetlensError(f"could not load model {spec}: {first_line(exc)}") from None
 
 
 def model_record(spec: str | os.PathLike) -> dict:
@@ -204,13 +259,19 @@ def configure_threads(model: torch.nn.Module, threads: int | None = None) -> Non
     """Use one CPU thread for tiny models (much faster on a shared 2-core machine) unless told otherwise."""
     env = os.environ.get("FORGETLENS_THREADS")
     if threads is None and env:
-        threads = int(env)
+        threads = threads_from_env(env)
     if threads is None:
         n_params = sum(p.numel() for p in model.parameters())
         threads = 1 if n_params < 50_000_000 else torch.get_num_threads()
     torch.set_num_threads(max(1, threads))
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+def threads_from_env(value: str) -> int:
+    """``FORGETLENS_THREADS`` as a positive integer, or a ForgetlensError naming the variable."""
+    try:
+        threads = int(value)
+    except ValueError:
+        threads = 0
+    if threads < 1:
+        raise ForgetlensError(f"FORGETLENS_THREADS={value!r}: expected a positive integer number of CPU threads")
+    return threads

@@ -135,9 +135,11 @@ def _convert(gguf_path: Path, target: Path, provenance: dict) -> None:
         flush=True,
     )
     folder, name = str(gguf_path.parent), gguf_path.name
-    quantised = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32, local_files_only=True)
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name, local_files_only=True)
-    config = AutoConfig.from_pretrained(folder, gguf_file=name, local_files_only=True)
+    quantised = AutoModelForCausalLM.from_pretrained(
+        folder, gguf_file=name, dtype=torch.float32, local_files_only=True, trust_remote_code=False
+    )
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name, local_files_only=True, trust_remote_code=False)
+    config = AutoConfig.from_pretrained(folder, gguf_file=name, local_files_only=True, trust_remote_code=False)
     if hasattr(config, "quantization_config"):
         del config.quantization_config
     config.dtype = torch.float32
@@ -169,4 +171,6 @@ def model_provenance(path: str | os.PathLike) -> dict | None:
     file = Path(path) / PROVENANCE_FILE
     if not file.is_file():
         return None
-    return json.loads(file.read_text())
+    from forgetlens.artefacts import read_json
+
+    return read_json(file)

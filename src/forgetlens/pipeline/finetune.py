@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from forgetlens.artefacts import claim_run_dir, read_json, record_field, write_json
 from forgetlens.config import FinetuneConfig, config_differences, trainer_kind
 from forgetlens.errors import ForgetlensError
 from forgetlens.metrics.behaviour import (
@@ -36,7 +37,7 @@ from forgetlens.metrics.behaviour import (
 )
 from forgetlens.models.loading import check_model, configure_threads, load_model, load_tokenizer, model_record
 from forgetlens.tasks.registry import chosen_task_names, get_task
-from forgetlens.training.checkpoints import checkpoint_dirs, load_checkpoint, prepare_run_dir
+from forgetlens.training.checkpoints import checkpoint_dirs, load_checkpoint
 from forgetlens.training.data import conversational_rows, prompt_length_problems, target_splits, training_schedule
 from forgetlens.training.regularizers import build_regularizers
 from forgetlens.utils import atomic_write_text, csv_text, is_main_process, progress, versions, wait_for_everyone
@@ -351,34 +352,36 @@ def finetune(
     run_dir = Path(run_dir)
     record_path = run_dir / "config.json"
     if resume and record_path.exists():
-        stored = json.loads(record_path.read_text())["config"]
+        stored = record_field(read_json(record_path), "config", record_path)
         changed = config_differences(stored, json.loads(json.dumps(dataclasses.asdict(cfg))))
         if changed:
             raise ForgetlensError(
                 f"{record_path}: --resume with options the run was not started with: {'; '.join(changed)}"
             )
-    if is_main_process():
-        prepare_run_dir(run_dir, resume, overwrite)
-        atomic_write_text(
+    if not is_main_process():  # every launched process trains its share of each batch; the main one measures
+        _train_once(cfg, run_dir, resume, log)
+        return []
+    with claim_run_dir(run_dir, resume, overwrite, kind="finetune"):
+        write_json(
             record_path,
-            json.dumps(
-                {
-                    "config": dataclasses.asdict(cfg),
-                    "seed": cfg.seed,
-                    "model": model_record(cfg.model),
-                    "versions": versions(),
-                },
-                indent=1,
-            ),
+            {
+                "config": dataclasses.asdict(cfg),
+                "seed": cfg.seed,
+                "model": model_record(cfg.model),
+                "versions": versions(),
+            },
         )
+        _train_once(cfg, run_dir, resume, log)
+        return evaluate_checkpoints(cfg, run_dir, log, shared_base)
+
+
+def _train_once(cfg: FinetuneConfig, run_dir: Path, resume: bool, log) -> None:
+    """Train unless a resumed run already finished training (``training_done.json``); all processes meet after."""
     wait_for_everyone()
     torch.manual_seed(cfg.seed)
     done = run_dir / "training_done.json"
     if not (resume and done.exists()):
-        budget = train(cfg, run_dir, resume, log)  # every launched process trains its share of each batch
+        budget = train(cfg, run_dir, resume, log)
         if is_main_process():
-            atomic_write_text(done, json.dumps(budget))
+            write_json(done, budget)
     wait_for_everyone()
-    if not is_main_process():
-        return []  # behaviour is measured once, by the main process
-    return evaluate_checkpoints(cfg, run_dir, log, shared_base)

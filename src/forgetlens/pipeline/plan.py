@@ -116,13 +116,17 @@ def model_shape(spec: str) -> ModelShape:
 
     if spec in KNOWN_CONFIGS:
         try:
-            config = AutoConfig.from_pretrained(resolve_model_path(spec), local_files_only=True)
+            config = AutoConfig.from_pretrained(
+                resolve_model_path(spec), local_files_only=True, trust_remote_code=False
+            )
         except (OSError, ForgetlensError):
             known = dict(KNOWN_CONFIGS[spec])
             config = AutoConfig.for_model(known.pop("model_type"), **known)
     else:
         try:
-            config = AutoConfig.from_pretrained(resolve_model_path(spec), local_files_only=True)
+            config = AutoConfig.from_pretrained(
+                resolve_model_path(spec), local_files_only=True, trust_remote_code=False
+            )
         except OSError as exc:
             raise ForgetlensError(
                 f"model {spec}: no config.json on disk ({str(exc).splitlines()[0]}); "
@@ -359,7 +363,9 @@ def prompt_length(cfg: StudyConfig) -> tuple[int, str]:
 
         from forgetlens.models.loading import resolve_model_path
 
-        tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(cfg.model), local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(
+            resolve_model_path(cfg.model), local_files_only=True, trust_remote_code=False
+        )
         train, _ = target_splits(dc.replace(cfg.finetune, model=cfg.model, data=cfg.data))
     except (OSError, ForgetlensError, ValueError):
         return 512, "assumed: tokenizer or data not on disk"

@@ -4,7 +4,7 @@ Stages and what each leaves in RUN_DIR (every file written atomically; a stage i
 ``--resume`` when its outputs exist, and an interrupted stage redoes only its missing pieces)::
 
     study_config.json                      the StudyConfig, seeds and versions
-    1 circuits  circuits/TASK.pt           base circuit C0 per prior task (discovery split)
+    1 circuits  circuits/TASK.safetensors  base circuit C0 per prior task (discovery split)
                 measurements/TASK/base.npz the base model's per-prompt measurements (evaluation split)
     2 finetune  runs/METHOD-sSEED/         one ``forgetlens finetune`` run directory per method and seed
                 base-behaviour/KEY.json    the base model's behaviour row, shared by runs that evaluate alike
@@ -28,7 +28,8 @@ from pathlib import Path
 
 import torch
 
-from forgetlens.circuits.circuit import Circuit, head_mask
+from forgetlens.artefacts import claim_run_dir, read_json, record_field, write_json
+from forgetlens.circuits.circuit import head_mask, load_circuit, save_circuit
 from forgetlens.circuits.discover import task_splits
 from forgetlens.circuits.first_order_cmap import BaseChunk, base_chunks
 from forgetlens.config import FinetuneConfig, StudyConfig, config_differences
@@ -41,7 +42,7 @@ from forgetlens.pipeline.finetune import finetune
 from forgetlens.pipeline.finetune import validate as validate_finetune
 from forgetlens.pipeline.results import SCHEMA_VERSION, read_results, write_results
 from forgetlens.tasks.registry import chosen_task_names, get_task
-from forgetlens.training.checkpoints import checkpoint_dirs, load_checkpoint, prepare_run_dir
+from forgetlens.training.checkpoints import checkpoint_dirs, load_checkpoint
 from forgetlens.utils import (
     atomic_write_text,
     is_main_process,
@@ -115,7 +116,7 @@ class Study:
 
     # --- stage 1: base circuits ---------------------------------------------------------------------------
     def _circuit_path(self, task: str) -> Path:
-        return self.run_dir / "circuits" / f"{task}.pt"
+        return self.run_dir / "circuits" / f"{task}.safetensors"
 
     def _measure_path(self, task: str, label: str) -> Path:
         return self.run_dir / "measurements" / task / f"{label}.npz"
@@ -130,10 +131,7 @@ class Study:
             return
         bc = find_base_circuit(self.base, HeadLayout.of(self.base.model), get_task(task_name), self.cfg.discovery)
         save_measurements(self._measure_path(task_name, "base"), bc.measurements)
-        tmp = self._circuit_path(task_name).with_suffix(".tmp")
-        tmp.parent.mkdir(exist_ok=True)
-        torch.save(dataclasses.asdict(bc.circuit), tmp)
-        tmp.replace(self._circuit_path(task_name))
+        save_circuit(self._circuit_path(task_name), bc.circuit)
 
     def base_chunks(self, task_name: str) -> list[BaseChunk]:
         """The base model's forward and gradient on ``task_name``'s evaluation prompts, computed once per Study
@@ -150,9 +148,8 @@ class Study:
         return self._base_circuits[task_name]
 
     def _load_base_circuit(self, task_name: str) -> BaseCircuit:
-        data = torch.load(self._circuit_path(task_name), weights_only=False)
-        circuit = Circuit(**{**data, "heads": [tuple(h) for h in data["heads"]]})
         layout = HeadLayout.of(self.base.model)
+        circuit = load_circuit(self._circuit_path(task_name), layout.n_layers, layout.n_heads)
         _, evaluation = task_splits(
             self.base.tokenizer, get_task(task_name), self.cfg.discovery.n_examples, self.cfg.discovery.seed
         )
@@ -447,16 +444,19 @@ def run_study(
     run_dir = Path(run_dir)
     record = run_dir / "study_config.json"
     if resume and record.exists():
-        stored = json.loads(record.read_text())["config"]
+        stored = record_field(read_json(record), "config", record)
         changed = config_differences(stored, json.loads(json.dumps(dataclasses.asdict(cfg))))
         if changed:
             raise ForgetlensError(f"{record}: --resume with options the run was not started with: {'; '.join(changed)}")
-    if is_main_process():
-        prepare_run_dir(run_dir, resume, overwrite)
-        atomic_write_text(
-            record,
-            json.dumps({"config": dataclasses.asdict(cfg), "seeds": list(cfg.seeds), "versions": versions()}, indent=1),
-        )
+    if not is_main_process():
+        return _run_stages(cfg, run_dir, resume, log, jobs, render)
+    with claim_run_dir(run_dir, resume, overwrite, kind="study"):
+        write_json(record, {"config": dataclasses.asdict(cfg), "seeds": list(cfg.seeds), "versions": versions()})
+        return _run_stages(cfg, run_dir, resume, log, jobs, render)
+
+
+def _run_stages(cfg: StudyConfig, run_dir: Path, resume: bool, log, jobs: int, render: Renderer | None) -> dict:
+    """Every stage of :func:`run_study` in order, skipping finished ones on ``resume``."""
     torch.manual_seed(cfg.seeds[0])
     if world_size() > 1:  # launched on several GPUs: every process trains, then the main one does the rest alone
         wait_for_everyone()

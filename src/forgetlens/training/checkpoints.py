@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 from forgetlens.errors import ForgetlensError
+from forgetlens.utils import first_line
 
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
@@ -23,30 +23,35 @@ def checkpoint_dirs(run_dir: Path) -> list[tuple[int, Path]]:
     return sorted(out)
 
 
-def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
-    """Refuse to clobber an existing run unless asked; ``overwrite`` starts it afresh."""
-    run_dir = Path(run_dir)
-    if run_dir.exists() and any(run_dir.iterdir()):
-        if overwrite:
-            shutil.rmtree(run_dir)
-        elif not resume:
-            raise ForgetlensError(
-                f"run directory {run_dir} already exists; pass --resume to continue it or --overwrite to start again"
-            )
-    run_dir.mkdir(parents=True, exist_ok=True)
-
-
 def load_checkpoint(path: Path, base_spec: str):
     """A checkpoint's model in eval mode on the default device: a full model directory, or a PEFT adapter merged
-    onto the base."""
-    from transformers import AutoModelForCausalLM
-
-    from forgetlens.models.loading import default_device, load_model
+    onto the base.  Safetensors only, no code from the folder; a file that does not load is one ForgetlensError
+    naming it."""
+    from forgetlens.models.loading import default_device, load_model, load_weights, refuse_custom_code
 
     path = Path(path)
+    refuse_custom_code(path, path)
     if (path / "adapter_config.json").exists():
-        from peft import PeftModel
+        return load_adapter(path, load_model(base_spec).model, base_spec).eval()
+    return load_weights(path, path).to(default_device()).eval()
 
-        base = load_model(base_spec).model
-        return PeftModel.from_pretrained(base, str(path)).merge_and_unload().eval()
-    return AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True).to(default_device()).eval()
+
+def load_adapter(path: Path, base, base_spec: str):
+    """The PEFT adapter in ``path`` merged onto ``base``: its weights must be ``adapter_model.safetensors`` and
+    fit the base model's shapes."""
+    from peft import PeftModel
+    from safetensors import SafetensorError
+
+    weights = path / "adapter_model.safetensors"
+    if not weights.exists():
+        raise ForgetlensError(
+            f"adapter {path}: no adapter_model.safetensors; forgetlens loads safetensors weights only"
+        )
+    try:
+        return PeftModel.from_pretrained(base, str(path)).merge_and_unload()
+    except SafetensorError as exc:
+        raise ForgetlensError(f"adapter {weights}: truncated or not safetensors ({first_line(exc)})") from None
+    except (RuntimeError, ValueError, KeyError, TypeError, OSError) as exc:
+        raise ForgetlensError(
+            f"adapter {path} does not fit the base model {base_spec} (made on another base?): {first_line(exc)}"
+        ) from None
