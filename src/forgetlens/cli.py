@@ -207,7 +207,11 @@ def pretrain_cmd(out, seed, steps, resume, start_from, start_after) -> None:
 @click.option("--monitor-action", default=None, help="CircuitMonitor: warn (default) or stop below the threshold.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out.")
-@click.option("--overwrite", is_flag=True, help="Delete an existing --out that forgetlens made (it holds its run marker), then start again.")
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Delete an existing --out that forgetlens made (it holds its run marker), then start again.",
+)
 @click.option("--allow-download", is_flag=True, help="Let the Hugging Face libraries fetch models (offline otherwise).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Run directory.")
 def finetune_cmd(
@@ -353,7 +357,11 @@ def audit_cmd(
 )
 @click.option("--seeds", default=None, help="Comma-separated training seeds, e.g. 0,1,2 (overrides the config).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted study in --out, skipping finished stages.")
-@click.option("--overwrite", is_flag=True, help="Delete an existing --out that forgetlens made (it holds its run marker), then start again.")
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Delete an existing --out that forgetlens made (it holds its run marker), then start again.",
+)
 @click.option(
     "--jobs",
     type=int,

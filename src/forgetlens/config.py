@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from forgetlens.utils import short_repr
+
 DISCOVERY_METHODS = ("attribution", "exact", "ig")
 """How heads are scored (``DiscoveryConfig.method``)."""
 ABLATIONS = ("counterfactual", "mean", "zero")
@@ -29,7 +31,7 @@ FINETUNE_METHODS = ("sft", "rl", "sft-preserve", "rl-preserve", "replay", "sft-k
 
 def _one_of(problems: list[str], key: str, value, allowed: tuple, what: str) -> None:
     if value not in allowed:
-        problems.append(f"{key}: unknown {what} {value!r}; expected one of {', '.join(allowed)}")
+        problems.append(f"{key}: unknown {what} {short_repr(value)}; expected one of {', '.join(allowed)}")
 
 
 def _positive(problems: list[str], obj, prefix: str, names: tuple[str, ...], optional: bool = False) -> None:
@@ -40,13 +42,26 @@ def _positive(problems: list[str], obj, prefix: str, names: tuple[str, ...], opt
             problems.append(f"{prefix}{name}: expected a positive {kind}, got {value}")
 
 
+def _finite(problems: list[str], obj, prefix: str) -> None:
+    """A problem for every float field of ``obj`` (or float in a list field) that is NaN or infinite: no range
+    check can see NaN (every comparison with it is false), so it is refused here first."""
+    import dataclasses
+    import math
+
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        for v in value if isinstance(value, list) else [value]:
+            if isinstance(v, float) and not math.isfinite(v):
+                problems.append(f"{prefix}{f.name}: expected a finite number, got {v}")
+
+
 def _unknown_tasks(problems: list[str], key: str, names: list[str] | None) -> None:
     from forgetlens.tasks.registry import task_names
 
     known = task_names()
     for t in names or []:
         if t not in known:
-            problems.append(f"{key}: unknown task {t!r}; known: {', '.join(known)}")
+            problems.append(f"{key}: unknown task {short_repr(t)}; known: {', '.join(known)}")
 
 
 @dataclass
@@ -78,6 +93,7 @@ class DiscoveryConfig:
     def problems(self, prefix: str = "") -> list[str]:
         """Every problem with these options, one line each (``prefix`` names the config section)."""
         out: list[str] = []
+        _finite(out, self, prefix)
         _one_of(out, f"{prefix}method", self.method, DISCOVERY_METHODS, "discovery method")
         from forgetlens.tasks.base import METRICS
 
@@ -122,6 +138,7 @@ class RLConfig:
     def problems(self, prefix: str = "") -> list[str]:
         """Every problem with these options, one line each."""
         out: list[str] = []
+        _finite(out, self, prefix)
         _one_of(out, f"{prefix}loss_type", self.loss_type, LOSS_TYPES, "loss type")
         _one_of(out, f"{prefix}scale_rewards", self.scale_rewards, SCALE_REWARDS, "reward scaling")
         if self.num_generations < 2:
@@ -160,11 +177,14 @@ class PreserveConfig:
     def problems(self, prefix: str = "", needs_dcv_results: bool = False) -> list[str]:
         """Every problem with these options, one line each (``needs_dcv_results``: a preserving run reads them)."""
         out: list[str] = []
+        _finite(out, self, prefix)
         if self.lam < 0:
             out.append(f"{prefix}lam: expected >= 0, got {self.lam}")
         _one_of(out, f"{prefix}heads", self.heads, PRESERVE_HEADS, "head selection")
         if needs_dcv_results and self.heads == "dcv" and not (self.dcv_results and Path(self.dcv_results).is_file()):
-            out.append(f"{prefix}dcv_results: heads 'dcv' needs an existing results.json, got {self.dcv_results!r}")
+            out.append(
+                f"{prefix}dcv_results: heads 'dcv' needs an existing results.json, got {short_repr(self.dcv_results)}"
+            )
         _positive(out, self, prefix, ("top_k", "n_prompts", "prompts_per_step", "discovery_examples"))
         _unknown_tasks(out, f"{prefix}tasks", self.tasks)
         return out
@@ -184,6 +204,7 @@ class ReplayConfig:
     def problems(self, prefix: str = "") -> list[str]:
         """Every problem with these options, one line each."""
         out: list[str] = []
+        _finite(out, self, prefix)
         if self.weight < 0:
             out.append(f"{prefix}weight: expected >= 0, got {self.weight}")
         _positive(out, self, prefix, ("documents_per_step",))
@@ -209,6 +230,7 @@ class MonitorConfig:
     def problems(self, prefix: str = "") -> list[str]:
         """Every problem with these options, one line each."""
         out: list[str] = []
+        _finite(out, self, prefix)
         if self.every < 0:
             out.append(f"{prefix}every: expected >= 0 steps (0 = off), got {self.every}")
         _one_of(out, f"{prefix}action", self.action, MONITOR_ACTIONS, "action")
@@ -307,6 +329,7 @@ class FinetuneConfig:
     def problems(self, prefix: str = "") -> list[str]:
         """Every problem with the options of one run, one line each (``prefix`` names the config section)."""
         out: list[str] = []
+        _finite(out, self, prefix)
         _one_of(out, f"{prefix}method", self.method, FINETUNE_METHODS, "method")
         _one_of(out, f"{prefix}synthetic_target", self.synthetic_target, SYNTHETIC_TARGETS, "target")
         _positive(
@@ -335,6 +358,10 @@ class FinetuneConfig:
         )
         if not 0 < self.eval_fraction < 1:
             out.append(f"{prefix}eval_fraction: expected a share in (0, 1), got {self.eval_fraction}")
+        if not 0 < self.accuracy_threshold <= 1:
+            out.append(
+                f"{prefix}accuracy_threshold: expected a target accuracy in (0, 1], got {self.accuracy_threshold}"
+            )
         if self.lora_rank < 0:
             out.append(f"{prefix}lora_rank: expected >= 0 (0 = full fine-tuning), got {self.lora_rank}")
         if self.kl_coef < 0:
@@ -405,6 +432,7 @@ class StudyConfig:
         import os
 
         out: list[str] = []
+        _finite(out, self, "")
         _unknown_tasks(out, "tasks", self.tasks)
         for m in self.methods:
             _one_of(out, "methods", m, FINETUNE_METHODS, "method")
@@ -463,23 +491,23 @@ def _check_value(value, hint, key: str, errors: list[str]):
         return _check_value(value, inner, key, errors)
     if dataclasses.is_dataclass(hint):
         if not isinstance(value, dict):
-            errors.append(f"{key}: expected a mapping, got {value!r}")
+            errors.append(f"{key}: expected a mapping, got {short_repr(value)}")
             return None
         return _from_mapping(hint, value, key + ".", errors)
     if origin is list:
         if not isinstance(value, list):
-            errors.append(f"{key}: expected a list of {_type_name(args[0])}, got {value!r}")
+            errors.append(f"{key}: expected a list of {_type_name(args[0])}, got {short_repr(value)}")
             return None
         return [_check_value(v, args[0], f"{key}[{i}]", errors) for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
-            errors.append(f"{key}: expected a mapping, got {value!r}")
+            errors.append(f"{key}: expected a mapping, got {short_repr(value)}")
             return None
         return {str(k): _check_value(v, args[1], f"{key}.{k}", errors) for k, v in value.items()}
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
-        errors.append(f"{key}: expected {_type_name(hint)}, got {value!r}")
+        errors.append(f"{key}: expected {_type_name(hint)}, got {short_repr(value)}")
         return None
     return value
 
@@ -541,7 +569,7 @@ def config_differences(started: dict, now: dict, prefix: str = "") -> list[str]:
         if isinstance(a, dict) and isinstance(b, dict):
             out += config_differences(a, b, f"{prefix}{key}.")
         elif a != b:
-            out.append(f"{prefix}{key}: {a!r} when started, {b!r} now")
+            out.append(f"{prefix}{key}: {short_repr(a)} when started, {short_repr(b)} now")
     return out
 
 
@@ -558,7 +586,7 @@ def load_study_config(path, check_paths: bool = True) -> StudyConfig:
     if not path.is_file():
         raise ForgetlensError(f"--config: {path} does not exist")
     try:
-        data = yaml.safe_load(path.read_bytes().decode("utf-8"))
+        data = _parse_yaml(path.read_bytes().decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise ForgetlensError(
             f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); expected a YAML file"
@@ -571,3 +599,42 @@ def load_study_config(path, check_paths: bool = True) -> StudyConfig:
     if data is None:
         raise ForgetlensError(f"{path}: the file is empty; expected study options (see configs/embedded-study.yaml)")
     return config_from_mapping(StudyConfig, data, str(path), lambda cfg: cfg.problems(check_paths))
+
+
+MAX_YAML_DEPTH = 32
+"""Deepest nesting of lists and mappings a config may have (the study's options are 3 deep)."""
+
+
+def _parse_yaml(text: str):
+    """YAML's safe subset, without aliases (``*name`` repeats a node; a few hundred bytes of nested aliases
+    expand to gigabytes) and at most :data:`MAX_YAML_DEPTH` levels deep; either is a ``yaml.YAMLError`` at its
+    line."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        depth = 0
+
+        def compose_node(self, parent, index):
+            if self.check_event(yaml.AliasEvent):
+                event = self.peek_event()
+                raise yaml.composer.ComposerError(
+                    None,
+                    None,
+                    "YAML aliases (*name) are not accepted in a config; write the value out",
+                    event.start_mark,
+                )
+            self.depth += 1
+            if self.depth > MAX_YAML_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None, None, f"nested more than {MAX_YAML_DEPTH} levels deep", self.peek_event().start_mark
+                )
+            try:
+                return super().compose_node(parent, index)
+            finally:
+                self.depth -= 1
+
+    loader = Loader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()

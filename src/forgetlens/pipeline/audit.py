@@ -10,7 +10,6 @@ with a ``-s<SEED>`` part are averaged over seeds (``metrics/seeds.py``).
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from forgetlens.artefacts import read_json, record_field
 from forgetlens.circuits.circuit import Circuit, head_mask
 from forgetlens.circuits.discover import discover_circuit, task_splits
 from forgetlens.circuits.first_order_cmap import base_chunks
@@ -32,7 +32,7 @@ from forgetlens.models.heads import HeadLayout
 from forgetlens.models.loading import load_model, model_record, resolve_model_path
 from forgetlens.tasks.base import PriorTask, TaskBatch
 from forgetlens.training.checkpoints import checkpoint_dirs, load_checkpoint
-from forgetlens.utils import csv_text, progress, versions
+from forgetlens.utils import csv_text, first_line, progress, versions
 
 
 def parse_tuned(specs: list[str]) -> dict[str, str]:
@@ -70,10 +70,19 @@ def run_behaviour(tuned: dict[str, str]) -> dict[str, dict[int, dict]]:
     for name, path in tuned.items():
         table = Path(path) / "behaviour.json"
         if table.is_file():
-            rows = json.loads(table.read_text())["checkpoints"]
-            out[name] = {
-                int(r["step"]): {"target_accuracy": r["target_accuracy"], "kl_forward": r["kl_forward"]} for r in rows
-            }
+            rows = record_field(read_json(table), "checkpoints", table, list)
+            try:
+                out[name] = {
+                    int(r["step"]): {
+                        "target_accuracy": float(r["target_accuracy"]),
+                        "kl_forward": float(r["kl_forward"]),
+                    }
+                    for r in rows
+                }
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ForgetlensError(
+                    f"{table}: a checkpoint row lacks a numeric step, target_accuracy or kl_forward ({first_line(exc)})"
+                ) from None
     return out
 
 

@@ -37,7 +37,7 @@ from forgetlens.metrics.behaviour import (
 )
 from forgetlens.models.loading import check_model, configure_threads, load_model, load_tokenizer, model_record
 from forgetlens.tasks.registry import chosen_task_names, get_task
-from forgetlens.training.checkpoints import checkpoint_dirs, load_checkpoint
+from forgetlens.training.checkpoints import checkpoint_dirs, load_checkpoint, save_model_dir
 from forgetlens.training.data import conversational_rows, prompt_length_problems, target_splits, training_schedule
 from forgetlens.training.regularizers import build_regularizers
 from forgetlens.utils import atomic_write_text, csv_text, is_main_process, progress, versions, wait_for_everyone
@@ -107,10 +107,8 @@ def train(cfg: FinetuneConfig, run_dir: Path, resume: bool, log=print) -> dict:
     ckpt_root = run_dir / "checkpoints"
     base_dir = ckpt_root / "checkpoint-0"
     if is_main_process() and not (base_dir / "model.safetensors").exists():
-        tmp = ckpt_root / ".checkpoint-0.tmp"
-        model.save_pretrained(str(tmp))
-        tokenizer.save_pretrained(str(tmp))
-        tmp.replace(base_dir)
+        ckpt_root.mkdir(parents=True, exist_ok=True)
+        save_model_dir(model, tokenizer, base_dir)
     regularizers = build_regularizers(cfg, model, tokenizer, lambda: load_model(cfg.model).model)
     model.train()
     timer = _GenerationTimer(model) if kind == "rl" else None

@@ -8,22 +8,30 @@ when one is added.
 
 from __future__ import annotations
 
-import json
+import math
 from pathlib import Path
 
+from forgetlens.artefacts import read_json, write_json
+from forgetlens.config import FINETUNE_METHODS
 from forgetlens.errors import ForgetlensError
-from forgetlens.utils import atomic_write_text
 
-SCHEMA_VERSION = "1.2"
-"""1.2: ``n_eval_records`` per run is required (1.1 files written before 2026-11-29 lack it)."""
+SCHEMA_VERSION = "1.3"
+"""1.3: strict JSON (an undefined number, such as a 0/0 retention or one seed's interval, is ``null``, read
+back as NaN); ``versions`` match a version pattern; ``config``'s fields shown in the report are typed.
+1.2: ``n_eval_records`` per run is required (1.1 files written before 2026-11-29 lack it)."""
 
-_NUMBER = {"type": "number"}
+_NUMBER = {"type": ["number", "null"]}
+"""A number; ``null`` where it is undefined (written for NaN, read back as NaN)."""
 _NUMBERS = {"type": "array", "items": _NUMBER}
 _GRID = {"type": "array", "items": {"type": "array", "items": _NUMBER}}
 """Per-head values, ``[layer][head]``."""
 
 
-def _object(properties: dict, required: list[str] | None = None, extra=True) -> dict:
+VERSION_PATTERN = r"^[A-Za-z0-9._+~ -]{1,200}$"
+"""What a version (or platform) string may hold: a release number, a local suffix, ``not installed``."""
+
+
+def _object(properties: dict, required: list[str] | None = None, extra: bool | dict = True) -> dict:
     """An object with these properties, all required unless ``required`` says otherwise."""
     return {
         "type": "object",
@@ -38,8 +46,9 @@ def _map_of(value: dict) -> dict:
     return {"type": "object", "additionalProperties": value}
 
 
-_INTERVAL = _object({"value": {}, "ci_low": {}, "ci_high": {}})
-"""A statistic with its 95 % interval: numbers, or per-head grids of numbers."""
+_INTERVAL = _object({"value": {}, "ci_low": {}, "ci_high": {}}, extra={})
+"""A statistic with its 95 % interval: numbers, or per-head grids of numbers (and any further statistics of it,
+such as per-seed values)."""
 _SEED_MEAN = _object(
     {"value": _NUMBER, "ci_low": _NUMBER, "ci_high": _NUMBER, "n_seeds": {"type": "integer"}, "per_seed": _NUMBERS}
 )
@@ -143,9 +152,16 @@ _CLAIM_VERDICT = {"enum": ["held", "reversed", "negligible", "inconclusive"]}
 RESULTS_SCHEMA: dict = _object(
     {
         "schema_version": {"type": "string"},
-        "config": {"type": "object"},
+        "config": _object(
+            {
+                "model": {"type": "string"},
+                "methods": {"type": "array", "items": {"enum": list(FINETUNE_METHODS)}, "minItems": 1},
+                "n_boot": {"type": "integer"},
+                "finetune": _object({"steps": {"type": "integer"}}),
+            }
+        ),
         "seeds": {"type": "array", "items": {"type": "integer"}, "minItems": 1},
-        "versions": _map_of({"type": "string"}),
+        "versions": _map_of({"type": "string", "pattern": VERSION_PATTERN}),
         "model": _object({"name": {"type": "string"}, "provenance": {"type": "object"}}, required=["name"]),
         "layout": _object(
             {
@@ -168,10 +184,17 @@ RESULTS_SCHEMA: dict = _object(
         ),
         "claims": _object(
             {
-                "adaptation": _object({"verdict": _CLAIM_VERDICT}, required=["verdict"]),
+                "adaptation": _object(
+                    {"verdict": _CLAIM_VERDICT, "difference_sft_minus_rl": _INTERVAL}, required=["verdict"]
+                ),
                 "circuits": _map_of(
                     _object(
-                        {"dcv_verdict": _CLAIM_VERDICT, "forgetting_verdict": _CLAIM_VERDICT},
+                        {
+                            "dcv_verdict": _CLAIM_VERDICT,
+                            "forgetting_verdict": _CLAIM_VERDICT,
+                            "dcv_circuit": _INTERVAL,
+                            "forgetting_difference_sft_minus_rl": _INTERVAL,
+                        },
                         required=["dcv_verdict", "forgetting_verdict"],
                     )
                 ),
@@ -198,11 +221,37 @@ def schema_problems(results) -> list[str]:
 
 
 def write_results(results: dict, path: Path) -> None:
-    """Validate ``results`` and write it atomically; a schema violation is a bug, so it raises before writing."""
+    """Validate ``results`` and write it atomically as strict JSON (NaN as ``null``); a schema violation is a
+    bug, so it raises before writing."""
     problems = schema_problems(results)
     if problems:
         raise AssertionError(f"results.json would not match its schema: {problems[:5]}")
-    atomic_write_text(path, json.dumps(results, indent=1))
+    write_json(path, results)
+
+
+_OPAQUE = {"type": "object"}
+"""Stands for a part of the file whose shape the schema leaves open (config, budgets): its nulls stay null."""
+
+
+def _is_number(schema: dict) -> bool:
+    """Whether ``schema`` admits a number that may be undefined: :data:`_NUMBER`, or ``{}`` (a statistic of any
+    shape, such as an interval's value or per-head grid)."""
+    kinds = schema.get("type", [])
+    return not schema or (isinstance(kinds, list) and "number" in kinds and "null" in kinds)
+
+
+def _undefined_as_nan(value, schema: dict):
+    """``value`` with every ``null`` in a place the schema types as a number read back as NaN, so a result read
+    from disk equals the one that was written."""
+    if value is None:
+        return math.nan if _is_number(schema) else None
+    if isinstance(value, dict):
+        props, extra = schema.get("properties", {}), schema.get("additionalProperties")
+        child = extra if isinstance(extra, dict) else ({} if not schema else _OPAQUE)
+        return {k: _undefined_as_nan(v, props.get(k, child)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_undefined_as_nan(v, schema.get("items", {} if not schema else _OPAQUE)) for v in value]
+    return value
 
 
 def read_results(path: Path) -> dict:
@@ -210,14 +259,9 @@ def read_results(path: Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ForgetlensError(f"{path} does not exist; run `forgetlens run --out {path.parent}` first")
-    try:
-        results = json.loads(path.read_bytes().decode("utf-8"))
-    except UnicodeDecodeError:
-        raise ForgetlensError(f"{path}: not UTF-8 text; expected a results.json written by forgetlens run") from None
-    except json.JSONDecodeError as exc:
-        raise ForgetlensError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    results = read_json(path)
     problems = schema_problems(results)
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise ForgetlensError(f"{path}: not a forgetlens results.json (schema {SCHEMA_VERSION}): {problems[0]}{more}")
-    return results
+    return _undefined_as_nan(results, RESULTS_SCHEMA)

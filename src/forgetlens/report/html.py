@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import html
 from pathlib import Path
 
 import numpy as np
@@ -100,7 +99,11 @@ def summary_table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def _methods_table(results: dict) -> str:
+Table = tuple[list[str], list[list[str]]]
+"""A table as (header cells, rows of cells): plain text, escaped by the template."""
+
+
+def _methods_table(results: dict) -> Table:
     """Per method and checkpoint: target accuracy and mean prior retention, mean [95 % t-interval] over seeds."""
 
     def cell(c: dict, i: int) -> str:
@@ -114,20 +117,16 @@ def _methods_table(results: dict) -> str:
         acc, ret = curves["target_accuracy"], curves["mean_prior_retention"]
         for i, step in enumerate(acc["steps"]):
             rows.append(
-                f"<tr><td>{html.escape(method)}</td><td>{step}</td><td>{cell(acc, i)}</td>"
-                f"<td>{cell(ret, i)}</td><td>{cell(curves['kl_forward'], i)}</td>"
-                + "".join(f"<td>{cell(curves[g], i)}</td>" for g in general)
-                + f"<td>{acc['n_seeds']}</td></tr>"
+                [method, str(step), cell(acc, i), cell(ret, i), cell(curves["kl_forward"], i)]
+                + [cell(curves[g], i) for g in general]
+                + [str(acc["n_seeds"])]
             )
-    head = (
-        "<tr><th>method</th><th>step</th><th>target accuracy</th><th>mean prior retention</th>"
-        + "".join(f"<th>{GENERAL_LABELS.get(g, g)}</th>" for g in ["kl_forward"] + general)
-        + "<th>seeds</th></tr>"
-    )
-    return f'<table id="methods">{head}{"".join(rows)}</table>'
+    head = ["method", "step", "target accuracy", "mean prior retention"]
+    head += [str(GENERAL_LABELS.get(g, g)) for g in ["kl_forward"] + general] + ["seeds"]
+    return head, rows
 
 
-def _circuit_table(results: dict) -> str:
+def _circuit_table(results: dict) -> Table:
     rows = []
     for t in prior_tasks(results):
         task = results["tasks"][t]
@@ -138,29 +137,23 @@ def _circuit_table(results: dict) -> str:
             single = task["models"].get(f"{names[0]}@{last}")
             src = agg if agg else single
             cells = [_ci(src.get(k)) if src else "n/a" for k in ("v_circuit", "retention", "preserved_fraction")]
-            rows.append(
-                f"<tr><td>{t}</td><td>{c['k']}</td><td>{c['faithfulness']:.2f}</td><td>{method}@{last}</td>"
-                + "".join(f"<td>{x}</td>" for x in cells)
-                + "</tr>"
-            )
-    head = (
-        "<tr><th>task</th><th>|C0|</th><th>F0(C0)</th><th>model</th><th>V(C0)</th>"
-        "<th>faithfulness retention</th><th>preserved fraction</th></tr>"
-    )
-    return f"<table>{head}{''.join(rows)}</table>"
+            rows.append([t, str(c["k"]), f"{c['faithfulness']:.2f}", f"{method}@{last}"] + cells)
+    head = ["task", "|C0|", "F0(C0)", "model", "V(C0)", "faithfulness retention", "preserved fraction"]
+    return head, rows
 
 
-def _benchmark_table(results: dict) -> str:
-    """Standard-benchmark scores of the base and each run's last checkpoint, with the change from the base."""
+def _benchmark_table(results: dict) -> tuple[Table, str] | None:
+    """Standard-benchmark scores of the base and each run's last checkpoint, with the change from the base, and a
+    line giving each benchmark's item count; None when no benchmark ran."""
     scores = (results.get("benchmarks") or {}).get("scores") or {}
     base = scores.get("base", {})
     if not base:
-        return ""
+        return None
     tasks = sorted(base)
-    head = "<tr><th>model</th>" + "".join(f"<th>{html.escape(t)} ({base[t]['metric']})</th>" for t in tasks) + "</tr>"
+    head = ["model"] + [f"{t} ({base[t]['metric']})" for t in tasks]
     rows = []
     for label, row in scores.items():
-        cells = []
+        cells = [label]
         for t in tasks:
             if t not in row:
                 cells.append("n/a")
@@ -168,51 +161,50 @@ def _benchmark_table(results: dict) -> str:
                 cells.append(f"{row[t]['score']:.3f}")
             else:
                 cells.append(f"{row[t]['score']:.3f} ({row[t]['score'] - base[t]['score']:+.3f})")
-        rows.append(f"<tr><td>{html.escape(label)}</td>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    n = ", ".join(f"{t}: n={base[t]['n']}" for t in tasks)
-    return (
-        f"<h2>Standard benchmarks (lm-eval; change from the base in brackets)</h2>"
-        f'<table id="benchmarks">{head}{"".join(rows)}</table><p>{html.escape(n)}</p>'
+        rows.append(cells)
+    return (head, rows), ", ".join(f"{t}: n={base[t]['n']}" for t in tasks)
+
+
+def _environment():
+    """The report's template environment: every value is HTML-escaped unless the template says otherwise, and
+    the template says so nowhere (the figures are base64 text, which escaping leaves unchanged)."""
+    from jinja2 import Environment, PackageLoader, StrictUndefined
+
+    return Environment(
+        loader=PackageLoader("forgetlens.report", "templates"), autoescape=True, undefined=StrictUndefined
     )
 
 
 def render(results: dict) -> str:
-    parts = [f"<li>{html.escape(line)}</li>" for line in summary_lines(results)]
+    """report.html's text for ``results`` (a results.json that passed :func:`pipeline.results.read_results`)."""
     figures = []
     for key, (title, fn) in FIGURES.items():
         png = fn(results)
-        if png is None:
-            continue
-        data = base64.b64encode(png).decode()
-        figures.append(
-            f'<h2>{html.escape(title)}</h2><img id="{key}" alt="{html.escape(title)}" '
-            f'src="data:image/png;base64,{data}">'
-        )
+        if png is not None:
+            figures.append({"id": key, "title": title, "data": base64.b64encode(png).decode()})
     cfg = results["config"]
-    meta = (
-        f"model <code>{html.escape(str(cfg['model']))}</code>, methods {', '.join(cfg['methods'])}, "
-        f"seeds {results['seeds']}, {cfg['finetune']['steps']} steps, n_boot {cfg['n_boot']}, "
-        f"forgetlens {results['versions'].get('forgetlens')}, torch {results['versions'].get('torch')}"
+    meta = [
+        ("model", cfg["model"]),
+        ("methods", ", ".join(map(str, cfg["methods"]))),
+        ("seeds", ", ".join(map(str, results["seeds"]))),
+        ("steps", cfg["finetune"]["steps"]),
+        ("n_boot", cfg["n_boot"]),
+        ("forgetlens", results["versions"].get("forgetlens")),
+        ("torch", results["versions"].get("torch")),
+    ]
+    return (
+        _environment()
+        .get_template("report.html.j2")
+        .render(
+            meta=meta,
+            summary=summary_lines(results),
+            methods=_methods_table(results),
+            circuits=_circuit_table(results),
+            benchmarks=_benchmark_table(results),
+            figures=figures,
+            schema_version=results["schema_version"],
+        )
     )
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>forgetlens report</title>
-<style>
-body {{ font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }}
-img {{ max-width: 100%; border: 1px solid #ddd; }}
-table {{ border-collapse: collapse; font-size: 0.9em; }} td, th {{ border: 1px solid #ccc; padding: 3px 8px; }}
-code {{ background: #f4f4f4; }}
-</style></head><body>
-<h1>forgetlens: what fine-tuning did to the base model</h1>
-<p>{meta}</p>
-<h2>Summary</h2><ul id="summary">{"".join(parts)}</ul>
-<h2>Every method over training (mean [95 % interval over seeds])</h2>{_methods_table(results)}
-<h2>Base circuits at the last checkpoint</h2>{_circuit_table(results)}
-{_benchmark_table(results)}
-{"".join(figures)}
-<p>Numbers behind every figure: <code>results.json</code> (schema {results["schema_version"]}),
-<code>checkpoints.csv</code>, <code>per_head.csv</code>.</p>
-</body></html>
-"""
 
 
 def write_report(results: dict, path: Path) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from forgetlens.errors import ForgetlensError
 from forgetlens.tasks import science_qa
+from forgetlens.utils import short_repr
 
 MCQ, FILLING = "mcq-4-choices", "filling"
 
@@ -35,8 +36,13 @@ def _read_json_records(path: Path) -> list[tuple[int, dict]]:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ForgetlensError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        except RecursionError:
+            raise ForgetlensError(f"{path}: JSON nested too deeply to read") from None
         if not isinstance(data, list):
             raise ForgetlensError(f"{path}: expected a JSON list of records")
+        for i, obj in enumerate(data, 1):
+            if not isinstance(obj, dict):
+                raise ForgetlensError(f"{path}: record {i} should be a JSON object, got {type(obj).__name__}")
         return list(enumerate(data, 1))
     out = []
     for lineno, line in enumerate(text.splitlines(), 1):
@@ -46,6 +52,8 @@ def _read_json_records(path: Path) -> list[tuple[int, dict]]:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
             raise ForgetlensError(f"{path}:{lineno}: malformed JSON line ({exc.msg})") from None
+        except RecursionError:
+            raise ForgetlensError(f"{path}:{lineno}: JSON nested too deeply to read") from None
         if not isinstance(obj, dict):
             raise ForgetlensError(f"{path}:{lineno}: expected a JSON object")
         out.append((lineno, obj))
@@ -57,20 +65,54 @@ MAX_FIELD_CHARS = 20_000
 that a malformed record fails here rather than exhausting memory while it is tokenized."""
 
 
-def _check_lengths(obj: dict, where: str) -> None:
-    texts = [("question", obj.get("question")), ("answer", obj.get("answer")), ("support", obj.get("support"))]
-    texts += [(f"choices.text[{i}]", t) for i, t in enumerate((obj.get("choices") or {}).get("text") or [])]
-    for name, text in texts:
-        if isinstance(text, str) and len(text) > MAX_FIELD_CHARS:
+def _text(obj: dict, name: str, where: str, allow_empty: bool = False) -> str:
+    """``obj``'s field ``name`` (dotted for nested objects) as a string within :data:`MAX_FIELD_CHARS`, non-empty
+    unless ``allow_empty``; a ForgetlensError naming the record and field otherwise."""
+    return _checked_text(_field(obj, name, where, object), name, where, allow_empty)
+
+
+def _optional_text(obj: dict, name: str, where: str) -> str | None:
+    """Like :func:`_text` for a field that may be absent, null or empty (None when absent or null)."""
+    value = _optional(obj, name, where)
+    return None if value is None else _checked_text(value, name, where, allow_empty=True)
+
+
+def _checked_text(value, name: str, where: str, allow_empty: bool) -> str:
+    if not isinstance(value, str):
+        raise ForgetlensError(f"{where}: field '{name}' should be a string, got {type(value).__name__}")
+    if len(value) > MAX_FIELD_CHARS:
+        raise ForgetlensError(
+            f"{where}: field '{name}' is {len(value):,} characters; at most {MAX_FIELD_CHARS:,} are accepted"
+        )
+    if not allow_empty and not value.strip():
+        raise ForgetlensError(f"{where}: field '{name}' is empty")
+    return value
+
+
+def _optional(obj: dict, name: str, where: str):
+    """A dotted field that may be absent (or null); a parent that is not an object is an error."""
+    value: object = obj
+    parts = name.split(".")
+    for i, part in enumerate(parts):
+        if value is None:
+            return None
+        if not isinstance(value, dict):
             raise ForgetlensError(
-                f"{where}: field '{name}' is {len(text):,} characters; at most {MAX_FIELD_CHARS:,} are accepted"
+                f"{where}: field '{'.'.join(parts[:i])}' should be an object, got {type(value).__name__}"
             )
+        value = value.get(part)
+    return value
 
 
-def _field(obj: dict, name: str, where: str, kind=str):
+def _field(obj: dict, name: str, where: str, kind: type = str):
     value = obj
-    for part in name.split("."):
-        if not isinstance(value, dict) or part not in value:
+    parts = name.split(".")
+    for i, part in enumerate(parts):
+        if not isinstance(value, dict):
+            raise ForgetlensError(
+                f"{where}: field '{'.'.join(parts[:i])}' should be an object, got {type(value).__name__}"
+            )
+        if part not in value:
             raise ForgetlensError(f"{where}: missing field '{name}'")
         value = value[part]
     if not isinstance(value, kind):
@@ -78,30 +120,54 @@ def _field(obj: dict, name: str, where: str, kind=str):
     return value
 
 
+def _strings(obj: dict, name: str, where: str) -> list[str]:
+    """A list field whose every item is a non-empty string."""
+    values = _field(obj, name, where, list)
+    for i, v in enumerate(values):
+        if not isinstance(v, str) or not v.strip():
+            raise ForgetlensError(f"{where}: field '{name}[{i}]' should be a non-empty string, got {short_repr(v)}")
+        if len(v) > MAX_FIELD_CHARS:
+            raise ForgetlensError(
+                f"{where}: field '{name}[{i}]' is {len(v):,} characters; at most {MAX_FIELD_CHARS:,} are accepted"
+            )
+    return values
+
+
+def _check_common(obj: dict, where: str) -> None:
+    """What every record must satisfy: a non-empty question; an optional instruction ``prompt.default``."""
+    _text(obj, "question", where)
+    _optional_text(obj, "prompt.default", where)
+
+
+def _check_options(texts: list[str], labels: list[str], key: str | None, where: str) -> None:
+    """Four options, each label once and each text once, and the key among the labels."""
+    if len(texts) != len(labels) or not texts:
+        raise ForgetlensError(f"{where}: 'choices.text' and 'choices.label' must be non-empty and equally long")
+    for name, values in (("choices.label", labels), ("choices.text", texts)):
+        repeated = sorted({v for v in values if values.count(v) > 1})
+        if repeated:
+            raise ForgetlensError(f"{where}: field '{name}' repeats {short_repr(repeated[0])}; options must differ")
+    if key is not None and key not in labels:
+        raise ForgetlensError(f"{where}: answerKey {short_repr(key)} is not among the labels {short_repr(labels)}")
+    if len(texts) != 4:
+        raise ForgetlensError(f"{where}: type '{MCQ}' needs 4 choices, got {len(texts)}")
+
+
 def load_sciknoweval(path: str | Path) -> list[dict]:
-    """Read a SciKnowEval JSONL file as it is; check each record's fields."""
+    """Read a SciKnowEval JSONL file as it is; check each record's fields by type before any is used."""
     path = Path(path)
     records = []
     for lineno, obj in _read_json_records(path):
         where = f"{path}:{lineno}"
-        _check_lengths(obj, where)
         kind = _field(obj, "type", where)
-        _field(obj, "question", where)
+        _check_common(obj, where)
         if kind == MCQ:
-            texts = _field(obj, "choices.text", where, list)
-            labels = _field(obj, "choices.label", where, list)
-            key = _field(obj, "answerKey", where)
-            if len(texts) != len(labels) or not texts:
-                raise ForgetlensError(f"{where}: 'choices.text' and 'choices.label' must be non-empty and equally long")
-            if key not in labels:
-                raise ForgetlensError(f"{where}: answerKey {key!r} is not among the labels {labels}")
-            if len(texts) != 4:
-                raise ForgetlensError(f"{where}: type '{MCQ}' needs 4 choices, got {len(texts)}")
+            texts, labels = _strings(obj, "choices.text", where), _strings(obj, "choices.label", where)
+            _check_options(texts, labels, _text(obj, "answerKey", where), where)
         elif kind == FILLING:
-            if not _field(obj, "answer", where).strip():
-                raise ForgetlensError(f"{where}: field 'answer' is empty in a filling record")
+            _text(obj, "answer", where)
         else:
-            raise ForgetlensError(f"{where}: field 'type' is {kind!r}; expected '{MCQ}' or '{FILLING}'")
+            raise ForgetlensError(f"{where}: field 'type' is {short_repr(kind)}; expected '{MCQ}' or '{FILLING}'")
         records.append({**obj, "_where": where})
     if not records:
         raise ForgetlensError(f"{path}: the dataset is empty")
@@ -118,12 +184,12 @@ def load_sciq(path: str | Path, seed: int = 0) -> list[dict]:
     records = []
     for lineno, obj in _read_json_records(path):
         where = f"{path}:{lineno}"
-        _check_lengths(obj, where)
-        question = _field(obj, "question", where)
-        correct = _field(obj, "correct_answer", where)
-        options = [correct] + [_field(obj, f"distractor{i}", where) for i in (1, 2, 3)]
+        question = _text(obj, "question", where)
+        correct = _text(obj, "correct_answer", where)
+        options = [correct] + [_text(obj, f"distractor{i}", where) for i in (1, 2, 3)]
+        _check_options(options, list(science_qa.LETTERS), None, where)
         rng.shuffle(options)
-        support = obj.get("support") or ""
+        support = _optional_text(obj, "support", where) or ""
         question = f"{support.strip()}\n{question}".strip() if support else question
         records.append({**science_qa.options_record(question, options, correct, source=str(path)), "_where": where})
     if not records:

@@ -23,6 +23,27 @@ def checkpoint_dirs(run_dir: Path) -> list[tuple[int, Path]]:
     return sorted(out)
 
 
+def save_model_dir(model, tokenizer, target: Path) -> None:
+    """``model`` and ``tokenizer`` saved as a model directory at ``target``, through a temporary directory and a
+    rename; a failed write (a full disk) leaves nothing and is one ForgetlensError naming the file."""
+    import shutil
+
+    from safetensors import SafetensorError
+
+    tmp = target.with_name(f".{target.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)  # forgetlens's own leftover of an earlier failed write
+    try:
+        model.save_pretrained(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
+        tmp.replace(target)
+    except (OSError, SafetensorError, RuntimeError) as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        where = exc.filename if isinstance(exc, OSError) and exc.filename else tmp
+        raise ForgetlensError(
+            f"{where}: could not write {target.name} ({first_line(exc)}); nothing of it was kept"
+        ) from None
+
+
 def load_checkpoint(path: Path, base_spec: str):
     """A checkpoint's model in eval mode on the default device: a full model directory, or a PEFT adapter merged
     onto the base.  Safetensors only, no code from the folder; a file that does not load is one ForgetlensError

@@ -24,7 +24,7 @@ from forgetlens.errors import ForgetlensError
 from forgetlens.models.forward import model_device, run_body
 from forgetlens.models.heads import HeadLayout, capture_heads
 from forgetlens.tasks.base import PriorTask, TaskBatch, encode_examples
-from forgetlens.utils import right_pad
+from forgetlens.utils import first_line, right_pad, short_repr
 
 
 def _tasks(names: list[str] | None, cfg: FinetuneConfig) -> list[PriorTask]:
@@ -59,10 +59,10 @@ def _top_dcv_heads(path: Path, task: str, k: int, layout: HeadLayout) -> torch.T
         dcv = json.loads(path.read_text())["tasks"][task]["dcv"]
         pair = max(dcv, key=lambda p: int(p.rsplit("@", 1)[1]) if p.rsplit("@", 1)[-1].isdigit() else -1)
         values = torch.tensor(dcv[pair]["v_cmap"]["value"])  # [layer, head]
-    except (OSError, KeyError, ValueError, json.JSONDecodeError) as exc:
+    except (OSError, KeyError, ValueError, TypeError, AttributeError, IndexError, RecursionError) as exc:
         raise ForgetlensError(
             f"preserve.dcv_results {path}: no per-head DCV for task {task} "
-            f"({type(exc).__name__}: {exc}); expected a `forgetlens run` results.json"
+            f"({type(exc).__name__}: {short_repr(first_line(exc))}); expected a `forgetlens run` results.json"
         ) from None
     if tuple(values.shape) != (layout.n_layers, layout.n_heads):
         raise ForgetlensError(

@@ -119,8 +119,47 @@ def with_regularizers(trainer_cls):
                     total[0], total[1] = 0.0, 0
             super().log(logs, *args, **kwargs)
 
+        def _save_checkpoint(self, model, trial):
+            save_checkpoint_staged(self, lambda: super(Regularized, self)._save_checkpoint(model, trial))
+
     Regularized.__name__ = f"Regularized{trainer_cls.__name__}"
     return Regularized
+
+
+STAGING_DIR = ".partial"
+"""Folder under a run's ``checkpoints/`` where a checkpoint is written before it is renamed into place."""
+
+
+def save_checkpoint_staged(trainer, save) -> None:
+    """Run the trainer's own checkpoint ``save`` into ``checkpoints/.partial/checkpoint-N``, then rename it to
+    ``checkpoints/checkpoint-N``: a write that fails (a full disk) leaves no half-made checkpoint behind, and is
+    one ForgetlensError naming the file.  With several processes every rank writes its part first."""
+    import shutil
+
+    from safetensors import SafetensorError
+
+    from forgetlens.utils import first_line, is_main_process, wait_for_everyone
+
+    root = Path(trainer.args.output_dir)
+    name = f"checkpoint-{trainer.state.global_step}"
+    staging = root / STAGING_DIR
+    if is_main_process() and (staging / name).exists():
+        shutil.rmtree(staging / name)  # left by an earlier failed write of this same checkpoint
+    wait_for_everyone()
+    trainer.args.output_dir = str(staging)
+    try:
+        save()
+    except (OSError, SafetensorError, RuntimeError) as exc:
+        if is_main_process():
+            shutil.rmtree(staging / name, ignore_errors=True)
+        where = exc.filename if isinstance(exc, OSError) and exc.filename else staging / name
+        raise ForgetlensError(f"{where}: could not write {name} ({first_line(exc)}); nothing of it was kept") from None
+    finally:
+        trainer.args.output_dir = str(root)
+    wait_for_everyone()
+    if is_main_process():
+        os.replace(staging / name, root / name)
+    wait_for_everyone()
 
 
 def build_sft_trainer(model, tokenizer, dataset, cfg: FinetuneConfig, out_dir: Path, callbacks=(), regularizers=()):
