@@ -10,11 +10,11 @@ seeds with Student-t intervals, DCV(C0) at equal steps and at matched accuracy /
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 from forgetlens.metrics.seeds import seed_group, t_interval
+from forgetlens.pipeline.results import read_results
 
 
 def ci(stat: dict | None) -> str:
@@ -27,7 +27,7 @@ def ci(stat: dict | None) -> str:
 
 
 def main() -> None:
-    results = json.loads((Path(sys.argv[1]) / "results.json").read_text())
+    results = read_results(Path(sys.argv[1]) / "results.json")
     tasks = list(results["tasks"])
     print("### Behaviour at every checkpoint\n")
     print("| run | step | target acc | KL(base‖tuned) | " + " | ".join(f"{t} ret." for t in tasks) + " |")

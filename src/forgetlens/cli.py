@@ -501,7 +501,7 @@ def main(argv: list[str] | None = None) -> None:
 
     ``--debug`` anywhere on the command line shows the traceback of such a problem instead.
     """
-    from forgetlens.utils import silence_known_warnings
+    from forgetlens.utils import check_environment, silence_known_warnings
 
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
@@ -510,6 +510,7 @@ def main(argv: list[str] | None = None) -> None:
     silence_known_warnings()
     _one_line_warnings()
     try:
+        check_environment()
         cli.main(args=args, standalone_mode=False)
     except (ForgetlensError, OSError, UnicodeDecodeError) as exc:
         if debug:

@@ -144,3 +144,25 @@ def wait_for_everyone() -> None:
         from accelerate import PartialState
 
         PartialState().wait_for_everyone()
+
+
+def threads_from_env(value: str) -> int:
+    """``FORGETLENS_THREADS`` as a positive integer, or a ForgetlensError naming the variable."""
+    from forgetlens.errors import ForgetlensError
+
+    try:
+        threads = int(value)
+    except ValueError:
+        threads = 0
+    if threads < 1:
+        raise ForgetlensError(
+            f"FORGETLENS_THREADS={short_repr(value)}: expected a positive integer number of CPU threads"
+        )
+    return threads
+
+
+def check_environment() -> None:
+    """Every forgetlens environment variable that holds a number, checked before any work starts."""
+    value = os.environ.get("FORGETLENS_THREADS")
+    if value:
+        threads_from_env(value)

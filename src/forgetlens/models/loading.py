@@ -16,7 +16,7 @@ import torch
 
 from forgetlens.errors import ForgetlensError
 from forgetlens.models.packaged import PACKAGED, model_provenance, packaged_model_dir
-from forgetlens.utils import first_line
+from forgetlens.utils import first_line, threads_from_env
 
 EMBEDDED = "embedded"
 EMBEDDED_DIR = Path(__file__).parent / "embedded"
@@ -264,14 +264,3 @@ def configure_threads(model: torch.nn.Module, threads: int | None = None) -> Non
         n_params = sum(p.numel() for p in model.parameters())
         threads = 1 if n_params < 50_000_000 else torch.get_num_threads()
     torch.set_num_threads(max(1, threads))
-
-
-def threads_from_env(value: str) -> int:
-    """``FORGETLENS_THREADS`` as a positive integer, or a ForgetlensError naming the variable."""
-    try:
-        threads = int(value)
-    except ValueError:
-        threads = 0
-    if threads < 1:
-        raise ForgetlensError(f"FORGETLENS_THREADS={value!r}: expected a positive integer number of CPU threads")
-    return threads

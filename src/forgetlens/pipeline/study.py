@@ -479,4 +479,4 @@ def _run_stages(cfg: StudyConfig, run_dir: Path, resume: bool, log, jobs: int, r
                 overlapped_done = True
             continue
         study._timed(stage, getattr(study, stage))
-    return json.loads((run_dir / "results.json").read_text())
+    return read_results(run_dir / "results.json")

@@ -1,0 +1,545 @@
+"""Files from someone else: a run folder, a model folder or a results.json never runs code, never makes forgetlens
+delete what it did not make, never injects script into report.html, and a malformed or damaged one is one
+``error:`` line (exit 2) naming it, with nothing left half-written."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import pickle
+import re
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_bad_input import GOOD_RECORD, assert_refused, forgetlens, jsonl, records
+
+from forgetlens.artefacts import LOCK_FILE, RUN_MARKER, claim_run_dir
+from forgetlens.errors import ForgetlensError
+
+PACKAGE = Path(__file__).parents[1] / "src" / "forgetlens"
+TINY_STUDY = """model: embedded
+tasks: [induction]
+methods: [sft, rl]
+seeds: [0]
+n_boot: 50
+finetune: {steps: 4, prompts_per_step: 2, checkpoint_every: 2, prior_eval_examples: 16, kl_samples: 1,
+           rl: {num_generations: 2}}
+discovery: {n_examples: 16, batch_size: 16}
+"""
+
+
+class Planted:
+    """A pickled object that runs a shell command when unpickled (the attack of a planted .pt file)."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def planted_pickle(path: Path, marker: Path, extra: dict | None = None) -> Path:
+    path.write_bytes(pickle.dumps({**(extra or {}), "payload": Planted(marker)}))
+    return path
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory) -> Path:
+    """The issue's tiny study on the embedded model, run once for the tests below that need a real run folder."""
+    root = tmp_path_factory.mktemp("study")
+    (root / "tiny.yaml").write_text(TINY_STUDY)
+    result = forgetlens("run", "--config", str(root / "tiny.yaml"), "--out", str(root / "x"))
+    assert result.returncode == 0, result.stderr
+    return root
+
+
+# --- 1. nothing read from a folder runs code -------------------------------------------------------------------
+def test_the_package_never_unpickles_or_trusts_remote_code():
+    """No ``weights_only=False``, ``allow_pickle=True`` or ``pickle.load`` anywhere; every ``torch.load`` says
+    ``weights_only=True``; every transformers ``from_pretrained`` says ``trust_remote_code=False``."""
+    problems = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        text = path.read_text()
+        for bad in ("weights_only=False", "allow_pickle=True", "pickle.load", "trust_remote_code=True"):
+            if bad in text:
+                problems.append(f"{path.name}: {bad}")
+        for call in re.finditer(r"torch\.load\(", text):
+            if "weights_only=True" not in _arguments(text, call.end()):
+                problems.append(f"{path.name}: torch.load without weights_only=True")
+        for call in re.finditer(r"Auto\w+\.from_pretrained\(", text):
+            if "trust_remote_code=False" not in _arguments(text, call.end()):
+                problems.append(f"{path.name}: {call.group(0)} without trust_remote_code=False")
+    assert problems == []
+
+
+def _arguments(text: str, start: int) -> str:
+    """The text of a call's arguments, from just after its ``(`` at ``start`` to the matching ``)``."""
+    depth = 1
+    for i in range(start, len(text)):
+        depth += {"(": 1, ")": -1}.get(text[i], 0)
+        if depth == 0:
+            return text[start:i]
+    raise AssertionError("unbalanced parentheses")
+
+
+def test_resume_never_unpickles_a_planted_circuit_file(study, tmp_path):
+    """The issue's attack: a pickle with a payload where the base circuit used to be, results.json deleted, then
+    --resume.  Circuits are safetensors now, so the .pt file is never read; a planted payload in the
+    safetensors file's place is refused with one line."""
+    run = tmp_path / "x"
+    shutil.copytree(study / "x", run)
+    marker = tmp_path / "PICKLE_EXECUTED"
+    planted_pickle(run / "circuits" / "induction.pt", marker)
+    (run / "results.json").unlink()
+    result = forgetlens("run", "--config", str(study / "tiny.yaml"), "--resume", "--out", str(run))
+    assert result.returncode == 0, result.stderr
+    assert not marker.exists()
+    assert _without_timings(run / "results.json") == _without_timings(study / "x" / "results.json")
+
+    planted_pickle(run / "circuits" / "induction.safetensors", marker)
+    (run / "results.json").unlink()
+    result = forgetlens("run", "--config", str(study / "tiny.yaml"), "--resume", "--out", str(run))
+    assert_refused(result, "induction.safetensors", "not a readable safetensors file")
+    assert not marker.exists()
+
+
+def _without_timings(path: Path) -> dict:
+    results = json.loads(path.read_text())
+    results.pop("timings")
+    return results
+
+
+def test_pretrain_resume_state_with_a_payload_is_refused(tmp_path):
+    from forgetlens.embedded_build.pretrain import _load_state
+
+    marker = tmp_path / "PICKLE_EXECUTED"
+    state = planted_pickle(tmp_path / "pretrain_state.pt", marker, {"stage": "copying"})
+    with pytest.raises(ForgetlensError, match="not a resume state forgetlens wrote"):
+        _load_state(state, "cpu")
+    assert not marker.exists()
+
+
+def _custom_code_model(path: Path, marker: Path) -> Path:
+    path.mkdir()
+    (path / "config.json").write_text(
+        json.dumps({"model_type": "evil", "auto_map": {"AutoConfig": "evil.EvilConfig"}, "architectures": ["Evil"]})
+    )
+    (path / "evil.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
+    return path
+
+
+def test_a_model_folder_with_custom_code_is_refused_without_a_prompt(tmp_path):
+    marker = tmp_path / "CODE_RAN"
+    model = _custom_code_model(tmp_path / "evil-model", marker)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "forgetlens",
+            "discover",
+            "--task",
+            "induction",
+            "--model",
+            str(model),
+            "--out",
+            str(tmp_path / "d.json"),
+        ],
+        input="y\n",
+        capture_output=True,
+        text=True,
+        env={**os.environ, "FORGETLENS_QUIET": "1"},
+    )
+    assert_refused(result, "names custom code", "auto_map")
+    assert "[y/N]" not in result.stdout + result.stderr
+    assert not marker.exists() and not (tmp_path / "d.json").exists()
+
+
+def test_pickle_only_weights_are_refused_before_reading(tmp_path):
+    from forgetlens.models.loading import EMBEDDED_DIR, load_weights
+
+    model = tmp_path / "model"
+    shutil.copytree(EMBEDDED_DIR, model)
+    (model / "model.safetensors").unlink()
+    marker = tmp_path / "PICKLE_EXECUTED"
+    planted_pickle(model / "pytorch_model.bin", marker)
+    with pytest.raises(ForgetlensError, match=r"only pickle weight files \(pytorch_model.bin\)"):
+        load_weights(model, model)
+    assert not marker.exists()
+
+
+# --- 2. --overwrite deletes only what forgetlens made ----------------------------------------------------------
+def test_overwrite_refuses_a_directory_forgetlens_did_not_make(tmp_path):
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "important.txt").write_text("precious")
+    result = forgetlens(
+        "finetune",
+        "--method",
+        "sft",
+        "--steps",
+        "1",
+        "--checkpoint-every",
+        "1",
+        "--prompts-per-step",
+        "2",
+        "--overwrite",
+        "--out",
+        str(victim),
+    )
+    assert_refused(result, "was not made by forgetlens")
+    assert (victim / "important.txt").read_text() == "precious"
+
+
+def test_overwrite_refuses_the_current_directory_and_its_parents(tmp_path, monkeypatch):
+    here = tmp_path / "a" / "b"
+    here.mkdir(parents=True)
+    for d in (tmp_path / "a", here):
+        (d / RUN_MARKER).write_text("{}")
+        (d / "keep.txt").write_text("keep")
+    monkeypatch.chdir(here)
+    for target in (Path("."), Path(".."), here):
+        with pytest.raises(ForgetlensError, match="refusing to delete"):
+            claim_run_dir(target, resume=False, overwrite=True, kind="finetune")
+    assert (here / "keep.txt").exists() and (tmp_path / "a" / "keep.txt").exists()
+
+
+def test_overwrite_deletes_forgetlens_own_directories_old_and_new(tmp_path):
+    new = tmp_path / "new"
+    claim_run_dir(new, resume=False, overwrite=False, kind="finetune").release()
+    (new / "stale.txt").write_text("x")
+    old = tmp_path / "old"  # made before the marker existed: its run record says forgetlens wrote it
+    old.mkdir()
+    (old / "config.json").write_text(json.dumps({"config": {}, "versions": {"forgetlens": "0.1.0"}}))
+    (old / "stale.txt").write_text("x")
+    hf_model = tmp_path / "hf"  # a model folder's config.json is not a run record
+    hf_model.mkdir()
+    (hf_model / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    for d in (new, old):
+        claim_run_dir(d, resume=False, overwrite=True, kind="finetune").release()
+        assert not (d / "stale.txt").exists() and (d / RUN_MARKER).exists()
+    with pytest.raises(ForgetlensError, match="was not made by forgetlens"):
+        claim_run_dir(hf_model, resume=False, overwrite=True, kind="finetune")
+    assert (hf_model / "config.json").exists()
+
+
+def test_a_second_process_is_refused_while_a_run_holds_its_directory(tmp_path):
+    run = tmp_path / "run"
+    with claim_run_dir(run, resume=False, overwrite=False, kind="study"):
+        code = (
+            "from forgetlens.artefacts import claim_run_dir\n"
+            f"claim_run_dir({str(run)!r}, resume=True, overwrite=False, kind='study')\n"
+        )
+        other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert other.returncode != 0 and "another forgetlens process is working in this run directory" in other.stderr
+        with pytest.raises(ForgetlensError, match="another forgetlens process"):
+            claim_run_dir(run, resume=False, overwrite=True, kind="study")  # nor may it be deleted meanwhile
+    claim_run_dir(run, resume=True, overwrite=False, kind="study").release()  # free again once released
+    assert (run / LOCK_FILE).exists()
+
+
+# --- 4. every value in report.html escaped -----------------------------------------------------------------------
+PAYLOAD = "<script>document.title='PWNED'</script><img src=x onerror=\"document.title='PWNED'\">"
+
+
+def poisoned(results: dict) -> dict:
+    """``results`` with every free-text string value replaced by :data:`PAYLOAD` (fields the schema restricts
+    to a set of values or a version pattern are covered by :func:`test_the_schema_refuses_payloads_in_typed_fields`)."""
+    from forgetlens.pipeline.results import VERSION_PATTERN
+
+    def walk(value, key=""):
+        if isinstance(value, dict):
+            return {k: walk(v, k) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v, key) for v in value]
+        if isinstance(value, str):
+            if re.match(VERSION_PATTERN, value) and key in ("forgetlens", "torch", "python", "platform"):
+                return value
+            if key in ("methods", "method", "verdict", "dcv_verdict", "forgetting_verdict", "schema_version"):
+                return value
+            return PAYLOAD
+        return value
+
+    out = walk(results)
+    out["versions"] = results["versions"]  # matched by a pattern; tried below
+    # names used as keys too: a task, so the task name reaches every table and figure title
+    text = (
+        json.dumps(out)
+        .replace('"ioi', '"ioi' + PAYLOAD.replace('"', '\\"'))
+        .replace("/ioi", "/ioi" + PAYLOAD.replace('"', '\\"'))
+    )
+    return json.loads(text)
+
+
+def report_of(tmp_path: Path, results: dict) -> subprocess.CompletedProcess:
+    run = tmp_path / "run"
+    run.mkdir(exist_ok=True)
+    (run / "results.json").write_text(json.dumps(results))
+    return forgetlens("report", str(run))
+
+
+@pytest.fixture(scope="module")
+def stored_results() -> dict:
+    import gzip
+
+    return json.loads(gzip.open(Path(__file__).parent / "data" / "report" / "results.json.gz", "rt").read())
+
+
+def test_payloads_in_every_string_field_reach_the_page_only_as_text(tmp_path, stored_results):
+    result = report_of(tmp_path, poisoned(stored_results))
+    assert result.returncode == 0, result.stderr
+    page = (tmp_path / "run" / "report.html").read_text()
+    assert "<script" not in page and "<img src=x" not in page
+    assert "&lt;script&gt;document.title=&#39;PWNED&#39;&lt;/script&gt;" in page
+
+
+@pytest.mark.parametrize(
+    "path, value",
+    [
+        (("versions", "forgetlens"), PAYLOAD),
+        (("versions", "torch"), PAYLOAD),
+        (("config", "methods"), [PAYLOAD]),
+        (("config", "finetune", "steps"), PAYLOAD),
+        (("config", "finetune", "steps"), "4"),
+        (("config", "n_boot"), PAYLOAD),
+        (("seeds",), [PAYLOAD]),
+        (("config", "model"), 5),
+    ],
+)
+def test_the_schema_refuses_payloads_in_typed_fields(tmp_path, stored_results, path, value):
+    import copy
+
+    broken = copy.deepcopy(stored_results)
+    node = broken
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    assert_refused(report_of(tmp_path, broken), "not a forgetlens results.json", "/".join(path))
+    assert not (tmp_path / "run" / "report.html").exists()
+
+
+def test_payloads_run_no_script_in_a_browser(tmp_path, stored_results):
+    """The poisoned report in headless Chromium: the title stays, the only script is the probe's own."""
+    from test_report_browser import _chromium, _flags
+
+    browser = _chromium()
+    assert report_of(tmp_path, poisoned(stored_results)).returncode == 0
+    page = (tmp_path / "run" / "report.html").read_text()
+    probe = tmp_path / "probe.html"
+    check = (
+        '<script>window.addEventListener("load", () => { const p = document.createElement("pre"); p.id = "probe";'
+        " p.textContent = JSON.stringify({title: document.title, scripts: document.scripts.length,"
+        " text: document.body.innerText.includes(\"document.title='PWNED'\")}); document.body.appendChild(p); });"
+        "</script>"
+    )
+    probe.write_text(page.replace("</body>", check + "</body>"))
+    dom = subprocess.run(
+        [browser, *_flags(tmp_path / "profile"), "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    found = json.loads(re.search(r'<pre id="probe">(.*?)</pre>', dom).group(1).replace("&quot;", '"'))
+    assert found == {"title": "forgetlens report", "scripts": 1, "text": True}
+
+
+# --- 5. and 6. records and settings checked by type ----------------------------------------------------------
+@pytest.mark.parametrize(
+    "bad, needle",
+    [
+        ({"choices": ["a", "b", "c", "d"]}, "field 'choices' should be an object, got list"),
+        ({"support": 5}, None),  # SciQ only: below
+        ({"prompt": "Answer with the letter."}, "field 'prompt' should be an object, got str"),
+        ({"choices": {"text": [1, 2, 3, 4], "label": list("ABCD")}}, "field 'choices.text[0]' should be a non-empty"),
+        ({"choices": {"text": ["a", "b", "c", "d"], "label": list("AACD")}}, "field 'choices.label' repeats 'A'"),
+        ({"choices": {"text": ["x"] * 4, "label": list("ABCD")}}, "field 'choices.text' repeats 'x'"),
+        ({"question": "  "}, "field 'question' is empty"),
+        ({"answerKey": 1}, "field 'answerKey' should be a string, got int"),
+    ],
+)
+def test_malformed_records_are_one_line_naming_the_field(tmp_path, bad, needle):
+    from forgetlens.tasks.science_data import load_target_data
+
+    if needle is None:
+        sciq = {"question": "q?", "correct_answer": "a", "distractor1": "b", "distractor2": "c", "distractor3": "d"}
+        path = jsonl(tmp_path / "sciq.jsonl", {**sciq, "support": 5})
+        with pytest.raises(ForgetlensError, match=r"sciq.jsonl:1: field 'support' should be a string, got int"):
+            load_target_data(path)
+        return
+    path = jsonl(tmp_path / "data.jsonl", *records(11), {**GOOD_RECORD, "question": "The last one?", **bad})
+    with pytest.raises(ForgetlensError) as err:
+        load_target_data(path)
+    assert str(err.value).startswith(f"{path}:12: ") and needle in str(err.value), str(err.value)
+
+
+def test_a_json_list_holding_a_string_is_one_line(tmp_path):
+    from forgetlens.tasks.science_data import load_target_data
+
+    (tmp_path / "data.json").write_text(json.dumps([GOOD_RECORD, "not a record"]))
+    with pytest.raises(ForgetlensError, match=r"data.json: record 2 should be a JSON object, got str"):
+        load_target_data(tmp_path / "data.json")
+
+
+def test_a_record_that_would_crash_after_training_is_refused_before_it(tmp_path):
+    data = jsonl(
+        tmp_path / "d.jsonl", *records(11), {**GOOD_RECORD, "choices": {"text": [1, 2, 3, 4], "label": list("ABCD")}}
+    )
+    result = forgetlens(
+        "finetune", "--method", "sft", "--steps", "2", "--data", str(data), "--out", str(tmp_path / "r")
+    )
+    assert_refused(result, "d.jsonl:12", "choices.text[0]")
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--lr", "nan"], "lr_sft: expected a finite number, got nan"),
+        (["--lr", "inf"], "lr_sft: expected a finite number, got inf"),
+        (["--method", "sft-preserve", "--lam", "nan"], "preserve.lam: expected a finite number, got nan"),
+    ],
+)
+def test_nan_settings_are_refused_before_anything_is_written(tmp_path, args, needle):
+    result = forgetlens("finetune", "--method", "sft", "--steps", "2", *args, "--out", str(tmp_path / "r"))
+    assert result.returncode == 2 and needle in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    "config, needle",
+    [
+        ("finetune: {kl_coef: .nan}\n", "finetune.kl_coef: expected a finite number, got nan"),
+        ("finetune: {accuracy_threshold: 5}\n", "finetune.accuracy_threshold: expected a target accuracy in (0, 1]"),
+        ("a: &a [x, x, x]\nmodel: *a\n", "YAML aliases (*name) are not accepted"),
+        ("tasks: " + "[" * 20000 + "]" * 20000 + "\n", "nested more than 32 levels deep"),
+        ("tasks: " + "{a: " * 3000 + "1" + "}" * 3000 + "\n", "nested more than 32 levels deep"),
+        ("model: [" + ", ".join(["long value"] * 5000) + "]\n", "model: expected str, got ['long value'"),
+    ],
+)
+def test_a_config_that_would_exhaust_the_machine_is_one_short_line(tmp_path, config, needle):
+    (tmp_path / "bad.yaml").write_text(config)
+    result = forgetlens("run", "--config", str(tmp_path / "bad.yaml"), "--out", str(tmp_path / "run"))
+    assert result.returncode == 2 and needle in result.stderr and "Traceback" not in result.stderr, result.stderr[:500]
+    assert max(len(line) for line in result.stderr.splitlines()) < 400
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_non_numeric_thread_count_is_one_line():
+    assert_refused(forgetlens("tasks", env={"FORGETLENS_THREADS": "abc"}), "FORGETLENS_THREADS='abc'")
+
+
+# --- 8. damaged or foreign weights, a full disk -------------------------------------------------------------------
+def test_a_truncated_model_file_names_it(tmp_path):
+    from forgetlens.models.loading import EMBEDDED_DIR
+
+    model = tmp_path / "model"
+    shutil.copytree(EMBEDDED_DIR, model)
+    weights = model / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    result = forgetlens("discover", "--task", "ioi", "--model", str(model), "--out", str(tmp_path / "d.json"))
+    assert_refused(result, str(weights), "truncated or not safetensors")
+    assert not (tmp_path / "d.json").exists()
+
+
+def test_an_adapter_made_on_another_base_is_one_line(tmp_path, tokenizer):
+    from conftest import make_tiny
+    from peft import LoraConfig, get_peft_model
+
+    from forgetlens.models.loading import load_model
+    from forgetlens.training.checkpoints import load_checkpoint
+
+    other = get_peft_model(make_tiny("llama", len(tokenizer)), LoraConfig(r=2, target_modules="all-linear"))
+    other.save_pretrained(tmp_path / "adapter")
+    assert load_model("embedded").model is not None
+    with pytest.raises(ForgetlensError, match=r"does not fit the base model embedded \(made on another base\?\)"):
+        load_checkpoint(tmp_path / "adapter", "embedded")
+
+
+class _FakeTrainer:
+    """What :func:`save_checkpoint_staged` uses of a transformers Trainer."""
+
+    def __init__(self, out: Path, step: int):
+        from types import SimpleNamespace
+
+        self.args, self.state = SimpleNamespace(output_dir=str(out)), SimpleNamespace(global_step=step)
+
+    def save(self, fail: bool) -> None:
+        folder = Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}"
+        folder.mkdir(parents=True)
+        (folder / "config.json").write_text("{}")
+        if fail:
+            raise OSError(errno.ENOSPC, "No space left on device", str(folder / "model.safetensors"))
+        (folder / "model.safetensors").write_bytes(b"weights")
+
+
+def test_a_checkpoint_that_fails_to_write_leaves_nothing(tmp_path):
+    from forgetlens.training.checkpoints import checkpoint_dirs
+    from forgetlens.training.trainers import STAGING_DIR, save_checkpoint_staged
+
+    root = tmp_path / "checkpoints"
+    trainer = _FakeTrainer(root, 1)
+    with pytest.raises(ForgetlensError, match=r"model.safetensors: could not write checkpoint-1 \(.*No space left"):
+        save_checkpoint_staged(trainer, lambda: trainer.save(fail=True))
+    assert not (root / "checkpoint-1").exists() and not list((root / STAGING_DIR).iterdir())
+    assert trainer.args.output_dir == str(root)
+    save_checkpoint_staged(trainer, lambda: trainer.save(fail=False))
+    assert [s for s, _ in checkpoint_dirs(tmp_path)] == [1] and (root / "checkpoint-1" / "config.json").exists()
+
+
+def _tmpfs(path: Path, size: str) -> bool:
+    path.mkdir()
+    return (
+        os.geteuid() == 0
+        and subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True
+        ).returncode
+        == 0
+    )
+
+
+def test_a_full_disk_is_one_line_and_leaves_no_half_checkpoint(tmp_path):
+    disk = tmp_path / "disk"
+    if not _tmpfs(disk, "3m"):
+        pytest.skip("mounting a small tmpfs needs root")
+    try:
+        result = forgetlens(
+            "finetune",
+            "--method",
+            "sft",
+            "--steps",
+            "1",
+            "--checkpoint-every",
+            "1",
+            "--prompts-per-step",
+            "2",
+            "--out",
+            str(disk / "run"),
+        )
+        assert_refused(result, "No space left on device")
+        for folder in (disk / "run" / "checkpoints").glob("checkpoint-*"):
+            assert (folder / "model.safetensors").exists(), f"{folder} is half-written"
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
+
+
+# --- 9. strict JSON, the user's umask -------------------------------------------------------------------------
+def test_results_json_is_strict_json_and_files_follow_the_umask(study):
+    def refuse(constant):
+        raise AssertionError(f"bare {constant} in results.json")
+
+    text = (study / "x" / "results.json").read_text()
+    json.loads(text, parse_constant=refuse)
+    assert "null" in text  # the undefined numbers of a one-seed study (intervals over seeds) are there, as null
+    for name in ("results.json", "report.html", "study_config.json", "circuits/induction.safetensors"):
+        mode = stat.S_IMODE((study / "x" / name).stat().st_mode)
+        assert mode == 0o666 & ~_umask(), f"{name}: {oct(mode)}"
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
