@@ -14,6 +14,7 @@ LAYERS = [
     {"config"},
     {"circuits"},
     {"training"},
+    {"measure"},
     {"metrics"},
     {"pipeline"},
     {"report"},

@@ -54,7 +54,13 @@ def tasks_cmd() -> None:
 )
 @click.option("--k", type=int, default=None, help="Circuit size (default: smallest k with faithfulness >= target).")
 @click.option("--target", type=float, default=0.8, show_default=True, help="Faithfulness target when --k is not given.")
-@click.option("--metric", type=click.Choice(["logit_diff", "prob_diff"]), default="logit_diff", show_default=True)
+@click.option(
+    "--metric",
+    type=click.Choice(["logit_diff", "prob_diff", "logp_answer", "prob_answer", "top1_margin"]),
+    default="logit_diff",
+    show_default=True,
+    help="Task metric at the answer position; the last three see the whole vocabulary.",
+)
 @click.option(
     "--ablation",
     type=click.Choice(["counterfactual", "mean", "zero"]),
@@ -302,13 +308,38 @@ def finetune_cmd(
     help="Heads besides the base circuit whose CMAP is patched exactly (the rest: first-order estimate).",
 )
 @click.option("--exact-everywhere", is_flag=True, help="Patch every head exactly (cost grows with the head count).")
+@click.option(
+    "--anatomy",
+    is_flag=True,
+    help="Also say where each tuned model's change lives: circuit (joint), other heads, MLPs, weight groups, format.",
+)
+@click.option(
+    "--anatomy-metric",
+    type=click.Choice(["logp_answer", "top1_margin", "prob_answer", "logit_diff", "prob_diff"]),
+    default="logp_answer",
+    show_default=True,
+    help="Metric that steers the anatomy's searches (every metric is reported).",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--allow-download", is_flag=True, help="Let the Hugging Face libraries fetch models (offline otherwise).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="JSON file to write.")
 def audit_cmd(
-    base_spec, tuned_specs, tasks, k, n_boot, n_examples, top_m, exact_everywhere, seed, allow_download, out
+    base_spec,
+    tuned_specs,
+    tasks,
+    k,
+    n_boot,
+    n_examples,
+    top_m,
+    exact_everywhere,
+    anatomy,
+    anatomy_metric,
+    seed,
+    allow_download,
+    out,
 ) -> None:
     """Measure how tuned models degrade the base model's circuits (per head and per circuit, with CIs)."""
+    from forgetlens.artefacts import write_json
     from forgetlens.models.loading import check_model
     from forgetlens.pipeline.audit import audit, parse_tuned, per_head_csv
     from forgetlens.tasks.registry import parse_task_list
@@ -331,8 +362,10 @@ def audit_cmd(
         seed=seed,
         n_examples=n_examples,
         top_m=None if exact_everywhere else top_m,
+        anatomy=anatomy,
+        anatomy_metric=anatomy_metric,
     )
-    atomic_write_text(out, json.dumps(result, indent=1))
+    write_json(out, result)
     atomic_write_text(out.with_suffix(".per_head.csv"), per_head_csv(result))
     click.echo(f"{'task':<14}{'k':>3}  {'model':<14}{'retention':>22}{'V(C0)':>24}")
     for task, r in result["tasks"].items():
@@ -344,6 +377,13 @@ def audit_cmd(
                 f"{ret['value']:>8.3f} [{ret['ci_low']:.3f}, {ret['ci_high']:.3f}]"
                 f"{v['value']:>9.3f} [{v['ci_low']:.3f}, {v['ci_high']:.3f}]"
             )
+    if anatomy:
+        from forgetlens.report.anatomy import anatomy_lines
+
+        for task, r in result["tasks"].items():
+            for label, a in r["anatomy"].items():
+                for line in anatomy_lines(task, label, a):
+                    click.echo(line)
     click.echo(f"-> {out} and {out.with_suffix('.per_head.csv')}")
 
 

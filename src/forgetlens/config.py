@@ -71,7 +71,9 @@ class DiscoveryConfig:
     method: str = "attribution"
     """Per-head scoring: ``attribution`` (EAP), ``ig`` (EAP-IG) or ``exact`` (activation patching)."""
     metric: str = "logit_diff"
-    """Task metric at the answer position: ``logit_diff`` or ``prob_diff``."""
+    """Task metric at the answer position: ``logit_diff`` or ``prob_diff`` (against the corrupted prompt's
+    answer), or ``logp_answer``, ``prob_answer``, ``top1_margin`` (over the whole vocabulary; see
+    ``tasks.base.task_metric``)."""
     ablation: str = "counterfactual"
     """How heads outside a circuit are removed for faithfulness: ``counterfactual``, ``mean`` or ``zero``."""
     k: int | None = None

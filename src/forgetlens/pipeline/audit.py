@@ -23,6 +23,8 @@ from forgetlens.circuits.discover import discover_circuit, task_splits
 from forgetlens.circuits.first_order_cmap import base_chunks
 from forgetlens.config import DiscoveryConfig
 from forgetlens.errors import ForgetlensError
+from forgetlens.measure.anatomy import measure_anatomy
+from forgetlens.metrics.anatomy import summarise_anatomy
 from forgetlens.metrics.compare import compare_models
 from forgetlens.metrics.matched import matched_models
 from forgetlens.metrics.seeds import aggregate_seeds
@@ -165,9 +167,13 @@ def audit(
     n_examples: int = 128,
     method: str = "attribution",
     top_m: int | None = 8,
+    anatomy: bool = False,
+    anatomy_metric: str = "logp_answer",
 ) -> dict:
     """Discover each task's base circuit and measure every tuned model against it (exact CMAP for C0 and the
-    ``top_m`` other heads of largest first-order estimate; None: every head)."""
+    ``top_m`` other heads of largest first-order estimate; None: every head).  ``anatomy``: also where each
+    tuned model's change on the task lives (``measure/anatomy.py``), on the same evaluation prompts, as
+    ``tasks[TASK].anatomy[LABEL]``."""
     start = time.perf_counter()
     base = load_model(base_spec)
     layout = HeadLayout.of(base.model)
@@ -193,6 +199,20 @@ def audit(
         }
         results[task.name] = analyse_task(bc, tuned_m, behaviour, n_boot, seed)
         timings["metrics"] += time.perf_counter() - t0
+        if anatomy:
+            t0 = time.perf_counter()
+            results[task.name]["anatomy"] = {
+                label: summarise_anatomy(
+                    measure_anatomy(
+                        base.model, m, base.tokenizer, layout, bc.evaluation, bc.mask, metric=anatomy_metric
+                    ),
+                    bc.circuit.heads,
+                    n_boot,
+                    seed,
+                )
+                for label, m in progress(models.items(), desc=f"anatomy of {task.name}", total=len(models))
+            }
+            timings["anatomy"] = timings.get("anatomy", 0.0) + time.perf_counter() - t0
     return {
         "schema": "forgetlens.pipeline.audit/1",
         "base": base_spec,
@@ -208,6 +228,8 @@ def audit(
             "n_examples": n_examples,
             "method": method,
             "cmap_top_m": top_m,
+            "anatomy": anatomy,
+            "anatomy_metric": anatomy_metric,
         },
         "tasks": results,
         "timings": {**{k2: round(v, 2) for k2, v in timings.items()}, "total": round(time.perf_counter() - start, 2)},

@@ -194,32 +194,57 @@ def _answer_sets(tokenizer, examples: list[TaskExample], task: str) -> tuple[tor
     return torch.tensor(ids), sign
 
 
-METRICS = ("logit_diff", "prob_diff")
+METRICS = ("logit_diff", "prob_diff", "logp_answer", "prob_answer", "top1_margin")
+"""Task metrics at the answer position (:func:`task_metric`): two that compare against the corrupted prompt's
+answer (``logit_diff``, ``prob_diff``) and three that see the whole vocabulary (``logp_answer``,
+``prob_answer``, ``top1_margin``), which register probability moving to tokens the distractor never was."""
+WHOLE_VOCABULARY_METRICS = ("logp_answer", "prob_answer", "top1_margin")
 
 
 def task_metric(logits: torch.Tensor, batch: TaskBatch, kind: str = "logit_diff") -> torch.Tensor:
     """Per-prompt metric from answer-position logits [batch, vocab] -> [batch].
 
     Single-answer tasks: ``logit_diff`` = logit(answer) - logit(distractor); ``prob_diff``: the same on softmax
-    probabilities.  Set-scored tasks (``batch.option_ids``): ``logit_diff`` = mean logit of the valid answers -
-    mean logit of the invalid ones; ``prob_diff`` = probability mass on the valid answers - mass on the invalid
-    ones (Hanna et al. 2023's probability difference).
+    probabilities; ``logp_answer`` = log p(answer); ``prob_answer`` = p(answer); ``top1_margin`` =
+    logit(answer) - the largest logit of any other token (> 0 exactly when the answer is the top-1 token).
+    Set-scored tasks (``batch.option_ids``): ``logit_diff`` = mean logit of the valid answers - mean logit of the
+    invalid ones; ``prob_diff`` = probability mass on the valid answers - mass on the invalid ones (Hanna et al.
+    2023's probability difference); ``logp_answer`` / ``prob_answer`` = log / probability mass on the valid
+    answers; ``top1_margin`` = the largest valid logit - the largest logit of any token not valid.
     """
+    if kind not in METRICS:
+        raise ForgetlensError(f"unknown metric {kind!r}; expected one of {', '.join(METRICS)}")
     if logits.dtype not in (torch.float32, torch.float64):
         logits = logits.float()  # half-precision models: measure in float32
-    if kind == "logit_diff":
-        values = logits
-    elif kind == "prob_diff":
-        values = logits.softmax(-1)
-    else:
-        raise ForgetlensError(f"unknown metric {kind!r}; expected one of {', '.join(METRICS)}")
+    rows = torch.arange(logits.shape[0], device=logits.device)
     if batch.option_ids is not None:
         assert batch.option_sign is not None  # set together with option_ids
-        sign = batch.option_sign.to(values.device, values.dtype)  # [batch, option]
-        picked = values[:, batch.option_ids.to(values.device)]  # [batch, option]
+        sign = batch.option_sign.to(logits.device, logits.dtype)  # [batch, option]
+        options = batch.option_ids.to(logits.device)
+        valid, invalid = sign.clamp(min=0), (-sign).clamp(min=0)  # [batch, option]
+        if kind == "logit_diff":
+            picked = logits[:, options]
+            return (picked * valid).sum(-1) / valid.sum(-1) - (picked * invalid).sum(-1) / invalid.sum(-1)
         if kind == "prob_diff":
-            return (picked * sign).sum(-1)
-        valid, invalid = sign.clamp(min=0), (-sign).clamp(min=0)
-        return (picked * valid).sum(-1) / valid.sum(-1) - (picked * invalid).sum(-1) / invalid.sum(-1)
-    rows = torch.arange(logits.shape[0], device=logits.device)
-    return values[rows, batch.answer_ids] - values[rows, batch.distractor_ids]
+            return (logits.softmax(-1)[:, options] * sign).sum(-1)
+        logp = logits.log_softmax(-1)[:, options].masked_fill(valid == 0, float("-inf"))  # [batch, option]
+        if kind == "logp_answer":
+            return logp.logsumexp(-1)
+        if kind == "prob_answer":
+            return logp.logsumexp(-1).exp()
+        best_valid = logits[:, options].masked_fill(valid == 0, float("-inf")).max(-1).values
+        is_valid = torch.zeros_like(logits, dtype=torch.bool)
+        is_valid[:, options] = valid > 0
+        return best_valid - logits.masked_fill(is_valid, float("-inf")).max(-1).values
+    answer = logits[rows, batch.answer_ids]
+    if kind == "logit_diff":
+        return answer - logits[rows, batch.distractor_ids]
+    if kind == "prob_diff":
+        probs = logits.softmax(-1)
+        return probs[rows, batch.answer_ids] - probs[rows, batch.distractor_ids]
+    if kind in ("logp_answer", "prob_answer"):
+        logp = logits.log_softmax(-1)[rows, batch.answer_ids]
+        return logp if kind == "logp_answer" else logp.exp()
+    others = logits.clone()
+    others[rows, batch.answer_ids] = float("-inf")
+    return answer - others.max(-1).values

@@ -1,0 +1,67 @@
+"""The anatomy of a tuned model's change in words: one paragraph per (task, tuned model), from
+``metrics.anatomy.summarise_anatomy``'s output (rendering only)."""
+
+from __future__ import annotations
+
+import math
+
+
+def _num(stat: dict, pct: bool = False) -> str:
+    """``value [low, high]`` (as percentages with ``pct``); ``n/a`` when undefined."""
+    value, low, high = stat["value"], stat["ci_low"], stat["ci_high"]
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    f = (lambda x: f"{100 * x:.0f} %") if pct else (lambda x: f"{x:+.3f}")
+    if low is None or (isinstance(low, float) and math.isnan(low)):
+        return f(value)
+    return f"{f(value)} [{f(low)}, {f(high)}]"
+
+
+def _block(group: str, block: list[int]) -> str:
+    return f"weights/{group}@{block[0]}-{block[1] - 1}"
+
+
+def anatomy_lines(task: str, label: str, a: dict) -> list[str]:
+    """Where ``label``'s change on ``task`` lives, as a few lines of text (the share of the change each part
+    induces in the base model, 95 % intervals over prompts)."""
+    m = a["metric"]
+
+    def share(name: str) -> str:
+        return _num(a["induced"][name][m]["share"], pct=True) if name in a["induced"] else "n/a"
+
+    b = a["behaviour"]
+    lines = [
+        f"{task}, {label}: {m} {b[m]['base']:.3f} -> {b[m]['tuned']:.3f} (change {_num(b[m]['change'])}); "
+        f"top-1 accuracy {b['correct']['base']:.3f} -> {b['correct']['tuned']:.3f} "
+        f"on the same {a['n_prompts']} prompts",
+        f"  share of the change carried by: C0 jointly {share('joint_total/C0')} (its own weights "
+        f"{share('joint_local/C0')}); all heads {share('joint_total/all_heads')}; all MLPs {share('mlp_total')}",
+    ]
+    groups = [n.split("/", 1)[1] for n in a["induced"] if n.startswith("weights/") and "@" not in n]
+    names = {"embeddings": "embeddings (tied to the unembedding)" if a["tied_embeddings"] else "embeddings"}
+    lines.append(
+        "  weights copied from the tuned model: "
+        + "; ".join(f"{names.get(g, g)} {share('weights/' + g)}" for g in groups)
+        + f"; interaction {_num(a['interaction'][m], pct=True)}"
+    )
+    for g, blocks in a["blocks"].items():
+        if blocks:  # the search's last pair of halves: report the one it would refine
+            pair = blocks[-2:]
+            best = max(pair, key=lambda blk: abs(a["induced"][_block(g, blk)][m]["effect"]["value"]))
+            lines.append(f"  {g} narrowed to layers {best[0]}-{best[1] - 1}: {share(_block(g, best))} of the change")
+    heads = [h for h in a["heads_outside_circuit"] if h["share_exact"] is not None][:3]
+    if heads:
+        lines.append(
+            "  heads outside C0 (exact, total): "
+            + "; ".join(f"L{h['layer']}H{h['head']} {_num(h['share_exact'], pct=True)}" for h in heads)
+        )
+    fmt = a["format"]["tuned"]
+    wrong = {k: v for k, v in fmt["top1_kind_when_wrong"].items() if v}
+    moved = a["format"]["mass_moved"]
+    lines.append(
+        f"  when wrong ({fmt['n_wrong']} prompts) the tuned model's top-1 is: "
+        + (", ".join(f"{k.replace('_', ' ')} {v}" for k, v in wrong.items()) or "-")
+        + "; probability moved: "
+        + ", ".join(f"{k.replace('_', ' ')} {_num(moved[k])}" for k in a["format"]["kinds"])
+    )
+    return lines
