@@ -286,3 +286,18 @@ def test_bisection_finds_the_circuit_the_full_curve_finds_on_the_embedded_model(
     assert fast.heads == full.heads
     assert fast.faithfulness == pytest.approx(full.faithfulness, abs=1e-6)
     assert len(fast.curve) < len(full.curve)
+
+
+def test_top_heads_ranks_by_the_size_of_the_mean_effect_not_the_mean_size():
+    """A head whose per-prompt effects cancel (+5, -5) has mean effect 0: it loses to a head with a steady +1."""
+    from forgetlens.circuits.first_order_cmap import top_heads
+
+    effects = torch.zeros(2, 1, 3)  # [prompt, layer, head]
+    effects[:, 0, 0] = torch.tensor([5.0, -5.0])
+    effects[:, 0, 1] = torch.tensor([1.0, 1.0])
+    effects[:, 0, 2] = torch.tensor([0.5, 0.4])
+    always = torch.zeros(1, 3, dtype=torch.bool)
+    assert top_heads(effects, 1, always).tolist() == [[False, True, False]]
+    assert top_heads(effects, 2, always).tolist() == [[False, True, True]]
+    always[0, 1] = True  # the circuit's heads are always in, and not counted among the m
+    assert top_heads(effects, 1, always).tolist() == [[False, True, True]]

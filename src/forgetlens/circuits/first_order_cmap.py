@@ -119,7 +119,7 @@ def top_heads(effects: torch.Tensor, m: int, always: torch.Tensor) -> torch.Tens
 
     effects: [n_prompts, layer, head] per-prompt (estimated) effects.
     """
-    size = effects.abs().mean(0) if effects.shape[0] else torch.zeros(always.shape)
+    size = effects.mean(0).abs() if effects.shape[0] else torch.zeros(always.shape)
     size = size.masked_fill(always.bool(), -1.0).flatten()
     chosen = always.bool().clone().flatten()
     m = min(m, int((~chosen).sum()))
