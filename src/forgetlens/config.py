@@ -377,6 +377,33 @@ class FinetuneConfig:
 
 
 @dataclass
+class AnatomyConfig:
+    """Where each run's change on each prior task lives (``measure/anatomy.py``), measured on its last checkpoint
+    against the base circuit's evaluation prompts."""
+
+    enabled: bool = False
+    """Measure it (about 30-40 forward passes over the evaluation prompts per task and run)."""
+    metric: str = "logp_answer"
+    """Metric that steers the layer search and picks the heads outside C0 to patch exactly (every metric is
+    reported): one of ``tasks.base.METRICS``."""
+    min_block: int = 4
+    """The halving search over layers stops at blocks of at most this many layers."""
+    n_exact_heads: int = 4
+    """Heads outside C0 of largest first-order total change that are patched exactly."""
+
+    def problems(self, prefix: str = "") -> list[str]:
+        """Every problem with these options, one line each."""
+        from forgetlens.tasks.base import METRICS
+
+        out: list[str] = []
+        _one_of(out, f"{prefix}metric", self.metric, METRICS, "metric")
+        _positive(out, self, prefix, ("min_block",))
+        if self.n_exact_heads < 0:
+            out.append(f"{prefix}n_exact_heads: expected >= 0, got {self.n_exact_heads}")
+        return out
+
+
+@dataclass
 class BenchmarkConfig:
     """Standard benchmarks through lm-evaluation-harness (optional; see ``metrics/benchmarks.py``)."""
 
@@ -425,6 +452,8 @@ class StudyConfig:
     budget."""
     benchmarks: BenchmarkConfig = field(default_factory=BenchmarkConfig)
     """Standard benchmarks on the base model and every run's last checkpoint (needs lm-eval; off by default)."""
+    anatomy: AnatomyConfig = field(default_factory=AnatomyConfig)
+    """Where each run's change lives (off by default; the main job turns it on)."""
     discovery: DiscoveryConfig = field(default_factory=lambda: DiscoveryConfig(n_examples=128))
     """How base circuits are found; ``n_examples`` prompts each for discovery and for evaluation."""
 
@@ -468,6 +497,7 @@ class StudyConfig:
                         f"batch of {total} sequences per step"
                     )
         out += self.discovery.problems("discovery.")
+        out += self.anatomy.problems("anatomy.")
         if self.benchmarks.limit is not None and self.benchmarks.limit <= 0:
             out.append(f"benchmarks.limit: expected a positive integer or null, got {self.benchmarks.limit}")
         if check_paths and self.data is not None and not Path(self.data).exists():
@@ -556,7 +586,13 @@ def config_from_mapping(cls, data: dict, source: str, semantic_check=None):
     return cfg
 
 
-OPTIONS_ADDED_LATER = {"rl.shared_prompt_scoring": False}
+OPTIONS_ADDED_LATER: dict[str, object] = {
+    "rl.shared_prompt_scoring": False,
+    "anatomy.enabled": False,
+    "anatomy.metric": "logp_answer",
+    "anatomy.min_block": 4,
+    "anatomy.n_exact_heads": 4,
+}
 """Options added after runs were first recorded, with the value a run whose record lacks the key ran with
 (before ``rl.shared_prompt_scoring`` existed, RL used TRL's scoring). Resuming such a run compares against it."""
 
@@ -568,6 +604,8 @@ def config_differences(started: dict, now: dict, prefix: str = "") -> list[str]:
     for key in sorted(set(started) | set(now)):
         added = [value for name, value in OPTIONS_ADDED_LATER.items() if f".{prefix}{key}".endswith(f".{name}")]
         a, b = started.get(key, added[0] if added else "(absent)"), now.get(key, "(absent)")
+        if key not in started and isinstance(b, dict):  # a whole section added later: compare key by key
+            a = {}
         if isinstance(a, dict) and isinstance(b, dict):
             out += config_differences(a, b, f"{prefix}{key}.")
         elif a != b:

@@ -15,8 +15,9 @@ from forgetlens.artefacts import read_json, write_json
 from forgetlens.config import FINETUNE_METHODS
 from forgetlens.errors import ForgetlensError
 
-SCHEMA_VERSION = "1.3"
-"""1.3: strict JSON (an undefined number, such as a 0/0 retention or one seed's interval, is ``null``, read
+SCHEMA_VERSION = "1.4"
+"""1.4: ``tasks[TASK].anatomy[LABEL]``, where each run's change lives (optional; ``anatomy.enabled``).
+1.3: strict JSON (an undefined number, such as a 0/0 retention or one seed's interval, is ``null``, read
 back as NaN); ``versions`` match a version pattern; ``config``'s fields shown in the report are typed.
 1.2: ``n_eval_records`` per run is required (1.1 files written before 2026-11-29 lack it)."""
 
@@ -145,7 +146,33 @@ _TASK = _object(
         ),
         "matched_levels": {"type": "object"},
         "seeds": _object({"models": {"type": "object"}, "dcv": {"type": "object"}}),
-    }
+        "anatomy": _map_of(
+            _object(
+                {
+                    "metric": {"type": "string"},
+                    "n_prompts": {"type": "integer"},
+                    "behaviour": {"type": "object"},
+                    "induced": {"type": "object"},
+                    "restored": {"type": "object"},
+                    "interaction": {"type": "object"},
+                    "heads_outside_circuit": {"type": "array"},
+                    "format": {"type": "object"},
+                }
+            )
+        ),
+    },
+    required=[
+        "circuit",
+        "circuit_stability",
+        "base_scores",
+        "n_prompts",
+        "n_boot",
+        "models",
+        "dcv",
+        "dcv_test",
+        "matched_levels",
+        "seeds",
+    ],
 )
 _CLAIM_VERDICT = {"enum": ["held", "reversed", "negligible", "inconclusive"]}
 

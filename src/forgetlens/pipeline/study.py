@@ -34,6 +34,8 @@ from forgetlens.circuits.discover import task_splits
 from forgetlens.circuits.first_order_cmap import BaseChunk, base_chunks
 from forgetlens.config import FinetuneConfig, StudyConfig, config_differences
 from forgetlens.errors import ForgetlensError
+from forgetlens.measure.anatomy import measure_anatomy
+from forgetlens.metrics.anatomy import summarise_anatomy
 from forgetlens.metrics.vulnerability import circuit_weights, load_measurements, measure, save_measurements
 from forgetlens.models.heads import HeadLayout
 from forgetlens.models.loading import configure_threads, load_model, model_record
@@ -261,6 +263,21 @@ class Study:
                 model = load_checkpoint(path, self.cfg.model)
                 configure_threads(model, self.cfg.finetune.threads)
             bc = self.base_circuit(task.name)
+            if self._wants_anatomy(label):  # written first: the .npz marks the whole job done
+                a = self.cfg.anatomy
+                anatomy = measure_anatomy(
+                    self.base.model,
+                    model,
+                    self.base.tokenizer,
+                    layout,
+                    bc.evaluation,
+                    bc.mask,
+                    metric=a.metric,
+                    min_block=a.min_block,
+                    n_exact_heads=a.n_exact_heads,
+                )
+                summary = summarise_anatomy(anatomy, bc.circuit.heads, self.cfg.n_boot, self.cfg.seeds[0])
+                write_json(self._anatomy_path(task.name, label), summary)
             m = measure(
                 model,
                 layout,
@@ -273,6 +290,17 @@ class Study:
                 base_cache=self.base_chunks(task.name),
             )
             save_measurements(self._measure_path(task.name, label), m)
+
+    def _anatomy_path(self, task: str, label: str) -> Path:
+        return self.run_dir / "measurements" / task / f"{label}.anatomy.json"
+
+    def _wants_anatomy(self, label: str) -> bool:
+        """Whether checkpoint ``label`` (``RUN@STEP``) is its run's last, and the anatomy is on."""
+        if not self.cfg.anatomy.enabled:
+            return False
+        name, step = label.rsplit("@", 1)
+        steps = [s for s, _ in checkpoint_dirs(self.run_dir / "runs" / name)]
+        return bool(steps) and int(step) == max(steps)
 
     # --- stage 4: statistics -------------------------------------------------------------------------------
     def behaviour(self) -> dict[str, dict]:
@@ -302,6 +330,13 @@ class Study:
                 if step > 0
             }
             tasks[task.name] = analyse_task(bc, tuned, by_step, self.cfg.n_boot, self.cfg.discovery.seed)
+            anatomy = {
+                label: read_json(self._anatomy_path(task.name, label))
+                for label in tuned
+                if self._anatomy_path(task.name, label).exists()
+            }
+            if anatomy:
+                tasks[task.name]["anatomy"] = anatomy
         runs = {}
         for name, table in behaviour.items():
             budget = json.loads((self.run_dir / "runs" / name / "training_done.json").read_text())

@@ -226,6 +226,52 @@ def drift(results: dict) -> bytes | None:
     return _png(fig)
 
 
+ANATOMY_BARS = (
+    ("joint_total/C0", "C0, jointly (total)"),
+    ("joint_local/C0", "C0's own weights"),
+    ("joint_total/all_heads", "all heads (total)"),
+    ("mlp_total", "all MLPs (total)"),
+    ("weights/attention", "weights: attention"),
+    ("weights/mlp", "weights: MLPs"),
+    ("weights/embeddings", "weights: embeddings"),
+    ("weights/unembedding", "weights: unembedding"),
+    ("weights/final_norm", "weights: final norm"),
+)
+"""The anatomy figure's bars: intervention key, label."""
+
+
+def anatomy(results: dict) -> bytes | None:
+    """Per task and tuned model: the share of its change (on the anatomy's metric) that each part carries,
+    with 95 % prompt-bootstrap intervals; one panel per (task, model)."""
+    panels = [
+        (t, label, a) for t in prior_tasks(results) for label, a in (results["tasks"][t].get("anatomy") or {}).items()
+    ]
+    if not panels:
+        return None
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels) + 1.6, 3.8), squeeze=False, sharey=True)
+    for i, (ax, (task, label, a)) in enumerate(zip(axes[0], panels)):
+        m = a["metric"]
+        rows = [(name, text) for name, text in ANATOMY_BARS if name in a["induced"]]
+        rows.append(("interaction", "interaction (left over)"))
+        stats = [a["interaction"][m] if name == "interaction" else a["induced"][name][m]["share"] for name, _ in rows]
+        value = np.array([np.nan if x["value"] is None else x["value"] for x in stats], dtype=float)
+        low = np.array([np.nan if x["ci_low"] is None else x["ci_low"] for x in stats], dtype=float)
+        high = np.array([np.nan if x["ci_high"] is None else x["ci_high"] for x in stats], dtype=float)
+        y = np.arange(len(rows))[::-1]
+        color = COLORS.get(label.split("-s")[0], "#555555")
+        ax.barh(y, np.nan_to_num(value), color=color, alpha=0.8)
+        err = np.vstack([np.nan_to_num(value - low), np.nan_to_num(high - value)]).clip(min=0)
+        ax.errorbar(np.nan_to_num(value), y, xerr=err, fmt="none", ecolor="black", lw=1, capsize=2)
+        ax.axvline(0, color="grey", lw=0.8)
+        ax.axvline(1, color="grey", lw=0.8, ls=":")
+        change = a["behaviour"][m]["change"]["value"]
+        ax.set_title(f"{task}, {label}\nchange in {m}: {change:+.3f}", fontsize=9)
+        ax.set_xlabel("share of the change")
+        if i == 0:
+            ax.set_yticks(y, [text for _, text in rows], fontsize=8)
+    return _png(fig)
+
+
 FIGURES = {
     "target_accuracy": ("Adaptation", target_accuracy),
     "prior_retention": ("Forgetting", prior_retention),
@@ -236,4 +282,5 @@ FIGURES = {
     "faithfulness_retention": ("Circuit faithfulness over training", faithfulness_retention),
     "circuit_vulnerability": ("Circuit vulnerability over training", circuit_vulnerability),
     "forgetting_vs_predictors": ("Forgetting against KL and against circuit vulnerability", forgetting_vs_predictors),
+    "anatomy": ("Where the forgetting went: the share of each run's change each part carries", anatomy),
 }

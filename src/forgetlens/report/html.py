@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from forgetlens.metrics.summary import GENERAL_LABELS, MIN_EFFECT, prior_tasks, runs_by_method
+from forgetlens.report.anatomy import anatomy_lines
 from forgetlens.report.figures import FIGURES
 from forgetlens.utils import atomic_write_text
 
@@ -203,6 +204,11 @@ def render(results: dict) -> str:
             benchmarks=_benchmark_table(results),
             figures=figures,
             schema_version=results["schema_version"],
+            anatomy=[
+                anatomy_lines(t, label, a)
+                for t in prior_tasks(results)
+                for label, a in (results["tasks"][t].get("anatomy") or {}).items()
+            ],
         )
     )
 
