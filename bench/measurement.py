@@ -3,6 +3,7 @@
     python bench/measurement.py --model embedded --prompts 256 --old-discovery --old-measure
     python bench/measurement.py --model smollm2-135m --prompts 256 --measure-prompts 64 --old-measure \
         --discovery-tasks induction,ioi,greater_than_year,fact_recall
+    python bench/measurement.py --model smollm2-135m --prompts 16 --measure-prompts 16 --task induction --anatomy
     python bench/measurement.py --shape Qwen/Qwen2.5-3B-Instruct --prompts 16 --measure-prompts 8 --no-total \
         --circuit-k 16
 
@@ -15,7 +16,8 @@ For one model it times, on the same prompts and threads:
   faithfulness curve at every size of the default grid (``--full-curve``, what discovery did before);
 * measuring one checkpoint against the base on ``--task``: first-order CMAP for every head, exact patching for C0
   and the top-M heads (``--top-m``), with and without total CMAP; and with ``--old-measure`` exact patching of every
-  head (on ``--old-measure-prompts`` prompts: the FE count per prompt does not depend on how many).
+  head (on ``--old-measure-prompts`` prompts: the FE count per prompt does not depend on how many); with
+  ``--anatomy``, where the checkpoint's change lives (``measure/anatomy.py``).
 
 Each cost is printed as wall time / the plain forward's wall time on the same prompts (FE), and as full forward
 passes counted (prompt rows through the last block / prompts).  The checkpoint is the base model with a small
@@ -38,6 +40,7 @@ from forgetlens.circuits.discover import discover_circuit, task_splits
 from forgetlens.circuits.first_order_cmap import base_chunks
 from forgetlens.circuits.patching import chunks, run_metric
 from forgetlens.config import DiscoveryConfig
+from forgetlens.measure.anatomy import measure_anatomy
 from forgetlens.metrics.vulnerability import measure
 from forgetlens.models.heads import HeadLayout
 from forgetlens.models.loading import load_model
@@ -122,6 +125,10 @@ def main() -> None:
     parser.add_argument("--old-discovery", action="store_true", help="also time discovery at every size")
     parser.add_argument("--old-measure", action="store_true", help="also time exact patching of every head")
     parser.add_argument("--no-total", action="store_true", help="skip the measurement with total CMAP")
+    parser.add_argument(
+        "--anatomy", action="store_true", help="also time the anatomy of the checkpoint (measure/anatomy.py)"
+    )
+    parser.add_argument("--anatomy-min-block", type=int, default=4)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.shape:
@@ -198,6 +205,17 @@ def main() -> None:
         )
         what = f"checkpoint, first-order + exact on |C0|+M = {len(heads)}+{args.top_m}" + (", +total" if total else "")
         print(row(what, c), flush=True)
+    if args.anatomy:
+        anatomy, c = cost(
+            [model, tuned],
+            layout,
+            n,
+            fwd,
+            lambda: measure_anatomy(
+                model, tuned, tokenizer, layout, evaluation, mask, min_block=args.anatomy_min_block
+            ),
+        )
+        print(row(f"checkpoint anatomy (its own count: {anatomy.forward_passes:.1f} FE)", c), flush=True)
     if args.old_measure:
         small = encode_examples(tokenizer, task.examples(args.old_measure_prompts, 7), task.name)
         fwd_small = forward_seconds(model, small)

@@ -25,6 +25,11 @@ PARTITION = ("attention", "mlp", "embeddings", "unembedding", "final_norm", "oth
 ``measure.anatomy.WEIGHT_GROUPS``)."""
 
 
+PER_PROMPT = ("joint_total/C0", "joint_local/C0")
+"""Interventions whose per-prompt effects are kept (on the anatomy's metric and ``correct``), so that two tuned
+models can be compared prompt by prompt."""
+
+
 def _interval(values: np.ndarray, reps: np.ndarray) -> dict:
     low, high = np.nanpercentile(reps, [2.5, 97.5]) if np.isfinite(reps).any() else (np.nan, np.nan)
     return {"value": float(values), "ci_low": float(low), "ci_high": float(high)}
@@ -91,6 +96,13 @@ def summarise_anatomy(anatomy, heads: list[tuple[int, int]], n_boot: int = 1000,
     for m in readouts:
         total = sum(anatomy.induced[f"weights/{g}"][m] - base[m] for g in groups)  # [prompt]
         out["interaction"][m] = _ratio(change[m] - total, change[m], idx)
+    out["per_prompt"] = {  # for comparisons between models on the same prompts (metrics/summary.py's claims)
+        m: {
+            "change": change[m].tolist(),
+            **{name: (anatomy.induced[name][m] - base[m]).tolist() for name in PER_PROMPT if name in anatomy.induced},
+        }
+        for m in (anatomy.metric, "correct")
+    }
     out["heads_outside_circuit"] = _outside_heads(anatomy, heads, change[anatomy.metric], idx)
     out["format"] = _format(anatomy.format, base.get("correct"), tuned.get("correct"), idx)
     return out

@@ -11,6 +11,7 @@ import re
 import numpy as np
 
 from forgetlens.metrics.seeds import t_interval
+from forgetlens.metrics.stats import bootstrap_indices
 from forgetlens.utils import csv_text
 
 CLAIM_HELD, CLAIM_REVERSED, CLAIM_UNCLEAR, CLAIM_NEGLIGIBLE = "held", "reversed", "inconclusive", "negligible"
@@ -203,7 +204,7 @@ def claims(results: dict) -> dict:
         return results["runs"][name]["checkpoints"][-1]
 
     adapt = _paired_difference(results, gain)
-    out = {
+    out: dict = {
         "adaptation": {
             "difference_sft_minus_rl": adapt,
             "verdict": _verdict(adapt),
@@ -228,6 +229,47 @@ def claims(results: dict) -> dict:
             "forgetting_difference_sft_minus_rl": forget,
             "forgetting_verdict": _verdict(forget),
         }
+        joint = _joint_claims(results, t, step)
+        if joint:
+            out["circuits"][t]["joint"] = joint
+    return out
+
+
+def _joint_claims(results: dict, task: str, step: int, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Claim 2 on the anatomy's measures (``tasks[TASK].anatomy``), all on the base circuit's evaluation prompts:
+    DCV from the circuit's joint damage, V_joint(θ) = -E[m_0(x | C0 <- θ) - m_0(x)] on the anatomy's metric
+    (total: C0's outputs from θ's forward pass; local: C0 computed by θ's weights), DCV_joint = V_joint(SFT) -
+    V_joint(RL); and forgetting as the drop in top-1 accuracy on the same prompts, SFT minus RL.  Paired by seed
+    with a t-interval over seeds when several ran, else a paired bootstrap over the prompts of the one seed."""
+    anatomy = results["tasks"][task].get("anatomy") or {}
+    by_method = runs_by_method(results)
+    sft = {results["runs"][n]["seed"]: f"{n}@{step}" for n in by_method.get("sft", [])}
+    rl = {results["runs"][n]["seed"]: f"{n}@{step}" for n in by_method.get("rl", [])}
+    seeds = [s for s in sorted(set(sft) & set(rl)) if sft[s] in anatomy and rl[s] in anatomy]
+    if not seeds:
+        return {}
+    metric = anatomy[sft[seeds[0]]]["metric"]
+
+    def per_prompt(label: str, readout: str, key: str) -> np.ndarray:
+        values = np.asarray(anatomy[label]["per_prompt"][readout][key], dtype=float)
+        return -values  # damage: what the intervention (or the whole change) takes away
+
+    def difference(readout: str, key: str) -> dict:
+        diffs = [per_prompt(sft[s], readout, key) - per_prompt(rl[s], readout, key) for s in seeds]
+        if len(seeds) > 1:
+            return {**t_interval([float(d.mean()) for d in diffs]), "per_seed": [float(d.mean()) for d in diffs]}
+        d = diffs[0]
+        reps = d[bootstrap_indices(len(d), n_boot, seed)].mean(1)
+        low, high = np.percentile(reps, [2.5, 97.5])
+        return {"value": float(d.mean()), "ci_low": float(low), "ci_high": float(high), "n_seeds": 1}
+
+    out: dict = {"metric": metric, "step": step}
+    for name, key in (("dcv_joint_total", "joint_total/C0"), ("dcv_joint_local", "joint_local/C0")):
+        out[name] = difference(metric, key)
+        out[f"{name}_verdict"] = _verdict(out[name])
+    out["forgetting_same_prompts"] = difference("correct", "change")
+    out["forgetting_same_prompts_verdict"] = _verdict(out["forgetting_same_prompts"])
+    out["change_sft_minus_rl"] = difference(metric, "change")
     return out
 
 

@@ -14,11 +14,11 @@ from forgetlens.utils import atomic_write_text
 
 
 def _ci(stat: dict | None, fmt: str = "{:.3f}") -> str:
-    if not stat:
+    if not stat or stat.get("value") is None:
         return "n/a"
     low, high = stat.get("ci_low", float("nan")), stat.get("ci_high", float("nan"))
     value = fmt.format(stat["value"])
-    if low is None or np.isnan(low):
+    if low is None or high is None or np.isnan(low):
         return value
     return f"{value} [{fmt.format(low)}, {fmt.format(high)}]"
 
@@ -63,6 +63,15 @@ def summary_lines(results: dict) -> list[str]:
                 f"{c['dcv_verdict']}; forgetting SFT minus RL = "
                 f"{_ci(c['forgetting_difference_sft_minus_rl'])} -> {c['forgetting_verdict']}."
             )
+            joint = c.get("joint")
+            if joint:
+                lines.append(
+                    f"  On the base circuit's own prompts ({joint['metric']}): DCV from C0's joint damage = "
+                    f"{_ci(joint['dcv_joint_total'])} (total) -> {joint['dcv_joint_total_verdict']}, "
+                    f"{_ci(joint['dcv_joint_local'])} (C0's own weights) -> {joint['dcv_joint_local_verdict']}; "
+                    f"top-1 accuracy lost, SFT minus RL = {_ci(joint['forgetting_same_prompts'])} -> "
+                    f"{joint['forgetting_same_prompts_verdict']}."
+                )
             for method in runs_by_method(results):
                 r = curves[method][f"faithfulness_retention/{t}"]["mean"][-1]
                 lines.append(f"  {method.upper()}'s base-circuit faithfulness retention for {t} ended at {r:.2f}.")
