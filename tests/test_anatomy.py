@@ -214,3 +214,36 @@ def test_top1_margin_is_positive_exactly_when_the_answer_is_top1(setup):
         ]
     )
     torch.testing.assert_close(margin, reference)
+
+
+def test_joint_claims_compare_the_two_runs_prompt_by_prompt():
+    """DCV_joint = V_joint(SFT) - V_joint(RL) with V_joint = -(the intervention's effect), per prompt; with one seed
+    the interval is a bootstrap over those prompts."""
+    from forgetlens.metrics.summary import _joint_claims
+
+    def summary(total, local, change, correct):
+        return {
+            "metric": "logp_answer",
+            "per_prompt": {
+                "logp_answer": {"change": change, "joint_total/C0": total, "joint_local/C0": local},
+                "correct": {"change": correct},
+            },
+        }
+
+    results = {
+        "runs": {"sft-s0": {"method": "sft", "seed": 0}, "rl-s0": {"method": "rl", "seed": 0}},
+        "tasks": {
+            "ioi": {
+                "anatomy": {
+                    "sft-s0@12": summary([-1.0, -3.0], [0.0, 0.0], [-2.0, -4.0], [-1.0, 0.0]),
+                    "rl-s0@12": summary([-0.5, -0.5], [0.0, 0.0], [-1.0, -1.0], [0.0, 0.0]),
+                }
+            }
+        },
+    }
+    joint = _joint_claims(results, "ioi", 12)
+    assert joint["dcv_joint_total"]["value"] == pytest.approx(1.5)  # SFT's C0 takes 2 nats, RL's 0.5
+    assert joint["dcv_joint_local"]["value"] == 0.0 and joint["dcv_joint_local_verdict"] == "inconclusive"
+    assert joint["forgetting_same_prompts"]["value"] == pytest.approx(0.5)
+    assert joint["dcv_joint_total"]["ci_low"] <= 1.5 <= joint["dcv_joint_total"]["ci_high"]
+    assert _joint_claims(results, "ioi", 24) == {}  # no anatomy at that step
