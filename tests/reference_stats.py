@@ -62,6 +62,8 @@ def reference_statistics(
         "retention": np.float64(f1 / f0),
         "v_circuit": np.float64((weights * v_cmap)[c].sum()),
         "v_circuit_total": np.float64((weights * v_cmap_total)[c].sum()),
+        "v_circuit_sum": np.float64(v_cmap[c].sum()),
+        "v_circuit_total_sum": np.float64(v_cmap_total[c].sum()),
         "v_imp_circuit": np.float64((weights * v_imp)[c].sum()),
         "drift_circuit": np.float64((weights * drift)[c].sum()),
         "vulnerable_fraction": np.float64((v_cmap[c] > VULNERABLE_TAU).mean()),

@@ -27,6 +27,8 @@ DCV_KEYS = (
     "drift",
     "v_circuit",
     "v_circuit_total",
+    "v_circuit_sum",
+    "v_circuit_total_sum",
     "v_imp_circuit",
     "drift_circuit",
     "retention",

@@ -16,7 +16,8 @@ from forgetlens.config import FINETUNE_METHODS
 from forgetlens.errors import ForgetlensError
 
 SCHEMA_VERSION = "1.4"
-"""1.4: ``tasks[TASK].anatomy[LABEL]``, where each run's change lives (optional; ``anatomy.enabled``).
+"""1.4: ``tasks[TASK].anatomy[LABEL]``, where each run's change lives (optional; ``anatomy.enabled``);
+``v_circuit_sum`` (and ``v_circuit_total_sum``), Σ over C0 of V_cmap(h), beside the weighted mean V(C0).
 1.3: strict JSON (an undefined number, such as a 0/0 retention or one seed's interval, is ``null``, read
 back as NaN); ``versions`` match a version pattern; ``config``'s fields shown in the report are typed.
 1.2: ``n_eval_records`` per run is required (1.1 files written before 2026-11-29 lack it)."""
@@ -115,6 +116,8 @@ _MODEL_STATS = _object(
         "cmap_exact": {"type": "array"},
         "v_cmap_total": _INTERVAL,
         "v_circuit_total": _INTERVAL,
+        "v_circuit_sum": _INTERVAL,
+        "v_circuit_total_sum": _INTERVAL,
         "cmap_total_exact": {"type": "array"},
     },
     required=["v_cmap", "v_circuit", "retention", "faithfulness_base", "faithfulness_tuned", "cmap_exact"],
