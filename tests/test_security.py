@@ -266,6 +266,9 @@ def poisoned(results: dict) -> dict:
 
     out = walk(results)
     out["versions"] = results["versions"]  # matched by a pattern; tried below
+    for task, entry in results["tasks"].items():  # the anatomy's metric is one of a set, tried below too
+        for label, a in (entry.get("anatomy") or {}).items():
+            out["tasks"][task]["anatomy"][label]["metric"] = a["metric"]
     # names used as keys too: a task, so the task name reaches every table and figure title
     text = (
         json.dumps(out)
@@ -308,6 +311,7 @@ def test_payloads_in_every_string_field_reach_the_page_only_as_text(tmp_path, st
         (("config", "n_boot"), PAYLOAD),
         (("seeds",), [PAYLOAD]),
         (("config", "model"), 5),
+        (("tasks", "ioi", "anatomy", "rl-s0@4", "metric"), PAYLOAD),
     ],
 )
 def test_the_schema_refuses_payloads_in_typed_fields(tmp_path, stored_results, path, value):
@@ -320,6 +324,14 @@ def test_the_schema_refuses_payloads_in_typed_fields(tmp_path, stored_results, p
     node[path[-1]] = value
     assert_refused(report_of(tmp_path, broken), "not a forgetlens results.json", "/".join(path))
     assert not (tmp_path / "run" / "report.html").exists()
+
+
+def test_fields_that_disagree_are_one_line(tmp_path, stored_results):
+    import copy
+
+    broken = copy.deepcopy(stored_results)
+    del broken["tasks"]["ioi"]["anatomy"]["rl-s0@4"]["per_prompt"]["correct"]  # every field valid, but one missing
+    assert_refused(report_of(tmp_path, broken), "its fields do not fit together", "KeyError")
 
 
 def test_payloads_run_no_script_in_a_browser(tmp_path, stored_results):

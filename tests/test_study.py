@@ -1,6 +1,7 @@
 """`forgetlens run`: config validation, determinism (also across --jobs), resuming after SIGKILL at two stages,
 no worker outliving a killed parallel study."""
 
+import html as htmllib
 import json
 import os
 import signal
@@ -108,7 +109,8 @@ def test_study_is_deterministic_and_resumes_after_sigkill(tmp_path):
         "forgetting_vs_predictors",
     ):
         assert f'id="{figure}"' in html
-    assert "Claim 1" in html and "Claim 2 on ioi" in html and "SFT&#x27;s held-out target gain at step 4" in html
+    text = htmllib.unescape(html)
+    assert "Claim 1" in text and "Claim 2 on ioi" in text and "SFT's held-out target gain at step 4" in text
     results = _results(a)
     assert set(results["target_gain"]) == {"sft", "rl"} and results["runs"]["sft-s0"]["n_eval_records"] > 0
     assert schema_problems(json.loads((a / "results.json").read_text())) == []

@@ -481,11 +481,18 @@ def report_cmd(run_dir) -> None:
     from forgetlens.metrics.summary import derived_results
     from forgetlens.pipeline.results import read_results
     from forgetlens.report.html import write_report
+    from forgetlens.utils import first_line, short_repr
 
     results = read_results(run_dir / "results.json")
     check_writable(run_dir / "report.html", "RUN_DIR")
-    results.update(derived_results(results))
-    write_report(results, run_dir / "report.html")
+    try:  # the schema checks each field; this catches fields that disagree with each other (a file from others)
+        results.update(derived_results(results))
+        write_report(results, run_dir / "report.html")
+    except (KeyError, IndexError, TypeError, ValueError, ZeroDivisionError) as exc:
+        raise ForgetlensError(
+            f"{run_dir / 'results.json'}: its fields do not fit together ({type(exc).__name__}: "
+            f"{short_repr(first_line(exc))}); expected a results.json written by forgetlens run"
+        ) from None
     click.echo(f"report: {run_dir / 'report.html'}")
 
 

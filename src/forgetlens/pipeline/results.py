@@ -14,6 +14,7 @@ from pathlib import Path
 from forgetlens.artefacts import read_json, write_json
 from forgetlens.config import FINETUNE_METHODS
 from forgetlens.errors import ForgetlensError
+from forgetlens.tasks.base import METRICS
 
 SCHEMA_VERSION = "1.4"
 """1.4: ``tasks[TASK].anatomy[LABEL]``, where each run's change lives (optional; ``anatomy.enabled``);
@@ -152,7 +153,7 @@ _TASK = _object(
         "anatomy": _map_of(
             _object(
                 {
-                    "metric": {"type": "string"},
+                    "metric": {"enum": list(METRICS)},
                     "n_prompts": {"type": "integer"},
                     "behaviour": {"type": "object"},
                     "induced": {"type": "object"},

@@ -30,10 +30,16 @@ def anatomy_lines(task: str, label: str, a: dict) -> list[str]:
         return _num(a["induced"][name][m]["share"], pct=True) if name in a["induced"] else "n/a"
 
     b = a["behaviour"]
-    lines = [
+    head = (
         f"{task}, {label}: {m} {b[m]['base']:.3f} -> {b[m]['tuned']:.3f} (change {_num(b[m]['change'])}); "
         f"top-1 accuracy {b['correct']['base']:.3f} -> {b['correct']['tuned']:.3f} "
-        f"on the same {a['n_prompts']} prompts",
+        f"on the same {a['n_prompts']} prompts"
+    )
+    change = b[m]["change"]
+    if change["ci_low"] is not None and change["ci_low"] <= 0 <= change["ci_high"]:
+        return [head, f"  the change in {m} is within the prompts' noise (its interval covers 0): no part to assign"]
+    lines = [
+        head,
         f"  share of the change carried by: C0 jointly {share('joint_total/C0')} (its own weights "
         f"{share('joint_local/C0')}); all heads {share('joint_total/all_heads')}; all MLPs {share('mlp_total')}",
     ]
@@ -62,6 +68,6 @@ def anatomy_lines(task: str, label: str, a: dict) -> list[str]:
         f"  when wrong ({fmt['n_wrong']} prompts) the tuned model's top-1 is: "
         + (", ".join(f"{k.replace('_', ' ')} {v}" for k, v in wrong.items()) or "-")
         + "; probability moved: "
-        + ", ".join(f"{k.replace('_', ' ')} {_num(moved[k])}" for k in a["format"]["kinds"])
+        + ", ".join(f"{k.replace('_', ' ')} {_num(stat)}" for k, stat in moved.items())
     )
     return lines

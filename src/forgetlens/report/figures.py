@@ -241,34 +241,46 @@ ANATOMY_BARS = (
 
 
 def anatomy(results: dict) -> bytes | None:
-    """Per task and tuned model: the share of its change (on the anatomy's metric) that each part carries,
-    with 95 % prompt-bootstrap intervals; one panel per (task, model)."""
-    panels = [
-        (t, label, a) for t in prior_tasks(results) for label, a in (results["tasks"][t].get("anatomy") or {}).items()
-    ]
-    if not panels:
+    """Per task (rows) and tuned model (columns): the share of its change (on the anatomy's metric) that each
+    part carries, with 95 % prompt-bootstrap intervals; a model whose change is within the prompts' noise gets no
+    bars (nothing to assign).  Shares are drawn within [-0.5, 1.5]; the numbers are in the text beside."""
+    tasks = [t for t in prior_tasks(results) if results["tasks"][t].get("anatomy")]
+    if not tasks:
         return None
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels) + 1.6, 3.8), squeeze=False, sharey=True)
-    for i, (ax, (task, label, a)) in enumerate(zip(axes[0], panels)):
-        m = a["metric"]
-        rows = [(name, text) for name, text in ANATOMY_BARS if name in a["induced"]]
-        rows.append(("interaction", "interaction (left over)"))
-        stats = [a["interaction"][m] if name == "interaction" else a["induced"][name][m]["share"] for name, _ in rows]
-        value = np.array([np.nan if x["value"] is None else x["value"] for x in stats], dtype=float)
-        low = np.array([np.nan if x["ci_low"] is None else x["ci_low"] for x in stats], dtype=float)
-        high = np.array([np.nan if x["ci_high"] is None else x["ci_high"] for x in stats], dtype=float)
-        y = np.arange(len(rows))[::-1]
-        color = COLORS.get(label.split("-s")[0], "#555555")
-        ax.barh(y, np.nan_to_num(value), color=color, alpha=0.8)
-        err = np.vstack([np.nan_to_num(value - low), np.nan_to_num(high - value)]).clip(min=0)
-        ax.errorbar(np.nan_to_num(value), y, xerr=err, fmt="none", ecolor="black", lw=1, capsize=2)
-        ax.axvline(0, color="grey", lw=0.8)
-        ax.axvline(1, color="grey", lw=0.8, ls=":")
-        change = a["behaviour"][m]["change"]["value"]
-        ax.set_title(f"{task}, {label}\nchange in {m}: {change:+.3f}", fontsize=9)
-        ax.set_xlabel("share of the change")
-        if i == 0:
+    labels = sorted({label for t in tasks for label in results["tasks"][t]["anatomy"]})
+    fig, axes = plt.subplots(
+        len(tasks), len(labels), figsize=(2.6 * len(labels) + 1.8, 2.9 * len(tasks)), squeeze=False, sharey=True
+    )
+    for r, task in enumerate(tasks):
+        for c, label in enumerate(labels):
+            ax = axes[r][c]
+            a = results["tasks"][task]["anatomy"].get(label)
+            rows = [(name, text) for name, text in ANATOMY_BARS if a is None or name in a["induced"]]
+            rows.append(("interaction", "interaction (left over)"))
+            y = np.arange(len(rows))[::-1]
             ax.set_yticks(y, [text for _, text in rows], fontsize=8)
+            ax.set_xlim(-0.5, 1.5)
+            ax.axvline(0, color="grey", lw=0.8)
+            ax.axvline(1, color="grey", lw=0.8, ls=":")
+            if a is None:
+                ax.set_title(f"{task}, {label}: not measured", fontsize=8)
+                continue
+            m = a["metric"]
+            change = a["behaviour"][m]["change"]
+            ax.set_title(f"{task}, {label}\nchange in {m}: {change['value']:+.2f}", fontsize=8)
+            if change["ci_low"] is not None and change["ci_low"] <= 0 <= change["ci_high"]:
+                ax.text(0.5, len(rows) / 2, "change within noise:\nnothing to assign", ha="center", fontsize=8)
+                continue
+            stats = [a["interaction"][m] if n == "interaction" else a["induced"][n][m]["share"] for n, _ in rows]
+            value, low, high = (
+                np.array([np.nan if x[k] is None else x[k] for x in stats], dtype=float)
+                for k in ("value", "ci_low", "ci_high")
+            )
+            ax.barh(y, np.nan_to_num(value).clip(-0.5, 1.5), color=COLORS.get(label.split("-s")[0], "#555555"))
+            err = np.vstack([np.nan_to_num(value - low), np.nan_to_num(high - value)]).clip(min=0, max=2)
+            ax.errorbar(np.nan_to_num(value).clip(-0.5, 1.5), y, xerr=err, fmt="none", ecolor="black", lw=1, capsize=2)
+            if r == len(tasks) - 1:
+                ax.set_xlabel("share of the change")
     return _png(fig)
 
 
