@@ -247,3 +247,10 @@ def test_joint_claims_compare_the_two_runs_prompt_by_prompt():
     assert joint["forgetting_same_prompts"]["value"] == pytest.approx(0.5)
     assert joint["dcv_joint_total"]["ci_low"] <= 1.5 <= joint["dcv_joint_total"]["ci_high"]
     assert _joint_claims(results, "ioi", 24) == {}  # no anatomy at that step
+
+
+def test_the_command_line_offers_every_metric():
+    from forgetlens.cli import METRIC_NAMES
+    from forgetlens.tasks.base import METRICS
+
+    assert METRIC_NAMES == METRICS

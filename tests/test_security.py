@@ -173,24 +173,17 @@ def test_pickle_only_weights_are_refused_before_reading(tmp_path):
 
 
 # --- 2. --overwrite deletes only what forgetlens made ----------------------------------------------------------
+def one_step_finetune(out: Path, *extra: str) -> subprocess.CompletedProcess:
+    """The issue's one-step SFT run into ``out`` (the embedded model)."""
+    args = ["--steps", "1", "--checkpoint-every", "1", "--prompts-per-step", "2", *extra, "--out", str(out)]
+    return forgetlens("finetune", "--method", "sft", *args)
+
+
 def test_overwrite_refuses_a_directory_forgetlens_did_not_make(tmp_path):
     victim = tmp_path / "victim"
     victim.mkdir()
     (victim / "important.txt").write_text("precious")
-    result = forgetlens(
-        "finetune",
-        "--method",
-        "sft",
-        "--steps",
-        "1",
-        "--checkpoint-every",
-        "1",
-        "--prompts-per-step",
-        "2",
-        "--overwrite",
-        "--out",
-        str(victim),
-    )
+    result = one_step_finetune(victim, "--overwrite")
     assert_refused(result, "was not made by forgetlens")
     assert (victim / "important.txt").read_text() == "precious"
 
@@ -518,19 +511,7 @@ def test_a_full_disk_is_one_line_and_leaves_no_half_checkpoint(tmp_path):
     if not _tmpfs(disk, "3m"):
         pytest.skip("mounting a small tmpfs needs root")
     try:
-        result = forgetlens(
-            "finetune",
-            "--method",
-            "sft",
-            "--steps",
-            "1",
-            "--checkpoint-every",
-            "1",
-            "--prompts-per-step",
-            "2",
-            "--out",
-            str(disk / "run"),
-        )
+        result = one_step_finetune(disk / "run")
         assert_refused(result, "No space left on device")
         for folder in (disk / "run" / "checkpoints").glob("checkpoint-*"):
             assert (folder / "model.safetensors").exists(), f"{folder} is half-written"

@@ -16,6 +16,9 @@ import click
 from forgetlens.errors import ForgetlensError
 from forgetlens.utils import check_writable
 
+METRIC_NAMES = ("logit_diff", "prob_diff", "logp_answer", "prob_answer", "top1_margin")
+"""``tasks.base.METRICS``, spelled out so that ``--help`` does not import torch (a test keeps them equal)."""
+
 
 def _check_resume_overwrite(resume: bool, overwrite: bool) -> None:
     if resume and overwrite:
@@ -56,7 +59,7 @@ def tasks_cmd() -> None:
 @click.option("--target", type=float, default=0.8, show_default=True, help="Faithfulness target when --k is not given.")
 @click.option(
     "--metric",
-    type=click.Choice(["logit_diff", "prob_diff", "logp_answer", "prob_answer", "top1_margin"]),
+    type=click.Choice(METRIC_NAMES),
     default="logit_diff",
     show_default=True,
     help="Task metric at the answer position; the last three see the whole vocabulary.",
@@ -315,7 +318,7 @@ def finetune_cmd(
 )
 @click.option(
     "--anatomy-metric",
-    type=click.Choice(["logp_answer", "top1_margin", "prob_answer", "logit_diff", "prob_diff"]),
+    type=click.Choice(METRIC_NAMES),
     default="logp_answer",
     show_default=True,
     help="Metric that steers the anatomy's searches (every metric is reported).",
