@@ -254,3 +254,31 @@ def test_the_command_line_offers_every_metric():
     from forgetlens.tasks.base import METRICS
 
     assert METRIC_NAMES == METRICS
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_joint_local_equals_the_attention_hybrid_on_other_architectures(tokenizer, arch):
+    from conftest import make_tiny
+
+    from forgetlens.tasks import encode_examples
+
+    base = make_tiny(arch, len(tokenizer))
+    layout = HeadLayout.of(base)
+    part = encode_examples(tokenizer, get_task("ioi").examples(8, 0), "ioi")
+    tuned = _perturbed(
+        base,
+        lambda m: [
+            p.add_(0.2 * p.std() * torch.randn_like(p))
+            for n, p in m.named_parameters()
+            if weight_group(n)[0] == "attention" and n.endswith("weight")
+        ],
+    )
+    everyone = torch.ones(layout.n_layers, layout.n_heads, dtype=torch.bool)
+    with torch.no_grad(), heads_computed_by(layout, base, tuned, everyone):
+        local = answer_logits(base, part.clean_ids, part.attention_mask, part.answer_pos)
+    with torch.no_grad(), swapped_weights(base, tuned, parameter_names(base, "attention")):
+        hybrid = answer_logits(base, part.clean_ids, part.attention_mask, part.answer_pos)
+    with torch.no_grad():
+        plain = answer_logits(base, part.clean_ids, part.attention_mask, part.answer_pos)
+    assert (hybrid - plain).abs().max() > 1e-3
+    torch.testing.assert_close(local, hybrid, atol=1e-4, rtol=1e-4)

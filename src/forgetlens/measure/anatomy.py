@@ -188,13 +188,22 @@ def heads_computed_by(layout: HeadLayout, base, tuned, mask: torch.Tensor) -> It
 
         return hook
 
+    busy = [False]  # head_writes may call the projection itself (GPT-2's Conv1D, LoRA): not through this hook
+
     def rewrite(layer):
         heads = mask[layer].to(torch.bool)
 
         def hook(module, args, out):
-            z0 = layout.split(args[0])  # [batch, pos, head, d_head]
+            if busy[0]:
+                return None
+            busy[0] = True
+            try:
+                z0 = layout.split(args[0])  # [batch, pos, head, d_head]
+                tuned_write = head_writes(tuned_proj[layer], tuned_z[layer], layout)  # [head, batch, pos, d_model]
+                delta = tuned_write - head_writes(base_proj[layer], z0, layout)
+            finally:
+                busy[0] = False
             keep = heads.view(-1, 1, 1, 1).to(out.device)
-            delta = head_writes(tuned_proj[layer], tuned_z[layer], layout) - head_writes(base_proj[layer], z0, layout)
             return out + (delta * keep).sum(0).to(out.dtype)  # [batch, pos, d_model]
 
         return hook
