@@ -27,7 +27,7 @@ def _check_resume_overwrite(resume: bool, overwrite: bool) -> None:
         )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "terminal_width": 120, "max_content_width": 120})
 @click.version_option(package_name="forgetlens")
 def cli() -> None:
     """forgetlens: what fine-tuning does to a language model's circuits."""
@@ -291,7 +291,12 @@ def finetune_cmd(
 
 
 @cli.command("audit")
-@click.option("--base", "base_spec", required=True, help="Base model directory, cached HF id, or `embedded`.")
+@click.option(
+    "--base",
+    "base_spec",
+    required=True,
+    help="Base model: `smollm2-135m`, `embedded`, a model directory or a cached HF id.",
+)
 @click.option(
     "--tuned",
     "tuned_specs",
