@@ -428,9 +428,11 @@ def format_readout(tokenizer, parts: list[TaskBatch], base_logits: torch.Tensor,
     """
     vocab = base_logits.shape[-1]
     fixed = token_kinds(tokenizer, vocab)  # [3, vocab]
-    out: dict = {"kinds": list(TOKEN_KINDS)}
-    masks = []  # per prompt: [kind, vocab] in order of precedence
-    ranks: dict[str, list[int]] = {"base": [], "tuned": []}
+    models = {"base": base_logits, "tuned": tuned_logits}
+    probs = {name: logits.softmax(-1) for name, logits in models.items()}  # [prompt, vocab]
+    mass: dict[str, list[torch.Tensor]] = {name: [] for name in models}  # per prompt [kind]
+    top_kind: dict[str, list[int]] = {name: [] for name in models}
+    ranks: dict[str, list[int]] = {name: [] for name in models}
     row = 0
     for part in parts:
         part = part.to("cpu")
@@ -443,28 +445,24 @@ def format_readout(tokenizer, parts: list[TaskBatch], base_logits: torch.Tensor,
                 answer[part.option_ids[part.option_sign[j] > 0]] = True
             prompt = torch.zeros(vocab, dtype=torch.bool)
             prompt[part.clean_ids[j, : int(part.answer_pos[j]) + 1]] = True
-            kinds = [answer, fixed[0], fixed[1], fixed[2], prompt]
             taken = torch.zeros(vocab, dtype=torch.bool)
-            exclusive = []
-            for k in kinds:
+            exclusive = []  # [kind] masks over the vocabulary, in order of precedence, each token in one
+            for k in (answer, fixed[0], fixed[1], fixed[2], prompt):
                 exclusive.append(k & ~taken)
                 taken |= k
             exclusive.append(~taken)
-            masks.append(torch.stack(exclusive))  # [kind, vocab]
+            kinds = torch.stack(exclusive)  # [kind, vocab]
             words = (prompt & ~fixed.any(0)) | answer  # the prompt's own word tokens, and the answer
-            for name, logits in (("base", base_logits), ("tuned", tuned_logits)):
-                candidates = logits[row][words]
-                best_answer = logits[row][answer].max()
-                ranks[name].append(int((candidates > best_answer).sum()) + 1)
+            for name, logits in models.items():
+                mass[name].append((kinds.to(probs[name].dtype) @ probs[name][row]).double())
+                top_kind[name].append(int(kinds[:, int(logits[row].argmax())].float().argmax()))
+                ranks[name].append(int((logits[row][words] > logits[row][answer].max()).sum()) + 1)
             row += 1
-    mask = torch.stack(masks).float()  # [prompt, kind, vocab]
-    for name, logits in (("base", base_logits), ("tuned", tuned_logits)):
-        probs = logits.softmax(-1)  # [prompt, vocab]
-        top = logits.argmax(-1)  # [prompt]
-        top_kind = mask[torch.arange(len(top)), :, top].argmax(-1)  # [prompt]
+    out: dict = {"kinds": list(TOKEN_KINDS)}
+    for name in models:
         out[name] = {
-            "mass": torch.einsum("pkv,pv->pk", mask, probs).double().numpy(),  # [prompt, kind]
-            "top1_kind": top_kind.numpy(),  # [prompt], index into kinds
+            "mass": torch.stack(mass[name]).numpy(),  # [prompt, kind]
+            "top1_kind": np.asarray(top_kind[name]),  # [prompt], index into kinds
             "answer_rank_among_prompt_words": np.asarray(ranks[name]),  # [prompt], 1 = above every prompt word
         }
     return out
