@@ -4,7 +4,7 @@
         [--direction noising|denoising] [--metric logit_diff|prob_diff] [--ig-steps 0] [--n 512] [--seed 0]
 
 Prints every head's mean exact noising effect and attribution estimate (512 discovery prompts, seed 0, as
-``circuits.validation.validate_task``), sorted by |exact|, the Spearman correlation and the number of heads
+``embedded_build.validation.validate_task``), sorted by |exact|, the Spearman correlation and the number of heads
 whose signs disagree.  ``--float64`` repeats it in double precision, to tell approximation error from rounding.
 The other options change the patching direction, the metric, the attribution (EAP-IG with ``--ig-steps``) and
 the discovery prompts; the last line gives the exact effects' split-half Spearman (first against second half of

@@ -4,7 +4,7 @@
 
 Per default task of the model (``tasks.registry.default_task_names``):
 
-- held-out accuracy (``models.forward.task_accuracy``) on the evaluation split;
+- held-out accuracy (``metrics.behaviour.task_accuracy``) on the evaluation split;
 - the circuit as ``forgetlens discover`` finds it (``--n`` discovery prompts; attribution, k by bisection to
   faithfulness 0.8, counterfactual ablation) and its faithfulness on the evaluation split;
 - Spearman between attribution and exact patching over every head, with a 95 % prompt-bootstrap interval, on

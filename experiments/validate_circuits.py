@@ -3,7 +3,7 @@ measured on?
 
     python experiments/validate_circuits.py MODEL_DIR [--seed 1] [--threads 1]
 
-Runs ``circuits.validation.validate_task`` for every default prior task, as the card does (512 discovery and 512
+Runs ``embedded_build.validation.validate_task`` for every default prior task, as the card does (512 discovery and 512
 evaluation prompts), but with the prompts drawn from ``--seed`` (the card uses seed 0), and prints the
 attribution/exact Spearman with its interval and the smallest top-k circuit with faithfulness >= 0.8.  The model
 and its card are left as they are.

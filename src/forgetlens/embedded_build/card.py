@@ -102,7 +102,7 @@ def write_model_card(out_dir: Path, card: dict) -> None:
 
 
 def circuit_line(name: str, c: dict) -> str:
-    """One task's circuit validation (``circuits.validation.validate_task``'s result) as one printable line."""
+    """One task's circuit validation (``embedded_build.validation.validate_task``'s result) as one printable line."""
     interval = " [{:.3f}, {:.3f}]".format(*c["spearman_ci"]) if "spearman_ci" in c else ""
     return (
         f"{name}: Spearman {c['spearman_attribution_vs_exact']:.3f}{interval}, circuit {c['circuit_k']} heads "
