@@ -6,13 +6,20 @@ writes them beside the results (``dataclasses.asdict``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from forgetlens.utils import short_repr
 
-DISCOVERY_METHODS = ("attribution", "exact", "ig")
-"""How heads are scored (``DiscoveryConfig.method``)."""
+DISCOVERY_METHODS = ("attribution", "exact", "ig", "dbm")
+"""How a circuit is found (``DiscoveryConfig.method``): heads scored one by one (attribution, exact patching,
+integrated gradients) or one mask per head optimised jointly (differentiable binary masking)."""
+SCORING_METHODS = ("attribution", "exact", "ig")
+"""The methods that give every head a patching effect (what checkpoints' per-head measurements use)."""
+DBM_OBJECTIVES = ("flip", "keep")
+"""What differentiable binary masking optimises (``DBMConfig.objective``)."""
+DBM_POSITIONS = ("last", "all")
+"""Where differentiable binary masking patches heads (``DBMConfig.positions``)."""
 ABLATIONS = ("counterfactual", "mean", "zero")
 """How heads outside a circuit are removed (``DiscoveryConfig.ablation``)."""
 LOSS_TYPES = ("dr_grpo", "grpo", "dapo", "reinforce")
@@ -65,11 +72,65 @@ def _unknown_tasks(problems: list[str], key: str, names: list[str] | None) -> No
 
 
 @dataclass
+class DBMConfig:
+    """Differentiable binary masking (``circuits/dbm.py``): one mask m_h in [0, 1] per attention head, the head's
+    output mixed as (1 - m_h) a_h(clean) + m_h a_h(source), the masks minimising -log p(target) + sparsity * sum_h
+    m_h; m_h = sigmoid(logit_h / tau), tau annealed geometrically, Adam on the logits; the circuit is the heads
+    whose final mask exceeds ``threshold``. Defaults follow the paper's public follow-up code (arXiv 2605.28860)
+    except ``sparsity``, which neither states."""
+
+    objective: str = "flip"
+    """``flip`` (the paper's): m_h is the share of head h's output taken from the corrupted (counterfactual)
+    prompt, the target is the corrupted prompt's answer: the circuit is the heads that carry the counterfactual
+    answer. ``keep``: m_h is the share of the head's own output kept, the rest from ``DiscoveryConfig.ablation``'s
+    source, the target is the clean answer: the circuit is the heads the clean answer needs."""
+    positions: str = "last"
+    """Where heads are mixed: ``last`` (the paper's: each prompt's last token, the one that predicts the answer;
+    every earlier position is then the clean run's whatever the masks, so it is computed once per prompt and each
+    step runs one token per prompt) or ``all`` (every position; a full forward per step)."""
+    sparsity: float = 0.002
+    """lambda: the loss's weight on sum_h m_h (the mean over the batch of -log p is in nats); larger gives
+    smaller circuits."""
+    steps: int = 300
+    """Adam steps on the mask logits."""
+    batch_size: int = 8
+    """Prompts per step, drawn at random from the discovery prompts."""
+    lr: float = 0.1
+    """Adam's learning rate on the mask logits."""
+    tau_start: float = 1.0
+    """Sigmoid temperature at the first step."""
+    tau_end: float = 0.05
+    """Sigmoid temperature at the last step (geometric schedule in between); the final masks use it."""
+    threshold: float = 0.5
+    """A head is in the circuit when its final mask exceeds this."""
+    init_logit: float = 0.0
+    """Every mask logit's starting value (0: every mask starts at 0.5)."""
+    seed: int = 0
+    """Seeds the order in which prompts are drawn."""
+
+    def problems(self, prefix: str = "") -> list[str]:
+        """Every problem with these options, one line each."""
+        out: list[str] = []
+        _finite(out, self, prefix)
+        _one_of(out, f"{prefix}objective", self.objective, DBM_OBJECTIVES, "DBM objective")
+        _one_of(out, f"{prefix}positions", self.positions, DBM_POSITIONS, "DBM positions")
+        _positive(out, self, prefix, ("steps", "batch_size", "lr", "tau_start", "tau_end"))
+        if self.sparsity < 0:
+            out.append(f"{prefix}sparsity: expected a number >= 0, got {self.sparsity}")
+        if self.tau_end > self.tau_start:
+            out.append(f"{prefix}tau_end: expected at most tau_start ({self.tau_start}), got {self.tau_end}")
+        if not 0 < self.threshold < 1:
+            out.append(f"{prefix}threshold: expected a number in (0, 1), got {self.threshold}")
+        return out
+
+
+@dataclass
 class DiscoveryConfig:
     """How a base circuit is found (``forgetlens discover``)."""
 
     method: str = "attribution"
-    """Per-head scoring: ``attribution`` (EAP), ``ig`` (EAP-IG) or ``exact`` (activation patching)."""
+    """How the circuit is found: heads scored one by one by ``attribution`` (EAP), ``ig`` (EAP-IG) or ``exact``
+    (activation patching), the top ones kept; or ``dbm`` (differentiable binary masking, options in ``dbm``)."""
     metric: str = "logit_diff"
     """Task metric at the answer position: ``logit_diff`` or ``prob_diff`` (against the corrupted prompt's
     answer), or ``logp_answer``, ``prob_answer``, ``top1_margin`` (over the whole vocabulary; see
@@ -91,11 +152,23 @@ class DiscoveryConfig:
     """Prompts per forward pass."""
     seed: int = 0
     """Seeds the task prompts."""
+    dbm: DBMConfig = field(default_factory=lambda: DBMConfig())
+    """Differentiable binary masking's options (used when ``method`` is ``dbm``; its circuit is the heads whose
+    mask ends above ``dbm.threshold``, so ``k``, ``faithfulness_target`` and ``full_curve`` do not apply)."""
+
+    @property
+    def scoring_method(self) -> str:
+        """The per-head scoring that measurements of this circuit use in every model: ``method`` itself, or
+        attribution for a DBM circuit (DBM gives masks, not per-head effects)."""
+        return self.method if self.method in SCORING_METHODS else "attribution"
 
     def problems(self, prefix: str = "") -> list[str]:
         """Every problem with these options, one line each (``prefix`` names the config section)."""
         out: list[str] = []
         _finite(out, self, prefix)
+        out += self.dbm.problems(f"{prefix}dbm.")
+        if self.method == "dbm" and self.k is not None:
+            out.append(f"{prefix}k: a DBM circuit's size is set by its masks (dbm.sparsity), not by k")
         _one_of(out, f"{prefix}method", self.method, DISCOVERY_METHODS, "discovery method")
         from forgetlens.tasks.base import METRICS
 
@@ -276,6 +349,10 @@ class FinetuneConfig:
     """RL learning rate (chosen by the same rule as ``lr_sft``)."""
     checkpoint_every: int = 120
     """Save a checkpoint every N steps (plus step 0, the base model); each one's behaviour is measured."""
+    init_from: str | None = None
+    """Train from this fine-tuned model of ``model`` instead of from ``model``: a run directory (its last
+    checkpoint) or a checkpoint directory, full weights or a PEFT adapter. Behaviour, forgetting and KL are still
+    measured against ``model``, whose row is step 0; None = train from ``model``."""
     eval_fraction: float = 0.3
     """Share of target questions held out for evaluation (never trained on)."""
     variants_per_question: int = 8
@@ -404,6 +481,42 @@ class AnatomyConfig:
 
 
 @dataclass
+class OwnCircuitsConfig:
+    """Each model's own circuit: found again in the base model (on all discovery prompts and on each half of them)
+    and in every tuned run's last checkpoint, by each method in ``methods``, and compared with the base circuit
+    (``metrics/own_circuits.py``: retention, overlap, Jaccard, mask shifts, null, ceiling)."""
+
+    enabled: bool = False
+    """Find and compare them (one discovery per method, model and task; three for the base)."""
+    methods: list[str] = field(default_factory=lambda: ["dbm"])
+    """Discovery methods, each one's circuits compared with the same method's base circuit; every other
+    discovery option is the study's ``discovery`` section's."""
+    n_null: int = 1000
+    """Random head sets drawn for each permutation null."""
+    delta: float = 0.1
+    """Mask margin of the paper's vulnerable heads {h in C0 : m_h(SFT) < m_h(RL) - delta} (DBM circuits)."""
+    necessity: bool = True
+    """Per head of the base DBM circuit, in the base and every tuned checkpoint: necessity (drop in log p of the
+    clean answer when it alone is ablated at the last token) and sufficiency (the share it restores alone)."""
+
+    def problems(self, prefix: str = "") -> list[str]:
+        """Every problem with these options, one line each."""
+        out: list[str] = []
+        _finite(out, self, prefix)
+        for m in self.methods:
+            _one_of(out, f"{prefix}methods", m, DISCOVERY_METHODS, "discovery method")
+        if self.enabled and not self.methods:
+            out.append(f"{prefix}methods: expected at least one discovery method")
+        if len(set(self.methods)) != len(self.methods):
+            out.append(f"{prefix}methods: repeated methods in {self.methods}")
+        if self.n_null < 1:
+            out.append(f"{prefix}n_null: expected a positive integer, got {self.n_null}")
+        if not 0 <= self.delta < 1:
+            out.append(f"{prefix}delta: expected a number in [0, 1), got {self.delta}")
+        return out
+
+
+@dataclass
 class BenchmarkConfig:
     """Standard benchmarks through lm-evaluation-harness (optional; see ``metrics/benchmarks.py``)."""
 
@@ -454,6 +567,12 @@ class StudyConfig:
     """Standard benchmarks on the base model and every run's last checkpoint (needs lm-eval; off by default)."""
     anatomy: AnatomyConfig = field(default_factory=AnatomyConfig)
     """Where each run's change lives (off by default; the main job turns it on)."""
+    own_circuits: OwnCircuitsConfig = field(default_factory=OwnCircuitsConfig)
+    """Each model's own circuit against the base circuit (off by default)."""
+    rl_from_sft: bool = False
+    """Also train RL from each seed's last SFT checkpoint, as the paper does (runs ``sft-rl-sSEED``: the ``rl``
+    runs' options and steps on top of the ``sft`` run's); needs ``sft`` and ``rl`` in ``methods``. Its behaviour,
+    forgetting and KL are measured against the base model, like every run's."""
     discovery: DiscoveryConfig = field(default_factory=lambda: DiscoveryConfig(n_examples=128))
     """How base circuits are found; ``n_examples`` prompts each for discovery and for evaluation."""
 
@@ -498,6 +617,9 @@ class StudyConfig:
                     )
         out += self.discovery.problems("discovery.")
         out += self.anatomy.problems("anatomy.")
+        out += self.own_circuits.problems("own_circuits.")
+        if self.rl_from_sft and not {"sft", "rl"} <= set(self.methods):
+            out.append(f"rl_from_sft: needs both sft and rl in methods, got {self.methods}")
         if self.benchmarks.limit is not None and self.benchmarks.limit <= 0:
             out.append(f"benchmarks.limit: expected a positive integer or null, got {self.benchmarks.limit}")
         if check_paths and self.data is not None and not Path(self.data).exists():
@@ -592,6 +714,11 @@ OPTIONS_ADDED_LATER: dict[str, object] = {
     "anatomy.metric": "logp_answer",
     "anatomy.min_block": 4,
     "anatomy.n_exact_heads": 4,
+    "init_from": None,
+    "rl_from_sft": False,
+    **{f"discovery.dbm.{f.name}": f.default for f in fields(DBMConfig)},
+    **{f"own_circuits.{f.name}": f.default for f in fields(OwnCircuitsConfig) if f.name != "methods"},
+    "own_circuits.methods": ["dbm"],
 }
 """Options added after runs were first recorded, with the value a run whose record lacks the key ran with
 (before ``rl.shared_prompt_scoring`` existed, RL used TRL's scoring). Resuming such a run compares against it."""

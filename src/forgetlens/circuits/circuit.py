@@ -21,6 +21,7 @@ assumes the curve crosses the target once; where it does not, it returns a cross
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -241,6 +242,7 @@ class Circuit:
     heads: list[tuple[int, int]]
     faithfulness: float
     curve: list[dict] = field(default_factory=list)
+    dbm: Any = None  # circuits.dbm.DBMResult of a DBM circuit (not stored by save_circuit)
 
     @property
     def k(self) -> int:

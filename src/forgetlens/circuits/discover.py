@@ -47,22 +47,29 @@ def discover_circuit(model, tokenizer, task: PriorTask, cfg: DiscoveryConfig) ->
     if cfg.k is not None and not 0 < cfg.k <= layout.n_total:
         raise ForgetlensError(f"--k must be between 1 and {layout.n_total} (the model's heads), got {cfg.k}")
     discovery, _ = task_splits(tokenizer, task, cfg.n_examples, cfg.seed)
+    return discover_on(model, layout, discovery, cfg)
+
+
+def discover_on(model, layout: HeadLayout, prompts: TaskBatch, cfg: DiscoveryConfig) -> Circuit:
+    """The circuit of ``prompts`` by ``cfg.method`` (any prompt set: a split, half of one)."""
+    if cfg.method == "dbm":
+        return dbm_circuit(model, layout, prompts, cfg)
     sources = full = None
     if cfg.method == "attribution":  # its corrupted forward and clean metric serve faithfulness too
         scored = attribution_pass(
             model,
             layout,
-            discovery,
+            prompts,
             cfg.metric,
             batch_size=cfg.batch_size,
             keep_donor_outputs=cfg.ablation == "counterfactual",
         )
         per_prompt, sources, full = scored.scores, scored.donor_outputs, scored.receiver_metric
     else:
-        per_prompt = score_heads(model, layout, discovery, cfg.method, cfg.metric, cfg.ig_steps, cfg.batch_size)
+        per_prompt = score_heads(model, layout, prompts, cfg.method, cfg.metric, cfg.ig_steps, cfg.batch_size)
     scores = per_prompt.mean(0)
     order = rank_heads(scores)
-    probe = FaithfulnessProbe(model, layout, discovery, cfg.ablation, cfg.metric, cfg.batch_size, sources, full)
+    probe = FaithfulnessProbe(model, layout, prompts, cfg.ablation, cfg.metric, cfg.batch_size, sources, full)
     if cfg.full_curve:
         ks = default_ks(layout.n_total)
         curve = probe.curve(order, sorted(set(ks) | ({cfg.k} if cfg.k else set())))
@@ -73,7 +80,7 @@ def discover_circuit(model, tokenizer, task: PriorTask, cfg: DiscoveryConfig) ->
         k, curve = search_k(probe, order, cfg.faithfulness_target)
     faithfulness = next(p["faithfulness"] for p in curve if p["k"] == k)
     return Circuit(
-        task=task.name,
+        task=prompts.task,
         method=cfg.method,
         metric=cfg.metric,
         ablation=cfg.ablation,
@@ -82,6 +89,36 @@ def discover_circuit(model, tokenizer, task: PriorTask, cfg: DiscoveryConfig) ->
         heads=order[:k],
         faithfulness=faithfulness,
         curve=curve,
+    )
+
+
+def dbm_circuit(model, layout: HeadLayout, prompts: TaskBatch, cfg: DiscoveryConfig) -> Circuit:
+    """The DBM circuit of ``prompts`` (``circuits/dbm.py``); its faithfulness is measured as every other
+    method's, every position of the heads outside it ablated by ``cfg.ablation``, so circuits compare.
+
+    ``scores`` are the final masks m_h; DBM has no per-prompt scores, so ``per_prompt`` repeats the masks for
+    every prompt (a bootstrap over prompts of them says nothing: the split-half ceiling of
+    ``metrics/own_circuits.py`` is DBM's stability).
+    """
+    from forgetlens.circuits.dbm import flip_faithfulness, make_patcher, optimise_masks
+
+    patcher = make_patcher(model, layout, prompts, cfg.dbm, cfg.ablation, cfg.batch_size)
+    result = optimise_masks(patcher, cfg.dbm)
+    if cfg.dbm.objective == "flip":  # the paper's F(C|M)/F(M): the circuit's share of the all-heads patch
+        result.objective_faithfulness = flip_faithfulness(patcher, result.heads)
+    probe = FaithfulnessProbe(model, layout, prompts, cfg.ablation, cfg.metric, cfg.batch_size)
+    faithfulness = probe.faithfulness(result.heads)
+    return Circuit(
+        task=prompts.task,
+        method="dbm",
+        metric=cfg.metric,
+        ablation=cfg.ablation,
+        scores=result.masks,
+        per_prompt=result.masks.unsqueeze(0).expand(len(prompts), -1, -1).clone(),
+        heads=sorted(result.heads, key=lambda h: (-float(result.masks[h]), h)),
+        faithfulness=faithfulness,
+        curve=[{"k": len(result.heads), "faithfulness": faithfulness}],
+        dbm=result,
     )
 
 
@@ -105,9 +142,22 @@ def circuit_to_json(
         "circuit": {"heads": [[l, h] for l, h in circuit.heads], "k": circuit.k, "faithfulness": circuit.faithfulness},
         "faithfulness_curve": circuit.curve,
         "n_discovery_prompts": int(circuit.per_prompt.shape[0]),
+        **({"dbm": dbm_record(circuit.dbm)} if circuit.dbm is not None else {}),
         "config": dataclasses.asdict(cfg),
         "seconds": round(seconds, 3),
         "versions": versions,
+    }
+
+
+def dbm_record(result) -> dict:
+    """The JSON form of a DBM run: final masks, mask logits, loss curve, cost."""
+    return {
+        "masks": result.masks.tolist(),
+        "mask_logits": result.logits.tolist(),
+        "loss_curve": result.loss_curve,
+        "objective_faithfulness": result.objective_faithfulness,
+        "forward_equivalents": round(result.forward_equivalents, 3),
+        "seconds": round(result.seconds, 3),
     }
 
 

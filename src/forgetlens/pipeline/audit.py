@@ -114,6 +114,11 @@ def circuit_stability(per_prompt: torch.Tensor, heads: list[tuple[int, int]], n_
     }
 
 
+NO_STABILITY = {"mean_jaccard": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"), "n_boot": 0}
+"""A DBM circuit's stability: not a bootstrap over prompts (its masks are not per-prompt scores); the split-half
+ceiling of ``own_circuits`` measures it instead."""
+
+
 @dataclass
 class BaseCircuit:
     """One prior task's base circuit and everything measured on the base model against it."""
@@ -133,7 +138,7 @@ def find_base_circuit(base, layout: HeadLayout, task: PriorTask, cfg: DiscoveryC
     mask = head_mask(circuit.heads, layout)
     weights = circuit_weights(circuit.scores.double().numpy(), mask.numpy())
     return BaseCircuit(
-        task, circuit, evaluation, mask, weights, measure(base.model, layout, evaluation, mask, cfg.method)
+        task, circuit, evaluation, mask, weights, measure(base.model, layout, evaluation, mask, cfg.scoring_method)
     )
 
 
@@ -146,7 +151,9 @@ def analyse_task(
     c = bc.circuit
     return {
         "circuit": {"heads": [list(h) for h in c.heads], "k": c.k, "faithfulness": c.faithfulness},
-        "circuit_stability": circuit_stability(c.per_prompt, c.heads, min(n_boot, 200), seed),
+        "circuit_stability": (
+            circuit_stability(c.per_prompt, c.heads, min(n_boot, 200), seed) if c.method != "dbm" else NO_STABILITY
+        ),
         "base_scores": c.scores.tolist(),
         **comparison,
         "matched_levels": levels,

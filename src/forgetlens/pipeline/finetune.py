@@ -49,6 +49,8 @@ def validate(cfg: FinetuneConfig, prefix: str = "") -> None:
     """Every check that can fail before a directory is made or a weight loads: the options, the model (path or
     cache, config, architecture), the data, and that every prompt used fits the model's positions."""
     problems = cfg.problems(prefix)
+    if cfg.init_from is not None and not Path(cfg.init_from).exists():
+        problems.append(f"{prefix}init_from: {cfg.init_from} does not exist; expected a run or checkpoint directory")
     if problems:
         raise ForgetlensError("\n".join(problems))
     info = check_model(cfg.model)
@@ -93,22 +95,41 @@ def _trainer_tokens(history: list[dict], resume_from: str | None) -> float | Non
     return counts[-1]
 
 
+def starting_checkpoint(path: Path) -> Path:
+    """The checkpoint ``FinetuneConfig.init_from`` names: a run directory's last checkpoint, or the directory
+    itself when it holds weights; one ForgetlensError naming it otherwise."""
+    if (path / "checkpoints").is_dir():
+        dirs = [d for s, d in checkpoint_dirs(path) if s > 0]
+        if dirs:
+            return dirs[-1]
+    if (path / "model.safetensors").exists() or (path / "adapter_config.json").exists():
+        return path
+    raise ForgetlensError(
+        f"init_from: {path} is neither a run directory with a trained checkpoint nor a checkpoint directory"
+    )
+
+
 def train(cfg: FinetuneConfig, run_dir: Path, resume: bool, log=print) -> dict:
     """Train and checkpoint; returns the budget record."""
     from datasets import Dataset
 
     loaded = load_model(cfg.model)
-    configure_threads(loaded.model, cfg.threads)
     model, tokenizer = loaded.model, loaded.tokenizer
+    if cfg.init_from is not None:
+        first = starting_checkpoint(Path(cfg.init_from))
+        log(f"{cfg.method} starts from {first}")
+        model = load_checkpoint(first, cfg.model)
+    configure_threads(model, cfg.threads)
     train_records, _ = target_splits(cfg)
     schedule = training_schedule(train_records, cfg)
     kind = trainer_kind(cfg.method)
     dataset = Dataset.from_list(conversational_rows(schedule, with_completion=kind == "sft"))
     ckpt_root = run_dir / "checkpoints"
     base_dir = ckpt_root / "checkpoint-0"
-    if is_main_process() and not (base_dir / "model.safetensors").exists():
+    if is_main_process():
         ckpt_root.mkdir(parents=True, exist_ok=True)
-        save_model_dir(model, tokenizer, base_dir)
+        if cfg.init_from is None and not (base_dir / "model.safetensors").exists():  # a copy of the base: step 0
+            save_model_dir(model, tokenizer, base_dir)
     regularizers = build_regularizers(cfg, model, tokenizer, lambda: load_model(cfg.model).model)
     model.train()
     timer = _GenerationTimer(model) if kind == "rl" else None
@@ -273,6 +294,7 @@ def evaluate_checkpoints(cfg: FinetuneConfig, run_dir: Path, log=print, shared_b
     if shared is not None and shared.exists() and not (cache / "checkpoint-0.json").exists():
         atomic_write_text(cache / "checkpoint-0.json", shared.read_text())
     steps = measured_steps(run_dir)
+    steps = {0: run_dir / "checkpoints" / "checkpoint-0", **steps}  # step 0: the base model, always measured
     _, eval_records = target_splits(cfg)
     unmeasured = [step for step in steps if not (cache / f"checkpoint-{step}.json").exists()]
     measure = _behaviour_probe(cfg, eval_records) if unmeasured else None  # loads the base only when needed

@@ -35,6 +35,7 @@ from forgetlens.circuits.first_order_cmap import BaseChunk, base_chunks
 from forgetlens.config import FinetuneConfig, StudyConfig, config_differences
 from forgetlens.errors import ForgetlensError
 from forgetlens.measure.anatomy import measure_anatomy
+from forgetlens.measure.own_circuits import HALVES, own_circuit_record, prompt_part
 from forgetlens.metrics.anatomy import summarise_anatomy
 from forgetlens.metrics.vulnerability import circuit_weights, load_measurements, measure, save_measurements
 from forgetlens.models.heads import HeadLayout
@@ -74,14 +75,24 @@ def validate_study(cfg: StudyConfig, source: str = "config") -> None:
         raise ForgetlensError("\n".join(f"{source}: {line}" for line in str(exc).splitlines())) from None
 
 
-def run_configs(cfg: StudyConfig) -> dict[str, FinetuneConfig]:
-    """{``METHOD-sSEED`` (and ``sft-lrLR-sSEED`` for the learning-rate grid): the fine-tuning config of that run}."""
+def run_configs(cfg: StudyConfig, run_dir: Path | None = None) -> dict[str, FinetuneConfig]:
+    """{``METHOD-sSEED`` (``sft-lrLR-sSEED`` for the learning-rate grid, ``sft-rl-sSEED`` for RL from SFT): the
+    fine-tuning config of that run}; RL-from-SFT runs start from ``run_dir``'s SFT runs."""
     shared = dataclasses.replace(cfg.finetune, model=cfg.model, data=cfg.data, prior_tasks=cfg.tasks)
     runs = {f"{m}-s{s}": dataclasses.replace(shared, method=m, seed=s) for m in cfg.methods for s in cfg.seeds}
     for lr in cfg.sft_lr_grid:
         for s in cfg.seeds:
             runs[f"sft-lr{lr:g}-s{s}"] = dataclasses.replace(shared, method="sft", seed=s, lr_sft=lr)
+    if cfg.rl_from_sft:
+        for s in cfg.seeds:
+            start = (Path(run_dir) / "runs" / f"sft-s{s}") if run_dir is not None else Path("runs") / f"sft-s{s}"
+            runs[f"sft-rl-s{s}"] = dataclasses.replace(shared, method="rl", seed=s, init_from=str(start))
     return runs
+
+
+def starts_from(name: str) -> str | None:
+    """The run whose last checkpoint run ``name`` trains from (``sft-rl-sSEED`` -> ``sft-sSEED``), or None."""
+    return "sft-s" + name.removeprefix("sft-rl-s") if name.startswith("sft-rl-s") else None
 
 
 class Study:
@@ -131,9 +142,41 @@ class Study:
         """Discover and store one task's base circuit and base measurements (skipped when stored)."""
         if self.done_circuit(task_name):
             return
-        bc = find_base_circuit(self.base, HeadLayout.of(self.base.model), get_task(task_name), self.cfg.discovery)
-        save_measurements(self._measure_path(task_name, "base"), bc.measurements)
-        save_circuit(self._circuit_path(task_name), bc.circuit)
+        layout = HeadLayout.of(self.base.model)
+        if not self._circuit_path(task_name).exists() or not self._measure_path(task_name, "base").exists():
+            bc = find_base_circuit(self.base, layout, get_task(task_name), self.cfg.discovery)
+            save_measurements(self._measure_path(task_name, "base"), bc.measurements)
+            save_circuit(self._circuit_path(task_name), bc.circuit)
+        for method in self.cfg.own_circuits.methods if self.cfg.own_circuits.enabled else []:
+            for part in ("all", *HALVES):
+                label = "base" if part == "all" else f"base.{part}"
+                self.own_circuit(task_name, label, self.base.model, method, part)
+
+    def _own_path(self, task: str, label: str, method: str) -> Path:
+        return self.run_dir / "own_circuits" / task / f"{label}.{method}.json"
+
+    def _discovery_prompts(self, task_name: str):
+        discovery, _ = task_splits(
+            self.base.tokenizer, get_task(task_name), self.cfg.discovery.n_examples, self.cfg.discovery.seed
+        )
+        return discovery
+
+    def own_circuit(self, task_name: str, label: str, model, method: str, part: str = "all") -> None:
+        """Model ``label``'s own circuit of ``task_name`` by ``method`` on the discovery prompts (``part``: all or
+        a half), with the necessity and sufficiency of the base DBM circuit's heads (skipped when stored)."""
+        path = self._own_path(task_name, label, method)
+        if path.exists():
+            return
+        wants = self.cfg.own_circuits.necessity and part == "all" and method == "dbm"
+        own = (label, method) == ("base", "dbm")
+        tested = None
+        if wants and not own:
+            tested = [(int(l), int(h)) for l, h in read_json(self._own_path(task_name, "base", "dbm"))["heads"]]
+        prompts = prompt_part(self._discovery_prompts(task_name), part)
+        record = own_circuit_record(
+            model, HeadLayout.of(self.base.model), prompts, self.cfg.discovery, method, tested, wants and own
+        )
+        write_json(path, record)
 
     def base_chunks(self, task_name: str) -> list[BaseChunk]:
         """The base model's forward and gradient on ``task_name``'s evaluation prompts, computed once per Study
@@ -169,7 +212,7 @@ class Study:
     # --- stage 2: fine-tuning -----------------------------------------------------------------------------
     def finetune(self) -> None:
         """Every method x seed run; an existing run directory is resumed (its stored config must match)."""
-        for name, ft in run_configs(self.cfg).items():
+        for name, ft in run_configs(self.cfg, self.run_dir).items():  # an SFT run comes before RL from it
             self.log(f"2/5 fine-tuning {name}")
             run_dir = self.run_dir / "runs" / name
             finetune(ft, run_dir, resume=run_dir.exists(), log=self.log, shared_base=self.run_dir / "base-behaviour")
@@ -222,8 +265,16 @@ class Study:
             initargs=(os.getpid(),),
         ) as pool:
             pending = {}
+
+            def startable(name: str) -> bool:  # RL from SFT waits for its SFT run
+                first = starts_from(name)
+                return first is None or self._finetuned(first)
+
+            queued = set()
             for name in sorted((n for n in runs if not self._finetuned(n)), key=lambda n: runs[n].method != "rl"):
-                pending[pool.submit(_job, *args, "finetune", name)] = ("finetune", name)
+                if startable(name):
+                    pending[pool.submit(_job, *args, "finetune", name)] = ("finetune", name)
+                    queued.add(name)
             for task in sorted(circuits_left):
                 pending[pool.submit(_job, *args, "circuits", task)] = ("circuits", task)
             bar = progress(None, total=len(pending) + expected, desc="1-3/5 circuits, fine-tuning, measurement")
@@ -245,6 +296,10 @@ class Study:
                         circuits_left.discard(name)
                     elif kind == "finetune":
                         waiting.append(name)
+                        for later in runs:
+                            if later not in queued and not self._finetuned(later) and starts_from(later) == name:
+                                pending[pool.submit(_job, *args, "finetune", later)] = ("finetune", later)
+                                queued.add(later)
                     bar.update(1)
             bar.close()
         self.timings.update({f"{kind}_worker_seconds": round(v, 2) for kind, v in seconds.items()})
@@ -263,7 +318,10 @@ class Study:
                 model = load_checkpoint(path, self.cfg.model)
                 configure_threads(model, self.cfg.finetune.threads)
             bc = self.base_circuit(task.name)
-            if self._wants_anatomy(label):  # written first: the .npz marks the whole job done
+            if self._is_last(label):  # written before the .npz, which marks the whole job done
+                for method in self.cfg.own_circuits.methods if self.cfg.own_circuits.enabled else []:
+                    self.own_circuit(task.name, label, model, method)
+            if self._wants_anatomy(label):
                 a = self.cfg.anatomy
                 anatomy = measure_anatomy(
                     self.base.model,
@@ -283,7 +341,7 @@ class Study:
                 layout,
                 bc.evaluation,
                 bc.mask,
-                self.cfg.discovery.method,
+                self.cfg.discovery.scoring_method,
                 base=self.base.model,
                 total_cmap=self.cfg.total_cmap,
                 top_m=self.cfg.cmap_top_m,
@@ -296,8 +354,10 @@ class Study:
 
     def _wants_anatomy(self, label: str) -> bool:
         """Whether checkpoint ``label`` (``RUN@STEP``) is its run's last, and the anatomy is on."""
-        if not self.cfg.anatomy.enabled:
-            return False
+        return self.cfg.anatomy.enabled and self._is_last(label)
+
+    def _is_last(self, label: str) -> bool:
+        """Whether checkpoint ``label`` (``RUN@STEP``) is its run's last."""
         name, step = label.rsplit("@", 1)
         steps = [s for s, _ in checkpoint_dirs(self.run_dir / "runs" / name)]
         return bool(steps) and int(step) == max(steps)
@@ -337,6 +397,8 @@ class Study:
             }
             if anatomy:
                 tasks[task.name]["anatomy"] = anatomy
+            if self.cfg.own_circuits.enabled:
+                tasks[task.name]["own_circuits"] = self.own_circuits_summary(task.name, list(tuned))
         runs = {}
         for name, table in behaviour.items():
             budget = json.loads((self.run_dir / "runs" / name / "training_done.json").read_text())
@@ -375,6 +437,22 @@ class Study:
         atomic_write_text(self.run_dir / "per_head.csv", per_head_csv(results))
         atomic_write_text(self.run_dir / "checkpoints.csv", checkpoints_csv(results))
 
+    def own_circuits_summary(self, task_name: str, tuned: list[str]) -> dict:
+        """{method: ``metrics.own_circuits.summarise_method``} of one task's stored own circuits."""
+        from forgetlens.metrics.own_circuits import summarise_method
+
+        own, layout = self.cfg.own_circuits, HeadLayout.of(self.base.model)
+        out = {}
+        for method in own.methods:
+            labels = ["base", *(f"base.{h}" for h in HALVES), *tuned]
+            records = {
+                label: read_json(self._own_path(task_name, label, method))
+                for label in labels
+                if self._own_path(task_name, label, method).exists()
+            }
+            out[method] = summarise_method(records, layout.n_total, own.n_null, own.delta, self.cfg.discovery.seed)
+        return out
+
     def benchmarks(self) -> dict:
         """lm-eval scores of the base and of each run's last checkpoint, cached per model in benchmarks/."""
         from forgetlens.metrics.benchmarks import run_benchmarks
@@ -404,7 +482,16 @@ class Study:
             self.render(results, self.run_dir / "report.html")
 
     def done_circuit(self, task_name: str) -> bool:
-        return self._circuit_path(task_name).exists() and self._measure_path(task_name, "base").exists()
+        own = self.cfg.own_circuits
+        return (
+            self._circuit_path(task_name).exists()
+            and self._measure_path(task_name, "base").exists()
+            and all(
+                self._own_path(task_name, label, m).exists()
+                for m in (own.methods if own.enabled else [])
+                for label in ("base", *(f"base.{h}" for h in HALVES))
+            )
+        )
 
     def done(self, stage: str) -> bool:
         names = run_configs(self.cfg)
@@ -454,7 +541,7 @@ def _job(cfg: StudyConfig, run_dir: Path, kind: str, *args) -> float:
     if kind == "circuits":
         study.circuit_of(*args)
     elif kind == "finetune":
-        ft, out = run_configs(cfg)[args[0]], study.run_dir / "runs" / args[0]
+        ft, out = run_configs(cfg, study.run_dir)[args[0]], study.run_dir / "runs" / args[0]
         finetune(ft, out, resume=out.exists(), log=lambda *a: None, shared_base=study.run_dir / "base-behaviour")
     else:
         study.measure_checkpoint(*args)

@@ -1,0 +1,66 @@
+"""One model's own circuit on one task's discovery prompts, as a JSON record (``metrics/own_circuits.py`` compares
+the records of the base and the tuned models; nothing here compares).
+
+A record holds the circuit's heads, every head's score (DBM: its final mask), its faithfulness (every position
+of the other heads ablated, as for any circuit), and for DBM circuits the faithfulness under DBM's own objective,
+the loss curve and the cost; when asked, the necessity and sufficiency of given heads (those of the base DBM
+circuit) at the last token.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+from forgetlens.circuits.dbm import LastTokenPatcher, head_necessity_sufficiency
+from forgetlens.circuits.discover import dbm_record, discover_on
+from forgetlens.config import DiscoveryConfig
+from forgetlens.models.heads import HeadLayout
+from forgetlens.tasks.base import TaskBatch
+
+HALVES = ("half0", "half1")
+"""The two halves of the discovery prompts the base circuit is found again on (the split-half ceiling)."""
+
+
+def prompt_part(prompts: TaskBatch, part: str) -> TaskBatch:
+    """``all`` the prompts, or the first (``half0``) or second (``half1``) half of them."""
+    if part == "all":
+        return prompts
+    half = len(prompts) // 2
+    rows = range(half) if part == "half0" else range(half, len(prompts))
+    return prompts.subset(list(rows))
+
+
+def own_circuit_record(
+    model,
+    layout: HeadLayout,
+    prompts: TaskBatch,
+    cfg: DiscoveryConfig,
+    method: str,
+    heads_to_test: list[tuple[int, int]] | None = None,
+    test_own_heads: bool = False,
+) -> dict:
+    """``model``'s circuit of ``prompts`` by ``method`` (every other option from ``cfg``); ``heads_to_test``
+    (or, with ``test_own_heads``, the circuit's own heads): heads whose necessity and sufficiency at the last
+    token are measured too."""
+    start = time.perf_counter()
+    circuit = discover_on(model, layout, prompts, dataclasses.replace(cfg, method=method, k=None))
+    record = {
+        "method": method,
+        "n_prompts": len(prompts),
+        "heads": [list(h) for h in circuit.heads],
+        "k": circuit.k,
+        "scores": circuit.scores.tolist(),  # [layer][head]; DBM: final masks
+        "faithfulness": circuit.faithfulness,
+    }
+    if circuit.dbm is not None:
+        record["dbm"] = dbm_record(circuit.dbm)
+        record["objective_faithfulness"] = circuit.dbm.objective_faithfulness
+    if test_own_heads:
+        heads_to_test = circuit.heads
+    if heads_to_test:
+        patcher = LastTokenPatcher(model, layout, prompts, cfg.ablation, cfg.batch_size)
+        tested = head_necessity_sufficiency(patcher, heads_to_test)
+        record["heads_tested"] = [{"head": list(h), **values} for h, values in tested.items()]
+    record["seconds"] = round(time.perf_counter() - start, 3)
+    return record
