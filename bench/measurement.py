@@ -6,6 +6,8 @@
     python bench/measurement.py --model smollm2-135m --prompts 16 --measure-prompts 16 --task induction --anatomy
     python bench/measurement.py --shape Qwen/Qwen2.5-3B-Instruct --prompts 16 --measure-prompts 8 --no-total \
         --circuit-k 16
+    python bench/measurement.py --model smollm2-135m --prompts 32 --measure-prompts 8 --no-total --dbm --dbm-all \
+        --discovery-tasks induction,ioi,greater_than_year,fact_recall
 
 For one model it times, on the same prompts and threads:
 
@@ -17,7 +19,9 @@ For one model it times, on the same prompts and threads:
 * measuring one checkpoint against the base on ``--task``: first-order CMAP for every head, exact patching for C0
   and the top-M heads (``--top-m``), with and without total CMAP; and with ``--old-measure`` exact patching of every
   head (on ``--old-measure-prompts`` prompts: the FE count per prompt does not depend on how many); with
-  ``--anatomy``, where the checkpoint's change lives (``measure/anatomy.py``).
+  ``--anatomy``, where the checkpoint's change lives (``measure/anatomy.py``);
+* with ``--dbm``, per discovery task, differentiable binary masking (``circuits/dbm.py``, the last-token fast
+  path) and, with ``--dbm-all``, the same masks mixed at every position (a full forward per step) beside it.
 
 Each cost is printed as wall time / the plain forward's wall time on the same prompts (FE), and as full forward
 passes counted (prompt rows through the last block / prompts).  The checkpoint is the base model with a small
@@ -39,7 +43,7 @@ from forgetlens.circuits.circuit import head_mask, rank_heads
 from forgetlens.circuits.discover import discover_circuit, task_splits
 from forgetlens.circuits.first_order_cmap import base_chunks
 from forgetlens.circuits.patching import chunks, run_metric
-from forgetlens.config import DiscoveryConfig
+from forgetlens.config import DBMConfig, DiscoveryConfig
 from forgetlens.measure.anatomy import measure_anatomy
 from forgetlens.metrics.vulnerability import measure
 from forgetlens.models.heads import HeadLayout
@@ -129,6 +133,9 @@ def main() -> None:
         "--anatomy", action="store_true", help="also time the anatomy of the checkpoint (measure/anatomy.py)"
     )
     parser.add_argument("--anatomy-min-block", type=int, default=4)
+    parser.add_argument("--dbm", action="store_true", help="also time DBM discovery (last-token fast path)")
+    parser.add_argument("--dbm-all", action="store_true", help="and DBM mixing heads at every position")
+    parser.add_argument("--dbm-steps", type=int, default=300, help="DBM steps (cost is linear in them)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.shape:
@@ -175,6 +182,25 @@ def main() -> None:
             full = DiscoveryConfig(n_examples=args.prompts, seed=0, full_curve=True)
             old, c = cost([model], layout, args.prompts, fwd, lambda: discover_circuit(model, tokenizer, one, full))  # noqa: B023
             print(row(f"{name}: discovery, every size of the grid ({len(old.curve)} sizes; k={old.k})", c), flush=True)
+        for positions in ("last", "all") if args.dbm_all else ("last",) if args.dbm else ():
+            dbm_cfg = DiscoveryConfig(
+                method="dbm", n_examples=args.prompts, dbm=DBMConfig(steps=args.dbm_steps, positions=positions)
+            )
+            found, c = cost(
+                [model],
+                layout,
+                args.prompts,
+                fwd,
+                lambda: discover_circuit(model, tokenizer, one, dbm_cfg),  # noqa: B023
+            )
+            print(
+                row(
+                    f"{name}: DBM, {positions} positions, {args.dbm_steps} steps (k={found.k}; "
+                    f"{found.dbm.forward_equivalents:.1f} token-FE)",
+                    c,
+                ),
+                flush=True,
+            )
     circuit = circuits.get(task.name) or discover_circuit(model, tokenizer, task, cfg)
 
     heads = circuit.heads if args.circuit_k is None else rank_heads(circuit.scores)[: args.circuit_k]

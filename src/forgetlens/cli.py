@@ -50,10 +50,10 @@ def tasks_cmd() -> None:
 @click.option("--model", default="embedded", show_default=True, help="Model directory, cached HF id, or `embedded`.")
 @click.option(
     "--method",
-    type=click.Choice(["attribution", "exact", "ig"]),
+    type=click.Choice(["attribution", "exact", "ig", "dbm"]),
     default="attribution",
     show_default=True,
-    help="How heads are scored.",
+    help="How the circuit is found: heads scored one by one (attribution, exact, ig) or masks optimised jointly (dbm).",
 )
 @click.option("--k", type=int, default=None, help="Circuit size (default: smallest k with faithfulness >= target).")
 @click.option("--target", type=float, default=0.8, show_default=True, help="Faithfulness target when --k is not given.")
@@ -78,15 +78,49 @@ def tasks_cmd() -> None:
     is_flag=True,
     help="Faithfulness at every circuit size (default: find k by bisection, about log2(heads) sizes).",
 )
+@click.option(
+    "--dbm-objective",
+    type=click.Choice(["flip", "keep"]),
+    default="flip",
+    show_default=True,
+    help="dbm: carry the corrupted prompt's answer (the paper's) or keep the clean one.",
+)
+@click.option(
+    "--dbm-positions",
+    type=click.Choice(["last", "all"]),
+    default="last",
+    show_default=True,
+    help="dbm: mix heads at the last token only (the paper's, fast) or at every position.",
+)
+@click.option("--dbm-sparsity", type=float, default=0.002, show_default=True, help="dbm: weight of the masks' sum.")
+@click.option("--dbm-steps", type=int, default=300, show_default=True, help="dbm: Adam steps on the mask logits.")
+@click.option("--dbm-batch-size", type=int, default=8, show_default=True, help="dbm: prompts per step.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--allow-download", is_flag=True, help="Let transformers fetch a model from the Hub.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="JSON file to write.")
 def discover_cmd(
-    task_name, model, method, k, target, metric, ablation, ig_steps, n_examples, full_curve, seed, allow_download, out
+    task_name,
+    model,
+    method,
+    k,
+    target,
+    metric,
+    ablation,
+    ig_steps,
+    n_examples,
+    full_curve,
+    dbm_objective,
+    dbm_positions,
+    dbm_sparsity,
+    dbm_steps,
+    dbm_batch_size,
+    seed,
+    allow_download,
+    out,
 ) -> None:
     """Find a prior task's head-level circuit and write it as JSON."""
     from forgetlens.circuits.discover import circuit_to_json, timed_discovery
-    from forgetlens.config import DiscoveryConfig
+    from forgetlens.config import DBMConfig, DiscoveryConfig
     from forgetlens.models.heads import HeadLayout
     from forgetlens.models.loading import check_model, configure_threads, load_model, model_record
     from forgetlens.tasks.registry import get_task
@@ -105,13 +139,21 @@ def discover_cmd(
         full_curve=full_curve,
         n_examples=n_examples,
         seed=seed,
+        dbm=DBMConfig(
+            objective=dbm_objective,
+            positions=dbm_positions,
+            sparsity=dbm_sparsity,
+            steps=dbm_steps,
+            batch_size=dbm_batch_size,
+            seed=seed,
+        ),
     )
     problems = cfg.problems()  # "field: ..." lines; each field is set by the option of that name
     if problems:
         lines = []
         for problem in problems:
             field, message = problem.split(":", 1)
-            option = "target" if field == "faithfulness_target" else field.replace("_", "-")
+            option = "target" if field == "faithfulness_target" else field.replace("_", "-").replace(".", "-")
             lines.append(f"--{option}:{message}")
         raise ForgetlensError("\n".join(lines))
     check_writable(out, "--out")
@@ -134,6 +176,12 @@ def discover_cmd(
         f"circuit: k={circuit.k} of {layout.n_total} heads, faithfulness={circuit.faithfulness:.3f} "
         f"({ablation} ablation) -> {out}"
     )
+    if circuit.dbm is not None:
+        click.echo(
+            f"dbm ({dbm_objective}, {dbm_positions} positions): share of the all-heads effect "
+            f"{circuit.dbm.objective_faithfulness:.3f}, {circuit.dbm.forward_equivalents:.1f} forward-equivalents, "
+            f"{circuit.dbm.seconds:.1f} s"
+        )
 
 
 @cli.command("pretrain-base")

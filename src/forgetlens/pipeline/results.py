@@ -16,8 +16,10 @@ from forgetlens.config import FINETUNE_METHODS
 from forgetlens.errors import ForgetlensError
 from forgetlens.tasks.base import METRICS
 
-SCHEMA_VERSION = "1.4"
-"""1.4: ``tasks[TASK].anatomy[LABEL]``, where each run's change lives (optional; ``anatomy.enabled``);
+SCHEMA_VERSION = "1.5"
+"""1.5: ``tasks[TASK].own_circuits[METHOD]``, every model's own circuit against the base's (optional;
+``own_circuits.enabled``); runs ``sft-rl-sSEED`` (RL from SFT, ``rl_from_sft``).
+1.4: ``tasks[TASK].anatomy[LABEL]``, where each run's change lives (optional; ``anatomy.enabled``);
 ``v_circuit_sum`` (and ``v_circuit_total_sum``), Σ over C0 of V_cmap(h), beside the weighted mean V(C0).
 1.3: strict JSON (an undefined number, such as a 0/0 retention or one seed's interval, is ``null``, read
 back as NaN); ``versions`` match a version pattern; ``config``'s fields shown in the report are typed.
@@ -123,6 +125,8 @@ _MODEL_STATS = _object(
     },
     required=["v_cmap", "v_circuit", "retention", "faithfulness_base", "faithfulness_tuned", "cmap_exact"],
 )
+_NULL_COMPARED = {"value": _NUMBER, "null_mean": _NUMBER, "null_q95": _NUMBER, "p_null": _NUMBER}
+"""A set measure of an own circuit beside its permutation null (``metrics/own_circuits.with_null``)."""
 _TASK = _object(
     {
         "circuit": _object(
@@ -162,6 +166,28 @@ _TASK = _object(
                     "heads_outside_circuit": {"type": "array"},
                     "format": {"type": "object"},
                 }
+            )
+        ),
+        "own_circuits": _map_of(
+            _object(
+                {
+                    "base": _object({"k": {"type": "integer"}, "faithfulness": _NUMBER}, required=["k", "heads"]),
+                    "ceiling": {"type": ["object", "null"]},
+                    "models": _map_of(
+                        _object(
+                            {
+                                "k": {"type": "integer"},
+                                "retention": _object(_NULL_COMPARED),
+                                "overlap": _object(_NULL_COMPARED),
+                                "jaccard": _object(_NULL_COMPARED),
+                                "faithfulness": _NUMBER,
+                            }
+                        )
+                    ),
+                    "groups": {"type": "object"},
+                    "dcv_paper": {"type": "object"},
+                },
+                required=["base", "ceiling", "models", "groups", "dcv_paper"],
             )
         ),
     },

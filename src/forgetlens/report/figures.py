@@ -19,8 +19,9 @@ COLORS = {
     "rl-preserve": "#66a61e",
     "replay": "#e7298a",
     "sft-kl": "#a6761d",
+    "sft-rl": "#386cb0",
 }
-MARKERS = {"sft": "o", "rl": "^", "sft-preserve": "s", "rl-preserve": "v", "replay": "D", "sft-kl": "P"}
+MARKERS = {"sft": "o", "rl": "^", "sft-preserve": "s", "rl-preserve": "v", "replay": "D", "sft-kl": "P", "sft-rl": "X"}
 
 
 def _png(fig) -> bytes:
@@ -284,6 +285,47 @@ def anatomy(results: dict) -> bytes | None:
     return _png(fig)
 
 
+def own_circuit_retention(results: dict) -> bytes | None:
+    """Per task (columns) and method of finding circuits (rows): each tuned model's retention of the base circuit
+    (mean over seeds, 95 % t-interval, seeds as dots), the random-set null (grey ticks) and the split-half ceiling
+    (dashed line)."""
+    tasks = [t for t in prior_tasks(results) if results["tasks"][t].get("own_circuits")]
+    if not tasks:
+        return None
+    methods = sorted({m for t in tasks for m in results["tasks"][t]["own_circuits"]})
+    fig, axes = plt.subplots(
+        len(methods), len(tasks), figsize=(3.0 * len(tasks) + 1, 2.6 * len(methods)), squeeze=False, sharey=True
+    )
+    for r, method in enumerate(methods):
+        for c, task in enumerate(tasks):
+            ax = axes[r][c]
+            summary = results["tasks"][task]["own_circuits"].get(method)
+            ax.set_title(f"{task}, {method}", fontsize=9)
+            ax.set_ylim(0, 1.05)
+            if summary is None:
+                continue
+            groups = list(summary["groups"])
+            for x, group in enumerate(groups):
+                g = summary["groups"][group]
+                kind = group.split("@")[0]
+                value, low, high = (g["retention"][k] for k in ("value", "ci_low", "ci_high"))
+                err = None if low is None or np.isnan(low) else [[value - low], [high - value]]
+                ax.bar(x, value, color=COLORS.get(kind, "#555555"), alpha=0.8)
+                if err is not None:
+                    ax.errorbar(x, value, yerr=err, fmt="none", ecolor="black", lw=1, capsize=3)
+                ax.scatter(
+                    [x] * len(g["retention"]["per_seed"]), g["retention"]["per_seed"], color="black", s=8, zorder=3
+                )
+                ax.hlines(g["null_retention"]["value"], x - 0.4, x + 0.4, color="grey", lw=2)
+            ceiling = (summary.get("ceiling") or {}).get("retention")
+            if ceiling is not None:
+                ax.axhline(ceiling, color="black", ls="--", lw=1)
+            ax.set_xticks(range(len(groups)), [g.split("@")[0] for g in groups], fontsize=8)
+            if c == 0:
+                ax.set_ylabel("retention of C0")
+    return _png(fig)
+
+
 FIGURES = {
     "target_accuracy": ("Adaptation", target_accuracy),
     "prior_retention": ("Forgetting", prior_retention),
@@ -295,4 +337,8 @@ FIGURES = {
     "circuit_vulnerability": ("Circuit vulnerability over training", circuit_vulnerability),
     "forgetting_vs_predictors": ("Forgetting against KL and against circuit vulnerability", forgetting_vs_predictors),
     "anatomy": ("Where the forgetting went: the share of each run's change each part carries", anatomy),
+    "own_circuit_retention": (
+        "Each model's own circuit: retention of the base circuit (grey: random sets of its size; dashed: ceiling)",
+        own_circuit_retention,
+    ),
 }

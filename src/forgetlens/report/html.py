@@ -10,6 +10,7 @@ import numpy as np
 from forgetlens.metrics.summary import GENERAL_LABELS, MIN_EFFECT, prior_tasks, runs_by_method
 from forgetlens.report.anatomy import anatomy_lines
 from forgetlens.report.figures import FIGURES
+from forgetlens.report.own_circuits import own_circuit_differences, own_circuit_table
 from forgetlens.utils import atomic_write_text
 
 
@@ -211,6 +212,8 @@ def render(results: dict) -> str:
             methods=_methods_table(results),
             circuits=_circuit_table(results),
             benchmarks=_benchmark_table(results),
+            own_circuits=own_circuit_table(results),
+            own_differences=own_circuit_differences(results),
             figures=figures,
             schema_version=results["schema_version"],
             anatomy=[
