@@ -262,6 +262,13 @@ def pretrain_cmd(out, seed, steps, resume, start_from, start_after) -> None:
 @click.option("--monitor-every", type=int, default=None, help="CircuitMonitor: measure every N steps (0 = off).")
 @click.option("--monitor-threshold", type=float, default=None, help="CircuitMonitor: retention threshold.")
 @click.option("--monitor-action", default=None, help="CircuitMonitor: warn (default) or stop below the threshold.")
+@click.option(
+    "--init-from",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Train from this run's last checkpoint (or this checkpoint directory) instead of --model, e.g. RL after SFT; "
+    "behaviour is still measured against --model.",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out.")
 @click.option(
@@ -289,6 +296,7 @@ def finetune_cmd(
     monitor_every,
     monitor_threshold,
     monitor_action,
+    init_from,
     seed,
     resume,
     overwrite,
@@ -304,7 +312,13 @@ def finetune_cmd(
     _check_resume_overwrite(resume, overwrite)
     check_writable(out, "--out")
     cfg = FinetuneConfig(
-        method=method, model=model, data=data, synthetic_target=synthetic_target, seed=seed, max_records=max_records
+        method=method,
+        model=model,
+        data=data,
+        synthetic_target=synthetic_target,
+        seed=seed,
+        max_records=max_records,
+        init_from=None if init_from is None else str(init_from),
     )
     for section, name, value in (
         ("preserve", "lam", lam),
