@@ -291,3 +291,26 @@ def test_discover_dbm_from_the_command_line(tmp_path):
     assert len(data["dbm"]["masks"]) == 4 and data["dbm"]["forward_equivalents"] > 0
     bad = subprocess.run([*cmd, "--dbm-sparsity", "-1", "--out", str(out)], capture_output=True, text=True, env=env)
     assert bad.returncode == 2 and bad.stderr.strip().startswith("error: --dbm-sparsity:")
+
+
+def test_retention_sees_planted_damage_and_the_null_stays_below(planted):
+    """Silencing some of a circuit's heads (a model with a known difference) removes exactly those heads from the
+    damaged model's DBM circuit: its retention falls below 1, and stays above the mean of the random-set null."""
+    import copy
+
+    model, layout, batch, _ = planted
+    cfg = DiscoveryConfig(method="dbm", n_examples=len(batch), dbm=DBMConfig(sparsity=0.002))
+    before = discover_on(model, layout, batch, cfg)
+    damaged_heads = before.heads[:2]
+    damaged = copy.deepcopy(model)
+    plant_circuit(
+        damaged,
+        layout,
+        [h for h in ((l, x) for l in range(layout.n_layers) for x in range(layout.n_heads)) if h not in damaged_heads],
+        scale=1.0,
+    )
+    after = discover_on(damaged, layout, batch, cfg)
+    assert not set(damaged_heads) & set(after.heads)  # a silenced head cannot be in any circuit
+    row = compare_own_circuit(before.heads, after.heads, layout.n_total, 500, 0)
+    assert row["retention"]["value"] <= 1 - len(damaged_heads) / before.k
+    assert row["retention"]["value"] > row["retention"]["null_mean"]
