@@ -90,7 +90,8 @@ class DBMConfig:
     step runs one token per prompt) or ``all`` (every position; a full forward per step)."""
     sparsity: float = 0.002
     """lambda: the loss's weight on sum_h m_h (the mean over the batch of -log p is in nats); larger gives
-    smaller circuits."""
+    smaller circuits. 0.002 is this project's choice (the paper states none): on SmolLM2-135M it gives circuits of
+    6-24 % of the heads, on the embedded model 4-8 of 32."""
     steps: int = 300
     """Adam steps on the mask logits."""
     batch_size: int = 8
