@@ -156,7 +156,8 @@ def shipped_qwen_config_on(model_dir: Path) -> dict:
         micro_batch=2,
     )
     cfg["finetune"]["rl"].update(num_generations=4, max_completion_length=8)
-    cfg["discovery"].update(n_examples=16, batch_size=16)
+    cfg["discovery"].update(n_examples=16, batch_size=16, dbm={"steps": 60})
+    cfg["own_circuits"].update(n_null=100)
     cfg["benchmarks"].update(tasks=["hellaswag", "capitals_local"], limit=None)  # one hub task, one local task
     return cfg
 
@@ -174,15 +175,17 @@ def test_shipped_qwen_config_runs_end_to_end_on_a_tiny_qwen2(tmp_path, tokenizer
     result = forgetlens("run", "--config", str(path), "--out", str(run))
     assert result.returncode == 0, result.stderr
     results = json.loads((run / "results.json").read_text())
-    assert set(results["runs"]) == {"sft-s0", "rl-s0", f"sft-lr{cfg['sft_lr_grid'][0]:g}-s0"}
+    grid_run = f"sft-lr{cfg['sft_lr_grid'][0]:g}-s0"
+    assert set(results["runs"]) == {"sft-s0", "rl-s0", "sft-rl-s0", grid_run}  # RL from SFT, as the paper trains it
+    assert set(results["tasks"][cfg["tasks"][0]]["own_circuits"]) == {"dbm", "attribution"}
     assert results["config"]["finetune"]["rl"]["num_generations"] == 4
     rl_log = json.loads((run / "runs" / "rl-s0" / "training_log.json").read_text())
     assert any("loss" in row for row in rl_log)
     # no local HellaSwag: one warning line per model, and the run went on; the local task was scored
     warned = [line for line in result.stderr.splitlines() if "benchmark 'hellaswag' skipped" in line]
-    assert len(warned) == 4 and all(line.startswith("warning: ") for line in warned), result.stderr
+    assert len(warned) == 5 and all(line.startswith("warning: ") for line in warned), result.stderr
     scores = results["benchmarks"]["scores"]
-    assert set(scores) == {"base", "sft-s0@2", "rl-s0@2", f"sft-lr{cfg['sft_lr_grid'][0]:g}-s0@2"}
+    assert set(scores) == {"base", "sft-s0@2", "rl-s0@2", "sft-rl-s0@2", f"{grid_run}@2"}
     assert all(set(s) == {"capitals_local"} for s in scores.values())
     assert 'id="benchmarks"' in (run / "report.html").read_text()
 
