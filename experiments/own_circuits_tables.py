@@ -7,20 +7,15 @@ model, circuit size, retention of the base circuit with its null and ceiling, ov
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
 from forgetlens.pipeline.results import read_results
+from forgetlens.report.text import interval_text
 
 
 def cell(stat: dict | None, digits: int = 2) -> str:
-    """``value [low, high]`` (the value alone without an interval)."""
-    if stat is None or stat.get("value") is None or math.isnan(stat["value"]):
-        return "n/a"
-    value, low, high = stat["value"], stat.get("ci_low"), stat.get("ci_high")
-    if low is None or math.isnan(low):
-        return f"{value:.{digits}f}"
-    return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+    """``value [low, high]`` to ``digits`` decimals (the report's form)."""
+    return interval_text(stat, f"{{:.{digits}f}}")
 
 
 def main() -> None:

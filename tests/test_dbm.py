@@ -187,7 +187,7 @@ def test_vulnerable_heads_rule_and_its_mirror():
 
 
 def test_summary_over_seeds_pairs_methods_by_seed():
-    def record(heads, masks=None):
+    def record(heads):
         scores = np.zeros((2, 4))
         for l, h in heads:
             scores[l, h] = 1.0
@@ -314,3 +314,28 @@ def test_retention_sees_planted_damage_and_the_null_stays_below(planted):
     row = compare_own_circuit(before.heads, after.heads, layout.n_total, 500, 0)
     assert row["retention"]["value"] <= 1 - len(damaged_heads) / before.k
     assert row["retention"]["value"] > row["retention"]["null_mean"]
+
+
+@pytest.mark.parametrize(
+    "change, named",
+    [
+        ({"heads": [[0, 9]]}, "field 'heads' should list [layer, head] pairs"),
+        ({"scores": [[0.0] * 4]}, "field 'scores' should be 2 x 4 numbers"),
+        ({"k": "3"}, "field 'k' should be a int"),
+        ({"faithfulness": "high"}, "field 'faithfulness' should be a number"),
+    ],
+)
+def test_a_broken_own_circuit_record_is_one_error_naming_it(tmp_path, change, named):
+    import json
+
+    from forgetlens.errors import ForgetlensError
+    from forgetlens.measure.own_circuits import read_own_record
+
+    good = {"method": "dbm", "k": 1, "heads": [[1, 2]], "scores": [[0.0] * 4, [0.0] * 4], "faithfulness": None}
+    path = tmp_path / "base.dbm.json"
+    path.write_text(json.dumps(good))
+    assert read_own_record(path, 2, 4)["heads"] == [[1, 2]]
+    path.write_text(json.dumps({**good, **change}))
+    with pytest.raises(ForgetlensError, match=named.replace("[", r"\[").replace("]", r"\]")) as error:
+        read_own_record(path, 2, 4)
+    assert str(path) in str(error.value) and "\n" not in str(error.value)

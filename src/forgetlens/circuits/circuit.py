@@ -262,6 +262,23 @@ def save_circuit(path, circuit: Circuit) -> None:
     save_tensors(path, {"scores": circuit.scores, "per_prompt": circuit.per_prompt}, metadata)
 
 
+def check_heads(heads: list, path, n_layers: int, n_heads: int) -> list:
+    """``heads`` read from ``path`` if it lists [layer, head] pairs of a model of ``n_layers`` x ``n_heads``
+    heads, else one ForgetlensError naming the file."""
+    from forgetlens.errors import ForgetlensError
+
+    if not all(
+        isinstance(h, list)
+        and len(h) == 2
+        and all(isinstance(i, int) for i in h)
+        and 0 <= h[0] < n_layers
+        and 0 <= h[1] < n_heads
+        for h in heads
+    ):
+        raise ForgetlensError(f"{path}: field 'heads' should list [layer, head] pairs of this model")
+    return heads
+
+
 def load_circuit(path, n_layers: int, n_heads: int) -> Circuit:
     """A circuit written by :func:`save_circuit` for a model of ``n_layers`` x ``n_heads`` heads; any field
     missing, of the wrong type or shape is one ForgetlensError naming the file (nothing in it can run code)."""
@@ -279,14 +296,5 @@ def load_circuit(path, n_layers: int, n_heads: int) -> Circuit:
             f"{n_layers} layers x {n_heads} heads"
         )
     fields = {name: record_field(meta, name, path, kind) for name, kind in CIRCUIT_FIELDS.items()}
-    heads = record_field(meta, "heads", path, list)
-    if not all(
-        isinstance(h, list)
-        and len(h) == 2
-        and all(isinstance(i, int) for i in h)
-        and 0 <= h[0] < n_layers
-        and 0 <= h[1] < n_heads
-        for h in heads
-    ):
-        raise ForgetlensError(f"{path}: field 'heads' should list [layer, head] pairs of this model")
+    heads = check_heads(record_field(meta, "heads", path, list), path, n_layers, n_heads)
     return Circuit(scores=scores, per_prompt=per_prompt, heads=[(h[0], h[1]) for h in heads], **fields)

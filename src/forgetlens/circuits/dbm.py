@@ -31,12 +31,26 @@ from dataclasses import dataclass
 
 import torch
 
-from forgetlens.circuits.patching import chunks, head_outputs, mean_head_outputs
+from forgetlens.circuits.patching import ablation_source, chunks, head_outputs, mean_head_outputs
 from forgetlens.config import DBMConfig
 from forgetlens.errors import ForgetlensError
 from forgetlens.models.forward import _unembeds_directly, model_device
-from forgetlens.models.heads import HeadLayout, capture_heads, frozen_parameters, head_hooks
+from forgetlens.models.heads import HeadLayout, frozen_parameters, head_hooks
 from forgetlens.tasks.base import TaskBatch, task_metric
+
+
+def _mixer(weight: torch.Tensor | None, source: torch.Tensor, n_heads: int):
+    """A ``head_hooks`` function moving each head's output a share ``weight`` ([layer, head] or [rows, layer,
+    head]) of the way to ``source[layer]`` ([rows, pos|1, head, d_head]); None leaves the run clean."""
+
+    def mix(layer: int, z: torch.Tensor):  # z: [rows, pos, head, d_head]
+        if weight is None:
+            return None
+        w = weight[layer] if weight.dim() == 2 else weight[:, layer]
+        w = w.to(device=z.device, dtype=z.dtype).view(-1, 1, n_heads, 1)
+        return z + w * (source[layer].to(z.dtype) - z)
+
+    return mix
 
 
 def _source_kind(objective: str, ablation: str) -> str:
@@ -96,15 +110,7 @@ class LastTokenPatcher:
         cache = DynamicCache(config=self.model.config)
         for layer in range(self.layout.n_layers):
             cache.update(self.keys[layer][rows], self.values[layer][rows], layer)
-        source = self.source[:, rows.cpu()].to(device)  # [layer, rows, head, d_head]
-
-        def mix(layer: int, z: torch.Tensor):  # z: [rows, 1, head, d_head]
-            if weight is None:
-                return None
-            w = weight[layer] if weight.dim() == 2 else weight[:, layer]
-            w = w.to(device=z.device, dtype=z.dtype).view(-1, 1, self.layout.n_heads, 1)
-            return z + w * (source[layer].unsqueeze(1).to(z.dtype) - z)
-
+        source = self.source[:, rows.cpu()].unsqueeze(2).to(device)  # [layer, rows, 1, head, d_head]
         kwargs = dict(
             input_ids=self.ids[rows, -1:],
             attention_mask=self.mask[rows],
@@ -112,7 +118,7 @@ class LastTokenPatcher:
             past_key_values=cache,
             use_cache=True,
         )
-        with head_hooks(self.model, self.layout, mix):
+        with head_hooks(self.model, self.layout, _mixer(weight, source, self.layout.n_heads)):
             if self.body is not None:
                 hidden = self.body(**kwargs).last_hidden_state[:, -1]  # [rows, d_model]
                 logits = self.model.get_output_embeddings()(hidden)
@@ -129,17 +135,10 @@ class AllPositionsPatcher:
         self.model, self.layout, self.batch = model, layout, batch
         device = model_device(model)
         reference = mean_head_outputs(model, layout, batch, batch_size) if source == "mean" else None
-        parts = []
-        for part in chunks(batch, batch_size, device):
-            if source == "counterfactual":
-                parts.append(head_outputs(model, layout, part, corrupted=True).cpu())
-            elif source == "mean":
-                assert reference is not None
-                parts.append(reference[:, :, : part.clean_ids.shape[1]].expand(-1, len(part), -1, -1, -1).cpu())
-            else:
-                parts.append(
-                    torch.zeros(layout.n_layers, len(part), part.clean_ids.shape[1], layout.n_heads, layout.d_head)
-                )
+        parts = [  # each [layer, rows, pos, head, d_head]
+            ablation_source(model, layout, part, source, reference).expand(-1, len(part), -1, -1, -1).cpu()
+            for part in chunks(batch, batch_size, device)
+        ]
         width = batch.clean_ids.shape[1]
         self.source = torch.cat(  # [layer, n, pos, head, d_head]
             [torch.nn.functional.pad(p, (0, 0, 0, 0, 0, width - p.shape[2])) for p in parts], dim=1
@@ -153,15 +152,7 @@ class AllPositionsPatcher:
 
         part = self.batch.subset(rows.cpu()).to(model_device(self.model))
         source = self.source[:, rows.cpu(), : part.clean_ids.shape[1]].to(part.clean_ids.device)
-
-        def mix(layer: int, z: torch.Tensor):  # z: [rows, pos, head, d_head]
-            if weight is None:
-                return None
-            w = weight[layer] if weight.dim() == 2 else weight[:, layer]
-            w = w.to(device=z.device, dtype=z.dtype).view(-1, 1, self.layout.n_heads, 1)
-            return z + w * (source[layer].to(z.dtype) - z)
-
-        with head_hooks(self.model, self.layout, mix):
+        with head_hooks(self.model, self.layout, _mixer(weight, source, self.layout.n_heads)):
             logits = answer_logits(self.model, part.clean_ids, part.attention_mask, part.answer_pos)
         self.forwards += len(rows) / len(self.batch)
         return logits
@@ -181,10 +172,8 @@ def last_token_source(model, layout: HeadLayout, batch: TaskBatch, source: str, 
         raise ForgetlensError(f"unknown DBM source {source!r}; expected counterfactual, mean or zero")
     out = []
     for part in chunks(batch, batch_size, device):
-        with capture_heads(model, layout) as captured:
-            model(input_ids=part.corrupted_ids, attention_mask=part.attention_mask, use_cache=False)
-        rows = torch.arange(len(part), device=device)
-        out.append(torch.stack([layout.split(z)[rows, part.answer_pos] for z in captured]).cpu())
+        outputs = head_outputs(model, layout, part, corrupted=True)  # [layer, rows, pos, head, d_head]
+        out.append(outputs[:, torch.arange(len(part), device=device), part.answer_pos].cpu())
     return torch.cat(out, dim=1)
 
 

@@ -64,3 +64,27 @@ def own_circuit_record(
         record["heads_tested"] = [{"head": list(h), **values} for h, values in tested.items()]
     record["seconds"] = round(time.perf_counter() - start, 3)
     return record
+
+
+def read_own_record(path, n_layers: int, n_heads: int) -> dict:
+    """A record written by :func:`own_circuit_record` for a model of ``n_layers`` x ``n_heads`` heads; a missing
+    field, a head outside the model or scores of another shape is one ForgetlensError naming the file."""
+    from forgetlens.artefacts import read_json, record_field
+    from forgetlens.circuits.circuit import check_heads
+    from forgetlens.errors import ForgetlensError
+
+    record = read_json(path)
+    if not isinstance(record, dict):
+        raise ForgetlensError(f"{path}: expected a JSON object (an own-circuit record)")
+    record_field(record, "method", path, str)
+    record_field(record, "k", path, int)
+    check_heads(record_field(record, "heads", path, list), path, n_layers, n_heads)
+    if not isinstance(record.get("faithfulness", "missing"), (int, float, type(None))):
+        raise ForgetlensError(f"{path}: field 'faithfulness' should be a number")
+    scores = record_field(record, "scores", path, list)
+    if len(scores) != n_layers or not all(
+        isinstance(row, list) and len(row) == n_heads and all(isinstance(x, (int, float)) for x in row)
+        for row in scores
+    ):
+        raise ForgetlensError(f"{path}: field 'scores' should be {n_layers} x {n_heads} numbers")
+    return record

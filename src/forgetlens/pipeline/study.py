@@ -35,7 +35,7 @@ from forgetlens.circuits.first_order_cmap import BaseChunk, base_chunks
 from forgetlens.config import FinetuneConfig, StudyConfig, config_differences
 from forgetlens.errors import ForgetlensError
 from forgetlens.measure.anatomy import measure_anatomy
-from forgetlens.measure.own_circuits import HALVES, own_circuit_record, prompt_part
+from forgetlens.measure.own_circuits import HALVES, own_circuit_record, prompt_part, read_own_record
 from forgetlens.metrics.anatomy import summarise_anatomy
 from forgetlens.metrics.vulnerability import circuit_weights, load_measurements, measure, save_measurements
 from forgetlens.models.heads import HeadLayout
@@ -155,6 +155,10 @@ class Study:
     def _own_path(self, task: str, label: str, method: str) -> Path:
         return self.run_dir / "own_circuits" / task / f"{label}.{method}.json"
 
+    def _read_own(self, task: str, label: str, method: str) -> dict:
+        layout = HeadLayout.of(self.base.model)
+        return read_own_record(self._own_path(task, label, method), layout.n_layers, layout.n_heads)
+
     def _discovery_prompts(self, task_name: str):
         discovery, _ = task_splits(
             self.base.tokenizer, get_task(task_name), self.cfg.discovery.n_examples, self.cfg.discovery.seed
@@ -171,7 +175,8 @@ class Study:
         own = (label, method) == ("base", "dbm")
         tested = None
         if wants and not own:
-            tested = [(int(l), int(h)) for l, h in read_json(self._own_path(task_name, "base", "dbm"))["heads"]]
+            base = self._read_own(task_name, "base", "dbm")
+            tested = [(l, h) for l, h in base["heads"]]
         prompts = prompt_part(self._discovery_prompts(task_name), part)
         record = own_circuit_record(
             model, HeadLayout.of(self.base.model), prompts, self.cfg.discovery, method, tested, wants and own
@@ -446,7 +451,7 @@ class Study:
         for method in own.methods:
             labels = ["base", *(f"base.{h}" for h in HALVES), *tuned]
             records = {
-                label: read_json(self._own_path(task_name, label, method))
+                label: self._read_own(task_name, label, method)
                 for label in labels
                 if self._own_path(task_name, label, method).exists()
             }

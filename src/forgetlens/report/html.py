@@ -11,17 +11,8 @@ from forgetlens.metrics.summary import GENERAL_LABELS, MIN_EFFECT, prior_tasks, 
 from forgetlens.report.anatomy import anatomy_lines
 from forgetlens.report.figures import FIGURES
 from forgetlens.report.own_circuits import own_circuit_differences, own_circuit_table
+from forgetlens.report.text import interval_text as _ci
 from forgetlens.utils import atomic_write_text
-
-
-def _ci(stat: dict | None, fmt: str = "{:.3f}") -> str:
-    if not stat or stat.get("value") is None:
-        return "n/a"
-    low, high = stat.get("ci_low", float("nan")), stat.get("ci_high", float("nan"))
-    value = fmt.format(stat["value"])
-    if low is None or high is None or np.isnan(low):
-        return value
-    return f"{value} [{fmt.format(low)}, {fmt.format(high)}]"
 
 
 def summary_lines(results: dict) -> list[str]:

@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import math
-
 from forgetlens.metrics.summary import prior_tasks
+from forgetlens.report.text import interval_text
 
 Table = tuple[list[str], list[list[str]]]
 
 
 def _interval(stat: dict) -> str:
-    """``0.62 [0.48, 0.76]``, or the value alone where one seed gives no interval."""
-    value, low, high = stat["value"], stat.get("ci_low"), stat.get("ci_high")
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    if low is None or high is None or math.isnan(low) or math.isnan(high):
-        return f"{value:.2f}"
-    return f"{value:.2f} [{low:.2f}, {high:.2f}]"
+    return interval_text(stat, "{:.2f}")
 
 
 def own_circuit_table(results: dict) -> Table | None:
@@ -49,7 +42,7 @@ def own_circuit_table(results: dict) -> Table | None:
                         task,
                         method,
                         group,
-                        _interval(g["k"]).split(" ")[0],
+                        f"{g['k']['value']:.1f}",
                         _interval(g["retention"]),
                         f"{g['null_retention']['value']:.2f}",
                         "",
