@@ -12,7 +12,7 @@ import pytest
 
 from forgetlens.config import FinetuneConfig, config_differences
 from forgetlens.errors import ForgetlensError
-from forgetlens.pipeline.finetune import finetune
+from forgetlens.pipeline.finetune import base_behaviour_key, finetune
 from forgetlens.training.data import target_splits, training_schedule
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sciknoweval-chemistry-L3"
@@ -209,13 +209,18 @@ def test_bad_data_is_one_line_and_writes_nothing(tmp_path, content, needle):
 def test_runs_that_evaluate_alike_share_the_base_row(tmp_path, monkeypatch):
     shared = tmp_path / "base-behaviour"
     sft = finetune(tiny("sft"), tmp_path / "sft", shared_base=shared)
-    assert len(list(shared.iterdir())) == 1
+    key = base_behaviour_key(tiny("sft"))
+    assert sorted(p.name for p in shared.iterdir()) == [key, key.replace(".json", ".kl-samples.json")]
 
     import forgetlens.pipeline.finetune as ft
 
     def no_measuring(*args, **kwargs):
         raise AssertionError("the shared base row was measured again")
 
+    def no_sampling(*args, **kwargs):
+        raise AssertionError("the base's KL samples were drawn again")
+
+    monkeypatch.setattr(ft, "generate", no_sampling)  # the second run reads the base's samples from the cache
     monkeypatch.setattr(ft, "target_accuracy", no_measuring)  # step 0 of the second run must come from the cache
     cfg = tiny("rl")
     cfg.steps = cfg.checkpoint_every = 2

@@ -8,7 +8,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).parents[1] / "src" / "forgetlens"
 
 LAYERS = [
-    {"errors", "utils", "artefacts"},
+    {"errors", "utils", "artefacts", "progress"},
     {"models"},
     {"tasks"},
     {"config"},

@@ -114,7 +114,8 @@ def test_study_is_deterministic_and_resumes_after_sigkill(tmp_path):
     results = _results(a)
     assert set(results["target_gain"]) == {"sft", "rl"} and results["runs"]["sft-s0"]["n_eval_records"] > 0
     assert schema_problems(json.loads((a / "results.json").read_text())) == []
-    assert len(list((a / "base-behaviour").iterdir())) == 1  # SFT and RL of seed 0 share the base row
+    assert len(list((a / "base-behaviour").glob("*.kl-samples.json"))) == 1  # SFT and RL of seed 0 share the base
+    assert len(list((a / "base-behaviour").iterdir())) == 2  # row and the base's KL samples
 
     env = {**os.environ, "FORGETLENS_QUIET": "1", "FORGETLENS_THREADS": "1"}
     cmd = [sys.executable, "-m", "forgetlens", "run", "--config", str(cfg), "--out", str(c)]

@@ -30,7 +30,11 @@ def _check_resume_overwrite(resume: bool, overwrite: bool) -> None:
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "terminal_width": 120, "max_content_width": 120})
 @click.version_option(package_name="forgetlens")
 def cli() -> None:
-    """forgetlens: what fine-tuning does to a language model's circuits."""
+    """forgetlens: what fine-tuning does to a language model's circuits.
+
+    Long work shows its progress on stderr (a live display on a terminal, one line per finished piece of work
+    otherwise); --quiet anywhere on the command line turns that off, --debug shows a traceback for an error.
+    """
 
 
 @cli.command("tasks")
@@ -269,6 +273,11 @@ def pretrain_cmd(out, seed, steps, resume, start_from, start_after) -> None:
     help="Train from this run's last checkpoint (or this checkpoint directory) instead of --model, e.g. RL after SFT; "
     "behaviour is still measured against --model.",
 )
+@click.option(
+    "--keep-optimizer",
+    is_flag=True,
+    help="Keep the checkpoints' optimizer state once the run is complete (twice the weights' size on disk).",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out.")
 @click.option(
@@ -297,13 +306,14 @@ def finetune_cmd(
     monitor_threshold,
     monitor_action,
     init_from,
+    keep_optimizer,
     seed,
     resume,
     overwrite,
     allow_download,
     out,
 ) -> None:
-    """Fine-tune (sft, rl, sft-preserve, rl-preserve, replay, sft-kl), keeping checkpoints; behaviour at each."""
+    """Fine-tune with SFT, RL or a circuit-keeping variant; checkpoints, and behaviour at each."""
     from forgetlens.config import FINETUNE_METHODS, FinetuneConfig, trainer_kind
     from forgetlens.pipeline.finetune import finetune
 
@@ -319,6 +329,7 @@ def finetune_cmd(
         seed=seed,
         max_records=max_records,
         init_from=None if init_from is None else str(init_from),
+        keep_optimizer=keep_optimizer,
     )
     for section, name, value in (
         ("preserve", "lam", lam),
@@ -463,7 +474,8 @@ def audit_cmd(
     "config_path",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Study YAML (default: the embedded study).",
+    help="Study YAML (default: the main job, configs/smollm2-135m-quick.yaml; the embedded study is "
+    "configs/embedded-study.yaml).",
 )
 @click.option("--seeds", default=None, help="Comma-separated training seeds, e.g. 0,1,2 (overrides the config).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted study in --out, skipping finished stages.")
@@ -484,13 +496,13 @@ def audit_cmd(
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Run directory.")
 def run_cmd(config_path, seeds, resume, overwrite, jobs, allow_download, out) -> None:
     """The whole study: base circuits, SFT and RL runs, circuit metrics at every checkpoint, report."""
-    from forgetlens.config import StudyConfig, load_study_config
+    from forgetlens.config import MAIN_JOB_CONFIG, load_study_config
     from forgetlens.pipeline.study import run_study
-    from forgetlens.report.html import summary_lines, summary_table, write_report
+    from forgetlens.report.html import summary_sentences, summary_table, write_report
 
     _check_resume_overwrite(resume, overwrite)
     check_writable(out, "--out")
-    cfg = load_study_config(config_path) if config_path else StudyConfig()
+    cfg = load_study_config(config_path or MAIN_JOB_CONFIG)
     if seeds is not None:
         try:
             cfg.seeds = [int(s) for s in seeds.split(",") if s.strip()]
@@ -503,7 +515,7 @@ def run_cmd(config_path, seeds, resume, overwrite, jobs, allow_download, out) ->
         return  # a non-main process of a multi-GPU launch: the main process reports
 
     click.echo(summary_table(results) + "\n")
-    click.echo("\n".join(summary_lines(results)))
+    click.echo("\n\n".join(summary_sentences(results)))
     click.echo(f"report: {out / 'report.html'}")
 
 
@@ -513,7 +525,7 @@ def run_cmd(config_path, seeds, resume, overwrite, jobs, allow_download, out) ->
     "config_path",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Study YAML (default: the embedded study).",
+    help="Study YAML (default: the main job's).",
 )
 @click.option(
     "--gpus",
@@ -529,10 +541,10 @@ def run_cmd(config_path, seeds, resume, overwrite, jobs, allow_download, out) ->
 )
 def plan_cmd(config_path, gpus, prompt_tokens) -> None:
     """Memory per GPU and forward/backward passes of every stage, and which settings make training fit."""
-    from forgetlens.config import StudyConfig, load_study_config
+    from forgetlens.config import MAIN_JOB_CONFIG, load_study_config
     from forgetlens.pipeline.plan import Hardware, detected_hardware, format_plan, model_shape, prompt_length
 
-    cfg = load_study_config(config_path, check_paths=False) if config_path else StudyConfig()
+    cfg = load_study_config(config_path or MAIN_JOB_CONFIG, check_paths=False)
     hardware = [Hardware.parse(g) for g in gpus.split(",")] if gpus else [detected_hardware()]
     shape = model_shape(cfg.model)
     if prompt_tokens is not None:
@@ -605,6 +617,7 @@ def _network_off_unless_allowed(argv: list[str]) -> None:
     import os
 
     os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # transformers' and the hub's bars: forgetlens shows its own
     if "--allow-download" in argv:
         os.environ["FORGETLENS_ALLOW_DOWNLOAD"] = "1"  # models.loading.downloads_allowed, worker processes too
     else:
@@ -622,7 +635,11 @@ def main(argv: list[str] | None = None) -> None:
 
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
-    args = [a for a in args if a != "--debug"]
+    if "--quiet" in args:  # anywhere on the command line: no progress display (warnings and errors still print)
+        import os
+
+        os.environ["FORGETLENS_QUIET"] = "1"
+    args = [a for a in args if a not in ("--debug", "--quiet")]
     _network_off_unless_allowed(args)
     silence_known_warnings()
     _one_line_warnings()

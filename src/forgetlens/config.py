@@ -11,6 +11,10 @@ from pathlib import Path
 
 from forgetlens.utils import short_repr
 
+MAIN_JOB_CONFIG = Path(__file__).parent / "configs" / "smollm2-135m-quick.yaml"
+"""The main job's study (``forgetlens run`` without ``--config``; ``configs/smollm2-135m-quick.yaml`` in the
+repository): SFT and RL on SmolLM2-135M-Instruct, one seed, 12 steps."""
+
 DISCOVERY_METHODS = ("attribution", "exact", "ig", "dbm")
 """How a circuit is found (``DiscoveryConfig.method``): heads scored one by one (attribution, exact patching,
 integrated gradients) or one mask per head optimised jointly (differentiable binary masking)."""
@@ -349,7 +353,12 @@ class FinetuneConfig:
     lr_rl: float = 1e-4
     """RL learning rate (chosen by the same rule as ``lr_sft``)."""
     checkpoint_every: int = 120
-    """Save a checkpoint every N steps (plus step 0, the base model); each one's behaviour is measured."""
+    """Save a checkpoint every N steps; each one's behaviour is measured, and step 0's (the base model, read from
+    ``model``, not copied into the run)."""
+    keep_optimizer: bool = False
+    """Keep each checkpoint's optimizer, scheduler and RNG state after the run completes (``--keep-optimizer``;
+    needed only to train further from a checkpoint exactly as an unbroken run would). While the run trains they
+    are kept, so that an interrupted run resumes."""
     init_from: str | None = None
     """Train from this fine-tuned model of ``model`` instead of from ``model``: a run directory (its last
     checkpoint) or a checkpoint directory, full weights or a PEFT adapter. Behaviour, forgetting and KL are still
@@ -716,6 +725,7 @@ OPTIONS_ADDED_LATER: dict[str, object] = {
     "anatomy.min_block": 4,
     "anatomy.n_exact_heads": 4,
     "init_from": None,
+    "keep_optimizer": True,  # runs made before the option kept their optimizer state
     "rl_from_sft": False,
     **{f"discovery.dbm.{f.name}": f.default for f in fields(DBMConfig)},
     **{f"own_circuits.{f.name}": f.default for f in fields(OwnCircuitsConfig) if f.name != "methods"},

@@ -107,20 +107,6 @@ def versions() -> dict[str, str]:
     return out
 
 
-def progress(iterable, desc: str, **kwargs):
-    """A tqdm bar on stderr (tqdm comes with transformers); quiet when FORGETLENS_QUIET is set."""
-    from tqdm.auto import tqdm
-
-    return tqdm(
-        iterable,
-        desc=desc,
-        disable=bool(os.environ.get("FORGETLENS_QUIET")),
-        dynamic_ncols=True,
-        mininterval=1.0,
-        **kwargs,
-    )
-
-
 def silence_known_warnings() -> None:
     """Hide a transformers 5 deprecation warning that its own internals raise on every model load."""
     import warnings

@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import json
 import math
+import os
 import random
 import time
 from pathlib import Path
@@ -29,9 +30,17 @@ from forgetlens.models.loading import checked_device, default_device
 from forgetlens.tasks import comparisons, science_qa
 from forgetlens.tasks.base import check_vocabulary, encode_examples
 from forgetlens.tasks.registry import EMBEDDED_TASKS, TASKS
-from forgetlens.utils import atomic_write_text, first_line, progress, right_pad, versions
+from forgetlens.utils import atomic_write_text, first_line, right_pad, versions
 
 STATE_FILE = "pretrain_state.pt"
+
+
+def _bar(steps: range, desc: str, initial: int, total: int):
+    """A tqdm bar over pretraining steps with the loss beside it (quiet when FORGETLENS_QUIET is set)."""
+    from tqdm.auto import tqdm
+
+    quiet = bool(os.environ.get("FORGETLENS_QUIET"))
+    return tqdm(steps, desc=desc, initial=initial, total=total, disable=quiet, dynamic_ncols=True, mininterval=1.0)
 
 
 def build_model(cfg: PretrainConfig, vocab_size: int):
@@ -227,7 +236,7 @@ def _train_main(cfg: PretrainConfig, model, tokenizer, state_path: Path, state: 
         opening.pending, main.pending = state["pending"]
     model.train()
     t0 = time.perf_counter()
-    bar = progress(range(start, cfg.steps), desc="pretrain", initial=start, total=cfg.steps)
+    bar = _bar(range(start, cfg.steps), "pretrain", start, cfg.steps)
     for step in bar:
         ids, labels = (opening if step < cfg.curriculum_steps else main).next_batch()  # [batch, pos]
         for group in opt.param_groups:
@@ -285,7 +294,7 @@ def _train_substages(
     t0 = time.perf_counter()
     loss = float("nan")
     total = ends[-1] if ends else 0
-    bar = progress(range(start, total), desc=f"pretrain ({stage} stage)", initial=start, total=total)
+    bar = _bar(range(start, total), f"pretrain ({stage} stage)", start, total)
     for step in bar:
         for group in opt.param_groups:
             group["lr"] = cfg.format_lr * min(1.0, (step + 1) / cfg.warmup)

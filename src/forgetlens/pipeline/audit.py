@@ -32,9 +32,10 @@ from forgetlens.metrics.stats import bootstrap_indices
 from forgetlens.metrics.vulnerability import PromptMeasurements, circuit_weights, measure
 from forgetlens.models.heads import HeadLayout
 from forgetlens.models.loading import load_model, model_record, resolve_model_path
+from forgetlens.progress import open_task
 from forgetlens.tasks.base import PriorTask, TaskBatch
 from forgetlens.training.checkpoints import checkpoint_dirs, load_checkpoint
-from forgetlens.utils import csv_text, first_line, progress, versions
+from forgetlens.utils import csv_text, first_line, versions
 
 
 def parse_tuned(specs: list[str]) -> dict[str, str]:
@@ -194,32 +195,33 @@ def audit(
     timings = {"discovery": 0.0, "metrics": 0.0}
     results = {}
     cfg = DiscoveryConfig(method=method, k=k, n_examples=n_examples, seed=seed)
-    for task in progress(tasks, desc="audit"):
-        t0 = time.perf_counter()
-        bc = find_base_circuit(base, layout, task, cfg)
-        timings["discovery"] += time.perf_counter() - t0
-        t0 = time.perf_counter()
-        cache = base_chunks(base.model, layout, bc.evaluation)
-        tuned_m = {
-            label: measure(m, layout, bc.evaluation, bc.mask, method, base=base.model, top_m=top_m, base_cache=cache)
-            for label, m in models.items()
-        }
-        results[task.name] = analyse_task(bc, tuned_m, behaviour, n_boot, seed)
-        timings["metrics"] += time.perf_counter() - t0
-        if anatomy:
+    for task in tasks:
+        parts = 1 + len(models) * (2 if anatomy else 1)  # the base circuit, then each model's damage (and anatomy)
+        with open_task(f"audit {task.name}: base circuit, then each model", parts, "parts") as shown:
             t0 = time.perf_counter()
-            results[task.name]["anatomy"] = {
-                label: summarise_anatomy(
-                    measure_anatomy(
-                        base.model, m, base.tokenizer, layout, bc.evaluation, bc.mask, metric=anatomy_metric
-                    ),
-                    bc.circuit.heads,
-                    n_boot,
-                    seed,
+            bc = find_base_circuit(base, layout, task, cfg)
+            timings["discovery"] += time.perf_counter() - t0
+            shown.advance()
+            t0 = time.perf_counter()
+            cache = base_chunks(base.model, layout, bc.evaluation)
+            tuned_m = {}
+            for label, m in models.items():
+                tuned_m[label] = measure(
+                    m, layout, bc.evaluation, bc.mask, method, base=base.model, top_m=top_m, base_cache=cache
                 )
-                for label, m in progress(models.items(), desc=f"anatomy of {task.name}", total=len(models))
-            }
-            timings["anatomy"] = timings.get("anatomy", 0.0) + time.perf_counter() - t0
+                shown.advance()
+            results[task.name] = analyse_task(bc, tuned_m, behaviour, n_boot, seed)
+            timings["metrics"] += time.perf_counter() - t0
+            if anatomy:
+                t0 = time.perf_counter()
+                results[task.name]["anatomy"] = {}
+                for label, m in models.items():
+                    measured = measure_anatomy(
+                        base.model, m, base.tokenizer, layout, bc.evaluation, bc.mask, metric=anatomy_metric
+                    )
+                    results[task.name]["anatomy"][label] = summarise_anatomy(measured, bc.circuit.heads, n_boot, seed)
+                    shown.advance()
+                timings["anatomy"] = timings.get("anatomy", 0.0) + time.perf_counter() - t0
     return {
         "schema": "forgetlens.pipeline.audit/1",
         "base": base_spec,

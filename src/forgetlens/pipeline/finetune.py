@@ -36,11 +36,12 @@ from forgetlens.metrics.behaviour import (
     target_accuracy,
 )
 from forgetlens.models.loading import check_model, configure_threads, load_model, load_tokenizer, model_record
+from forgetlens.progress import track
 from forgetlens.tasks.registry import chosen_task_names, get_task
-from forgetlens.training.checkpoints import checkpoint_dirs, load_checkpoint, save_model_dir
+from forgetlens.training.checkpoints import checkpoint_dirs, drop_resume_state, load_checkpoint
 from forgetlens.training.data import conversational_rows, prompt_length_problems, target_splits, training_schedule
 from forgetlens.training.regularizers import build_regularizers
-from forgetlens.utils import atomic_write_text, csv_text, is_main_process, progress, versions, wait_for_everyone
+from forgetlens.utils import atomic_write_text, csv_text, is_main_process, versions, wait_for_everyone
 
 PRIOR_EVAL_SEED = 424242
 
@@ -125,11 +126,8 @@ def train(cfg: FinetuneConfig, run_dir: Path, resume: bool, log=print) -> dict:
     kind = trainer_kind(cfg.method)
     dataset = Dataset.from_list(conversational_rows(schedule, with_completion=kind == "sft"))
     ckpt_root = run_dir / "checkpoints"
-    base_dir = ckpt_root / "checkpoint-0"
     if is_main_process():
         ckpt_root.mkdir(parents=True, exist_ok=True)
-        if cfg.init_from is None and not (base_dir / "model.safetensors").exists():  # a copy of the base: step 0
-            save_model_dir(model, tokenizer, base_dir)
     regularizers = build_regularizers(cfg, model, tokenizer, lambda: load_model(cfg.model).model)
     model.train()
     timer = _GenerationTimer(model) if kind == "rl" else None
@@ -249,9 +247,10 @@ def measured_steps(run_dir: Path) -> dict[int, Path]:
     return dict(sorted(steps.items()))
 
 
-def _behaviour_probe(cfg: FinetuneConfig, eval_records: list[dict]):
+def _behaviour_probe(cfg: FinetuneConfig, eval_records: list[dict], samples_cache: Path | None = None):
     """``measure(step, checkpoint_dir) -> row``: target accuracy, prior tasks, forward KL against the base (on
-    completions sampled once from the base) and, when configured, the general probe."""
+    completions sampled once from the base; kept in ``samples_cache`` for other runs with the same evaluation
+    options) and, when configured, the general probe."""
     base = load_model(cfg.model)
     configure_threads(base.model, cfg.threads)
     tokenizer = base.tokenizer
@@ -259,7 +258,13 @@ def _behaviour_probe(cfg: FinetuneConfig, eval_records: list[dict]):
     kl_records = eval_records[: cfg.kl_prompts] if cfg.kl_prompts else eval_records
     kl_prompts = [p for p in chat_prompts(tokenizer, kl_records) for _ in range(cfg.kl_samples)]
     kl_cap = cfg.kl_max_new_tokens or cfg.max_new_tokens
-    samples = generate(base.model, tokenizer, kl_prompts, kl_cap, sample=True, seed=cfg.seed)
+    if samples_cache is not None and samples_cache.exists():
+        samples = json.loads(samples_cache.read_text())
+    else:
+        samples = generate(base.model, tokenizer, kl_prompts, kl_cap, sample=True, seed=cfg.seed)
+        if samples_cache is not None:
+            samples_cache.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(samples_cache, json.dumps(samples))
     general = general_probe(base.model, tokenizer, cfg) if cfg.general_eval else None
 
     def measure(step: int, path: Path) -> dict:
@@ -297,10 +302,11 @@ def evaluate_checkpoints(cfg: FinetuneConfig, run_dir: Path, log=print, shared_b
     steps = {0: run_dir / "checkpoints" / "checkpoint-0", **steps}  # step 0: the base model, always measured
     _, eval_records = target_splits(cfg)
     unmeasured = [step for step in steps if not (cache / f"checkpoint-{step}.json").exists()]
-    measure = _behaviour_probe(cfg, eval_records) if unmeasured else None  # loads the base only when needed
+    samples = shared.with_suffix(".kl-samples.json") if shared is not None else None
+    measure = _behaviour_probe(cfg, eval_records, samples) if unmeasured else None  # loads the base only if needed
     rows: list[dict] = []
     base_prior: dict = {}
-    for step, path in progress(list(steps.items()), desc=f"evaluate {cfg.method}"):
+    for step, path in track(list(steps.items()), f"evaluate {run_dir.name}", "checkpoints"):
         cached = cache / f"checkpoint-{step}.json"
         if cached.exists():
             row = json.loads(cached.read_text())
@@ -404,4 +410,6 @@ def _train_once(cfg: FinetuneConfig, run_dir: Path, resume: bool, log) -> None:
         budget = train(cfg, run_dir, resume, log)
         if is_main_process():
             write_json(done, budget)
+    if is_main_process() and not cfg.keep_optimizer:  # the run is complete: nothing will resume it
+        drop_resume_state(run_dir)
     wait_for_everyone()

@@ -16,8 +16,9 @@ from forgetlens.config import FINETUNE_METHODS
 from forgetlens.errors import ForgetlensError
 from forgetlens.tasks.base import METRICS
 
-SCHEMA_VERSION = "1.5"
-"""1.5: ``tasks[TASK].own_circuits[METHOD]``, every model's own circuit against the base's (optional;
+SCHEMA_VERSION = "1.6"
+"""1.6: ``target_example``, one held-out target question with its answer (optional), for the report's setup.
+1.5: ``tasks[TASK].own_circuits[METHOD]``, every model's own circuit against the base's (optional;
 ``own_circuits.enabled``); runs ``sft-rl-sSEED`` (RL from SFT, ``rl_from_sft``).
 1.4: ``tasks[TASK].anatomy[LABEL]``, where each run's change lives (optional; ``anatomy.enabled``);
 ``v_circuit_sum`` (and ``v_circuit_total_sum``), Σ over C0 of V_cmap(h), beside the weighted mean V(C0).
@@ -259,7 +260,25 @@ RESULTS_SCHEMA: dict = _object(
             required=[],
         ),  # empty without both an sft and an rl run
         "timings": _map_of(_NUMBER),
+        "target_example": _object({"question": {"type": "string"}, "answer": {"type": "string"}}),
     },
+    required=[
+        "schema_version",
+        "config",
+        "seeds",
+        "versions",
+        "model",
+        "layout",
+        "accuracy_threshold",
+        "runs",
+        "tasks",
+        "benchmarks",
+        "curves",
+        "target_gain",
+        "forgetting_predictors",
+        "claims",
+        "timings",
+    ],
     extra=False,
 )
 """JSON Schema (draft 2020-12) of ``results.json``; derived sections (curves ... claims) included."""

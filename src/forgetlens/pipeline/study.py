@@ -44,12 +44,13 @@ from forgetlens.pipeline.audit import BaseCircuit, analyse_task, find_base_circu
 from forgetlens.pipeline.finetune import finetune
 from forgetlens.pipeline.finetune import validate as validate_finetune
 from forgetlens.pipeline.results import SCHEMA_VERSION, read_results, write_results
+from forgetlens.progress import open_task, relay, send_to, track
 from forgetlens.tasks.registry import chosen_task_names, get_task
 from forgetlens.training.checkpoints import checkpoint_dirs, load_checkpoint
+from forgetlens.training.data import target_splits
 from forgetlens.utils import (
     atomic_write_text,
     is_main_process,
-    progress,
     silence_known_warnings,
     versions,
     wait_for_everyone,
@@ -135,7 +136,7 @@ class Study:
         return self.run_dir / "measurements" / task / f"{label}.npz"
 
     def circuits(self) -> None:
-        for task in progress(self.tasks, desc="1/5 base circuits"):
+        for task in track(self.tasks, "1/5 base circuits", "tasks"):
             self.circuit_of(task.name)
 
     def circuit_of(self, task_name: str) -> None:
@@ -143,14 +144,21 @@ class Study:
         if self.done_circuit(task_name):
             return
         layout = HeadLayout.of(self.base.model)
-        if not self._circuit_path(task_name).exists() or not self._measure_path(task_name, "base").exists():
-            bc = find_base_circuit(self.base, layout, get_task(task_name), self.cfg.discovery)
-            save_measurements(self._measure_path(task_name, "base"), bc.measurements)
-            save_circuit(self._circuit_path(task_name), bc.circuit)
-        for method in self.cfg.own_circuits.methods if self.cfg.own_circuits.enabled else []:
-            for part in ("all", *HALVES):
+        own = [
+            (method, part)
+            for method in (self.cfg.own_circuits.methods if self.cfg.own_circuits.enabled else [])
+            for part in ("all", *HALVES)
+        ]
+        with open_task(f"base circuit of {task_name}", 1 + len(own), "parts") as shown:
+            if not self._circuit_path(task_name).exists() or not self._measure_path(task_name, "base").exists():
+                bc = find_base_circuit(self.base, layout, get_task(task_name), self.cfg.discovery)
+                save_measurements(self._measure_path(task_name, "base"), bc.measurements)
+                save_circuit(self._circuit_path(task_name), bc.circuit)
+            shown.advance()
+            for method, part in own:
                 label = "base" if part == "all" else f"base.{part}"
                 self.own_circuit(task_name, label, self.base.model, method, part)
+                shown.advance()
 
     def _own_path(self, task: str, label: str, method: str) -> Path:
         return self.run_dir / "own_circuits" / task / f"{label}.{method}.json"
@@ -237,7 +245,7 @@ class Study:
 
     def measure(self) -> None:
         todo = [item for name in run_configs(self.cfg) for item in self._checkpoints_to_measure(name)]
-        for label, path in progress(todo, desc="3/5 measure checkpoints"):
+        for label, path in track(todo, "3/5 measure checkpoints", "checkpoints"):
             self.measure_checkpoint(label, path)
 
     def overlapped(self) -> None:
@@ -263,12 +271,13 @@ class Study:
         )
         seconds = {"circuits": 0.0, "finetune": 0.0, "measure": 0.0}
         args = (self.cfg, self.run_dir)
-        with ProcessPoolExecutor(
-            self.jobs,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_die_with_parent,
-            initargs=(os.getpid(),),
-        ) as pool:
+        context = multiprocessing.get_context("spawn")
+        with (
+            relay(context) as events,
+            ProcessPoolExecutor(
+                self.jobs, mp_context=context, initializer=_start_worker, initargs=(os.getpid(), events)
+            ) as pool,
+        ):
             pending = {}
 
             def startable(name: str) -> bool:  # RL from SFT waits for its SFT run
@@ -282,7 +291,7 @@ class Study:
                     queued.add(name)
             for task in sorted(circuits_left):
                 pending[pool.submit(_job, *args, "circuits", task)] = ("circuits", task)
-            bar = progress(None, total=len(pending) + expected, desc="1-3/5 circuits, fine-tuning, measurement")
+            shown = open_task("1-3/5 circuits, fine-tuning, measurement", len(pending) + expected, "jobs")
             while pending or waiting:
                 if not circuits_left:
                     for name in waiting:  # each task of a checkpoint is its own job: the last run's are shared
@@ -305,8 +314,8 @@ class Study:
                             if later not in queued and not self._finetuned(later) and starts_from(later) == name:
                                 pending[pool.submit(_job, *args, "finetune", later)] = ("finetune", later)
                                 queued.add(later)
-                    bar.update(1)
-            bar.close()
+                    shown.advance()
+            shown.finish()
         self.timings.update({f"{kind}_worker_seconds": round(v, 2) for kind, v in seconds.items()})
 
     def measure_checkpoint(self, label: str, path: Path, task_names: list[str] | None = None) -> None:
@@ -319,13 +328,15 @@ class Study:
                 task.name, label
             ).exists():
                 continue
+            own = self.cfg.own_circuits.methods if self.cfg.own_circuits.enabled and self._is_last(label) else []
+            shown = open_task(f"measure {label} on {task.name}", 1 + len(own) + self._wants_anatomy(label), "parts")
             if model is None:
                 model = load_checkpoint(path, self.cfg.model)
                 configure_threads(model, self.cfg.finetune.threads)
             bc = self.base_circuit(task.name)
-            if self._is_last(label):  # written before the .npz, which marks the whole job done
-                for method in self.cfg.own_circuits.methods if self.cfg.own_circuits.enabled else []:
-                    self.own_circuit(task.name, label, model, method)
+            for method in own:  # written before the .npz, which marks the whole job done
+                self.own_circuit(task.name, label, model, method)
+                shown.advance()
             if self._wants_anatomy(label):
                 a = self.cfg.anatomy
                 anatomy = measure_anatomy(
@@ -341,6 +352,7 @@ class Study:
                 )
                 summary = summarise_anatomy(anatomy, bc.circuit.heads, self.cfg.n_boot, self.cfg.seeds[0])
                 write_json(self._anatomy_path(task.name, label), summary)
+                shown.advance()
             m = measure(
                 model,
                 layout,
@@ -353,6 +365,8 @@ class Study:
                 base_cache=self.base_chunks(task.name),
             )
             save_measurements(self._measure_path(task.name, label), m)
+            shown.advance()
+            shown.finish()
 
     def _anatomy_path(self, task: str, label: str) -> Path:
         return self.run_dir / "measurements" / task / f"{label}.anatomy.json"
@@ -386,7 +400,7 @@ class Study:
             for name, table in behaviour.items()
         }
         tasks = {}
-        for task in progress(self.tasks, desc="4/5 statistics"):
+        for task in track(self.tasks, "4/5 statistics", "tasks"):
             bc = self.base_circuit(task.name)
             tuned = {
                 f"{name}@{step}": load_measurements(self._measure_path(task.name, f"{name}@{step}"))
@@ -423,6 +437,7 @@ class Study:
                 "checkpoints": rows,
             }
         layout = HeadLayout.of(self.base.model)
+        _, eval_records = target_splits(next(iter(run_configs(self.cfg).values())))
         benchmarks = self.benchmarks()
         results = {
             "schema_version": SCHEMA_VERSION,
@@ -435,6 +450,7 @@ class Study:
             "runs": runs,
             "tasks": tasks,
             "benchmarks": benchmarks,
+            "target_example": {"question": str(eval_records[0]["question"]), "answer": str(eval_records[0]["answer"])},
         }
         results.update(derived_results(results))
         results["timings"] = dict(self.timings)
@@ -469,7 +485,7 @@ class Study:
             step, path = checkpoint_dirs(self.run_dir / "runs" / name)[-1]
             models[f"{name}@{step}"] = path
         scores = {}
-        for label, path in progress(list(models.items()), desc="4/5 standard benchmarks"):
+        for label, path in track(list(models.items()), "4/5 standard benchmarks", "models"):
             cache = self.run_dir / "benchmarks" / f"{label}.json"
             if not cache.exists():
                 model = self.base.model if path is None else load_checkpoint(path, self.cfg.model)
@@ -517,13 +533,15 @@ class Study:
         return (self.run_dir / {"analyse": "results.json", "report": "report.html"}[stage]).exists()
 
 
-def _die_with_parent(parent: int) -> None:
-    """Worker initializer: end this worker when the study process ``parent`` dies (a killed study must not leave
-    workers writing into its run directory; Linux only, elsewhere a no-op)."""
+def _start_worker(parent: int, events) -> None:
+    """Worker initializer: show its progress through the study's ``events`` queue, and end this worker when the
+    study process ``parent`` dies (a killed study must not leave workers writing into its run directory; Linux
+    only, elsewhere a no-op)."""
     import ctypes
     import signal
     import sys
 
+    send_to(events)
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
         if os.getppid() != parent:  # the study died while this worker was still starting
@@ -538,7 +556,6 @@ def _job(cfg: StudyConfig, run_dir: Path, kind: str, *args) -> float:
     """One job of :meth:`Study.overlapped` in a worker process; returns its wall time in seconds."""
     global _worker_study
     start = time.perf_counter()
-    os.environ["FORGETLENS_QUIET"] = "1"  # workers' own bars would interleave; the study's bar counts jobs
     silence_known_warnings()
     if _worker_study is None or (_worker_study.cfg, _worker_study.run_dir) != (cfg, Path(run_dir)):
         _worker_study = Study(cfg, run_dir, log=lambda *a: None)

@@ -5,16 +5,22 @@ from __future__ import annotations
 
 import math
 
+from forgetlens.report.text import interval_text, number_text
+
 
 def _num(stat: dict, pct: bool = False) -> str:
-    """``value [low, high]`` (as percentages with ``pct``); ``n/a`` when undefined."""
-    value, low, high = stat["value"], stat["ci_low"], stat["ci_high"]
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    f = (lambda x: f"{100 * x:.0f} %") if pct else (lambda x: f"{x:+.3f}")
-    if low is None or (isinstance(low, float) and math.isnan(low)):
-        return f(value)
-    return f"{f(value)} [{f(low)}, {f(high)}]"
+    """``value [low, high]`` to the digits its interval supports (whole percentages with ``pct``, signed
+    otherwise); ``n/a`` when undefined."""
+    if pct:
+        value, low, high = stat["value"], stat["ci_low"], stat["ci_high"]
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return "n/a"
+        f = lambda x: f"{100 * x:.0f} %"  # noqa: E731
+        if low is None or (isinstance(low, float) and math.isnan(low)):
+            return f(value)
+        return f"{f(value)} [{f(low)}, {f(high)}]"
+    text = interval_text(stat)
+    return text if text.startswith(("-", "n/a")) else f"+{text}"
 
 
 def _block(group: str, block: list[int]) -> str:
@@ -31,8 +37,9 @@ def anatomy_lines(task: str, label: str, a: dict) -> list[str]:
 
     b = a["behaviour"]
     head = (
-        f"{task}, {label}: {m} {b[m]['base']:.3f} -> {b[m]['tuned']:.3f} (change {_num(b[m]['change'])}); "
-        f"top-1 accuracy {b['correct']['base']:.3f} -> {b['correct']['tuned']:.3f} "
+        f"{task}, {label}: {m} {number_text(b[m]['base'])} -> {number_text(b[m]['tuned'])} (change "
+        f"{_num(b[m]['change'])}); top-1 accuracy {number_text(b['correct']['base'])} -> "
+        f"{number_text(b['correct']['tuned'])} "
         f"on the same {a['n_prompts']} prompts"
     )
     change = b[m]["change"]

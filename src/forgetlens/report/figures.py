@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 
 import matplotlib
+import matplotlib.patches
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from forgetlens.metrics.summary import GENERAL_LABELS, checkpoint_rows, prior_tasks, runs_by_method  # noqa: E402
+from forgetlens.report.text import MIN_FIT_POINTS, interval_text, number_text, p_text  # noqa: E402
 
 COLORS = {
     "sft": "#d95f02",
@@ -24,67 +27,92 @@ COLORS = {
 MARKERS = {"sft": "o", "rl": "^", "sft-preserve": "s", "rl-preserve": "v", "replay": "D", "sft-kl": "P", "sft-rl": "X"}
 
 
-def _png(fig) -> bytes:
+@dataclass(frozen=True)
+class Figure:
+    """One figure of the report: its PNG, the legend's entries and the tick labels naming heads (the page carries
+    both beside the image, so a reader's tools and the browser test see what the picture shows)."""
+
+    png: bytes
+    legend: tuple[str, ...] = ()
+    labels: tuple[str, ...] = ()
+
+
+def _figure(fig, legend: list[str] | tuple[str, ...] = (), labels: list[str] | tuple[str, ...] = ()) -> Figure:
     buf = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buf, format="png", dpi=90)
     plt.close(fig)
-    return buf.getvalue()
+    return Figure(buf.getvalue(), tuple(legend), tuple(labels))
 
 
-def _band(ax, c: dict, method: str, label: str | None = None) -> None:
+def _seeds_label(n: int) -> str:
+    return "1 seed" if n == 1 else f"{n} seeds"
+
+
+def _band(ax, c: dict, method: str) -> str:
+    """A method's curve (mean over seeds) with its 95 % t-band when several seeds ran; points joined by a dotted
+    line when only two steps were measured (nothing is known between them).  Returns the legend entry."""
     color = COLORS.get(method)
-    ax.plot(c["steps"], c["mean"], marker="o", ms=3, color=color, label=label or f"{method} (n={c['n_seeds']})")
+    label = f"{method} ({_seeds_label(c['n_seeds'])})"
+    style = ":" if len(c["steps"]) <= 2 else "-"
+    ax.plot(c["steps"], c["mean"], marker=MARKERS.get(method, "o"), ms=5, ls=style, color=color, label=label)
     low, high = np.array(c["low"], dtype=float), np.array(c["high"], dtype=float)
-    if not np.all(np.isnan(low)):
+    if c["n_seeds"] > 1 and not np.all(np.isnan(low)):
         ax.fill_between(c["steps"], low, high, color=color, alpha=0.2)
+    if len(c["steps"]) <= 8:
+        ax.set_xticks(c["steps"])
+    return label
 
 
-def target_accuracy(results: dict) -> bytes:
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    for method, curves in results["curves"].items():
-        _band(ax, curves["target_accuracy"], method)
+def _over_seeds(results: dict) -> str:
+    n = len(results["seeds"])
+    return f"mean, 95 % t-band over {n} seeds" if n > 1 else "one seed: no band"
+
+
+def target_accuracy(results: dict) -> Figure:
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    legend = [_band(ax, curves["target_accuracy"], method) for method, curves in results["curves"].items()]
     ax.axhline(results["accuracy_threshold"], ls="--", color="grey", lw=1, label="adaptation threshold")
     ax.set(
         xlabel="optimizer step",
         ylabel="held-out target accuracy",
         ylim=(0, 1.02),
-        title="Adaptation: target accuracy (mean, 95% t-band over seeds)",
+        title=f"Adaptation: target accuracy ({_over_seeds(results)})",
     )
-    ax.legend(fontsize=8)
-    return _png(fig)
+    ax.legend(fontsize=9)
+    return _figure(fig, legend + ["adaptation threshold"])
 
 
-def _per_task(results: dict, key: str, ylabel: str, title: str, hline: float | None = 1.0) -> bytes:
+def _per_task(results: dict, key: str, ylabel: str, title: str, hline: float | None = 1.0) -> Figure:
     tasks = prior_tasks(results)
-    fig, axes = plt.subplots(1, len(tasks), figsize=(3.2 * len(tasks), 3.2), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(1, len(tasks), figsize=(3.6 * len(tasks) + 0.6, 3.4), squeeze=False, sharey=True)
+    legend: list[str] = []
     for ax, t in zip(axes[0], tasks):
-        for method, curves in results["curves"].items():
-            _band(ax, curves[f"{key}/{t}"], method)
+        legend = [_band(ax, curves[f"{key}/{t}"], method) for method, curves in results["curves"].items()]
         if hline is not None:
             ax.axhline(hline, color="grey", lw=0.8, ls=":")
         ax.set(title=t, xlabel="step")
     axes[0][0].set_ylabel(ylabel)
-    axes[0][0].legend(fontsize=7)
-    fig.suptitle(title, fontsize=10)
-    return _png(fig)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(f"{title} ({_over_seeds(results)})", fontsize=11)
+    return _figure(fig, legend)
 
 
-def prior_retention(results: dict) -> bytes:
+def prior_retention(results: dict) -> Figure:
     return _per_task(results, "retention", "accuracy retention (tuned / base)", "Forgetting: prior-task retention")
 
 
-def faithfulness_retention(results: dict) -> bytes:
+def faithfulness_retention(results: dict) -> Figure:
     return _per_task(
         results, "faithfulness_retention", "F_theta(C0) / F_0(C0)", "Base-circuit faithfulness retention over training"
     )
 
 
-def circuit_vulnerability(results: dict) -> bytes:
+def circuit_vulnerability(results: dict) -> Figure:
     return _per_task(results, "v_circuit", "V(C0)", "Base-circuit vulnerability V(C0) over training", hline=0.0)
 
 
-def pareto(results: dict) -> bytes:
+def pareto(results: dict) -> Figure:
     rows = checkpoint_rows(results)
     fig, ax = plt.subplots(figsize=(6, 4))
     kl = np.array([r["kl_forward"] for r in rows])
@@ -111,120 +139,177 @@ def pareto(results: dict) -> bytes:
         title="Every checkpoint: new-task accuracy vs what was kept",
     )
     ax.legend(fontsize=8)
-    return _png(fig)
+    return _figure(fig, list(runs_by_method(results)))
 
 
 def _final_labels(results: dict, method: str) -> list[str]:
     return [f"{n}@{results['runs'][n]['checkpoints'][-1]['step']}" for n in runs_by_method(results).get(method, [])]
 
 
-def heatmaps(results: dict) -> bytes:
+def heatmaps(results: dict) -> Figure:
+    """Per task (rows): the base model's |importance| of every head and each method's V_cmap at its last step,
+    layer x head with integer axes; the base circuit's heads outlined cell by cell."""
     tasks = prior_tasks(results)
     methods = [m for m in ("sft", "rl") if m in runs_by_method(results)]
     cols = 1 + len(methods)
-    fig, axes = plt.subplots(len(tasks), cols, figsize=(3.4 * cols, 2.4 * len(tasks)), squeeze=False)
+    layout = results["layout"]
+    fig, axes = plt.subplots(
+        len(tasks), cols, figsize=(4.2 * cols, 0.16 * layout["n_layers"] * len(tasks) + 1.2 * len(tasks)), squeeze=False
+    )
     for i, t in enumerate(tasks):
         task = results["tasks"][t]
-        base = np.abs(np.array(task["base_scores"]))
-        panels = [("|base importance|", base, "Greys")]
+        base = np.abs(np.array(task["base_scores"], dtype=float))  # [layer, head]
+        panels = [("|base importance|", base, "Greys", "|attribution score|")]
         for m in methods:
-            v = np.mean([np.array(task["models"][lab]["v_cmap"]["value"]) for lab in _final_labels(results, m)], 0)
-            panels.append((f"V_cmap under {m} (final)", v, "RdBu_r"))
-        vmax = max(1e-9, max(np.abs(p[1]).max() for p in panels[1:])) if len(panels) > 1 else 1
-        for j, (title, data, cmap) in enumerate(panels):
+            finals = _final_labels(results, m)
+            v = np.mean([np.array(task["models"][lab]["v_cmap"]["value"], dtype=float) for lab in finals], 0)
+            panels.append((f"V_cmap under {m}, last step", v, "RdBu_r", "V_cmap(h)"))
+        vmax = max(1e-12, max(np.nanmax(np.abs(p[1])) for p in panels[1:])) if len(panels) > 1 else 1
+        for j, (title, data, cmap, unit) in enumerate(panels):
             ax = axes[i][j]
             kwargs = {"vmin": -vmax, "vmax": vmax} if j else {}
-            im = ax.imshow(data, cmap=cmap, aspect="auto", **kwargs)
-            for layer, head in task["circuit"]["heads"]:
-                ax.add_patch(plt.Rectangle((head - 0.5, layer - 0.5), 1, 1, fill=False, ec="gold", lw=1.5))
-            ax.set(title=f"{t}: {title}", xlabel="head", ylabel="layer")
-            ax.title.set_fontsize(8)
-            fig.colorbar(im, ax=ax, fraction=0.046)
-    fig.suptitle("Layer x head (gold boxes: base circuit C0)", fontsize=10)
-    return _png(fig)
+            im = ax.imshow(data, cmap=cmap, aspect="auto", interpolation="nearest", **kwargs)
+            for layer, head in task["circuit"]["heads"]:  # inset, so that neighbouring circuit heads stay apart
+                ax.add_patch(plt.Rectangle((head - 0.42, layer - 0.42), 0.84, 0.84, fill=False, ec="#e6ab02", lw=1.6))
+            n_layers, n_heads = data.shape
+            ax.set_xticks(range(n_heads), [str(h) for h in range(n_heads)], fontsize=7)
+            step = max(1, n_layers // 10)
+            ax.set_yticks(range(0, n_layers, step), [str(l) for l in range(0, n_layers, step)], fontsize=7)
+            ax.set_xlabel("head", fontsize=8)
+            ax.set_ylabel("layer", fontsize=8)
+            ax.set_title(f"{t}: {title}", fontsize=9)
+            fig.colorbar(im, ax=ax, fraction=0.05, pad=0.02).set_label(unit, fontsize=8)
+    sizes = ", ".join(f"{t} {len(results['tasks'][t]['circuit']['heads'])} heads" for t in tasks)
+    fig.suptitle(f"Layer x head (outlined: the base circuit C0; {sizes})", fontsize=11)
+    return _figure(fig, methods)
 
 
-def dcv_heads(results: dict) -> bytes:
+TOP_HEADS = 12
+"""Heads drawn per task in the per-head DCV figure (those of largest |DCV(h)|); the rest are summarised."""
+
+
+def dcv_heads(results: dict) -> Figure:
+    """Per task: the TOP_HEADS heads of largest |DCV(h)| = |V_SFT(h) - V_RL(h)| at the last step, as labelled
+    horizontal bars with their 95 % prompt-bootstrap interval and permutation p / BH q values; the other heads'
+    largest |DCV| in the title.  Last panel: DCV(C0) per task."""
     tasks = prior_tasks(results)
-    fig, axes = plt.subplots(1, len(tasks) + 1, figsize=(3.3 * (len(tasks) + 1), 3.4), squeeze=False)
-    circuit_bars = []
+    fig, axes = plt.subplots(
+        1,
+        len(tasks) + 1,
+        figsize=(4.6 * len(tasks) + 3.2, 0.32 * TOP_HEADS + 1.6),
+        squeeze=False,
+        gridspec_kw={"width_ratios": [3] * len(tasks) + [2]},
+    )
+    circuit_bars, labels = [], []
     for ax, t in zip(axes[0], tasks):
         task = results["tasks"][t]
         pairs = [p for p in task["dcv"] if "@" in p and p.split("@")[1].isdigit()]
         last = max((int(p.split("@")[1]) for p in pairs), default=None)
         chosen = [p for p in pairs if p.endswith(f"@{last}")]
-        heads = task["circuit"]["heads"]
+        members = {tuple(h) for h in task["circuit"]["heads"]}
         if chosen:
-            vals = np.array([[task["dcv"][p]["v_cmap"]["value"][l][h] for l, h in heads] for p in chosen])
-            low = np.array([[task["dcv"][p]["v_cmap"]["ci_low"][l][h] for l, h in heads] for p in chosen])
-            high = np.array([[task["dcv"][p]["v_cmap"]["ci_high"][l][h] for l, h in heads] for p in chosen])
-            mean = vals.mean(0)
-            err = np.vstack([mean - low.mean(0), high.mean(0) - mean]).clip(min=0)
-            ax.bar(range(len(heads)), mean, yerr=err, color=np.where(mean > 0, COLORS["sft"], COLORS["rl"]), capsize=2)
-            ax.set_xticks(range(len(heads)), [f"L{l}H{h}" for l, h in heads], rotation=90, fontsize=7)
-        ax.axhline(0, color="k", lw=0.8)
-        ax.set(title=f"{t}: DCV(h) at step {last}", ylabel="V_SFT(h) - V_RL(h)")
-        ax.title.set_fontsize(9)
+            value, low, high = (  # [layer, head], mean over seeds
+                np.mean([np.array(task["dcv"][p]["v_cmap"][key], dtype=float) for p in chosen], 0)
+                for key in ("value", "ci_low", "ci_high")
+            )
+            test = task.get("dcv_test", {}).get(chosen[0], {})
+            p_grid = np.array(test.get("p_value", np.full_like(value, np.nan)), dtype=float)
+            q_grid = np.array(test.get("q_value_bh", np.full_like(value, np.nan)), dtype=float)
+            order = np.argsort(-np.abs(np.nan_to_num(value)).ravel())
+            top = [divmod(int(i), value.shape[1]) for i in order[:TOP_HEADS]]
+            rest = np.abs(np.nan_to_num(value)).ravel()[order[TOP_HEADS:]]
+            y = np.arange(len(top))[::-1]
+            v = np.array([value[l, h] for l, h in top])
+            err = np.vstack([v - [low[l, h] for l, h in top], [high[l, h] for l, h in top] - v]).clip(min=0)
+            ax.barh(y, v, xerr=np.nan_to_num(err), color=np.where(v > 0, COLORS["sft"], COLORS["rl"]), capsize=2)
+            names = [f"L{l}H{h}" + (" (C0)" if (l, h) in members else "") for l, h in top]
+            labels += names
+            ax.set_yticks(y, names, fontsize=9)
+            span = float(np.nanmax(np.abs(np.concatenate([v - err[0], v + err[1]])))) or 1.0
+            for yy, (l, h) in zip(y, top):
+                ax.text(
+                    1.02,
+                    yy,
+                    f"p {p_text(p_grid[l, h])}, q {p_text(q_grid[l, h])}",
+                    transform=ax.get_yaxis_transform(),
+                    va="center",
+                    fontsize=8,
+                )
+            ax.set_xlim(-1.1 * span, 1.1 * span)
+            rest_text = (
+                f"\nthe other {len(rest)} heads: |DCV(h)| <= {number_text(float(rest.max()))}" if len(rest) else ""
+            )
+            ax.set_title(f"{t}, step {last}: the {len(top)} heads of largest |DCV(h)|{rest_text}", fontsize=9)
+        ax.axvline(0, color="k", lw=0.8)
+        ax.set_xlabel("DCV(h) = V_SFT(h) - V_RL(h)", fontsize=9)
         agg = task["seeds"]["dcv"].get(f"dcv@{last}", {}).get("v_circuit")
         if agg is None and chosen:
             agg = task["dcv"][chosen[0]]["v_circuit"]
         circuit_bars.append((t, agg))
     ax = axes[0][-1]
-    names = [t for t, a in circuit_bars if a]
-    bar_values = [a["value"] for _, a in circuit_bars if a]
-    bar_errors = [
-        [max(0, a["value"] - a["ci_low"]) if not np.isnan(a["ci_low"]) else 0 for _, a in circuit_bars if a],
-        [max(0, a["ci_high"] - a["value"]) if not np.isnan(a["ci_high"]) else 0 for _, a in circuit_bars if a],
-    ]
-    ax.bar(range(len(bar_values)), bar_values, yerr=bar_errors, capsize=3, color="#7570b3")
-    ax.set_xticks(range(len(bar_values)), names, rotation=30, fontsize=8)
+    shown = [(t, a) for t, a in circuit_bars if a]
+    values = np.array([a["value"] for _, a in shown], dtype=float)
+    lows = np.array([np.nan if a["ci_low"] is None else a["ci_low"] for _, a in shown], dtype=float)
+    highs = np.array([np.nan if a["ci_high"] is None else a["ci_high"] for _, a in shown], dtype=float)
+    err = np.nan_to_num(np.vstack([values - lows, highs - values])).clip(min=0)
+    ax.bar(range(len(values)), values, yerr=err, capsize=3, color="#7570b3")
+    ax.set_xticks(range(len(values)), [t for t, _ in shown], fontsize=9)
     ax.axhline(0, color="k", lw=0.8)
-    ax.set(title="DCV(C0) per task (final step)", ylabel="V_SFT(C0) - V_RL(C0)")
-    ax.title.set_fontsize(9)
-    return _png(fig)
+    ax.set_title("DCV(C0) per task, last step", fontsize=9)
+    ax.set_ylabel("V_SFT(C0) - V_RL(C0)", fontsize=9)
+    legend = ["SFT damages more", "RL damages more"]
+    handles = [matplotlib.patches.Patch(color=COLORS[m]) for m in ("sft", "rl")]
+    axes[0][-1].legend(handles, legend, fontsize=8, loc="best")
+    return _figure(fig, legend, labels)
 
 
-def forgetting_vs_predictors(results: dict) -> bytes:
+def forgetting_vs_predictors(results: dict) -> Figure | None:
+    """Forgetting of every (task, checkpoint) against forward KL and against V(C0), with the pooled fits' R²
+    and intervals; None with fewer than MIN_FIT_POINTS points (the summary says so)."""
+    fits = results["forgetting_predictors"]["pooled"]
+    if fits["n_points"] < MIN_FIT_POINTS:
+        return None
     rows = [r for r in checkpoint_rows(results) if r["step"] > 0]
     tasks = prior_tasks(results)
+    methods = list(runs_by_method(results))
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    fits = results["forgetting_predictors"]["pooled"]
     for ax, key, label, fit in (
-        (axes[0], "kl", "forward KL(base || tuned) on target (RL's Razor)", fits["kl"]),
-        (axes[1], "v", "base-circuit vulnerability V(C0) (this study)", fits["v_circuit"]),
+        (axes[0], "kl", "forward KL(base || tuned) on target, nats per completion", fits["kl"]),
+        (axes[1], "v", "base-circuit vulnerability V(C0)", fits["v_circuit"]),
     ):
         for r in rows:
             for t in tasks:
                 x = r["kl_forward"] if key == "kl" else r[f"{t}_v_circuit"]
-                ax.scatter(x, 1 - r[f"{t}_retention"], color=COLORS.get(r["method"], "grey"), s=10, alpha=0.6)
-        ax.set(
-            xlabel=label,
-            ylabel="forgetting (1 - accuracy retention)",
-            title=f"pooled R^2 = {fit['r2']:.2f} [{fit['ci_low']:.2f}, {fit['ci_high']:.2f}]",
+                ax.scatter(x, 1 - r[f"{t}_retention"], color=COLORS.get(r["method"], "grey"), s=12, alpha=0.7)
+        r2 = number_text(fit["r2"])
+        ax.set(xlabel=label, ylabel="forgetting (1 - accuracy retention)")
+        ax.set_title(
+            f"pooled R² = {r2} [{number_text(fit['ci_low'])}, {number_text(fit['ci_high'])}], n = {fits['n_points']}",
+            fontsize=9,
         )
-    for m, c in COLORS.items():
-        axes[0].scatter([], [], color=c, label=m)
+    for m in methods:
+        axes[0].scatter([], [], color=COLORS.get(m, "grey"), label=m)
     axes[0].legend(fontsize=8)
-    fig.suptitle("Which signal tracks forgetting? (every task x checkpoint)", fontsize=10)
-    return _png(fig)
+    fig.suptitle("Which signal tracks forgetting? (every task x checkpoint)", fontsize=11)
+    return _figure(fig, methods)
 
 
-def drift(results: dict) -> bytes | None:
+def drift(results: dict) -> Figure | None:
     """Forward KL on the target prompts and, with ``general_eval``, on general chat, and general-knowledge
     accuracy, over training; None when the study measured only the target KL (the methods table has it)."""
     first = next(iter(results["curves"].values()))
     panels = [(k, GENERAL_LABELS.get(k, k)) for k in ["kl_forward"] + [k for k in first if k.startswith("general/")]]
     if len(panels) == 1:
         return None
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.8 * len(panels), 3.3), squeeze=False)
+    legend: list[str] = []
     for ax, (key, title) in zip(axes[0], panels):
-        for method, curves in results["curves"].items():
-            _band(ax, curves[key], method)
+        legend = [_band(ax, curves[key], method) for method, curves in results["curves"].items()]
         ax.set(title=title, xlabel="step")
         ax.title.set_fontsize(9)
-    axes[0][0].legend(fontsize=7)
-    fig.suptitle("Drift from the base model, on the target and off it (mean, 95% t-band over seeds)", fontsize=10)
-    return _png(fig)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(f"Drift from the base model, on the target and off it ({_over_seeds(results)})", fontsize=11)
+    return _figure(fig, legend)
 
 
 ANATOMY_BARS = (
@@ -241,7 +326,7 @@ ANATOMY_BARS = (
 """The anatomy figure's bars: intervention key, label."""
 
 
-def anatomy(results: dict) -> bytes | None:
+def anatomy(results: dict) -> Figure | None:
     """Per task (rows) and tuned model (columns): the share of its change (on the anatomy's metric) that each
     part carries, with 95 % prompt-bootstrap intervals; a model whose change is within the prompts' noise gets no
     bars (nothing to assign).  Shares are drawn within [-0.5, 1.5]; the numbers are in the text beside."""
@@ -268,7 +353,7 @@ def anatomy(results: dict) -> bytes | None:
                 continue
             m = a["metric"]
             change = a["behaviour"][m]["change"]
-            ax.set_title(f"{task}, {label}\nchange in {m}: {change['value']:+.2f}", fontsize=8)
+            ax.set_title(f"{task}, {label}\nchange in {m}: {interval_text(change)}", fontsize=8)
             if change["ci_low"] is not None and change["ci_low"] <= 0 <= change["ci_high"]:
                 ax.text(0.5, len(rows) / 2, "change within noise:\nnothing to assign", ha="center", fontsize=8)
                 continue
@@ -282,10 +367,10 @@ def anatomy(results: dict) -> bytes | None:
             ax.errorbar(np.nan_to_num(value).clip(-0.5, 1.5), y, xerr=err, fmt="none", ecolor="black", lw=1, capsize=2)
             if r == len(tasks) - 1:
                 ax.set_xlabel("share of the change")
-    return _png(fig)
+    return _figure(fig, labels)
 
 
-def own_circuit_retention(results: dict) -> bytes | None:
+def own_circuit_retention(results: dict) -> Figure | None:
     """Per task (columns) and method of finding circuits (rows): each tuned model's retention of the base circuit
     (mean over seeds, 95 % t-interval, seeds as dots), the random-set null (grey ticks) and the split-half ceiling
     (dashed line)."""
@@ -323,7 +408,14 @@ def own_circuit_retention(results: dict) -> bytes | None:
             ax.set_xticks(range(len(groups)), [g.split("@")[0] for g in groups], fontsize=8)
             if c == 0:
                 ax.set_ylabel("retention of C0")
-    return _png(fig)
+    return _figure(
+        fig,
+        [
+            f"{m}: {g.split('@')[0]}"
+            for m in methods
+            for g in (results["tasks"][tasks[0]]["own_circuits"].get(m) or {}).get("groups", {})
+        ],
+    )
 
 
 FIGURES = {

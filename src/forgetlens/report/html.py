@@ -3,84 +3,214 @@
 from __future__ import annotations
 
 import base64
+import math
 from pathlib import Path
-
-import numpy as np
 
 from forgetlens.metrics.summary import GENERAL_LABELS, MIN_EFFECT, prior_tasks, runs_by_method
 from forgetlens.report.anatomy import anatomy_lines
 from forgetlens.report.figures import FIGURES
 from forgetlens.report.own_circuits import own_circuit_differences, own_circuit_table
-from forgetlens.report.text import interval_text as _ci
+from forgetlens.report.text import MIN_FIT_POINTS, interval_text, number_text
 from forgetlens.utils import atomic_write_text
 
 
-def summary_lines(results: dict) -> list[str]:
-    """The findings in words, generated from the numbers."""
-    lines = []
+def _seed_words(n: int) -> str:
+    return "one seed" if n == 1 else f"{n} seeds"
+
+
+def _over(stat: dict | None) -> str:
+    """What ``stat``'s interval is over, in words."""
+    low = (stat or {}).get("ci_low")
+    if low is None or not math.isfinite(low):
+        return "one seed: no interval" if (stat or {}).get("n_seeds") == 1 else "no interval"
+    if stat.get("n_seeds", 1) > 1:
+        return f"95 % t-interval over {stat['n_seeds']} seeds"
+    if "n_questions" in stat:
+        return "95 % interval over the evaluation questions"
+    return "95 % bootstrap interval over prompts"
+
+
+def _adaptation_sentences(results: dict) -> list[str]:
     threshold = results["accuracy_threshold"]
-    curves = results["curves"]
+    curves, gains = results["curves"], results.get("target_gain") or {}
+    out = []
     for method, names in runs_by_method(results).items():
+        acc = curves[method]["target_accuracy"]
+        steps = acc["steps"]
         reached = [results["runs"][n]["steps_to_threshold"] for n in names]
         hit = [s for s in reached if s is not None]
-        acc = curves[method]["target_accuracy"]
-        start, end = acc["mean"][0], acc["mean"][-1]
-        when = (
-            f"reached {threshold:.0%} target accuracy in {np.mean(hit):.0f} steps on average ({len(hit)} of "
-            f"{len(names)} seeds)"
-            if hit
-            else f"never reached {threshold:.0%} target accuracy"
+        sentence = (
+            f"{method.upper()}'s held-out target accuracy went from {number_text(acc['mean'][0])} to "
+            f"{number_text(acc['mean'][-1])} by step {steps[-1]} ({_seed_words(len(names))}"
+            + (", mean" if len(names) > 1 else "")
+            + ")"
         )
-        lines.append(
-            f"{method.upper()} {when}; held-out target accuracy went from {start:.2f} to {end:.2f} "
-            f"(mean over {len(names)} seed(s)), forward KL at the end {curves[method]['kl_forward']['mean'][-1]:.3f}."
-        )
-    for method, gain in (results.get("target_gain") or {}).items():
-        low = gain["seeds"]["ci_low"] if gain["seeds"]["n_seeds"] > 1 else gain["questions"]["ci_low"]
-        lines.append(
-            f"{method.upper()}'s held-out target gain at step {gain['step']} (last checkpoint minus base, "
-            f"paired within seed): {_ci(gain['seeds'])} over seeds; {_ci(gain['questions'])} over the "
-            f"evaluation questions -> {'adapted' if low > 0 else 'no clear adaptation'}."
-        )
-    claims = results.get("claims") or {}
-    if claims:
-        a = claims["adaptation"]
-        lines.append(
-            f"Claim 1, SFT adapts faster than RL: mean target-accuracy gain over checkpoints, SFT minus RL = "
-            f"{_ci(a['difference_sft_minus_rl'])} -> {a['verdict']}."
-        )
-        for t, c in claims["circuits"].items():
-            lines.append(
-                f"Claim 2 on {t} (step {c['step']}): DCV(C0) = V_SFT - V_RL = {_ci(c['dcv_circuit'])} -> "
-                f"{c['dcv_verdict']}; forgetting SFT minus RL = "
-                f"{_ci(c['forgetting_difference_sft_minus_rl'])} -> {c['forgetting_verdict']}."
+        gain = gains.get(method)
+        if gain:
+            stat = gain["seeds"] if gain["seeds"]["n_seeds"] > 1 else gain["questions"]
+            low = stat.get("ci_low")
+            verdict = "it adapted" if low is not None and low > 0 else "no clear adaptation"
+            sentence += (
+                f"; {method.upper()}'s held-out target gain at step {gain['step']} is {interval_text(stat)} "
+                f"({_over(stat)}): {verdict}"
             )
-            joint = c.get("joint")
-            if joint:
-                lines.append(
-                    f"  On the base circuit's own prompts ({joint['metric']}): DCV from C0's joint damage = "
-                    f"{_ci(joint['dcv_joint_total'])} (total) -> {joint['dcv_joint_total_verdict']}, "
-                    f"{_ci(joint['dcv_joint_local'])} (C0's own weights) -> {joint['dcv_joint_local_verdict']}; "
-                    f"top-1 accuracy lost, SFT minus RL = {_ci(joint['forgetting_same_prompts'])} -> "
-                    f"{joint['forgetting_same_prompts_verdict']}."
+        if hit:
+            first = steps[1] if len(steps) > 1 else steps[0]
+            sentence += (
+                f". It reached {threshold:.0%} target accuracy in {len(hit)} of {len(names)} runs, by step {min(hit)}"
+            )
+            if min(hit) == first:
+                sentence += (
+                    f": the first checkpoint measured after the start (steps {', '.join(map(str, steps))}), so when "
+                    "in between is not known"
                 )
-            for method in runs_by_method(results):
-                r = curves[method][f"faithfulness_retention/{t}"]["mean"][-1]
-                lines.append(f"  {method.upper()}'s base-circuit faithfulness retention for {t} ended at {r:.2f}.")
+        else:
+            sentence += f". It never reached {threshold:.0%} target accuracy"
+        out.append(sentence + ".")
+    return out
+
+
+def _claim_sentences(results: dict) -> list[str]:
+    claims = results.get("claims") or {}
+    if not claims:
+        return []
+    a = claims["adaptation"]
+    diff = a["difference_sft_minus_rl"]
+    out = [
+        f"Claim 1, SFT adapts faster than RL: the mean target-accuracy gain over checkpoints, SFT minus RL, is "
+        f"{interval_text(diff)} ({_over(diff)}); verdict: {a['verdict']}."
+    ]
+    for t, c in claims["circuits"].items():
+        dcv, forget = c["dcv_circuit"], c["forgetting_difference_sft_minus_rl"]
+        sentence = (
+            f"Claim 2 on {t} at step {c['step']}, SFT damages the base circuit more than RL: DCV(C0) = V_SFT(C0) - "
+            f"V_RL(C0) = {interval_text(dcv)} ({_over(dcv)}); verdict: {c['dcv_verdict']}. Accuracy lost on {t}, "
+            f"SFT minus RL: {interval_text(forget)} ({_over(forget)}); verdict: {c['forgetting_verdict']}."
+        )
+        joint = c.get("joint")
+        if joint:
+            sentence += (
+                f" On the circuit's own prompts ({joint['metric']}), DCV from C0's joint damage is "
+                f"{interval_text(joint['dcv_joint_total'])} with everything C0 reads changed "
+                f"({joint['dcv_joint_total_verdict']}) and {interval_text(joint['dcv_joint_local'])} from C0's own "
+                f"weights ({joint['dcv_joint_local_verdict']}); top-1 accuracy lost, SFT minus RL, "
+                f"{interval_text(joint['forgetting_same_prompts'])} ({joint['forgetting_same_prompts_verdict']})."
+            )
+        out.append(sentence)
+    return out
+
+
+def _fit_sentence(results: dict) -> str:
     fits = results["forgetting_predictors"]["pooled"]
-    lines.append(
-        f"Forgetting across all checkpoints and tasks: R^2 against KL = {fits['kl']['r2']:.2f} "
-        f"[{fits['kl']['ci_low']:.2f}, {fits['kl']['ci_high']:.2f}], against V(C0) = "
-        f"{fits['v_circuit']['r2']:.2f} [{fits['v_circuit']['ci_low']:.2f}, {fits['v_circuit']['ci_high']:.2f}],"
-        f" both = {fits['both']['r2']:.2f} (n = {fits['n_points']})."
+    n = fits["n_points"]
+    if n < MIN_FIT_POINTS:
+        return (
+            f"Which signal tracks forgetting is not estimated: {n} (task, checkpoint) points are too few for a fit "
+            f"(the report needs {MIN_FIT_POINTS}; more checkpoints, tasks or seeds give more)."
+        )
+
+    def r2(key: str) -> str:
+        f = fits[key]
+        return interval_text({"value": f["r2"], "ci_low": f["ci_low"], "ci_high": f["ci_high"]})
+
+    return (
+        f"Forgetting across {n} (task, checkpoint) points: R² against forward KL = {r2('kl')}, against V(C0) = "
+        f"{r2('v_circuit')}, against both = {r2('both')} (95 % bootstrap intervals over the points)."
     )
+
+
+def summary_sentences(results: dict) -> list[str]:
+    """The findings in sentences, generated from the numbers, each claim with its verdict."""
+    n_seeds = len(results["seeds"])
+    lines = _adaptation_sentences(results) + _claim_sentences(results) + [_fit_sentence(results)]
     lines.append(
-        "Intervals: 95 %; over seeds (Student t) when several seeds ran, otherwise the paired prompt "
-        "bootstrap of one seed (circuit metrics) or none (behaviour, reported inconclusive). "
-        f"'negligible': the interval excludes 0 but the difference is below {MIN_EFFECT} "
-        "(1 point of accuracy or retention, 1 % of a task's total effect)."
+        "Verdicts: held (or reversed) when the 95 % interval excludes 0 and the difference is at least "
+        f"{MIN_EFFECT} (1 point of accuracy or retention, 1 % of a task's total effect), negligible when it "
+        "excludes 0 with a smaller difference, inconclusive otherwise. "
+        + (
+            f"Intervals are over the {n_seeds} seeds (Student t) where seeds vary."
+            if n_seeds > 1
+            else "With one seed there is no interval over seeds: behaviour claims are inconclusive by rule, and "
+            "circuit intervals are over that seed's prompts."
+        )
     )
     return lines
+
+
+def setup_rows(results: dict) -> list[tuple[str, str]]:
+    """What a reader needs to read the page: the model and where it came from, the target task with an example,
+    the budgets, the prior tasks at the start, how KL is defined and how often its samples were cut."""
+    cfg, ft = results["config"], results["config"]["finetune"]
+    model, layout = results["model"], results["layout"]
+    prov = model.get("provenance") or {}
+    source = model["name"]
+    if prov:
+        source = (
+            f"{prov.get('hf_name', model['name'])} (--model {model['name']}), from the "
+            f"{prov.get('distribution')} {prov.get('distribution_version')} package's {prov.get('file')} "
+            f"(sha256 {str(prov.get('sha256', ''))[:12]}...), {prov.get('quantisation')}"
+        )
+    rows = [
+        ("model", source),
+        (
+            "heads",
+            f"{layout['architecture']}, {layout['n_layers']} layers x {layout['n_heads']} query heads = "
+            f"{layout['n_layers'] * layout['n_heads']} heads, d_head {layout['d_head']}",
+        ),
+    ]
+    target = f"data file {ft['data']}" if ft.get("data") else f"built-in {ft['synthetic_target']!r}"
+    first = next(iter(results["runs"].values()))
+    example = results.get("target_example")
+    shown = f'; for example "{example["question"]}" -> "{example["answer"]}"' if example else ""
+    rows.append(("target task", f"{target}, {first['n_eval_records']} held-out evaluation questions{shown}"))
+    for method, names in runs_by_method(results).items():
+        budget = results["runs"][names[0]]["budget"]
+        lr = ft["lr_sft"] if method.startswith("sft") and not method.startswith("sft-rl") else ft["lr_rl"]
+        text = (
+            f"{ft['steps']} optimizer steps x {ft['prompts_per_step']} prompts, learning rate {lr:g}, "
+            f"{budget.get('prompt_tokens', 'n/a')} prompt tokens"
+        )
+        if "rl" in method:
+            rl = ft["rl"]
+            zero = [x for n in names for x in results["runs"][n]["budget"].get("frac_reward_zero_std", [])]
+            text += (
+                f"; {rl['num_generations']} completions per prompt (at most {rl['max_completion_length']} tokens, "
+                f"temperature {rl['temperature']:g}), loss {rl['loss_type']}, KL penalty beta {rl['beta']:g}"
+            )
+            if zero:
+                text += f"; {sum(zero) / len(zero):.0%} of groups had one reward for every completion (no signal)"
+        rows.append((f"budget: {method}", text))
+    base_rows = first["checkpoints"][0]["prior"]
+    rows.append(
+        (
+            "prior tasks at the start",
+            "; ".join(
+                f"{t}: accuracy {number_text(base_rows[t]['accuracy'])} on {ft['prior_eval_examples']} prompts, "
+                f"circuit C0 of {results['tasks'][t]['circuit']['k']} heads (faithfulness "
+                f"{number_text(results['tasks'][t]['circuit']['faithfulness'])})"
+                for t in prior_tasks(results)
+            ),
+        )
+    )
+    cut = [c.get("kl_samples_cut") for r in results["runs"].values() for c in r["checkpoints"][:1]]
+    cut = [c for c in cut if c is not None]
+    kl = (
+        f"forward KL(base || tuned) of the next-token distributions, summed over a completion's tokens (nats per "
+        f"completion), on {ft['kl_prompts'] or 'every'} held-out target prompts x {ft['kl_samples']} completion(s) "
+        f"sampled once from the base (at most {ft['kl_max_new_tokens'] or ft['max_new_tokens']} tokens)"
+    )
+    if cut:
+        kl += f"; {max(cut):.0%} of those samples were cut at that cap, so their KL covers only the cap's tokens"
+    rows.append(("KL", kl))
+    rows.append(("seeds", f"{', '.join(map(str, results['seeds']))}; {cfg['n_boot']} bootstrap resamples"))
+    versions = results["versions"]
+    rows.append(
+        (
+            "versions",
+            ", ".join(f"{k} {versions[k]}" for k in ("forgetlens", "torch", "transformers", "trl") if k in versions),
+        )
+    )
+    return rows
 
 
 def summary_table(results: dict) -> str:
@@ -96,7 +226,7 @@ def summary_table(results: dict) -> str:
             f"{method:<14}{step:>6}{curves['target_accuracy']['mean'][-1]:>12.3f}"
             f"{curves['kl_forward']['mean'][-1]:>8.3f}{curves['mean_prior_retention']['mean'][-1]:>11.3f}"
         )
-        row += "".join(f"{curves[f'v_circuit/{t}']['mean'][-1]:>18.4f}" for t in tasks)
+        row += "".join(f"{number_text(curves[f'v_circuit/{t}']['mean'][-1]):>18}" for t in tasks)
         lines.append(row)
     return "\n".join(lines)
 
@@ -106,12 +236,14 @@ Table = tuple[list[str], list[list[str]]]
 
 
 def _methods_table(results: dict) -> Table:
-    """Per method and checkpoint: target accuracy and mean prior retention, mean [95 % t-interval] over seeds."""
+    """Per method and checkpoint: target accuracy, mean prior retention, KL (and the general measures): the mean
+    over seeds with its 95 % t-interval when several seeds ran, the one seed's value otherwise."""
 
     def cell(c: dict, i: int) -> str:
-        if c["n_seeds"] > 1 and c["low"][i] is not None:
-            return f"{c['mean'][i]:.3f} [{c['low'][i]:.3f}, {c['high'][i]:.3f}]"
-        return f"{c['mean'][i]:.3f}"
+        low = c["low"][i] if c["n_seeds"] > 1 else None
+        return interval_text(
+            {"value": c["mean"][i], "ci_low": low, "ci_high": c["high"][i] if low is not None else None}
+        )
 
     rows = []
     general = [k for k in next(iter(results["curves"].values())) if k.startswith("general/")]
@@ -128,19 +260,49 @@ def _methods_table(results: dict) -> Table:
     return head, rows
 
 
+def _last_stats(results: dict, task: str, method: str, names: list[str], last: int) -> dict | None:
+    """A method's statistics at its last step on ``task``: over seeds when several ran, else its one run's."""
+    agg = results["tasks"][task]["seeds"]["models"].get(f"{method}@{last}")
+    return agg or results["tasks"][task]["models"].get(f"{names[0]}@{last}")
+
+
 def _circuit_table(results: dict) -> Table:
     rows = []
     for t in prior_tasks(results):
-        task = results["tasks"][t]
-        c = task["circuit"]
+        c = results["tasks"][t]["circuit"]
         for method, names in runs_by_method(results).items():
             last = results["runs"][names[0]]["checkpoints"][-1]["step"]
-            agg = task["seeds"]["models"].get(f"{method}@{last}")
-            single = task["models"].get(f"{names[0]}@{last}")
-            src = agg if agg else single
-            cells = [_ci(src.get(k)) if src else "n/a" for k in ("v_circuit", "retention", "preserved_fraction")]
-            rows.append([t, str(c["k"]), f"{c['faithfulness']:.2f}", f"{method}@{last}"] + cells)
+            src = _last_stats(results, t, method, names, last)
+            cells = [
+                interval_text(src.get(k)) if src else "n/a" for k in ("v_circuit", "retention", "preserved_fraction")
+            ]
+            rows.append([t, str(c["k"]), number_text(c["faithfulness"]), f"{method}@{last}"] + cells)
     head = ["task", "|C0|", "F0(C0)", "model", "V(C0)", "faithfulness retention", "preserved fraction"]
+    return head, rows
+
+
+def _dcv_table(results: dict) -> Table | None:
+    """DCV(C0) per task at the last step and where SFT and RL reached the same target accuracy or KL
+    (``tasks[TASK].dcv`` and ``matched_levels``); None without both methods."""
+    if not {"sft", "rl"} <= set(runs_by_method(results)):
+        return None
+    rows = []
+    for t in prior_tasks(results):
+        task = results["tasks"][t]
+        for pair, stats in task["dcv"].items():
+            seed, _, where = pair.partition("@")
+            if where.isdigit():
+                level = f"step {where}"
+            else:
+                kind, _, fraction = where.partition(":")
+                matched = task["matched_levels"].get(seed, {}).get(f"@{where}", {})
+                unit = "target accuracy" if kind == "acc" else "forward KL (nats per completion)"
+                level = (
+                    f"matched {unit} {number_text(matched.get('level'))} ({fraction} of the way from the base to "
+                    "the level both runs reached)"
+                )
+            rows.append([t, f"sft{seed} - rl{seed}", level, interval_text(stats["v_circuit"])])
+    head = ["task", "pair", "where", "DCV(C0) [95 % bootstrap interval over prompts]"]
     return head, rows
 
 
@@ -160,7 +322,7 @@ def _benchmark_table(results: dict) -> tuple[Table, str] | None:
             if t not in row:
                 cells.append("n/a")
             elif label == "base":
-                cells.append(f"{row[t]['score']:.3f}")
+                cells.append(number_text(row[t]["score"]))
             else:
                 cells.append(f"{row[t]['score']:.3f} ({row[t]['score'] - base[t]['score']:+.3f})")
         rows.append(cells)
@@ -181,27 +343,37 @@ def render(results: dict) -> str:
     """report.html's text for ``results`` (a results.json that passed :func:`pipeline.results.read_results`)."""
     figures = []
     for key, (title, fn) in FIGURES.items():
-        png = fn(results)
-        if png is not None:
-            figures.append({"id": key, "title": title, "data": base64.b64encode(png).decode()})
-    cfg = results["config"]
-    meta = [
-        ("model", cfg["model"]),
-        ("methods", ", ".join(map(str, cfg["methods"]))),
-        ("seeds", ", ".join(map(str, results["seeds"]))),
-        ("steps", cfg["finetune"]["steps"]),
-        ("n_boot", cfg["n_boot"]),
-        ("forgetlens", results["versions"].get("forgetlens")),
-        ("torch", results["versions"].get("torch")),
-    ]
+        figure = fn(results)
+        if figure is not None:
+            figures.append(
+                {
+                    "id": key,
+                    "title": title,
+                    "data": base64.b64encode(figure.png).decode(),
+                    "legend": ", ".join(figure.legend),
+                    "labels": ", ".join(figure.labels),
+                }
+            )
+    n_seeds = len(results["seeds"])
     return (
         _environment()
         .get_template("report.html.j2")
         .render(
-            meta=meta,
-            summary=summary_lines(results),
+            setup=setup_rows(results),
+            summary=summary_sentences(results),
             methods=_methods_table(results),
+            methods_over=(
+                f"mean over {n_seeds} seeds [95 % t-interval over seeds]"
+                if n_seeds > 1
+                else "one seed: its values, no interval"
+            ),
             circuits=_circuit_table(results),
+            circuits_over=(
+                f"mean over {n_seeds} seeds [95 % t-interval over seeds]"
+                if n_seeds > 1
+                else "one seed [95 % paired bootstrap interval over the circuit's evaluation prompts]"
+            ),
+            dcv=_dcv_table(results),
             benchmarks=_benchmark_table(results),
             own_circuits=own_circuit_table(results),
             own_differences=own_circuit_differences(results),

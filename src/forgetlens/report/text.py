@@ -1,17 +1,64 @@
-"""How the report writes a number with its interval (shared by every table and line of it)."""
+"""How the report writes numbers: as many digits as their interval supports, the same in every table and line."""
 
 from __future__ import annotations
 
 import math
 
+SIGNIFICANT = 3
+"""Significant digits of a number shown without an interval."""
 
-def interval_text(stat: dict | None, fmt: str = "{:.3f}") -> str:
-    """``value [low, high]`` of a ``{value, ci_low, ci_high}`` statistic; the value alone without an interval
-    (one seed), ``n/a`` without a value."""
-    if not stat or stat.get("value") is None:
+MIN_FIT_POINTS = 10
+"""Fewest (task, checkpoint) points for which the report shows the forgetting fits (a 3-parameter fit to fewer
+says little); below it the page says there were too few and draws no fit."""
+
+
+def _finite(x) -> bool:
+    return x is not None and isinstance(x, int | float) and math.isfinite(x)
+
+
+def decimals_for(value: float, spread: float | None = None) -> int:
+    """Decimals that show two significant digits of ``spread`` (an interval's width), or, without a spread (or a
+    zero one), :data:`SIGNIFICANT` significant digits of ``value``."""
+    scale = spread if _finite(spread) and spread > 0 else abs(value)
+    digits = 2 if scale is spread else SIGNIFICANT
+    if not _finite(scale) or scale == 0:
+        return 2
+    return max(0, digits - 1 - math.floor(math.log10(scale)))
+
+
+def fixed(x: float, decimals: int) -> str:
+    """``x`` with ``decimals`` decimals, never ``-0.00``; scientific beyond six decimals."""
+    if not _finite(x):
         return "n/a"
-    low, high = stat.get("ci_low", float("nan")), stat.get("ci_high", float("nan"))
-    value = fmt.format(stat["value"])
-    if low is None or high is None or math.isnan(low):
-        return value
-    return f"{value} [{fmt.format(low)}, {fmt.format(high)}]"
+    if decimals > 6:
+        return f"{x:.1e}"
+    text = f"{x:.{decimals}f}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text
+
+
+def number_text(x: float | None) -> str:
+    """A number on its own: :data:`SIGNIFICANT` significant digits."""
+    return fixed(x, decimals_for(x)) if _finite(x) else "n/a"
+
+
+def interval_text(stat: dict | None, fmt: str | None = None) -> str:
+    """``value [low, high]`` of a ``{value, ci_low, ci_high}`` statistic, to the digits the interval's width
+    supports (``fmt``: a fixed format instead); the value alone without an interval (one seed), ``n/a`` without a
+    value."""
+    if not stat or not _finite(stat.get("value")):
+        return "n/a"
+    value, low, high = stat["value"], stat.get("ci_low"), stat.get("ci_high")
+    has_interval = _finite(low) and _finite(high)
+    if fmt is not None:
+        show = fmt.format
+    else:
+        decimals = decimals_for(value, high - low if has_interval else None)
+        show = lambda x: fixed(x, decimals)
+    if not has_interval:
+        return show(value)
+    return f"{show(value)} [{show(low)}, {show(high)}]"
+
+
+def p_text(p: float | None) -> str:
+    """A p or q value: two significant digits (``0.0005``, ``0.031``)."""
+    return f"{p:.2g}" if _finite(p) else "n/a"

@@ -23,6 +23,24 @@ def checkpoint_dirs(run_dir: Path) -> list[tuple[int, Path]]:
     return sorted(out)
 
 
+RESUME_STATE = ("optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state.pth")
+"""The files of a trainer checkpoint that only resuming its training reads (the optimizer's moments are twice the
+weights' size)."""
+
+
+def drop_resume_state(run_dir: Path) -> int:
+    """Delete :data:`RESUME_STATE` from every checkpoint of a completed run (files the trainer wrote there);
+    returns the bytes freed."""
+    freed = 0
+    for _, d in checkpoint_dirs(run_dir):
+        for name in RESUME_STATE:
+            path = d / name
+            if path.is_file() and not path.is_symlink():
+                freed += path.stat().st_size
+                path.unlink()
+    return freed
+
+
 def save_model_dir(model, tokenizer, target: Path) -> None:
     """``model`` and ``tokenizer`` saved as a model directory at ``target``, through a temporary directory and a
     rename; a failed write (a full disk) leaves nothing and is one ForgetlensError naming the file."""

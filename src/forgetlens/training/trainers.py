@@ -56,7 +56,7 @@ def _common_args(cfg: FinetuneConfig, out_dir: Path, lr: float, sequences_per_st
         save_only_model=False,
         logging_steps=1,
         report_to="none",
-        disable_tqdm=bool(os.environ.get("FORGETLENS_QUIET")),
+        disable_tqdm=True,  # forgetlens shows the steps itself (StepProgress), in worker processes too
         use_cpu=not _cuda(),
         dataloader_num_workers=0,
         train_sampling_strategy="sequential",
@@ -84,10 +84,34 @@ def _lora(cfg: FinetuneConfig):
 
 
 def _quiet_datasets() -> None:
-    if os.environ.get("FORGETLENS_QUIET"):
-        from datasets.utils.logging import disable_progress_bar
+    """datasets' own bars (tokenising a few hundred rows) off: they would interleave with forgetlens's display."""
+    from datasets.utils.logging import disable_progress_bar
 
-        disable_progress_bar()
+    disable_progress_bar()
+
+
+def step_progress(description: str):
+    """A trainer callback that shows ``description``'s optimizer steps (forgetlens.progress), resumed runs from
+    the step they resume at."""
+    from transformers import TrainerCallback
+
+    from forgetlens.progress import open_task
+
+    class StepProgress(TrainerCallback):
+        task = None
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.task = open_task(description, state.max_steps, "steps", initial=state.global_step)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if self.task is not None:
+                self.task.advance()
+
+        def on_train_end(self, args, state, control, **kwargs):
+            if self.task is not None:
+                self.task.finish()
+
+    return StepProgress()
 
 
 def with_regularizers(trainer_cls):
@@ -147,6 +171,9 @@ def save_checkpoint_staged(trainer, save) -> None:
         shutil.rmtree(staging / name)  # left by an earlier failed write of this same checkpoint
     wait_for_everyone()
     trainer.args.output_dir = str(staging)
+    only_model = trainer.args.save_only_model
+    if trainer.state.global_step >= trainer.state.max_steps and not getattr(trainer, "keep_optimizer", True):
+        trainer.args.save_only_model = True  # the run ends here: nothing resumes from this checkpoint
     try:
         save()
     except (OSError, SafetensorError, RuntimeError) as exc:
@@ -156,6 +183,7 @@ def save_checkpoint_staged(trainer, save) -> None:
         raise ForgetlensError(f"{where}: could not write {name} ({first_line(exc)}); nothing of it was kept") from None
     finally:
         trainer.args.output_dir = str(root)
+        trainer.args.save_only_model = only_model
     wait_for_everyone()
     if is_main_process():
         os.replace(staging / name, root / name)
@@ -181,18 +209,21 @@ def build_sft_trainer(model, tokenizer, dataset, cfg: FinetuneConfig, out_dir: P
             train_dataset=dataset,
             processing_class=tokenizer,
             peft_config=_lora(cfg),
-            callbacks=list(callbacks),
+            callbacks=[step_progress(f"train {out_dir.parent.name}"), *callbacks],
             regularizers=regularizers,
-        )
+        ),
+        cfg,
     )
 
 
-def _quiet(trainer):
-    """Drop transformers' PrinterCallback (it prints every log line when the progress bar is off); the log
-    history still goes to ``training_log.json`` and to any configured logger."""
+def _quiet(trainer, cfg: FinetuneConfig):
+    """Drop transformers' PrinterCallback (it prints every log line when the progress bar is off; the log
+    history still goes to ``training_log.json`` and to any configured logger), and tell the checkpoint writer
+    whether the last checkpoint keeps its resume state (``cfg.keep_optimizer``; ``save_checkpoint_staged``)."""
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)
+    trainer.keep_optimizer = cfg.keep_optimizer
     return trainer
 
 
@@ -274,7 +305,8 @@ def build_rl_trainer(model, tokenizer, dataset, cfg: FinetuneConfig, out_dir: Pa
             train_dataset=dataset,
             processing_class=tokenizer,
             peft_config=_lora(cfg),
-            callbacks=list(callbacks),
+            callbacks=[step_progress(f"train {out_dir.parent.name}"), *callbacks],
             regularizers=regularizers,
-        )
+        ),
+        cfg,
     )
