@@ -1,12 +1,12 @@
-"""Wall time and peak memory of a study (`forgetlens run`, by default the README's main job) on this machine.
+"""Wall time, peak memory and disk of a study (`forgetlens run`, by default the README's main job) on this machine.
 
-    python bench/study.py [--config STUDY.yaml] [--seeds 0] [--jobs 2] [--out /tmp/forgetlens-bench-study]
+    python bench/study.py [--config STUDY.yaml] [--seeds 0] [--jobs 2] [--out DIR] [--log FILE]
 
-Runs the study in a child process (a fresh interpreter, as a user would), then prints its wall
-time, its peak memory (the largest sum of resident memory over the child and its worker processes, sampled
-from /proc every 0.2 s), and each stage's share of the time from timings.json (with --jobs > 1 stages 1-3 run as one
-task
-graph, so their wall time is one line, followed by the worker time each kind of job took).
+Runs the study in a child process (a fresh interpreter, as a user would), then prints its wall time, its peak
+memory (the largest sum of resident memory over the child and its worker processes, sampled from /proc every
+0.2 s), its disk use (at the end, and the most while it ran), and each stage's share of the time from
+timings.json (with --jobs > 1 stages 1-3 run as one task graph, so their wall time is one line, followed by the
+worker time each kind of job took).  ``--log`` keeps the run's output (one line per finished piece of work).
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 
 
-def tree_rss_bytes(root: int) -> int:
-    """Resident memory of ``root`` and all its descendants, from /proc."""
+def tree_rss(root: int) -> dict[int, int]:
+    """{pid: resident bytes} of ``root`` and all its descendants, from /proc."""
     parents, rss = {}, {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -40,7 +40,19 @@ def tree_rss_bytes(root: int) -> int:
         children = [c for c, p in parents.items() if p == pid and c not in tree]
         tree.update(children)
         frontier += children
-    return sum(rss.get(pid, 0) for pid in tree)
+    return {pid: rss.get(pid, 0) for pid in tree}
+
+
+def tree_bytes(root: Path) -> int:
+    """Bytes of every file under ``root`` (0 while it does not exist)."""
+    total = 0
+    for path in root.rglob("*") if root.exists() else []:
+        try:
+            if path.is_file() and not path.is_symlink():
+                total += path.stat().st_size
+        except OSError:  # written or renamed while we looked
+            continue
+    return total
 
 
 def main() -> None:
@@ -49,6 +61,9 @@ def main() -> None:
     parser.add_argument("--jobs", default="2")
     parser.add_argument("--out", type=Path, default=Path("/tmp/forgetlens-bench-study"))
     parser.add_argument("--config", type=Path, default=None, help="a study config (default: the main job's)")
+    parser.add_argument(
+        "--log", type=Path, default=None, help="write the run's output here (one line per finished piece of work)"
+    )
     parser.add_argument(
         "--resume",
         action="store_true",
@@ -60,6 +75,7 @@ def main() -> None:
         shutil.rmtree(args.out)
     start = time.perf_counter()
     config = ["--config", str(args.config)] if args.config else []
+    log = open(args.log, "w") if args.log else subprocess.DEVNULL  # noqa: SIM115
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -75,13 +91,18 @@ def main() -> None:
             str(args.out),
             *(["--resume"] if args.resume else []),
         ],
-        stdout=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT if args.log else None,
     )
-    peak = [0]
+    peak, disk, per_process = [0], [0], {}
 
     def sample() -> None:
         while proc.poll() is None:
-            peak[0] = max(peak[0], tree_rss_bytes(proc.pid))
+            rss = tree_rss(proc.pid)
+            peak[0] = max(peak[0], sum(rss.values()))
+            for pid, size in rss.items():
+                per_process[pid] = max(per_process.get(pid, 0), size)
+            disk[0] = max(disk[0], tree_bytes(args.out))
             time.sleep(0.2)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -95,8 +116,11 @@ def main() -> None:
     n_seeds = len(args.seeds.split(","))
     print(
         f"{args.config or 'main job'}, seeds {args.seeds}, --jobs {args.jobs}: wall {wall:.0f} s "
-        f"({wall / n_seeds:.0f} s per seed), peak memory {peak_gib:.2f} GiB (all processes)"
+        f"({wall / n_seeds:.0f} s per seed), peak memory {peak_gib:.2f} GiB (all processes), disk "
+        f"{tree_bytes(args.out) / 1e9:.2f} GB at the end ({disk[0] / 1e9:.2f} GB at most while running)"
     )
+    largest = sorted(per_process.values(), reverse=True)[:4]
+    print("  largest processes' peaks: " + ", ".join(f"{b / 2**30:.2f} GiB" for b in largest))
     stages = {k: v for k, v in timings.items() if not k.endswith("_worker_seconds")}
     total = sum(stages.values())
     for stage, seconds in stages.items():

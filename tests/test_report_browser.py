@@ -8,8 +8,10 @@ it found.  A screenshot of the page must not be blank either.
 """
 
 import gzip
+import html
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -66,6 +68,33 @@ def _flags(profile: Path) -> list[str]:
     ]
 
 
+NUMBER = r"-?\d+(?:\.\d+)?(?:e[-+]\d+)?"
+
+
+def check_what_the_page_says(dom: str, results: dict) -> None:
+    """What a reader sees in the rendered page: every DCV in the summary written to the digits its interval
+    supports (never a zero such as ``-0.000 [-0.001, -0.000]``), legends naming only the methods that ran, and
+    per-head charts with a few readable head labels instead of every head's."""
+    summary = html.unescape(re.search(r'<div id="summary">(.*?)</div>', dom, flags=re.S).group(1))
+    dcvs = re.findall(rf"DCV\(C0\) = V_SFT\(C0\) - V_RL\(C0\) = ({NUMBER}) \[({NUMBER}), ({NUMBER})\]", summary)
+    assert dcvs, summary
+    for value, low, high in dcvs:
+        assert float(value) != 0 or float(low) == float(high) == 0, (value, low, high)  # a zero only when it is one
+        for text in (value, low, high):
+            assert not re.fullmatch(r"-0(\.0+)?", text), text  # no signed zero
+        if float(low) != float(high):
+            assert len({low, high, value}) == 3, (value, low, high)  # distinct: enough digits to tell them apart
+    ran = set(results["config"]["methods"])
+    fixed = {"adaptation threshold", "SFT damages more", "RL damages more"}
+    for figure, legend in re.findall(r'<img id="([a-z_]+)"[^>]*data-legend="([^"]*)"', dom):
+        for entry in filter(None, html.unescape(legend).split(", ")):
+            assert entry in fixed or entry.split(" (")[0].split(":")[0] in ran, (figure, entry)
+    labels = re.search(r'<img id="dcv_heads"[^>]*data-labels="([^"]*)"', dom).group(1).split(", ")
+    n_heads = results["layout"]["n_layers"] * results["layout"]["n_heads"]
+    assert 0 < len(labels) <= 12 * len(results["tasks"]) < n_heads * len(results["tasks"]), labels
+    assert all(re.fullmatch(r"L\d+H\d+( \(C0\))?", label) for label in labels), labels
+
+
 def test_every_figure_loads_and_draws_and_the_page_renders(tmp_path):
     browser = _chromium()
     run = tmp_path / "run"
@@ -100,6 +129,7 @@ def test_every_figure_loads_and_draws_and_the_page_renders(tmp_path):
     for r in rows:
         assert r["loaded"] and r["width"] > 100, r  # no broken image
         assert r["ink"] > 0.01, r  # a plot, not a blank area
+    check_what_the_page_says(dom, json.loads(gzip.open(FIXTURE, "rt").read()))
 
     shot = tmp_path / "page.png"
     subprocess.run(

@@ -380,7 +380,12 @@ def finetune_cmd(
 @click.option("--tasks", default=None, help="Comma-separated prior tasks (default: all).")
 @click.option("--k", type=int, default=None, help="Circuit size (default: smallest k with faithfulness >= 0.8).")
 @click.option("--n-boot", type=int, default=1000, show_default=True, help="Bootstrap resamples.")
-@click.option("--n-examples", type=int, default=128, show_default=True, help="Prompts per split.")
+@click.option(
+    "--n-examples",
+    type=int,
+    default=None,
+    help="Prompts per split (default: 128 on the embedded model, 32 on a real one; more narrows the intervals).",
+)
 @click.option(
     "--top-m",
     type=int,
@@ -434,6 +439,18 @@ def audit_cmd(
         raise ForgetlensError(f"--n-boot must be positive, got {n_boot}")
     if top_m < 0:
         raise ForgetlensError(f"--top-m must be >= 0, got {top_m}")
+    if n_examples is not None and n_examples <= 0:
+        raise ForgetlensError(f"--n-examples must be positive, got {n_examples}")
+    from forgetlens.pipeline.audit import default_examples, expand_tuned
+
+    models = expand_tuned(tuned)
+    n = n_examples or default_examples(base_spec)
+    click.echo(
+        f"audit: {len(models)} tuned model(s) ({', '.join(models)}) x {len(task_list)} task(s), {n} prompts per "
+        f"split, exact CMAP for C0 and {'every head' if exact_everywhere else f'{top_m} more heads'}"
+        + ("; --n-examples for more prompts (narrower intervals, longer)" if n_examples is None else ""),
+        err=True,
+    )
     result = audit(
         base_spec,
         tuned,

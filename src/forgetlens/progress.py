@@ -126,8 +126,9 @@ def _rich_progress():
         MofNCompleteColumn(),
         TextColumn("{task.fields[unit]}"),
         TimeElapsedColumn(),
-        TextColumn("left"),
+        TextColumn("elapsed,"),
         TimeRemainingColumn(),
+        TextColumn("left"),
         console=Console(stderr=True),
         refresh_per_second=2,
     )

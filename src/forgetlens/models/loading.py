@@ -20,6 +20,18 @@ from forgetlens.utils import first_line, threads_from_env
 
 EMBEDDED = "embedded"
 EMBEDDED_DIR = Path(__file__).parent / "embedded"
+
+
+def is_embedded(model: str | None) -> bool:
+    """Whether ``model`` names the embedded test model (None, ``embedded``, or its directory)."""
+    if model is None or model == EMBEDDED:
+        return True
+    try:
+        return Path(model).resolve() == EMBEDDED_DIR.resolve()
+    except OSError:
+        return False
+
+
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
 
 

@@ -31,7 +31,7 @@ from forgetlens.metrics.seeds import aggregate_seeds
 from forgetlens.metrics.stats import bootstrap_indices
 from forgetlens.metrics.vulnerability import PromptMeasurements, circuit_weights, measure
 from forgetlens.models.heads import HeadLayout
-from forgetlens.models.loading import load_model, model_record, resolve_model_path
+from forgetlens.models.loading import is_embedded, load_model, model_record, resolve_model_path
 from forgetlens.progress import open_task
 from forgetlens.tasks.base import PriorTask, TaskBatch
 from forgetlens.training.checkpoints import checkpoint_dirs, load_checkpoint
@@ -165,6 +165,17 @@ def analyse_task(
     }
 
 
+AUDIT_EXAMPLES = {"embedded": 128, "real": 32}
+"""Prompts per split when ``audit`` is not told: the embedded model's forward passes are cheap; a real model's
+(SmolLM2's 270 heads, one CPU core) are about a hundred times dearer, so it gets a quarter of them, which keeps
+the README's audit of the main job's two runs to a few minutes (BENCHMARKS.md)."""
+
+
+def default_examples(base_spec: str) -> int:
+    """:data:`AUDIT_EXAMPLES` for ``base_spec``."""
+    return AUDIT_EXAMPLES["embedded" if is_embedded(base_spec) else "real"]
+
+
 def audit(
     base_spec: str,
     tuned: dict[str, str],
@@ -172,7 +183,7 @@ def audit(
     k: int | None = None,
     n_boot: int = 1000,
     seed: int = 0,
-    n_examples: int = 128,
+    n_examples: int | None = None,
     method: str = "attribution",
     top_m: int | None = 8,
     anatomy: bool = False,
@@ -181,8 +192,9 @@ def audit(
     """Discover each task's base circuit and measure every tuned model against it (exact CMAP for C0 and the
     ``top_m`` other heads of largest first-order estimate; None: every head).  ``anatomy``: also where each
     tuned model's change on the task lives (``measure/anatomy.py``), on the same evaluation prompts, as
-    ``tasks[TASK].anatomy[LABEL]``."""
+    ``tasks[TASK].anatomy[LABEL]``.  ``n_examples`` None: :func:`default_examples` for the base model."""
     start = time.perf_counter()
+    n_examples = n_examples or default_examples(base_spec)
     base = load_model(base_spec)
     layout = HeadLayout.of(base.model)
     entries = expand_tuned(tuned)

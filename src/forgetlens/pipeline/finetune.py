@@ -16,6 +16,7 @@ included) and re-evaluates only checkpoints without a cached behaviour file.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import hashlib
 import json
 import time
@@ -408,6 +409,7 @@ def _train_once(cfg: FinetuneConfig, run_dir: Path, resume: bool, log) -> None:
     done = run_dir / "training_done.json"
     if not (resume and done.exists()):
         budget = train(cfg, run_dir, resume, log)
+        gc.collect()  # the trainer's reference cycles hold the optimizer state: free it before evaluating
         if is_main_process():
             write_json(done, budget)
     if is_main_process() and not cfg.keep_optimizer:  # the run is complete: nothing will resume it

@@ -367,7 +367,7 @@ def anatomy(results: dict) -> Figure | None:
             ax.errorbar(np.nan_to_num(value).clip(-0.5, 1.5), y, xerr=err, fmt="none", ecolor="black", lw=1, capsize=2)
             if r == len(tasks) - 1:
                 ax.set_xlabel("share of the change")
-    return _figure(fig, labels)
+    return _figure(fig)  # panels are titled by model; no legend
 
 
 def own_circuit_retention(results: dict) -> Figure | None:
@@ -408,14 +408,7 @@ def own_circuit_retention(results: dict) -> Figure | None:
             ax.set_xticks(range(len(groups)), [g.split("@")[0] for g in groups], fontsize=8)
             if c == 0:
                 ax.set_ylabel("retention of C0")
-    return _figure(
-        fig,
-        [
-            f"{m}: {g.split('@')[0]}"
-            for m in methods
-            for g in (results["tasks"][tasks[0]]["own_circuits"].get(m) or {}).get("groups", {})
-        ],
-    )
+    return _figure(fig)  # bars are labelled by model group; no legend
 
 
 FIGURES = {

@@ -8,10 +8,8 @@ answers greater-than only in its year form).  A config's ``tasks: null`` means t
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from forgetlens.errors import ForgetlensError
-from forgetlens.models.loading import EMBEDDED, EMBEDDED_DIR
+from forgetlens.models.loading import is_embedded
 from forgetlens.tasks.base import PriorTask
 from forgetlens.tasks.copying import CopyingTask
 from forgetlens.tasks.fact_recall import FactRecallTask
@@ -32,19 +30,10 @@ def task_names() -> list[str]:
     return list(TASKS)
 
 
-def _is_embedded(model: str | None) -> bool:
-    if model is None or model == EMBEDDED:
-        return True
-    try:
-        return Path(model).resolve() == EMBEDDED_DIR.resolve()
-    except OSError:
-        return False
-
-
 def default_task_names(model: str | None = None) -> list[str]:
     """The tasks used when none are named: the embedded model's (``model`` None or ``embedded``), else the set
     for pretrained models."""
-    return list(EMBEDDED_TASKS if _is_embedded(model) else REAL_MODEL_TASKS)
+    return list(EMBEDDED_TASKS if is_embedded(model) else REAL_MODEL_TASKS)
 
 
 def chosen_task_names(*choices: list[str] | None, model: str | None = None) -> list[str]:
