@@ -274,6 +274,12 @@ def pretrain_cmd(out, seed, steps, resume, start_from, start_after) -> None:
     "behaviour is still measured against --model.",
 )
 @click.option(
+    "--full-eval",
+    is_flag=True,
+    help="On a real model, evaluate with FinetuneConfig's default sizes (200 prompts per prior task, KL on every "
+    "evaluation prompt x 4) instead of the main job's (32 per task, KL on 24 x 1): minutes per checkpoint.",
+)
+@click.option(
     "--keep-optimizer",
     is_flag=True,
     help="Keep the checkpoints' optimizer state once the run is complete (twice the weights' size on disk).",
@@ -306,6 +312,7 @@ def finetune_cmd(
     monitor_threshold,
     monitor_action,
     init_from,
+    full_eval,
     keep_optimizer,
     seed,
     resume,
@@ -314,7 +321,8 @@ def finetune_cmd(
     out,
 ) -> None:
     """Fine-tune with SFT, RL or a circuit-keeping variant; checkpoints, and behaviour at each."""
-    from forgetlens.config import FINETUNE_METHODS, FinetuneConfig, trainer_kind
+    from forgetlens.config import FINETUNE_METHODS, FinetuneConfig, sized_for_real_model, trainer_kind
+    from forgetlens.models.loading import is_embedded
     from forgetlens.pipeline.finetune import finetune
 
     if method not in FINETUNE_METHODS:
@@ -331,6 +339,13 @@ def finetune_cmd(
         init_from=None if init_from is None else str(init_from),
         keep_optimizer=keep_optimizer,
     )
+    if not is_embedded(model) and not full_eval:
+        cfg = sized_for_real_model(cfg)
+        click.echo(
+            f"evaluation sized for a real model: {cfg.prior_eval_examples} prompts per prior task, forward KL on "
+            f"{cfg.kl_prompts} prompts x {cfg.kl_samples} sample(s) (--full-eval for the defaults)",
+            err=True,
+        )
     for section, name, value in (
         ("preserve", "lam", lam),
         ("preserve", "heads", preserve_heads),

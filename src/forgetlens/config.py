@@ -6,7 +6,7 @@ writes them beside the results (``dataclasses.asdict``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from forgetlens.utils import short_repr
@@ -733,6 +733,23 @@ OPTIONS_ADDED_LATER: dict[str, object] = {
 }
 """Options added after runs were first recorded, with the value a run whose record lacks the key ran with
 (before ``rl.shared_prompt_scoring`` existed, RL used TRL's scoring). Resuming such a run compares against it."""
+
+
+REAL_MODEL_EVALUATION: dict[str, int] = {
+    "prior_eval_examples": 32,
+    "kl_prompts": 24,
+    "kl_samples": 1,
+    "kl_max_new_tokens": 24,
+}
+"""The behaviour evaluation ``forgetlens finetune`` uses on a real model unless told ``--full-eval``: the main
+job's sizes.  The defaults (200 prompts per prior task, KL on every evaluation prompt x 4 samples) suit the
+embedded model; on SmolLM2 they cost minutes per checkpoint on one core, these well under one
+(``bench/evaluation.py``), with wider intervals."""
+
+
+def sized_for_real_model(cfg: FinetuneConfig) -> FinetuneConfig:
+    """``cfg`` with :data:`REAL_MODEL_EVALUATION`'s evaluation sizes."""
+    return replace(cfg, **REAL_MODEL_EVALUATION)
 
 
 def config_differences(started: dict, now: dict, prefix: str = "") -> list[str]:

@@ -57,7 +57,9 @@ class _Display:
         self.lock = threading.RLock()
         self.live: Any = None  # rich.progress.Progress while something is open in live mode
 
-    def start(self, key: tuple, description: str, total: int | None, unit: str, initial: int = 0) -> None:
+    def start(
+        self, key: tuple, description: str, total: int | None, unit: str, initial: int = 0, eta: bool = True
+    ) -> None:
         mode = default_mode()
         if mode == "quiet":
             return
@@ -68,7 +70,7 @@ class _Display:
                 if self.live is None:
                     self.live = _rich_progress()
                     self.live.start()
-                work.row = self.live.add_task(description, total=total, completed=initial, unit=unit)
+                work.row = self.live.add_task(description, total=total, completed=initial, unit=unit, eta=eta)
 
     def advance(self, key: tuple, n: int = 1) -> None:
         with self.lock:
@@ -111,27 +113,34 @@ _keys = itertools.count()
 
 def _rich_progress():
     from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn
+    from rich.text import Text
+
+    class Times(ProgressColumn):
+        """Time elapsed and, from the pace so far, time left (none for work whose pieces differ too much in
+        size to extrapolate: ``eta=False``)."""
+
+        def render(self, task):
+            text = f"{_clock(task.elapsed)} elapsed"
+            if task.fields.get("eta") is not False:
+                left = task.time_remaining
+                text += f", {_clock(left) if left is not None else '-:--'} left"
+            return Text(text)
 
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(bar_width=24),
         MofNCompleteColumn(),
         TextColumn("{task.fields[unit]}"),
-        TimeElapsedColumn(),
-        TextColumn("elapsed,"),
-        TimeRemainingColumn(),
-        TextColumn("left"),
+        Times(),
         console=Console(stderr=True),
         refresh_per_second=2,
     )
+
+
+def _clock(seconds: float | None) -> str:
+    seconds = int(seconds or 0)
+    return f"{seconds // 60}:{seconds % 60:02d}"
 
 
 def _duration(seconds: float) -> str:
@@ -141,9 +150,9 @@ def _duration(seconds: float) -> str:
 class Task:
     """A handle on one piece of work: ``advance()`` as it goes, ``finish()`` once (a ``with`` block does it)."""
 
-    def __init__(self, description: str, total: int | None, unit: str = "", initial: int = 0) -> None:
+    def __init__(self, description: str, total: int | None, unit: str = "", initial: int = 0, eta: bool = True):
         self.key = (os.getpid(), next(_keys))
-        self._send("start", description, total, unit, initial)
+        self._send("start", description, total, unit, initial, eta)
 
     def _send(self, kind: str, *payload) -> None:
         if _sink is not None:
@@ -164,9 +173,10 @@ class Task:
         self.finish()
 
 
-def open_task(description: str, total: int | None, unit: str = "", initial: int = 0) -> Task:
-    """Start showing a piece of work of ``total`` units (None: unknown) of which ``initial`` are done."""
-    return Task(description, total, unit, initial)
+def open_task(description: str, total: int | None, unit: str = "", initial: int = 0, eta: bool = True) -> Task:
+    """Start showing a piece of work of ``total`` units (None: unknown) of which ``initial`` are done; ``eta``
+    False: its units differ too much in cost for a time-left estimate."""
+    return Task(description, total, unit, initial, eta)
 
 
 def track(items: Iterable[T], description: str, unit: str = "", total: int | None = None) -> Iterator[T]:

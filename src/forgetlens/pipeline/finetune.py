@@ -248,7 +248,7 @@ def measured_steps(run_dir: Path) -> dict[int, Path]:
     return dict(sorted(steps.items()))
 
 
-def _behaviour_probe(cfg: FinetuneConfig, eval_records: list[dict], samples_cache: Path | None = None):
+def behaviour_probe(cfg: FinetuneConfig, eval_records: list[dict], samples_cache: Path | None = None):
     """``measure(step, checkpoint_dir) -> row``: target accuracy, prior tasks, forward KL against the base (on
     completions sampled once from the base; kept in ``samples_cache`` for other runs with the same evaluation
     options) and, when configured, the general probe."""
@@ -304,7 +304,7 @@ def evaluate_checkpoints(cfg: FinetuneConfig, run_dir: Path, log=print, shared_b
     _, eval_records = target_splits(cfg)
     unmeasured = [step for step in steps if not (cache / f"checkpoint-{step}.json").exists()]
     samples = shared.with_suffix(".kl-samples.json") if shared is not None else None
-    measure = _behaviour_probe(cfg, eval_records, samples) if unmeasured else None  # loads the base only if needed
+    measure = behaviour_probe(cfg, eval_records, samples) if unmeasured else None  # loads the base only if needed
     rows: list[dict] = []
     base_prior: dict = {}
     for step, path in track(list(steps.items()), f"evaluate {run_dir.name}", "checkpoints"):

@@ -291,7 +291,7 @@ class Study:
                     queued.add(name)
             for task in sorted(circuits_left):
                 pending[pool.submit(_job, *args, "circuits", task)] = ("circuits", task)
-            shown = open_task("1-3/5 circuits, fine-tuning, measurement", len(pending) + expected, "jobs")
+            shown = open_task("1-3/5 circuits, fine-tuning, measurement", len(pending) + expected, "jobs", eta=False)
             while pending or waiting:
                 if not circuits_left:
                     for name in waiting:  # each task of a checkpoint is its own job: the last run's are shared
