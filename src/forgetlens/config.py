@@ -749,7 +749,7 @@ embedded model; on SmolLM2 they cost minutes per checkpoint on one core, these w
 
 def sized_for_real_model(cfg: FinetuneConfig) -> FinetuneConfig:
     """``cfg`` with :data:`REAL_MODEL_EVALUATION`'s evaluation sizes."""
-    return replace(cfg, **REAL_MODEL_EVALUATION)
+    return replace(cfg, **REAL_MODEL_EVALUATION)  # type: ignore[arg-type]  # the keys are int fields
 
 
 def config_differences(started: dict, now: dict, prefix: str = "") -> list[str]:

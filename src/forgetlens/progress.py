@@ -103,7 +103,8 @@ class _Display:
     def handle(self, event: tuple) -> None:
         """Apply a worker's event (see :class:`Task`)."""
         kind, key, *payload = event
-        {"start": self.start, "advance": self.advance, "finish": self.finish}[kind](key, *payload)
+        apply: Any = {"start": self.start, "advance": self.advance, "finish": self.finish}[kind]
+        apply(key, *payload)
 
 
 _display = _Display()

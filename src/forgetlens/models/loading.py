@@ -15,22 +15,9 @@ from typing import Any
 import torch
 
 from forgetlens.errors import ForgetlensError
+from forgetlens.models.names import EMBEDDED, EMBEDDED_DIR, is_embedded  # noqa: F401  (re-exported)
 from forgetlens.models.packaged import PACKAGED, model_provenance, packaged_model_dir
 from forgetlens.utils import first_line, threads_from_env
-
-EMBEDDED = "embedded"
-EMBEDDED_DIR = Path(__file__).parent / "embedded"
-
-
-def is_embedded(model: str | None) -> bool:
-    """Whether ``model`` names the embedded test model (None, ``embedded``, or its directory)."""
-    if model is None or model == EMBEDDED:
-        return True
-    try:
-        return Path(model).resolve() == EMBEDDED_DIR.resolve()
-    except OSError:
-        return False
-
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
 

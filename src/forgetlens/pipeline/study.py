@@ -482,8 +482,8 @@ class Study:
             return {}
         models: dict[str, Path | None] = {"base": None}
         for name in run_configs(self.cfg):
-            step, path = checkpoint_dirs(self.run_dir / "runs" / name)[-1]
-            models[f"{name}@{step}"] = path
+            step, last = checkpoint_dirs(self.run_dir / "runs" / name)[-1]
+            models[f"{name}@{step}"] = last
         scores = {}
         for label, path in track(list(models.items()), "4/5 standard benchmarks", "models"):
             cache = self.run_dir / "benchmarks" / f"{label}.json"

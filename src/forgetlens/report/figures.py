@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import matplotlib
@@ -37,7 +38,7 @@ class Figure:
     labels: tuple[str, ...] = ()
 
 
-def _figure(fig, legend: list[str] | tuple[str, ...] = (), labels: list[str] | tuple[str, ...] = ()) -> Figure:
+def _figure(fig, legend: Sequence[str] = (), labels: Sequence[str] = ()) -> Figure:
     buf = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buf, format="png", dpi=90)

@@ -20,9 +20,10 @@ def _seed_words(n: int) -> str:
 
 def _over(stat: dict | None) -> str:
     """What ``stat``'s interval is over, in words."""
-    low = (stat or {}).get("ci_low")
+    stat = stat or {}
+    low = stat.get("ci_low")
     if low is None or not math.isfinite(low):
-        return "one seed: no interval" if (stat or {}).get("n_seeds") == 1 else "no interval"
+        return "one seed: no interval" if stat.get("n_seeds") == 1 else "no interval"
     if stat.get("n_seeds", 1) > 1:
         return f"95 % t-interval over {stat['n_seeds']} seeds"
     if "n_questions" in stat:

@@ -13,14 +13,16 @@ says little); below it the page says there were too few and draws no fit."""
 
 
 def _finite(x) -> bool:
-    return x is not None and isinstance(x, int | float) and math.isfinite(x)
+    return isinstance(x, int | float) and math.isfinite(x)
 
 
 def decimals_for(value: float, spread: float | None = None) -> int:
     """Decimals that show two significant digits of ``spread`` (an interval's width), or, without a spread (or a
     zero one), :data:`SIGNIFICANT` significant digits of ``value``."""
-    scale = spread if _finite(spread) and spread > 0 else abs(value)
-    digits = 2 if scale is spread else SIGNIFICANT
+    if spread is not None and _finite(spread) and spread > 0:
+        scale, digits = spread, 2
+    else:
+        scale, digits = abs(value), SIGNIFICANT
     if not _finite(scale) or scale == 0:
         return 2
     return max(0, digits - 1 - math.floor(math.log10(scale)))
@@ -38,7 +40,7 @@ def fixed(x: float, decimals: int) -> str:
 
 def number_text(x: float | None) -> str:
     """A number on its own: :data:`SIGNIFICANT` significant digits."""
-    return fixed(x, decimals_for(x)) if _finite(x) else "n/a"
+    return fixed(x, decimals_for(x)) if x is not None and _finite(x) else "n/a"
 
 
 def interval_text(stat: dict | None, fmt: str | None = None) -> str:
@@ -47,18 +49,19 @@ def interval_text(stat: dict | None, fmt: str | None = None) -> str:
     value."""
     if not stat or not _finite(stat.get("value")):
         return "n/a"
-    value, low, high = stat["value"], stat.get("ci_low"), stat.get("ci_high")
-    has_interval = _finite(low) and _finite(high)
-    if fmt is not None:
-        show = fmt.format
-    else:
-        decimals = decimals_for(value, high - low if has_interval else None)
-        show = lambda x: fixed(x, decimals)
-    if not has_interval:
+    value = float(stat["value"])
+    low, high = stat.get("ci_low"), stat.get("ci_high")
+    bounds = (float(low), float(high)) if _finite(low) and _finite(high) else None  # type: ignore[arg-type]
+    decimals = decimals_for(value, bounds[1] - bounds[0] if bounds else None)
+
+    def show(x: float) -> str:
+        return fmt.format(x) if fmt is not None else fixed(x, decimals)
+
+    if bounds is None:
         return show(value)
-    return f"{show(value)} [{show(low)}, {show(high)}]"
+    return f"{show(value)} [{show(bounds[0])}, {show(bounds[1])}]"
 
 
 def p_text(p: float | None) -> str:
     """A p or q value: two significant digits (``0.0005``, ``0.031``)."""
-    return f"{p:.2g}" if _finite(p) else "n/a"
+    return f"{p:.2g}" if p is not None and _finite(p) else "n/a"

@@ -12,11 +12,13 @@ from __future__ import annotations
 import random
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-
-import torch
+from typing import TYPE_CHECKING
 
 from forgetlens.errors import ForgetlensError
 from forgetlens.utils import right_pad
+
+if TYPE_CHECKING:  # torch is imported where it is used: listing tasks needs none of it
+    import torch
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,8 @@ class TaskBatch:
 
     def subset(self, index: torch.Tensor | list[int]) -> TaskBatch:
         """Rows ``index`` of the batch (used for splits and bootstrap resamples)."""
+        import torch
+
         index = torch.as_tensor(index, dtype=torch.long)
         width = int(self.answer_pos[index].max()) + 1 if len(index) else 0
         return TaskBatch(
@@ -134,6 +138,8 @@ def check_vocabulary(tokenizer, task: PriorTask) -> None:
 
 def encode_examples(tokenizer, examples: list[TaskExample], task: str) -> TaskBatch:
     """Tokenise ``examples``; check single-token answers and equal clean/corrupted lengths."""
+    import torch
+
     if not examples:
         raise ForgetlensError(f"task {task}: no examples to encode")
     clean, corrupted, answers, distractors = [], [], [], []
@@ -178,6 +184,8 @@ def encode_examples(tokenizer, examples: list[TaskExample], task: str) -> TaskBa
 
 def _answer_sets(tokenizer, examples: list[TaskExample], task: str) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """(option ids [option], sign [batch, option]) of set-scored examples; (None, None) for single-answer tasks."""
+    import torch
+
     if not any(ex.valid for ex in examples):
         return None, None
     options = sorted({w for ex in examples for w in ex.valid + ex.invalid})
@@ -212,6 +220,8 @@ def task_metric(logits: torch.Tensor, batch: TaskBatch, kind: str = "logit_diff"
     2023's probability difference); ``logp_answer`` / ``prob_answer`` = log / probability mass on the valid
     answers; ``top1_margin`` = the largest valid logit - the largest logit of any token not valid.
     """
+    import torch
+
     if kind not in METRICS:
         raise ForgetlensError(f"unknown metric {kind!r}; expected one of {', '.join(METRICS)}")
     if logits.dtype not in (torch.float32, torch.float64):

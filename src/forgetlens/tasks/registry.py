@@ -9,7 +9,7 @@ answers greater-than only in its year form).  A config's ``tasks: null`` means t
 from __future__ import annotations
 
 from forgetlens.errors import ForgetlensError
-from forgetlens.models.loading import is_embedded
+from forgetlens.models.names import is_embedded
 from forgetlens.tasks.base import PriorTask
 from forgetlens.tasks.copying import CopyingTask
 from forgetlens.tasks.fact_recall import FactRecallTask
