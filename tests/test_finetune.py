@@ -41,6 +41,16 @@ def test_run_writes_checkpoints_and_behaviour(tmp_path, method):
     config = json.loads((tmp_path / method / "config.json").read_text())
     assert config["seed"] == 0 and "torch" in config["versions"]
     assert rows[-1]["kl_forward"] > 0  # the weights moved
+    checkpoints = sorted((tmp_path / method / "checkpoints").glob("checkpoint-*"))
+    assert [c.name for c in checkpoints] == ["checkpoint-2", "checkpoint-4"]  # step 0 is the base, not a copy
+    for c in checkpoints:  # the run is complete: weights kept, the resume state (twice their size) gone
+        assert (c / "model.safetensors").exists() and not (c / "optimizer.pt").exists(), c
+
+
+def test_keep_optimizer_keeps_every_checkpoints_resume_state(tmp_path):
+    finetune(tiny("sft", keep_optimizer=True), tmp_path / "sft")
+    for step in (2, 4):
+        assert (tmp_path / "sft" / "checkpoints" / f"checkpoint-{step}" / "optimizer.pt").exists()
 
 
 def test_general_eval_and_a_capped_kl_sample(tmp_path):

@@ -142,4 +142,3 @@ def test_the_readme_python_example_runs(tiny_runs, capsys):
 
 def test_the_readme_monitor_fragment_is_valid_python():
     compile(python_blocks()[1], str(README), "exec")
-
