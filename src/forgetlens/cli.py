@@ -480,15 +480,15 @@ def audit_cmd(
     )
     write_json(out, result)
     atomic_write_text(out.with_suffix(".per_head.csv"), per_head_csv(result))
-    click.echo(f"{'task':<14}{'k':>3}  {'model':<14}{'retention':>22}{'V(C0)':>24}")
+    from forgetlens.report.text import interval_text
+
+    click.echo(f"{'task':<14}{'k':>3}  {'model':<14}{'retention [95 % CI]':>24}{'V(C0) [95 % CI]':>34}")
     for task, r in result["tasks"].items():
         rows = list(r["models"].items()) + [(f"DCV{pair}", stats) for pair, stats in r["dcv"].items()]
         for name, s in rows:
-            ret, v = s["retention"], s["v_circuit"]
             click.echo(
                 f"{task:<14}{r['circuit']['k']:>3}  {name:<14}"
-                f"{ret['value']:>8.3f} [{ret['ci_low']:.3f}, {ret['ci_high']:.3f}]"
-                f"{v['value']:>9.3f} [{v['ci_low']:.3f}, {v['ci_high']:.3f}]"
+                f"{interval_text(s['retention']):>24}{interval_text(s['v_circuit']):>34}"
             )
     if anatomy:
         from forgetlens.report.anatomy import anatomy_lines

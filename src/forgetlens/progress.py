@@ -44,6 +44,7 @@ class _Open:
     description: str
     total: int | None
     unit: str
+    announce: bool = True  # a line when it finishes (False: inner loops, shown only while they run)
     done: int = 0
     started: float = field(default_factory=time.perf_counter)
     row: Any = None  # the rich task id, in live mode
@@ -58,13 +59,20 @@ class _Display:
         self.live: Any = None  # rich.progress.Progress while something is open in live mode
 
     def start(
-        self, key: tuple, description: str, total: int | None, unit: str, initial: int = 0, eta: bool = True
+        self,
+        key: tuple,
+        description: str,
+        total: int | None,
+        unit: str,
+        initial: int = 0,
+        eta: bool = True,
+        announce: bool = True,
     ) -> None:
         mode = default_mode()
         if mode == "quiet":
             return
         with self.lock:
-            work = _Open(description, total, unit, done=initial)
+            work = _Open(description, total, unit, announce, done=initial)
             self.open[key] = work
             if mode == "live":
                 if self.live is None:
@@ -93,11 +101,12 @@ class _Display:
             if self.live is not None:
                 if work.row is not None:
                     self.live.remove_task(work.row)
-                self.live.console.print(line, markup=False, highlight=False)
+                if work.announce:
+                    self.live.console.print(line, markup=False, highlight=False)
                 if not self.open:
                     self.live.stop()
                     self.live = None
-            else:
+            elif work.announce:
                 print(line, file=sys.stderr, flush=True)
 
     def handle(self, event: tuple) -> None:
@@ -151,9 +160,17 @@ def _duration(seconds: float) -> str:
 class Task:
     """A handle on one piece of work: ``advance()`` as it goes, ``finish()`` once (a ``with`` block does it)."""
 
-    def __init__(self, description: str, total: int | None, unit: str = "", initial: int = 0, eta: bool = True):
+    def __init__(
+        self,
+        description: str,
+        total: int | None,
+        unit: str = "",
+        initial: int = 0,
+        eta: bool = True,
+        announce: bool = True,
+    ):
         self.key = (os.getpid(), next(_keys))
-        self._send("start", description, total, unit, initial, eta)
+        self._send("start", description, total, unit, initial, eta, announce)
 
     def _send(self, kind: str, *payload) -> None:
         if _sink is not None:
@@ -174,10 +191,13 @@ class Task:
         self.finish()
 
 
-def open_task(description: str, total: int | None, unit: str = "", initial: int = 0, eta: bool = True) -> Task:
+def open_task(
+    description: str, total: int | None, unit: str = "", initial: int = 0, eta: bool = True, announce: bool = True
+) -> Task:
     """Start showing a piece of work of ``total`` units (None: unknown) of which ``initial`` are done; ``eta``
-    False: its units differ too much in cost for a time-left estimate."""
-    return Task(description, total, unit, initial, eta)
+    False: its units differ too much in cost for a time-left estimate; ``announce`` False: an inner loop, shown
+    while it runs but given no line of its own when it finishes."""
+    return Task(description, total, unit, initial, eta, announce)
 
 
 def track(items: Iterable[T], description: str, unit: str = "", total: int | None = None) -> Iterator[T]:

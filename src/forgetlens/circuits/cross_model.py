@@ -23,6 +23,7 @@ import torch
 
 from forgetlens.circuits.patching import head_outputs, patch_each_head, run_metric
 from forgetlens.models.heads import HeadLayout
+from forgetlens.progress import open_task
 from forgetlens.tasks.base import TaskBatch
 
 CMAP_MODES = ("local", "total")
@@ -134,15 +135,18 @@ def local_cmap(
         baseline = run_metric(base, part, metric)
     effects = torch.zeros(len(part), layout.n_layers, layout.n_heads, dtype=baseline.dtype)
     base_proj, tuned_proj = layout.projections(base), layout.projections(tuned)
-    for layer in range(layout.n_layers):
-        chosen = range(layout.n_heads) if heads is None else heads[layer].nonzero().flatten().tolist()
-        if not chosen:
-            continue
-        delta = head_writes(tuned_proj[layer], z1[layer], layout) - head_writes(base_proj[layer], z0[layer], layout)
-        for head in chosen:
-            add = delta[head]  # [batch, pos, d_model]
-            with registered_hooks([lambda: base_proj[layer].register_forward_hook(lambda m, a, out: out + add)]):  # noqa: B023
-                effects[:, layer, head] = (run_metric(base, part, metric) - baseline).cpu()
+    n = layout.n_total if heads is None else int(heads.sum())
+    with open_task("head-local CMAP, exact", n, "heads", announce=False) as shown:
+        for layer in range(layout.n_layers):
+            chosen = range(layout.n_heads) if heads is None else heads[layer].nonzero().flatten().tolist()
+            if not chosen:
+                continue
+            delta = head_writes(tuned_proj[layer], z1[layer], layout) - head_writes(base_proj[layer], z0[layer], layout)
+            for head in chosen:
+                add = delta[head]  # [batch, pos, d_model]
+                with registered_hooks([lambda: base_proj[layer].register_forward_hook(lambda m, a, out: out + add)]):  # noqa: B023
+                    effects[:, layer, head] = (run_metric(base, part, metric) - baseline).cpu()
+                shown.advance()
     return effects
 
 

@@ -21,6 +21,7 @@ from forgetlens.config import ABLATIONS
 from forgetlens.errors import ForgetlensError
 from forgetlens.models.forward import answer_logits, model_device, run_body
 from forgetlens.models.heads import HeadLayout, capture_heads, head_hooks
+from forgetlens.progress import open_task
 from forgetlens.tasks.base import TaskBatch, task_metric
 
 DIRECTIONS = ("noising", "denoising")
@@ -99,14 +100,17 @@ def patch_each_head(
     if baseline is None:
         baseline = run_metric(model, part, metric, corrupted=corrupted)
     effects = torch.zeros(len(part), layout.n_layers, layout.n_heads, dtype=baseline.dtype)
-    for layer in range(layout.n_layers):
-        for head in range(layout.n_heads):
-            if heads is not None and not bool(heads[layer, head]):
-                continue
-            patch = torch.zeros(layout.n_layers, layout.n_heads, dtype=torch.bool)
-            patch[layer, head] = True
-            patched = run_with_patch(model, layout, part, patch, source, metric, corrupted=corrupted)
-            effects[:, layer, head] = (patched - baseline).cpu()
+    n = layout.n_total if heads is None else int(heads.sum())
+    with open_task("exact patching", n, "heads", announce=False) as shown:
+        for layer in range(layout.n_layers):
+            for head in range(layout.n_heads):
+                if heads is not None and not bool(heads[layer, head]):
+                    continue
+                patch = torch.zeros(layout.n_layers, layout.n_heads, dtype=torch.bool)
+                patch[layer, head] = True
+                patched = run_with_patch(model, layout, part, patch, source, metric, corrupted=corrupted)
+                effects[:, layer, head] = (patched - baseline).cpu()
+                shown.advance()
     return effects
 
 
