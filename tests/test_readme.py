@@ -4,6 +4,7 @@ in place of SmolLM2 and the main job's runs (the only values the tests change)."
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import subprocess
@@ -123,11 +124,17 @@ def test_the_readme_audit_example_runs(tiny_runs, tmp_path):
         "runs/study/runs/rl-s0", str(tiny_runs["rl"])
     )
     line = line.replace("--out audit.json", f"--out {tmp_path / 'audit.json'} --n-examples 16 --n-boot 50")
+    env = {k: v for k, v in os.environ.items() if k != "FORGETLENS_QUIET"}  # as a user runs it: progress shown
     result = subprocess.run(
-        [sys.executable, "-m", "forgetlens", *shlex.split(line)[1:]], capture_output=True, text=True, cwd=tmp_path
+        [sys.executable, "-m", "forgetlens", *shlex.split(line)[1:]],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
     )
     assert result.returncode == 0, result.stderr
     assert "audit: 2 tuned model(s)" in result.stderr and (tmp_path / "audit.json").exists()
+    assert "audit ioi: circuit damage in rl@2: 1/1 model in" in result.stderr  # a line per finished stage
     assert "DCV" in result.stdout  # the sft - rl comparison of the two runs
 
 

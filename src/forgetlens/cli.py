@@ -20,6 +20,14 @@ METRIC_NAMES = ("logit_diff", "prob_diff", "logp_answer", "prob_answer", "top1_m
 """``tasks.base.METRICS``, spelled out so that ``--help`` does not import torch (a test keeps them equal)."""
 
 
+def _notice(line: str) -> None:
+    """What a command is about to do, on stderr with the progress display (and, like it, off with --quiet)."""
+    from forgetlens.progress import default_mode
+
+    if default_mode() != "quiet":
+        click.echo(line, err=True)
+
+
 def _check_resume_overwrite(resume: bool, overwrite: bool) -> None:
     if resume and overwrite:
         raise ForgetlensError(
@@ -341,10 +349,9 @@ def finetune_cmd(
     )
     if not is_embedded(model) and not full_eval:
         cfg = sized_for_real_model(cfg)
-        click.echo(
+        _notice(
             f"evaluation sized for a real model: {cfg.prior_eval_examples} prompts per prior task, forward KL on "
-            f"{cfg.kl_prompts} prompts x {cfg.kl_samples} sample(s) (--full-eval for the defaults)",
-            err=True,
+            f"{cfg.kl_prompts} prompts x {cfg.kl_samples} sample(s) (--full-eval for the defaults)"
         )
     for section, name, value in (
         ("preserve", "lam", lam),
@@ -460,11 +467,10 @@ def audit_cmd(
 
     models = expand_tuned(tuned)
     n = n_examples or default_examples(base_spec)
-    click.echo(
+    _notice(
         f"audit: {len(models)} tuned model(s) ({', '.join(models)}) x {len(task_list)} task(s), {n} prompts per "
         f"split, exact CMAP for C0 and {'every head' if exact_everywhere else f'{top_m} more heads'}"
-        + ("; --n-examples for more prompts (narrower intervals, longer)" if n_examples is None else ""),
-        err=True,
+        + ("; --n-examples for more prompts (narrower intervals, longer)" if n_examples is None else "")
     )
     result = audit(
         base_spec,
