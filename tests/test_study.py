@@ -106,10 +106,11 @@ def test_study_is_deterministic_and_resumes_after_sigkill(tmp_path):
         "heatmaps",
         "dcv_heads",
         "faithfulness_retention",
-        "forgetting_vs_predictors",
     ):
         assert f'id="{figure}"' in html
+    assert 'id="forgetting_vs_predictors"' not in html  # 4 (task, checkpoint) points: too few for a fit
     text = htmllib.unescape(html)
+    assert "4 (task, checkpoint) points are too few for a fit" in text
     assert "Claim 1" in text and "Claim 2 on ioi" in text and "SFT's held-out target gain at step 4" in text
     results = _results(a)
     assert set(results["target_gain"]) == {"sft", "rl"} and results["runs"]["sft-s0"]["n_eval_records"] > 0
