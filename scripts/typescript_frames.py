@@ -26,9 +26,11 @@ def frames(text: str, every: int) -> list[str]:
     text = text.rsplit("\nScript done", 1)[0]
     out, shown = [], -every
     for frame in UP_AND_CLEAR.split(text):
-        rows = [r for r in frame.split("\n") if r.strip()]
-        live = [r for r in rows if "elapsed" in r and ": " not in r.split(" elapsed")[0][-12:]]
+        rows = frame.split("\n")
+        live = [r for r in rows if " elapsed" in r and not re.search(r": \d+/\d+ ", r)]  # rows, not finished lines
         done = [r for r in rows if r not in live]
+        while done and not done[-1].strip():
+            done.pop()
         out += done
         clock = max((int(m.group(1)) * 60 + int(m.group(2)) for r in live for m in [ELAPSED.search(r)] if m), default=0)
         if live and clock >= shown + every:
@@ -42,7 +44,7 @@ def main() -> None:
     parser.add_argument("typescript", type=Path)
     parser.add_argument("--every", type=int, default=30, help="seconds of the display's clock between snapshots")
     args = parser.parse_args()
-    print("\n".join(frames(args.typescript.read_text(errors="replace"), args.every)))
+    print("\n".join(row.rstrip() for row in frames(args.typescript.read_text(errors="replace"), args.every)))
 
 
 if __name__ == "__main__":

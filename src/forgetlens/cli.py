@@ -553,7 +553,7 @@ def run_cmd(config_path, seeds, resume, overwrite, jobs, allow_download, out) ->
         return  # a non-main process of a multi-GPU launch: the main process reports
 
     click.echo(summary_table(results) + "\n")
-    click.echo("\n\n".join(summary_sentences(results)))
+    click.echo("\n\n".join(click.wrap_text(line, width=110) for line in summary_sentences(results)))
     click.echo(f"report: {out / 'report.html'}")
 
 
