@@ -14,6 +14,7 @@ called :func:`send_to` puts its events on a queue that :func:`relay` drains into
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import os
 import sys
@@ -109,6 +110,14 @@ class _Display:
             elif work.announce:
                 print(line, file=sys.stderr, flush=True)
 
+    def close(self) -> None:
+        """Stop the live display (at exit, so that an error leaves the terminal's cursor as it found it)."""
+        with self.lock:
+            if self.live is not None:
+                self.live.stop()
+                self.live = None
+            self.open.clear()
+
     def handle(self, event: tuple) -> None:
         """Apply a worker's event (see :class:`Task`)."""
         kind, key, *payload = event
@@ -117,6 +126,7 @@ class _Display:
 
 
 _display = _Display()
+atexit.register(_display.close)
 _sink: Any = None  # a worker's queue to the parent's display (send_to)
 _keys = itertools.count()
 
