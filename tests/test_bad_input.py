@@ -1,4 +1,4 @@
-"""Bad input a new user gives (issue 24): every case ends with one ``error:`` line, exit status 2, and nothing left
+"""Bad input a new user gives: every case ends with one ``error:`` line, exit status 2, and nothing left
 behind, so a plain re-run works once the input is fixed."""
 
 from __future__ import annotations

@@ -50,7 +50,7 @@ def planted_pickle(path: Path, marker: Path, extra: dict | None = None) -> Path:
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory) -> Path:
-    """The issue's tiny study on the embedded model, run once for the tests below that need a real run folder."""
+    """A tiny study on the embedded model, run once for the tests below that need a real run folder."""
     root = tmp_path_factory.mktemp("study")
     (root / "tiny.yaml").write_text(TINY_STUDY)
     result = forgetlens("run", "--config", str(root / "tiny.yaml"), "--out", str(root / "x"))
@@ -88,7 +88,7 @@ def _arguments(text: str, start: int) -> str:
 
 
 def test_resume_never_unpickles_a_planted_circuit_file(study, tmp_path):
-    """The issue's attack: a pickle with a payload where the base circuit used to be, results.json deleted, then
+    """The attack: a pickle with a payload where the base circuit used to be, results.json deleted, then
     --resume.  Circuits are safetensors now, so the .pt file is never read; a planted payload in the
     safetensors file's place is refused with one line."""
     run = tmp_path / "x"
@@ -174,7 +174,7 @@ def test_pickle_only_weights_are_refused_before_reading(tmp_path):
 
 # --- 2. --overwrite deletes only what forgetlens made ----------------------------------------------------------
 def one_step_finetune(out: Path, *extra: str) -> subprocess.CompletedProcess:
-    """The issue's one-step SFT run into ``out`` (the embedded model)."""
+    """A one-step SFT run into ``out`` (the embedded model)."""
     args = ["--steps", "1", "--checkpoint-every", "1", "--prompts-per-step", "2", *extra, "--out", str(out)]
     return forgetlens("finetune", "--method", "sft", *args)
 

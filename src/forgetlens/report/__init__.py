@@ -1,1 +1,2 @@
-"""The study's outputs for people and programs: derived tables, figures, report.html."""
+"""report.html from results.json alone: its sentences, tables and figures (the derived tables themselves:
+``metrics/summary.py``)."""
