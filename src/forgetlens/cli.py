@@ -258,8 +258,8 @@ def pretrain_cmd(out, seed, steps, resume, start_from, start_after) -> None:
     "--synthetic-target",
     default="compare",
     show_default=True,
-    help="Built-in target without --data: compare (largest/smallest of four quantities) or facts "
-    "(element symbols, SI units).",
+    help="Built-in target without --data: compare (largest/smallest of four quantities, as options), compare-short "
+    "(the same answered with the value and unit) or facts (element symbols, SI units).",
 )
 @click.option("--steps", type=int, default=None, help="Optimizer steps (same for both methods).")
 @click.option("--lr", type=float, default=None, help="Learning rate for this method.")

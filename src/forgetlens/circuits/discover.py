@@ -27,6 +27,8 @@ from forgetlens.models.heads import HeadLayout
 from forgetlens.tasks.base import PriorTask, TaskBatch, check_vocabulary, encode_examples
 
 EVAL_SEED_OFFSET = 1_000_003
+"""Added to the discovery seed to draw the evaluation prompts: a large prime, so that the evaluation split of one
+seed is never the discovery split of another small seed (the two splits are disjoint draws, not a shuffle)."""
 
 
 def task_splits(tokenizer, task: PriorTask, n: int, seed: int) -> tuple[TaskBatch, TaskBatch]:

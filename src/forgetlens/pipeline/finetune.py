@@ -45,6 +45,9 @@ from forgetlens.training.regularizers import build_regularizers
 from forgetlens.utils import atomic_write_text, csv_text, is_main_process, versions, wait_for_everyone
 
 PRIOR_EVAL_SEED = 424242
+"""Seed of the prior-task prompts behaviour is measured on: fixed, so that every checkpoint of every run and seed is
+scored on the same prompts (retention is a ratio to step 0 on them), and far from the small seeds that draw
+circuits' discovery and evaluation prompts."""
 
 
 def validate(cfg: FinetuneConfig, prefix: str = "") -> None:
