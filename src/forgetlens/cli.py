@@ -13,8 +13,12 @@ from pathlib import Path
 
 import click
 
+from forgetlens.config import ABLATIONS, DBM_OBJECTIVES, DBM_POSITIONS, DISCOVERY_METHODS, DBMConfig, DiscoveryConfig
 from forgetlens.errors import ForgetlensError
 from forgetlens.utils import check_writable
+
+_DISCOVERY, _DBM = DiscoveryConfig(), DBMConfig()
+"""The defaults the options below show: the dataclasses own them (torch-free to import)."""
 
 METRIC_NAMES = ("logit_diff", "prob_diff", "logp_answer", "prob_answer", "top1_margin")
 """``tasks.base.METRICS``, spelled out so that ``--help`` does not import torch (a test keeps them equal)."""
@@ -62,13 +66,19 @@ def tasks_cmd() -> None:
 @click.option("--model", default="embedded", show_default=True, help="Model directory, cached HF id, or `embedded`.")
 @click.option(
     "--method",
-    type=click.Choice(["attribution", "exact", "ig", "dbm"]),
-    default="attribution",
+    type=click.Choice(DISCOVERY_METHODS),
+    default=_DISCOVERY.method,
     show_default=True,
     help="How the circuit is found: heads scored one by one (attribution, exact, ig) or masks optimised jointly (dbm).",
 )
 @click.option("--k", type=int, default=None, help="Circuit size (default: smallest k with faithfulness >= target).")
-@click.option("--target", type=float, default=0.8, show_default=True, help="Faithfulness target when --k is not given.")
+@click.option(
+    "--target",
+    type=float,
+    default=_DISCOVERY.faithfulness_target,
+    show_default=True,
+    help="Faithfulness target when --k is not given.",
+)
 @click.option(
     "--metric",
     type=click.Choice(METRIC_NAMES),
@@ -78,13 +88,15 @@ def tasks_cmd() -> None:
 )
 @click.option(
     "--ablation",
-    type=click.Choice(["counterfactual", "mean", "zero"]),
-    default="counterfactual",
+    type=click.Choice(ABLATIONS),
+    default=_DISCOVERY.ablation,
     show_default=True,
     help="How heads outside the circuit are removed when measuring faithfulness.",
 )
-@click.option("--ig-steps", type=int, default=8, show_default=True, help="Interpolation steps for --method ig.")
-@click.option("--n-examples", type=int, default=256, show_default=True, help="Prompts per split.")
+@click.option(
+    "--ig-steps", type=int, default=_DISCOVERY.ig_steps, show_default=True, help="Interpolation steps for --method ig."
+)
+@click.option("--n-examples", type=int, default=_DISCOVERY.n_examples, show_default=True, help="Prompts per split.")
 @click.option(
     "--full-curve",
     is_flag=True,
@@ -92,21 +104,25 @@ def tasks_cmd() -> None:
 )
 @click.option(
     "--dbm-objective",
-    type=click.Choice(["flip", "keep"]),
-    default="flip",
+    type=click.Choice(DBM_OBJECTIVES),
+    default=_DBM.objective,
     show_default=True,
     help="dbm: carry the corrupted prompt's answer (the paper's) or keep the clean one.",
 )
 @click.option(
     "--dbm-positions",
-    type=click.Choice(["last", "all"]),
-    default="last",
+    type=click.Choice(DBM_POSITIONS),
+    default=_DBM.positions,
     show_default=True,
     help="dbm: mix heads at the last token only (the paper's, fast) or at every position.",
 )
-@click.option("--dbm-sparsity", type=float, default=0.002, show_default=True, help="dbm: weight of the masks' sum.")
-@click.option("--dbm-steps", type=int, default=300, show_default=True, help="dbm: Adam steps on the mask logits.")
-@click.option("--dbm-batch-size", type=int, default=8, show_default=True, help="dbm: prompts per step.")
+@click.option(
+    "--dbm-sparsity", type=float, default=_DBM.sparsity, show_default=True, help="dbm: weight of the masks' sum."
+)
+@click.option(
+    "--dbm-steps", type=int, default=_DBM.steps, show_default=True, help="dbm: Adam steps on the mask logits."
+)
+@click.option("--dbm-batch-size", type=int, default=_DBM.batch_size, show_default=True, help="dbm: prompts per step.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--allow-download", is_flag=True, help="Let transformers fetch a model from the Hub.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="JSON file to write.")
