@@ -600,10 +600,10 @@ def plan_cmd(config_path, gpus, prompt_tokens) -> None:
 
     cfg = load_study_config(config_path or MAIN_JOB_CONFIG, check_paths=False)
     hardware = [Hardware.parse(g) for g in gpus.split(",")] if gpus else [detected_hardware()]
+    if prompt_tokens is not None and prompt_tokens < 1:  # every option checked before the model is read
+        raise ForgetlensError(f"--prompt-tokens must be positive, got {prompt_tokens}")
     shape = model_shape(cfg.model)
     if prompt_tokens is not None:
-        if prompt_tokens < 1:
-            raise ForgetlensError(f"--prompt-tokens must be positive, got {prompt_tokens}")
         source = "given"
     else:
         prompt_tokens, source = prompt_length(cfg)
@@ -672,6 +672,7 @@ def _network_off_unless_allowed(argv: list[str]) -> None:
 
     os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
     os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # transformers' and the hub's bars: forgetlens shows its own
+    os.environ["TQDM_DISABLE"] = "1"  # and the bars libraries draw with tqdm directly (transformers' GGUF reader)
     if "--allow-download" in argv:
         os.environ["FORGETLENS_ALLOW_DOWNLOAD"] = "1"  # models.loading.downloads_allowed, worker processes too
     else:
