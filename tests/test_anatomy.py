@@ -47,6 +47,7 @@ def share(summary, name, metric="logp_answer", kind="induced"):
     return summary[kind][name][metric]["share"]["value"]
 
 
+@pytest.mark.slow
 def test_identical_models_give_exactly_zero(setup):
     base = setup[0].model
     a, s = anatomy_of(setup, copy.deepcopy(base))

@@ -60,6 +60,7 @@ def compare(setup, tuned_models, n_boot=300):
     return compare_models(base_m, tuned, mask.numpy(), weights, n_boot=n_boot, seed=0, n_perm=500)
 
 
+@pytest.mark.slow
 def test_identical_models_give_exactly_zero(setup):
     model = setup[0]
     result = compare(setup, {"sft": copy.deepcopy(model), "rl": copy.deepcopy(model)}, n_boot=100)
@@ -76,6 +77,7 @@ def test_identical_models_give_exactly_zero(setup):
     assert np.all(np.array(result["dcv_test"][""]["p_value"]) == 1.0)
 
 
+@pytest.mark.slow
 def test_damage_to_circuit_heads_is_monotone(setup):
     model, layout, circuit = setup[0], setup[1], setup[2]
     scales = [0.5, 1.0, 2.0]
@@ -105,6 +107,7 @@ def test_damage_elsewhere_leaves_v_circuit_ci_covering_zero(setup):
     assert stat["ci_low"] <= 0.0 <= stat["ci_high"]
 
 
+@pytest.mark.slow
 def test_ci_width_shrinks_with_more_prompts(embedded):
     model, tok = embedded.model, embedded.tokenizer
     layout = HeadLayout.of(model)
@@ -151,6 +154,7 @@ def test_audit_bad_input(tmp_path, args, needle):
     assert result.returncode == 2 and len(lines) == 1 and needle in lines[0], result.stderr
 
 
+@pytest.mark.slow
 def test_audit_rejects_a_different_head_layout(tmp_path, tokenizer):
     from conftest import make_tiny
 
@@ -176,6 +180,7 @@ def test_audit_rejects_a_different_head_layout(tmp_path, tokenizer):
     assert result.returncode == 2 and len(lines) == 1 and "head layout" in lines[0], result.stderr
 
 
+@pytest.mark.slow
 def test_audit_cli_on_a_finetune_run_and_a_model(tmp_path, embedded):
     from forgetlens.config import FinetuneConfig
     from forgetlens.pipeline.finetune import finetune
@@ -257,6 +262,7 @@ def test_head_writes_reads_w_o_as_calling_the_projection_does(embedded):
         assert torch.allclose(reference.sum(0), proj(z.flatten(2)) - proj(torch.zeros_like(z).flatten(2)), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_first_order_measurement_agrees_with_exact_patching_everywhere(setup):
     """CMAP estimated to first order and patched exactly only on C0 + top-M gives the same V(C0), DCV(C0) and
     exact-set values as patching every head: equal where patched, each point inside the other's interval."""

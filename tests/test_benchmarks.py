@@ -30,6 +30,7 @@ def test_missing_lm_eval_is_one_warning_and_no_scores(monkeypatch, embedded):
     assert len(record) == 1 and "\n" not in str(record[0].message)
 
 
+@pytest.mark.slow
 def test_local_task_matches_a_manual_loglikelihood_and_hub_tasks_are_skipped(tmp_path, embedded):
     pytest.importorskip("lm_eval")
     cfg = BenchmarkConfig(tasks=["capitals_local", "hellaswag"], include_path=str(local_task_dir(tmp_path)))

@@ -78,6 +78,7 @@ def planted(tokenizer):
     return model, layout, batch, heads
 
 
+@pytest.mark.slow
 def test_dbm_recovers_a_planted_circuit(planted):
     model, layout, batch, heads = planted
     patcher = LastTokenPatcher(model, layout, batch, "counterfactual")
@@ -228,6 +229,7 @@ own_circuits: {enabled: true, methods: [dbm, attribution], n_null: 100}
 """
 
 
+@pytest.mark.slow
 def test_a_study_continues_rl_from_sft_and_compares_every_models_circuit(tmp_path):
     """RL from SFT starts from the SFT run's last checkpoint (its weights are that run's, moved a little by RL,
     not the base's); every model's own circuit is compared with the base's; results and report carry both."""
@@ -275,6 +277,7 @@ def test_a_study_continues_rl_from_sft_and_compares_every_models_circuit(tmp_pat
     assert 'id="own_circuits"' in html and 'id="own_circuit_retention"' in html
 
 
+@pytest.mark.slow
 def test_discover_dbm_from_the_command_line(tmp_path):
     import json
     import os
@@ -293,6 +296,7 @@ def test_discover_dbm_from_the_command_line(tmp_path):
     assert bad.returncode == 2 and bad.stderr.strip().startswith("error: --dbm-sparsity:")
 
 
+@pytest.mark.slow
 def test_retention_sees_planted_damage_and_the_null_stays_below(planted):
     """Silencing some of a circuit's heads (a model with a known difference) removes exactly those heads from the
     damaged model's DBM circuit: its retention falls below 1, and stays above the mean of the random-set null."""

@@ -40,22 +40,26 @@ def test_pretrain_defaults_are_the_shipped_recipe():
     assert card["pretrain_config"] == json.loads(json.dumps(dataclasses.asdict(PretrainConfig())))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", TASKS)
 def test_attribution_agrees_with_exact_patching(validation, name):
     assert validation[name]["spearman_attribution_vs_exact"] >= 0.9
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", TASKS)
 def test_small_faithful_circuit_exists(validation, name):
     assert validation[name]["circuit_faithfulness"] >= 0.8
     assert validation[name]["circuit_fraction"] <= 0.25
 
 
+@pytest.mark.slow
 def test_every_task_has_a_faithful_circuit(validation):
     for name in TASKS:
         assert validation[name]["circuit_faithfulness"] >= 0.8
 
 
+@pytest.mark.slow
 def test_tasks_use_different_heads(validation):
     circuits = {name: frozenset(map(tuple, validation[name]["circuit_heads"])) for name in TASKS}
     assert len(set(circuits.values())) == len(TASKS)

@@ -26,6 +26,7 @@ def tiny(method, **kw):
     return cfg
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["sft", "rl"])
 def test_run_writes_checkpoints_and_behaviour(tmp_path, method):
     rows = finetune(tiny(method), tmp_path / method)
@@ -47,12 +48,14 @@ def test_run_writes_checkpoints_and_behaviour(tmp_path, method):
         assert (c / "model.safetensors").exists() and not (c / "optimizer.pt").exists(), c
 
 
+@pytest.mark.slow
 def test_keep_optimizer_keeps_every_checkpoints_resume_state(tmp_path):
     finetune(tiny("sft", keep_optimizer=True), tmp_path / "sft")
     for step in (2, 4):
         assert (tmp_path / "sft" / "checkpoints" / f"checkpoint-{step}" / "optimizer.pt").exists()
 
 
+@pytest.mark.slow
 def test_general_eval_and_a_capped_kl_sample(tmp_path):
     """Off-task drift is measured at every checkpoint: zero KL at the base, a share of cut KL samples."""
     cfg = tiny(
@@ -148,6 +151,7 @@ def _cli(out, *extra):
     ]
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
     env = {**os.environ, "FORGETLENS_QUIET": "1"}
     straight = subprocess.run(_cli(tmp_path / "a"), capture_output=True, text=True, env=env)
@@ -216,6 +220,7 @@ def test_bad_data_is_one_line_and_writes_nothing(tmp_path, content, needle):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_runs_that_evaluate_alike_share_the_base_row(tmp_path, monkeypatch):
     shared = tmp_path / "base-behaviour"
     sft = finetune(tiny("sft"), tmp_path / "sft", shared_base=shared)
@@ -240,6 +245,7 @@ def test_runs_that_evaluate_alike_share_the_base_row(tmp_path, monkeypatch):
     assert row == (tmp_path / "sft" / "behaviour" / "checkpoint-0.json").read_text() and sft[0]["step"] == 0
 
 
+@pytest.mark.slow
 def test_resume_after_deleting_checkpoint_weights_keeps_the_measured_table(tmp_path, monkeypatch):
     """Checkpoint weights deleted to free disk: resuming the finished run reads the cached rows (nothing is
     measured again, no model loaded) instead of writing an empty table; a run with nothing at all is refused."""

@@ -50,6 +50,7 @@ def test_monitor_on_the_base_itself_reads_zero_vulnerability_and_full_retention(
     assert values["v_circuit"] == 0.0 and values["retention"] == pytest.approx(1.0, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_monitor_stops_a_run_whose_retention_a_damaging_learning_rate_forces_down(tmp_path):
     from forgetlens.pipeline.finetune import train
 

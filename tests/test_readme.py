@@ -115,6 +115,7 @@ def test_the_commands_that_only_print_run(args):
         assert not line.rstrip().endswith("..."), line  # no description cut short
 
 
+@pytest.mark.slow
 def test_the_readme_audit_example_runs(tiny_runs, tmp_path):
     (audit,) = [tokens for tokens in commands() if tokens[1] == "audit" and "smollm2-135m" in tokens]
     line = " ".join(audit)
@@ -138,6 +139,7 @@ def test_the_readme_audit_example_runs(tiny_runs, tmp_path):
     assert "DCV" in result.stdout  # the sft - rl comparison of the two runs
 
 
+@pytest.mark.slow
 def test_the_readme_python_example_runs(tiny_runs, capsys):
     example = python_blocks()[0]
     line = 'MODEL, RUN = "smollm2-135m", "runs/study/runs/rl-s0"'

@@ -47,6 +47,7 @@ def save_tiny(arch: str, tokenizer, where: Path) -> Path:
     return where
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["qwen2", "llama", "gpt2"])
 def test_discover_run_audit_report_on_a_tiny_model(tmp_path, tokenizer, arch):
     model_dir = save_tiny(arch, tokenizer, tmp_path / arch)
@@ -99,6 +100,7 @@ def test_discover_run_audit_report_on_a_tiny_model(tmp_path, tokenizer, arch):
     assert "@2" in audit["tasks"]["ioi"]["dcv"]
 
 
+@pytest.mark.slow
 def test_lora_adapter_directory_audits_against_its_base(tmp_path, tokenizer):
     import torch
     from peft import LoraConfig, get_peft_model
@@ -162,6 +164,7 @@ def shipped_qwen_config_on(model_dir: Path) -> dict:
     return cfg
 
 
+@pytest.mark.slow
 def test_shipped_qwen_config_runs_end_to_end_on_a_tiny_qwen2(tmp_path, tokenizer):
     from test_benchmarks import local_task_dir
 
@@ -190,6 +193,7 @@ def test_shipped_qwen_config_runs_end_to_end_on_a_tiny_qwen2(tmp_path, tokenizer
     assert 'id="benchmarks"' in (run / "report.html").read_text()
 
 
+@pytest.mark.slow
 def test_plan_prints_the_shipped_config_for_one_and_eight_gpus():
     result = forgetlens(
         "plan", "--config", str(ROOT / "configs" / "qwen2.5-3b-sciknoweval.yaml"), "--gpus", "1x80,8x80"
@@ -237,6 +241,7 @@ def test_plan_bad_input_is_one_line(args, needles):
         assert needle in lines[0]
 
 
+@pytest.mark.slow
 def test_missing_tokenizer_and_missing_data_are_one_line(tmp_path, tokenizer):
     model = make_tiny("qwen2", len(tokenizer))
     model.save_pretrained(tmp_path / "no-tokenizer")
@@ -253,6 +258,7 @@ def test_missing_tokenizer_and_missing_data_are_one_line(tmp_path, tokenizer):
     assert result.returncode != 0 and "data: /no/such/sciknoweval does not exist" in result.stderr
 
 
+@pytest.mark.slow
 def test_two_process_launch_trains_data_parallel_and_matches_one_process(tmp_path):
     """torchrun (what `accelerate launch` does on GPUs) with 2 CPU processes: each trains half of every batch,
     rank 0 alone measures and reports, and SFT's losses equal a one-process run's."""
@@ -300,6 +306,7 @@ def test_two_process_launch_trains_data_parallel_and_matches_one_process(tmp_pat
     assert (tmp_path / "two" / "report.html").exists()
 
 
+@pytest.mark.slow
 def test_lora_fine_tuning_keeps_adapter_checkpoints_that_the_study_measures(tmp_path):
     """finetune.lora_rank > 0 trains PEFT adapters for both methods; checkpoints are adapter directories,
     merged onto the base for behaviour and circuit measurement."""

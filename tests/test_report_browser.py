@@ -95,6 +95,7 @@ def check_what_the_page_says(dom: str, results: dict) -> None:
     assert all(re.fullmatch(r"L\d+H\d+( \(C0\))?", label) for label in labels), labels
 
 
+@pytest.mark.slow
 def test_every_figure_loads_and_draws_and_the_page_renders(tmp_path):
     browser = _chromium()
     run = tmp_path / "run"

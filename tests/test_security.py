@@ -87,6 +87,7 @@ def _arguments(text: str, start: int) -> str:
     raise AssertionError("unbalanced parentheses")
 
 
+@pytest.mark.slow
 def test_resume_never_unpickles_a_planted_circuit_file(study, tmp_path):
     """The attack: a pickle with a payload where the base circuit used to be, results.json deleted, then
     --resume.  Circuits are safetensors now, so the .pt file is never read; a planted payload in the
@@ -179,6 +180,7 @@ def one_step_finetune(out: Path, *extra: str) -> subprocess.CompletedProcess:
     return forgetlens("finetune", "--method", "sft", *args)
 
 
+@pytest.mark.slow
 def test_overwrite_refuses_a_directory_forgetlens_did_not_make(tmp_path):
     victim = tmp_path / "victim"
     victim.mkdir()
@@ -285,6 +287,7 @@ def stored_results() -> dict:
     return json.loads(gzip.open(Path(__file__).parent / "data" / "report" / "results.json.gz", "rt").read())
 
 
+@pytest.mark.slow
 def test_payloads_in_every_string_field_reach_the_page_only_as_text(tmp_path, stored_results):
     result = report_of(tmp_path, poisoned(stored_results))
     assert result.returncode == 0, result.stderr
@@ -327,6 +330,7 @@ def test_fields_that_disagree_are_one_line(tmp_path, stored_results):
     assert_refused(report_of(tmp_path, broken), "its fields do not fit together", "KeyError")
 
 
+@pytest.mark.slow
 def test_payloads_run_no_script_in_a_browser(tmp_path, stored_results):
     """The poisoned report in headless Chromium: the title stays, the only script is the probe's own."""
     from test_report_browser import _chromium, _flags
@@ -438,6 +442,7 @@ def test_a_non_numeric_thread_count_is_one_line():
 
 
 # --- 8. damaged or foreign weights, a full disk -------------------------------------------------------------------
+@pytest.mark.slow
 def test_a_truncated_model_file_names_it(tmp_path):
     from forgetlens.models.loading import EMBEDDED_DIR
 
@@ -507,6 +512,7 @@ def _tmpfs(path: Path, size: str) -> bool:
     )
 
 
+@pytest.mark.slow
 def test_a_full_disk_is_one_line_and_leaves_no_half_checkpoint(tmp_path):
     disk = tmp_path / "disk"
     if not _tmpfs(disk, "2m"):  # smaller than one checkpoint of the embedded model (2.9 MB of weights)
@@ -521,6 +527,7 @@ def test_a_full_disk_is_one_line_and_leaves_no_half_checkpoint(tmp_path):
 
 
 # --- 9. strict JSON, the user's umask -------------------------------------------------------------------------
+@pytest.mark.slow
 def test_results_json_is_strict_json_and_files_follow_the_umask(study):
     def refuse(constant):
         raise AssertionError(f"bare {constant} in results.json")

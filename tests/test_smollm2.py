@@ -119,6 +119,7 @@ def test_grouped_query_head_outputs_equal_a_manual_computation_from_the_weights(
         assert torch.allclose(writes, captured[layer][0] @ w_o.T, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_every_default_task_renders_and_the_excluded_digit_form_is_not_a_capability(smollm2):
     """Measured, not assumed: each task of the real-model default set is answered well above chance (64 prompts,
     a seed no discovery uses); the digit form of greater-than, left out of that set, is not."""
@@ -131,6 +132,7 @@ def test_every_default_task_renders_and_the_excluded_digit_form_is_not_a_capabil
     assert accuracy["greater_than"] < 0.5, accuracy
 
 
+@pytest.mark.slow
 def test_discovery_on_few_prompts_reaches_the_faithfulness_target(smollm2):
     cfg = DiscoveryConfig(n_examples=32, batch_size=32, seed=0)
     circuit = discover_circuit(smollm2.model, smollm2.tokenizer, get_task("ioi"), cfg)
@@ -139,6 +141,7 @@ def test_discovery_on_few_prompts_reaches_the_faithfulness_target(smollm2):
     assert len(circuit.curve) <= 2 + 9  # f(0), f(all) and at most ceil(log2(271)) bisection sizes
 
 
+@pytest.mark.slow
 def test_a_failed_conversion_leaves_no_model_directory(tmp_path, monkeypatch):
     """The conversion writes to a temporary directory and renames it: a failure mid-write leaves nothing."""
     from transformers import PreTrainedModel
@@ -155,6 +158,7 @@ def test_a_failed_conversion_leaves_no_model_directory(tmp_path, monkeypatch):
     assert not any((tmp_path / "models").iterdir())
 
 
+@pytest.mark.slow
 def test_discover_cli_on_the_alias_records_provenance(tmp_path):
     """`forgetlens discover --model smollm2-135m` as the README gives it (few prompts), in a process with no hub
     settings: the alias resolves to the cached conversion and the JSON names where the model came from."""

@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from forgetlens.pipeline.results import schema_problems
 
 TINY = """
@@ -41,6 +43,7 @@ def _results(run_dir):
     return data
 
 
+@pytest.mark.slow
 def test_bad_config_reports_every_problem_before_any_work(tmp_path):
     cfg = tmp_path / "bad.yaml"
     cfg.write_text(
@@ -66,6 +69,7 @@ def test_bad_config_reports_every_problem_before_any_work(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_existing_run_dir_is_never_overwritten(tmp_path):
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(TINY)
@@ -89,6 +93,7 @@ def _kill_when(proc, path, timeout=600):
     proc.wait()
 
 
+@pytest.mark.slow
 def test_study_is_deterministic_and_resumes_after_sigkill(tmp_path):
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(TINY)
@@ -151,6 +156,7 @@ def test_a_partial_section_keeps_the_study_defaults_of_the_rest(tmp_path):
     assert loaded.discovery.seed == 4 and loaded.discovery.n_examples == default.discovery.n_examples == 128
 
 
+@pytest.mark.slow
 def test_killing_a_parallel_study_ends_its_workers(tmp_path):
     """SIGKILL of `forgetlens run --jobs 2` must not leave workers writing into the run directory."""
     cfg = tmp_path / "tiny.yaml"
