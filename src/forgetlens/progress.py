@@ -90,15 +90,15 @@ class _Display:
             if work.row is not None and self.live is not None:
                 self.live.advance(work.row, n)
 
-    def finish(self, key: tuple, note: str = "") -> None:
+    def finish(self, key: tuple) -> None:
         with self.lock:
             work = self.open.pop(key, None)
             if work is None:
                 return
             seconds = time.perf_counter() - work.started
             count = f"{work.done}/{work.total}" if work.total is not None else f"{work.done}"
-            line = f"{work.description}: {count} {work.unit} in {_duration(seconds)}".replace("  ", " ")
-            line += f"; {note}" if note else ""
+            unit = f" {work.unit}" if work.unit else ""
+            line = f"{work.description}: {count}{unit} in {_duration(seconds)}"
             if self.live is not None:
                 if work.row is not None:
                     self.live.remove_task(work.row)
@@ -191,8 +191,8 @@ class Task:
     def advance(self, n: int = 1) -> None:
         self._send("advance", n)
 
-    def finish(self, note: str = "") -> None:
-        self._send("finish", note)
+    def finish(self) -> None:
+        self._send("finish")
 
     def __enter__(self) -> Task:
         return self
