@@ -14,7 +14,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from forgetlens.config import FinetuneConfig
+from forgetlens.config.options import FinetuneConfig
 from forgetlens.pipeline.audit import audit
 from forgetlens.pipeline.finetune import finetune
 from forgetlens.tasks.registry import parse_task_list

@@ -15,7 +15,7 @@ import shutil
 import time
 from pathlib import Path
 
-from forgetlens.config import FinetuneConfig
+from forgetlens.config.options import FinetuneConfig
 from forgetlens.pipeline.finetune import finetune
 
 

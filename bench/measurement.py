@@ -43,9 +43,9 @@ from forgetlens.circuits.circuit import head_mask, rank_heads
 from forgetlens.circuits.discover import discover_circuit, task_splits
 from forgetlens.circuits.first_order_cmap import base_chunks
 from forgetlens.circuits.patching import chunks, run_metric
-from forgetlens.config import DBMConfig, DiscoveryConfig
+from forgetlens.config.options import DBMConfig, DiscoveryConfig
 from forgetlens.measure.anatomy import measure_anatomy
-from forgetlens.metrics.vulnerability import measure
+from forgetlens.measure.circuit_damage import circuit_measurements
 from forgetlens.models.heads import HeadLayout
 from forgetlens.models.loading import load_model
 from forgetlens.tasks import encode_examples, get_task
@@ -218,7 +218,7 @@ def main() -> None:
             layout,
             n,
             fwd,
-            lambda: measure(
+            lambda: circuit_measurements(
                 tuned,
                 layout,
                 evaluation,
@@ -250,7 +250,7 @@ def main() -> None:
             layout,
             args.old_measure_prompts,
             fwd_small,
-            lambda: measure(tuned, layout, small, mask, base=model, top_m=None, total_cmap=True),
+            lambda: circuit_measurements(tuned, layout, small, mask, base=model, top_m=None, total_cmap=True),
         )
         print(row(f"checkpoint, exact everywhere + total ({args.old_measure_prompts} prompts)", c), flush=True)
     print(

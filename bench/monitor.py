@@ -24,7 +24,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=120)
     args = parser.parse_args()
     os.environ["FORGETLENS_QUIET"] = "1"
-    from forgetlens.config import FinetuneConfig, MonitorConfig
+    from forgetlens.config.options import FinetuneConfig, MonitorConfig
     from forgetlens.pipeline.finetune import train
 
     print(

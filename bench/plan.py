@@ -81,7 +81,7 @@ def build(arch: str, where: Path, shape: dict) -> None:
 
 
 def finetune_config(model_dir: str, method: str, steps: int):
-    from forgetlens.config import FinetuneConfig, RLConfig
+    from forgetlens.config.options import FinetuneConfig, RLConfig
 
     return FinetuneConfig(
         method=method,
@@ -127,7 +127,7 @@ def main() -> None:
         child(args.child[0], args.child[1], args.steps, args.child[2])
         return
 
-    from forgetlens.config import StudyConfig
+    from forgetlens.config.options import StudyConfig
     from forgetlens.pipeline.plan import Hardware, estimate, model_shape, prompt_length
 
     def peak(model_dir: Path, method: str, out: Path) -> int:

@@ -16,7 +16,8 @@ import pstats
 import tempfile
 from pathlib import Path
 
-from forgetlens.config import FinetuneConfig, load_study_config
+from forgetlens.config.loading import load_study_config
+from forgetlens.config.options import FinetuneConfig
 from forgetlens.models.loading import configure_threads, load_model
 from forgetlens.pipeline.study import run_configs
 from forgetlens.training.data import conversational_rows, target_splits, training_schedule

@@ -25,12 +25,13 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
+from forgetlens.analysis.own_circuits import set_agreement
 from forgetlens.artefacts import read_json, write_json
 from forgetlens.circuits.circuit import FaithfulnessProbe
 from forgetlens.circuits.dbm import LastTokenPatcher, target_logp
 from forgetlens.circuits.discover import discover_on, task_splits
-from forgetlens.config import StudyConfig, config_from_mapping
-from forgetlens.metrics.own_circuits import set_agreement
+from forgetlens.config.loading import config_from_mapping
+from forgetlens.config.options import StudyConfig
 from forgetlens.models.heads import HeadLayout
 from forgetlens.models.loading import load_model
 from forgetlens.tasks.registry import get_task

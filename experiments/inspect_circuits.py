@@ -26,7 +26,7 @@ import torch
 from forgetlens.circuits.circuit import faithfulness_baseline, normalised_faithfulness
 from forgetlens.circuits.discover import discover_circuit, task_splits
 from forgetlens.circuits.patching import chunks, exact_head_effects, head_outputs, run_with_patch
-from forgetlens.config import DiscoveryConfig
+from forgetlens.config.options import DiscoveryConfig
 from forgetlens.errors import ForgetlensError
 from forgetlens.models.forward import model_device
 from forgetlens.models.heads import HeadLayout

@@ -17,7 +17,7 @@ import dataclasses
 from pathlib import Path
 
 from forgetlens.artefacts import write_json
-from forgetlens.config import FinetuneConfig
+from forgetlens.config.options import FinetuneConfig
 from forgetlens.pipeline.audit import audit
 from forgetlens.pipeline.finetune import finetune
 from forgetlens.report.anatomy import anatomy_lines

@@ -20,7 +20,8 @@ import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from forgetlens.config import FinetuneConfig, load_study_config
+from forgetlens.config.loading import load_study_config
+from forgetlens.config.options import FinetuneConfig
 from forgetlens.pipeline.finetune import finetune
 
 

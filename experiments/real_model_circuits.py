@@ -4,7 +4,7 @@
 
 Per default task of the model (``tasks.registry.default_task_names``):
 
-- held-out accuracy (``metrics.behaviour.task_accuracy``) on the evaluation split;
+- held-out accuracy (``measure.behaviour.task_accuracy``) on the evaluation split;
 - the circuit as ``forgetlens discover`` finds it (``--n`` discovery prompts; attribution, k by bisection to
   faithfulness 0.8, counterfactual ablation) and its faithfulness on the evaluation split;
 - Spearman between attribution and exact patching over every head, with a 95 % prompt-bootstrap interval, on
@@ -36,10 +36,10 @@ from forgetlens.circuits.attribution import attribution_scores
 from forgetlens.circuits.circuit import FaithfulnessProbe
 from forgetlens.circuits.discover import discover_circuit, task_splits
 from forgetlens.circuits.patching import exact_head_effects
-from forgetlens.config import DiscoveryConfig
+from forgetlens.config.options import DiscoveryConfig
 from forgetlens.embedded_build.validation import spearman_over_heads
 from forgetlens.errors import ForgetlensError
-from forgetlens.metrics.behaviour import task_accuracy
+from forgetlens.measure.behaviour import task_accuracy
 from forgetlens.models.heads import HeadLayout, capture_heads
 from forgetlens.models.loading import load_model
 from forgetlens.tasks import get_task

@@ -17,7 +17,7 @@ import random
 import sys
 from pathlib import Path
 
-from forgetlens.tasks import science_qa
+from forgetlens.targets import science_qa
 
 REWORDED = {
     "symbol": "Which of these is the symbol used for {s} in chemistry?",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from forgetlens.metrics.seeds import seed_group, t_interval
+from forgetlens.analysis.seeds import seed_group, t_interval
 from forgetlens.pipeline.results import read_results
 
 

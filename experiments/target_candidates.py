@@ -7,7 +7,7 @@ science facts, and each SciKnowEval chemistry L3 multiple-choice file), on ``--n
 with the model's chat template:
 
 - ``letter``: accuracy of the option letter with the largest logit at the first assistant token (A-D only);
-- ``greedy``: accuracy of the greedy reply scored as the RL reward scores it (``tasks/rewards.py``);
+- ``greedy``: accuracy of the greedy reply scored as the RL reward scores it (``targets/rewards.py``);
 - ``top letter share``: the share of questions whose letter-logit answer is the most frequent letter
   (letter bias: 0.25 when the model spreads its answers, 1.0 when it always says the same letter).
 
@@ -23,8 +23,8 @@ from pathlib import Path
 
 import torch
 
-from forgetlens.config import FinetuneConfig
-from forgetlens.metrics.behaviour import chat_prompts, generate, letter_choices, target_accuracy
+from forgetlens.config.options import FinetuneConfig
+from forgetlens.measure.behaviour import chat_prompts, generate, letter_choices, target_accuracy
 from forgetlens.models.loading import configure_threads, load_model
 from forgetlens.training.data import target_splits
 

@@ -3,7 +3,7 @@
 import numpy as np
 from scipy.stats import rankdata
 
-from forgetlens.metrics.vulnerability import VULNERABLE_TAU, PromptMeasurements
+from forgetlens.analysis.vulnerability import VULNERABLE_TAU, PromptMeasurements
 
 
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:

@@ -1,4 +1,4 @@
-"""Where a tuned model's change lives (``measure/anatomy.py``, ``metrics/anatomy.py``), checked against damage
+"""Where a tuned model's change lives (``measure/anatomy.py``, ``analysis/anatomy.py``), checked against damage
 planted in a known place of the embedded model: each planted change must be attributed to its own group and not
 to others, identical models must give exactly zero, and two routes to the same intervention must agree."""
 
@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import torch
 
+from forgetlens.analysis.anatomy import summarise_anatomy
 from forgetlens.circuits.circuit import head_mask
 from forgetlens.circuits.discover import discover_circuit, task_splits
-from forgetlens.config import DiscoveryConfig
+from forgetlens.config.options import DiscoveryConfig
 from forgetlens.measure.anatomy import (
     READOUTS,
     heads_computed_by,
@@ -21,7 +22,6 @@ from forgetlens.measure.anatomy import (
     swapped_weights,
     weight_group,
 )
-from forgetlens.metrics.anatomy import summarise_anatomy
 from forgetlens.models.forward import answer_logits
 from forgetlens.models.heads import HeadLayout
 from forgetlens.tasks.base import task_metric
@@ -220,7 +220,7 @@ def test_top1_margin_is_positive_exactly_when_the_answer_is_top1(setup):
 def test_joint_claims_compare_the_two_runs_prompt_by_prompt():
     """DCV_joint = V_joint(SFT) - V_joint(RL) with V_joint = -(the intervention's effect), per prompt; with one seed
     the interval is a bootstrap over those prompts."""
-    from forgetlens.metrics.summary import _joint_claims
+    from forgetlens.analysis.summary import _joint_claims
 
     def summary(total, local, change, correct):
         return {

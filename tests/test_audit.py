@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 import torch
 
+from forgetlens.analysis.compare import compare_models
+from forgetlens.analysis.vulnerability import circuit_weights
 from forgetlens.circuits.circuit import head_mask
 from forgetlens.circuits.discover import discover_circuit, task_splits
-from forgetlens.config import DiscoveryConfig
-from forgetlens.metrics.compare import compare_models
-from forgetlens.metrics.vulnerability import circuit_weights, measure
+from forgetlens.config.options import DiscoveryConfig
+from forgetlens.measure.circuit_damage import circuit_measurements
 from forgetlens.models.heads import HeadLayout
 from forgetlens.tasks import get_task
 
@@ -28,7 +29,7 @@ def setup(embedded):
     _, evaluation = task_splits(tok, get_task(TASK), 64, seed=1)
     mask = head_mask(circuit.heads, layout)
     weights = circuit_weights(circuit.scores.double().numpy(), mask.numpy())
-    base_m = measure(model, layout, evaluation, mask)
+    base_m = circuit_measurements(model, layout, evaluation, mask)
     return model, layout, circuit, evaluation, mask, weights, base_m
 
 
@@ -56,7 +57,7 @@ def damaged(model, layout, heads, scale, seed=0):
 
 def compare(setup, tuned_models, n_boot=300):
     model, layout, circuit, evaluation, mask, weights, base_m = setup
-    tuned = {name: measure(m, layout, evaluation, mask, base=model) for name, m in tuned_models.items()}
+    tuned = {name: circuit_measurements(m, layout, evaluation, mask, base=model) for name, m in tuned_models.items()}
     return compare_models(base_m, tuned, mask.numpy(), weights, n_boot=n_boot, seed=0, n_perm=500)
 
 
@@ -119,8 +120,8 @@ def test_ci_width_shrinks_with_more_prompts(embedded):
     for n in (24, 96):
         _, evaluation = task_splits(tok, get_task(TASK), n, seed=2)
         res = compare_models(
-            measure(model, layout, evaluation, mask),
-            {"t": measure(tuned, layout, evaluation, mask, base=model)},
+            circuit_measurements(model, layout, evaluation, mask),
+            {"t": circuit_measurements(tuned, layout, evaluation, mask, base=model)},
             mask.numpy(),
             weights,
             n_boot=300,
@@ -182,7 +183,7 @@ def test_audit_rejects_a_different_head_layout(tmp_path, tokenizer):
 
 @pytest.mark.slow
 def test_audit_cli_on_a_finetune_run_and_a_model(tmp_path, embedded):
-    from forgetlens.config import FinetuneConfig
+    from forgetlens.config.options import FinetuneConfig
     from forgetlens.pipeline.finetune import finetune
 
     cfg = FinetuneConfig(
@@ -272,7 +273,10 @@ def test_first_order_measurement_agrees_with_exact_patching_everywhere(setup):
     tuned = {"sft": damaged(model, layout, circuit.heads, 1.0), "rl": damaged(model, layout, others[:4], 1.0, seed=1)}
     results = {}
     for top_m in (None, 4):
-        measured = {name: measure(m, layout, evaluation, mask, base=model, top_m=top_m) for name, m in tuned.items()}
+        measured = {
+            name: circuit_measurements(m, layout, evaluation, mask, base=model, top_m=top_m)
+            for name, m in tuned.items()
+        }
         if top_m is not None:
             for name, m in measured.items():
                 exact_set = m.cmap_exact
@@ -301,13 +305,13 @@ def test_first_order_cmap_tracks_exact_patching_for_small_changes(setup):
 
     model, layout, circuit, evaluation, mask = setup[:5]
     everyone = [(l, h) for l in range(layout.n_layers) for h in range(layout.n_heads)]
-    m = measure(damaged(model, layout, everyone, 0.05), layout, evaluation, mask, base=model)
+    m = circuit_measurements(damaged(model, layout, everyone, 0.05), layout, evaluation, mask, base=model)
     for exact, estimate in ((m.cmap, m.cmap_estimate), (m.cmap_total, m.cmap_total_estimate)):
         assert spearmanr(exact.mean(0).ravel(), estimate.mean(0).ravel()).statistic > 0.9
 
 
 def test_first_order_measurement_of_identical_models_is_exactly_zero(setup):
     model, layout, circuit, evaluation, mask, weights, base_m = setup
-    m = measure(copy.deepcopy(model), layout, evaluation, mask, base=model, top_m=4)
+    m = circuit_measurements(copy.deepcopy(model), layout, evaluation, mask, base=model, top_m=4)
     for values in (m.cmap, m.cmap_estimate, m.cmap_total, m.cmap_total_estimate, m.drift):
         assert np.all(values == 0)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 from conftest import make_tiny
 
-from forgetlens.metrics.behaviour import chat_prompts, cut_share, forward_kl, generate, letter_choices, option_choices
-from forgetlens.tasks import comparisons
-from forgetlens.tasks.general import CHAT_PROMPTS, general_knowledge_records
-from forgetlens.tasks.rewards import score_reply, stated_values
+from forgetlens.measure.behaviour import chat_prompts, cut_share, forward_kl, generate, letter_choices, option_choices
+from forgetlens.targets import comparisons
+from forgetlens.targets.general import CHAT_PROMPTS, general_knowledge_records
+from forgetlens.targets.rewards import score_reply, stated_values
 
 
 def _prompts(tokenizer, n=6):

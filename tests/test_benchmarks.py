@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from forgetlens.config import BenchmarkConfig
-from forgetlens.metrics.benchmarks import BenchmarkWarning, run_benchmarks
+from forgetlens.config.options import BenchmarkConfig
+from forgetlens.measure.benchmarks import BenchmarkWarning, run_benchmarks
 
 LOCAL_TASKS = Path(__file__).parent / "data" / "lm-eval-tasks"
 

@@ -279,7 +279,7 @@ def test_search_k_finds_the_first_size_reaching_the_target_on_a_monotone_curve(n
 @pytest.mark.parametrize("name", ["copying", "ioi", "greater_than", "fact_recall"])
 def test_bisection_finds_the_circuit_the_full_curve_finds_on_the_embedded_model(embedded, name):
     from forgetlens.circuits.discover import discover_circuit
-    from forgetlens.config import DiscoveryConfig
+    from forgetlens.config.options import DiscoveryConfig
 
     task = get_task(name)
     fast = discover_circuit(embedded.model, embedded.tokenizer, task, DiscoveryConfig(n_examples=128))

@@ -9,6 +9,14 @@ import torch
 from conftest import make_tiny
 from test_circuits import plant_circuit
 
+from forgetlens.analysis.own_circuits import (
+    compare_own_circuit,
+    null_agreement,
+    set_agreement,
+    split_half_ceiling,
+    summarise_method,
+    vulnerable_heads,
+)
 from forgetlens.circuits.circuit import rank_heads
 from forgetlens.circuits.dbm import (
     AllPositionsPatcher,
@@ -20,15 +28,7 @@ from forgetlens.circuits.dbm import (
 )
 from forgetlens.circuits.discover import discover_on
 from forgetlens.circuits.patching import exact_head_effects, head_outputs
-from forgetlens.config import DBMConfig, DiscoveryConfig
-from forgetlens.metrics.own_circuits import (
-    compare_own_circuit,
-    null_agreement,
-    set_agreement,
-    split_half_ceiling,
-    summarise_method,
-    vulnerable_heads,
-)
+from forgetlens.config.options import DBMConfig, DiscoveryConfig
 from forgetlens.models.forward import answer_logits
 from forgetlens.models.heads import HeadLayout
 from forgetlens.models.loading import load_model

@@ -10,7 +10,7 @@ import pytest
 
 from forgetlens.embedded_build.config import PretrainConfig
 from forgetlens.embedded_build.validation import validate_task
-from forgetlens.metrics.behaviour import task_accuracy
+from forgetlens.measure.behaviour import task_accuracy
 from forgetlens.models.heads import HeadLayout
 from forgetlens.models.loading import EMBEDDED_DIR
 from forgetlens.tasks import encode_examples, get_task

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from forgetlens.config import FinetuneConfig, config_differences
+from forgetlens.config.loading import config_differences
+from forgetlens.config.options import FinetuneConfig
 from forgetlens.errors import ForgetlensError
 from forgetlens.pipeline.finetune import base_behaviour_key, finetune
 from forgetlens.training.data import target_splits, training_schedule
@@ -82,7 +83,7 @@ def test_both_methods_get_the_same_prompts(target):
 
 
 def test_the_default_target_asks_only_comparisons_the_embedded_model_never_practised():
-    from forgetlens.tasks import comparisons
+    from forgetlens.targets import comparisons
 
     train, evaluation = target_splits(tiny("sft"))
     asked = sorted(r["question"] for r in train + evaluation)

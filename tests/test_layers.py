@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).parents[1] / "src" / "forgetlens"
@@ -11,17 +13,19 @@ LAYERS = [
     {"errors", "utils", "artefacts", "progress"},
     {"models"},
     {"tasks"},
+    {"targets"},
     {"config"},
+    {"analysis"},
     {"circuits"},
     {"training"},
     {"measure"},
-    {"metrics"},
     {"pipeline"},
     {"report"},
     {"embedded_build"},
     {"cli", "__main__", "__init__"},
 ]
-"""Layer order; ``embedded_build`` (how the test model is made) is known to the CLI alone."""
+"""Layer order; ``embedded_build`` (how the test model is made) is known to the CLI alone.  ``analysis`` (pure
+functions of arrays) comes before everything that runs a model: ``measure`` fills its ``PromptMeasurements``."""
 
 
 def layer_of(module: str) -> int:
@@ -67,7 +71,7 @@ def test_a_back_edge_is_caught(tmp_path):
     (fake / "models").mkdir(parents=True)
     (fake / "models" / "loading.py").write_text("def load():\n    from forgetlens.pipeline.study import run_study\n")
     (fake / "report").mkdir()
-    (fake / "report" / "html.py").write_text("from forgetlens.metrics.summary import prior_tasks\n")
+    (fake / "report" / "html.py").write_text("from forgetlens.analysis.summary import prior_tasks\n")
     assert back_edges(fake) == ["forgetlens.models.loading -> forgetlens.pipeline.study"]
 
 
@@ -79,3 +83,23 @@ def test_only_the_cli_imports_the_embedded_build():
         if any(m.startswith("forgetlens.embedded_build") for m in imported_modules(ast.parse(path.read_text()))):
             importers.add(path.relative_to(PACKAGE).as_posix())
     assert importers <= {"cli.py"}
+
+
+def test_analysis_imports_no_torch():
+    """Every ``forgetlens.analysis`` module imports without torch: a results file can be analysed anywhere."""
+    modules = sorted(f"forgetlens.analysis.{p.stem}" for p in (PACKAGE / "analysis").glob("*.py"))
+    assert len(modules) > 5
+    code = (
+        "import sys, importlib\n"
+        f"for m in {modules!r}: importlib.import_module(m)\n"
+        "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_the_torch_check_sees_torch():
+    """The check above can fail: a module that imports torch is seen."""
+    code = "import sys, forgetlens.models.heads\nprint('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "True"

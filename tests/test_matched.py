@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 from scipy.stats import t as student_t
 
-from forgetlens.metrics.compare import compare_models, dcv_pairs
-from forgetlens.metrics.matched import first_crossing, interpolate, matched_models
-from forgetlens.metrics.seeds import aggregate_seeds, seed_group
-from forgetlens.metrics.vulnerability import PromptMeasurements
+from forgetlens.analysis.compare import compare_models, dcv_pairs
+from forgetlens.analysis.matched import first_crossing, interpolate, matched_models
+from forgetlens.analysis.seeds import aggregate_seeds, seed_group
+from forgetlens.analysis.vulnerability import PromptMeasurements
 
 N, L, H = 40, 2, 3
 
@@ -96,7 +96,7 @@ def test_seed_aggregation_is_a_t_interval():
 
 
 def test_claim_verdicts_separate_size_from_significance():
-    from forgetlens.metrics.summary import _verdict
+    from forgetlens.analysis.summary import _verdict
 
     assert _verdict({"value": 0.05, "ci_low": 0.02, "ci_high": 0.08}) == "held"
     assert _verdict({"value": -0.05, "ci_low": -0.08, "ci_high": -0.02}) == "reversed"

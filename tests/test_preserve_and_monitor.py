@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from forgetlens.config import FinetuneConfig, MonitorConfig, PreserveConfig, RLConfig
+from forgetlens.config.options import FinetuneConfig, MonitorConfig, PreserveConfig, RLConfig
 from forgetlens.errors import ForgetlensError
 from forgetlens.models.heads import HeadLayout
 from forgetlens.tasks.base import encode_examples

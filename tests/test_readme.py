@@ -53,7 +53,7 @@ def commands() -> list[list[str]]:
 @pytest.fixture(scope="module")
 def tiny_runs(tmp_path_factory) -> dict[str, Path]:
     """A tiny SFT and RL run of the embedded model, standing in for the main job's two runs."""
-    from forgetlens.config import FinetuneConfig
+    from forgetlens.config.options import FinetuneConfig
     from forgetlens.pipeline.finetune import finetune
 
     root = tmp_path_factory.mktemp("runs")
@@ -93,7 +93,7 @@ def test_every_readme_command_uses_options_the_cli_has():
 def test_run_without_a_config_is_the_main_job(tmp_path, monkeypatch):
     import forgetlens.pipeline.study as study
     from forgetlens.cli import cli
-    from forgetlens.config import load_study_config
+    from forgetlens.config.loading import load_study_config
 
     seen = {}
 

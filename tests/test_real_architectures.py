@@ -206,7 +206,7 @@ def test_plan_prints_the_shipped_config_for_one_and_eight_gpus():
 
 
 def test_plan_memory_adds_up_and_sharding_shrinks_it():
-    from forgetlens.config import StudyConfig
+    from forgetlens.config.options import StudyConfig
     from forgetlens.pipeline.plan import Hardware, ModelShape, Setting, estimate
 
     shape = ModelShape("m", 1_000_000_000, 24, 2048, 16, 4, 128, 5504, 32000)

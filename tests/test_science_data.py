@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 
 from forgetlens.errors import ForgetlensError
-from forgetlens.tasks import science_qa
-from forgetlens.tasks.rewards import score_reply
-from forgetlens.tasks.science_data import (
+from forgetlens.targets import science_qa
+from forgetlens.targets.rewards import score_reply
+from forgetlens.targets.science_data import (
     load_sciknoweval,
     load_sciq,
     load_target_data,

@@ -371,7 +371,7 @@ def test_payloads_run_no_script_in_a_browser(tmp_path, stored_results):
     ],
 )
 def test_malformed_records_are_one_line_naming_the_field(tmp_path, bad, needle):
-    from forgetlens.tasks.science_data import load_target_data
+    from forgetlens.targets.science_data import load_target_data
 
     if needle is None:
         sciq = {"question": "q?", "correct_answer": "a", "distractor1": "b", "distractor2": "c", "distractor3": "d"}
@@ -386,7 +386,7 @@ def test_malformed_records_are_one_line_naming_the_field(tmp_path, bad, needle):
 
 
 def test_a_json_list_holding_a_string_is_one_line(tmp_path):
-    from forgetlens.tasks.science_data import load_target_data
+    from forgetlens.targets.science_data import load_target_data
 
     (tmp_path / "data.json").write_text(json.dumps([GOOD_RECORD, "not a record"]))
     with pytest.raises(ForgetlensError, match=r"data.json: record 2 should be a JSON object, got str"):

@@ -76,7 +76,7 @@ def test_shared_prompt_scoring_matches_trl_values_and_gradients(arch, temperatur
 def _one_rl_step(tmp_path, shared: bool, lora_rank: int = 0, beta: float = 0.0):
     from datasets import Dataset
 
-    from forgetlens.config import FinetuneConfig
+    from forgetlens.config.options import FinetuneConfig
     from forgetlens.models.loading import load_model
     from forgetlens.training.data import conversational_rows, target_splits, training_schedule
     from forgetlens.training.trainers import build_rl_trainer

@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from forgetlens.circuits.discover import discover_circuit
-from forgetlens.config import DiscoveryConfig
+from forgetlens.config.options import DiscoveryConfig
 from forgetlens.errors import ForgetlensError
-from forgetlens.metrics.behaviour import task_accuracy
+from forgetlens.measure.behaviour import task_accuracy
 from forgetlens.models import packaged
 from forgetlens.models.heads import HeadLayout, capture_heads
 from forgetlens.tasks import encode_examples, get_task

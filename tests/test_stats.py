@@ -1,7 +1,12 @@
 import numpy as np
 import pytest
 
-from forgetlens.metrics.stats import benjamini_hochberg, bootstrap_indices, paired_bootstrap, paired_permutation_pvalues
+from forgetlens.analysis.stats import (
+    benjamini_hochberg,
+    bootstrap_indices,
+    paired_bootstrap,
+    paired_permutation_pvalues,
+)
 
 
 def test_bootstrap_is_reproducible_and_covers_the_mean():
@@ -43,7 +48,7 @@ def test_permutation_and_bh():
 def test_vectorised_circuit_statistics_equal_the_reference():
     from reference_stats import reference_statistics
 
-    from forgetlens.metrics.vulnerability import PromptMeasurements, circuit_statistics
+    from forgetlens.analysis.vulnerability import PromptMeasurements, circuit_statistics
 
     rng = np.random.default_rng(3)
     n, shape = 30, (3, 4)

@@ -144,7 +144,8 @@ def test_study_is_deterministic_and_resumes_after_sigkill(tmp_path):
 def test_a_partial_section_keeps_the_study_defaults_of_the_rest(tmp_path):
     """`finetune: {kl_coef: 0.2}` changes that key only: checkpoint_every stays StudyConfig's 160, not
     FinetuneConfig's own 120."""
-    from forgetlens.config import FinetuneConfig, StudyConfig, load_study_config
+    from forgetlens.config.loading import load_study_config
+    from forgetlens.config.options import FinetuneConfig, StudyConfig
 
     cfg = tmp_path / "partial.yaml"
     cfg.write_text("finetune: {kl_coef: 0.2, preserve: {lam: 3.0}}\ndiscovery: {seed: 4}\n")
@@ -212,7 +213,8 @@ def test_killing_a_parallel_study_ends_its_workers(tmp_path):
 
 
 def test_every_shipped_study_config_is_valid_and_the_default_one_is_the_default():
-    from forgetlens.config import StudyConfig, load_study_config
+    from forgetlens.config.loading import load_study_config
+    from forgetlens.config.options import StudyConfig
 
     configs = Path(__file__).resolve().parents[1] / "configs"
     for path in sorted(configs.glob("*.yaml")):

@@ -6,7 +6,8 @@ from tokenizers import Tokenizer
 from forgetlens.embedded_build.corpus import SOURCES
 from forgetlens.errors import ForgetlensError
 from forgetlens.models.loading import EMBEDDED_DIR
-from forgetlens.tasks import TaskExample, encode_examples, get_task, science_qa, task_names
+from forgetlens.targets import science_qa
+from forgetlens.tasks import TaskExample, encode_examples, get_task, task_names
 
 
 def test_the_four_prior_tasks_exist():
@@ -91,7 +92,7 @@ def test_year_task_answers_exceed_and_distractors_precede_the_start_year():
 
 
 def test_comparison_halves_split_every_pair_once_and_questions_are_answered_right():
-    from forgetlens.tasks import comparisons
+    from forgetlens.targets import comparisons
 
     pretrain, target = comparisons.halves()
     assert len(pretrain) + len(target) == 4 * 210 and not set(pretrain) & set(target)
@@ -109,7 +110,7 @@ def test_comparison_halves_split_every_pair_once_and_questions_are_answered_righ
 
 
 def test_pretraining_comparisons_never_ask_a_target_digit_set():
-    from forgetlens.tasks import comparisons
+    from forgetlens.targets import comparisons
 
     target = {(q, d) for q, _, d in comparisons.halves()[1]}
     rng = random.Random(0)

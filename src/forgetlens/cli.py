@@ -13,7 +13,14 @@ from pathlib import Path
 
 import click
 
-from forgetlens.config import ABLATIONS, DBM_OBJECTIVES, DBM_POSITIONS, DISCOVERY_METHODS, DBMConfig, DiscoveryConfig
+from forgetlens.config.options import (
+    ABLATIONS,
+    DBM_OBJECTIVES,
+    DBM_POSITIONS,
+    DISCOVERY_METHODS,
+    DBMConfig,
+    DiscoveryConfig,
+)
 from forgetlens.errors import ForgetlensError
 from forgetlens.utils import check_writable
 
@@ -148,7 +155,7 @@ def discover_cmd(
 ) -> None:
     """Find a prior task's head-level circuit and write it as JSON."""
     from forgetlens.circuits.discover import circuit_to_json, timed_discovery
-    from forgetlens.config import DBMConfig, DiscoveryConfig
+    from forgetlens.config.options import DBMConfig, DiscoveryConfig
     from forgetlens.models.heads import HeadLayout
     from forgetlens.models.loading import check_model, configure_threads, load_model, model_record
     from forgetlens.tasks.registry import get_task
@@ -345,7 +352,7 @@ def finetune_cmd(
     out,
 ) -> None:
     """Fine-tune with SFT, RL or a circuit-keeping variant; checkpoints, and behaviour at each."""
-    from forgetlens.config import FINETUNE_METHODS, FinetuneConfig, sized_for_real_model, trainer_kind
+    from forgetlens.config.options import FINETUNE_METHODS, FinetuneConfig, sized_for_real_model, trainer_kind
     from forgetlens.models.loading import is_embedded
     from forgetlens.pipeline.finetune import finetune
 
@@ -550,7 +557,8 @@ def audit_cmd(
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Run directory.")
 def run_cmd(config_path, seeds, resume, overwrite, jobs, allow_download, out) -> None:
     """The whole study: base circuits, SFT and RL runs, circuit metrics at every checkpoint, report."""
-    from forgetlens.config import MAIN_JOB_CONFIG, load_study_config
+    from forgetlens.config.loading import load_study_config
+    from forgetlens.config.options import MAIN_JOB_CONFIG
     from forgetlens.pipeline.study import run_study
     from forgetlens.report.html import summary_sentences, summary_table, write_report
 
@@ -595,7 +603,8 @@ def run_cmd(config_path, seeds, resume, overwrite, jobs, allow_download, out) ->
 )
 def plan_cmd(config_path, gpus, prompt_tokens) -> None:
     """Memory per GPU and forward/backward passes of every stage, and which settings make training fit."""
-    from forgetlens.config import MAIN_JOB_CONFIG, load_study_config
+    from forgetlens.config.loading import load_study_config
+    from forgetlens.config.options import MAIN_JOB_CONFIG
     from forgetlens.pipeline.plan import Hardware, detected_hardware, format_plan, model_shape, prompt_length
 
     cfg = load_study_config(config_path or MAIN_JOB_CONFIG, check_paths=False)
@@ -614,7 +623,7 @@ def plan_cmd(config_path, gpus, prompt_tokens) -> None:
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
 def report_cmd(run_dir) -> None:
     """Rebuild RUN_DIR/report.html (and the derived tables) from RUN_DIR/results.json alone."""
-    from forgetlens.metrics.summary import derived_results
+    from forgetlens.analysis.summary import derived_results
     from forgetlens.pipeline.results import read_results
     from forgetlens.report.html import write_report
     from forgetlens.utils import first_line, short_repr
@@ -636,7 +645,7 @@ def _one_line_warnings() -> None:
     """forgetlens's own warnings print as one ``warning: ...`` line (not Python's two-line format)."""
     import warnings
 
-    from forgetlens.metrics.benchmarks import BenchmarkWarning
+    from forgetlens.measure.benchmarks import BenchmarkWarning
 
     default = warnings.showwarning
 

@@ -35,7 +35,7 @@ from forgetlens.circuits.patching import (
     run_metric,
     run_with_patch,
 )
-from forgetlens.config import DISCOVERY_METHODS
+from forgetlens.config.options import DISCOVERY_METHODS
 from forgetlens.errors import ForgetlensError
 from forgetlens.models.forward import model_device
 from forgetlens.models.heads import HeadLayout

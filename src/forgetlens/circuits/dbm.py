@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import torch
 
 from forgetlens.circuits.patching import ablation_source, chunks, head_outputs, mean_head_outputs
-from forgetlens.config import DBMConfig
+from forgetlens.config.options import DBMConfig
 from forgetlens.errors import ForgetlensError
 from forgetlens.models.forward import _unembeds_directly, model_device
 from forgetlens.models.heads import HeadLayout, frozen_parameters, head_hooks

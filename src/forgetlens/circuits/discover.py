@@ -21,7 +21,7 @@ from forgetlens.circuits.circuit import (
     score_heads,
     search_k,
 )
-from forgetlens.config import DiscoveryConfig
+from forgetlens.config.options import DiscoveryConfig
 from forgetlens.errors import ForgetlensError
 from forgetlens.models.heads import HeadLayout
 from forgetlens.tasks.base import PriorTask, TaskBatch, check_vocabulary, encode_examples
@@ -100,7 +100,7 @@ def dbm_circuit(model, layout: HeadLayout, prompts: TaskBatch, cfg: DiscoveryCon
 
     ``scores`` are the final masks m_h; DBM has no per-prompt scores, so ``per_prompt`` repeats the masks for
     every prompt (a bootstrap over prompts of them says nothing: the split-half ceiling of
-    ``metrics/own_circuits.py`` is DBM's stability).
+    ``analysis/own_circuits.py`` is DBM's stability).
     """
     from forgetlens.circuits.dbm import flip_faithfulness, make_patcher, optimise_masks
 

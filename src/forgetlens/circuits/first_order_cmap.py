@@ -15,8 +15,8 @@ projection (attribution patching, Nanda 2023, applied to CMAP).  The two CMAP fo
 
 The base side (z_0, the residual stream, the attention calls and g) is one forward and one activation-only
 backward per chunk, computed once per prompt set (:func:`base_chunks`) and shared by every tuned model; each
-tuned model then adds one attention call per layer.  ``metrics/vulnerability.measure`` replaces the estimate by
-exact patching on the base circuit and the top-M heads by estimated |effect|.
+tuned model then adds one attention call per layer.  ``measure/circuit_damage.circuit_measurements`` replaces
+the estimate by exact patching on the base circuit and the top-M heads by estimated |effect|.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 import torch
 
-from forgetlens.config import ABLATIONS
+from forgetlens.config.options import ABLATIONS
 from forgetlens.errors import ForgetlensError
 from forgetlens.models.forward import answer_logits, model_device, run_body
 from forgetlens.models.heads import HeadLayout, capture_heads, head_hooks

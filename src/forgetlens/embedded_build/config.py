@@ -137,7 +137,7 @@ class PretrainConfig:
         )
     )
     """Stage 4: the format stage's final mixture at half its shares plus comparison questions from the pretraining
-    half (``tasks/comparisons.py``), with a fresh optimizer at ``format_lr``; ``None`` skips it.  The default target
+    half (``targets/comparisons.py``), with a fresh optimizer at ``format_lr``; ``None`` skips it.  The default target
     asks about the other half (docs/embedded-model.md)."""
 
     @property

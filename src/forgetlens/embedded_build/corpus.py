@@ -11,7 +11,7 @@ import random
 from collections.abc import Callable, Iterator
 
 from forgetlens.errors import ForgetlensError
-from forgetlens.tasks import comparisons, science_qa
+from forgetlens.targets import comparisons, science_qa
 from forgetlens.tasks.copying import CopyingTask
 from forgetlens.tasks.induction import InductionTask
 from forgetlens.tasks.registry import TASKS

@@ -23,11 +23,11 @@ from forgetlens.embedded_build import corpus
 from forgetlens.embedded_build.config import PretrainConfig
 from forgetlens.embedded_build.tokenizer import EOS, save_tokenizer, train_tokenizer
 from forgetlens.errors import ForgetlensError
-from forgetlens.metrics.behaviour import task_accuracy
+from forgetlens.measure.behaviour import task_accuracy
 from forgetlens.models.forward import model_device
 from forgetlens.models.heads import HeadLayout, capture_heads
 from forgetlens.models.loading import checked_device, default_device
-from forgetlens.tasks import comparisons, science_qa
+from forgetlens.targets import comparisons, science_qa
 from forgetlens.tasks.base import check_vocabulary, encode_examples
 from forgetlens.tasks.registry import EMBEDDED_TASKS, TASKS
 from forgetlens.utils import atomic_write_text, first_line, right_pad, versions

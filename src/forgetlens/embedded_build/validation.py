@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import spearmanr
 
+from forgetlens.analysis.stats import bootstrap_indices, paired_bootstrap
 from forgetlens.circuits.attribution import attribution_scores
 from forgetlens.circuits.circuit import choose_k, default_ks, faithfulness_curve, rank_heads
 from forgetlens.circuits.discover import task_splits
 from forgetlens.circuits.patching import exact_head_effects
 from forgetlens.embedded_build.card import write_model_card
-from forgetlens.metrics.stats import bootstrap_indices, paired_bootstrap
 from forgetlens.models.heads import HeadLayout
 from forgetlens.models.loading import load_model
 from forgetlens.tasks.base import PriorTask

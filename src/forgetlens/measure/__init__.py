@@ -1,1 +1,4 @@
-"""Measurements that run models and return per-prompt arrays (the anatomy of a tuned model's change)."""
+"""Everything that takes models and returns per-prompt arrays.
+
+Behaviour, circuit damage, benchmarks, the anatomy of a change, every model's own circuit.
+"""

@@ -27,7 +27,7 @@ the distractor never was):
   punctuation, another word of the prompt, other), how probability moved between those kinds, and the answer's
   rank among the prompt's own tokens.
 
-This module only runs models and returns per-prompt arrays (:class:`Anatomy`); ``metrics/anatomy.py`` turns them
+This module only runs models and returns per-prompt arrays (:class:`Anatomy`); ``analysis/anatomy.py`` turns them
 into shares with paired-bootstrap intervals.  Joint local over all heads is the same intervention as the
 attention-weights hybrid, and identical models give exactly zero everywhere (both tested).
 """

@@ -1,4 +1,4 @@
-"""One model's own circuit on one task's discovery prompts, as a JSON record (``metrics/own_circuits.py`` compares
+"""One model's own circuit on one task's discovery prompts, as a JSON record (``analysis/own_circuits.py`` compares
 the records of the base and the tuned models; nothing here compares).
 
 A record holds the circuit's heads, every head's score (DBM: its final mask), its faithfulness (every position
@@ -14,7 +14,7 @@ import time
 
 from forgetlens.circuits.dbm import LastTokenPatcher, head_necessity_sufficiency
 from forgetlens.circuits.discover import dbm_record, discover_on
-from forgetlens.config import DiscoveryConfig
+from forgetlens.config.options import DiscoveryConfig
 from forgetlens.models.heads import HeadLayout
 from forgetlens.tasks.base import TaskBatch
 

@@ -2,9 +2,9 @@
 
 Tuned models may be full model directories, PEFT LoRA adapter directories (merged onto the base), or
 ``forgetlens finetune`` run directories, which expand to one model per checkpoint (``NAME@STEP``).
-Models named ``sft<REST>`` and ``rl<REST>`` are compared by DCV (``metrics/compare.py``); run directories
-with behaviour tables add matched-accuracy and matched-KL comparisons (``metrics/matched.py``); names
-with a ``-s<SEED>`` part are averaged over seeds (``metrics/seeds.py``).
+Models named ``sft<REST>`` and ``rl<REST>`` are compared by DCV (``analysis/compare.py``); run directories
+with behaviour tables add matched-accuracy and matched-KL comparisons (``analysis/matched.py``); names
+with a ``-s<SEED>`` part are averaged over seeds (``analysis/seeds.py``).
 """
 
 from __future__ import annotations
@@ -17,19 +17,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from forgetlens.analysis.anatomy import summarise_anatomy
+from forgetlens.analysis.compare import compare_models
+from forgetlens.analysis.matched import matched_models
+from forgetlens.analysis.seeds import aggregate_seeds
+from forgetlens.analysis.stats import bootstrap_indices
+from forgetlens.analysis.vulnerability import PromptMeasurements, circuit_weights
 from forgetlens.artefacts import read_json, record_field
 from forgetlens.circuits.circuit import Circuit, head_mask
 from forgetlens.circuits.discover import discover_circuit, task_splits
 from forgetlens.circuits.first_order_cmap import base_chunks
-from forgetlens.config import DiscoveryConfig
+from forgetlens.config.options import DiscoveryConfig
 from forgetlens.errors import ForgetlensError
 from forgetlens.measure.anatomy import measure_anatomy
-from forgetlens.metrics.anatomy import summarise_anatomy
-from forgetlens.metrics.compare import compare_models
-from forgetlens.metrics.matched import matched_models
-from forgetlens.metrics.seeds import aggregate_seeds
-from forgetlens.metrics.stats import bootstrap_indices
-from forgetlens.metrics.vulnerability import PromptMeasurements, circuit_weights, measure
+from forgetlens.measure.circuit_damage import circuit_measurements
 from forgetlens.models.heads import HeadLayout
 from forgetlens.models.loading import is_embedded, load_model, model_record, resolve_model_path
 from forgetlens.progress import open_task
@@ -139,7 +140,12 @@ def find_base_circuit(base, layout: HeadLayout, task: PriorTask, cfg: DiscoveryC
     mask = head_mask(circuit.heads, layout)
     weights = circuit_weights(circuit.scores.double().numpy(), mask.numpy())
     return BaseCircuit(
-        task, circuit, evaluation, mask, weights, measure(base.model, layout, evaluation, mask, cfg.scoring_method)
+        task,
+        circuit,
+        evaluation,
+        mask,
+        weights,
+        circuit_measurements(base.model, layout, evaluation, mask, cfg.scoring_method),
     )
 
 
@@ -218,7 +224,7 @@ def audit(
         tuned_m = {}
         for label, m in models.items():
             with open_task(f"audit {task.name}: circuit damage in {label}", 1, "model") as shown:
-                tuned_m[label] = measure(
+                tuned_m[label] = circuit_measurements(
                     m, layout, bc.evaluation, bc.mask, method, base=base.model, top_m=top_m, base_cache=cache
                 )
                 shown.advance()

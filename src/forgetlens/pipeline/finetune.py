@@ -25,9 +25,10 @@ from pathlib import Path
 import torch
 
 from forgetlens.artefacts import claim_run_dir, read_json, record_field, write_json
-from forgetlens.config import FinetuneConfig, config_differences, trainer_kind
+from forgetlens.config.loading import config_differences
+from forgetlens.config.options import FinetuneConfig, trainer_kind
 from forgetlens.errors import ForgetlensError
-from forgetlens.metrics.behaviour import (
+from forgetlens.measure.behaviour import (
     chat_prompts,
     cut_share,
     forward_kl,

@@ -11,9 +11,9 @@ import math
 from dataclasses import dataclass
 
 from forgetlens.circuits.circuit import default_ks
-from forgetlens.config import StudyConfig, trainer_kind
+from forgetlens.config.options import StudyConfig, trainer_kind
 from forgetlens.errors import ForgetlensError
-from forgetlens.tasks.general import CHAT_PROMPTS, general_knowledge_records
+from forgetlens.targets.general import CHAT_PROMPTS, general_knowledge_records
 
 GIB = 2**30
 
@@ -355,7 +355,7 @@ def prompt_length(cfg: StudyConfig) -> tuple[int, str]:
     when the tokenizer and data are on disk, else 512 (assumed)."""
     import dataclasses as dc
 
-    from forgetlens.metrics.behaviour import chat_prompts
+    from forgetlens.measure.behaviour import chat_prompts
     from forgetlens.training.data import target_splits
 
     try:

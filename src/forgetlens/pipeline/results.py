@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 
 from forgetlens.artefacts import read_json, write_json
-from forgetlens.config import FINETUNE_METHODS
+from forgetlens.config.options import FINETUNE_METHODS
 from forgetlens.errors import ForgetlensError
 from forgetlens.tasks.base import METRICS
 
@@ -127,7 +127,7 @@ _MODEL_STATS = _object(
     required=["v_cmap", "v_circuit", "retention", "faithfulness_base", "faithfulness_tuned", "cmap_exact"],
 )
 _NULL_COMPARED = {"value": _NUMBER, "null_mean": _NUMBER, "null_q95": _NUMBER, "p_null": _NUMBER}
-"""A set measure of an own circuit beside its permutation null (``metrics/own_circuits.with_null``)."""
+"""A set measure of an own circuit beside its permutation null (``analysis/own_circuits.with_null``)."""
 _TASK = _object(
     {
         "circuit": _object(

@@ -28,16 +28,18 @@ from pathlib import Path
 
 import torch
 
+from forgetlens.analysis.anatomy import summarise_anatomy
+from forgetlens.analysis.vulnerability import circuit_weights, load_measurements, save_measurements
 from forgetlens.artefacts import claim_run_dir, read_json, record_field, write_json
 from forgetlens.circuits.circuit import head_mask, load_circuit, save_circuit
 from forgetlens.circuits.discover import task_splits
 from forgetlens.circuits.first_order_cmap import BaseChunk, base_chunks
-from forgetlens.config import FinetuneConfig, StudyConfig, config_differences
+from forgetlens.config.loading import config_differences
+from forgetlens.config.options import FinetuneConfig, StudyConfig
 from forgetlens.errors import ForgetlensError
 from forgetlens.measure.anatomy import measure_anatomy
+from forgetlens.measure.circuit_damage import circuit_measurements
 from forgetlens.measure.own_circuits import HALVES, own_circuit_record, prompt_part, read_own_record
-from forgetlens.metrics.anatomy import summarise_anatomy
-from forgetlens.metrics.vulnerability import circuit_weights, load_measurements, measure, save_measurements
 from forgetlens.models.heads import HeadLayout
 from forgetlens.models.loading import configure_threads, load_model, model_record
 from forgetlens.pipeline.audit import BaseCircuit, analyse_task, find_base_circuit, per_head_csv
@@ -353,7 +355,7 @@ class Study:
                 summary = summarise_anatomy(anatomy, bc.circuit.heads, self.cfg.n_boot, self.cfg.seeds[0])
                 write_json(self._anatomy_path(task.name, label), summary)
                 shown.advance()
-            m = measure(
+            m = circuit_measurements(
                 model,
                 layout,
                 bc.evaluation,
@@ -389,7 +391,7 @@ class Study:
         }
 
     def analyse(self) -> None:
-        from forgetlens.metrics.summary import checkpoints_csv, derived_results
+        from forgetlens.analysis.summary import checkpoints_csv, derived_results
 
         behaviour = self.behaviour()
         by_step = {
@@ -459,8 +461,8 @@ class Study:
         atomic_write_text(self.run_dir / "checkpoints.csv", checkpoints_csv(results))
 
     def own_circuits_summary(self, task_name: str, tuned: list[str]) -> dict:
-        """{method: ``metrics.own_circuits.summarise_method``} of one task's stored own circuits."""
-        from forgetlens.metrics.own_circuits import summarise_method
+        """{method: ``analysis.own_circuits.summarise_method``} of one task's stored own circuits."""
+        from forgetlens.analysis.own_circuits import summarise_method
 
         own, layout = self.cfg.own_circuits, HeadLayout.of(self.base.model)
         out = {}
@@ -476,7 +478,7 @@ class Study:
 
     def benchmarks(self) -> dict:
         """lm-eval scores of the base and of each run's last checkpoint, cached per model in benchmarks/."""
-        from forgetlens.metrics.benchmarks import run_benchmarks
+        from forgetlens.measure.benchmarks import run_benchmarks
 
         if not self.cfg.benchmarks.tasks:
             return {}

@@ -1,2 +1,2 @@
 """report.html from results.json alone: its sentences, tables and figures (the derived tables themselves:
-``metrics/summary.py``)."""
+``analysis/summary.py``)."""

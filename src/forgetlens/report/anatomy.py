@@ -1,5 +1,5 @@
 """The anatomy of a tuned model's change in words: one paragraph per (task, tuned model), from
-``metrics.anatomy.summarise_anatomy``'s output (rendering only)."""
+``analysis.anatomy.summarise_anatomy``'s output (rendering only)."""
 
 from __future__ import annotations
 

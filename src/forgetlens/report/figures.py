@@ -13,7 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from forgetlens.metrics.summary import GENERAL_LABELS, checkpoint_rows, prior_tasks, runs_by_method  # noqa: E402
+from forgetlens.analysis.summary import GENERAL_LABELS, checkpoint_rows, prior_tasks, runs_by_method  # noqa: E402
 from forgetlens.report.text import MIN_FIT_POINTS, interval_text, number_text, p_text  # noqa: E402
 
 COLORS = {

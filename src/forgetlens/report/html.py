@@ -6,7 +6,7 @@ import base64
 import math
 from pathlib import Path
 
-from forgetlens.metrics.summary import GENERAL_LABELS, MIN_EFFECT, prior_tasks, runs_by_method
+from forgetlens.analysis.summary import GENERAL_LABELS, MIN_EFFECT, prior_tasks, runs_by_method
 from forgetlens.report.anatomy import anatomy_lines
 from forgetlens.report.figures import FIGURES
 from forgetlens.report.own_circuits import own_circuit_differences, own_circuit_table

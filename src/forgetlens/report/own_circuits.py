@@ -1,8 +1,8 @@
-"""The report's tables of every model's own circuit against the base circuit (``metrics/own_circuits.py``)."""
+"""The report's tables of every model's own circuit against the base circuit (``analysis/own_circuits.py``)."""
 
 from __future__ import annotations
 
-from forgetlens.metrics.summary import prior_tasks
+from forgetlens.analysis.summary import prior_tasks
 from forgetlens.report.text import interval_text
 
 Table = tuple[list[str], list[list[str]]]

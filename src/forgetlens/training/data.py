@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 import random
 
-from forgetlens.config import FinetuneConfig
-from forgetlens.tasks import comparisons
-from forgetlens.tasks.science_data import load_target_data, split_records, synthetic_science_records
-from forgetlens.tasks.science_qa import gold_completion, user_text
+from forgetlens.config.options import FinetuneConfig
+from forgetlens.targets import comparisons
+from forgetlens.targets.science_data import load_target_data, split_records, synthetic_science_records
+from forgetlens.targets.science_qa import gold_completion, user_text
 
 
 def target_splits(cfg: FinetuneConfig) -> tuple[list[dict], list[dict]]:

@@ -2,7 +2,7 @@
 
 Every ``every`` optimizer steps, on a small fixed set of prompts per prior task, it measures
 
-* faithfulness retention R = F_theta(C0) / F_0(C0) (counterfactual ablation, as in ``metrics/vulnerability.py``);
+* faithfulness retention R = F_theta(C0) / F_0(C0) (counterfactual ablation, as in ``analysis/vulnerability.py``);
 * V(C0) to first order: V_cmap(h) ~ -E_i[g_l . (W_O^theta[:, h] z_theta(h) - W_O^0[:, h] z_0(h))] / TE_0, where
   g_l is the base model's gradient of the task metric at layer l's attention output (computed once) and the
   bracket is head h's head-local change of its residual write (``circuits/first_order_cmap.py``, the estimate
@@ -25,7 +25,7 @@ from transformers import TrainerCallback
 
 from forgetlens.circuits.first_order_cmap import BaseChunk, base_chunk, first_order_cmap
 from forgetlens.circuits.patching import head_outputs, run_metric
-from forgetlens.config import MONITOR_ACTIONS
+from forgetlens.config.options import MONITOR_ACTIONS
 from forgetlens.errors import ForgetlensError
 from forgetlens.models.forward import model_device
 from forgetlens.models.heads import HeadLayout, head_hooks
@@ -94,7 +94,7 @@ class CircuitMonitor(TrainerCallback):
         ``circuits``: {task: [(layer, head), ...]} to skip discovering C0 on ``base``."""
         from forgetlens.circuits.circuit import head_mask, score_heads
         from forgetlens.circuits.discover import discover_circuit, task_splits
-        from forgetlens.config import DiscoveryConfig
+        from forgetlens.config.options import DiscoveryConfig
         from forgetlens.tasks.registry import chosen_task_names, get_task, task_names
 
         if every < 1:

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from forgetlens.circuits.patching import head_outputs
-from forgetlens.config import FinetuneConfig
+from forgetlens.config.options import FinetuneConfig
 from forgetlens.errors import ForgetlensError
 from forgetlens.models.forward import model_device, run_body
 from forgetlens.models.heads import HeadLayout, capture_heads
@@ -38,7 +38,7 @@ def protected_heads(base, tokenizer, layout: HeadLayout, cfg: FinetuneConfig) ->
     """{task: [layer, head] bool mask} of the heads ``preserve.heads`` selects for each protected task."""
     from forgetlens.circuits.circuit import head_mask
     from forgetlens.circuits.discover import discover_circuit
-    from forgetlens.config import DiscoveryConfig
+    from forgetlens.config.options import DiscoveryConfig
 
     p = cfg.preserve
     out = {}

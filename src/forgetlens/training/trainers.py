@@ -14,9 +14,9 @@ import json
 import os
 from pathlib import Path
 
-from forgetlens.config import LOSS_TYPES, FinetuneConfig
+from forgetlens.config.options import LOSS_TYPES, FinetuneConfig
 from forgetlens.errors import ForgetlensError
-from forgetlens.tasks.rewards import format_reward, score_reply
+from forgetlens.targets.rewards import format_reward, score_reply
 from forgetlens.training.shared_prompt import with_shared_prompt_scoring
 
 

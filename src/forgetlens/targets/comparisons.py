@@ -15,7 +15,7 @@ import functools
 import itertools
 import random
 
-from forgetlens.tasks import science_qa
+from forgetlens.targets import science_qa
 
 QUANTITIES = [("mass", "kg"), ("length", "m"), ("time", "s"), ("temperature", "K")]
 """(quantity, SI unit symbol) pairs the questions are about."""

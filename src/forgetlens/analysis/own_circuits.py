@@ -23,7 +23,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from forgetlens.metrics.seeds import t_interval
+from forgetlens.analysis.seeds import t_interval
 
 Head = tuple[int, int]
 SET_MEASURES = ("retention", "overlap", "jaccard")
@@ -158,7 +158,7 @@ def _heads(record: dict) -> list[Head]:
 def summarise_method(records: dict[str, dict], n_total: int, n_null: int, delta: float, seed: int) -> dict:
     """One discovery method's own circuits, {label: record} with ``base``, ``base.half0``, ``base.half1`` and
     tuned labels ``RUN-sSEED@STEP``: every comparison of this module, per model and over seeds."""
-    from forgetlens.metrics.seeds import seed_group
+    from forgetlens.analysis.seeds import seed_group
 
     base = records["base"]
     base_heads = _heads(base)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 
-from forgetlens.tasks import science_qa
+from forgetlens.targets import science_qa
 from forgetlens.tasks.vocab import CAPITALS
 
 CHAT_PROMPTS = [

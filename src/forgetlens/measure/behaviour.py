@@ -20,10 +20,10 @@ from dataclasses import dataclass
 import torch
 
 from forgetlens.models.forward import answer_logits, model_device
+from forgetlens.targets.general import CHAT_PROMPTS, general_knowledge_records
+from forgetlens.targets.rewards import score_reply
+from forgetlens.targets.science_qa import user_text
 from forgetlens.tasks.base import PriorTask, TaskBatch, encode_examples, task_metric
-from forgetlens.tasks.general import CHAT_PROMPTS, general_knowledge_records
-from forgetlens.tasks.rewards import score_reply
-from forgetlens.tasks.science_qa import user_text
 from forgetlens.utils import right_pad
 
 

@@ -12,7 +12,7 @@ import random
 from pathlib import Path
 
 from forgetlens.errors import ForgetlensError
-from forgetlens.tasks import science_qa
+from forgetlens.targets import science_qa
 from forgetlens.utils import short_repr
 
 MCQ, FILLING = "mcq-4-choices", "filling"

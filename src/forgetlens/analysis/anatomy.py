@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from forgetlens.metrics.stats import bootstrap_indices
+from forgetlens.analysis.stats import bootstrap_indices
 
 PARTITION = ("attention", "mlp", "embeddings", "unembedding", "final_norm", "other")
 """Weight groups whose induced shares would add up to 1 if their effects added (mirrors

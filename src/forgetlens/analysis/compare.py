@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from forgetlens.metrics.stats import (
+from forgetlens.analysis.stats import (
     benjamini_hochberg,
     bootstrap_indices,
     paired_bootstrap_batched,
     paired_permutation_pvalues,
 )
-from forgetlens.metrics.vulnerability import PromptMeasurements, circuit_statistics
+from forgetlens.analysis.vulnerability import PromptMeasurements, circuit_statistics
 
 DCV_KEYS = (
     "v_cmap",

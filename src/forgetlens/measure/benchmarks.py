@@ -13,7 +13,7 @@ import os
 import warnings
 from contextlib import contextmanager
 
-from forgetlens.config import BenchmarkConfig
+from forgetlens.config.options import BenchmarkConfig
 
 PRIMARY_METRICS = ("acc_norm,none", "acc,none", "prompt_level_strict_acc,none", "exact_match,none", "mc2,none")
 """The score kept per benchmark: the first of these that lm-eval reports (IFEval: prompt-level strict accuracy;

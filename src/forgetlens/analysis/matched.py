@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from forgetlens.metrics.vulnerability import PromptMeasurements
+from forgetlens.analysis.vulnerability import PromptMeasurements
 
 FRACTIONS = (0.5, 1.0)
 LEVEL_KEYS = {"acc": "target_accuracy", "kl": "kl_forward"}

@@ -10,8 +10,8 @@ import re
 
 import numpy as np
 
-from forgetlens.metrics.seeds import t_interval
-from forgetlens.metrics.stats import bootstrap_indices
+from forgetlens.analysis.seeds import t_interval
+from forgetlens.analysis.stats import bootstrap_indices
 from forgetlens.utils import csv_text
 
 CLAIM_HELD, CLAIM_REVERSED, CLAIM_UNCLEAR, CLAIM_NEGLIGIBLE = "held", "reversed", "inconclusive", "negligible"

@@ -1,1 +1,0 @@
-"""Behaviour and circuit metrics, and their statistics."""
