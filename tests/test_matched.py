@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 from scipy.stats import t as student_t
 
-from forgetlens.analysis.compare import compare_models, dcv_pairs
+from forgetlens.analysis.compare import compare_models
 from forgetlens.analysis.matched import first_crossing, interpolate, matched_models
+from forgetlens.analysis.runs import dcv_pairs
 from forgetlens.analysis.seeds import aggregate_seeds, seed_group
 from forgetlens.analysis.vulnerability import PromptMeasurements
 

@@ -1,9 +1,10 @@
 """Base vs tuned models on one task's base circuit, with paired bootstrap CIs and DCV.
 
-``compare_models`` takes per-prompt measurements (``vulnerability.measure``) of the base model and of
-each tuned model on the same evaluation prompts, resamples prompts once for all of them, and returns
-every statistic of ``vulnerability.circuit_statistics`` as ``{value, ci_low, ci_high}`` (arrays as
-nested lists [layer][head]).  For every pair of models named ``sft<REST>`` and ``rl<REST>`` it adds
+``compare_models`` takes per-prompt measurements (``measure/circuit_damage.circuit_measurements``) of the
+base model and of each tuned model on the same evaluation prompts, resamples prompts once for all of them, and
+returns every statistic of ``vulnerability.circuit_statistics`` as ``{value, ci_low, ci_high}`` (arrays as
+nested lists [layer][head]).  For every SFT/RL pair of models (``analysis/runs.py``: ``sft-s0@12`` with
+``rl-s0@12``) it adds
 differential circuit vulnerability DCV = V_SFT - V_RL per head and for the circuit, each with a CI,
 and a paired sign-flip permutation test per head with Benjamini-Hochberg correction.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from forgetlens.analysis.runs import dcv_pairs
 from forgetlens.analysis.stats import (
     benjamini_hochberg,
     bootstrap_indices,
@@ -47,19 +49,6 @@ def _as_json(value: np.ndarray, low: np.ndarray, high: np.ndarray) -> dict:
 
 def _bootstrap_dict(stat, idx) -> dict[str, dict]:
     return {k: _as_json(*v) for k, v in paired_bootstrap_batched(stat, idx).items()}
-
-
-def dcv_pairs(labels: list[str]) -> dict[str, tuple[str, str]]:
-    """Which tuned models DCV compares: every ``sft<REST>`` with the ``rl<REST>`` of the same suffix.
-
-    ``sft``/``rl`` -> pair ``""``; ``sft@40``/``rl@40`` -> ``"@40"``; ``sft-s1@40``/``rl-s1@40`` -> ``"-s1@40"``.
-    """
-    names = set(labels)
-    return {
-        label[3:]: (label, "rl" + label[3:])
-        for label in labels
-        if label.startswith("sft") and "rl" + label[3:] in names
-    }
 
 
 def compare_models(

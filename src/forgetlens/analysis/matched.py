@@ -17,11 +17,11 @@ ratios (retention, normalised importance) are recomputed from interpolated numer
 from __future__ import annotations
 
 import dataclasses
-import re
 from typing import Any
 
 import numpy as np
 
+from forgetlens.analysis.runs import ModelLabel, RunId
 from forgetlens.analysis.vulnerability import PromptMeasurements
 
 FRACTIONS = (0.5, 1.0)
@@ -69,16 +69,13 @@ def base_as_checkpoint(base: PromptMeasurements) -> PromptMeasurements:
     )
 
 
-_LABEL = re.compile(r"^(?P<run>.+)@(?P<step>\d+)$")
-
-
 def runs_of(labels: list[str]) -> dict[str, list[tuple[int, str]]]:
     """{run: [(step, label), ...] sorted by step} for labels of the form RUN@STEP."""
     runs: dict[str, list[tuple[int, str]]] = {}
     for label in labels:
-        m = _LABEL.match(label)
-        if m:
-            runs.setdefault(m["run"], []).append((int(m["step"]), label))
+        parsed = ModelLabel.parse(label)
+        if parsed.step is not None:
+            runs.setdefault(str(parsed.run), []).append((parsed.step, label))
     return {run: sorted(entries) for run, entries in runs.items()}
 
 
@@ -94,9 +91,10 @@ def matched_models(
     start = base_as_checkpoint(base)
     out, levels = {}, {}
     for run in runs:
-        if not run.startswith("sft") or "rl" + run[3:] not in runs:
+        rl = RunId.parse(run).rl_counterpart
+        if rl is None or str(rl) not in runs:
             continue
-        pair = {"sft": run, "rl": "rl" + run[3:]}
+        pair = {"sft": run, "rl": str(rl)}
         if not all(r in behaviour and 0 in behaviour[r] for r in pair.values()):
             continue
         chains = {}
@@ -124,5 +122,5 @@ def matched_models(
                     out[f"{r}{label}"] = interpolate(models[i], models[nxt], lam)
                     entry[method] = {"between_steps": [steps[i], steps[nxt]], "fraction": lam}
                 info[label] = entry
-        levels[run[3:]] = info
+        levels[ModelLabel(RunId.parse(run)).pair_key] = info
     return out, levels

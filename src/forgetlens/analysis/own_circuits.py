@@ -23,6 +23,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from forgetlens.analysis.runs import ModelLabel
 from forgetlens.analysis.seeds import t_interval
 
 Head = tuple[int, int]
@@ -213,9 +214,10 @@ def _method_groups(by_group: dict[str, dict[int, str]]) -> dict[str, str]:
     """{method: its last checkpoint's group} (``sft`` -> ``sft@24``)."""
     last: dict[str, tuple[int, str]] = {}
     for group in by_group:
-        method, step = group.rsplit("@", 1)
-        if step.isdigit() and (method not in last or int(step) > last[method][0]):
-            last[method] = (int(step), group)
+        label = ModelLabel.parse(group)
+        method, step = str(label.run), label.step
+        if step is not None and (method not in last or step > last[method][0]):
+            last[method] = (step, group)
     return {m: g for m, (_, g) in last.items()}
 
 

@@ -1,17 +1,17 @@
 """Aggregation over training seeds.
 
-Labels carry the seed as ``-s<SEED>`` before any ``@``: ``sft-s0@40``, ``rl-s2@acc:0.5``, and DCV pairs
-``-s1@40``.  Removing it gives the group (``sft@40``).  Each group's circuit-level statistics are averaged
-over seeds with a Student-t 95 % interval, mean +/- t_{0.975, n-1} s / sqrt(n): the spread of training
-outcomes, on top of which each seed's own prompt-bootstrap interval is kept.
+Labels (``analysis/runs.py``) carry the seed as ``-s<SEED>`` before any ``@``: ``sft-s0@40``,
+``rl-s2@acc:0.5``, and DCV pairs ``-s1@40``.  Removing it gives the group (``sft@40``).  Each group's
+circuit-level statistics are averaged over seeds with a Student-t 95 % interval, mean +/- t_{0.975, n-1} s /
+sqrt(n): the spread of training outcomes, on top of which each seed's own prompt-bootstrap interval is kept.
 """
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 from scipy.stats import t as student_t
+
+from forgetlens.analysis.runs import ModelLabel
 
 SCALAR_KEYS = (
     "v_circuit",
@@ -27,15 +27,13 @@ SCALAR_KEYS = (
     "jaccard_area",
 )
 
-_SEED = re.compile(r"-s(\d+)(?=@|$)")
-
 
 def seed_group(label: str) -> tuple[str, int] | None:
     """``sft-s0@40`` -> (``sft@40``, 0); labels without a seed -> None."""
-    m = _SEED.search(label)
-    if not m:
+    parsed = ModelLabel.parse(label)
+    if parsed.run.seed is None:
         return None
-    return label[: m.start()] + label[m.end() :], int(m.group(1))
+    return str(parsed.without_seed), parsed.run.seed
 
 
 def t_interval(values: list[float]) -> dict:

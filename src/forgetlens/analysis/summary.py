@@ -6,10 +6,9 @@ can rebuild it (and the report) without rerunning anything.
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 
+from forgetlens.analysis.runs import pair_label
 from forgetlens.analysis.seeds import t_interval
 from forgetlens.analysis.stats import bootstrap_indices
 from forgetlens.utils import csv_text
@@ -172,6 +171,13 @@ def _verdict(stat: dict) -> str:
     return CLAIM_HELD if low > 0 else CLAIM_REVERSED
 
 
+def _is_plain_pair(key: str, step: int) -> bool:
+    """Whether DCV pair ``key`` is plain SFT against plain RL of one seed at checkpoint ``step`` (``-s0@12``)."""
+    label = pair_label(key)
+    run = label.run
+    return label.step == step and run.seed is not None and (run.method, run.lr, run.chain) == ("", None, None)
+
+
 def _paired_difference(results: dict, value) -> dict:
     """SFT minus RL of ``value(run_name)``, paired by seed, with a t-interval over seeds."""
     by_method = runs_by_method(results)
@@ -219,7 +225,7 @@ def claims(results: dict) -> dict:
         step = min(steps)
         seeds_dcv = task["seeds"]["dcv"].get(f"dcv@{step}", {}).get("v_circuit")
         if seeds_dcv is None:
-            pair = next((p for p in task["dcv"] if re.fullmatch(rf"-s\d+@{step}", p)), None)  # plain sft/rl
+            pair = next((p for p in task["dcv"] if _is_plain_pair(p, step)), None)
             seeds_dcv = task["dcv"][pair]["v_circuit"] if pair is not None else {}
         forget = _paired_difference(results, lambda n: 1 - last(n)["prior"][t]["retention_accuracy"])  # noqa: B023
         out["circuits"][t] = {

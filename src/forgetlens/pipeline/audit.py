@@ -20,6 +20,7 @@ import torch
 from forgetlens.analysis.anatomy import summarise_anatomy
 from forgetlens.analysis.compare import compare_models
 from forgetlens.analysis.matched import matched_models
+from forgetlens.analysis.runs import checkpoint_label
 from forgetlens.analysis.seeds import aggregate_seeds
 from forgetlens.analysis.stats import bootstrap_indices
 from forgetlens.analysis.vulnerability import PromptMeasurements, circuit_weights
@@ -61,7 +62,7 @@ def expand_tuned(tuned: dict[str, str]) -> dict[str, tuple[str, str]]:
         if ckpts:
             for step, d in ckpts:
                 if step > 0:
-                    out[f"{name}@{step}"] = ("checkpoint", str(d))
+                    out[checkpoint_label(name, step)] = ("checkpoint", str(d))
         else:
             resolve_model_path(path)
             out[name] = ("model", path)

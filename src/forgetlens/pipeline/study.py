@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 from forgetlens.analysis.anatomy import summarise_anatomy
+from forgetlens.analysis.runs import ModelLabel, RunId, checkpoint_label
 from forgetlens.analysis.vulnerability import circuit_weights, load_measurements, save_measurements
 from forgetlens.artefacts import claim_run_dir, read_json, record_field, write_json
 from forgetlens.circuits.circuit import head_mask, load_circuit, save_circuit
@@ -79,23 +80,27 @@ def validate_study(cfg: StudyConfig, source: str = "config") -> None:
 
 
 def run_configs(cfg: StudyConfig, run_dir: Path | None = None) -> dict[str, FinetuneConfig]:
-    """{``METHOD-sSEED`` (``sft-lrLR-sSEED`` for the learning-rate grid, ``sft-rl-sSEED`` for RL from SFT): the
-    fine-tuning config of that run}; RL-from-SFT runs start from ``run_dir``'s SFT runs."""
+    """{run name (``analysis/runs.py``): the fine-tuning config of that run}: every method per seed, the SFT
+    learning-rate grid, RL from SFT; RL-from-SFT runs start from ``run_dir``'s SFT runs."""
     shared = dataclasses.replace(cfg.finetune, model=cfg.model, data=cfg.data, prior_tasks=cfg.tasks)
-    runs = {f"{m}-s{s}": dataclasses.replace(shared, method=m, seed=s) for m in cfg.methods for s in cfg.seeds}
+    runs = {
+        str(RunId(m, seed=s)): dataclasses.replace(shared, method=m, seed=s) for m in cfg.methods for s in cfg.seeds
+    }
     for lr in cfg.sft_lr_grid:
         for s in cfg.seeds:
-            runs[f"sft-lr{lr:g}-s{s}"] = dataclasses.replace(shared, method="sft", seed=s, lr_sft=lr)
+            runs[str(RunId("sft", seed=s, lr=lr))] = dataclasses.replace(shared, method="sft", seed=s, lr_sft=lr)
     if cfg.rl_from_sft:
         for s in cfg.seeds:
-            start = (Path(run_dir) / "runs" / f"sft-s{s}") if run_dir is not None else Path("runs") / f"sft-s{s}"
-            runs[f"sft-rl-s{s}"] = dataclasses.replace(shared, method="rl", seed=s, init_from=str(start))
+            run = RunId("rl", seed=s, chain="sft")
+            start = (Path(run_dir) if run_dir is not None else Path()) / "runs" / str(run.start)
+            runs[str(run)] = dataclasses.replace(shared, method="rl", seed=s, init_from=str(start))
     return runs
 
 
 def starts_from(name: str) -> str | None:
     """The run whose last checkpoint run ``name`` trains from (``sft-rl-sSEED`` -> ``sft-sSEED``), or None."""
-    return "sft-s" + name.removeprefix("sft-rl-s") if name.startswith("sft-rl-s") else None
+    start = RunId.parse(name).start
+    return None if start is None else str(start)
 
 
 class Study:
@@ -238,7 +243,11 @@ class Study:
     # --- stage 3: circuit measurements of every checkpoint ----------------------------------------------
     def _checkpoints_to_measure(self, name: str) -> list[tuple[str, Path]]:
         """(label, path) of run ``name``'s checkpoints that some task has not measured yet."""
-        todo = [(f"{name}@{step}", path) for step, path in checkpoint_dirs(self.run_dir / "runs" / name) if step > 0]
+        todo = [
+            (checkpoint_label(name, step), path)
+            for step, path in checkpoint_dirs(self.run_dir / "runs" / name)
+            if step > 0
+        ]
         return [
             (label, path)
             for label, path in todo
@@ -379,9 +388,9 @@ class Study:
 
     def _is_last(self, label: str) -> bool:
         """Whether checkpoint ``label`` (``RUN@STEP``) is its run's last."""
-        name, step = label.rsplit("@", 1)
-        steps = [s for s, _ in checkpoint_dirs(self.run_dir / "runs" / name)]
-        return bool(steps) and int(step) == max(steps)
+        parsed = ModelLabel.parse(label)
+        steps = [s for s, _ in checkpoint_dirs(self.run_dir / "runs" / str(parsed.run))]
+        return bool(steps) and parsed.step == max(steps)
 
     # --- stage 4: statistics -------------------------------------------------------------------------------
     def behaviour(self) -> dict[str, dict]:
@@ -405,7 +414,9 @@ class Study:
         for task in track(self.tasks, "4/5 statistics", "tasks"):
             bc = self.base_circuit(task.name)
             tuned = {
-                f"{name}@{step}": load_measurements(self._measure_path(task.name, f"{name}@{step}"))
+                checkpoint_label(name, step): load_measurements(
+                    self._measure_path(task.name, checkpoint_label(name, step))
+                )
                 for name in run_configs(self.cfg)
                 for step, _ in checkpoint_dirs(self.run_dir / "runs" / name)
                 if step > 0
@@ -425,7 +436,7 @@ class Study:
             budget = json.loads((self.run_dir / "runs" / name / "training_done.json").read_text())
             rows = [{k: v for k, v in r.items() if k != "target_correct"} for r in table["checkpoints"]]
             runs[name] = {
-                "method": name.rsplit("-s", 1)[0],  # sft, rl or sft-lrLR
+                "method": RunId.parse(name).group,  # sft, rl, sft-lrLR, sft-rl
                 "seed": table["seed"],
                 "n_eval_records": table["n_eval_records"],
                 "steps_to_threshold": table["steps_to_threshold"],
@@ -485,7 +496,7 @@ class Study:
         models: dict[str, Path | None] = {"base": None}
         for name in run_configs(self.cfg):
             step, last = checkpoint_dirs(self.run_dir / "runs" / name)[-1]
-            models[f"{name}@{step}"] = last
+            models[checkpoint_label(name, step)] = last
         scores = {}
         for label, path in track(list(models.items()), "4/5 standard benchmarks", "models"):
             cache = self.run_dir / "benchmarks" / f"{label}.json"
@@ -524,7 +535,7 @@ class Study:
             return all(self._finetuned(n) for n in names)
         if stage == "measure":
             return all(
-                self._measure_path(t.name, f"{n}@{s}").exists()
+                self._measure_path(t.name, checkpoint_label(n, s)).exists()
                 for t in self.tasks
                 for n in names
                 for s, _ in checkpoint_dirs(self.run_dir / "runs" / n)

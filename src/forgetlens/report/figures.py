@@ -13,6 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from forgetlens.analysis.runs import ModelLabel, checkpoint_label, pair_label  # noqa: E402
 from forgetlens.analysis.summary import GENERAL_LABELS, checkpoint_rows, prior_tasks, runs_by_method  # noqa: E402
 from forgetlens.report.text import MIN_FIT_POINTS, interval_text, number_text, p_text  # noqa: E402
 
@@ -144,7 +145,10 @@ def pareto(results: dict) -> Figure:
 
 
 def _final_labels(results: dict, method: str) -> list[str]:
-    return [f"{n}@{results['runs'][n]['checkpoints'][-1]['step']}" for n in runs_by_method(results).get(method, [])]
+    return [
+        checkpoint_label(n, results["runs"][n]["checkpoints"][-1]["step"])
+        for n in runs_by_method(results).get(method, [])
+    ]
 
 
 def heatmaps(results: dict) -> Figure:
@@ -204,9 +208,9 @@ def dcv_heads(results: dict) -> Figure:
     circuit_bars, labels = [], []
     for ax, t in zip(axes[0], tasks):
         task = results["tasks"][t]
-        pairs = [p for p in task["dcv"] if "@" in p and p.split("@")[1].isdigit()]
-        last = max((int(p.split("@")[1]) for p in pairs), default=None)
-        chosen = [p for p in pairs if p.endswith(f"@{last}")]
+        steps = {p: pair_label(p).step for p in task["dcv"]}
+        last = max((s for s in steps.values() if s is not None), default=None)
+        chosen = [p for p, s in steps.items() if s is not None and s == last]
         members = {tuple(h) for h in task["circuit"]["heads"]}
         if chosen:
             value, low, high = (  # [layer, head], mean over seeds
@@ -393,7 +397,7 @@ def own_circuit_retention(results: dict) -> Figure | None:
             groups = list(summary["groups"])
             for x, group in enumerate(groups):
                 g = summary["groups"][group]
-                kind = group.split("@")[0]
+                kind = str(ModelLabel.parse(group).run)
                 value, low, high = (g["retention"][k] for k in ("value", "ci_low", "ci_high"))
                 err = None if low is None or np.isnan(low) else [[value - low], [high - value]]
                 ax.bar(x, value, color=COLORS.get(kind, "#555555"), alpha=0.8)
@@ -406,7 +410,7 @@ def own_circuit_retention(results: dict) -> Figure | None:
             ceiling = (summary.get("ceiling") or {}).get("retention")
             if ceiling is not None:
                 ax.axhline(ceiling, color="black", ls="--", lw=1)
-            ax.set_xticks(range(len(groups)), [g.split("@")[0] for g in groups], fontsize=8)
+            ax.set_xticks(range(len(groups)), [str(ModelLabel.parse(g).run) for g in groups], fontsize=8)
             if c == 0:
                 ax.set_ylabel("retention of C0")
     return _figure(fig)  # bars are labelled by model group; no legend

@@ -6,7 +6,9 @@ import base64
 import math
 from pathlib import Path
 
+from forgetlens.analysis.runs import RunId, pair_label
 from forgetlens.analysis.summary import GENERAL_LABELS, MIN_EFFECT, prior_tasks, runs_by_method
+from forgetlens.config.options import trainer_kind
 from forgetlens.report.anatomy import anatomy_lines
 from forgetlens.report.figures import FIGURES
 from forgetlens.report.own_circuits import own_circuit_differences, own_circuit_table
@@ -166,7 +168,7 @@ def setup_rows(results: dict) -> list[tuple[str, str]]:
     rows.append(("target task", f"{target}, {first['n_eval_records']} held-out evaluation questions{shown}"))
     for method, names in runs_by_method(results).items():
         budget = results["runs"][names[0]]["budget"]
-        lr = ft["lr_sft"] if method.startswith("sft") and not method.startswith("sft-rl") else ft["lr_rl"]
+        lr = ft["lr_sft"] if trainer_kind(RunId.parse(method).method) == "sft" else ft["lr_rl"]
         text = (
             f"{ft['steps']} optimizer steps x {ft['prompts_per_step']} prompts, learning rate {lr:g}, "
             f"{budget.get('prompt_tokens', 'n/a')} prompt tokens"
@@ -291,12 +293,13 @@ def _dcv_table(results: dict) -> Table | None:
     for t in prior_tasks(results):
         task = results["tasks"][t]
         for pair, stats in task["dcv"].items():
-            seed, _, where = pair.partition("@")
-            if where.isdigit():
-                level = f"step {where}"
+            label = pair_label(pair)
+            seed = str(label.run)
+            if label.step is not None:
+                level = f"step {label.step}"
             else:
-                kind, _, fraction = where.partition(":")
-                matched = task["matched_levels"].get(seed, {}).get(f"@{where}", {})
+                kind, _, fraction = str(label.level).partition(":")
+                matched = task["matched_levels"].get(seed, {}).get(f"@{label.level}", {})
                 unit = "target accuracy" if kind == "acc" else "forward KL (nats per completion)"
                 level = (
                     f"matched {unit} {number_text(matched.get('level'))} ({fraction} of the way from the base to "

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from forgetlens.analysis.runs import pair_label
 from forgetlens.circuits.patching import head_outputs
 from forgetlens.config.options import FinetuneConfig
 from forgetlens.errors import ForgetlensError
@@ -57,7 +58,7 @@ def _top_dcv_heads(path: Path, task: str, k: int, layout: HeadLayout) -> torch.T
     """The ``k`` heads of largest DCV (V_cmap SFT - RL) at the last step of ``path``'s ``task``."""
     try:
         dcv = json.loads(path.read_text())["tasks"][task]["dcv"]
-        pair = max(dcv, key=lambda p: int(p.rsplit("@", 1)[1]) if p.rsplit("@", 1)[-1].isdigit() else -1)
+        pair = max(dcv, key=lambda p: step if (step := pair_label(p).step) is not None else -1)
         values = torch.tensor(dcv[pair]["v_cmap"]["value"])  # [layer, head]
     except (OSError, KeyError, ValueError, TypeError, AttributeError, IndexError, RecursionError) as exc:
         raise ForgetlensError(

@@ -1,0 +1,70 @@
+"""A run's identity and a model's label (``analysis/runs.py``): written and read back in one place."""
+
+from __future__ import annotations
+
+import pytest
+
+from forgetlens.analysis.runs import ModelLabel, RunId, checkpoint_label, dcv_pairs, pair_label
+from forgetlens.config.options import StudyConfig
+from forgetlens.pipeline.study import run_configs, starts_from
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("sft-s0", RunId("sft", seed=0)),
+        ("rl-preserve-s12", RunId("rl-preserve", seed=12)),
+        ("sft-lr1e-05-s2", RunId("sft", seed=2, lr=1e-05)),
+        ("sft-lr0.0003-s1", RunId("sft", seed=1, lr=3e-4)),
+        ("sft-rl-s0", RunId("rl", seed=0, chain="sft")),
+        ("sft", RunId("sft")),
+        ("sft-rlhf", RunId("sft-rlhf")),  # not RL from SFT: "rl" must end the chain's part
+        ("sft-s01", RunId("sft-s01")),  # would not be written back the same: all method
+        ("my model@home", RunId("my model@home")),
+        ("-s1", RunId("", seed=1)),  # a DCV pair key's run part
+    ],
+)
+def test_run_names_parse_and_write_back(name, expected):
+    assert RunId.parse(name) == expected
+    assert str(expected) == name
+
+
+def test_labels_parse_and_write_back():
+    assert ModelLabel.parse("sft-s0@12") == ModelLabel(RunId("sft", seed=0), step=12)
+    assert ModelLabel.parse("rl-s2@acc:0.5") == ModelLabel(RunId("rl", seed=2), level="acc:0.5")
+    assert ModelLabel.parse("a@b") == ModelLabel(RunId("a@b"))
+    for label in ("sft-s0@12", "sft-rl-s3@24", "-s1@kl:0.25", "@40", "", "rl", "sft-lr1e-05-s0@6"):
+        assert str(ModelLabel.parse(label)) == label
+    assert str(ModelLabel.parse("sft-s3@acc:0.5").without_seed) == "sft@acc:0.5"
+    assert checkpoint_label("sft-rl-s0", 24) == "sft-rl-s0@24"
+
+
+def test_dcv_pairs_each_sft_model_with_its_rl_counterpart():
+    labels = ["sft", "rl", "sft-s1@20", "rl-s1@20", "rl-s2@20", "sft-rl-s1@20", "sft-preserve-s0@3", "rl-preserve-s0@3"]
+    assert dcv_pairs(labels) == {
+        "": ("sft", "rl"),
+        "-s1@20": ("sft-s1@20", "rl-s1@20"),
+        "-preserve-s0@3": ("sft-preserve-s0@3", "rl-preserve-s0@3"),
+    }
+    assert pair_label("-s1@20") == ModelLabel(RunId("", seed=1), step=20)
+
+
+def test_a_study_names_its_runs_so_that_they_parse_back():
+    cfg = StudyConfig(methods=["sft", "rl"], seeds=[0, 3], sft_lr_grid=[1e-5], rl_from_sft=True)
+    runs = run_configs(cfg)
+    assert set(runs) == {
+        "sft-s0",
+        "sft-s3",
+        "rl-s0",
+        "rl-s3",
+        "sft-lr1e-05-s0",
+        "sft-lr1e-05-s3",
+        "sft-rl-s0",
+        "sft-rl-s3",
+    }
+    for name, ft in runs.items():
+        run = RunId.parse(name)
+        assert (run.seed, run.method if run.chain is None else "rl") == (ft.seed, ft.method)
+        assert run.lr == (ft.lr_sft if run.lr is not None else None)
+    assert starts_from("sft-rl-s3") == "sft-s3" and starts_from("sft-s3") is None
+    assert runs["sft-rl-s3"].init_from.endswith("runs/sft-s3")
