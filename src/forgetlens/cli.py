@@ -155,7 +155,7 @@ def discover_cmd(
 ) -> None:
     """Find a prior task's head-level circuit and write it as JSON."""
     from forgetlens.circuits.discover import circuit_to_json, timed_discovery
-    from forgetlens.config.options import DBMConfig, DiscoveryConfig
+    from forgetlens.config.options import DBMConfig, DiscoveryConfig, deferred_validation
     from forgetlens.models.heads import HeadLayout
     from forgetlens.models.loading import check_model, configure_threads, load_model, model_record
     from forgetlens.tasks.registry import get_task
@@ -164,25 +164,26 @@ def discover_cmd(
     task = get_task(task_name)
     if n_examples <= 0:
         raise ForgetlensError(f"--n-examples must be positive, got {n_examples}")
-    cfg = DiscoveryConfig(
-        method=method,
-        metric=metric,
-        ablation=ablation,
-        k=k,
-        faithfulness_target=target,
-        ig_steps=ig_steps,
-        full_curve=full_curve,
-        n_examples=n_examples,
-        seed=seed,
-        dbm=DBMConfig(
-            objective=dbm_objective,
-            positions=dbm_positions,
-            sparsity=dbm_sparsity,
-            steps=dbm_steps,
-            batch_size=dbm_batch_size,
+    with deferred_validation():  # each problem reported below under its flag's name
+        cfg = DiscoveryConfig(
+            method=method,
+            metric=metric,
+            ablation=ablation,
+            k=k,
+            faithfulness_target=target,
+            ig_steps=ig_steps,
+            full_curve=full_curve,
+            n_examples=n_examples,
             seed=seed,
-        ),
-    )
+            dbm=DBMConfig(
+                objective=dbm_objective,
+                positions=dbm_positions,
+                sparsity=dbm_sparsity,
+                steps=dbm_steps,
+                batch_size=dbm_batch_size,
+                seed=seed,
+            ),
+        )
     problems = cfg.problems()  # "field: ..." lines; each field is set by the option of that name
     if problems:
         lines = []
@@ -352,7 +353,13 @@ def finetune_cmd(
     out,
 ) -> None:
     """Fine-tune with SFT, RL or a circuit-keeping variant; checkpoints, and behaviour at each."""
-    from forgetlens.config.options import FINETUNE_METHODS, FinetuneConfig, sized_for_real_model, trainer_kind
+    from forgetlens.config.options import (
+        FINETUNE_METHODS,
+        FinetuneConfig,
+        deferred_validation,
+        sized_for_real_model,
+        trainer_kind,
+    )
     from forgetlens.models.loading import is_embedded
     from forgetlens.pipeline.finetune import finetune
 
@@ -360,18 +367,20 @@ def finetune_cmd(
         raise ForgetlensError(f"--method: unknown method {method!r}; expected one of {', '.join(FINETUNE_METHODS)}")
     _check_resume_overwrite(resume, overwrite)
     check_writable(out, "--out")
-    cfg = FinetuneConfig(
-        method=method,
-        model=model,
-        data=data,
-        synthetic_target=synthetic_target,
-        seed=seed,
-        max_records=max_records,
-        init_from=None if init_from is None else str(init_from),
-        keep_optimizer=keep_optimizer,
-    )
+    with deferred_validation():  # finetune() reports every problem of the finished config at once
+        cfg = FinetuneConfig(
+            method=method,
+            model=model,
+            data=data,
+            synthetic_target=synthetic_target,
+            seed=seed,
+            max_records=max_records,
+            init_from=None if init_from is None else str(init_from),
+            keep_optimizer=keep_optimizer,
+        )
+        if not is_embedded(model) and not full_eval:
+            cfg = sized_for_real_model(cfg)
     if not is_embedded(model) and not full_eval:
-        cfg = sized_for_real_model(cfg)
         _notice(
             f"evaluation sized for a real model: {cfg.prior_eval_examples} prompts per prior task, forward KL on "
             f"{cfg.kl_prompts} prompts x {cfg.kl_samples} sample(s) (--full-eval for the defaults)"

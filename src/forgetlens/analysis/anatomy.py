@@ -96,7 +96,7 @@ def summarise_anatomy(anatomy, heads: list[tuple[int, int]], n_boot: int = 1000,
     for m in readouts:
         total = sum(anatomy.induced[f"weights/{g}"][m] - base[m] for g in groups)  # [prompt]
         out["interaction"][m] = _ratio(change[m] - total, change[m], idx)
-    out["per_prompt"] = {  # for comparisons between models on the same prompts (metrics/summary.py's claims)
+    out["per_prompt"] = {  # for comparisons between models on the same prompts (analysis/summary.py's claims)
         m: {
             "change": change[m].tolist(),
             **{name: (anatomy.induced[name][m] - base[m]).tolist() for name in PER_PROMPT if name in anatomy.induced},

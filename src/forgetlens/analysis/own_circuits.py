@@ -147,7 +147,7 @@ def head_jaccards(circuits: dict[int, list[Head]]) -> dict[str, float]:
 
 
 def over_seeds(values: dict[int, float]) -> dict:
-    """Mean over seeds with a Student-t 95 % interval and the per-seed values (``metrics/seeds.t_interval``)."""
+    """Mean over seeds with a Student-t 95 % interval and the per-seed values (``analysis/seeds.t_interval``)."""
     seeds = sorted(values)
     return {**t_interval([values[s] for s in seeds]), "seeds": seeds, "per_seed": [values[s] for s in seeds]}
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import fields
 from pathlib import Path
 
-from forgetlens.config.options import DBMConfig, OwnCircuitsConfig, StudyConfig
+from forgetlens.config.options import DBMConfig, OwnCircuitsConfig, StudyConfig, deferred_validation
 from forgetlens.utils import short_repr
 
 
@@ -21,6 +21,8 @@ def _check_value(value, hint, key: str, errors: list[str]):
     import typing
 
     origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Literal:  # the type here; which values are allowed is problems()'s to say, with the set
+        return _check_value(value, type(args[0]), key, errors)
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
@@ -83,9 +85,10 @@ def config_from_mapping(cls, data: dict, source: str, semantic_check=None):
     errors: list[str] = []
     if not isinstance(data, dict):
         raise ForgetlensError(f"{source}: expected a mapping of options at the top level")
-    cfg = _from_mapping(cls, data, "", errors)
-    if semantic_check is not None:
-        errors += semantic_check(cfg)
+    with deferred_validation():  # every problem is listed below, not the first one raised while building
+        cfg = _from_mapping(cls, data, "", errors)
+        if semantic_check is not None:
+            errors += semantic_check(cfg)
     if errors:
         raise ForgetlensError("\n".join(f"{source}: {e}" for e in errors))
     return cfg

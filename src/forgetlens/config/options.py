@@ -6,8 +6,12 @@ writes them beside the results (``dataclasses.asdict``).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Literal, get_args
 
 from forgetlens.utils import short_repr
 
@@ -15,29 +19,74 @@ MAIN_JOB_CONFIG = Path(__file__).parent / "presets" / "smollm2-135m-quick.yaml"
 """The main job's study (``forgetlens run`` without ``--config``; ``configs/smollm2-135m-quick.yaml`` in the
 repository): SFT and RL on SmolLM2-135M-Instruct, one seed, 12 steps."""
 
-DISCOVERY_METHODS = ("attribution", "exact", "ig", "dbm")
+DiscoveryMethod = Literal["attribution", "exact", "ig", "dbm"]
 """How a circuit is found (``DiscoveryConfig.method``): heads scored one by one (attribution, exact patching,
 integrated gradients) or one mask per head optimised jointly (differentiable binary masking)."""
-SCORING_METHODS = ("attribution", "exact", "ig")
+DISCOVERY_METHODS: tuple[str, ...] = get_args(DiscoveryMethod)
+ScoringMethod = Literal["attribution", "exact", "ig"]
 """The methods that give every head a patching effect (what checkpoints' per-head measurements use)."""
-DBM_OBJECTIVES = ("flip", "keep")
+SCORING_METHODS: tuple[str, ...] = get_args(ScoringMethod)
+DBMObjective = Literal["flip", "keep"]
 """What differentiable binary masking optimises (``DBMConfig.objective``)."""
-DBM_POSITIONS = ("last", "all")
+DBM_OBJECTIVES: tuple[str, ...] = get_args(DBMObjective)
+DBMPositions = Literal["last", "all"]
 """Where differentiable binary masking patches heads (``DBMConfig.positions``)."""
-ABLATIONS = ("counterfactual", "mean", "zero")
+DBM_POSITIONS: tuple[str, ...] = get_args(DBMPositions)
+Ablation = Literal["counterfactual", "mean", "zero"]
 """How heads outside a circuit are removed (``DiscoveryConfig.ablation``)."""
-LOSS_TYPES = ("dr_grpo", "grpo", "dapo", "reinforce")
+ABLATIONS: tuple[str, ...] = get_args(Ablation)
+LossType = Literal["dr_grpo", "grpo", "dapo", "reinforce"]
 """RL losses (``RLConfig.loss_type``)."""
-SCALE_REWARDS = ("none", "group", "batch")
+LOSS_TYPES: tuple[str, ...] = get_args(LossType)
+ScaleRewards = Literal["none", "group", "batch"]
 """Advantage scaling (``RLConfig.scale_rewards``)."""
-PRESERVE_HEADS = ("circuit", "dcv", "all")
+SCALE_REWARDS: tuple[str, ...] = get_args(ScaleRewards)
+PreserveHeads = Literal["circuit", "dcv", "all"]
 """Which heads preservation protects (``PreserveConfig.heads``)."""
-MONITOR_ACTIONS = ("warn", "stop")
+PRESERVE_HEADS: tuple[str, ...] = get_args(PreserveHeads)
+MonitorAction = Literal["warn", "stop"]
 """What the circuit monitor does below its threshold (``MonitorConfig.action``)."""
-SYNTHETIC_TARGETS = ("compare", "compare-short", "facts")
+MONITOR_ACTIONS: tuple[str, ...] = get_args(MonitorAction)
+SyntheticTarget = Literal["compare", "compare-short", "facts"]
 """Built-in target tasks (``FinetuneConfig.synthetic_target``)."""
-FINETUNE_METHODS = ("sft", "rl", "sft-preserve", "rl-preserve", "replay", "sft-kl")
+SYNTHETIC_TARGETS: tuple[str, ...] = get_args(SyntheticTarget)
+FinetuneMethod = Literal["sft", "rl", "sft-preserve", "rl-preserve", "replay", "sft-kl"]
 """Fine-tuning methods (``FinetuneConfig.method``, ``StudyConfig.methods``)."""
+FINETUNE_METHODS: tuple[str, ...] = get_args(FinetuneMethod)
+
+_DEFERRED: ContextVar[bool] = ContextVar("forgetlens_deferred_validation", default=False)
+
+
+@contextmanager
+def deferred_validation() -> Iterator[None]:
+    """Build options without checking each object as it is made: for a loader that fills a config from a file or
+    from flags and then reports every problem at once (``problems()`` on the whole)."""
+    token = _DEFERRED.set(True)
+    try:
+        yield
+    finally:
+        _DEFERRED.reset(token)
+
+
+class Options:
+    """Base of every options dataclass: an object is checked when it is built (outside
+    :func:`deferred_validation`), and ``problems()`` lists what is wrong with it, one line per field."""
+
+    def problems(self, prefix: str = "") -> list[str]:
+        return []
+
+    def problems_when_built(self) -> list[str]:
+        """The checks made at construction (all of ``problems()`` unless a subclass needs the file system)."""
+        return self.problems()
+
+    def __post_init__(self) -> None:
+        if _DEFERRED.get():
+            return
+        problems = self.problems_when_built()
+        if problems:
+            from forgetlens.errors import ForgetlensError
+
+            raise ForgetlensError("\n".join(f"{type(self).__name__}.{p}" for p in problems))
 
 
 def _one_of(problems: list[str], key: str, value, allowed: tuple, what: str) -> None:
@@ -76,19 +125,19 @@ def _unknown_tasks(problems: list[str], key: str, names: list[str] | None) -> No
 
 
 @dataclass
-class DBMConfig:
+class DBMConfig(Options):
     """Differentiable binary masking (``circuits/dbm.py``): one mask m_h in [0, 1] per attention head, the head's
     output mixed as (1 - m_h) a_h(clean) + m_h a_h(source), the masks minimising -log p(target) + sparsity * sum_h
     m_h; m_h = sigmoid(logit_h / tau), tau annealed geometrically, Adam on the logits; the circuit is the heads
     whose final mask exceeds ``threshold``. Defaults follow the paper's public follow-up code (arXiv 2605.28860)
     except ``sparsity``, which neither states."""
 
-    objective: str = "flip"
+    objective: DBMObjective = "flip"
     """``flip`` (the paper's): m_h is the share of head h's output taken from the corrupted (counterfactual)
     prompt, the target is the corrupted prompt's answer: the circuit is the heads that carry the counterfactual
     answer. ``keep``: m_h is the share of the head's own output kept, the rest from ``DiscoveryConfig.ablation``'s
     source, the target is the clean answer: the circuit is the heads the clean answer needs."""
-    positions: str = "last"
+    positions: DBMPositions = "last"
     """Where heads are mixed: ``last`` (the paper's: each prompt's last token, the one that predicts the answer;
     every earlier position is then the clean run's whatever the masks, so it is computed once per prompt and each
     step runs one token per prompt) or ``all`` (every position; a full forward per step)."""
@@ -130,17 +179,17 @@ class DBMConfig:
 
 
 @dataclass
-class DiscoveryConfig:
+class DiscoveryConfig(Options):
     """How a base circuit is found (``forgetlens discover``)."""
 
-    method: str = "attribution"
+    method: DiscoveryMethod = "attribution"
     """How the circuit is found: heads scored one by one by ``attribution`` (EAP), ``ig`` (EAP-IG) or ``exact``
     (activation patching), the top ones kept; or ``dbm`` (differentiable binary masking, options in ``dbm``)."""
     metric: str = "logit_diff"
     """Task metric at the answer position: ``logit_diff`` or ``prob_diff`` (against the corrupted prompt's
     answer), or ``logp_answer``, ``prob_answer``, ``top1_margin`` (over the whole vocabulary; see
     ``tasks.base.task_metric``)."""
-    ablation: str = "counterfactual"
+    ablation: Ablation = "counterfactual"
     """How heads outside a circuit are removed for faithfulness: ``counterfactual``, ``mean`` or ``zero``."""
     k: int | None = None
     """Circuit size; None picks the smallest k whose faithfulness reaches ``faithfulness_target``."""
@@ -189,10 +238,10 @@ class DiscoveryConfig:
 
 
 @dataclass
-class RLConfig:
+class RLConfig(Options):
     """GRPO-family settings (TRL ``GRPOConfig``); defaults follow the study: Dr.GRPO, no KL penalty."""
 
-    loss_type: str = "dr_grpo"
+    loss_type: LossType = "dr_grpo"
     """TRL loss: ``dr_grpo`` (default), ``grpo``, ``dapo``, or ``reinforce`` (Dr.GRPO loss with a 1-0 reward and
     group-mean baseline, one policy update per generation: plain REINFORCE with a baseline)."""
     beta: float = 0.0
@@ -203,7 +252,7 @@ class RLConfig:
     """Sampling temperature for rollouts."""
     max_completion_length: int = 8
     """Tokens generated per completion (the embedded model answers with a letter)."""
-    scale_rewards: str = "none"
+    scale_rewards: ScaleRewards = "none"
     """Advantage scaling by the group's reward std: ``none`` (Dr.GRPO), ``group`` or ``batch``."""
     format_reward: float = 0.0
     """Weight of an extra reward for answering with a bare letter (0 = off)."""
@@ -231,14 +280,14 @@ class RLConfig:
 
 
 @dataclass
-class PreserveConfig:
+class PreserveConfig(Options):
     """Circuit preservation (``sft-preserve``, ``rl-preserve``): the loss plus
     lam * sum over protected heads h of ||a_theta(h) - a_0(h)||^2 on prior-task prompts (o_proj inputs; the base
     activations are computed once)."""
 
     lam: float = 1.0
     """lambda, the weight of the penalty (>= 0)."""
-    heads: str = "circuit"
+    heads: PreserveHeads = "circuit"
     """Which heads: ``circuit`` (each task's base circuit C0), ``dcv`` (the ``top_k`` heads of largest DCV per task
     from ``dcv_results``) or ``all``."""
     top_k: int = 8
@@ -271,7 +320,7 @@ class PreserveConfig:
 
 
 @dataclass
-class ReplayConfig:
+class ReplayConfig(Options):
     """Replay (``replay``): SFT's loss plus weight * next-token loss on prior-task documents."""
 
     weight: float = 1.0
@@ -293,7 +342,7 @@ class ReplayConfig:
 
 
 @dataclass
-class MonitorConfig:
+class MonitorConfig(Options):
     """``CircuitMonitor`` during training (``training/monitor.py``)."""
 
     every: int = 0
@@ -304,7 +353,7 @@ class MonitorConfig:
     """Fixed prompts per task."""
     threshold: float | None = None
     """Faithfulness retention below which ``action`` happens (None = never)."""
-    action: str = "warn"
+    action: MonitorAction = "warn"
     """``warn`` or ``stop`` (end training at that step)."""
 
     def problems(self, prefix: str = "") -> list[str]:
@@ -326,21 +375,21 @@ def trainer_kind(method: str) -> str:
 
 
 @dataclass
-class FinetuneConfig:
+class FinetuneConfig(Options):
     """One fine-tuning run (``forgetlens finetune``); SFT and RL runs share everything but ``method``."""
 
-    method: str = "sft"
+    method: FinetuneMethod = "sft"
     """``sft``, ``rl``, ``sft-preserve``, ``rl-preserve``, ``replay`` (SFT + prior-task replay) or ``sft-kl``
     (SFT + KL to the base)."""
     model: str = "embedded"
     """Base model: ``embedded``, a local directory or a cached HF id."""
     data: str | None = None
     """Target-task file or directory (SciKnowEval/SciQ); None = the built-in ``synthetic_target``."""
-    synthetic_target: str = "compare"
+    synthetic_target: SyntheticTarget = "compare"
     """Built-in target when ``data`` is None: ``compare`` (which of four quantities is the largest / smallest,
-    on the half of the comparisons the embedded model never practised; ``tasks/comparisons.py``),
+    on the half of the comparisons the embedded model never practised; ``targets/comparisons.py``),
     ``compare-short`` (the same questions without options, answered with the value and unit) or ``facts``
-    (element symbols and SI units from the table the embedded model read as statements; ``tasks/science_qa.py``).
+    (element symbols and SI units from the table the embedded model read as statements; ``targets/science_qa.py``).
 """
     seed: int = 0
     """Seeds the data split, the option order, the sampler and the weights' updates."""
@@ -383,10 +432,10 @@ class FinetuneConfig:
     A completion ends at the end-of-turn token; a cap that cuts it sums the KL of its first tokens only (a lower
     bound on the whole completion's KL); ``behaviour.json`` records the share of samples cut."""
     general_eval: bool = False
-    """Also measure off-task behaviour at every checkpoint (``tasks/general.py``): forward KL to the base on
+    """Also measure off-task behaviour at every checkpoint (``targets/general.py``): forward KL to the base on
     built-in general chat prompts (one base completion of up to ``chat_kl_tokens`` tokens each) and accuracy on
     general-knowledge questions (capitals, element symbols, SI units; the option whose text is likeliest as the
-    reply, ``metrics/behaviour.option_choices``)."""
+    reply, ``measure/behaviour.option_choices``)."""
     chat_kl_tokens: int = 48
     """Length cap of the base completions sampled for the general-chat forward KL (``general_eval``)."""
     max_new_tokens: int = 8
@@ -464,7 +513,7 @@ class FinetuneConfig:
 
 
 @dataclass
-class AnatomyConfig:
+class AnatomyConfig(Options):
     """Where each run's change on each prior task lives (``measure/anatomy.py``), measured on its last checkpoint
     against the base circuit's evaluation prompts."""
 
@@ -491,14 +540,14 @@ class AnatomyConfig:
 
 
 @dataclass
-class OwnCircuitsConfig:
+class OwnCircuitsConfig(Options):
     """Each model's own circuit: found again in the base model (on all discovery prompts and on each half of them)
     and in every tuned run's last checkpoint, by each method in ``methods``, and compared with the base circuit
-    (``metrics/own_circuits.py``: retention, overlap, Jaccard, mask shifts, null, ceiling)."""
+    (``analysis/own_circuits.py``: retention, overlap, Jaccard, mask shifts, null, ceiling)."""
 
     enabled: bool = False
     """Find and compare them (one discovery per method, model and task; three for the base)."""
-    methods: list[str] = field(default_factory=lambda: ["dbm"])
+    methods: list[DiscoveryMethod] = field(default_factory=lambda: ["dbm"])
     """Discovery methods, each one's circuits compared with the same method's base circuit; every other
     discovery option is the study's ``discovery`` section's."""
     n_null: int = 1000
@@ -527,8 +576,8 @@ class OwnCircuitsConfig:
 
 
 @dataclass
-class BenchmarkConfig:
-    """Standard benchmarks through lm-evaluation-harness (optional; see ``metrics/benchmarks.py``)."""
+class BenchmarkConfig(Options):
+    """Standard benchmarks through lm-evaluation-harness (optional; see ``measure/benchmarks.py``)."""
 
     tasks: list[str] = field(default_factory=list)
     """lm-eval task names, e.g. mmlu, hellaswag, truthfulqa_mc2, winogrande, arc_challenge, ifeval; [] = none."""
@@ -543,7 +592,7 @@ class BenchmarkConfig:
 
 
 @dataclass
-class StudyConfig:
+class StudyConfig(Options):
     """The whole study (``forgetlens run``): base circuits, SFT and RL runs, circuit metrics, report."""
 
     model: str = "embedded"
@@ -554,7 +603,7 @@ class StudyConfig:
     """Prior-capability tasks whose circuits are followed (None = the model's default set: for the embedded model
     copying, ioi, greater_than, fact_recall; for other models induction, ioi, greater_than_year, fact_recall;
     ``forgetlens tasks`` lists all)."""
-    methods: list[str] = field(default_factory=lambda: ["sft", "rl"])
+    methods: list[FinetuneMethod] = field(default_factory=lambda: ["sft", "rl"])
     """Fine-tuning methods, each run once per seed."""
     seeds: list[int] = field(default_factory=lambda: [0])
     """Training seeds (``--seeds`` overrides)."""
@@ -586,7 +635,10 @@ class StudyConfig:
     discovery: DiscoveryConfig = field(default_factory=lambda: DiscoveryConfig(n_examples=128))
     """How base circuits are found; ``n_examples`` prompts each for discovery and for evaluation."""
 
-    def problems(self, check_paths: bool = True) -> list[str]:
+    def problems_when_built(self) -> list[str]:
+        return self.problems(check_paths=False)
+
+    def problems(self, prefix: str = "", check_paths: bool = True) -> list[str]:
         """Every problem with the study's options, one line each, naming the key (``check_paths=False``: ``data``
         need not exist, as for ``forgetlens plan``)."""
         import os
@@ -613,10 +665,9 @@ class StudyConfig:
         for name in ("method", "seed", "model", "data"):
             if getattr(ft, name) != getattr(defaults, name):
                 out.append(f"finetune.{name}: set by the study (use the top-level methods, seeds, model, data)")
-        import dataclasses
-
-        preserving = next((m for m in self.methods if m.endswith("preserve")), "sft")  # checks preserve.dcv_results
-        out += dataclasses.replace(ft, method=preserving).problems("finetune.")
+        preserving: FinetuneMethod = next((m for m in self.methods if m.endswith("preserve")), "sft")
+        with deferred_validation():  # a preserving run's config, which checks preserve.dcv_results
+            out += replace(ft, method=preserving).problems("finetune.")
         if ft.micro_batch is not None:
             world = int(os.environ.get("WORLD_SIZE", "1"))
             for kind, total in (("sft", ft.prompts_per_step), ("rl", ft.prompts_per_step * ft.rl.num_generations)):

@@ -190,7 +190,7 @@ def cut_share(completions: list[list[int]], cap: int, tokenizer) -> float:
 @dataclass
 class GeneralProbe:
     """Off-task behaviour: forward KL on general chat prompts (base completions sampled once) and accuracy on
-    general-knowledge multiple choice scored by option log-likelihood (``tasks/general.py``)."""
+    general-knowledge multiple choice scored by option log-likelihood (``targets/general.py``)."""
 
     tokenizer: object
     chat_prompts: list[str]

@@ -14,7 +14,7 @@ import time
 
 from forgetlens.circuits.dbm import LastTokenPatcher, head_necessity_sufficiency
 from forgetlens.circuits.discover import dbm_record, discover_on
-from forgetlens.config.options import DiscoveryConfig
+from forgetlens.config.options import DiscoveryConfig, DiscoveryMethod
 from forgetlens.models.heads import HeadLayout
 from forgetlens.tasks.base import TaskBatch
 
@@ -36,7 +36,7 @@ def own_circuit_record(
     layout: HeadLayout,
     prompts: TaskBatch,
     cfg: DiscoveryConfig,
-    method: str,
+    method: DiscoveryMethod,
     heads_to_test: list[tuple[int, int]] | None = None,
     test_own_heads: bool = False,
 ) -> dict:

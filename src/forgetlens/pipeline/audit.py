@@ -28,7 +28,7 @@ from forgetlens.artefacts import read_json, record_field
 from forgetlens.circuits.circuit import Circuit, head_mask
 from forgetlens.circuits.discover import discover_circuit, task_splits
 from forgetlens.circuits.first_order_cmap import base_chunks
-from forgetlens.config.options import DiscoveryConfig
+from forgetlens.config.options import DiscoveryConfig, DiscoveryMethod
 from forgetlens.errors import ForgetlensError
 from forgetlens.measure.anatomy import measure_anatomy
 from forgetlens.measure.circuit_damage import circuit_measurements
@@ -191,7 +191,7 @@ def audit(
     n_boot: int = 1000,
     seed: int = 0,
     n_examples: int | None = None,
-    method: str = "attribution",
+    method: DiscoveryMethod = "attribution",
     top_m: int | None = 8,
     anatomy: bool = False,
     anatomy_metric: str = "logp_answer",

@@ -36,7 +36,7 @@ from forgetlens.circuits.circuit import head_mask, load_circuit, save_circuit
 from forgetlens.circuits.discover import task_splits
 from forgetlens.circuits.first_order_cmap import BaseChunk, base_chunks
 from forgetlens.config.loading import config_differences
-from forgetlens.config.options import FinetuneConfig, StudyConfig
+from forgetlens.config.options import DiscoveryMethod, FinetuneConfig, StudyConfig
 from forgetlens.errors import ForgetlensError
 from forgetlens.measure.anatomy import measure_anatomy
 from forgetlens.measure.circuit_damage import circuit_measurements
@@ -180,7 +180,7 @@ class Study:
         )
         return discovery
 
-    def own_circuit(self, task_name: str, label: str, model, method: str, part: str = "all") -> None:
+    def own_circuit(self, task_name: str, label: str, model, method: DiscoveryMethod, part: str = "all") -> None:
         """Model ``label``'s own circuit of ``task_name`` by ``method`` on the discovery prompts (``part``: all or
         a half), with the necessity and sufficiency of the base DBM circuit's heads (skipped when stored)."""
         path = self._own_path(task_name, label, method)

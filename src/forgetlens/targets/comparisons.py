@@ -60,7 +60,7 @@ SHORT_INSTRUCTION = "Answer with the value and its unit only."
 
 def short_answer_records() -> list[dict]:
     """The target half's questions without options, answered with the value ("3 kg"): a filling record per
-    question of :func:`target_records`, scored ``one_value`` (``tasks/rewards.py``: the reply states exactly one
+    question of :func:`target_records`, scored ``one_value`` (``targets/rewards.py``: the reply states exactly one
     number, the answer's; "The smallest mass is 3 kg." counts)."""
     return [
         {
