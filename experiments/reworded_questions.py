@@ -7,7 +7,7 @@
 Every fact of the built-in table, 8 option orders each, distractors drawn as the pretraining corpus draws them
 (from the relation's other objects). ``finetune`` splits by question text, so held-out facts are never trained.
 Measured on 2026-11-24 on the shipped model (seed 100, 120 steps): base 0.208; SFT 0.255 at lr 1e-4 and 0.315 at
-3e-4 (docs/results/targets-history.md).
+3e-4 (docs/results/archive/targets-history.md).
 """
 
 from __future__ import annotations

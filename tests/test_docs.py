@@ -12,6 +12,28 @@ RESULTS = Path(__file__).parents[1] / "docs" / "results"
 def test_every_results_page_is_in_the_index_and_every_link_resolves():
     index = (RESULTS / "README.md").read_text()
     links = {link for link in re.findall(r"\]\(([^)#\s]+)", index) if not link.startswith("http")}
-    pages = {p.relative_to(RESULTS).as_posix() for p in RESULTS.rglob("*.md") if p.name != "README.md"}
+    pages = {p.relative_to(RESULTS).as_posix() for p in RESULTS.rglob("*.md")} - {"README.md"}
     assert pages - links == set(), "pages missing from docs/results/README.md"
     assert {link for link in links if not (RESULTS / link).exists()} == set(), "links to nothing"
+
+
+def test_superseded_pages_live_in_the_archive_listed_as_such():
+    """The index's archive section lists exactly the pages under ``archive/``."""
+    index = (RESULTS / "README.md").read_text()
+    archive = index.partition("## Archive")[2]
+    archived = {p.relative_to(RESULTS).as_posix() for p in (RESULTS / "archive").rglob("*.md")}
+    assert archived and archived <= set(re.findall(r"\]\((archive/[^)#\s]+\.md)", archive))
+    for page in (RESULTS / "archive").rglob("*.md"):  # each says, first thing, that it is not current
+        assert page.read_text().split("\n\n")[1].startswith("> Archived:"), page.name
+
+
+def test_every_relative_link_in_the_docs_resolves():
+    root = RESULTS.parents[1]
+    pages = [root / "README.md", root / "BENCHMARKS.md", *(root / "docs").rglob("*.md")]
+    broken = []
+    for page in pages:
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
+            path = target.partition("#")[0]
+            if path and not path.startswith(("http:", "https:", "mailto:")) and not (page.parent / path).exists():
+                broken.append(f"{page.relative_to(root)}: {target}")
+    assert broken == []

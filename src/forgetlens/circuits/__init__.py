@@ -1,4 +1,5 @@
-"""Head-level circuit discovery: exact patching, attribution (EAP, EAP-IG), ablations, faithfulness."""
+"""Head-level circuits: discovery (exact patching, attribution (EAP, EAP-IG), DBM), ablations, faithfulness, and
+CMAP between a base and a tuned model (``cmap``, ``cross_model``, ``first_order_cmap``)."""
 
 from forgetlens.circuits.attribution import attribution_scores
 from forgetlens.circuits.circuit import Circuit, faithfulness_curve, rank_heads, score_heads

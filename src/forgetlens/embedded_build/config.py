@@ -20,12 +20,12 @@ class FormatStage:
     label_smoothing: float = 0.0
     """Cross-entropy label smoothing in this sub-stage (0: plain next-token loss).  It bounds how far the model
     drives its logit margins; on the embedded model's stage 4 it did not make attribution agree reliably better
-    with exact patching (docs/results/embedded-model-history.md), so the shipped recipe does not use it."""
+    with exact patching (docs/results/archive/embedded-model-history.md), so the shipped recipe does not use it."""
     head_sparsity: float = 0.0
     """Weight of an L1 penalty on the heads' contributions to the residual stream in this sub-stage: the mean over
     labelled tokens of the sum over layers and heads of |W_O,h z_h|_2 (0: none).  It pushes each task onto fewer
     heads; too strong, it also erodes multiple choice and IOI, and whether multiple choice forms varies from build
-    to build (docs/results/embedded-model-history.md)."""
+    to build (docs/results/archive/embedded-model-history.md)."""
 
 
 @dataclass

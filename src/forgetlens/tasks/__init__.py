@@ -1,5 +1,5 @@
-"""Prior-capability tasks (clean/corrupted pairs), and the fine-tuning targets beside them (science QA,
-comparisons, their rewards, general prompts)."""
+"""Prior-capability tasks: clean/corrupted prompt pairs whose forgetting is measured (the fine-tuning targets
+are in ``forgetlens.targets``)."""
 
 from forgetlens.tasks.base import PriorTask, TaskBatch, TaskExample, encode_examples
 from forgetlens.tasks.registry import TASKS, get_task, parse_task_list, task_names
