@@ -192,7 +192,7 @@ def train(cfg: FinetuneConfig, run_dir: Path, resume: bool, log=print) -> dict:
         )
         for r in dataset
     )
-    budget = {
+    budget: dict[str, object] = {
         "method": cfg.method,
         "optimizer_steps": cfg.steps,
         "training_prompts": len(schedule),

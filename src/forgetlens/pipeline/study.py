@@ -42,7 +42,7 @@ from forgetlens.measure.anatomy import measure_anatomy
 from forgetlens.measure.circuit_damage import circuit_measurements
 from forgetlens.measure.own_circuits import HALVES, own_circuit_record, prompt_part, read_own_record
 from forgetlens.models.heads import HeadLayout
-from forgetlens.models.loading import configure_threads, load_model, model_record
+from forgetlens.models.loading import LoadedModel, configure_threads, load_model, model_record
 from forgetlens.pipeline.audit import BaseCircuit, analyse_task, find_base_circuit, per_head_csv
 from forgetlens.pipeline.finetune import finetune
 from forgetlens.pipeline.finetune import validate as validate_finetune
@@ -109,7 +109,7 @@ class Study:
     def __init__(self, cfg: StudyConfig, run_dir: Path, log=print, jobs: int = 1, render: Renderer | None = None):
         self.cfg, self.run_dir, self.log, self.jobs, self.render = cfg, Path(run_dir), log, jobs, render
         self.tasks = [get_task(t) for t in chosen_task_names(cfg.tasks, model=cfg.model)]
-        self._base = None
+        self._base: LoadedModel | None = None
         self._base_circuits: dict[str, BaseCircuit] = {}
         self._base_chunks: dict[str, list[BaseChunk]] = {}
         self.timings = self._read_json("timings.json") or {}
@@ -123,7 +123,7 @@ class Study:
         atomic_write_text(self.run_dir / name, json.dumps(data, indent=1, sort_keys=False))
 
     @property
-    def base(self):
+    def base(self) -> LoadedModel:
         if self._base is None:
             self._base = load_model(self.cfg.model)
             configure_threads(self._base.model, self.cfg.finetune.threads)

@@ -135,7 +135,7 @@ def sharing_is_exact(causal_lm: Any) -> bool:
     return hasattr(causal_lm, getattr(causal_lm, "base_model_prefix", "") or "-")
 
 
-def with_shared_prompt_scoring(trainer_cls):
+def with_shared_prompt_scoring(trainer_cls: type) -> type:
     """A subclass of TRL's ``GRPOTrainer`` that scores completions with :func:`completion_logps_shared_prompt`
     whenever that is exact and safe, and with TRL's own scoring otherwise. Safe means: one process (a second
     forward call would bypass DDP/DeepSpeed's hooks); no gradient checkpointing (it turns the cache off); no

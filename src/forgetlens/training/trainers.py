@@ -114,7 +114,7 @@ def step_progress(description: str):
     return StepProgress()
 
 
-def with_regularizers(trainer_cls):
+def with_regularizers(trainer_cls: type) -> type:
     """A subclass of a TRL trainer whose loss adds ``regularizers`` (``training/regularizers.py``); each term's
     mean since the last log goes into the trainer's logs as ``reg/NAME``."""
 
