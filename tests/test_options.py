@@ -79,3 +79,13 @@ def test_value_sets_are_the_literal_types_of_their_fields():
     assert (
         typing.get_args(typing.get_args(typing.get_type_hints(StudyConfig)["methods"])[0]) == options.FINETUNE_METHODS
     )
+
+
+def test_a_study_file_naming_missing_data_loads_for_a_plan_and_not_for_a_run(tmp_path):
+    from forgetlens.config.loading import load_study_config
+
+    path = tmp_path / "study.yaml"
+    path.write_text("data: /nonexistent/sciknoweval\n")
+    assert load_study_config(path, check_paths=False).data == "/nonexistent/sciknoweval"
+    with pytest.raises(ForgetlensError, match=r"study.yaml: data: /nonexistent/sciknoweval does not exist"):
+        load_study_config(path)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -23,6 +24,10 @@ from forgetlens.config.options import (
 )
 from forgetlens.errors import ForgetlensError
 from forgetlens.utils import check_writable
+
+if TYPE_CHECKING:  # annotations only
+    from transformers import PreTrainedModel
+
 
 _DISCOVERY, _DBM = DiscoveryConfig(), DBMConfig()
 """The defaults the options below show: the dataclasses own them (torch-free to import)."""
@@ -135,7 +140,7 @@ def tasks_cmd() -> None:
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="JSON file to write.")
 def discover_cmd(
     task_name,
-    model,
+    model: PreTrainedModel,
     method,
     k,
     target,
@@ -327,7 +332,7 @@ def pretrain_cmd(out, seed, steps, resume, start_from, start_after) -> None:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Run directory.")
 def finetune_cmd(
     method,
-    model,
+    model: PreTrainedModel,
     data,
     synthetic_target,
     steps,

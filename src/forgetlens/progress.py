@@ -20,7 +20,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
@@ -29,6 +29,9 @@ Mode = Literal["live", "lines", "quiet"]
 """How progress is shown: a live display, one line per finished piece of work, or nothing."""
 
 T = TypeVar("T")
+
+Logger = Callable[[str], None]
+"""Where a stage's messages go (``print``, ``click.echo``)."""
 
 
 def default_mode() -> Mode:
@@ -220,14 +223,14 @@ def track(items: Iterable[T], description: str, unit: str = "", total: int | Non
             task.advance()
 
 
-def send_to(queue) -> None:
+def send_to(queue: Any) -> None:
     """In a worker process: show this process's work through ``queue`` (drained by :func:`relay`)."""
     global _sink
     _sink = queue
 
 
 @contextmanager
-def relay(context) -> Iterator[Any]:
+def relay(context: Any) -> Iterator[Any]:
     """A queue (of multiprocessing ``context``) for workers' :func:`send_to`, drained into this process's display
     until the block ends."""
     queue = context.Queue()

@@ -12,6 +12,11 @@ import sys
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # annotations only
+    import torch
+
 
 PINNED = ("torch", "transformers", "tokenizers", "trl", "peft", "accelerate", "datasets", "numpy")
 
@@ -84,7 +89,7 @@ def csv_text(header: list[str], rows: Iterable[list]) -> str:
     return buf.getvalue()
 
 
-def right_pad(rows: list[list[int]], pad_id: int):
+def right_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Token-id lists as one right-padded batch -> (ids [batch, width], mask [batch, width], 1 on real tokens)."""
     import torch
 

@@ -16,6 +16,8 @@ shares of one group differ when the group's effect depends on the rest of the mo
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from forgetlens.analysis.stats import bootstrap_indices
@@ -50,7 +52,7 @@ def _ratio(num: np.ndarray, den: np.ndarray, idx: np.ndarray) -> dict:
     return _interval(np.asarray(value), reps)
 
 
-def summarise_anatomy(anatomy, heads: list[tuple[int, int]], n_boot: int = 1000, seed: int = 0) -> dict:
+def summarise_anatomy(anatomy: Any, heads: list[tuple[int, int]], n_boot: int = 1000, seed: int = 0) -> dict:
     """Everything :class:`measure.anatomy.Anatomy` holds, as effects and shares with 95 % intervals."""
     base, tuned = anatomy.base, anatomy.tuned
     n = len(next(iter(base.values())))

@@ -16,6 +16,7 @@ of clean and corrupted prompts.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -25,9 +26,12 @@ from forgetlens.models.forward import answer_logits, model_device
 from forgetlens.models.heads import HeadLayout, capture_heads, frozen_parameters
 from forgetlens.tasks.base import TaskBatch, task_metric
 
+if TYPE_CHECKING:  # annotations only
+    from transformers import PreTrainedModel
+
 
 def _head_gradients(
-    model, layout: HeadLayout, part: TaskBatch, embeds: torch.Tensor, metric: str
+    model: PreTrainedModel, layout: HeadLayout, part: TaskBatch, embeds: torch.Tensor, metric: str
 ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
     """dm/dz for every layer at input embeddings ``embeds`` -> (grads [layer][batch, pos, head, d_head],
     z [layer, batch, pos, head, d_head], the metric m [batch])."""
@@ -55,7 +59,7 @@ class AttributionPass:
 
 
 def attribution_scores(
-    model,
+    model: PreTrainedModel,
     layout: HeadLayout,
     batch: TaskBatch,
     metric: str = "logit_diff",
@@ -72,7 +76,7 @@ def attribution_scores(
 
 
 def attribution_pass(
-    model,
+    model: PreTrainedModel,
     layout: HeadLayout,
     batch: TaskBatch,
     metric: str = "logit_diff",

@@ -21,7 +21,8 @@ assumes the curve crosses the target once; where it does not, it returns a cross
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -41,9 +42,12 @@ from forgetlens.models.forward import model_device
 from forgetlens.models.heads import HeadLayout
 from forgetlens.tasks.base import TaskBatch
 
+if TYPE_CHECKING:  # annotations only
+    from transformers import PreTrainedModel
+
 
 def score_heads(
-    model,
+    model: PreTrainedModel,
     layout: HeadLayout,
     batch: TaskBatch,
     method: str = "attribution",
@@ -87,7 +91,7 @@ class FaithfulnessBaseline:
 
 
 def faithfulness_baseline(
-    model,
+    model: PreTrainedModel,
     layout: HeadLayout,
     batch: TaskBatch,
     ablation: str,
@@ -114,7 +118,7 @@ def normalised_faithfulness(m_circuit: torch.Tensor, base: FaithfulnessBaseline)
 
 
 def faithfulness_curve(
-    model,
+    model: PreTrainedModel,
     layout: HeadLayout,
     batch: TaskBatch,
     order: list[tuple[int, int]],
@@ -144,7 +148,7 @@ class FaithfulnessProbe:
 
     def __init__(
         self,
-        model,
+        model: PreTrainedModel,
         layout: HeadLayout,
         batch: TaskBatch,
         ablation: str = "counterfactual",
@@ -253,7 +257,7 @@ CIRCUIT_FIELDS = {"task": str, "method": str, "metric": str, "ablation": str, "f
 """A stored circuit's metadata fields and their JSON types (``scores`` and ``per_prompt`` are its tensors)."""
 
 
-def save_circuit(path, circuit: Circuit) -> None:
+def save_circuit(path: Path | str, circuit: Circuit) -> None:
     """Write ``circuit`` as one safetensors file (its two tensors, the rest as JSON metadata), atomically."""
     from forgetlens.artefacts import save_tensors
 
@@ -262,7 +266,7 @@ def save_circuit(path, circuit: Circuit) -> None:
     save_tensors(path, {"scores": circuit.scores, "per_prompt": circuit.per_prompt}, metadata)
 
 
-def check_heads(heads: list, path, n_layers: int, n_heads: int) -> list:
+def check_heads(heads: list, path: Path | str, n_layers: int, n_heads: int) -> list:
     """``heads`` read from ``path`` if it lists [layer, head] pairs of a model of ``n_layers`` x ``n_heads``
     heads, else one ForgetlensError naming the file."""
     from forgetlens.errors import ForgetlensError
@@ -279,7 +283,7 @@ def check_heads(heads: list, path, n_layers: int, n_heads: int) -> list:
     return heads
 
 
-def load_circuit(path, n_layers: int, n_heads: int) -> Circuit:
+def load_circuit(path: Path | str, n_layers: int, n_heads: int) -> Circuit:
     """A circuit written by :func:`save_circuit` for a model of ``n_layers`` x ``n_heads`` heads; any field
     missing, of the wrong type or shape is one ForgetlensError naming the file (nothing in it can run code)."""
     from forgetlens.artefacts import load_tensors, record_field

@@ -11,6 +11,8 @@ head exactly (n_heads forward passes per chunk): the reference the estimate is c
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 
@@ -20,6 +22,9 @@ from forgetlens.circuits.patching import head_outputs, patch_each_head
 from forgetlens.models.heads import HeadLayout
 from forgetlens.tasks.base import TaskBatch
 
+if TYPE_CHECKING:  # annotations only
+    from transformers import PreTrainedModel
+
 
 def to_numpy(t: torch.Tensor) -> np.ndarray:
     """A tensor as a float64 numpy array on the CPU."""
@@ -28,8 +33,8 @@ def to_numpy(t: torch.Tensor) -> np.ndarray:
 
 @torch.no_grad()
 def cmap_and_drift(
-    base,
-    tuned,
+    base: PreTrainedModel,
+    tuned: PreTrainedModel,
     layout: HeadLayout,
     batch: TaskBatch,
     circuit_mask: torch.Tensor,

@@ -16,8 +16,9 @@ Both return per-prompt metric changes m_0(x | h <- tuned) - m_0(x), [batch, laye
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -26,11 +27,15 @@ from forgetlens.models.heads import HeadLayout
 from forgetlens.progress import open_task
 from forgetlens.tasks.base import TaskBatch
 
+if TYPE_CHECKING:  # annotations only
+    from transformers import PreTrainedModel
+
+
 CMAP_MODES = ("local", "total")
 
 
 @contextmanager
-def registered_hooks(registrations) -> Iterator[None]:
+def registered_hooks(registrations: Iterable[Callable[[], Any]]) -> Iterator[None]:
     """Call each ``register()`` in ``registrations`` on entry and remove every handle on exit, whatever happens."""
     handles = []
     try:
@@ -43,7 +48,7 @@ def registered_hooks(registrations) -> Iterator[None]:
 
 
 @torch.no_grad()
-def base_pass(base, layout: HeadLayout, part: TaskBatch) -> tuple[torch.Tensor, list, list]:
+def base_pass(base: PreTrainedModel, layout: HeadLayout, part: TaskBatch) -> tuple[torch.Tensor, list, list]:
     """The base model's forward on ``part`` with what head-local CMAP needs from it.
 
     Returns (z_0 [layer, batch, pos, head, d_head], the residual stream entering each layer's input norm,
@@ -68,7 +73,7 @@ def base_pass(base, layout: HeadLayout, part: TaskBatch) -> tuple[torch.Tensor, 
 
 
 @torch.no_grad()
-def tuned_heads_on_base(tuned, layout: HeadLayout, residuals: list, calls: list) -> torch.Tensor:
+def tuned_heads_on_base(tuned: PreTrainedModel, layout: HeadLayout, residuals: list, calls: list) -> torch.Tensor:
     """z_theta: the tuned block's norm + attention applied to the base residual stream of :func:`base_pass`
     -> [layer, batch, pos, head, d_head]."""
     z1 = []
@@ -88,7 +93,9 @@ def tuned_heads_on_base(tuned, layout: HeadLayout, residuals: list, calls: list)
     return torch.stack(z1)
 
 
-def local_head_outputs(base, tuned, layout: HeadLayout, part: TaskBatch) -> tuple[torch.Tensor, torch.Tensor]:
+def local_head_outputs(
+    base: PreTrainedModel, tuned: PreTrainedModel, layout: HeadLayout, part: TaskBatch
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-head outputs of base and tuned attention on the base residual stream.
 
     Returns (z_0, z_theta), each [layer, batch, pos, head, d_head]: z_theta at layer l is what the tuned
@@ -115,8 +122,8 @@ def head_writes(proj: torch.nn.Module, z: torch.Tensor, layout: HeadLayout) -> t
 
 @torch.no_grad()
 def local_cmap(
-    base,
-    tuned,
+    base: PreTrainedModel,
+    tuned: PreTrainedModel,
     layout: HeadLayout,
     part: TaskBatch,
     metric: str,
@@ -151,8 +158,8 @@ def local_cmap(
 
 
 def cross_model_patching(
-    base,
-    tuned,
+    base: PreTrainedModel,
+    tuned: PreTrainedModel,
     layout: HeadLayout,
     part: TaskBatch,
     metric: str,

@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -37,6 +38,9 @@ from forgetlens.errors import ForgetlensError
 from forgetlens.models.forward import _unembeds_directly, model_device
 from forgetlens.models.heads import HeadLayout, frozen_parameters, head_hooks
 from forgetlens.tasks.base import TaskBatch, task_metric
+
+if TYPE_CHECKING:  # annotations only
+    from transformers import PreTrainedModel
 
 
 def _mixer(weight: torch.Tensor | None, source: torch.Tensor, n_heads: int):
@@ -65,7 +69,7 @@ class LastTokenPatcher:
     every prompt's earlier positions and any subset of rows can be run against it.
     """
 
-    def __init__(self, model, layout: HeadLayout, batch: TaskBatch, source: str, batch_size: int = 64):
+    def __init__(self, model: PreTrainedModel, layout: HeadLayout, batch: TaskBatch, source: str, batch_size: int = 64):
         if int(batch.answer_pos.min()) < 1:
             raise ForgetlensError(f"task {batch.task}: DBM at the last position needs prompts of 2 tokens or more")
         self.model, self.layout, self.batch = model, layout, batch
@@ -131,7 +135,7 @@ class LastTokenPatcher:
 class AllPositionsPatcher:
     """Logits at the answer position with heads mixed at every position: a full forward per call."""
 
-    def __init__(self, model, layout: HeadLayout, batch: TaskBatch, source: str, batch_size: int = 64):
+    def __init__(self, model: PreTrainedModel, layout: HeadLayout, batch: TaskBatch, source: str, batch_size: int = 64):
         self.model, self.layout, self.batch = model, layout, batch
         device = model_device(model)
         reference = mean_head_outputs(model, layout, batch, batch_size) if source == "mean" else None
@@ -159,7 +163,9 @@ class AllPositionsPatcher:
 
 
 @torch.no_grad()
-def last_token_source(model, layout: HeadLayout, batch: TaskBatch, source: str, batch_size: int = 64) -> torch.Tensor:
+def last_token_source(
+    model: PreTrainedModel, layout: HeadLayout, batch: TaskBatch, source: str, batch_size: int = 64
+) -> torch.Tensor:
     """Each head's source value at each prompt's last token -> [layer, n, head, d_head] (on the CPU)."""
     n = len(batch)
     if source == "zero":
@@ -177,7 +183,9 @@ def last_token_source(model, layout: HeadLayout, batch: TaskBatch, source: str, 
     return torch.cat(out, dim=1)
 
 
-def make_patcher(model, layout: HeadLayout, batch: TaskBatch, cfg: DBMConfig, ablation: str, batch_size: int = 64):
+def make_patcher(
+    model: PreTrainedModel, layout: HeadLayout, batch: TaskBatch, cfg: DBMConfig, ablation: str, batch_size: int = 64
+):
     """The patcher for ``cfg.positions`` with the source of ``cfg.objective`` (``ablation`` for ``keep``)."""
     kind = LastTokenPatcher if cfg.positions == "last" else AllPositionsPatcher
     return kind(model, layout, batch, _source_kind(cfg.objective, ablation), batch_size)
@@ -190,6 +198,10 @@ def target_logp(logits: torch.Tensor, batch: TaskBatch, rows: torch.Tensor, obje
     if objective == "flip":
         return logits.float().log_softmax(-1)[torch.arange(len(part), device=logits.device), part.distractor_ids]
     return task_metric(logits, part, "logp_answer")
+
+
+MaskPatcher = LastTokenPatcher | AllPositionsPatcher
+"""Either patcher: the masked forward that DBM optimises."""
 
 
 @dataclass
@@ -205,7 +217,7 @@ class DBMResult:
     objective_faithfulness: float = math.nan  # the circuit's share of the objective's full effect (see dbm_circuit)
 
 
-def optimise_masks(patcher, cfg: DBMConfig) -> DBMResult:
+def optimise_masks(patcher: MaskPatcher, cfg: DBMConfig) -> DBMResult:
     """Run DBM on ``patcher``'s prompts (see the module docstring)."""
     layout, batch = patcher.layout, patcher.batch
     device = model_device(patcher.model)
@@ -245,7 +257,7 @@ def optimise_masks(patcher, cfg: DBMConfig) -> DBMResult:
 
 @torch.no_grad()
 def head_necessity_sufficiency(
-    patcher, heads: list[tuple[int, int]], objective: str = "keep"
+    patcher: MaskPatcher, heads: list[tuple[int, int]], objective: str = "keep"
 ) -> dict[tuple[int, int], dict[str, float]]:
     """Per head of ``heads``: necessity, the mean drop in log p(clean answer) when that head alone takes its
     source value; and sufficiency, the share of the full model's log p(clean answer) above the all-sources run
@@ -273,7 +285,7 @@ def head_necessity_sufficiency(
     return out
 
 
-def flip_faithfulness(patcher, heads: list[tuple[int, int]]) -> float:
+def flip_faithfulness(patcher: MaskPatcher, heads: list[tuple[int, int]]) -> float:
     """Share of the all-heads patch's effect on log p(corrupted answer) that patching ``heads`` alone gives:
     (m(C) - m(none)) / (m(all) - m(none)) on ``patcher``'s prompts (its source the corrupted prompt's)."""
     layout, batch = patcher.layout, patcher.batch

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from typing import TYPE_CHECKING
 
 from forgetlens.circuits.attribution import attribution_pass
 from forgetlens.circuits.circuit import (
@@ -21,17 +22,22 @@ from forgetlens.circuits.circuit import (
     score_heads,
     search_k,
 )
+from forgetlens.circuits.dbm import DBMResult
 from forgetlens.config.options import DiscoveryConfig
 from forgetlens.errors import ForgetlensError
 from forgetlens.models.heads import HeadLayout
 from forgetlens.tasks.base import PriorTask, TaskBatch, check_vocabulary, encode_examples
+
+if TYPE_CHECKING:  # annotations only
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
 
 EVAL_SEED_OFFSET = 1_000_003
 """Added to the discovery seed to draw the evaluation prompts: a large prime, so that the evaluation split of one
 seed is never the discovery split of another small seed (the two splits are disjoint draws, not a shuffle)."""
 
 
-def task_splits(tokenizer, task: PriorTask, n: int, seed: int) -> tuple[TaskBatch, TaskBatch]:
+def task_splits(tokenizer: PreTrainedTokenizerBase, task: PriorTask, n: int, seed: int) -> tuple[TaskBatch, TaskBatch]:
     """(discovery, evaluation) batches of ``n`` prompts each, from disjoint seeds."""
     check_vocabulary(tokenizer, task)
     discovery = encode_examples(tokenizer, task.examples(n, seed), task.name)
@@ -39,7 +45,9 @@ def task_splits(tokenizer, task: PriorTask, n: int, seed: int) -> tuple[TaskBatc
     return discovery, evaluation
 
 
-def discover_circuit(model, tokenizer, task: PriorTask, cfg: DiscoveryConfig) -> Circuit:
+def discover_circuit(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, task: PriorTask, cfg: DiscoveryConfig
+) -> Circuit:
     """Score every head and choose the circuit size, both on the discovery split.
 
     The evaluation split (``task_splits``) is left for measuring the circuit: nothing about C0 is
@@ -52,7 +60,7 @@ def discover_circuit(model, tokenizer, task: PriorTask, cfg: DiscoveryConfig) ->
     return discover_on(model, layout, discovery, cfg)
 
 
-def discover_on(model, layout: HeadLayout, prompts: TaskBatch, cfg: DiscoveryConfig) -> Circuit:
+def discover_on(model: PreTrainedModel, layout: HeadLayout, prompts: TaskBatch, cfg: DiscoveryConfig) -> Circuit:
     """The circuit of ``prompts`` by ``cfg.method`` (any prompt set: a split, half of one)."""
     if cfg.method == "dbm":
         return dbm_circuit(model, layout, prompts, cfg)
@@ -94,7 +102,7 @@ def discover_on(model, layout: HeadLayout, prompts: TaskBatch, cfg: DiscoveryCon
     )
 
 
-def dbm_circuit(model, layout: HeadLayout, prompts: TaskBatch, cfg: DiscoveryConfig) -> Circuit:
+def dbm_circuit(model: PreTrainedModel, layout: HeadLayout, prompts: TaskBatch, cfg: DiscoveryConfig) -> Circuit:
     """The DBM circuit of ``prompts`` (``circuits/dbm.py``); its faithfulness is measured as every other
     method's, every position of the heads outside it ablated by ``cfg.ablation``, so circuits compare.
 
@@ -151,7 +159,7 @@ def circuit_to_json(
     }
 
 
-def dbm_record(result) -> dict:
+def dbm_record(result: DBMResult) -> dict:
     """The JSON form of a DBM run: final masks, mask logits, loss curve, cost."""
     return {
         "masks": result.masks.tolist(),
@@ -163,7 +171,9 @@ def dbm_record(result) -> dict:
     }
 
 
-def timed_discovery(model, tokenizer, task: PriorTask, cfg: DiscoveryConfig) -> tuple[Circuit, float]:
+def timed_discovery(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, task: PriorTask, cfg: DiscoveryConfig
+) -> tuple[Circuit, float]:
     """:func:`discover_circuit` and its wall time in seconds."""
     start = time.perf_counter()
     circuit = discover_circuit(model, tokenizer, task, cfg)

@@ -22,6 +22,7 @@ the estimate by exact patching on the base circuit and the top-M heads by estima
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -30,6 +31,9 @@ from forgetlens.circuits.patching import chunks
 from forgetlens.models.forward import answer_logits, model_device
 from forgetlens.models.heads import HeadLayout, frozen_parameters
 from forgetlens.tasks.base import TaskBatch, task_metric
+
+if TYPE_CHECKING:  # annotations only
+    from transformers import PreTrainedModel
 
 
 @dataclass
@@ -44,7 +48,7 @@ class BaseChunk:
     metric: torch.Tensor  # [batch]: m_0 on the clean prompts
 
 
-def base_chunk(base, layout: HeadLayout, part: TaskBatch, metric: str) -> BaseChunk:
+def base_chunk(base: PreTrainedModel, layout: HeadLayout, part: TaskBatch, metric: str) -> BaseChunk:
     """One forward and one activation-only backward of ``base`` on ``part`` -> :class:`BaseChunk`."""
     residuals: list[torch.Tensor] = []
     calls: list[tuple[tuple, dict]] = []
@@ -82,7 +86,7 @@ def base_chunk(base, layout: HeadLayout, part: TaskBatch, metric: str) -> BaseCh
 
 
 def base_chunks(
-    base, layout: HeadLayout, batch: TaskBatch, metric: str = "logit_diff", batch_size: int = 64
+    base: PreTrainedModel, layout: HeadLayout, batch: TaskBatch, metric: str = "logit_diff", batch_size: int = 64
 ) -> list[BaseChunk]:
     """:func:`base_chunk` for every chunk of ``batch`` (the same chunks as every other per-prompt measurement)."""
     return [base_chunk(base, layout, part, metric) for part in chunks(batch, batch_size, model_device(base))]
@@ -90,7 +94,11 @@ def base_chunks(
 
 @torch.no_grad()
 def first_order_cmap(
-    base, tuned, layout: HeadLayout, chunk: BaseChunk, tuned_z: torch.Tensor | None = None
+    base: PreTrainedModel,
+    tuned: PreTrainedModel,
+    layout: HeadLayout,
+    chunk: BaseChunk,
+    tuned_z: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
     """First-order head-local CMAP and (with ``tuned_z``, the tuned model's own head outputs
     [layer, batch, pos, head, d_head]) total CMAP of every head on one chunk.

@@ -14,6 +14,7 @@ be taken later without rerunning models.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -24,10 +25,14 @@ from forgetlens.models.heads import HeadLayout, capture_heads, head_hooks
 from forgetlens.progress import open_task
 from forgetlens.tasks.base import TaskBatch, task_metric
 
+if TYPE_CHECKING:  # annotations only
+    from transformers import PreTrainedModel
+
+
 DIRECTIONS = ("noising", "denoising")
 
 
-def chunks(batch: TaskBatch, batch_size: int, device) -> Iterator[TaskBatch]:
+def chunks(batch: TaskBatch, batch_size: int, device: torch.device | str) -> Iterator[TaskBatch]:
     """Consecutive sub-batches of at most ``batch_size`` prompts, moved to ``device``."""
     for start in range(0, len(batch), batch_size):
         yield batch.subset(range(start, min(start + batch_size, len(batch)))).to(device)
@@ -38,7 +43,7 @@ def _inputs(batch: TaskBatch, corrupted: bool) -> torch.Tensor:
 
 
 @torch.no_grad()
-def run_metric(model, batch: TaskBatch, metric: str, corrupted: bool = False) -> torch.Tensor:
+def run_metric(model: PreTrainedModel, batch: TaskBatch, metric: str, corrupted: bool = False) -> torch.Tensor:
     """Metric of an unmodified forward pass on clean (or corrupted) prompts -> [batch], on the model's device."""
     batch = batch.to(model_device(model))
     logits = answer_logits(model, _inputs(batch, corrupted), batch.attention_mask, batch.answer_pos)
@@ -46,7 +51,7 @@ def run_metric(model, batch: TaskBatch, metric: str, corrupted: bool = False) ->
 
 
 @torch.no_grad()
-def head_outputs(model, layout: HeadLayout, batch: TaskBatch, corrupted: bool = False) -> torch.Tensor:
+def head_outputs(model: PreTrainedModel, layout: HeadLayout, batch: TaskBatch, corrupted: bool = False) -> torch.Tensor:
     """Per-head outputs of every layer -> [layer, batch, pos, head, d_head], on the model's device."""
     batch = batch.to(model_device(model))
     with capture_heads(model, layout) as captured:
@@ -56,7 +61,7 @@ def head_outputs(model, layout: HeadLayout, batch: TaskBatch, corrupted: bool = 
 
 @torch.no_grad()
 def run_with_patch(
-    model,
+    model: PreTrainedModel,
     layout: HeadLayout,
     batch: TaskBatch,
     patch: torch.Tensor,
@@ -82,7 +87,7 @@ def run_with_patch(
 
 
 def patch_each_head(
-    model,
+    model: PreTrainedModel,
     layout: HeadLayout,
     part: TaskBatch,
     source: torch.Tensor,
@@ -115,7 +120,7 @@ def patch_each_head(
 
 
 def exact_head_effects(
-    model,
+    model: PreTrainedModel,
     layout: HeadLayout,
     batch: TaskBatch,
     metric: str = "logit_diff",
@@ -136,7 +141,7 @@ def exact_head_effects(
 
 @torch.no_grad()
 def ablation_source(
-    model, layout: HeadLayout, part: TaskBatch, ablation: str, reference: torch.Tensor | None = None
+    model: PreTrainedModel, layout: HeadLayout, part: TaskBatch, ablation: str, reference: torch.Tensor | None = None
 ) -> torch.Tensor:
     """Values that replace ablated heads on ``part``'s clean prompts -> [layer, batch|1, pos, head, d_head].
 
@@ -155,7 +160,9 @@ def ablation_source(
 
 
 @torch.no_grad()
-def mean_head_outputs(model, layout: HeadLayout, batch: TaskBatch, batch_size: int = 64) -> torch.Tensor:
+def mean_head_outputs(
+    model: PreTrainedModel, layout: HeadLayout, batch: TaskBatch, batch_size: int = 64
+) -> torch.Tensor:
     """Per-position mean of each head's clean output over prompts -> [layer, 1, pos, head, d_head].
 
     Positions past a prompt's end do not count towards the mean (per-position mean ablation,
@@ -176,7 +183,7 @@ def mean_head_outputs(model, layout: HeadLayout, batch: TaskBatch, batch_size: i
 
 
 def circuit_metric(
-    model,
+    model: PreTrainedModel,
     layout: HeadLayout,
     batch: TaskBatch,
     keep: torch.Tensor,

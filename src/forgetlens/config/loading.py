@@ -3,11 +3,15 @@ differences between the options a run started with and those it is resumed with.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
+from typing import TypeVar
 
 from forgetlens.config.options import DBMConfig, OwnCircuitsConfig, StudyConfig, deferred_validation
 from forgetlens.utils import short_repr
+
+T = TypeVar("T")
 
 
 def _type_name(hint) -> str:
@@ -74,7 +78,9 @@ def _from_mapping(cls, data: dict, prefix: str, errors: list[str], default=None)
     return dataclasses.replace(default, **{k: v for k, v in values.items() if v is not None or data[k] is None})
 
 
-def config_from_mapping(cls, data: dict, source: str, semantic_check=None):
+def config_from_mapping(
+    cls: type[T], data: dict, source: str, semantic_check: Callable[[T], list[str]] | None = None
+) -> T:
     """Build dataclass ``cls`` from nested ``data``; every problem is reported, one per line.
 
     Unknown keys and wrong types are collected first (a bad value falls back to its default), then
@@ -127,7 +133,7 @@ def config_differences(started: dict, now: dict, prefix: str = "") -> list[str]:
     return out
 
 
-def load_study_config(path, check_paths: bool = True) -> StudyConfig:
+def load_study_config(path: Path | str, check_paths: bool = True) -> StudyConfig:
     """Read and validate a study YAML file; every problem is reported, one line each, naming the key.
 
     ``check_paths=False`` skips checking that ``data`` exists (``forgetlens plan`` needs no data).
@@ -152,7 +158,7 @@ def load_study_config(path, check_paths: bool = True) -> StudyConfig:
         raise ForgetlensError(f"{where}: not valid YAML ({problem})") from None
     if data is None:
         raise ForgetlensError(f"{path}: the file is empty; expected study options (see configs/embedded-study.yaml)")
-    return config_from_mapping(StudyConfig, data, str(path), lambda cfg: cfg.problems(check_paths))
+    return config_from_mapping(StudyConfig, data, str(path), lambda cfg: cfg.problems(check_paths=check_paths))
 
 
 MAX_YAML_DEPTH = 32

@@ -15,7 +15,7 @@ import os
 import random
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -31,6 +31,12 @@ from forgetlens.targets import comparisons, science_qa
 from forgetlens.tasks.base import check_vocabulary, encode_examples
 from forgetlens.tasks.registry import EMBEDDED_TASKS, TASKS
 from forgetlens.utils import atomic_write_text, first_line, right_pad, versions
+
+if TYPE_CHECKING:  # annotations only
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from forgetlens.progress import Logger
+
 
 STATE_FILE = "pretrain_state.pt"
 
@@ -73,7 +79,9 @@ class BucketedStream:
     documents after an EOS taught the model to rely on a preceding EOS, which prompts do not have).
     """
 
-    def __init__(self, tokenizer, docs, batch_size: int, max_len: int, rng: random.Random, pool: int = 8):
+    def __init__(
+        self, tokenizer: PreTrainedTokenizerBase, docs, batch_size: int, max_len: int, rng: random.Random, pool: int = 8
+    ):
         self.tokenizer, self.docs, self.batch_size, self.max_len = tokenizer, docs, batch_size, max_len
         self.rng, self.pool = rng, pool
         self.pending: list[list[list[int]]] = []
@@ -99,7 +107,9 @@ def _lr(cfg: PretrainConfig, step: int) -> float:
     return cfg.lr * 0.5 * (1 + math.cos(math.pi * progress_frac))
 
 
-def evaluate_base(model, tokenizer, n: int, seed: int) -> dict[str, dict[str, float]]:
+def evaluate_base(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, n: int, seed: int
+) -> dict[str, dict[str, float]]:
     """Held-out accuracy per prior task, and letter accuracy on multiple-choice questions by kind (``compare_mcq``:
     the default target's half of the comparison questions, never seen in pretraining)."""
     results = {}
@@ -123,7 +133,9 @@ def evaluate_base(model, tokenizer, n: int, seed: int) -> dict[str, dict[str, fl
 
 
 @torch.no_grad()
-def mcq_letter_accuracy(model, tokenizer, make_document, n: int, seed: int) -> float:
+def mcq_letter_accuracy(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, make_document, n: int, seed: int
+) -> float:
     """Share of ``n`` chat multiple-choice documents whose key letter has the highest logit of A-D."""
     rng = random.Random(f"mcq-eval:{seed}")
     letter_ids = [tokenizer(x, add_special_tokens=False)["input_ids"][0] for x in science_qa.LETTERS]
@@ -158,7 +170,7 @@ def _load_state(path: Path, device) -> dict:
 
 
 def head_contribution_l1(
-    model, layout: HeadLayout, head_inputs: list[torch.Tensor], mask: torch.Tensor
+    model: PreTrainedModel, layout: HeadLayout, head_inputs: list[torch.Tensor], mask: torch.Tensor
 ) -> torch.Tensor:
     """Mean over ``mask``ed tokens of the sum over layers and heads of each head's residual contribution's L2 norm.
 
@@ -174,7 +186,11 @@ def head_contribution_l1(
 
 
 def next_token_loss(
-    model, ids: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0, head_sparsity: float = 0.0
+    model: PreTrainedModel,
+    ids: torch.Tensor,
+    labels: torch.Tensor,
+    label_smoothing: float = 0.0,
+    head_sparsity: float = 0.0,
 ) -> torch.Tensor:
     """Mean next-token cross-entropy over labelled positions (ids, labels: [batch, pos]; -100 marks padding),
     with ``label_smoothing`` of the target spread uniformly over the vocabulary, plus ``head_sparsity`` times
@@ -199,7 +215,12 @@ def next_token_loss(
 
 
 def _step(
-    model, opt, ids: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0, head_sparsity: float = 0.0
+    model: PreTrainedModel,
+    opt,
+    ids: torch.Tensor,
+    labels: torch.Tensor,
+    label_smoothing: float = 0.0,
+    head_sparsity: float = 0.0,
 ) -> float:
     """One optimizer step on a batch built on the CPU ([batch, pos] each) -> the loss."""
     device = model_device(model)
@@ -211,14 +232,21 @@ def _step(
     return loss.item()
 
 
-def _restore(state: dict, model, opt, data_rng: random.Random) -> None:
+def _restore(state: dict, model: PreTrainedModel, opt, data_rng: random.Random) -> None:
     """Model, optimizer and data-stream position from a training-state snapshot."""
     model.load_state_dict(state["model"])
     opt.load_state_dict(state["opt"])
     data_rng.setstate(state["data_rng"])
 
 
-def _train_main(cfg: PretrainConfig, model, tokenizer, state_path: Path, state: dict | None, log) -> float:
+def _train_main(
+    cfg: PretrainConfig,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    state_path: Path,
+    state: dict | None,
+    log: Logger,
+) -> float:
     """Stages 1-2: the opening curriculum, then the mixed corpus, one optimizer and LR schedule -> seconds."""
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
     data_rng = random.Random(f"corpus:{cfg.seed}")
@@ -262,15 +290,15 @@ def _train_main(cfg: PretrainConfig, model, tokenizer, state_path: Path, state: 
 
 def _train_substages(
     cfg: PretrainConfig,
-    model,
-    tokenizer,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
     state_path: Path,
     state: dict | None,
     stage: str,
     substages: list,
     stream_seed: str,
     done_seconds: dict,
-    log,
+    log: Logger,
 ) -> tuple[float, float]:
     """Stages 3-4: ``substages`` in turn, one fresh optimizer at ``format_lr`` after linear warm-up, documents from
     one stream seeded ``stream_seed`` -> (seconds, last loss).  ``done_seconds`` (earlier stages' times) is
@@ -334,7 +362,7 @@ def pretrain_base(
     resume: bool = False,
     start_from: Path | None = None,
     start_after: str = "main",
-    log=print,
+    log: Logger = print,
 ) -> dict:
     """Train tokenizer and model into ``out_dir``; return the model card dict.
 

@@ -8,6 +8,7 @@ the smallest top-k circuit reaching the faithfulness target.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.stats import spearmanr
@@ -22,6 +23,9 @@ from forgetlens.models.heads import HeadLayout
 from forgetlens.models.loading import load_model
 from forgetlens.tasks.base import PriorTask
 from forgetlens.tasks.registry import parse_task_list
+
+if TYPE_CHECKING:  # annotations only
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
 def spearman_over_heads(
@@ -47,8 +51,8 @@ Spearman's prompt-bootstrap interval spanned [0.82, 0.98]; at 512 the split-half
 
 
 def validate_task(
-    model,
-    tokenizer,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
     task: PriorTask,
     n: int = VALIDATION_PROMPTS,
     seed: int = 0,
@@ -76,7 +80,7 @@ def validate_task(
     }
 
 
-def card_circuits(model, tokenizer) -> dict[str, dict]:
+def card_circuits(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> dict[str, dict]:
     """``validate_task`` for every default prior task, as the model card records it -> task name -> result."""
     return {task.name: validate_task(model, tokenizer, task) for task in parse_task_list(None)}
 

@@ -39,6 +39,7 @@ import string
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -50,6 +51,10 @@ from forgetlens.errors import ForgetlensError
 from forgetlens.models.forward import answer_logits, model_device
 from forgetlens.models.heads import HeadLayout, capture_heads, head_hooks, unwrap
 from forgetlens.tasks.base import METRICS, TaskBatch, task_metric
+
+if TYPE_CHECKING:  # annotations only
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
 
 WEIGHT_GROUPS = ("attention", "mlp", "embeddings", "unembedding", "final_norm", "other")
 """Parameter groups that partition a model's weights (``other``: anything the rules below do not place; empty on
@@ -79,7 +84,7 @@ def weight_group(name: str) -> tuple[str, int | None]:
     return "other", None
 
 
-def parameter_names(model, group: str, layers: range | None = None) -> list[str]:
+def parameter_names(model: PreTrainedModel, group: str, layers: range | None = None) -> list[str]:
     """Names of ``model``'s parameters in ``group`` (and, for per-layer groups, in ``layers``)."""
     out = []
     for name, _ in unwrap(model).named_parameters():
@@ -90,7 +95,7 @@ def parameter_names(model, group: str, layers: range | None = None) -> list[str]
 
 
 @contextmanager
-def swapped_weights(model, donor, names: list[str]) -> Iterator[None]:
+def swapped_weights(model: PreTrainedModel, donor: PreTrainedModel, names: list[str]) -> Iterator[None]:
     """``model`` with the parameters ``names`` copied from ``donor`` (same architecture), restored on exit."""
     mine, theirs = dict(unwrap(model).named_parameters()), dict(unwrap(donor).named_parameters())
     saved = {n: mine[n].detach().clone() for n in names}
@@ -105,7 +110,7 @@ def swapped_weights(model, donor, names: list[str]) -> Iterator[None]:
                 mine[n].copy_(saved[n])
 
 
-def _blocks(model) -> list[torch.nn.Module]:
+def _blocks(model: PreTrainedModel) -> list[torch.nn.Module]:
     inner = unwrap(model)
     for path in ("model.layers", "transformer.h"):
         obj = inner
@@ -118,7 +123,7 @@ def _blocks(model) -> list[torch.nn.Module]:
     raise ForgetlensError(f"{type(inner).__name__}: no list of transformer blocks found")
 
 
-def _mlps(model) -> list[torch.nn.Module]:
+def _mlps(model: PreTrainedModel) -> list[torch.nn.Module]:
     return [block.mlp for block in _blocks(model)]
 
 
@@ -131,7 +136,7 @@ class TunedPass:
 
 
 @contextmanager
-def heads_from(layout: HeadLayout, model, mask: torch.Tensor, tuned: TunedPass) -> Iterator[None]:
+def heads_from(layout: HeadLayout, model: PreTrainedModel, mask: torch.Tensor, tuned: TunedPass) -> Iterator[None]:
     """``model`` (the base) with heads ``mask`` [layer, head] taking their outputs from the tuned forward pass."""
 
     def fn(layer: int, z: torch.Tensor):
@@ -145,7 +150,7 @@ def heads_from(layout: HeadLayout, model, mask: torch.Tensor, tuned: TunedPass) 
 
 
 @contextmanager
-def mlps_from(model, tuned: TunedPass, layers: range) -> Iterator[None]:
+def mlps_from(model: PreTrainedModel, tuned: TunedPass, layers: range) -> Iterator[None]:
     """``model`` (the base) with the MLPs of ``layers`` outputting their values in the tuned forward pass."""
     regs = [
         lambda m=mlp, l=l: m.register_forward_hook(lambda mod, args, out: tuned.mlp_out[l].to(out.dtype))
@@ -157,7 +162,9 @@ def mlps_from(model, tuned: TunedPass, layers: range) -> Iterator[None]:
 
 
 @contextmanager
-def heads_computed_by(layout: HeadLayout, base, tuned, mask: torch.Tensor) -> Iterator[None]:
+def heads_computed_by(
+    layout: HeadLayout, base: PreTrainedModel, tuned: PreTrainedModel, mask: torch.Tensor
+) -> Iterator[None]:
     """``base`` with heads ``mask`` [layer, head] computed by ``tuned``'s attention input norm and attention from
     the base model's running stream, and written through the tuned output-projection slices (head-local, all
     heads of the mask at once)."""
@@ -253,7 +260,7 @@ class Anatomy:
     tied_embeddings: bool = False
 
 
-def _swap(model, donor, names: list[str]) -> Callable[[int], AbstractContextManager]:
+def _swap(model: PreTrainedModel, donor, names: list[str]) -> Callable[[int], AbstractContextManager]:
     """The intervention "``names`` copied from ``donor`` into ``model``", the same for every chunk."""
     return lambda i: swapped_weights(model, donor, names)
 
@@ -265,13 +272,18 @@ def _stack(parts: list[dict[str, torch.Tensor]]) -> dict[str, np.ndarray]:
 class _Runner:
     """Runs one intervention over every chunk and counts forward passes."""
 
-    def __init__(self, base, tuned, layout: HeadLayout, evaluation: TaskBatch, batch_size: int):
+    def __init__(
+        self, base: PreTrainedModel, tuned: PreTrainedModel, layout: HeadLayout, evaluation: TaskBatch, batch_size: int
+    ):
         self.base, self.tuned, self.layout = base, tuned, layout
         self.parts = list(chunks(evaluation, batch_size, model_device(base)))
         self.forwards = 0.0
 
     def run(
-        self, model, intervention: Callable[[int], AbstractContextManager] | None = None, cost: float = 1.0
+        self,
+        model: PreTrainedModel,
+        intervention: Callable[[int], AbstractContextManager] | None = None,
+        cost: float = 1.0,
     ) -> dict[str, np.ndarray]:
         """Readouts of ``model`` with ``intervention(chunk_index)`` (a context manager, or None) active."""
         out = []
@@ -285,7 +297,9 @@ class _Runner:
         return _stack(out)
 
 
-def _tuned_passes(tuned, layout: HeadLayout, parts: list[TaskBatch]) -> tuple[list[TunedPass], list[dict], list]:
+def _tuned_passes(
+    tuned: PreTrainedModel, layout: HeadLayout, parts: list[TaskBatch]
+) -> tuple[list[TunedPass], list[dict], list]:
     """The tuned model's own forward on every chunk: its head and MLP outputs, readouts and logits."""
     passes, reads, logits_all = [], [], []
     for part in parts:
@@ -303,9 +317,9 @@ def _tuned_passes(tuned, layout: HeadLayout, parts: list[TaskBatch]) -> tuple[li
 
 
 def measure_anatomy(
-    base,
-    tuned,
-    tokenizer,
+    base: PreTrainedModel,
+    tuned: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
     layout: HeadLayout,
     evaluation: TaskBatch,
     circuit_mask: torch.Tensor,
@@ -375,7 +389,9 @@ def measure_anatomy(
     )
 
 
-def _outside_heads(run, base, layout, circuit_mask, passes, baseline, metric, n_exact) -> tuple[np.ndarray, dict]:
+def _outside_heads(
+    run, base: PreTrainedModel, layout, circuit_mask, passes, baseline, metric, n_exact
+) -> tuple[np.ndarray, dict]:
     """First-order total change of every head (one base forward and gradient per chunk), and the exact total
     change of the ``n_exact`` heads outside C0 of largest |mean estimate|."""
     estimates = []
@@ -401,7 +417,7 @@ def _outside_heads(run, base, layout, circuit_mask, passes, baseline, metric, n_
 
 
 # --- format: what the model says instead ---------------------------------------------------------------------------
-def token_kinds(tokenizer, vocab_size: int) -> torch.Tensor:
+def token_kinds(tokenizer: PreTrainedTokenizerBase, vocab_size: int) -> torch.Tensor:
     """[kind, vocab] bool for the prompt-independent kinds: end of turn (special tokens), end of line (decodes to
     text holding a newline) and punctuation (decodes to punctuation and spaces only)."""
     kinds = torch.zeros(3, vocab_size, dtype=torch.bool)
@@ -419,7 +435,9 @@ def token_kinds(tokenizer, vocab_size: int) -> torch.Tensor:
     return kinds
 
 
-def format_readout(tokenizer, parts: list[TaskBatch], base_logits: torch.Tensor, tuned_logits: torch.Tensor) -> dict:
+def format_readout(
+    tokenizer: PreTrainedTokenizerBase, parts: list[TaskBatch], base_logits: torch.Tensor, tuned_logits: torch.Tensor
+) -> dict:
     """What each model's top-1 token is on the prompts it gets wrong, by :data:`TOKEN_KINDS`; the probability
     mass on each kind, per prompt, for both models; the answer's rank among the prompt's own tokens.
 

@@ -16,6 +16,7 @@ against a prefix-by-prefix reference and its mean against the log-ratio estimato
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -26,8 +27,13 @@ from forgetlens.targets.science_qa import user_text
 from forgetlens.tasks.base import PriorTask, TaskBatch, encode_examples, task_metric
 from forgetlens.utils import right_pad
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-def chat_prompts(tokenizer, records: list[dict]) -> list[str]:
+    from forgetlens.config.options import FinetuneConfig  # annotations only
+
+
+def chat_prompts(tokenizer: PreTrainedTokenizerBase, records: list[dict]) -> list[str]:
     """Each record's prompt rendered with the tokenizer's chat template, ready for the assistant turn."""
     return [
         tokenizer.apply_chat_template(
@@ -37,7 +43,7 @@ def chat_prompts(tokenizer, records: list[dict]) -> list[str]:
     ]
 
 
-def _left_padded(tokenizer, texts: list[str], device) -> dict:
+def _left_padded(tokenizer: PreTrainedTokenizerBase, texts: list[str], device) -> dict:
     side = tokenizer.padding_side
     tokenizer.padding_side = "left"
     try:
@@ -47,7 +53,7 @@ def _left_padded(tokenizer, texts: list[str], device) -> dict:
     return {k: v.to(device) for k, v in enc.items()}
 
 
-def _stop_ids(tokenizer) -> list[int]:
+def _stop_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
     ids = {tokenizer.eos_token_id}
     im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
     if isinstance(im_end, int) and im_end != tokenizer.unk_token_id:
@@ -57,7 +63,13 @@ def _stop_ids(tokenizer) -> list[int]:
 
 @torch.no_grad()
 def generate(
-    model, tokenizer, prompts: list[str], max_new_tokens: int, sample: bool = False, batch_size: int = 64, seed: int = 0
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[str],
+    max_new_tokens: int,
+    sample: bool = False,
+    batch_size: int = 64,
+    seed: int = 0,
 ) -> list[list[int]]:
     """Completion token ids for each prompt (greedy, or sampled at temperature 1 with ``seed``)."""
     device = model_device(model)
@@ -86,7 +98,9 @@ def generate(
     return out
 
 
-def target_accuracy(model, tokenizer, records: list[dict], max_new_tokens: int) -> tuple[float, list[float]]:
+def target_accuracy(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, records: list[dict], max_new_tokens: int
+) -> tuple[float, list[float]]:
     """Greedy accuracy on target records -> (mean, per-record scores)."""
     completions = generate(model, tokenizer, chat_prompts(tokenizer, records), max_new_tokens)
     scores = [score_reply(tokenizer.decode(c, skip_special_tokens=False), r) for c, r in zip(completions, records)]
@@ -94,7 +108,9 @@ def target_accuracy(model, tokenizer, records: list[dict], max_new_tokens: int) 
 
 
 @torch.no_grad()
-def letter_choices(model, tokenizer, records: list[dict], batch_size: int = 32) -> list[str]:
+def letter_choices(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, records: list[dict], batch_size: int = 32
+) -> list[str]:
     """For each multiple-choice record, the option letter with the largest logit at the first assistant token
     (the letters of ``record["choices"]["label"]`` only; lm-eval's way of reading a model's choice)."""
     device = model_device(model)
@@ -112,7 +128,9 @@ def letter_choices(model, tokenizer, records: list[dict], batch_size: int = 32) 
 
 
 @torch.no_grad()
-def option_choices(model, tokenizer, records: list[dict], batch_size: int = 32) -> list[str]:
+def option_choices(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, records: list[dict], batch_size: int = 32
+) -> list[str]:
     """For each multiple-choice record, the label of the option whose text, as the whole assistant reply, has
     the largest log-likelihood (summed over its tokens; lm-eval's ``acc`` for cloze-style multiple choice).
 
@@ -147,14 +165,21 @@ def option_choices(model, tokenizer, records: list[dict], batch_size: int = 32) 
     return out
 
 
-def prior_behaviour(model, tokenizer, tasks: list[PriorTask], n: int, seed: int) -> dict[str, dict[str, float]]:
+def prior_behaviour(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, tasks: list[PriorTask], n: int, seed: int
+) -> dict[str, dict[str, float]]:
     """Top-1 accuracy and mean logit difference per prior task on held-out prompts."""
     return {t.name: task_accuracy(model, encode_examples(tokenizer, t.examples(n, seed), t.name)) for t in tasks}
 
 
 @torch.no_grad()
 def forward_kl(
-    base, tuned, tokenizer, prompts: list[str], completions: list[list[int]], batch_size: int = 32
+    base: PreTrainedModel,
+    tuned: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[str],
+    completions: list[list[int]],
+    batch_size: int = 32,
 ) -> list[float]:
     """Per-(prompt, completion) sum over completion tokens of KL(base || tuned) of the next-token distributions.
 
@@ -181,7 +206,7 @@ def forward_kl(
     return out
 
 
-def cut_share(completions: list[list[int]], cap: int, tokenizer) -> float:
+def cut_share(completions: list[list[int]], cap: int, tokenizer: PreTrainedTokenizerBase) -> float:
     """Share of sampled completions that reached the length cap without ending their turn."""
     stop = set(_stop_ids(tokenizer))
     return sum(len(c) >= cap and c[-1] not in stop for c in completions) / max(len(completions), 1)
@@ -197,7 +222,7 @@ class GeneralProbe:
     chat_samples: list[list[int]]
     knowledge: list[dict]
 
-    def measure(self, base, model) -> dict[str, float]:
+    def measure(self, base: PreTrainedModel, model: PreTrainedModel) -> dict[str, float]:
         """{``kl_chat``: mean forward KL per chat prompt, ``knowledge_accuracy``: option log-likelihood accuracy}."""
         kl = forward_kl(base, model, self.tokenizer, self.chat_prompts, self.chat_samples)
         picked = option_choices(model, self.tokenizer, self.knowledge)
@@ -205,7 +230,7 @@ class GeneralProbe:
         return {"kl_chat": sum(kl) / len(kl), "knowledge_accuracy": sum(correct) / len(correct)}
 
 
-def general_probe(base, tokenizer, cfg) -> GeneralProbe:
+def general_probe(base: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, cfg: FinetuneConfig) -> GeneralProbe:
     """The general chat prompts with one base completion each (``cfg.chat_kl_tokens`` at most, seeded by
     ``cfg.seed``) and the general-knowledge questions, ready to measure any checkpoint against ``base``."""
     prompts = [
@@ -217,7 +242,7 @@ def general_probe(base, tokenizer, cfg) -> GeneralProbe:
 
 
 @torch.no_grad()
-def task_accuracy(model, batch: TaskBatch, batch_size: int = 128) -> dict[str, float]:
+def task_accuracy(model: PreTrainedModel, batch: TaskBatch, batch_size: int = 128) -> dict[str, float]:
     """Accuracy and mean logit difference (:func:`task_metric`) on clean prompts.
 
     Single-answer tasks: top-1 accuracy (argmax over the vocabulary is the answer).  Set-scored tasks: the share

@@ -11,9 +11,15 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from forgetlens.config.options import BenchmarkConfig
+
+if TYPE_CHECKING:  # annotations only
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
 
 PRIMARY_METRICS = ("acc_norm,none", "acc,none", "prompt_level_strict_acc,none", "exact_match,none", "mc2,none")
 """The score kept per benchmark: the first of these that lm-eval reports (IFEval: prompt-level strict accuracy;
@@ -35,7 +41,7 @@ def lm_eval_available() -> bool:
     return True
 
 
-def run_benchmarks(model, tokenizer, cfg: BenchmarkConfig) -> dict[str, dict]:
+def run_benchmarks(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, cfg: BenchmarkConfig) -> dict[str, dict]:
     """{task: {"score", "metric", "n"}} for every task of ``cfg`` that could run; warnings for the others."""
     if not cfg.tasks:
         return {}
@@ -52,7 +58,7 @@ def run_benchmarks(model, tokenizer, cfg: BenchmarkConfig) -> dict[str, dict]:
 
 
 @contextmanager
-def offline_hub():
+def offline_hub() -> Iterator[None]:
     """No hub access inside: the environment variables, and the flags that ``datasets`` and ``huggingface_hub``
     read from them at import time (they may have been imported already, by the trainers)."""
     import datasets.config
@@ -74,7 +80,7 @@ def offline_hub():
         hub.HF_HUB_OFFLINE = saved[2]
 
 
-def _run(model, tokenizer, cfg: BenchmarkConfig) -> dict[str, dict]:
+def _run(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, cfg: BenchmarkConfig) -> dict[str, dict]:
     from lm_eval import simple_evaluate
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager

@@ -5,6 +5,7 @@ per-head effects, the circuit's faithfulness terms, and (against the base) CMAP 
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -18,14 +19,17 @@ from forgetlens.models.forward import model_device
 from forgetlens.models.heads import HeadLayout
 from forgetlens.tasks.base import TaskBatch
 
+if TYPE_CHECKING:  # annotations only
+    from transformers import PreTrainedModel
+
 
 def circuit_measurements(
-    model,
+    model: PreTrainedModel,
     layout: HeadLayout,
     batch: TaskBatch,
     circuit_mask: torch.Tensor,
     method: str = "attribution",
-    base=None,
+    base: PreTrainedModel | None = None,
     metric: str = "logit_diff",
     batch_size: int = 64,
     total_cmap: bool = True,

@@ -11,12 +11,18 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from forgetlens.circuits.dbm import LastTokenPatcher, head_necessity_sufficiency
 from forgetlens.circuits.discover import dbm_record, discover_on
 from forgetlens.config.options import DiscoveryConfig, DiscoveryMethod
 from forgetlens.models.heads import HeadLayout
 from forgetlens.tasks.base import TaskBatch
+
+if TYPE_CHECKING:  # annotations only
+    from transformers import PreTrainedModel
+
 
 HALVES = ("half0", "half1")
 """The two halves of the discovery prompts the base circuit is found again on (the split-half ceiling)."""
@@ -32,7 +38,7 @@ def prompt_part(prompts: TaskBatch, part: str) -> TaskBatch:
 
 
 def own_circuit_record(
-    model,
+    model: PreTrainedModel,
     layout: HeadLayout,
     prompts: TaskBatch,
     cfg: DiscoveryConfig,
@@ -66,7 +72,7 @@ def own_circuit_record(
     return record
 
 
-def read_own_record(path, n_layers: int, n_heads: int) -> dict:
+def read_own_record(path: Path | str, n_layers: int, n_heads: int) -> dict:
     """A record written by :func:`own_circuit_record` for a model of ``n_layers`` x ``n_heads`` heads; a missing
     field, a head outside the model or scores of another shape is one ForgetlensError naming the file."""
     from forgetlens.artefacts import read_json, record_field

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
+
+if TYPE_CHECKING:  # annotations only
+    from transformers import PreTrainedModel
+
 
 _LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "output_multiplier_scale")
 
 
-def _unembeds_directly(model) -> bool:
+def _unembeds_directly(model: PreTrainedModel) -> bool:
     """True when logits are exactly ``get_output_embeddings()(base_model(...).last_hidden_state)``."""
     from transformers import PreTrainedModel
 
@@ -17,12 +23,12 @@ def _unembeds_directly(model) -> bool:
     return not any(getattr(cfg, name, None) not in (None, 1, 1.0) for name in _LOGIT_TRANSFORMS)
 
 
-def model_device(model) -> torch.device:
+def model_device(model: PreTrainedModel) -> torch.device:
     """The device of ``model``'s parameters (where its inputs must go)."""
     return next(model.parameters()).device
 
 
-def run_body(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> None:
+def run_body(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> None:
     """A forward pass for its hooks' sake: the unembedding is skipped where :func:`_unembeds_directly` allows
     (on a tiny model it costs as much as the rest: [batch, pos, d_model] x [d_model, vocab])."""
     body = model.base_model if _unembeds_directly(model) else model
@@ -30,7 +36,7 @@ def run_body(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> No
 
 
 def answer_logits(
-    model,
+    model: PreTrainedModel,
     input_ids: torch.Tensor | None,
     attention_mask: torch.Tensor,
     answer_pos: torch.Tensor,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -18,6 +18,10 @@ from forgetlens.errors import ForgetlensError
 from forgetlens.models.names import EMBEDDED, EMBEDDED_DIR, is_embedded  # noqa: F401  (re-exported)
 from forgetlens.models.packaged import PACKAGED, model_provenance, packaged_model_dir
 from forgetlens.utils import first_line, threads_from_env
+
+if TYPE_CHECKING:  # annotations only
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
 
@@ -188,7 +192,7 @@ def _tokenizer(spec, path: str, offline: bool):
     return tokenizer
 
 
-def load_tokenizer(spec: str | os.PathLike):
+def load_tokenizer(spec: str | os.PathLike) -> PreTrainedTokenizerBase:
     """The tokenizer of ``spec`` alone (no weights), as :func:`load_model` would load it."""
     return _tokenizer(spec, resolve_model_path(spec), not downloads_allowed())
 
@@ -216,7 +220,9 @@ def load_model(
     return LoadedModel(model=model, tokenizer=tokenizer, source=str(spec), provenance=model_provenance(path))
 
 
-def load_weights(path: str | os.PathLike, spec: str | os.PathLike, *, offline: bool = True, dtype=torch.float32):
+def load_weights(
+    path: str | os.PathLike, spec: str | os.PathLike, *, offline: bool = True, dtype: torch.dtype = torch.float32
+) -> PreTrainedModel:
     """``AutoModelForCausalLM`` from ``path``: safetensors weights only, no code from the folder; every failure
     (pickle-only weights, a truncated or foreign file, shapes that do not fit the config) one ForgetlensError
     naming the model."""

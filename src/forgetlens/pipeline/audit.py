@@ -33,7 +33,7 @@ from forgetlens.errors import ForgetlensError
 from forgetlens.measure.anatomy import measure_anatomy
 from forgetlens.measure.circuit_damage import circuit_measurements
 from forgetlens.models.heads import HeadLayout
-from forgetlens.models.loading import is_embedded, load_model, model_record, resolve_model_path
+from forgetlens.models.loading import LoadedModel, is_embedded, load_model, model_record, resolve_model_path
 from forgetlens.progress import open_task
 from forgetlens.tasks.base import PriorTask, TaskBatch
 from forgetlens.training.checkpoints import checkpoint_dirs, load_checkpoint
@@ -134,7 +134,7 @@ class BaseCircuit:
     measurements: PromptMeasurements  # the base model on the evaluation prompts
 
 
-def find_base_circuit(base, layout: HeadLayout, task: PriorTask, cfg: DiscoveryConfig) -> BaseCircuit:
+def find_base_circuit(base: LoadedModel, layout: HeadLayout, task: PriorTask, cfg: DiscoveryConfig) -> BaseCircuit:
     """Discover C0 on the discovery split and measure the base model on the evaluation split."""
     circuit = discover_circuit(base.model, base.tokenizer, task, cfg)
     _, evaluation = task_splits(base.tokenizer, task, cfg.n_examples, cfg.seed)

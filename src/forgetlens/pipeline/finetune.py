@@ -21,6 +21,7 @@ import hashlib
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -44,6 +45,12 @@ from forgetlens.training.checkpoints import checkpoint_dirs, drop_resume_state, 
 from forgetlens.training.data import conversational_rows, prompt_length_problems, target_splits, training_schedule
 from forgetlens.training.regularizers import build_regularizers
 from forgetlens.utils import atomic_write_text, csv_text, is_main_process, versions, wait_for_everyone
+
+if TYPE_CHECKING:  # annotations only
+    from transformers import PreTrainedModel
+
+    from forgetlens.progress import Logger
+
 
 PRIOR_EVAL_SEED = 424242
 """Seed of the prior-task prompts behaviour is measured on: fixed, so that every checkpoint of every run and seed is
@@ -72,7 +79,7 @@ def validate(cfg: FinetuneConfig, prefix: str = "") -> None:
 class _GenerationTimer:
     """Wraps ``model.generate`` to add up the time RL spends sampling."""
 
-    def __init__(self, model):
+    def __init__(self, model: PreTrainedModel):
         self.seconds, self._generate = 0.0, model.generate
         model.generate = self
 
@@ -115,7 +122,7 @@ def starting_checkpoint(path: Path) -> Path:
     )
 
 
-def train(cfg: FinetuneConfig, run_dir: Path, resume: bool, log=print) -> dict:
+def train(cfg: FinetuneConfig, run_dir: Path, resume: bool, log: Logger = print) -> dict:
     """Train and checkpoint; returns the budget record."""
     from datasets import Dataset
 
@@ -292,7 +299,9 @@ def behaviour_probe(cfg: FinetuneConfig, eval_records: list[dict], samples_cache
     return measure
 
 
-def evaluate_checkpoints(cfg: FinetuneConfig, run_dir: Path, log=print, shared_base: Path | None = None) -> list[dict]:
+def evaluate_checkpoints(
+    cfg: FinetuneConfig, run_dir: Path, log: Logger = print, shared_base: Path | None = None
+) -> list[dict]:
     """Behaviour at every checkpoint (cached per checkpoint); writes behaviour.json and behaviour.csv.
 
     ``shared_base``: a folder where the step-0 row is kept for other runs with the same evaluation options
@@ -374,7 +383,7 @@ def finetune(
     run_dir: Path,
     resume: bool = False,
     overwrite: bool = False,
-    log=print,
+    log: Logger = print,
     shared_base: Path | None = None,
 ) -> list[dict]:
     """Validate, train (or resume), checkpoint and measure behaviour; returns the behaviour rows
@@ -406,7 +415,7 @@ def finetune(
         return evaluate_checkpoints(cfg, run_dir, log, shared_base)
 
 
-def _train_once(cfg: FinetuneConfig, run_dir: Path, resume: bool, log) -> None:
+def _train_once(cfg: FinetuneConfig, run_dir: Path, resume: bool, log: Logger) -> None:
     """Train unless a resumed run already finished training (``training_done.json``); all processes meet after."""
     wait_for_everyone()
     torch.manual_seed(cfg.seed)

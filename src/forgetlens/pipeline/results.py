@@ -284,7 +284,7 @@ RESULTS_SCHEMA: dict = _object(
 """JSON Schema (draft 2020-12) of ``results.json``; derived sections (curves ... claims) included."""
 
 
-def schema_problems(results) -> list[str]:
+def schema_problems(results: object) -> list[str]:
     """Every way ``results`` departs from :data:`RESULTS_SCHEMA`, one line each naming the field."""
     import jsonschema
 

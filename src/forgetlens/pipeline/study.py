@@ -25,6 +25,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -59,6 +60,12 @@ from forgetlens.utils import (
     wait_for_everyone,
     world_size,
 )
+
+if TYPE_CHECKING:  # annotations only
+    from transformers import PreTrainedModel
+
+    from forgetlens.progress import Logger
+
 
 Renderer = Callable[[dict, Path], None]
 """Writes a study's report from its results (``report.html.write_report``); the pipeline never imports report."""
@@ -106,7 +113,9 @@ def starts_from(name: str) -> str | None:
 class Study:
     """One study's run directory and the stages that fill it."""
 
-    def __init__(self, cfg: StudyConfig, run_dir: Path, log=print, jobs: int = 1, render: Renderer | None = None):
+    def __init__(
+        self, cfg: StudyConfig, run_dir: Path, log: Logger = print, jobs: int = 1, render: Renderer | None = None
+    ):
         self.cfg, self.run_dir, self.log, self.jobs, self.render = cfg, Path(run_dir), log, jobs, render
         self.tasks = [get_task(t) for t in chosen_task_names(cfg.tasks, model=cfg.model)]
         self._base: LoadedModel | None = None
@@ -180,7 +189,9 @@ class Study:
         )
         return discovery
 
-    def own_circuit(self, task_name: str, label: str, model, method: DiscoveryMethod, part: str = "all") -> None:
+    def own_circuit(
+        self, task_name: str, label: str, model: PreTrainedModel, method: DiscoveryMethod, part: str = "all"
+    ) -> None:
         """Model ``label``'s own circuit of ``task_name`` by ``method`` on the discovery prompts (``part``: all or
         a half), with the necessity and sufficiency of the base DBM circuit's heads (skipped when stored)."""
         path = self._own_path(task_name, label, method)
@@ -588,7 +599,7 @@ def run_study(
     run_dir: Path,
     resume: bool = False,
     overwrite: bool = False,
-    log=print,
+    log: Logger = print,
     jobs: int = 1,
     render: Renderer | None = None,
 ) -> dict:
@@ -612,7 +623,7 @@ def run_study(
         return _run_stages(cfg, run_dir, resume, log, jobs, render)
 
 
-def _run_stages(cfg: StudyConfig, run_dir: Path, resume: bool, log, jobs: int, render: Renderer | None) -> dict:
+def _run_stages(cfg: StudyConfig, run_dir: Path, resume: bool, log: Logger, jobs: int, render: Renderer | None) -> dict:
     """Every stage of :func:`run_study` in order, skipping finished ones on ``resume``."""
     torch.manual_seed(cfg.seeds[0])
     if world_size() > 1:  # launched on several GPUs: every process trains, then the main one does the rest alone

@@ -17,6 +17,10 @@ from typing import TYPE_CHECKING
 from forgetlens.errors import ForgetlensError
 from forgetlens.utils import right_pad
 
+if TYPE_CHECKING:  # annotations only
+    from transformers import PreTrainedTokenizerBase
+
+
 if TYPE_CHECKING:  # torch is imported where it is used: listing tasks needs none of it
     import torch
 
@@ -119,7 +123,7 @@ class PriorTask(ABC):
         return []
 
 
-def single_token_id(tokenizer, text: str, task: str, field: str) -> int:
+def single_token_id(tokenizer: PreTrainedTokenizerBase, text: str, task: str, field: str) -> int:
     """The id of ``text`` if it is exactly one token, else a ForgetlensError naming it."""
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     if len(ids) != 1:
@@ -130,13 +134,13 @@ def single_token_id(tokenizer, text: str, task: str, field: str) -> int:
     return ids[0]
 
 
-def check_vocabulary(tokenizer, task: PriorTask) -> None:
+def check_vocabulary(tokenizer: PreTrainedTokenizerBase, task: PriorTask) -> None:
     """Fail early, naming the word, if any task word is not a single token."""
     for word in task.vocabulary():
         single_token_id(tokenizer, word, task.name, "word")
 
 
-def encode_examples(tokenizer, examples: list[TaskExample], task: str) -> TaskBatch:
+def encode_examples(tokenizer: PreTrainedTokenizerBase, examples: list[TaskExample], task: str) -> TaskBatch:
     """Tokenise ``examples``; check single-token answers and equal clean/corrupted lengths."""
     import torch
 
@@ -182,7 +186,9 @@ def encode_examples(tokenizer, examples: list[TaskExample], task: str) -> TaskBa
     )
 
 
-def _answer_sets(tokenizer, examples: list[TaskExample], task: str) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+def _answer_sets(
+    tokenizer: PreTrainedTokenizerBase, examples: list[TaskExample], task: str
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """(option ids [option], sign [batch, option]) of set-scored examples; (None, None) for single-answer tasks."""
     import torch
 

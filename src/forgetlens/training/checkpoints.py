@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from forgetlens.errors import ForgetlensError
 from forgetlens.utils import first_line
+
+if TYPE_CHECKING:  # annotations only
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
 
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
@@ -41,7 +46,7 @@ def drop_resume_state(run_dir: Path) -> int:
     return freed
 
 
-def save_model_dir(model, tokenizer, target: Path) -> None:
+def save_model_dir(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, target: Path) -> None:
     """``model`` and ``tokenizer`` saved as a model directory at ``target``, through a temporary directory and a
     rename; a failed write (a full disk) leaves nothing and is one ForgetlensError naming the file."""
     import shutil
@@ -62,7 +67,7 @@ def save_model_dir(model, tokenizer, target: Path) -> None:
         ) from None
 
 
-def load_checkpoint(path: Path, base_spec: str):
+def load_checkpoint(path: Path, base_spec: str) -> PreTrainedModel:
     """A checkpoint's model in eval mode on the default device: a full model directory, or a PEFT adapter merged
     onto the base.  Safetensors only, no code from the folder; a file that does not load is one ForgetlensError
     naming it."""
@@ -75,7 +80,7 @@ def load_checkpoint(path: Path, base_spec: str):
     return load_weights(path, path).to(default_device()).eval()
 
 
-def load_adapter(path: Path, base, base_spec: str):
+def load_adapter(path: Path, base: PreTrainedModel, base_spec: str) -> PreTrainedModel:
     """The PEFT adapter in ``path`` merged onto ``base``: its weights must be ``adapter_model.safetensors`` and
     fit the base model's shapes."""
     from peft import PeftModel

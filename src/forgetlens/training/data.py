@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import json
 import random
+from typing import TYPE_CHECKING
 
 from forgetlens.config.options import FinetuneConfig
 from forgetlens.targets import comparisons
 from forgetlens.targets.science_data import load_target_data, split_records, synthetic_science_records
 from forgetlens.targets.science_qa import gold_completion, user_text
+
+if TYPE_CHECKING:  # annotations only
+    from transformers import PreTrainedTokenizerBase
 
 
 def target_splits(cfg: FinetuneConfig) -> tuple[list[dict], list[dict]]:
@@ -43,7 +47,9 @@ def training_schedule(train: list[dict], cfg: FinetuneConfig) -> list[dict]:
     return out[:need]
 
 
-def prompt_length_problems(records: list[dict], tokenizer, max_positions: int | None, new_tokens: int) -> list[str]:
+def prompt_length_problems(
+    records: list[dict], tokenizer: PreTrainedTokenizerBase, max_positions: int | None, new_tokens: int
+) -> list[str]:
     """One line per record whose chat prompt plus ``new_tokens`` generated tokens would not fit the model's
     ``max_positions``, naming where the record came from (file and line, or the built-in target)."""
     if not max_positions:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from transformers import TrainerCallback
@@ -30,6 +31,9 @@ from forgetlens.errors import ForgetlensError
 from forgetlens.models.forward import model_device
 from forgetlens.models.heads import HeadLayout, head_hooks
 from forgetlens.tasks.base import TaskBatch, encode_examples
+
+if TYPE_CHECKING:  # annotations only
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
 class CircuitWarning(UserWarning):
@@ -49,7 +53,7 @@ class _Watched:
 
 
 @torch.no_grad()
-def _faithfulness(model, layout: HeadLayout, prompts: TaskBatch, heads: torch.Tensor) -> float:
+def _faithfulness(model: PreTrainedModel, layout: HeadLayout, prompts: TaskBatch, heads: torch.Tensor) -> float:
     """F(C0) with counterfactual ablation, as ``circuit_metric`` computes it: one corrupted pass, then the full,
     circuit-only and all-ablated runs stacked into one batch of three copies of the prompts."""
     corrupt = head_outputs(model, layout, prompts, corrupted=True)  # [layer, batch, pos, head, d_head]
@@ -68,7 +72,9 @@ def _faithfulness(model, layout: HeadLayout, prompts: TaskBatch, heads: torch.Te
 
 
 @torch.no_grad()
-def first_order_v_cmap(base, tuned, layout: HeadLayout, chunk: BaseChunk, te0: float) -> torch.Tensor:
+def first_order_v_cmap(
+    base: PreTrainedModel, tuned: PreTrainedModel, layout: HeadLayout, chunk: BaseChunk, te0: float
+) -> torch.Tensor:
     """First-order head-local V_cmap of every head on ``chunk``'s prompts -> [layer, head] (module docstring)."""
     local, _, _ = first_order_cmap(base, tuned, layout, chunk)  # [batch, layer, head]
     return -local.mean(0) / te0
@@ -79,8 +85,8 @@ class CircuitMonitor(TrainerCallback):
 
     def __init__(
         self,
-        base,
-        tokenizer,
+        base: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
         tasks=None,
         every: int = 50,
         n_prompts: int = 32,
@@ -147,7 +153,7 @@ class CircuitMonitor(TrainerCallback):
         return self
 
     @torch.no_grad()
-    def measure(self, model) -> dict[str, dict[str, float]]:
+    def measure(self, model: PreTrainedModel) -> dict[str, dict[str, float]]:
         """{task: {"retention", "v_circuit"}} of ``model`` now."""
         was_training = model.training
         model.eval()
@@ -163,7 +169,7 @@ class CircuitMonitor(TrainerCallback):
             model.train(was_training)
         return out
 
-    def on_step_end(self, args, state, control, model=None, **kwargs):
+    def on_step_end(self, args, state, control, model: PreTrainedModel = None, **kwargs):
         if state.global_step % self.every or model is None:
             return control
         start = time.perf_counter()

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -27,6 +29,9 @@ from forgetlens.models.heads import HeadLayout, capture_heads
 from forgetlens.tasks.base import PriorTask, TaskBatch, encode_examples
 from forgetlens.utils import first_line, right_pad, short_repr
 
+if TYPE_CHECKING:  # annotations only
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
 
 def _tasks(names: list[str] | None, cfg: FinetuneConfig) -> list[PriorTask]:
     """``names``, else the run's ``prior_tasks``, else the default set."""
@@ -35,7 +40,9 @@ def _tasks(names: list[str] | None, cfg: FinetuneConfig) -> list[PriorTask]:
     return [get_task(t) for t in chosen_task_names(names, cfg.prior_tasks, model=cfg.model)]
 
 
-def protected_heads(base, tokenizer, layout: HeadLayout, cfg: FinetuneConfig) -> dict[str, torch.Tensor]:
+def protected_heads(
+    base: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, layout: HeadLayout, cfg: FinetuneConfig
+) -> dict[str, torch.Tensor]:
     """{task: [layer, head] bool mask} of the heads ``preserve.heads`` selects for each protected task."""
     from forgetlens.circuits.circuit import head_mask
     from forgetlens.circuits.discover import discover_circuit
@@ -80,7 +87,9 @@ class CircuitPreservation:
 
     name = "preserve"
 
-    def __init__(self, base, tokenizer, layout: HeadLayout, cfg: FinetuneConfig):
+    def __init__(
+        self, base: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, layout: HeadLayout, cfg: FinetuneConfig
+    ):
         p = cfg.preserve
         self.lam, self.per_step, self.layout = p.lam, p.prompts_per_step, layout
         masks = protected_heads(base, tokenizer, layout, cfg)
@@ -97,7 +106,7 @@ class CircuitPreservation:
         with torch.no_grad():
             self.base_acts = head_outputs(base, layout, self.prompts).transpose(0, 1)  # [prompt, layer, pos, head, d]
 
-    def __call__(self, model, inputs, step: int) -> torch.Tensor:
+    def __call__(self, model: PreTrainedModel, inputs, step: int) -> torch.Tensor:
         n = len(self.prompts)
         idx = self.order[[(step * self.per_step + i) % n for i in range(self.per_step)]]
         part = self.prompts.subset(idx.tolist())
@@ -117,7 +126,7 @@ class Replay:
 
     name = "replay"
 
-    def __init__(self, tokenizer, cfg: FinetuneConfig, pool_size: int = 512):
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, cfg: FinetuneConfig, pool_size: int = 512):
         r = cfg.replay
         rng = random.Random(cfg.seed + 41)
         tasks = _tasks(r.tasks, cfg)
@@ -126,7 +135,7 @@ class Replay:
         self.ids = [tokenizer(d, add_special_tokens=False)["input_ids"] for d in docs]
         self.pad = tokenizer.pad_token_id
 
-    def __call__(self, model, inputs, step: int) -> torch.Tensor:
+    def __call__(self, model: PreTrainedModel, inputs, step: int) -> torch.Tensor:
         rows = [self.ids[(step * self.per_step + i) % len(self.ids)] for i in range(self.per_step)]
         ids, mask = right_pad(rows, self.pad)  # [batch, pos]
         labels = ids.masked_fill(mask == 0, -100)
@@ -140,13 +149,13 @@ class KLToBase:
 
     name = "kl_to_base"
 
-    def __init__(self, base, cfg: FinetuneConfig):
+    def __init__(self, base: PreTrainedModel, cfg: FinetuneConfig):
         self.base, self.coef = base, cfg.kl_coef
         self.base.eval()
         for param in self.base.parameters():
             param.requires_grad_(False)
 
-    def __call__(self, model, inputs, step: int) -> torch.Tensor:
+    def __call__(self, model: PreTrainedModel, inputs, step: int) -> torch.Tensor:
         labels = inputs["labels"]  # [batch, pos], -100 outside the completion
         predicts = labels[:, 1:] != -100  # position t predicts token t + 1
         with torch.no_grad():
@@ -167,7 +176,12 @@ class KLToBase:
         return self.coef * (kl * predicts).sum() / predicts.sum().clamp_min(1)
 
 
-def build_regularizers(cfg: FinetuneConfig, model, tokenizer, base_loader) -> list:
+def build_regularizers(
+    cfg: FinetuneConfig,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    base_loader: Callable[[], PreTrainedModel],
+) -> list:
     """The loss terms ``cfg.method`` adds (``base_loader()`` gives a frozen copy of the base model)."""
     if cfg.method.endswith("preserve"):
         return [CircuitPreservation(model, tokenizer, HeadLayout.of(model), cfg)]  # model is still the base here

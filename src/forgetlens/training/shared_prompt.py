@@ -15,10 +15,14 @@ entropies and gradients against TRL's own scoring.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
+
+if TYPE_CHECKING:  # annotations only
+    from transformers import PreTrainedModel
+
 
 MAX_LOGITS = 2**28
 """Largest rows x completion tokens x vocabulary this module materialises as float32 logits (1 GiB); bigger
@@ -150,7 +154,7 @@ def with_shared_prompt_scoring(trainer_cls: type) -> type:
 
         def _get_per_token_logps_and_entropies(
             self,
-            model,
+            model: PreTrainedModel,
             input_ids,
             attention_mask,
             logits_to_keep,
@@ -199,7 +203,7 @@ def with_shared_prompt_scoring(trainer_cls: type) -> type:
             entropy = torch.cat(entropies) if compute_entropy else None
             return torch.cat(logps), entropy, None
 
-        def _plain_causal_lm(self, model):
+        def _plain_causal_lm(self, model: PreTrainedModel):
             """The model to score with, or None when shared-prompt scoring would not be exact or safe."""
             if self.accelerator.num_processes != 1:
                 return None

@@ -12,12 +12,17 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from forgetlens.config.options import LOSS_TYPES, FinetuneConfig
 from forgetlens.errors import ForgetlensError
 from forgetlens.targets.rewards import format_reward, score_reply
 from forgetlens.training.shared_prompt import with_shared_prompt_scoring
+
+if TYPE_CHECKING:  # annotations only
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
 def batching(cfg: FinetuneConfig, sequences_per_step: int) -> tuple[int, int]:
@@ -124,7 +129,7 @@ def with_regularizers(trainer_cls: type) -> type:
             self.regularizers = list(regularizers)
             self._reg_sums = {r.name: [0.0, 0] for r in self.regularizers}
 
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        def compute_loss(self, model: PreTrainedModel, inputs, return_outputs=False, num_items_in_batch=None):
             result = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             if not self.regularizers:
                 return result
@@ -143,7 +148,7 @@ def with_regularizers(trainer_cls: type) -> type:
                     total[0], total[1] = 0.0, 0
             super().log(logs, *args, **kwargs)
 
-        def _save_checkpoint(self, model, trial):
+        def _save_checkpoint(self, model: PreTrainedModel, trial):
             save_checkpoint_staged(self, lambda: super(Regularized, self)._save_checkpoint(model, trial))
 
     Regularized.__name__ = f"Regularized{trainer_cls.__name__}"
@@ -190,7 +195,15 @@ def save_checkpoint_staged(trainer, save) -> None:
     wait_for_everyone()
 
 
-def build_sft_trainer(model, tokenizer, dataset, cfg: FinetuneConfig, out_dir: Path, callbacks=(), regularizers=()):
+def build_sft_trainer(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    dataset,
+    cfg: FinetuneConfig,
+    out_dir: Path,
+    callbacks=(),
+    regularizers=(),
+):
     """TRL SFTTrainer on prompt/completion rows; loss on the completion tokens only (plus ``regularizers``)."""
     from trl import SFTConfig, SFTTrainer
 
@@ -227,7 +240,7 @@ def _quiet(trainer, cfg: FinetuneConfig):
     return trainer
 
 
-def make_reward_function(strict: bool = False):
+def make_reward_function(strict: bool = False) -> Callable[..., list[float]]:
     """Correctness reward for TRL: 1 when the completion answers its record correctly, else 0."""
 
     def correctness(completions, record, **kwargs) -> list[float]:
@@ -262,7 +275,15 @@ def _vllm_available() -> bool:
     return False
 
 
-def build_rl_trainer(model, tokenizer, dataset, cfg: FinetuneConfig, out_dir: Path, callbacks=(), regularizers=()):
+def build_rl_trainer(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    dataset,
+    cfg: FinetuneConfig,
+    out_dir: Path,
+    callbacks=(),
+    regularizers=(),
+):
     """TRL GRPOTrainer with the verifiable reward; Dr.GRPO and beta = 0 by default (plus ``regularizers``)."""
     from trl import GRPOConfig, GRPOTrainer
 
