@@ -16,7 +16,7 @@ from pathlib import Path
 
 from forgetlens.config.options import REAL_MODEL_EVALUATION, FinetuneConfig, sized_for_real_model
 from forgetlens.models.loading import load_model
-from forgetlens.pipeline.finetune import behaviour_probe
+from forgetlens.pipeline.evaluate import behaviour_probe
 from forgetlens.training.data import target_splits
 
 

@@ -13,7 +13,8 @@ import pytest
 from forgetlens.config.loading import config_differences
 from forgetlens.config.options import FinetuneConfig
 from forgetlens.errors import ForgetlensError
-from forgetlens.pipeline.finetune import base_behaviour_key, finetune
+from forgetlens.pipeline.evaluate import base_behaviour_key
+from forgetlens.pipeline.finetune import finetune
 from forgetlens.training.data import target_splits, training_schedule
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sciknoweval-chemistry-L3"
@@ -228,7 +229,7 @@ def test_runs_that_evaluate_alike_share_the_base_row(tmp_path, monkeypatch):
     key = base_behaviour_key(tiny("sft"))
     assert sorted(p.name for p in shared.iterdir()) == [key, key.replace(".json", ".kl-samples.json")]
 
-    import forgetlens.pipeline.finetune as ft
+    import forgetlens.pipeline.evaluate as ev
 
     def no_measuring(*args, **kwargs):
         raise AssertionError("the shared base row was measured again")
@@ -236,8 +237,8 @@ def test_runs_that_evaluate_alike_share_the_base_row(tmp_path, monkeypatch):
     def no_sampling(*args, **kwargs):
         raise AssertionError("the base's KL samples were drawn again")
 
-    monkeypatch.setattr(ft, "generate", no_sampling)  # the second run reads the base's samples from the cache
-    monkeypatch.setattr(ft, "target_accuracy", no_measuring)  # step 0 of the second run must come from the cache
+    monkeypatch.setattr(ev, "generate", no_sampling)  # the second run reads the base's samples from the cache
+    monkeypatch.setattr(ev, "target_accuracy", no_measuring)  # step 0 of the second run must come from the cache
     cfg = tiny("rl")
     cfg.steps = cfg.checkpoint_every = 2
     with pytest.raises(AssertionError, match="measured again"):  # step 2 is measured, step 0 is not
@@ -256,18 +257,20 @@ def test_resume_after_deleting_checkpoint_weights_keeps_the_measured_table(tmp_p
     for weights in run.glob("checkpoints/checkpoint-*/model.safetensors"):
         weights.unlink()
 
+    import forgetlens.pipeline.evaluate as ev
     import forgetlens.pipeline.finetune as ft
 
     def no_loading(*args, **kwargs):
         raise AssertionError("a model was loaded to re-measure cached rows")
 
     monkeypatch.setattr(ft, "load_model", no_loading)
+    monkeypatch.setattr(ev, "load_model", no_loading)
     assert finetune(tiny("sft"), run, resume=True) == rows
     assert (run / "behaviour.csv").read_text() == table
     for cached in (run / "behaviour").iterdir():
         cached.unlink()
     with pytest.raises(ForgetlensError, match="no checkpoint weights and no measured behaviour"):
-        ft.evaluate_checkpoints(tiny("sft"), run)
+        ev.evaluate_checkpoints(tiny("sft"), run)
     assert (run / "behaviour.csv").read_text() == table
 
 

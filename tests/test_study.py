@@ -128,7 +128,7 @@ def test_study_is_deterministic_and_resumes_after_sigkill(tmp_path):
     # kill 1: RL training, after its first checkpoint; kill 2: circuit measurement of the checkpoints
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     _kill_when(proc, c / "runs" / "rl-s0" / "checkpoints" / "checkpoint-2")
-    assert not (c / "runs" / "rl-s0" / "training_done.json").exists()
+    assert not (c / "runs" / "rl-s0" / "budget.json").exists()
     proc = subprocess.Popen(cmd + ["--resume"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     _kill_when(proc, c / "measurements" / "ioi" / "rl-s0@2.npz")
     assert not (c / "results.json").exists()

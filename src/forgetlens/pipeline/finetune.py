@@ -4,10 +4,9 @@ Run directory::
 
     RUN_DIR/config.json          FinetuneConfig, versions, seed
     RUN_DIR/checkpoints/checkpoint-N/   step 0 is the base model; then every ``checkpoint_every`` steps
-    RUN_DIR/budget.json          prompts, tokens, wall time, generation share
+    RUN_DIR/budget.json          prompts, tokens, wall time, generation share (written when training is done)
     RUN_DIR/training_log.json    the trainer's log history (loss, rewards, zero-variance groups, ...)
-    RUN_DIR/behaviour/checkpoint-N.json   behaviour at each checkpoint (cached; reused on --resume)
-    RUN_DIR/behaviour.json, behaviour.csv the table over checkpoints
+    RUN_DIR/behaviour/, behaviour.json, behaviour.csv   behaviour at every checkpoint (``pipeline/evaluate.py``)
 
 ``--resume`` continues training from the newest trainer checkpoint (optimizer, scheduler and RNG state
 included) and re-evaluates only checkpoints without a cached behaviour file.
@@ -17,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -29,33 +27,18 @@ from forgetlens.artefacts import claim_run_dir, read_json, record_field, write_j
 from forgetlens.config.loading import config_differences
 from forgetlens.config.options import FinetuneConfig, trainer_kind
 from forgetlens.errors import ForgetlensError
-from forgetlens.measure.behaviour import (
-    chat_prompts,
-    cut_share,
-    forward_kl,
-    general_probe,
-    generate,
-    prior_behaviour,
-    target_accuracy,
-)
 from forgetlens.models.loading import check_model, configure_threads, load_model, load_tokenizer, model_record
-from forgetlens.progress import track
-from forgetlens.tasks.registry import chosen_task_names, get_task
+from forgetlens.pipeline.evaluate import evaluate_checkpoints
+from forgetlens.tasks.registry import chosen_task_names
 from forgetlens.training.checkpoints import checkpoint_dirs, drop_resume_state, load_checkpoint
 from forgetlens.training.data import conversational_rows, prompt_length_problems, target_splits, training_schedule
 from forgetlens.training.regularizers import build_regularizers
-from forgetlens.utils import atomic_write_text, csv_text, is_main_process, versions, wait_for_everyone
+from forgetlens.utils import atomic_write_text, is_main_process, versions, wait_for_everyone
 
 if TYPE_CHECKING:  # annotations only
     from transformers import PreTrainedModel
 
     from forgetlens.progress import Logger
-
-
-PRIOR_EVAL_SEED = 424242
-"""Seed of the prior-task prompts behaviour is measured on: fixed, so that every checkpoint of every run and seed is
-scored on the same prompts (retention is a ratio to step 0 on them), and far from the small seeds that draw
-circuits' discovery and evaluation prompts."""
 
 
 def validate(cfg: FinetuneConfig, prefix: str = "") -> None:
@@ -123,7 +106,8 @@ def starting_checkpoint(path: Path) -> Path:
 
 
 def train(cfg: FinetuneConfig, run_dir: Path, resume: bool, log: Logger = print) -> dict:
-    """Train and checkpoint; returns the budget record."""
+    """Train and checkpoint; returns the budget record, written last as ``budget.json`` (the run's training is
+    complete once it exists)."""
     from datasets import Dataset
 
     loaded = load_model(cfg.model)
@@ -220,164 +204,6 @@ def train(cfg: FinetuneConfig, run_dir: Path, resume: bool, log: Logger = print)
     return budget
 
 
-BASE_BEHAVIOUR_FIELDS = (
-    "model",
-    "data",
-    "synthetic_target",
-    "seed",
-    "eval_fraction",
-    "variants_per_question",
-    "max_records",
-    "prior_tasks",
-    "prior_eval_examples",
-    "kl_samples",
-    "kl_prompts",
-    "kl_max_new_tokens",
-    "max_new_tokens",
-    "general_eval",
-    "chat_kl_tokens",
-)
-"""The options that decide the base model's behaviour row (step 0): runs that agree on all of them share it."""
-
-
-def base_behaviour_key(cfg: FinetuneConfig) -> str:
-    """A file name for the step-0 behaviour row that every run with these evaluation options shares."""
-    fields = {name: getattr(cfg, name) for name in BASE_BEHAVIOUR_FIELDS}
-    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16] + ".json"
-
-
-def measured_steps(run_dir: Path) -> dict[int, Path]:
-    """{step: checkpoint directory} of every checkpoint with weights or a cached behaviour row, by step; a row
-    cached before the weights were deleted (to free disk) still counts. Refuses a run with neither."""
-    steps = dict(checkpoint_dirs(run_dir))
-    for row in (Path(run_dir) / "behaviour").glob("checkpoint-*.json"):
-        step = row.stem.removeprefix("checkpoint-")
-        if step.isdigit():
-            steps.setdefault(int(step), Path(run_dir) / "checkpoints" / row.stem)
-    if not steps:
-        raise ForgetlensError(f"{Path(run_dir) / 'checkpoints'}: no checkpoint weights and no measured behaviour")
-    return dict(sorted(steps.items()))
-
-
-def behaviour_probe(cfg: FinetuneConfig, eval_records: list[dict], samples_cache: Path | None = None):
-    """``measure(step, checkpoint_dir) -> row``: target accuracy, prior tasks, forward KL against the base (on
-    completions sampled once from the base; kept in ``samples_cache`` for other runs with the same evaluation
-    options) and, when configured, the general probe."""
-    base = load_model(cfg.model)
-    configure_threads(base.model, cfg.threads)
-    tokenizer = base.tokenizer
-    tasks = [get_task(t) for t in chosen_task_names(cfg.prior_tasks, model=cfg.model)]
-    kl_records = eval_records[: cfg.kl_prompts] if cfg.kl_prompts else eval_records
-    kl_prompts = [p for p in chat_prompts(tokenizer, kl_records) for _ in range(cfg.kl_samples)]
-    kl_cap = cfg.kl_max_new_tokens or cfg.max_new_tokens
-    if samples_cache is not None and samples_cache.exists():
-        samples = json.loads(samples_cache.read_text())
-    else:
-        samples = generate(base.model, tokenizer, kl_prompts, kl_cap, sample=True, seed=cfg.seed)
-        if samples_cache is not None:
-            samples_cache.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(samples_cache, json.dumps(samples))
-    general = general_probe(base.model, tokenizer, cfg) if cfg.general_eval else None
-
-    def measure(step: int, path: Path) -> dict:
-        model = base.model if step == 0 else load_checkpoint(path, cfg.model)
-        acc, per_record = target_accuracy(model, tokenizer, eval_records, cfg.max_new_tokens)
-        prior = prior_behaviour(model, tokenizer, tasks, cfg.prior_eval_examples, PRIOR_EVAL_SEED)
-        kl = forward_kl(base.model, model, tokenizer, kl_prompts, samples)
-        row = {
-            "step": step,
-            "target_accuracy": acc,
-            "target_correct": per_record,
-            "kl_forward": sum(kl) / len(kl),
-            "kl_samples_cut": cut_share(samples, kl_cap, tokenizer),
-            "prior": prior,
-        }
-        if general is not None:
-            row["general"] = general.measure(base.model, model)
-        return row
-
-    return measure
-
-
-def evaluate_checkpoints(
-    cfg: FinetuneConfig, run_dir: Path, log: Logger = print, shared_base: Path | None = None
-) -> list[dict]:
-    """Behaviour at every checkpoint (cached per checkpoint); writes behaviour.json and behaviour.csv.
-
-    ``shared_base``: a folder where the step-0 row is kept for other runs with the same evaluation options
-    (a study's SFT and RL runs of one seed measure the same base model on the same questions).
-    """
-    cache = run_dir / "behaviour"
-    cache.mkdir(exist_ok=True)
-    shared = shared_base / base_behaviour_key(cfg) if shared_base is not None else None
-    if shared is not None and shared.exists() and not (cache / "checkpoint-0.json").exists():
-        atomic_write_text(cache / "checkpoint-0.json", shared.read_text())
-    steps = measured_steps(run_dir)
-    steps = {0: run_dir / "checkpoints" / "checkpoint-0", **steps}  # step 0: the base model, always measured
-    _, eval_records = target_splits(cfg)
-    unmeasured = [step for step in steps if not (cache / f"checkpoint-{step}.json").exists()]
-    samples = shared.with_suffix(".kl-samples.json") if shared is not None else None
-    measure = behaviour_probe(cfg, eval_records, samples) if unmeasured else None  # loads the base only if needed
-    rows: list[dict] = []
-    base_prior: dict = {}
-    for step, path in track(list(steps.items()), f"evaluate {run_dir.name}", "checkpoints"):
-        cached = cache / f"checkpoint-{step}.json"
-        if cached.exists():
-            row = json.loads(cached.read_text())
-        else:
-            assert measure is not None
-            row = measure(step, path)
-            atomic_write_text(cached, json.dumps(row))
-            if step == 0 and shared is not None:
-                shared.parent.mkdir(parents=True, exist_ok=True)
-                atomic_write_text(shared, json.dumps(row))
-        if step == 0:
-            base_prior = row["prior"]
-        rows.append(row)
-    for row in rows:
-        for name, values in row["prior"].items():
-            ref = base_prior[name]
-            values["retention_accuracy"] = values["accuracy"] / ref["accuracy"] if ref["accuracy"] else float("nan")
-            values["retention_logit_diff"] = (
-                values["logit_diff"] / ref["logit_diff"] if ref["logit_diff"] else float("nan")
-            )
-    table = {
-        "method": cfg.method,
-        "seed": cfg.seed,
-        "n_eval_records": len(eval_records),
-        "accuracy_threshold": cfg.accuracy_threshold,
-        "steps_to_threshold": next((r["step"] for r in rows if r["target_accuracy"] >= cfg.accuracy_threshold), None),
-        "checkpoints": rows,
-    }
-    atomic_write_text(run_dir / "behaviour.json", json.dumps(table, indent=1))
-    atomic_write_text(run_dir / "behaviour.csv", behaviour_csv(rows))
-    return rows
-
-
-def behaviour_csv(rows: list[dict]) -> str:
-    """One line per checkpoint: step, target accuracy, KL, and per prior task accuracy/logit diff/retention."""
-    tasks = list(rows[0]["prior"]) if rows else []
-    general = list(rows[0].get("general", {})) if rows else []
-    header = (
-        ["step", "target_accuracy", "kl_forward"]
-        + general
-        + [f"{t}_{k}" for t in tasks for k in ("accuracy", "logit_diff", "retention_accuracy", "retention_logit_diff")]
-    )
-    return csv_text(
-        header,
-        (
-            [r["step"], r["target_accuracy"], r["kl_forward"]]
-            + [r["general"][g] for g in general]
-            + [
-                r["prior"][t][k]
-                for t in tasks
-                for k in ("accuracy", "logit_diff", "retention_accuracy", "retention_logit_diff")
-            ]
-            for r in rows
-        ),
-    )
-
-
 def finetune(
     cfg: FinetuneConfig,
     run_dir: Path,
@@ -416,15 +242,13 @@ def finetune(
 
 
 def _train_once(cfg: FinetuneConfig, run_dir: Path, resume: bool, log: Logger) -> None:
-    """Train unless a resumed run already finished training (``training_done.json``); all processes meet after."""
+    """Train unless a resumed run already finished training (``budget.json``, written when it does); all
+    processes meet after."""
     wait_for_everyone()
     torch.manual_seed(cfg.seed)
-    done = run_dir / "training_done.json"
-    if not (resume and done.exists()):
-        budget = train(cfg, run_dir, resume, log)
+    if not (resume and (run_dir / "budget.json").exists()):
+        train(cfg, run_dir, resume, log)
         gc.collect()  # the trainer's reference cycles hold the optimizer state: free it before evaluating
-        if is_main_process():
-            write_json(done, budget)
     if is_main_process() and not cfg.keep_optimizer:  # the run is complete: nothing will resume it
         drop_resume_state(run_dir)
     wait_for_everyone()

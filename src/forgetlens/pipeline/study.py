@@ -13,6 +13,8 @@ Stages and what each leaves in RUN_DIR (every file written atomically; a stage i
     5 report    report.html
                 timings.json                wall time per stage (the only thing that differs between reruns)
 
+results.json is written once, by the analyse stage; its ``timings`` are the stages before it.
+
 Nothing below this module imports it: it only wires the stages together.  The report stage calls the renderer the
 CLI hands it, so the pipeline does not depend on the report package.
 """
@@ -21,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -48,14 +49,14 @@ from forgetlens.pipeline.audit import BaseCircuit, analyse_task, find_base_circu
 from forgetlens.pipeline.finetune import finetune
 from forgetlens.pipeline.finetune import validate as validate_finetune
 from forgetlens.pipeline.results import SCHEMA_VERSION, read_results, write_results
-from forgetlens.progress import open_task, relay, send_to, track
+from forgetlens.pipeline.schedule import run_task_graph
+from forgetlens.progress import open_task, track
 from forgetlens.tasks.registry import chosen_task_names, get_task
 from forgetlens.training.checkpoints import checkpoint_dirs, load_checkpoint
 from forgetlens.training.data import target_splits
 from forgetlens.utils import (
     atomic_write_text,
     is_main_process,
-    silence_known_warnings,
     versions,
     wait_for_everyone,
     world_size,
@@ -248,11 +249,11 @@ class Study:
             run_dir = self.run_dir / "runs" / name
             finetune(ft, run_dir, resume=run_dir.exists(), log=self.log, shared_base=self.run_dir / "base-behaviour")
 
-    def _finetuned(self, name: str) -> bool:
+    def finetuned(self, name: str) -> bool:
         return (self.run_dir / "runs" / name / "behaviour.json").exists()
 
     # --- stage 3: circuit measurements of every checkpoint ----------------------------------------------
-    def _checkpoints_to_measure(self, name: str) -> list[tuple[str, Path]]:
+    def checkpoints_to_measure(self, name: str) -> list[tuple[str, Path]]:
         """(label, path) of run ``name``'s checkpoints that some task has not measured yet."""
         todo = [
             (checkpoint_label(name, step), path)
@@ -266,79 +267,28 @@ class Study:
         ]
 
     def measure(self) -> None:
-        todo = [item for name in run_configs(self.cfg) for item in self._checkpoints_to_measure(name)]
+        todo = [item for name in run_configs(self.cfg) for item in self.checkpoints_to_measure(name)]
         for label, path in track(todo, "3/5 measure checkpoints", "checkpoints"):
             self.measure_checkpoint(label, path)
 
+    @property
+    def runs(self) -> dict[str, FinetuneConfig]:
+        """{run name: its fine-tuning config} (:func:`run_configs`)."""
+        return run_configs(self.cfg, self.run_dir)
+
     def overlapped(self) -> None:
-        """Stages 1-3 as one task graph in ``jobs`` worker processes (results identical to running them in turn).
+        """Stages 1-3 as one task graph in ``jobs`` worker processes (``pipeline/schedule.py``)."""
+        self.timings.update(run_task_graph(self))
 
-        Base circuits and fine-tuning runs start together (slow RL runs first); a run's checkpoints are
-        measured as soon as that run and every base circuit are done, so a worker whose run finished early
-        measures while the slow runs still train.  Each job's outputs are atomic, as in the stages.
-        """
-        import multiprocessing
-        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-
-        runs = run_configs(self.cfg)
-        circuits_left = {t.name for t in self.tasks if not self.done_circuit(t.name)}
-        waiting = [name for name in runs if self._finetuned(name)]  # trained, checkpoints not yet queued
-        expected = len(self.tasks) * (  # one measure job per (checkpoint, task)
-            sum(len(self._checkpoints_to_measure(n)) for n in waiting)
-            + sum(
-                ft.steps // ft.checkpoint_every + (ft.steps % ft.checkpoint_every > 0)
-                for n, ft in runs.items()
-                if not self._finetuned(n)
-            )
-        )
-        seconds = {"circuits": 0.0, "finetune": 0.0, "measure": 0.0}
-        args = (self.cfg, self.run_dir)
-        context = multiprocessing.get_context("spawn")
-        with (
-            relay(context) as events,
-            ProcessPoolExecutor(
-                self.jobs, mp_context=context, initializer=_start_worker, initargs=(os.getpid(), events)
-            ) as pool,
-        ):
-            pending = {}
-
-            def startable(name: str) -> bool:  # RL from SFT waits for its SFT run
-                first = starts_from(name)
-                return first is None or self._finetuned(first)
-
-            queued = set()
-            for name in sorted((n for n in runs if not self._finetuned(n)), key=lambda n: runs[n].method != "rl"):
-                if startable(name):
-                    pending[pool.submit(_job, *args, "finetune", name)] = ("finetune", name)
-                    queued.add(name)
-            for task in sorted(circuits_left):
-                pending[pool.submit(_job, *args, "circuits", task)] = ("circuits", task)
-            shown = open_task("1-3/5 circuits, fine-tuning, measurement", len(pending) + expected, "jobs", eta=False)
-            while pending or waiting:
-                if not circuits_left:
-                    for name in waiting:  # each task of a checkpoint is its own job: the last run's are shared
-                        for label, path in self._checkpoints_to_measure(name):
-                            for prior in self.tasks:
-                                job = pool.submit(_job, *args, "measure", label, path, [prior.name])
-                                pending[job] = ("measure", label)
-                    waiting = []
-                if not pending:
-                    break
-                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    kind, name = pending.pop(future)
-                    seconds[kind] += future.result()  # re-raises a worker's error here
-                    if kind == "circuits":
-                        circuits_left.discard(name)
-                    elif kind == "finetune":
-                        waiting.append(name)
-                        for later in runs:
-                            if later not in queued and not self._finetuned(later) and starts_from(later) == name:
-                                pending[pool.submit(_job, *args, "finetune", later)] = ("finetune", later)
-                                queued.add(later)
-                    shown.advance()
-            shown.finish()
-        self.timings.update({f"{kind}_worker_seconds": round(v, 2) for kind, v in seconds.items()})
+    def run_job(self, kind: str, *args) -> None:
+        """One job of the task graph: a base circuit, a fine-tuning run, or one checkpoint on some tasks."""
+        if kind == "circuits":
+            self.circuit_of(*args)
+        elif kind == "finetune":
+            ft, out = run_configs(self.cfg, self.run_dir)[args[0]], self.run_dir / "runs" / args[0]
+            finetune(ft, out, resume=out.exists(), log=lambda *a: None, shared_base=self.run_dir / "base-behaviour")
+        else:
+            self.measure_checkpoint(*args)
 
     def measure_checkpoint(self, label: str, path: Path, task_names: list[str] | None = None) -> None:
         """Every base circuit's measurements in one checkpoint (``task_names``: only those tasks; tasks already
@@ -444,7 +394,7 @@ class Study:
                 tasks[task.name]["own_circuits"] = self.own_circuits_summary(task.name, list(tuned))
         runs = {}
         for name, table in behaviour.items():
-            budget = json.loads((self.run_dir / "runs" / name / "training_done.json").read_text())
+            budget = json.loads((self.run_dir / "runs" / name / "budget.json").read_text())
             rows = [{k: v for k, v in r.items() if k != "target_correct"} for r in table["checkpoints"]]
             runs[name] = {
                 "method": RunId.parse(name).group,  # sft, rl, sft-lrLR, sft-rl
@@ -520,11 +470,10 @@ class Study:
 
     # --- stage 5: report ---------------------------------------------------------------------------------
     def report(self) -> None:
-        results = read_results(self.run_dir / "results.json")
-        results["timings"] = dict(self.timings)
-        write_results(results, self.run_dir / "results.json")
+        """report.html from results.json as written, with every stage's time so far (``timings.json``)."""
         if self.render is not None:
-            self.render(results, self.run_dir / "report.html")
+            results = read_results(self.run_dir / "results.json")
+            self.render({**results, "timings": dict(self.timings)}, self.run_dir / "report.html")
 
     def done_circuit(self, task_name: str) -> bool:
         own = self.cfg.own_circuits
@@ -543,7 +492,7 @@ class Study:
         if stage == "circuits":
             return all(self.done_circuit(t.name) for t in self.tasks)
         if stage == "finetune":
-            return all(self._finetuned(n) for n in names)
+            return all(self.finetuned(n) for n in names)
         if stage == "measure":
             return all(
                 self._measure_path(t.name, checkpoint_label(n, s)).exists()
@@ -553,45 +502,8 @@ class Study:
                 if s > 0
             )
         if stage == "report" and self.render is None:
-            return False  # only refreshes results.json's timings
+            return True  # nothing to write
         return (self.run_dir / {"analyse": "results.json", "report": "report.html"}[stage]).exists()
-
-
-def _start_worker(parent: int, events) -> None:
-    """Worker initializer: show its progress through the study's ``events`` queue, and end this worker when the
-    study process ``parent`` dies (a killed study must not leave workers writing into its run directory; Linux
-    only, elsewhere a no-op)."""
-    import ctypes
-    import signal
-    import sys
-
-    send_to(events)
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
-        if os.getppid() != parent:  # the study died while this worker was still starting
-            os._exit(1)
-
-
-_worker_study: Study | None = None
-"""A worker's Study, kept across its jobs so the base model and circuits load once per process."""
-
-
-def _job(cfg: StudyConfig, run_dir: Path, kind: str, *args) -> float:
-    """One job of :meth:`Study.overlapped` in a worker process; returns its wall time in seconds."""
-    global _worker_study
-    start = time.perf_counter()
-    silence_known_warnings()
-    if _worker_study is None or (_worker_study.cfg, _worker_study.run_dir) != (cfg, Path(run_dir)):
-        _worker_study = Study(cfg, run_dir, log=lambda *a: None)
-    study = _worker_study
-    if kind == "circuits":
-        study.circuit_of(*args)
-    elif kind == "finetune":
-        ft, out = run_configs(cfg, study.run_dir)[args[0]], study.run_dir / "runs" / args[0]
-        finetune(ft, out, resume=out.exists(), log=lambda *a: None, shared_base=study.run_dir / "base-behaviour")
-    else:
-        study.measure_checkpoint(*args)
-    return time.perf_counter() - start
 
 
 def run_study(
