@@ -65,3 +65,33 @@ def embedded():
     from forgetlens.models.loading import load_model
 
     return load_model("embedded")
+
+
+def run_cli(*args: str, cwd=None, env: dict | None = None):
+    """``forgetlens ARGS`` in this process through ``cli.main`` (exit status, stdout and stderr as a
+    ``subprocess.CompletedProcess``): the CLI's error paths without a 10-second interpreter start each.  The
+    environment, working directory and warning filters the CLI changes are put back afterwards."""
+    import contextlib
+    import io
+    import subprocess
+    import warnings
+
+    from forgetlens import cli
+
+    saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    try:
+        os.environ.update({"FORGETLENS_QUIET": "1", **(env or {})})
+        if cwd is not None:
+            os.chdir(cwd)
+        with warnings.catch_warnings(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                cli.main(list(args))
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+    return subprocess.CompletedProcess(["forgetlens", *args], code, out.getvalue(), err.getvalue())

@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import run_cli
 
 from forgetlens.analysis.compare import compare_models
 from forgetlens.analysis.vulnerability import circuit_weights
@@ -148,9 +149,7 @@ def _audit(*args):
     ],
 )
 def test_audit_bad_input(tmp_path, args, needle):
-    result = subprocess.run(
-        [sys.executable, "-m", "forgetlens", "audit", *args], capture_output=True, text=True, cwd=tmp_path
-    )
+    result = run_cli("audit", *args, cwd=tmp_path)
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1 and needle in lines[0], result.stderr
 

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import run_cli
 
 GOOD_RECORD = {
     "type": "mcq-4-choices",
@@ -20,13 +21,7 @@ GOOD_RECORD = {
 
 
 def forgetlens(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "forgetlens", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env={**os.environ, "FORGETLENS_QUIET": "1", **(env or {})},
-    )
+    return run_cli(*args, cwd=cwd, env=env)  # in-process: the error paths need no interpreter of their own
 
 
 def assert_refused(result: subprocess.CompletedProcess, *needles: str) -> None:
@@ -110,7 +105,6 @@ def records(n: int, **change) -> list[dict]:
     ],
     ids=lambda v: None if callable(v) else str(v[0])[:30],
 )
-@pytest.mark.slow
 def test_finetune_refuses_bad_input_before_writing(tmp_path, make_args, needles):
     assert_refused(finetune(tmp_path, *make_args(tmp_path)), *needles)
     assert not (tmp_path / "run").exists()
@@ -126,7 +120,6 @@ def _mkdir(path: Path) -> Path:
     return path
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(
     "config, needles",
     [
@@ -143,7 +136,6 @@ def test_run_refuses_bad_config_before_writing(tmp_path, config, needles):
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.slow
 def test_run_refuses_malformed_data_before_any_stage(tmp_path):
     data = jsonl(tmp_path / "bad.jsonl", *records(3), {"type": "mcq-4-choices", "question": "q"})
     (tmp_path / "study.yaml").write_text(f"data: {data}\n")
@@ -152,14 +144,12 @@ def test_run_refuses_malformed_data_before_any_stage(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.slow
 def test_non_utf8_config_is_one_line(tmp_path):
     (tmp_path / "bad.yaml").write_bytes(b"model: caf\xe9\n")
     result = forgetlens("run", "--config", str(tmp_path / "bad.yaml"), "--out", str(tmp_path / "run"))
     assert_refused(result, "bad.yaml", "not UTF-8")
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("command", ["finetune", "run", "audit", "report"])
 def test_output_under_a_file_is_one_line(tmp_path, command):
     blocker = tmp_path / "file"
@@ -175,7 +165,6 @@ def test_output_under_a_file_is_one_line(tmp_path, command):
     assert_refused(result, str(blocker))
 
 
-@pytest.mark.slow
 def test_resume_with_other_options_names_them(tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "config.json").write_text(json.dumps({"config": {"steps": 4, "rl": {"beta": 0.0}}}))

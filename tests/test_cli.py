@@ -1,21 +1,13 @@
 """The command line: output format and one-line errors for bad input."""
 
 import json
-import subprocess
-import sys
 
 import pytest
-from conftest import make_tiny
+from conftest import make_tiny, run_cli
 
 
 def forgetlens(*args, cwd=None):
-    return subprocess.run(
-        [sys.executable, "-m", "forgetlens", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env={**__import__("os").environ, "FORGETLENS_QUIET": "1"},
-    )
+    return run_cli(*args, cwd=cwd)  # in-process (``python -m forgetlens`` itself: test_readme.py)
 
 
 def assert_one_line_error(result, *needles):
@@ -38,7 +30,6 @@ def test_tasks_lists_one_name_per_line():
     assert "default for: real models, embedded" in lines[names.index("ioi")]
 
 
-@pytest.mark.slow
 def test_discover_writes_the_documented_json(tmp_path):
     out = tmp_path / "ioi.json"
     result = forgetlens("discover", "--task", "ioi", "--n-examples", "32", "--out", str(out))
@@ -54,7 +45,6 @@ def test_discover_writes_the_documented_json(tmp_path):
     assert "faithfulness" in result.stdout and "rank" in result.stdout
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(
     "args,needles",
     [
@@ -73,7 +63,6 @@ def test_bad_input_gives_one_line(tmp_path, args, needles):
     assert not (tmp_path / "x.json").exists()
 
 
-@pytest.mark.slow
 def test_unsupported_architecture_is_one_line(tmp_path, tokenizer):
     from transformers import OPTConfig, OPTForCausalLM
 
@@ -96,7 +85,6 @@ def test_unsupported_architecture_is_one_line(tmp_path, tokenizer):
     assert_one_line_error(result, "unsupported architecture 'opt'")
 
 
-@pytest.mark.slow
 def test_model_directory_without_config_is_one_line(tmp_path):
     (tmp_path / "empty").mkdir()
     result = forgetlens(
@@ -105,7 +93,6 @@ def test_model_directory_without_config_is_one_line(tmp_path):
     assert_one_line_error(result, "has no config.json")
 
 
-@pytest.mark.slow
 def test_multi_token_answer_from_a_foreign_tokenizer_is_one_line(tmp_path):
     """A model whose tokenizer splits the task's names: the error names the word."""
     from tokenizers import Tokenizer, models

@@ -595,6 +595,50 @@ def run_cmd(config_path, seeds, resume, overwrite, jobs, allow_download, out) ->
     click.echo(f"report: {out / 'report.html'}")
 
 
+@cli.command("sweep")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Study YAML whose model, data, prior tasks and finetune section every run takes (default: the embedded "
+    "model's defaults).",
+)
+@click.option("--lrs", default="1e-4,3e-4,1e-3,3e-3", show_default=True, help="Rates tried for both methods.")
+@click.option("--sft-lrs", default=None, help="Rates tried for SFT (default: --lrs).")
+@click.option("--rl-lrs", default=None, help="Rates tried for RL (default: --lrs).")
+@click.option("--seed", type=int, default=None, help="The runs' seed (default: 100, which no study uses).")
+@click.option("--jobs", type=int, default=1, show_default=True, help="Worker processes, one run each.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Sweep directory.")
+def sweep_cmd(config_path, lrs, sft_lrs, rl_lrs, seed, jobs, out) -> None:
+    """Learning rates by the rule: per method, the best final held-out target accuracy on seed 100."""
+    from forgetlens.config.loading import load_study_config
+    from forgetlens.pipeline.sweep import SWEEP_SEED, SweepMethod, run_sweep, sweep_base, sweep_configs, sweep_table
+
+    options: dict[SweepMethod, tuple[str, str]] = {
+        "sft": ("--sft-lrs", sft_lrs) if sft_lrs is not None else ("--lrs", lrs),
+        "rl": ("--rl-lrs", rl_lrs) if rl_lrs is not None else ("--lrs", lrs),
+    }
+    grid: dict[SweepMethod, list[float]] = {}
+    for method, (option, given) in options.items():
+        try:
+            grid[method] = [float(x) for x in given.split(",") if x.strip()]
+        except ValueError:
+            raise ForgetlensError(f"{option}: expected comma-separated numbers, got {given!r}") from None
+        if not grid[method] or any(not r > 0 for r in grid[method]):
+            raise ForgetlensError(f"{option}: expected positive learning rates, got {given!r}")
+    if jobs < 1:
+        raise ForgetlensError(f"--jobs must be at least 1, got {jobs}")
+    check_writable(out, "--out")
+    base = sweep_base(load_study_config(config_path) if config_path is not None else None)
+    configs = sweep_configs(base, grid, SWEEP_SEED if seed is None else seed)
+    for cfg in configs.values():  # every run's options checked before the first one trains
+        cfg_problems = cfg.problems()
+        if cfg_problems:
+            raise ForgetlensError("\n".join(cfg_problems))
+    click.echo(sweep_table(run_sweep(configs, out, jobs)))
+
+
 @cli.command("plan")
 @click.option(
     "--config",
@@ -635,16 +679,22 @@ def plan_cmd(config_path, gpus, prompt_tokens) -> None:
 
 @cli.command("report")
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
-def report_cmd(run_dir) -> None:
+@click.option("--markdown", is_flag=True, help="Print the results as Markdown tables instead (writes nothing).")
+def report_cmd(run_dir: Path, markdown: bool) -> None:
     """Rebuild RUN_DIR/report.html (and the derived tables) from RUN_DIR/results.json alone."""
     from forgetlens.analysis.summary import derived_results
     from forgetlens.pipeline.results import read_results
     from forgetlens.report.html import write_report
+    from forgetlens.report.markdown import markdown_tables
     from forgetlens.utils import first_line, short_repr
 
     results = read_results(run_dir / "results.json")
-    check_writable(run_dir / "report.html", "RUN_DIR")
+    if not markdown:
+        check_writable(run_dir / "report.html", "RUN_DIR")
     try:  # the schema checks each field; this catches fields that disagree with each other (a file from others)
+        if markdown:
+            click.echo(markdown_tables(results))
+            return
         results.update(derived_results(results))
         write_report(results, run_dir / "report.html")
     except (KeyError, IndexError, TypeError, ValueError, ZeroDivisionError) as exc:

@@ -1,5 +1,35 @@
 """The options of every stage and how a YAML file becomes them.
 
 ``options``: the dataclasses, their value sets and their validation; ``loading``: YAML to dataclasses, and what
-changed between a run's recorded config and a resumed one.
+changed between a run's recorded config and a resumed one.  The option classes are importable from here.
 """
+
+from forgetlens.config.options import (
+    AnatomyConfig,
+    BenchmarkConfig,
+    DBMConfig,
+    DiscoveryConfig,
+    FinetuneConfig,
+    MonitorConfig,
+    OwnCircuitsConfig,
+    PreserveConfig,
+    ReplayConfig,
+    RLConfig,
+    StudyConfig,
+    deferred_validation,
+)
+
+__all__ = [
+    "AnatomyConfig",
+    "BenchmarkConfig",
+    "DBMConfig",
+    "DiscoveryConfig",
+    "FinetuneConfig",
+    "MonitorConfig",
+    "OwnCircuitsConfig",
+    "PreserveConfig",
+    "ReplayConfig",
+    "RLConfig",
+    "StudyConfig",
+    "deferred_validation",
+]

@@ -398,7 +398,7 @@ class FinetuneConfig(Options):
     prompts_per_step: int = 8
     """Distinct training prompts per optimizer step (RL samples ``num_generations`` completions of each)."""
     lr_sft: float = 3e-3
-    """SFT learning rate (a study's configs state the rule that chose theirs, ``experiments/lr_sweep.py``)."""
+    """SFT learning rate (a study's configs state the rule that chose theirs, ``forgetlens sweep``)."""
     lr_rl: float = 1e-4
     """RL learning rate (chosen by the same rule as ``lr_sft``)."""
     checkpoint_every: int = 120

@@ -1,0 +1,42 @@
+"""``forgetlens report RUN_DIR --markdown``: a study's tables as Markdown, from results.json alone."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+from pathlib import Path
+
+from conftest import run_cli
+
+STORED = Path(__file__).parents[1] / "docs" / "results" / "smollm2-135m" / "quick-results.json.gz"
+
+
+def test_the_tables_carry_the_numbers_of_results_json_and_nothing_is_written(tmp_path):
+    with gzip.open(STORED) as f, open(tmp_path / "results.json", "wb") as out:
+        shutil.copyfileobj(f, out)
+    results = json.loads((tmp_path / "results.json").read_text())
+    result = run_cli("report", str(tmp_path), "--markdown")
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json"]
+    text = result.stdout
+    for heading in (
+        "### Behaviour at every checkpoint",
+        "### DCV(C0) = V_SFT(C0) - V_RL(C0)",
+        "### Forgetting predictors",
+    ):
+        assert heading in text
+    name, run = next(iter(results["runs"].items()))
+    last = run["checkpoints"][-1]
+    assert f"| {name} | {last['step']} | {last['target_accuracy']:.3f} | {last['kl_forward']:.3f} |" in text
+    task = next(iter(results["tasks"]))
+    pair, dcv = next(iter(results["tasks"][task]["dcv"].items()))
+    v = dcv["v_circuit"]
+    assert f"| {task} | {pair} | {v['value']:.3f} [{v['ci_low']:.3f}, {v['ci_high']:.3f}] |" in text
+
+
+def test_a_results_file_that_is_not_one_is_one_line(tmp_path):
+    (tmp_path / "results.json").write_text(json.dumps({"schema_version": "1.6"}))
+    result = run_cli("report", str(tmp_path), "--markdown")
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("error: ") and "results.json" in result.stderr
