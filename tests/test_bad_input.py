@@ -81,7 +81,7 @@ def records(n: int, **change) -> list[dict]:
         (lambda d: ["--model", str(model_dir(d / "bert", "bert"))], ["unsupported architecture 'bert'"]),
         (lambda d: ["--model", "Qwen/Qwen2.5-0.5B-Instruct"], ["not a local directory and not in the local"]),
         (lambda d: ["--model", "models/nope"], ["not a local directory and not in the local"]),
-        (lambda d: ["--loss-type", "ppo"], ["rl.loss_type: unknown loss type 'ppo'"]),
+        (lambda d: ["--loss-type", "ppo"], ["--loss-type: unknown loss type 'ppo'"]),
         (lambda d: ["--lr", "-0.1"], ["lr_sft: expected a positive number, got -0.1"]),
         # 5. and 8. ranges
         (lambda d: ["--lr", "0"], ["lr_sft: expected a positive number, got 0.0"]),

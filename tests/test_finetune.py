@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import run_cli
 
 from forgetlens.config.loading import config_differences
 from forgetlens.config.options import FinetuneConfig
@@ -121,11 +122,7 @@ def test_existing_run_dir_is_not_overwritten(tmp_path):
 
 
 def test_bad_method_is_one_line(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "forgetlens", "finetune", "--method", "ppo", "--out", str(tmp_path / "r")],
-        capture_output=True,
-        text=True,
-    )
+    result = run_cli("finetune", "--method", "ppo", "--out", str(tmp_path / "r"))
     assert result.returncode == 2
     assert result.stderr.strip() == (
         "error: --method: unknown method 'ppo'; expected one of sft, rl, sft-preserve, rl-preserve, replay, sft-kl"

@@ -22,7 +22,7 @@ LAYERS = [
     {"pipeline"},
     {"report"},
     {"embedded_build"},
-    {"cli", "__main__", "__init__"},
+    {"cli_options", "cli", "__main__", "__init__"},
 ]
 """Layer order; ``embedded_build`` (how the test model is made) is known to the CLI alone.  ``analysis`` (pure
 functions of arrays) comes before everything that runs a model: ``measure`` fills its ``PromptMeasurements``."""

@@ -46,7 +46,7 @@ def test_monitor_on_the_base_itself_reads_zero_vulnerability_and_full_retention(
     monitor = CircuitMonitor(
         embedded.model, embedded.tokenizer, tasks=["ioi"], n_prompts=16, circuits={"ioi": [(3, 0), (2, 5)]}
     )
-    values = monitor.measure(copy.deepcopy(embedded.model))["ioi"]
+    values = monitor.circuit_values(copy.deepcopy(embedded.model))["ioi"]
     assert values["v_circuit"] == 0.0 and values["retention"] == pytest.approx(1.0, abs=1e-6)
 
 

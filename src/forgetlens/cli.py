@@ -10,26 +10,18 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
+from forgetlens.cli_options import apply_options, field_option, field_options
 from forgetlens.config.options import (
-    ABLATIONS,
-    DBM_OBJECTIVES,
-    DBM_POSITIONS,
-    DISCOVERY_METHODS,
-    DBMConfig,
+    REAL_MODEL_EVALUATION,
     DiscoveryConfig,
+    FinetuneConfig,
 )
 from forgetlens.errors import ForgetlensError
 from forgetlens.utils import check_writable
 
-if TYPE_CHECKING:  # annotations only
-    from transformers import PreTrainedModel
-
-
-_DISCOVERY, _DBM = DiscoveryConfig(), DBMConfig()
 """The defaults the options below show: the dataclasses own them (torch-free to import)."""
 
 METRIC_NAMES = ("logit_diff", "prob_diff", "logp_answer", "prob_answer", "top1_margin")
@@ -73,129 +65,61 @@ def tasks_cmd() -> None:
         click.echo(f"{name}\t{TASKS[name].description} [default for: {', '.join(sets) or 'none'}]")
 
 
+DISCOVER_FLAGS: dict[str, str | None] = {
+    "method": None,
+    "k": None,
+    "faithfulness_target": "--target",
+    "ablation": None,
+    "ig_steps": None,
+    "n_examples": None,
+    "dbm.objective": "--dbm-objective",
+    "dbm.positions": "--dbm-positions",
+    "dbm.sparsity": "--dbm-sparsity",
+    "dbm.steps": "--dbm-steps",
+    "dbm.batch_size": "--dbm-batch-size",
+    "seed": None,
+}
+"""The DiscoveryConfig fields ``forgetlens discover`` exposes, and their flags where not ``--FIELD-NAME``."""
+
+
 @cli.command("discover")
 @click.option("--task", "task_name", required=True, help="Prior task (see `forgetlens tasks`).")
 @click.option("--model", default="embedded", show_default=True, help="Model directory, cached HF id, or `embedded`.")
-@click.option(
-    "--method",
-    type=click.Choice(DISCOVERY_METHODS),
-    default=_DISCOVERY.method,
-    show_default=True,
-    help="How the circuit is found: heads scored one by one (attribution, exact, ig) or masks optimised jointly (dbm).",
-)
-@click.option("--k", type=int, default=None, help="Circuit size (default: smallest k with faithfulness >= target).")
-@click.option(
-    "--target",
-    type=float,
-    default=_DISCOVERY.faithfulness_target,
-    show_default=True,
-    help="Faithfulness target when --k is not given.",
-)
+@field_options(DiscoveryConfig, DISCOVER_FLAGS)
 @click.option(
     "--metric",
     type=click.Choice(METRIC_NAMES),
-    default="logit_diff",
+    default=DiscoveryConfig().metric,
     show_default=True,
     help="Task metric at the answer position; the last three see the whole vocabulary.",
 )
-@click.option(
-    "--ablation",
-    type=click.Choice(ABLATIONS),
-    default=_DISCOVERY.ablation,
-    show_default=True,
-    help="How heads outside the circuit are removed when measuring faithfulness.",
-)
-@click.option(
-    "--ig-steps", type=int, default=_DISCOVERY.ig_steps, show_default=True, help="Interpolation steps for --method ig."
-)
-@click.option("--n-examples", type=int, default=_DISCOVERY.n_examples, show_default=True, help="Prompts per split.")
 @click.option(
     "--full-curve",
     is_flag=True,
     help="Faithfulness at every circuit size (default: find k by bisection, about log2(heads) sizes).",
 )
-@click.option(
-    "--dbm-objective",
-    type=click.Choice(DBM_OBJECTIVES),
-    default=_DBM.objective,
-    show_default=True,
-    help="dbm: carry the corrupted prompt's answer (the paper's) or keep the clean one.",
-)
-@click.option(
-    "--dbm-positions",
-    type=click.Choice(DBM_POSITIONS),
-    default=_DBM.positions,
-    show_default=True,
-    help="dbm: mix heads at the last token only (the paper's, fast) or at every position.",
-)
-@click.option(
-    "--dbm-sparsity", type=float, default=_DBM.sparsity, show_default=True, help="dbm: weight of the masks' sum."
-)
-@click.option(
-    "--dbm-steps", type=int, default=_DBM.steps, show_default=True, help="dbm: Adam steps on the mask logits."
-)
-@click.option("--dbm-batch-size", type=int, default=_DBM.batch_size, show_default=True, help="dbm: prompts per step.")
-@click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--allow-download", is_flag=True, help="Let transformers fetch a model from the Hub.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="JSON file to write.")
 def discover_cmd(
-    task_name,
-    model: PreTrainedModel,
-    method,
-    k,
-    target,
-    metric,
-    ablation,
-    ig_steps,
-    n_examples,
-    full_curve,
-    dbm_objective,
-    dbm_positions,
-    dbm_sparsity,
-    dbm_steps,
-    dbm_batch_size,
-    seed,
-    allow_download,
-    out,
+    task_name: str, model: str, metric: str, full_curve: bool, allow_download: bool, out: Path, **fields: object
 ) -> None:
     """Find a prior task's head-level circuit and write it as JSON."""
     from forgetlens.circuits.discover import circuit_to_json, timed_discovery
-    from forgetlens.config.options import DBMConfig, DiscoveryConfig, deferred_validation
     from forgetlens.models.heads import HeadLayout
     from forgetlens.models.loading import check_model, configure_threads, load_model, model_record
     from forgetlens.tasks.registry import get_task
     from forgetlens.utils import atomic_write_text, versions
 
     task = get_task(task_name)
-    if n_examples <= 0:
-        raise ForgetlensError(f"--n-examples must be positive, got {n_examples}")
-    with deferred_validation():  # each problem reported below under its flag's name
-        cfg = DiscoveryConfig(
-            method=method,
-            metric=metric,
-            ablation=ablation,
-            k=k,
-            faithfulness_target=target,
-            ig_steps=ig_steps,
-            full_curve=full_curve,
-            n_examples=n_examples,
-            seed=seed,
-            dbm=DBMConfig(
-                objective=dbm_objective,
-                positions=dbm_positions,
-                sparsity=dbm_sparsity,
-                steps=dbm_steps,
-                batch_size=dbm_batch_size,
-                seed=seed,
-            ),
-        )
-    problems = cfg.problems()  # "field: ..." lines; each field is set by the option of that name
+    seed = fields["seed"] if fields["seed"] is not None else DiscoveryConfig().seed
+    cfg = apply_options(DiscoveryConfig(), {**fields, "metric": metric, "full_curve": full_curve, "dbm__seed": seed})
+    problems = cfg.problems()  # "field: ..." lines, each under the flag of that field
     if problems:
+        flags = {path: flag or "--" + path.split(".")[-1].replace("_", "-") for path, flag in DISCOVER_FLAGS.items()}
         lines = []
         for problem in problems:
             field, message = problem.split(":", 1)
-            option = "target" if field == "faithfulness_target" else field.replace("_", "-").replace(".", "-")
-            lines.append(f"--{option}:{message}")
+            lines.append(f"{flags.get(field, field)}:{message}")
         raise ForgetlensError("\n".join(lines))
     check_writable(out, "--out")
     check_model(model)
@@ -206,7 +130,7 @@ def discover_cmd(
     result = circuit_to_json(circuit, model, cfg, layout, seconds, versions())
     result["model_record"] = model_record(model)
     atomic_write_text(out, json.dumps(result, indent=2))
-    click.echo(f"{task.name} on {model} ({layout.n_layers} layers x {layout.n_heads} heads), method={method}")
+    click.echo(f"{task.name} on {model} ({layout.n_layers} layers x {layout.n_heads} heads), method={cfg.method}")
     click.echo(f"{'rank':>4}  {'layer':>5}  {'head':>4}  {'score':>9}  in circuit")
     ranked = sorted(result["heads"], key=lambda h: -abs(h["score"]))
     members = {tuple(h) for h in result["circuit"]["heads"]}
@@ -215,11 +139,11 @@ def discover_cmd(
         click.echo(f"{rank:>4}  {h['layer']:>5}  {h['head']:>4}  {h['score']:>9.4f}  {mark}")
     click.echo(
         f"circuit: k={circuit.k} of {layout.n_total} heads, faithfulness={circuit.faithfulness:.3f} "
-        f"({ablation} ablation) -> {out}"
+        f"({cfg.ablation} ablation) -> {out}"
     )
     if circuit.dbm is not None:
         click.echo(
-            f"dbm ({dbm_objective}, {dbm_positions} positions): share of the all-heads effect "
+            f"dbm ({cfg.dbm.objective}, {cfg.dbm.positions} positions): share of the all-heads effect "
             f"{circuit.dbm.objective_faithfulness:.3f}, {circuit.dbm.forward_equivalents:.1f} forward-equivalents, "
             f"{circuit.dbm.seconds:.1f} s"
         )
@@ -274,35 +198,29 @@ def pretrain_cmd(out, seed, steps, resume, start_from, start_after) -> None:
 
 
 @cli.command("finetune")
-@click.option("--method", required=True, help="sft, rl, sft-preserve, rl-preserve, replay or sft-kl.")
-@click.option(
-    "--model", default="embedded", show_default=True, help="Base model directory, cached HF id, or `embedded`."
+@field_option(FinetuneConfig, "method", required=True)
+@field_options(
+    FinetuneConfig,
+    {
+        "model": None,
+        "data": None,
+        "synthetic_target": None,
+        "steps": None,
+        "checkpoint_every": None,
+        "prompts_per_step": None,
+        "max_records": None,
+        "rl.num_generations": None,
+        "rl.loss_type": None,
+        "rl.beta": None,
+        "preserve.lam": None,
+        "preserve.heads": "--heads",
+        "monitor.every": "--monitor-every",
+        "monitor.threshold": "--monitor-threshold",
+        "monitor.action": "--monitor-action",
+        "seed": None,
+    },
 )
-@click.option(
-    "--data",
-    default=None,
-    help="Target-task file/directory (SciKnowEval or SciQ); default: the built-in --synthetic-target.",
-)
-@click.option(
-    "--synthetic-target",
-    default="compare",
-    show_default=True,
-    help="Built-in target without --data: compare (largest/smallest of four quantities, as options), compare-short "
-    "(the same answered with the value and unit) or facts (element symbols, SI units).",
-)
-@click.option("--steps", type=int, default=None, help="Optimizer steps (same for both methods).")
-@click.option("--lr", type=float, default=None, help="Learning rate for this method.")
-@click.option("--checkpoint-every", type=int, default=None, help="Steps between checkpoints.")
-@click.option("--prompts-per-step", type=int, default=None, help="Training prompts per optimizer step.")
-@click.option("--num-generations", type=int, default=None, help="RL group size.")
-@click.option("--loss-type", default=None, help="RL loss: dr_grpo (default), grpo, dapo, reinforce.")
-@click.option("--beta", type=float, default=None, help="RL KL penalty (default 0).")
-@click.option("--max-records", type=int, default=None, help="Use at most this many records of --data.")
-@click.option("--lam", type=float, default=None, help="sft-preserve / rl-preserve: weight of the circuit penalty.")
-@click.option("--heads", "preserve_heads", default=None, help="Protected heads: circuit (default), dcv or all.")
-@click.option("--monitor-every", type=int, default=None, help="CircuitMonitor: measure every N steps (0 = off).")
-@click.option("--monitor-threshold", type=float, default=None, help="CircuitMonitor: retention threshold.")
-@click.option("--monitor-action", default=None, help="CircuitMonitor: warn (default) or stop below the threshold.")
+@click.option("--lr", type=float, default=None, help="Learning rate of this method (FinetuneConfig.lr_sft or lr_rl).")
 @click.option(
     "--init-from",
     type=click.Path(path_type=Path),
@@ -321,7 +239,6 @@ def pretrain_cmd(out, seed, steps, resume, start_from, start_after) -> None:
     is_flag=True,
     help="Keep the checkpoints' optimizer state once the run is complete (twice the weights' size on disk).",
 )
-@click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out.")
 @click.option(
     "--overwrite",
@@ -331,86 +248,35 @@ def pretrain_cmd(out, seed, steps, resume, start_from, start_after) -> None:
 @click.option("--allow-download", is_flag=True, help="Let the Hugging Face libraries fetch models (offline otherwise).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Run directory.")
 def finetune_cmd(
-    method,
-    model: PreTrainedModel,
-    data,
-    synthetic_target,
-    steps,
-    lr,
-    checkpoint_every,
-    prompts_per_step,
-    num_generations,
-    loss_type,
-    beta,
-    max_records,
-    lam,
-    preserve_heads,
-    monitor_every,
-    monitor_threshold,
-    monitor_action,
-    init_from,
-    full_eval,
-    keep_optimizer,
-    seed,
-    resume,
-    overwrite,
-    allow_download,
-    out,
+    lr: float | None,
+    init_from: Path | None,
+    full_eval: bool,
+    keep_optimizer: bool,
+    resume: bool,
+    overwrite: bool,
+    allow_download: bool,
+    out: Path,
+    **fields: object,
 ) -> None:
     """Fine-tune with SFT, RL or a circuit-keeping variant; checkpoints, and behaviour at each."""
-    from forgetlens.config.options import (
-        FINETUNE_METHODS,
-        FinetuneConfig,
-        deferred_validation,
-        sized_for_real_model,
-        trainer_kind,
-    )
+    from forgetlens.config.options import trainer_kind
     from forgetlens.models.loading import is_embedded
     from forgetlens.pipeline.finetune import finetune
 
-    if method not in FINETUNE_METHODS:
-        raise ForgetlensError(f"--method: unknown method {method!r}; expected one of {', '.join(FINETUNE_METHODS)}")
     _check_resume_overwrite(resume, overwrite)
     check_writable(out, "--out")
-    with deferred_validation():  # finetune() reports every problem of the finished config at once
-        cfg = FinetuneConfig(
-            method=method,
-            model=model,
-            data=data,
-            synthetic_target=synthetic_target,
-            seed=seed,
-            max_records=max_records,
-            init_from=None if init_from is None else str(init_from),
-            keep_optimizer=keep_optimizer,
-        )
-        if not is_embedded(model) and not full_eval:
-            cfg = sized_for_real_model(cfg)
-    if not is_embedded(model) and not full_eval:
+    cfg = apply_options(FinetuneConfig(), fields)  # finetune() reports every problem of the result at once
+    rate = "lr_sft" if trainer_kind(cfg.method) == "sft" else "lr_rl"
+    cfg = apply_options(
+        cfg,
+        {rate: lr, "init_from": None if init_from is None else str(init_from), "keep_optimizer": keep_optimizer},
+    )
+    if not is_embedded(cfg.model) and not full_eval:
+        cfg = apply_options(cfg, dict(REAL_MODEL_EVALUATION))
         _notice(
             f"evaluation sized for a real model: {cfg.prior_eval_examples} prompts per prior task, forward KL on "
             f"{cfg.kl_prompts} prompts x {cfg.kl_samples} sample(s) (--full-eval for the defaults)"
         )
-    for section, name, value in (
-        ("preserve", "lam", lam),
-        ("preserve", "heads", preserve_heads),
-        ("monitor", "every", monitor_every),
-        ("monitor", "threshold", monitor_threshold),
-        ("monitor", "action", monitor_action),
-    ):
-        if value is not None:
-            setattr(getattr(cfg, section), name, value)
-    for name, value in (
-        ("steps", steps),
-        ("checkpoint_every", checkpoint_every),
-        ("prompts_per_step", prompts_per_step),
-    ):
-        if value is not None:
-            setattr(cfg, name, value)
-    if lr is not None:
-        setattr(cfg, "lr_sft" if trainer_kind(method) == "sft" else "lr_rl", lr)
-    for name, value in (("num_generations", num_generations), ("loss_type", loss_type), ("beta", beta)):
-        if value is not None:
-            setattr(cfg.rl, name, value)
     rows = finetune(cfg, out, resume=resume, overwrite=overwrite, log=click.echo)
     tasks = list(rows[0]["prior"])
     click.echo(f"{'step':>5} {'target acc':>10} {'KL(base||tuned)':>16} " + " ".join(f"{t[:12]:>12}" for t in tasks))

@@ -68,12 +68,43 @@ def deferred_validation() -> Iterator[None]:
         _DEFERRED.reset(token)
 
 
+_FIELD_DOCS: dict[str, dict[str, str]] = {}
+
+
+def _field_docs(cls: type) -> dict[str, str]:
+    import ast
+    import inspect
+    import textwrap
+
+    if cls.__qualname__ in _FIELD_DOCS:
+        return _FIELD_DOCS[cls.__qualname__]
+    body = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0].body  # type: ignore[attr-defined]
+    docs = {}
+    for node, after in zip(body, body[1:]):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(after, ast.Expr)
+            and isinstance(after.value, ast.Constant)
+            and isinstance(after.value.value, str)
+        ):
+            docs[node.target.id] = " ".join(inspect.cleandoc(after.value.value).split())
+    _FIELD_DOCS[cls.__qualname__] = docs
+    return docs
+
+
 class Options:
     """Base of every options dataclass: an object is checked when it is built (outside
     :func:`deferred_validation`), and ``problems()`` lists what is wrong with it, one line per field."""
 
     def problems(self, prefix: str = "") -> list[str]:
         return []
+
+    @classmethod
+    def field_docs(cls) -> dict[str, str]:
+        """{field: its docstring}: the string literal after each field in the class body, read from the source
+        (what ``--help`` says about the option of that field)."""
+        return _field_docs(cls)
 
     def problems_when_built(self) -> list[str]:
         """The checks made at construction (all of ``problems()`` unless a subclass needs the file system)."""

@@ -222,7 +222,7 @@ class GeneralProbe:
     chat_samples: list[list[int]]
     knowledge: list[dict]
 
-    def measure(self, base: PreTrainedModel, model: PreTrainedModel) -> dict[str, float]:
+    def scores(self, base: PreTrainedModel, model: PreTrainedModel) -> dict[str, float]:
         """{``kl_chat``: mean forward KL per chat prompt, ``knowledge_accuracy``: option log-likelihood accuracy}."""
         kl = forward_kl(base, model, self.tokenizer, self.chat_prompts, self.chat_samples)
         picked = option_choices(model, self.tokenizer, self.knowledge)

@@ -82,7 +82,7 @@ def measured_steps(run_dir: Path) -> dict[int, Path]:
 
 
 def behaviour_probe(cfg: FinetuneConfig, eval_records: list[dict], samples_cache: Path | None = None):
-    """``measure(step, checkpoint_dir) -> row``: target accuracy, prior tasks, forward KL against the base (on
+    """``behaviour_row(step, checkpoint_dir) -> row``: target accuracy, prior tasks, forward KL against the base (on
     completions sampled once from the base; kept in ``samples_cache`` for other runs with the same evaluation
     options) and, when configured, the general probe."""
     base = load_model(cfg.model)
@@ -101,7 +101,7 @@ def behaviour_probe(cfg: FinetuneConfig, eval_records: list[dict], samples_cache
             atomic_write_text(samples_cache, json.dumps(samples))
     general = general_probe(base.model, tokenizer, cfg) if cfg.general_eval else None
 
-    def measure(step: int, path: Path) -> dict:
+    def behaviour_row(step: int, path: Path) -> dict:
         model = base.model if step == 0 else load_checkpoint(path, cfg.model)
         acc, per_record = target_accuracy(model, tokenizer, eval_records, cfg.max_new_tokens)
         prior = prior_behaviour(model, tokenizer, tasks, cfg.prior_eval_examples, PRIOR_EVAL_SEED)
@@ -115,10 +115,10 @@ def behaviour_probe(cfg: FinetuneConfig, eval_records: list[dict], samples_cache
             "prior": prior,
         }
         if general is not None:
-            row["general"] = general.measure(base.model, model)
+            row["general"] = general.scores(base.model, model)
         return row
 
-    return measure
+    return behaviour_row
 
 
 def evaluate_checkpoints(

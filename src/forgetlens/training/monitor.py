@@ -153,7 +153,7 @@ class CircuitMonitor(TrainerCallback):
         return self
 
     @torch.no_grad()
-    def measure(self, model: PreTrainedModel) -> dict[str, dict[str, float]]:
+    def circuit_values(self, model: PreTrainedModel) -> dict[str, dict[str, float]]:
         """{task: {"retention", "v_circuit"}} of ``model`` now."""
         was_training = model.training
         model.eval()
@@ -173,7 +173,7 @@ class CircuitMonitor(TrainerCallback):
         if state.global_step % self.every or model is None:
             return control
         start = time.perf_counter()
-        values = self.measure(model)
+        values = self.circuit_values(model)
         self.seconds += time.perf_counter() - start
         self.history.append(
             {"step": state.global_step, **{f"{t}/{k}": v for t, d in values.items() for k, v in d.items()}}

@@ -1,0 +1,55 @@
+"""Flags made from the option dataclasses (``cli_options.py``): type, choices, default and help are the field's."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import click
+import pytest
+from conftest import run_cli
+from test_options import OPTION_CLASSES
+
+from forgetlens import cli
+from forgetlens.cli_options import apply_options, param_name
+from forgetlens.config import options
+from forgetlens.config.options import FinetuneConfig
+
+
+@pytest.mark.parametrize("cls", OPTION_CLASSES, ids=lambda c: c.__name__)
+def test_every_field_of_every_option_class_has_a_docstring(cls):
+    assert set(cls.field_docs()) == {f.name for f in dataclasses.fields(cls)}
+    assert all(doc.strip() for doc in cls.field_docs().values())
+
+
+def test_field_flags_say_what_the_dataclass_says():
+    command = cli.cli.commands["finetune"]
+    by_name = {p.name: p for p in command.params}
+    steps = by_name["steps"]
+    assert steps.default is None and steps.type is click.INT  # None: the config's own default applies
+    assert FinetuneConfig.field_docs()["steps"] in steps.help and f"[default: {FinetuneConfig().steps}]" in steps.help
+    loss = by_name[param_name("rl.loss_type")]
+    assert "--loss-type" in loss.opts and "One of: dr_grpo, grpo, dapo, reinforce." in loss.help
+    heads = by_name[param_name("preserve.heads")]
+    assert heads.opts == ["--heads"] and heads.help.startswith("sft-preserve / rl-preserve: ")
+    discover = {p.name: p for p in cli.cli.commands["discover"].params}
+    assert discover["faithfulness_target"].opts == ["--target"]
+    assert f"[default: {options.DiscoveryConfig().faithfulness_target}]" in discover["faithfulness_target"].help
+
+
+def test_given_values_go_into_their_field_and_the_rest_keep_the_defaults():
+    cfg = apply_options(FinetuneConfig(), {"steps": 6, "rl__loss_type": "grpo", "preserve__lam": None, "seed": 3})
+    assert (cfg.steps, cfg.rl.loss_type, cfg.seed) == (6, "grpo", 3)
+    assert cfg.preserve == FinetuneConfig().preserve and cfg.lr_sft == FinetuneConfig().lr_sft
+    unchecked = apply_options(FinetuneConfig(), {"steps": 0})  # not checked here: the caller reports all at once
+    assert unchecked.problems() == ["steps: expected a positive integer, got 0"]
+
+
+def test_a_value_outside_a_fields_choices_names_the_flag(tmp_path):
+    result = run_cli("discover", "--task", "ioi", "--ablation", "resample", "--out", str(tmp_path / "c.json"))
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: --ablation: unknown ablation 'resample'; expected one of counterfactual, mean, zero"
+    )
+    result = run_cli("discover", "--task", "ioi", "--dbm-steps", "0", "--out", str(tmp_path / "c.json"))
+    assert result.returncode == 2 and result.stderr.strip().startswith("error: --dbm-steps: expected a positive")
+    assert not (tmp_path / "c.json").exists()
