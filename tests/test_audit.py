@@ -314,3 +314,21 @@ def test_first_order_measurement_of_identical_models_is_exactly_zero(setup):
     m = circuit_measurements(copy.deepcopy(model), layout, evaluation, mask, base=model, top_m=4)
     for values in (m.cmap, m.cmap_estimate, m.cmap_total, m.cmap_total_estimate, m.drift):
         assert np.all(values == 0)
+
+
+def test_a_base_circuit_read_back_is_the_one_written_and_stored_measurements_must_fit(setup, embedded):
+    import dataclasses
+
+    from forgetlens.errors import ForgetlensError
+    from forgetlens.pipeline.audit import BaseCircuit
+
+    model, layout, circuit, evaluation, mask, weights, base_m = setup
+    cfg = DiscoveryConfig(n_examples=64, seed=1)
+    read_back = BaseCircuit.of(embedded, layout, get_task(TASK), circuit, cfg, base_m)
+    assert torch.equal(read_back.mask, mask) and np.array_equal(read_back.weights, weights)
+    assert torch.equal(read_back.evaluation.clean_ids, evaluation.clean_ids)
+    short = dataclasses.replace(
+        base_m, **{k: getattr(base_m, k)[:10] for k in ("ie", "te", "m_full", "m_circuit", "m_empty")}
+    )
+    with pytest.raises(ForgetlensError, match="cover 10 prompts, the evaluation split 64"):
+        BaseCircuit.of(embedded, layout, get_task(TASK), circuit, cfg, short)

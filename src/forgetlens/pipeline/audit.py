@@ -133,21 +133,34 @@ class BaseCircuit:
     weights: np.ndarray  # [layer, head] w_h from discovery scores
     measurements: PromptMeasurements  # the base model on the evaluation prompts
 
+    @classmethod
+    def of(
+        cls,
+        base: LoadedModel,
+        layout: HeadLayout,
+        task: PriorTask,
+        circuit: Circuit,
+        cfg: DiscoveryConfig,
+        measurements: PromptMeasurements | None = None,
+    ) -> BaseCircuit:
+        """``circuit`` of ``task`` with its evaluation split (drawn as discovery drew it), mask and weights, and
+        the base model's measurements on that split (measured here unless given, as when read back)."""
+        _, evaluation = task_splits(base.tokenizer, task, cfg.n_examples, cfg.seed)
+        mask = head_mask(circuit.heads, layout)
+        weights = circuit_weights(circuit.scores.double().numpy(), mask.numpy())
+        if measurements is None:
+            measurements = circuit_measurements(base.model, layout, evaluation, mask, cfg.scoring_method)
+        elif len(measurements.m_full) != len(evaluation):
+            raise ForgetlensError(
+                f"{task.name}: the stored base measurements cover {len(measurements.m_full)} prompts, the "
+                f"evaluation split {len(evaluation)}; expected the run directory of this config"
+            )
+        return cls(task, circuit, evaluation, mask, weights, measurements)
+
 
 def find_base_circuit(base: LoadedModel, layout: HeadLayout, task: PriorTask, cfg: DiscoveryConfig) -> BaseCircuit:
     """Discover C0 on the discovery split and measure the base model on the evaluation split."""
-    circuit = discover_circuit(base.model, base.tokenizer, task, cfg)
-    _, evaluation = task_splits(base.tokenizer, task, cfg.n_examples, cfg.seed)
-    mask = head_mask(circuit.heads, layout)
-    weights = circuit_weights(circuit.scores.double().numpy(), mask.numpy())
-    return BaseCircuit(
-        task,
-        circuit,
-        evaluation,
-        mask,
-        weights,
-        circuit_measurements(base.model, layout, evaluation, mask, cfg.scoring_method),
-    )
+    return BaseCircuit.of(base, layout, task, discover_circuit(base.model, base.tokenizer, task, cfg), cfg)
 
 
 def analyse_task(

@@ -32,9 +32,9 @@ import torch
 
 from forgetlens.analysis.anatomy import summarise_anatomy
 from forgetlens.analysis.runs import ModelLabel, RunId, checkpoint_label
-from forgetlens.analysis.vulnerability import circuit_weights, load_measurements, save_measurements
+from forgetlens.analysis.vulnerability import load_measurements, save_measurements
 from forgetlens.artefacts import claim_run_dir, read_json, record_field, write_json
-from forgetlens.circuits.circuit import head_mask, load_circuit, save_circuit
+from forgetlens.circuits.circuit import load_circuit, save_circuit
 from forgetlens.circuits.discover import task_splits
 from forgetlens.circuits.first_order_cmap import BaseChunk, base_chunks
 from forgetlens.config.loading import config_differences
@@ -227,19 +227,8 @@ class Study:
     def _load_base_circuit(self, task_name: str) -> BaseCircuit:
         layout = HeadLayout.of(self.base.model)
         circuit = load_circuit(self._circuit_path(task_name), layout.n_layers, layout.n_heads)
-        _, evaluation = task_splits(
-            self.base.tokenizer, get_task(task_name), self.cfg.discovery.n_examples, self.cfg.discovery.seed
-        )
-        mask = head_mask(circuit.heads, layout)
-        weights = circuit_weights(circuit.scores.double().numpy(), mask.numpy())
-        return BaseCircuit(
-            get_task(task_name),
-            circuit,
-            evaluation,
-            mask,
-            weights,
-            load_measurements(self._measure_path(task_name, "base")),
-        )
+        stored = load_measurements(self._measure_path(task_name, "base"))
+        return BaseCircuit.of(self.base, layout, get_task(task_name), circuit, self.cfg.discovery, stored)
 
     # --- stage 2: fine-tuning -----------------------------------------------------------------------------
     def finetune(self) -> None:
