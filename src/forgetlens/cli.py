@@ -352,7 +352,8 @@ def audit_cmd(
     """Measure how tuned models degrade the base model's circuits (per head and per circuit, with CIs)."""
     from forgetlens.artefacts import write_json
     from forgetlens.models.loading import check_model
-    from forgetlens.pipeline.audit import audit, parse_tuned, per_head_csv
+    from forgetlens.pipeline.audit import audit, parse_tuned
+    from forgetlens.pipeline.results import per_head_csv
     from forgetlens.tasks.registry import parse_task_list
     from forgetlens.utils import atomic_write_text
 

@@ -11,7 +11,6 @@ import numpy as np
 from forgetlens.analysis.runs import pair_label
 from forgetlens.analysis.seeds import t_interval
 from forgetlens.analysis.stats import bootstrap_indices
-from forgetlens.utils import csv_text
 
 CLAIM_HELD, CLAIM_REVERSED, CLAIM_UNCLEAR, CLAIM_NEGLIGIBLE = "held", "reversed", "inconclusive", "negligible"
 MIN_EFFECT = 0.01
@@ -105,13 +104,6 @@ def checkpoint_rows(results: dict) -> list[dict]:
                 row[f"{t}_faithfulness_retention"] = circuit_value(results, t, label, "retention")
             out.append(row)
     return out
-
-
-def checkpoints_csv(results: dict) -> str:
-    """One line per (run, checkpoint): behaviour and each task's circuit values (``checkpoint_rows``)."""
-    rows = checkpoint_rows(results)
-    header = list(rows[0])
-    return csv_text(header, ([r.get(k, "") for k in header] for r in rows))
 
 
 def _r2(x: np.ndarray, y: np.ndarray) -> float:

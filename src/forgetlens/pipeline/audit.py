@@ -37,7 +37,7 @@ from forgetlens.models.loading import LoadedModel, is_embedded, load_model, mode
 from forgetlens.progress import open_task
 from forgetlens.tasks.base import PriorTask, TaskBatch
 from forgetlens.training.checkpoints import checkpoint_dirs, load_checkpoint
-from forgetlens.utils import csv_text, first_line, versions
+from forgetlens.utils import first_line, versions
 
 
 def parse_tuned(specs: list[str]) -> dict[str, str]:
@@ -277,54 +277,3 @@ def audit(
         "timings": {**{k2: round(v, 2) for k2, v in timings.items()}, "total": round(time.perf_counter() - start, 2)},
         "versions": versions(),
     }
-
-
-def per_head_csv(result: dict) -> str:
-    """One row per (task, model, head): base importance, V_imp, V_cmap (local, total), drift with CIs, circuit flag."""
-    header = [
-        "task",
-        "model",
-        "layer",
-        "head",
-        "in_circuit",
-        "ie_base",
-        "v_imp",
-        "v_imp_low",
-        "v_imp_high",
-        "v_cmap",
-        "v_cmap_low",
-        "v_cmap_high",
-        "v_cmap_total",
-        "v_cmap_total_low",
-        "v_cmap_total_high",
-        "drift",
-        "drift_low",
-        "drift_high",
-        "v_cmap_exact",
-        "v_cmap_total_exact",
-    ]
-    lines = []
-    for task, r in result["tasks"].items():
-        members = {tuple(h) for h in r["circuit"]["heads"]}
-        dcv_rows = [(f"dcv{pair}", stats) for pair, stats in r.get("dcv", {}).items()]
-        for model, stats in list(r["models"].items()) + dcv_rows:
-            ie = stats.get("ie_base", r["models"][next(iter(r["models"]))]["ie_base"])["value"]
-            for layer, row in enumerate(ie):
-                for head in range(len(row)):
-                    vals = []
-                    for key in ("v_imp", "v_cmap", "v_cmap_total", "drift"):
-                        s = stats.get(key)
-                        vals += (
-                            [s["value"][layer][head], s["ci_low"][layer][head], s["ci_high"][layer][head]]
-                            if s
-                            else ["", "", ""]
-                        )
-                    # 1: exact patching, 0: first-order estimate, empty: not recorded (DCV rows, old results)
-                    exact = [
-                        int(stats[key][layer][head]) if key in stats else ""
-                        for key in ("cmap_exact", "cmap_total_exact")
-                    ]
-                    lines.append(
-                        [task, model, layer, head, int((layer, head) in members), ie[layer][head], *vals, *exact]
-                    )
-    return csv_text(header, lines)

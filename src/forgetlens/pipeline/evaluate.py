@@ -26,11 +26,12 @@ from forgetlens.measure.behaviour import (
     target_accuracy,
 )
 from forgetlens.models.loading import configure_threads, load_model
+from forgetlens.pipeline.results import behaviour_csv
 from forgetlens.progress import track
 from forgetlens.tasks.registry import chosen_task_names, get_task
 from forgetlens.training.checkpoints import checkpoint_dirs, load_checkpoint
 from forgetlens.training.data import target_splits
-from forgetlens.utils import atomic_write_text, csv_text
+from forgetlens.utils import atomic_write_text
 
 if TYPE_CHECKING:  # annotations only
     from forgetlens.progress import Logger
@@ -174,27 +175,3 @@ def evaluate_checkpoints(
     atomic_write_text(run_dir / "behaviour.json", json.dumps(table, indent=1))
     atomic_write_text(run_dir / "behaviour.csv", behaviour_csv(rows))
     return rows
-
-
-def behaviour_csv(rows: list[dict]) -> str:
-    """One line per checkpoint: step, target accuracy, KL, and per prior task accuracy/logit diff/retention."""
-    tasks = list(rows[0]["prior"]) if rows else []
-    general = list(rows[0].get("general", {})) if rows else []
-    header = (
-        ["step", "target_accuracy", "kl_forward"]
-        + general
-        + [f"{t}_{k}" for t in tasks for k in ("accuracy", "logit_diff", "retention_accuracy", "retention_logit_diff")]
-    )
-    return csv_text(
-        header,
-        (
-            [r["step"], r["target_accuracy"], r["kl_forward"]]
-            + [r["general"][g] for g in general]
-            + [
-                r["prior"][t][k]
-                for t in tasks
-                for k in ("accuracy", "logit_diff", "retention_accuracy", "retention_logit_diff")
-            ]
-            for r in rows
-        ),
-    )

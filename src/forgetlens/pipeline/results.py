@@ -1,4 +1,5 @@
-"""``results.json``: its schema, written once here (JSON Schema), and the one way to write and read the file.
+"""``results.json``: its schema, written once here (JSON Schema), the one way to write and read the file, and every
+CSV table written beside it or in a run directory.
 
 ``forgetlens run`` validates what it writes and ``forgetlens report`` what it reads, so a field the code forgets
 to write, or a file of another shape, fails with one line naming the field.  docs/results-schema.md says what
@@ -11,10 +12,12 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from forgetlens.analysis.summary import checkpoint_rows
 from forgetlens.artefacts import read_json, write_json
 from forgetlens.config.options import FINETUNE_METHODS
 from forgetlens.errors import ForgetlensError
 from forgetlens.tasks.base import METRICS
+from forgetlens.utils import csv_text
 
 SCHEMA_VERSION = "1.6"
 """1.6: ``target_example``, one held-out target question with its answer (optional), for the report's setup.
@@ -341,3 +344,86 @@ def read_results(path: Path) -> dict:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise ForgetlensError(f"{path}: not a forgetlens results.json (schema {SCHEMA_VERSION}): {problems[0]}{more}")
     return _undefined_as_nan(results, RESULTS_SCHEMA)
+
+
+# --- the CSV files beside results.json and in each run directory ---------------------------------------
+def per_head_csv(result: dict) -> str:
+    """One row per (task, model, head): base importance, V_imp, V_cmap (local, total), drift with CIs, circuit flag."""
+    header = [
+        "task",
+        "model",
+        "layer",
+        "head",
+        "in_circuit",
+        "ie_base",
+        "v_imp",
+        "v_imp_low",
+        "v_imp_high",
+        "v_cmap",
+        "v_cmap_low",
+        "v_cmap_high",
+        "v_cmap_total",
+        "v_cmap_total_low",
+        "v_cmap_total_high",
+        "drift",
+        "drift_low",
+        "drift_high",
+        "v_cmap_exact",
+        "v_cmap_total_exact",
+    ]
+    lines = []
+    for task, r in result["tasks"].items():
+        members = {tuple(h) for h in r["circuit"]["heads"]}
+        dcv_rows = [(f"dcv{pair}", stats) for pair, stats in r.get("dcv", {}).items()]
+        for model, stats in list(r["models"].items()) + dcv_rows:
+            ie = stats.get("ie_base", r["models"][next(iter(r["models"]))]["ie_base"])["value"]
+            for layer, row in enumerate(ie):
+                for head in range(len(row)):
+                    vals = []
+                    for key in ("v_imp", "v_cmap", "v_cmap_total", "drift"):
+                        s = stats.get(key)
+                        vals += (
+                            [s["value"][layer][head], s["ci_low"][layer][head], s["ci_high"][layer][head]]
+                            if s
+                            else ["", "", ""]
+                        )
+                    # 1: exact patching, 0: first-order estimate, empty: not recorded (DCV rows, old results)
+                    exact = [
+                        int(stats[key][layer][head]) if key in stats else ""
+                        for key in ("cmap_exact", "cmap_total_exact")
+                    ]
+                    lines.append(
+                        [task, model, layer, head, int((layer, head) in members), ie[layer][head], *vals, *exact]
+                    )
+    return csv_text(header, lines)
+
+
+def behaviour_csv(rows: list[dict]) -> str:
+    """One line per checkpoint: step, target accuracy, KL, and per prior task accuracy/logit diff/retention."""
+    tasks = list(rows[0]["prior"]) if rows else []
+    general = list(rows[0].get("general", {})) if rows else []
+    header = (
+        ["step", "target_accuracy", "kl_forward"]
+        + general
+        + [f"{t}_{k}" for t in tasks for k in ("accuracy", "logit_diff", "retention_accuracy", "retention_logit_diff")]
+    )
+    return csv_text(
+        header,
+        (
+            [r["step"], r["target_accuracy"], r["kl_forward"]]
+            + [r["general"][g] for g in general]
+            + [
+                r["prior"][t][k]
+                for t in tasks
+                for k in ("accuracy", "logit_diff", "retention_accuracy", "retention_logit_diff")
+            ]
+            for r in rows
+        ),
+    )
+
+
+def checkpoints_csv(results: dict) -> str:
+    """One line per (run, checkpoint): behaviour and each task's circuit values (``checkpoint_rows``)."""
+    rows = checkpoint_rows(results)
+    header = list(rows[0])
+    return csv_text(header, ([r.get(k, "") for k in header] for r in rows))

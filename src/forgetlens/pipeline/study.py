@@ -45,10 +45,10 @@ from forgetlens.measure.circuit_damage import circuit_measurements
 from forgetlens.measure.own_circuits import HALVES, own_circuit_record, prompt_part, read_own_record
 from forgetlens.models.heads import HeadLayout
 from forgetlens.models.loading import LoadedModel, configure_threads, load_model, model_record
-from forgetlens.pipeline.audit import BaseCircuit, analyse_task, find_base_circuit, per_head_csv
+from forgetlens.pipeline.audit import BaseCircuit, analyse_task, find_base_circuit
 from forgetlens.pipeline.finetune import finetune
 from forgetlens.pipeline.finetune import validate as validate_finetune
-from forgetlens.pipeline.results import SCHEMA_VERSION, read_results, write_results
+from forgetlens.pipeline.results import SCHEMA_VERSION, checkpoints_csv, per_head_csv, read_results, write_results
 from forgetlens.pipeline.schedule import run_task_graph
 from forgetlens.progress import open_task, track
 from forgetlens.tasks.registry import chosen_task_names, get_task
@@ -350,7 +350,7 @@ class Study:
         }
 
     def analyse(self) -> None:
-        from forgetlens.analysis.summary import checkpoints_csv, derived_results
+        from forgetlens.analysis.summary import derived_results
 
         behaviour = self.behaviour()
         by_step = {
