@@ -293,7 +293,7 @@ def finetune_cmd(
     "--base",
     "base_spec",
     required=True,
-    help="Base model: `smollm2-135m`, `embedded`, a model directory or a cached HF id.",
+    help="Base model: `embedded`, `smollm2-135m`, `qwen2.5-coder-0.5b`, a model directory or a cached HF id.",
 )
 @click.option(
     "--tuned",

@@ -413,7 +413,8 @@ class FinetuneConfig(Options):
     """``sft``, ``rl``, ``sft-preserve``, ``rl-preserve``, ``replay`` (SFT + prior-task replay) or ``sft-kl``
     (SFT + KL to the base)."""
     model: str = "embedded"
-    """Base model: ``embedded``, a local directory or a cached HF id."""
+    """Base model: ``embedded``, a packaged model (``smollm2-135m``, ``qwen2.5-coder-0.5b``), a local directory or a
+    cached HF id."""
     data: str | None = None
     """Target-task file or directory (SciKnowEval/SciQ); None = the built-in ``synthetic_target``."""
     synthetic_target: SyntheticTarget = "compare"
@@ -627,7 +628,8 @@ class StudyConfig(Options):
     """The whole study (``forgetlens run``): base circuits, SFT and RL runs, circuit metrics, report."""
 
     model: str = "embedded"
-    """Base model: ``embedded``, a local directory or a cached HF id."""
+    """Base model: ``embedded``, a packaged model (``smollm2-135m``, ``qwen2.5-coder-0.5b``), a local directory or a
+    cached HF id."""
     data: str | None = None
     """Target-task file or directory (SciKnowEval/SciQ); None = the built-in ``finetune.synthetic_target``."""
     tasks: list[str] | None = None

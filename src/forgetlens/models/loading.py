@@ -1,8 +1,9 @@
 """Load a causal LM and its tokenizer, offline by default.
 
-``embedded`` names the small base model that ships with forgetlens; ``smollm2-135m`` names
-SmolLM2-135M-Instruct from its Python package (``models/packaged.py``).  Anything else is a local directory or
-a Hugging Face model id already in the local HF cache; nothing is downloaded unless ``allow_download=True``.
+``embedded`` names the small base model that ships with forgetlens; ``smollm2-135m`` and ``qwen2.5-coder-0.5b``
+name SmolLM2-135M-Instruct and Qwen2.5-Coder-0.5B-Instruct from their Python packages (``models/packaged.py``).
+Anything else is a local directory or a Hugging Face model id already in the local HF cache; nothing is
+downloaded unless ``allow_download=True``.
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ def resolve_model_path(spec: str | os.PathLike, allow_download: bool | None = No
     if not allowed and not _in_hub_cache(spec):
         raise ForgetlensError(
             f"model {spec} is not a local directory and not in the local Hugging Face cache; give a model "
-            f"directory, `embedded` or `smollm2-135m`, or add --allow-download to fetch it"
+            f"directory, `embedded` or one of {', '.join(f'`{a}`' for a in PACKAGED)}, or add --allow-download to "
+            "fetch it"
         )
     return spec
 

