@@ -21,8 +21,17 @@ def tokenizer():
 
 
 def make_tiny(arch: str, vocab_size: int, seed: int = 0, layers: int = 2, heads: int = 4):
-    """A random tiny causal LM of ``arch`` (qwen2 with GQA, llama, gpt2)."""
-    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+    """A random tiny causal LM of ``arch`` (qwen2 with GQA, llama, gpt2, gemma3)."""
+    from transformers import (
+        Gemma3ForCausalLM,
+        Gemma3TextConfig,
+        GPT2Config,
+        GPT2LMHeadModel,
+        LlamaConfig,
+        LlamaForCausalLM,
+        Qwen2Config,
+        Qwen2ForCausalLM,
+    )
 
     torch.manual_seed(seed)
     if arch == "qwen2":
@@ -47,6 +56,19 @@ def make_tiny(arch: str, vocab_size: int, seed: int = 0, layers: int = 2, heads:
             max_position_embeddings=512,
         )
         model = LlamaForCausalLM(cfg)
+    elif arch == "gemma3":  # Gemma 3's shape in small: one key/value head, head_dim * heads != width, norms
+        cfg = Gemma3TextConfig(  # after attention and MLP, sliding-window layers
+            vocab_size=vocab_size,
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            num_key_value_heads=1,
+            head_dim=32,
+            sliding_window=8,
+            max_position_embeddings=512,
+        )
+        model = Gemma3ForCausalLM(cfg)
     elif arch == "gpt2":
         cfg = GPT2Config(vocab_size=vocab_size, n_embd=64, n_layer=layers, n_head=heads, n_positions=128)
         model = GPT2LMHeadModel(cfg)

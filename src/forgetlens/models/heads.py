@@ -28,7 +28,13 @@ _LAYOUTS: dict[str, tuple[str, str, str, str]] = {
     "llama": ("model.layers", "self_attn.o_proj", "self_attn", "input_layernorm"),
     "mistral": ("model.layers", "self_attn.o_proj", "self_attn", "input_layernorm"),
     "gpt2": ("transformer.h", "attn.c_proj", "attn", "ln_1"),
+    "gemma3_text": ("model.layers", "self_attn.o_proj", "self_attn", "input_layernorm"),
 }
+
+NORM_AFTER_ATTENTION = frozenset({"gemma3_text"})
+"""Architectures that normalise a block's attention output before adding it to the residual stream
+(``post_attention_layernorm``): there a head's write is not ``W_O[:, h] z_h`` alone, so every linear shortcut
+through the output projection (first-order CMAP) would be wrong and is refused; exact patching is unaffected."""
 
 
 def supported_model_types() -> list[str]:
@@ -64,6 +70,11 @@ class HeadLayout:
     @property
     def n_total(self) -> int:
         return self.n_layers * self.n_heads
+
+    @property
+    def norm_after_attention(self) -> bool:
+        """Whether the attention output is normalised before the residual add (see :data:`NORM_AFTER_ATTENTION`)."""
+        return self.architecture in NORM_AFTER_ATTENTION
 
     @classmethod
     def of(cls, model: torch.nn.Module) -> HeadLayout:

