@@ -52,8 +52,6 @@ def cmap_and_drift(
     ``base_cache``: :func:`base_chunks` of ``base`` on ``batch`` (computed here when None); ``tuned_outputs``: the
     tuned model's clean head outputs per chunk, when the caller has them.
     """
-    if layout.norm_after_attention:  # no first-order estimate to choose heads by: every head exactly
-        top_m = None
     chunks_0 = base_cache if base_cache is not None else base_chunks(base, layout, batch, metric, batch_size)
     sizes = [len(chunk.part) for chunk in chunks_0]
     if sum(sizes) != len(batch) or (tuned_outputs is not None and sizes != [z.shape[1] for z in tuned_outputs]):

@@ -104,15 +104,12 @@ def first_order_cmap(
     [layer, batch, pos, head, d_head]) total CMAP of every head on one chunk.
 
     Returns (local [batch, layer, head], total [batch, layer, head] or None, z̃_θ [layer, batch, pos, head,
-    d_head], the tuned heads on the base residual stream, for exact patching afterwards).  On an architecture that
-    normalises the attention output before the residual add (``layout.norm_after_attention``) a head's write is not
-    linear in z_h, so both estimates are NaN (callers patch every head exactly instead); z̃_θ is still exact.
+    d_head], the tuned heads on the base residual stream, for exact patching afterwards).  The gradient is taken at
+    the output projection's output, so a norm between it and the residual stream (Gemma 3's post-attention norm)
+    is inside the gradient like every later layer: the estimate is first-order there too.
     """
     z1 = tuned_heads_on_base(tuned, layout, chunk.residuals, chunk.calls)
     n = len(chunk.part)
-    if layout.norm_after_attention:
-        nan = torch.full((n, layout.n_layers, layout.n_heads), float("nan"))
-        return nan, (nan.clone() if tuned_z is not None else None), z1
     local = torch.zeros(n, layout.n_layers, layout.n_heads)
     total = torch.zeros(n, layout.n_layers, layout.n_heads) if tuned_z is not None else None
     base_proj, tuned_proj = layout.projections(base), layout.projections(tuned)

@@ -335,12 +335,6 @@ def measure_anatomy(
     """
     if metric not in METRICS:
         raise ForgetlensError(f"anatomy metric {metric!r}: expected one of {', '.join(METRICS)}")
-    if layout.norm_after_attention:
-        raise ForgetlensError(
-            f"the anatomy chooses heads outside C0 by a first-order estimate, which {layout.architecture} does not "
-            "allow (its attention output is normalised before the residual add); the circuit measures without "
-            "--anatomy patch every head exactly there"
-        )
     run = _Runner(base, tuned, layout, evaluation, batch_size)
     all_heads = torch.ones(layout.n_layers, layout.n_heads, dtype=torch.bool)
     base_logits = []

@@ -28,13 +28,11 @@ _LAYOUTS: dict[str, tuple[str, str, str, str]] = {
     "llama": ("model.layers", "self_attn.o_proj", "self_attn", "input_layernorm"),
     "mistral": ("model.layers", "self_attn.o_proj", "self_attn", "input_layernorm"),
     "gpt2": ("transformer.h", "attn.c_proj", "attn", "ln_1"),
+    # Gemma 3 normalises the attention output before the residual add (post_attention_layernorm).  Every patch
+    # and every gradient here acts on the output projection's input or output, before that norm, so the model
+    # applies the norm itself and first-order estimates stay first-order (tests/test_gemma.py).
     "gemma3_text": ("model.layers", "self_attn.o_proj", "self_attn", "input_layernorm"),
 }
-
-NORM_AFTER_ATTENTION = frozenset({"gemma3_text"})
-"""Architectures that normalise a block's attention output before adding it to the residual stream
-(``post_attention_layernorm``): there a head's write is not ``W_O[:, h] z_h`` alone, so every linear shortcut
-through the output projection (first-order CMAP) would be wrong and is refused; exact patching is unaffected."""
 
 
 def supported_model_types() -> list[str]:
@@ -70,11 +68,6 @@ class HeadLayout:
     @property
     def n_total(self) -> int:
         return self.n_layers * self.n_heads
-
-    @property
-    def norm_after_attention(self) -> bool:
-        """Whether the attention output is normalised before the residual add (see :data:`NORM_AFTER_ATTENTION`)."""
-        return self.architecture in NORM_AFTER_ATTENTION
 
     @classmethod
     def of(cls, model: torch.nn.Module) -> HeadLayout:

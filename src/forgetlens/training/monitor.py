@@ -115,11 +115,6 @@ class CircuitMonitor(TrainerCallback):
                 raise ForgetlensError(f"monitor tasks: unknown task {t!r}; known: {', '.join(known)}")
         self.base, self.every, self.threshold, self.action = base, every, threshold, action
         self.layout = HeadLayout.of(base)
-        if self.layout.norm_after_attention:
-            raise ForgetlensError(
-                f"CircuitMonitor measures first-order V(C0), which {self.layout.architecture} does not allow (its "
-                "attention output is normalised before the residual add); measure checkpoints with forgetlens audit"
-            )
         self.history: list[dict] = []
         self.seconds = 0.0
         self._pending: dict[str, float] = {}
