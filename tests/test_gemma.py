@@ -96,3 +96,25 @@ def test_first_order_cmap_converges_to_exact_patching_through_the_norm(gemma, ev
         assert errors[kind, 1e-2] < 0.02  # measured: 0.007 (local), 0.006 (total)
         assert errors[kind, 1e-2] < errors[kind, 1e-1] / 5  # a first-order estimate: the relative error shrinks
         # with the change (measured: 0.060 -> 0.0066, as on a tiny Llama 0.012 -> 0.0012)
+
+
+def test_a_tokenizer_that_starts_every_text_with_bos_gets_it_on_every_prompt(tokenizer):
+    """Gemma's tokenizer puts ``<bos>`` first and its models need it; the others put nothing there."""
+    from forgetlens.tasks import encode_examples
+    from forgetlens.tasks.base import leading_special_ids
+
+    class WithBos:  # the embedded tokenizer, starting every text with a BOS as Gemma's does
+        pad_token_id = tokenizer.pad_token_id
+
+        def __call__(self, text, add_special_tokens=True, **kwargs):
+            ids = tokenizer(text, add_special_tokens=False, **kwargs)["input_ids"]
+            return {"input_ids": ([7] if add_special_tokens else []) + ids}
+
+    assert leading_special_ids(WithBos()) == [7] and leading_special_ids(tokenizer) == []
+    examples = get_task("ioi").examples(4, 0)
+    plain, with_bos = encode_examples(tokenizer, examples, "ioi"), encode_examples(WithBos(), examples, "ioi")
+    assert (with_bos.clean_ids[:, 0] == 7).all() and (with_bos.corrupted_ids[:, 0] == 7).all()
+    assert torch.equal(with_bos.clean_ids[:, 1:], plain.clean_ids) and torch.equal(
+        with_bos.answer_pos, plain.answer_pos + 1
+    )
+    assert torch.equal(with_bos.answer_ids, plain.answer_ids)

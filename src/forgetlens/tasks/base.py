@@ -140,12 +140,23 @@ def check_vocabulary(tokenizer: PreTrainedTokenizerBase, task: PriorTask) -> Non
         single_token_id(tokenizer, word, task.name, "word")
 
 
+def leading_special_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """The ids a tokenizer puts before every text by itself: Gemma's ``<bos>``, which its models need to see (a
+    Gemma prompt without it is answered as noise); none for the Qwen, Llama and SmolLM2 tokenizers."""
+    plain = tokenizer("a", add_special_tokens=False)["input_ids"]
+    full = tokenizer("a")["input_ids"]
+    start = full[: len(full) - len(plain)]
+    return list(start) if full[len(start) :] == plain else []
+
+
 def encode_examples(tokenizer: PreTrainedTokenizerBase, examples: list[TaskExample], task: str) -> TaskBatch:
-    """Tokenise ``examples``; check single-token answers and equal clean/corrupted lengths."""
+    """Tokenise ``examples`` (after the tokenizer's own leading special tokens, :func:`leading_special_ids`); check
+    single-token answers and equal clean/corrupted lengths."""
     import torch
 
     if not examples:
         raise ForgetlensError(f"task {task}: no examples to encode")
+    start = leading_special_ids(tokenizer)
     clean, corrupted, answers, distractors = [], [], [], []
     for i, ex in enumerate(examples):
         c = tokenizer(ex.clean, add_special_tokens=False)["input_ids"]
@@ -165,8 +176,8 @@ def encode_examples(tokenizer: PreTrainedTokenizerBase, examples: list[TaskExamp
             )
         if a == d:
             raise ForgetlensError(f"task {task}, example {i}: answer and distractor are the same token {ex.answer!r}")
-        clean.append(c)
-        corrupted.append(x)
+        clean.append(start + c)
+        corrupted.append(start + x)
         answers.append(a)
         distractors.append(d)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
