@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from forgetlens.analysis.runs import ModelLabel, RunId, checkpoint_label, dcv_pairs, pair_label
+from forgetlens.analysis.runs import ModelLabel, RunId, checkpoint_label, dcv_pairs, pair_label, starts_from
 from forgetlens.config.options import StudyConfig
-from forgetlens.pipeline.study import run_configs, starts_from
+from forgetlens.pipeline.study import run_configs
 
 
 @pytest.mark.parametrize(

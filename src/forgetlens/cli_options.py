@@ -30,6 +30,14 @@ def _owner(cls: type[Options], path: str) -> tuple[type[Options], str]:
     return cls, name
 
 
+def _field_default(owner: type[Options], name: str) -> Any:
+    """The default of field ``name``, read from the field itself (no config is built)."""
+    spec = {f.name: f for f in dataclasses.fields(typing.cast(Any, owner))}[name]
+    if spec.default is not dataclasses.MISSING:
+        return spec.default
+    return spec.default_factory()  # type: ignore[operator]  # a field has one or the other
+
+
 def _click_type(hint: Any) -> Any:
     """A click parameter type for a field's type hint (its ``Optional`` dropped; a ``Literal`` is a string,
     checked by :func:`_one_of`)."""
@@ -67,10 +75,11 @@ def field_option(
     owner, name = _owner(cls, path)
     hint = typing.get_type_hints(owner)[name]
     doc = owner.field_docs()[name].replace("``", "`")
-    default = getattr(owner(), name)
+    default = _field_default(owner, name)
     flag = flag or "--" + name.replace("_", "-")
     shown = "" if required or default is None else f" [default: {default}]"
-    note = note or SECTION_NOTES.get(path.split(".")[0], "") if "." in path else note
+    if not note and "." in path:  # a nested section's field: say whose
+        note = SECTION_NOTES.get(path.split(".")[0], "")
     choices = tuple(str(a) for a in typing.get_args(hint)) if typing.get_origin(hint) is Literal else None
     return click.option(
         flag,

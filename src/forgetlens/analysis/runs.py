@@ -124,6 +124,12 @@ class ModelLabel:
         return str(self).removeprefix("sft")
 
 
+def starts_from(name: str) -> str | None:
+    """The run whose last checkpoint run ``name`` trains from (``sft-rl-sSEED`` -> ``sft-sSEED``), or None."""
+    start = RunId.parse(name).start
+    return None if start is None else str(start)
+
+
 def checkpoint_label(run: str, step: int) -> str:
     """``RUN@STEP``: the label of run ``run``'s checkpoint at ``step``."""
     return str(ModelLabel(RunId.parse(run), step=step))

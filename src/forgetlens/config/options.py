@@ -76,8 +76,9 @@ def _field_docs(cls: type) -> dict[str, str]:
     import inspect
     import textwrap
 
-    if cls.__qualname__ in _FIELD_DOCS:
-        return _FIELD_DOCS[cls.__qualname__]
+    key = f"{cls.__module__}.{cls.__qualname__}"
+    if key in _FIELD_DOCS:
+        return _FIELD_DOCS[key]
     body = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0].body  # type: ignore[attr-defined]
     docs = {}
     for node, after in zip(body, body[1:]):
@@ -89,7 +90,7 @@ def _field_docs(cls: type) -> dict[str, str]:
             and isinstance(after.value.value, str)
         ):
             docs[node.target.id] = " ".join(inspect.cleandoc(after.value.value).split())
-    _FIELD_DOCS[cls.__qualname__] = docs
+    _FIELD_DOCS[key] = docs
     return docs
 
 

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from forgetlens.analysis.runs import RunId
+from forgetlens.analysis.runs import starts_from
 from forgetlens.progress import open_task, relay, send_to
 from forgetlens.utils import silence_known_warnings
 
@@ -57,7 +57,7 @@ def run_task_graph(study: Study) -> dict[str, float]:
         pending = {}
 
         def startable(name: str) -> bool:  # RL from SFT waits for its SFT run
-            first = _start_of(name)
+            first = starts_from(name)
             return first is None or study.finetuned(first)
 
         queued = set()
@@ -87,18 +87,12 @@ def run_task_graph(study: Study) -> dict[str, float]:
                 elif kind == "finetune":
                     waiting.append(name)
                     for later in runs:
-                        if later not in queued and not study.finetuned(later) and _start_of(later) == name:
+                        if later not in queued and not study.finetuned(later) and starts_from(later) == name:
                             pending[pool.submit(_job, *args, "finetune", later)] = ("finetune", later)
                             queued.add(later)
                 shown.advance()
         shown.finish()
     return {f"{kind}_worker_seconds": round(v, 2) for kind, v in seconds.items()}
-
-
-def _start_of(name: str) -> str | None:
-    """The run whose last checkpoint run ``name`` starts from, or None."""
-    start = RunId.parse(name).start
-    return None if start is None else str(start)
 
 
 def _start_worker(parent: int, events) -> None:

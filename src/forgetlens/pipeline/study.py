@@ -105,12 +105,6 @@ def run_configs(cfg: StudyConfig, run_dir: Path | None = None) -> dict[str, Fine
     return runs
 
 
-def starts_from(name: str) -> str | None:
-    """The run whose last checkpoint run ``name`` trains from (``sft-rl-sSEED`` -> ``sft-sSEED``), or None."""
-    start = RunId.parse(name).start
-    return None if start is None else str(start)
-
-
 class Study:
     """One study's run directory and the stages that fill it."""
 
