@@ -15,7 +15,6 @@ import click
 
 from forgetlens.cli_options import apply_options, field_option, field_options
 from forgetlens.config.options import (
-    REAL_MODEL_EVALUATION,
     DiscoveryConfig,
     FinetuneConfig,
 )
@@ -259,7 +258,7 @@ def finetune_cmd(
     **fields: object,
 ) -> None:
     """Fine-tune with SFT, RL or a circuit-keeping variant; checkpoints, and behaviour at each."""
-    from forgetlens.config.options import trainer_kind
+    from forgetlens.config.options import deferred_validation, sized_for_real_model, trainer_kind
     from forgetlens.models.loading import is_embedded
     from forgetlens.pipeline.finetune import finetune
 
@@ -272,7 +271,8 @@ def finetune_cmd(
         {rate: lr, "init_from": None if init_from is None else str(init_from), "keep_optimizer": keep_optimizer},
     )
     if not is_embedded(cfg.model) and not full_eval:
-        cfg = apply_options(cfg, dict(REAL_MODEL_EVALUATION))
+        with deferred_validation():  # finetune() reports every problem at once
+            cfg = sized_for_real_model(cfg)
         _notice(
             f"evaluation sized for a real model: {cfg.prior_eval_examples} prompts per prior task, forward KL on "
             f"{cfg.kl_prompts} prompts x {cfg.kl_samples} sample(s) (--full-eval for the defaults)"
