@@ -21,7 +21,8 @@ Then two known-mechanism checks on the circuits found:
   to it; negative name movers write against it.
 
 Everything printed is also written as JSON to ``--out``, after each task; a rerun with the same ``--out``, model,
-``--n`` and ``--exact-n`` skips the tasks already there.
+``--n`` and ``--exact-n`` skips the tasks already there, and ``--recheck`` recomputes only the mechanism checks of
+the tasks there, on the circuits recorded.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import torch
 
 from forgetlens.circuits.attribution import attribution_scores
 from forgetlens.circuits.circuit import FaithfulnessProbe
+from forgetlens.circuits.cross_model import head_writes
 from forgetlens.circuits.discover import discover_circuit, task_splits
 from forgetlens.circuits.patching import exact_head_effects
 from forgetlens.config.options import DiscoveryConfig
@@ -51,6 +53,11 @@ def name(head) -> str:
     return f"L{head[0]}H{head[1]}"
 
 
+def parse_name(text: str) -> tuple[int, int]:
+    layer, head = text[1:].split("H")
+    return int(layer), int(head)
+
+
 @torch.no_grad()
 def patterns_and_writes(model, layout: HeadLayout, ids: torch.Tensor):
     """Attention patterns [layer, batch, head, query, key], per-head outputs z [layer, batch, pos, head, d_head]
@@ -66,40 +73,75 @@ def patterns_and_writes(model, layout: HeadLayout, ids: torch.Tensor):
     return torch.stack(out.attentions), z, final[0]
 
 
+def rms_gain(norm: torch.nn.Module) -> tuple[float, torch.Tensor]:
+    """(eps, per-channel gain [d_model]) of an RMS norm, read off its output on a vector of ones, so that Llama's
+    ``weight`` and Gemma's ``1 + weight`` need no case of their own."""
+    eps = getattr(norm, "variance_epsilon", None) or norm.eps
+    ones = torch.ones(norm.weight.shape[0], dtype=norm.weight.dtype)
+    return eps, norm(ones) * (1 + eps) ** 0.5
+
+
+def frozen_rms(norm: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The factor by which ``norm``, its scale frozen at input x [..., d_model], multiplies each channel of a part
+    of x -> [..., d_model]: linear in that part, and the parts' images sum to norm(x) exactly."""
+    eps, gain = rms_gain(norm)
+    return torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * gain
+
+
+def residual_writes(model, layout: HeadLayout, layer: int, z: torch.Tensor) -> torch.Tensor:
+    """Each head's write into the residual stream at layer ``layer`` from its output z [batch, head, d_head]
+    -> [batch, head, d_model].  On Gemma 3 the attention output passes a norm before the residual add: its scale
+    is frozen at the actual attention output, so the heads' writes still sum to what the block adds (checked)."""
+    proj = layout.projections(model)[layer]
+    writes = head_writes(proj, z[:, None], layout)[:, :, 0].transpose(0, 1)  # [batch, head, d_model]
+    if layout.architecture != "gemma3_text":
+        return writes
+    post = layout.blocks(model)[layer].post_attention_layernorm
+    attention_out = proj(z.flatten(1))  # [batch, d_model]
+    writes = writes * frozen_rms(post, attention_out)[:, None]
+    whole = post(attention_out)  # [batch, d_model]
+    error = float((writes.sum(1) - whole).norm() / whole.norm())
+    assert error < 1e-5, f"layer {layer}: the heads' writes miss the block's output by {error:.2e} (relative)"
+    return writes
+
+
 def direct_logit_effect(
     model, layout: HeadLayout, z: torch.Tensor, final_resid: torch.Tensor, pos: torch.Tensor, direction: torch.Tensor
 ) -> torch.Tensor:
     """Each head's write at position ``pos`` [batch] through the final RMS norm (its scale frozen at the actual
     residual) and unembedding, dotted with ``direction`` [batch, d_model] -> [batch, layer, head]."""
     rows = torch.arange(z.shape[1])
-    norm = model.model.norm
-    scale = torch.rsqrt(final_resid[rows, pos].pow(2).mean(-1, keepdim=True) + norm.variance_epsilon)  # [batch, 1]
+    final = frozen_rms(model.model.norm, final_resid[rows, pos])  # [batch, d_model]
     out = torch.zeros(z.shape[1], layout.n_layers, layout.n_heads)
-    for layer, proj in enumerate(layout.projections(model)):
-        w_o = proj.weight.view(proj.out_features, layout.n_heads, layout.d_head)  # [d_model, head, d_head]
-        writes = torch.einsum("bhd,mhd->bhm", z[layer, rows, pos], w_o)  # [batch, head, d_model]
-        out[:, layer] = torch.einsum("bhm,bm->bh", writes * scale[:, None] * norm.weight, direction)
+    for layer in range(layout.n_layers):
+        writes = residual_writes(model, layout, layer, z[layer, rows, pos])  # [batch, head, d_model]
+        out[:, layer] = torch.einsum("bhm,bm->bh", writes * final[:, None], direction)
     return out
 
 
 @torch.no_grad()
 def ov_copying_scores(model, layout: HeadLayout, n_tokens: int = 500) -> torch.Tensor:
     """Each head's OV circuit as a token map (Olsson et al. 2022's copying): for sampled tokens t, the head's value
-    and output of t's (input-normed) embedding, through the final norm's weights and the unembedding; the score
+    and output of t's (input-normed) embedding, through the final norm's gain (and on Gemma 3 the post-attention
+    norm's) and the unembedding; the score
     is the mean z-score of t's own logit among all logits (> 0: the head copies what it attends to) ->
     [layer, head]."""
     g = torch.Generator().manual_seed(1)
     vocab = model.get_input_embeddings().weight
     tokens = torch.randint(1000, vocab.shape[0] - 1000, (n_tokens,), generator=g)
-    w_u = model.get_output_embeddings().weight * model.model.norm.weight  # [vocab, d_model]
+    w_u = model.get_output_embeddings().weight * rms_gain(model.model.norm)[1]  # [vocab, d_model]
     kv_heads = model.config.num_key_value_heads
+    blocks = layout.blocks(model)
     scores = torch.zeros(layout.n_layers, layout.n_heads)
     for layer, ((norm, attn), proj) in enumerate(zip(layout.attentions(model), layout.projections(model))):
+        # Gemma 3's post-attention norm: its gain changes which tokens a write favours; its scale (one number per
+        # token) does not change the z-score
+        post_gain = rms_gain(blocks[layer].post_attention_layernorm)[1] if layout.architecture == "gemma3_text" else 1
         x = norm(vocab[tokens])  # [token, d_model]
         v = (x @ attn.v_proj.weight.T).view(n_tokens, kv_heads, layout.d_head)  # [token, group, d_head]
         w_o = proj.weight.view(proj.out_features, layout.n_heads, layout.d_head)  # [d_model, head, d_head]
         for head in range(layout.n_heads):
-            out = v[:, head // (layout.n_heads // kv_heads)] @ w_o[:, head].T  # [token, d_model]
+            out = v[:, head // (layout.n_heads // kv_heads)] @ w_o[:, head].T * post_gain  # [token, d_model]
             logits = out @ w_u.T  # [token, vocab]
             own = logits[torch.arange(n_tokens), tokens]
             scores[layer, head] = ((own - logits.mean(-1)) / logits.std(-1)).mean()
@@ -142,11 +184,6 @@ def induction_check(model, layout: HeadLayout, circuit: list, n: int = 64, lengt
 
 
 def ioi_check(model, tokenizer, layout: HeadLayout, circuit: list, n: int = 64) -> dict:
-    if layout.architecture == "gemma3_text":  # a norm after attention: a head's write is not linear in z_h
-        return {
-            "skipped": "direct logit attribution reads each head's write W_O z_h straight into the residual; Gemma 3 "
-            "normalises the attention output first, which this check does not model"
-        }
     examples = get_task("ioi").examples(n, seed=99)
     w_u = model.get_output_embeddings().weight
     effects, to_io, to_s = [], [], []
@@ -180,6 +217,21 @@ def ioi_check(model, tokenizer, layout: HeadLayout, circuit: list, n: int = 64) 
     }
 
 
+def mechanism_checks(model, tokenizer, layout: HeadLayout, task_name: str, entry: dict, circuit: list) -> None:
+    """The known-mechanism check of ``task_name`` (induction or IOI; none for other tasks) on ``circuit``, into
+    ``entry["mechanism"]``, and printed."""
+    if task_name not in ("induction", "ioi"):
+        return
+    model.set_attn_implementation("eager")  # attention patterns for the mechanism checks
+    entry["mechanism"] = (
+        induction_check(model, layout, circuit)
+        if task_name == "induction"
+        else ioi_check(model, tokenizer, layout, circuit)
+    )
+    model.set_attn_implementation("sdpa")
+    print(json.dumps(entry["mechanism"], indent=1), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model")
@@ -188,7 +240,14 @@ def main() -> None:
     parser.add_argument("--exact-n", type=int, default=32, help="prompts for the attribution/exact comparison")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=None)
+    parser.add_argument(
+        "--recheck",
+        action="store_true",
+        help="only recompute the known-mechanism checks of the tasks already in --out, on their recorded circuits",
+    )
     args = parser.parse_args()
+    if args.recheck and not (args.out and Path(args.out).exists()):
+        raise SystemExit("error: --recheck needs --out naming an existing results file")
     torch.set_num_threads(args.threads)
     try:
         loaded = load_model(args.model)
@@ -206,6 +265,11 @@ def main() -> None:
         f"{'task':<18}{'accuracy':>9}  {'k':>3}  {'f (disc)':>8}  {'f (eval)':>8}  {'Spearman [95% CI]':<24} circuit",
         flush=True,
     )
+    if args.recheck:
+        for task_name, entry in result["tasks"].items():
+            mechanism_checks(model, tokenizer, layout, task_name, entry, [parse_name(h) for h in entry["circuit"]])
+            atomic_write_text(args.out, json.dumps(result, indent=1))
+        return
     for task_name in names:
         if task_name in result["tasks"]:
             continue
@@ -233,16 +297,7 @@ def main() -> None:
             f"{rho[0]:.3f} [{rho[1]:.3f}, {rho[2]:.3f}]     {' '.join(entry['circuit'])}",
             flush=True,
         )
-        if task_name in ("induction", "ioi"):
-            model.set_attn_implementation("eager")  # attention patterns for the mechanism checks
-            entry["mechanism"] = (
-                induction_check(model, layout, circuit.heads)
-                if task_name == "induction"
-                else ioi_check(model, tokenizer, layout, circuit.heads)
-            )
-            model.set_attn_implementation("sdpa")
-        if "mechanism" in entry:
-            print(json.dumps(entry["mechanism"], indent=1), flush=True)
+        mechanism_checks(model, tokenizer, layout, task_name, entry, circuit.heads)
         if args.out:
             atomic_write_text(args.out, json.dumps(result, indent=1))
 

@@ -95,9 +95,12 @@ class HeadLayout:
         """(input norm, attention module) of every layer: the part of a block that computes its heads."""
         return list(zip(self._modules(model, 3), self._modules(model, 2)))
 
+    def blocks(self, model: torch.nn.Module) -> list[torch.nn.Module]:
+        """The model's transformer blocks, first to last."""
+        return list(_get(unwrap(model), _LAYOUTS[self.architecture][0]))
+
     def _modules(self, model: torch.nn.Module, which: int) -> list[torch.nn.Module]:
-        paths = _LAYOUTS[self.architecture]
-        return [_get(block, paths[which]) for block in _get(unwrap(model), paths[0])]
+        return [_get(block, _LAYOUTS[self.architecture][which]) for block in self.blocks(model)]
 
     def split(self, z: torch.Tensor) -> torch.Tensor:
         """[batch, pos, n_heads * d_head] -> [batch, pos, n_heads, d_head] (a view)."""
