@@ -220,3 +220,26 @@ def test_every_shipped_study_config_is_valid_and_the_default_one_is_the_default(
     for path in sorted(configs.glob("*.yaml")):
         load_study_config(path, check_paths=False)  # raises, naming the key, on any problem
     assert load_study_config(configs / "embedded-study.yaml") == StudyConfig()
+
+
+@pytest.mark.slow
+def test_resume_adds_seeds_and_keeps_the_runs_it_has(tmp_path):
+    """`--resume --seeds 0,1` on a seed-0 study trains only seed 1's runs, then re-analyses both seeds; dropping
+    a seed is refused before any work."""
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(TINY)
+    run = tmp_path / "run"
+    assert _run("run", "--config", str(cfg), "--out", str(run)).returncode == 0
+    kept = {p: p.stat().st_mtime_ns for p in (run / "runs" / "sft-s0").rglob("*") if p.is_file()}
+    kept.update({p: p.stat().st_mtime_ns for p in (run / "measurements").rglob("*.npz")})
+
+    result = _run("run", "--config", str(cfg), "--out", str(run), "--resume", "--seeds", "0,1")
+    assert result.returncode == 0, result.stderr
+    assert {p: p.stat().st_mtime_ns for p in kept} == kept  # nothing of seed 0 retrained or re-measured
+    results = _results(run)
+    assert results["seeds"] == [0, 1] and {"sft-s1", "rl-s1"} <= set(results["runs"])
+    assert json.loads((run / "study_config.json").read_text())["seeds"] == [0, 1]
+
+    result = _run("run", "--config", str(cfg), "--out", str(run), "--resume", "--seeds", "1")
+    assert result.returncode != 0 and "may add seeds, not drop them" in result.stderr, result.stderr
+    assert _results(run)["seeds"] == [0, 1]

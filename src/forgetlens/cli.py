@@ -19,6 +19,7 @@ from forgetlens.config.options import (
     FinetuneConfig,
 )
 from forgetlens.errors import ForgetlensError
+from forgetlens.models.packaged import PACKAGED
 from forgetlens.utils import check_writable
 
 """The defaults the options below show: the dataclasses own them (torch-free to import)."""
@@ -83,7 +84,12 @@ DISCOVER_FLAGS: dict[str, str | None] = {
 
 @cli.command("discover")
 @click.option("--task", "task_name", required=True, help="Prior task (see `forgetlens tasks`).")
-@click.option("--model", default="embedded", show_default=True, help="Model directory, cached HF id, or `embedded`.")
+@click.option(
+    "--model",
+    default="embedded",
+    show_default=True,
+    help=f"Model directory, cached HF id, `embedded`, or {', '.join(f'`{alias}`' for alias in PACKAGED)}.",
+)
 @field_options(DiscoveryConfig, DISCOVER_FLAGS)
 @click.option(
     "--metric",
@@ -293,7 +299,8 @@ def finetune_cmd(
     "--base",
     "base_spec",
     required=True,
-    help="Base model: `embedded`, `smollm2-135m`, `qwen2.5-coder-0.5b`, a model directory or a cached HF id.",
+    help=f"Base model: `embedded`, {', '.join(f'`{alias}`' for alias in PACKAGED)}, a model directory or a cached HF "
+    "id.",
 )
 @click.option(
     "--tuned",

@@ -228,6 +228,8 @@ class Study:
     def finetune(self) -> None:
         """Every method x seed run; an existing run directory is resumed (its stored config must match)."""
         for name, ft in run_configs(self.cfg, self.run_dir).items():  # an SFT run comes before RL from it
+            if self.finetuned(name):  # finished earlier (a resumed study, or one given more seeds)
+                continue
             self.log(f"2/5 fine-tuning {name}")
             run_dir = self.run_dir / "runs" / name
             finetune(ft, run_dir, resume=run_dir.exists(), log=self.log, shared_base=self.run_dir / "base-behaviour")
@@ -507,10 +509,18 @@ def run_study(
     run_dir = Path(run_dir)
     record = run_dir / "study_config.json"
     if resume and record.exists():
-        stored = record_field(read_json(record), "config", record)
-        changed = config_differences(stored, json.loads(json.dumps(dataclasses.asdict(cfg))))
+        stored = dict(record_field(read_json(record), "config", record))
+        started_seeds = stored.pop("seeds", list(cfg.seeds))
+        now = json.loads(json.dumps(dataclasses.asdict(cfg)))
+        now.pop("seeds")
+        changed = config_differences(stored, now)
         if changed:
             raise ForgetlensError(f"{record}: --resume with options the run was not started with: {'; '.join(changed)}")
+        if not set(started_seeds) <= set(cfg.seeds):
+            raise ForgetlensError(
+                f"{record}: --resume may add seeds, not drop them: started with seeds {started_seeds}, now "
+                f"{list(cfg.seeds)}"
+            )
     if not is_main_process():
         return _run_stages(cfg, run_dir, resume, log, jobs, render)
     with claim_run_dir(run_dir, resume, overwrite, kind="study"):
@@ -530,12 +540,14 @@ def _run_stages(cfg: StudyConfig, run_dir: Path, resume: bool, log: Logger, jobs
         jobs = 1
     study = Study(cfg, run_dir, log, jobs, render)
     overlapped_done = False
+    redone = False  # once a stage runs, every later one runs too: what it wrote is their input
     for stage in STAGES:
         if stage == "finetune" and world_size() > 1:
             continue  # trained above by every process
-        if resume and study.done(stage):
+        if resume and not redone and study.done(stage):
             log(f"{stage}: already complete, skipped")
             continue
+        redone = True
         if jobs > 1 and stage in OVERLAPPED:  # the first unfinished one of them runs all that remain
             if not overlapped_done:
                 study._timed("+".join(OVERLAPPED), study.overlapped)
