@@ -427,7 +427,11 @@ def audit_cmd(
     "configs/embedded-study.yaml).",
 )
 @click.option("--seeds", default=None, help="Comma-separated training seeds, e.g. 0,1,2 (overrides the config).")
-@click.option("--resume", is_flag=True, help="Continue an interrupted study in --out, skipping finished stages.")
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue an interrupted study in --out, skipping finished stages; --seeds may add seeds to it.",
+)
 @click.option(
     "--overwrite",
     is_flag=True,
