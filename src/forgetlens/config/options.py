@@ -295,6 +295,11 @@ class RLConfig(Options):
     cache repeated) instead of ``num_generations`` full copies: the same log-probabilities and gradients, computed
     from fewer tokens (``training/shared_prompt.py``). Used on one process without gradient checkpointing or
     dropout; TRL's own scoring otherwise, and when this is false."""
+    shared_prefill_generation: bool = True
+    """Sample each prompt's ``num_generations`` completions from one prefill of the prompt (its key/value cache
+    repeated) instead of prefilling ``num_generations`` copies: the same sampling distribution at a fraction of the
+    cost (``training/rollouts.py``). Used on one process with plain temperature sampling; TRL's ``generate``
+    otherwise, and when this is false (the two draw different samples from the same seed)."""
 
     def problems(self, prefix: str = "") -> list[str]:
         """Every problem with these options, one line each."""

@@ -200,6 +200,10 @@ def train(cfg: FinetuneConfig, run_dir: Path, resume: bool, log: Logger = print)
             "shared_prompt": getattr(trainer, "shared_prompt_calls", 0),
             "trl": getattr(trainer, "trl_scoring_calls", None),  # None: not counted (the option is off)
         }
+        budget["generation_calls_this_session"] = {  # training/rollouts.py
+            "shared_prefill": getattr(trainer, "shared_prefill_calls", 0),
+            "trl": getattr(trainer, "trl_generation_calls", None),
+        }
     atomic_write_text(run_dir / "budget.json", json.dumps(budget, indent=1))
     return budget
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from forgetlens.config.options import LOSS_TYPES, FinetuneConfig
 from forgetlens.errors import ForgetlensError
 from forgetlens.targets.rewards import format_reward, score_reply
+from forgetlens.training.rollouts import with_shared_prefill_generation
 from forgetlens.training.shared_prompt import with_shared_prompt_scoring
 
 if TYPE_CHECKING:  # annotations only
@@ -318,6 +319,8 @@ def build_rl_trainer(
         log_completions=False,
     )
     trainer_cls = with_shared_prompt_scoring(GRPOTrainer) if rl.shared_prompt_scoring else GRPOTrainer
+    if rl.shared_prefill_generation:
+        trainer_cls = with_shared_prefill_generation(trainer_cls)
     return _quiet(
         with_regularizers(trainer_cls)(
             model=model,
