@@ -39,6 +39,12 @@ def test_prompt_groups_finds_runs_of_equal_prompts():
     # a group split across micro-batches, and groups of one, are still grouped correctly
     first, group_of_row = prompt_groups(prompt_ids[2:7], prompt_mask[2:7])
     assert first.tolist() == [0, 2] and group_of_row.tolist() == [0, 0, 1, 1, 1]
+    # rows shuffled, as TRL's _prepare_inputs leaves them: still one group per distinct prompt
+    order = torch.tensor([5, 0, 9, 4, 1, 8, 11, 2, 6, 10, 3, 7])
+    first, group_of_row = prompt_groups(prompt_ids[order], prompt_mask[order])
+    assert first.tolist() == [0, 1, 2]  # groups numbered by first appearance: rows 5, 0, 9 of the batch
+    number = {1: 0, 0: 1, 2: 2}  # prompt (row // 4) -> its group, by first appearance
+    assert group_of_row.tolist() == [number[int(r) // 4] for r in order]
 
 
 @pytest.mark.parametrize("arch", ["llama", "qwen2", "gpt2"])
@@ -49,8 +55,9 @@ def test_shared_prompt_scoring_matches_trl_values_and_gradients(arch, temperatur
     model = make_tiny(arch, VOCAB, seed=3)  # eval mode: GPT-2's dropout would draw different masks per path
     add_fused_lm_head(model, temperature=temperature, outputs=("log_probs", "entropy"))
     batch = _grpo_batch()
+    shuffle = torch.randperm(batch[0].size(0), generator=torch.Generator().manual_seed(1))
+    batch = tuple(t[shuffle] for t in batch)  # the order TRL's loss pass sees: copies of a prompt apart
     completion_mask = batch[3].bool()
-
     trl_logps, trl_entropy = full_copies_logps(model, *batch)
     (trl_logps * completion_mask).sum().backward()
     trl_grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
