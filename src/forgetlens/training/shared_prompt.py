@@ -65,9 +65,12 @@ def completion_logps_shared_prompt(
     completion_mask: torch.Tensor,
     temperature: float = 1.0,
     compute_entropy: bool = False,
+    entropy_grad: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Per-token log-probabilities ``[rows, C]`` of ``completion_ids`` under ``causal_lm`` (logits / temperature),
     and their entropies when asked, with each distinct prompt run once. Masked completion tokens score 0.
+    ``entropy_grad=False`` computes the entropies outside autograd (they are then only read, never differentiated:
+    TRL logs them and may mask tokens by them; only an entropy bonus in the loss needs their gradient).
 
     ``prompt_ids``/``prompt_mask``: ``[rows, P]``, left-padded; ``completion_ids``/``completion_mask``:
     ``[rows, C]``. ``causal_lm`` is a plain transformers causal LM (its backbone under ``base_model_prefix``)."""
@@ -96,7 +99,8 @@ def completion_logps_shared_prompt(
     token_logps = log_probs.gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1).masked_fill(~keep, 0.0)
     if not compute_entropy:
         return token_logps, None
-    entropy = -(log_probs.exp() * log_probs).sum(-1).masked_fill(~keep, 0.0)  # [rows, C]
+    with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):  # logged only, unless a loss term
+        entropy = -(log_probs.exp() * log_probs).sum(-1).masked_fill(~keep, 0.0)  # [rows, C]
     return token_logps, entropy
 
 
@@ -206,6 +210,7 @@ def with_shared_prompt_scoring(trainer_cls: type) -> type:
                         attention_mask[part, split:],
                         temperature=self.temperature,
                         compute_entropy=compute_entropy,
+                        entropy_grad=getattr(self.args, "entropy_coef", 0.0) != 0.0,
                     )
                 logps.append(part_logps)
                 entropies.append(part_entropy)
