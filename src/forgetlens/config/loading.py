@@ -108,6 +108,8 @@ OPTIONS_ADDED_LATER: dict[str, object] = {
     "anatomy.min_block": 4,
     "anatomy.n_exact_heads": 4,
     "init_from": None,
+    "warmup_steps": 0,
+    "prior_per_prompt": False,
     "keep_optimizer": True,  # runs made before the option kept their optimizer state
     "rl_from_sft": False,
     **{f"discovery.dbm.{f.name}": f.default for f in fields(DBMConfig)},

@@ -439,6 +439,9 @@ class FinetuneConfig(Options):
     """SFT learning rate (a study's configs state the rule that chose theirs, ``forgetlens sweep``)."""
     lr_rl: float = 1e-4
     """RL learning rate (chosen by the same rule as ``lr_sft``)."""
+    warmup_steps: int = 0
+    """Steps of linear learning-rate warm-up from 0, then constant (0: constant from the first step). RL in the
+    literature's regime warms up (TRL's GRPO recipes; RL's Razor)."""
     checkpoint_every: int = 120
     """Save a checkpoint every N steps; each one's behaviour is measured, and step 0's (the base model, read from
     ``model``, not copied into the run)."""
@@ -461,6 +464,9 @@ class FinetuneConfig(Options):
     (None = the model's default set, ``tasks.registry.default_task_names``); a study sets it from its ``tasks``."""
     prior_eval_examples: int = 200
     """Held-out prompts per prior task at every checkpoint."""
+    prior_per_prompt: bool = False
+    """Also record, in every behaviour row, each prior-task prompt's top-1 correctness and log p(answer) (paired
+    tests and bootstraps over prompts need them; ``forgetlens frontier`` turns it on)."""
     kl_samples: int = 4
     """Completions sampled from the base model per evaluation prompt for the forward-KL estimate."""
     kl_prompts: int | None = None
@@ -538,6 +544,8 @@ class FinetuneConfig(Options):
             out.append(
                 f"{prefix}accuracy_threshold: expected a target accuracy in (0, 1], got {self.accuracy_threshold}"
             )
+        if self.warmup_steps < 0:
+            out.append(f"{prefix}warmup_steps: expected >= 0 (0 = no warm-up), got {self.warmup_steps}")
         if self.lora_rank < 0:
             out.append(f"{prefix}lora_rank: expected >= 0 (0 = full fine-tuning), got {self.lora_rank}")
         if self.kl_coef < 0:
@@ -725,6 +733,191 @@ class StudyConfig(Options):
         if check_paths and self.data is not None and not Path(self.data).exists():
             out.append(f"data: {self.data} does not exist; expected a SciKnowEval/SciQ file or directory")
         return out
+
+
+@dataclass
+class FrontierArm(Options):
+    """One method of a frontier: trained at each of ``lrs``, every seed, each run to its plateau."""
+
+    method: FinetuneMethod = "sft"
+    """The fine-tuning method (``FinetuneConfig.method``)."""
+    lrs: list[float] = field(default_factory=list)
+    """Learning rates, one run each per seed."""
+    steps: int | None = None
+    """Most optimizer steps a run of this arm trains (None: the frontier's ``max_steps``)."""
+    warmup_steps: int | None = None
+    """Linear warm-up steps of this arm's runs (None: ``finetune.warmup_steps``)."""
+
+    @property
+    def name(self) -> str:
+        """The arm's name in results and figures: its method."""
+        return self.method
+
+    def problems(self, prefix: str = "") -> list[str]:
+        out: list[str] = []
+        _finite(out, self, prefix)
+        _one_of(out, f"{prefix}method", self.method, FINETUNE_METHODS, "method")
+        if not self.lrs:
+            out.append(f"{prefix}lrs: expected at least one learning rate")
+        for lr in self.lrs:
+            if not 0 < lr <= MAX_LEARNING_RATE:
+                out.append(f"{prefix}lrs: expected learning rates in (0, {MAX_LEARNING_RATE:g}], got {lr}")
+        if len(set(self.lrs)) != len(self.lrs):
+            out.append(f"{prefix}lrs: repeated learning rates in {self.lrs}")
+        _positive(out, self, prefix, ("steps",), optional=True)
+        if self.warmup_steps is not None and self.warmup_steps < 0:
+            out.append(f"{prefix}warmup_steps: expected >= 0, got {self.warmup_steps}")
+        return out
+
+
+MAX_LEARNING_RATE = 1.0
+"""Largest learning rate a frontier accepts (Adam moves each weight by about the rate per step; far beyond 1e-2
+a full fine-tune of a pretrained model diverges)."""
+
+
+@dataclass
+class PlateauConfig(Options):
+    """When a frontier run stops: its held-out target accuracy is measured at every checkpoint as it is written,
+    and training ends once the best of the last ``patience`` checkpoints is less than ``min_gain`` above the best
+    before them (``analysis.frontier.plateaued``), or at the arm's step budget."""
+
+    patience: int = 3
+    """Checkpoints without a gain of ``min_gain`` before a run stops (0: every run trains its whole budget)."""
+    min_gain: float = 0.02
+    """Accuracy gain that counts as still rising (two questions in 100)."""
+    min_steps: int = 0
+    """No run stops before this step."""
+
+    def problems(self, prefix: str = "") -> list[str]:
+        out: list[str] = []
+        _finite(out, self, prefix)
+        if self.patience < 0:
+            out.append(f"{prefix}patience: expected >= 0 (0 = never stop early), got {self.patience}")
+        if not 0 <= self.min_gain < 1:
+            out.append(f"{prefix}min_gain: expected an accuracy gain in [0, 1), got {self.min_gain}")
+        if self.min_steps < 0:
+            out.append(f"{prefix}min_steps: expected >= 0, got {self.min_steps}")
+        return out
+
+
+@dataclass
+class FrontierAnalysisConfig(Options):
+    """How the frontiers are compared (``analysis/frontier.py``)."""
+
+    levels: list[float] = field(default_factory=lambda: [0.6, 0.75, 0.9])
+    """Matched target accuracies, as fractions of the gain every arm reaches (base + f x (reach - base))."""
+    n_boot: int = 1000
+    """Bootstrap resamples (seeds, target questions and prior prompts resampled together)."""
+    target_accuracy: float | None = None
+    """A practitioner's target: the cheapest configurations reaching it while keeping ``retention_floor`` (None:
+    the highest matched level)."""
+    retention_floor: float = 0.95
+    """Least accuracy retention every prior task must keep for a configuration to count as a pick."""
+    seed: int = 0
+    """Seeds the bootstrap."""
+
+    def problems(self, prefix: str = "") -> list[str]:
+        out: list[str] = []
+        _finite(out, self, prefix)
+        if not self.levels or any(not 0 < f <= 1 for f in self.levels):
+            out.append(f"{prefix}levels: expected fractions in (0, 1], got {self.levels}")
+        if self.n_boot < 1:
+            out.append(f"{prefix}n_boot: expected a positive integer, got {self.n_boot}")
+        if self.target_accuracy is not None and not 0 < self.target_accuracy <= 1:
+            out.append(f"{prefix}target_accuracy: expected an accuracy in (0, 1], got {self.target_accuracy}")
+        if not 0 <= self.retention_floor <= 2:
+            out.append(f"{prefix}retention_floor: expected a retention in [0, 2], got {self.retention_floor}")
+        return out
+
+
+KeepWeights = Literal["all", "last"]
+"""Which checkpoints' weights a run keeps once their behaviour is measured (``FrontierConfig.keep_weights``)."""
+KEEP_WEIGHTS: tuple[str, ...] = get_args(KeepWeights)
+
+
+@dataclass
+class FrontierConfig(Options):
+    """The trade-off (``forgetlens frontier``): every arm at every learning rate and seed, each run checkpointed
+    every ``checkpoint_every`` steps until its target accuracy plateaus; at every checkpoint the same evaluation
+    (held-out target accuracy, each prior task per prompt, forward KL on the target and, with
+    ``finetune.general_eval``, on general chat, and each base circuit's joint total change); then each arm's
+    frontier and the comparison at matched accuracy."""
+
+    model: str = "embedded"
+    """Base model (as ``StudyConfig.model``)."""
+    data: str | None = None
+    """Target-task file or directory; None = the built-in ``finetune.synthetic_target``."""
+    tasks: list[str] | None = None
+    """Prior tasks (None = the model's default set)."""
+    seeds: list[int] = field(default_factory=lambda: [0])
+    """Training seeds (``--seeds`` overrides)."""
+    arms: list[FrontierArm] = field(
+        default_factory=lambda: [FrontierArm("sft", [1e-3, 3e-3]), FrontierArm("rl", [3e-5, 1e-4])]
+    )
+    """The methods compared, each with its learning rates; differences are against the first arm."""
+    max_steps: int = 160
+    """Most optimizer steps of any run (an arm's ``steps`` overrides)."""
+    checkpoint_every: int = 16
+    """Steps between checkpoints; each is measured as it is written."""
+    plateau: PlateauConfig = field(default_factory=PlateauConfig)
+    """When a run stops before its budget."""
+    keep_weights: KeepWeights = "all"
+    """``all``: every checkpoint's weights stay on disk; ``last``: only each run's newest (a SmolLM2 checkpoint is
+    0.54 GB; rows are measured before weights go)."""
+    circuits: bool = True
+    """Find each prior task's base circuit C0 and measure its joint total change at every checkpoint (one more
+    forward of the base per task and checkpoint)."""
+    finetune: FinetuneConfig = field(default_factory=lambda: FinetuneConfig(prior_per_prompt=True))
+    """Options every run shares (``method``, ``seed``, ``model``, ``data``, the rate and ``steps`` are set per run);
+    the evaluation is the same for every arm."""
+    discovery: DiscoveryConfig = field(default_factory=lambda: DiscoveryConfig(n_examples=64))
+    """How base circuits are found."""
+    analysis: FrontierAnalysisConfig = field(default_factory=FrontierAnalysisConfig)
+    """How the frontiers are compared."""
+
+    def problems(self, prefix: str = "", check_paths: bool = True) -> list[str]:
+        """Every problem with the frontier's options, one line each, naming the key."""
+        out: list[str] = []
+        _finite(out, self, "")
+        _unknown_tasks(out, "tasks", self.tasks)
+        if not self.seeds:
+            out.append("seeds: expected at least one seed")
+        if len(set(self.seeds)) != len(self.seeds):
+            out.append(f"seeds: repeated seeds in {self.seeds}")
+        if any(not 0 <= s < 2**31 for s in self.seeds):
+            out.append(f"seeds: expected integers in [0, 2^31), got {self.seeds}")
+        if len(self.arms) < 1:
+            out.append("arms: expected at least one arm")
+        names = [a.name for a in self.arms]
+        if len(set(names)) != len(names):
+            out.append(f"arms: repeated methods in {names}; each arm is one method")
+        for i, arm in enumerate(self.arms):
+            out += arm.problems(f"arms[{i}].")
+        _positive(out, self, "", ("max_steps", "checkpoint_every"))
+        _one_of(out, "keep_weights", self.keep_weights, KEEP_WEIGHTS, "choice")
+        ft, defaults = self.finetune, FinetuneConfig()
+        for name in ("method", "seed", "model", "data", "steps"):
+            if getattr(ft, name) != getattr(defaults, name):
+                out.append(f"finetune.{name}: set by the frontier (top-level model, data, seeds; arms; max_steps)")
+        if not ft.prior_per_prompt:
+            out.append("finetune.prior_per_prompt: the frontier's paired tests need it true")
+        if ft.rl.max_completion_length != ft.max_new_tokens:
+            out.append(
+                f"finetune.rl.max_completion_length: RL's completions ({ft.rl.max_completion_length} tokens) must be "
+                f"as long as the evaluation's (finetune.max_new_tokens, {ft.max_new_tokens}): every method is trained "
+                "on what it is scored on"
+            )
+        with deferred_validation():
+            out += ft.problems("finetune.")
+        out += self.plateau.problems("plateau.")
+        out += self.discovery.problems("discovery.")
+        out += self.analysis.problems("analysis.")
+        if check_paths and self.data is not None and not Path(self.data).exists():
+            out.append(f"data: {self.data} does not exist; expected a SciKnowEval/SciQ file or directory")
+        return out
+
+    def problems_when_built(self) -> list[str]:
+        return self.problems(check_paths=False)
 
 
 REAL_MODEL_EVALUATION: dict[str, int] = {

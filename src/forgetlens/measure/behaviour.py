@@ -166,10 +166,25 @@ def option_choices(
 
 
 def prior_behaviour(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, tasks: list[PriorTask], n: int, seed: int
-) -> dict[str, dict[str, float]]:
-    """Top-1 accuracy and mean logit difference per prior task on held-out prompts."""
-    return {t.name: task_accuracy(model, encode_examples(tokenizer, t.examples(n, seed), t.name)) for t in tasks}
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    tasks: list[PriorTask],
+    n: int,
+    seed: int,
+    per_prompt: bool = False,
+    circuits: dict[str, list[tuple[int, int]]] | None = None,
+    base: PreTrainedModel | None = None,
+) -> dict[str, dict]:
+    """Top-1 accuracy, mean logit difference and mean log p(answer) per prior task on held-out prompts
+    (:func:`task_accuracy`); with ``per_prompt``, each prompt's top-1 correctness and log p(answer) too; with
+    ``circuits`` ({task: heads}) and the ``base`` model, the base model with those heads' outputs taken from
+    ``model``'s own forward pass, all at once, on the same prompts (the circuit's joint total change)."""
+    out = {}
+    for t in tasks:
+        batch = encode_examples(tokenizer, t.examples(n, seed), t.name)
+        heads = (circuits or {}).get(t.name)
+        out[t.name] = task_accuracy(model, batch, per_prompt=per_prompt, circuit=heads, base=base)
+    return out
 
 
 @torch.no_grad()
@@ -242,21 +257,65 @@ def general_probe(base: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, cfg
 
 
 @torch.no_grad()
-def task_accuracy(model: PreTrainedModel, batch: TaskBatch, batch_size: int = 128) -> dict[str, float]:
-    """Accuracy and mean logit difference (:func:`task_metric`) on clean prompts.
+def task_accuracy(
+    model: PreTrainedModel,
+    batch: TaskBatch,
+    batch_size: int = 128,
+    per_prompt: bool = False,
+    circuit: list[tuple[int, int]] | None = None,
+    base: PreTrainedModel | None = None,
+) -> dict:
+    """Accuracy, mean logit difference (:func:`task_metric`) and mean log p(answer) on clean prompts.
 
     Single-answer tasks: top-1 accuracy (argmax over the vocabulary is the answer).  Set-scored tasks: the share
     of prompts whose probability mass on valid answers exceeds that on invalid ones (Hanna et al.'s probability
-    difference above 0).
+    difference above 0).  ``per_prompt``: also ``{"per_prompt": {"correct": [...], "logp_answer": [...]}}``.
+    ``circuit`` (heads) with ``base``: also ``c0_joint_logp_answer``, the mean log p(answer) of ``base`` with those
+    heads' outputs replaced by their values in ``model``'s forward pass (per prompt too with ``per_prompt``): the
+    part of ``model``'s change that reaches the answer through the circuit (``measure/anatomy.py``'s
+    ``joint_total/C0``).
     """
+    from forgetlens.measure.anatomy import TunedPass, heads_from
+    from forgetlens.models.heads import HeadLayout, capture_heads
+
     device = model_device(model)
-    correct, diffs = [], []
+    layout = HeadLayout.of(model) if circuit is not None else None
+    reads: dict[str, list[torch.Tensor]] = {"correct": [], "logit_diff": [], "logp_answer": []}
+    if circuit is not None:
+        reads["c0_joint_logp_answer"] = []
     for start in range(0, len(batch), batch_size):
         part = batch.subset(range(start, min(start + batch_size, len(batch)))).to(device)
-        logits = answer_logits(model, part.clean_ids, part.attention_mask, part.answer_pos)
-        if part.option_ids is None:
-            correct.append((logits.argmax(-1) == part.answer_ids).float())
+        if circuit is None:
+            logits = answer_logits(model, part.clean_ids, part.attention_mask, part.answer_pos)
         else:
-            correct.append((task_metric(logits, part, "prob_diff") > 0).float())
-        diffs.append(task_metric(logits, part, "logit_diff"))
-    return {"accuracy": torch.cat(correct).mean().item(), "logit_diff": torch.cat(diffs).mean().item()}
+            assert base is not None and layout is not None, "the circuit's joint patch needs the base model"
+            with capture_heads(model, layout) as z:
+                logits = answer_logits(model, part.clean_ids, part.attention_mask, part.answer_pos)
+            mask = torch.zeros(layout.n_layers, layout.n_heads, dtype=torch.bool)
+            for layer, head in circuit:
+                mask[layer, head] = True
+            with heads_from(layout, base, mask, TunedPass(z=list(z), mlp_out=[])):
+                patched = answer_logits(base, part.clean_ids, part.attention_mask, part.answer_pos)
+            reads["c0_joint_logp_answer"].append(task_metric(patched, part, "logp_answer"))
+        if part.option_ids is None:
+            reads["correct"].append((logits.argmax(-1) == part.answer_ids).float())
+        else:
+            reads["correct"].append((task_metric(logits, part, "prob_diff") > 0).float())
+        reads["logit_diff"].append(task_metric(logits, part, "logit_diff"))
+        reads["logp_answer"].append(task_metric(logits, part, "logp_answer"))
+    values = {name: torch.cat(parts).double() for name, parts in reads.items()}
+    out: dict = {
+        "accuracy": values["correct"].mean().item(),
+        "logit_diff": values["logit_diff"].mean().item(),
+        "logp_answer": values["logp_answer"].mean().item(),
+    }
+    if circuit is not None:
+        out["c0_joint_logp_answer"] = values["c0_joint_logp_answer"].mean().item()
+        out["c0_heads"] = len(circuit)
+    if per_prompt:
+        out["per_prompt"] = {
+            name: [round(v, 6) for v in values[name].tolist()]
+            for name in ("correct", "logp_answer", "c0_joint_logp_answer")
+            if name in values
+        }
+    return out

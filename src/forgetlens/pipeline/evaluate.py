@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -36,6 +37,9 @@ from forgetlens.utils import atomic_write_text
 if TYPE_CHECKING:  # annotations only
     from forgetlens.progress import Logger
 
+Circuits = dict[str, list[tuple[int, int]]]
+"""{prior task: the heads of its base circuit}: what a behaviour row's circuit measure patches jointly."""
+
 
 PRIOR_EVAL_SEED = 424242
 """Seed of the prior-task prompts behaviour is measured on: fixed, so that every checkpoint of every run and seed is
@@ -53,6 +57,7 @@ BASE_BEHAVIOUR_FIELDS = (
     "max_records",
     "prior_tasks",
     "prior_eval_examples",
+    "prior_per_prompt",
     "kl_samples",
     "kl_prompts",
     "kl_max_new_tokens",
@@ -63,9 +68,14 @@ BASE_BEHAVIOUR_FIELDS = (
 """The options that decide the base model's behaviour row (step 0): runs that agree on all of them share it."""
 
 
-def base_behaviour_key(cfg: FinetuneConfig) -> str:
-    """A file name for the step-0 behaviour row that every run with these evaluation options shares."""
-    fields = {name: getattr(cfg, name) for name in BASE_BEHAVIOUR_FIELDS}
+def base_behaviour_key(cfg: FinetuneConfig, circuits: Circuits | None = None) -> str:
+    """A file name for the step-0 behaviour row that every run with these evaluation options (and circuits)
+    shares."""
+    fields: dict = {name: getattr(cfg, name) for name in BASE_BEHAVIOUR_FIELDS}
+    if not fields["prior_per_prompt"]:  # added later: runs recorded before it keep their key
+        del fields["prior_per_prompt"]
+    if circuits:
+        fields["circuits"] = {task: sorted(map(list, heads)) for task, heads in sorted(circuits.items())}
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16] + ".json"
 
 
@@ -82,10 +92,16 @@ def measured_steps(run_dir: Path) -> dict[int, Path]:
     return dict(sorted(steps.items()))
 
 
-def behaviour_probe(cfg: FinetuneConfig, eval_records: list[dict], samples_cache: Path | None = None):
+def behaviour_probe(
+    cfg: FinetuneConfig,
+    eval_records: list[dict],
+    samples_cache: Path | None = None,
+    circuits: Circuits | None = None,
+):
     """``behaviour_row(step, checkpoint_dir) -> row``: target accuracy, prior tasks, forward KL against the base (on
     completions sampled once from the base; kept in ``samples_cache`` for other runs with the same evaluation
-    options) and, when configured, the general probe."""
+    options), when configured the general probe, and with ``circuits`` ({task: heads}) each circuit's joint total
+    change on the prior-task prompts."""
     base = load_model(cfg.model)
     configure_threads(base.model, cfg.threads)
     tokenizer = base.tokenizer
@@ -105,7 +121,16 @@ def behaviour_probe(cfg: FinetuneConfig, eval_records: list[dict], samples_cache
     def behaviour_row(step: int, path: Path) -> dict:
         model = base.model if step == 0 else load_checkpoint(path, cfg.model)
         acc, per_record = target_accuracy(model, tokenizer, eval_records, cfg.max_new_tokens)
-        prior = prior_behaviour(model, tokenizer, tasks, cfg.prior_eval_examples, PRIOR_EVAL_SEED)
+        prior = prior_behaviour(
+            model,
+            tokenizer,
+            tasks,
+            cfg.prior_eval_examples,
+            PRIOR_EVAL_SEED,
+            per_prompt=cfg.prior_per_prompt,
+            circuits=circuits,
+            base=base.model,
+        )
         kl = forward_kl(base.model, model, tokenizer, kl_prompts, samples)
         row = {
             "step": step,
@@ -122,41 +147,69 @@ def behaviour_probe(cfg: FinetuneConfig, eval_records: list[dict], samples_cache
     return behaviour_row
 
 
+class CheckpointEvaluator:
+    """A run's behaviour rows, one per checkpoint, each measured once and cached in ``RUN_DIR/behaviour/``; the
+    step-0 row (and the base's KL samples) shared through ``shared_base`` with other runs that evaluate alike.
+    The base model loads only when a row has to be measured."""
+
+    def __init__(
+        self,
+        cfg: FinetuneConfig,
+        run_dir: Path,
+        shared_base: Path | None = None,
+        circuits: Circuits | None = None,
+    ):
+        self.cfg, self.run_dir, self.circuits = cfg, Path(run_dir), circuits
+        self.cache = self.run_dir / "behaviour"
+        self.shared = shared_base / base_behaviour_key(cfg, circuits) if shared_base is not None else None
+        _, self.eval_records = target_splits(cfg)
+        self._measure: Callable[[int, Path], dict] | None = None
+
+    def cached(self, step: int) -> Path:
+        return self.cache / f"checkpoint-{step}.json"
+
+    def row(self, step: int, path: Path) -> dict:
+        """Checkpoint ``step``'s behaviour row (``path``: its directory), measured unless cached."""
+        cached = self.cached(step)
+        if cached.exists():
+            return json.loads(cached.read_text())
+        if step == 0 and self.shared is not None and self.shared.exists():
+            row = json.loads(self.shared.read_text())
+        else:
+            if self._measure is None:
+                samples = self.shared.with_suffix(".kl-samples.json") if self.shared is not None else None
+                self._measure = behaviour_probe(self.cfg, self.eval_records, samples, self.circuits)
+            measure: Callable[[int, Path], dict] = self._measure
+            row = measure(step, path)
+            if step == 0 and self.shared is not None:
+                self.shared.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write_text(self.shared, json.dumps(row))
+        self.cache.mkdir(exist_ok=True)
+        atomic_write_text(cached, json.dumps(row))
+        return row
+
+
 def evaluate_checkpoints(
-    cfg: FinetuneConfig, run_dir: Path, log: Logger = print, shared_base: Path | None = None
+    cfg: FinetuneConfig,
+    run_dir: Path,
+    log: Logger = print,
+    shared_base: Path | None = None,
+    circuits: Circuits | None = None,
 ) -> list[dict]:
     """Behaviour at every checkpoint (cached per checkpoint); writes behaviour.json and behaviour.csv.
 
     ``shared_base``: a folder where the step-0 row is kept for other runs with the same evaluation options
-    (a study's SFT and RL runs of one seed measure the same base model on the same questions).
+    (a study's SFT and RL runs of one seed measure the same base model on the same questions).  ``circuits``:
+    {task: heads} whose joint change each row also measures (:func:`behaviour_probe`).
     """
-    cache = run_dir / "behaviour"
-    cache.mkdir(exist_ok=True)
-    shared = shared_base / base_behaviour_key(cfg) if shared_base is not None else None
-    if shared is not None and shared.exists() and not (cache / "checkpoint-0.json").exists():
-        atomic_write_text(cache / "checkpoint-0.json", shared.read_text())
+    evaluator = CheckpointEvaluator(cfg, run_dir, shared_base, circuits)
     steps = measured_steps(run_dir)
     steps = {0: run_dir / "checkpoints" / "checkpoint-0", **steps}  # step 0: the base model, always measured
-    _, eval_records = target_splits(cfg)
-    unmeasured = [step for step in steps if not (cache / f"checkpoint-{step}.json").exists()]
-    samples = shared.with_suffix(".kl-samples.json") if shared is not None else None
-    measure = behaviour_probe(cfg, eval_records, samples) if unmeasured else None  # loads the base only if needed
-    rows: list[dict] = []
-    base_prior: dict = {}
-    for step, path in track(list(steps.items()), f"evaluate {run_dir.name}", "checkpoints"):
-        cached = cache / f"checkpoint-{step}.json"
-        if cached.exists():
-            row = json.loads(cached.read_text())
-        else:
-            assert measure is not None
-            row = measure(step, path)
-            atomic_write_text(cached, json.dumps(row))
-            if step == 0 and shared is not None:
-                shared.parent.mkdir(parents=True, exist_ok=True)
-                atomic_write_text(shared, json.dumps(row))
-        if step == 0:
-            base_prior = row["prior"]
-        rows.append(row)
+    rows = [
+        evaluator.row(step, path)
+        for step, path in track(list(steps.items()), f"evaluate {run_dir.name}", "checkpoints")
+    ]
+    base_prior = rows[0]["prior"]
     for row in rows:
         for name, values in row["prior"].items():
             ref = base_prior[name]
@@ -167,7 +220,7 @@ def evaluate_checkpoints(
     table = {
         "method": cfg.method,
         "seed": cfg.seed,
-        "n_eval_records": len(eval_records),
+        "n_eval_records": len(evaluator.eval_records),
         "accuracy_threshold": cfg.accuracy_threshold,
         "steps_to_threshold": next((r["step"] for r in rows if r["target_accuracy"] >= cfg.accuracy_threshold), None),
         "checkpoints": rows,

@@ -18,6 +18,8 @@ import dataclasses
 import gc
 import json
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,12 +27,12 @@ import torch
 
 from forgetlens.artefacts import claim_run_dir, read_json, record_field, write_json
 from forgetlens.config.loading import config_differences
-from forgetlens.config.options import FinetuneConfig, trainer_kind
+from forgetlens.config.options import FinetuneConfig, KeepWeights, trainer_kind
 from forgetlens.errors import ForgetlensError
 from forgetlens.models.loading import check_model, configure_threads, load_model, load_tokenizer, model_record
-from forgetlens.pipeline.evaluate import evaluate_checkpoints
+from forgetlens.pipeline.evaluate import CheckpointEvaluator, Circuits, evaluate_checkpoints, measured_steps
 from forgetlens.tasks.registry import chosen_task_names
-from forgetlens.training.checkpoints import checkpoint_dirs, drop_resume_state, load_checkpoint
+from forgetlens.training.checkpoints import checkpoint_dirs, drop_resume_state, load_checkpoint, remove_checkpoint
 from forgetlens.training.data import conversational_rows, prompt_length_problems, target_splits, training_schedule
 from forgetlens.training.regularizers import build_regularizers
 from forgetlens.utils import atomic_write_text, is_main_process, versions, wait_for_everyone
@@ -105,9 +107,65 @@ def starting_checkpoint(path: Path) -> Path:
     )
 
 
-def train(cfg: FinetuneConfig, run_dir: Path, resume: bool, log: Logger = print) -> dict:
+@dataclass
+class CheckpointWatch:
+    """What happens as each checkpoint is written (``forgetlens frontier``): its behaviour row is measured then
+    (``evaluator``), training stops once ``stop(history)`` says so, ``history`` being (step, held-out target
+    accuracy) of every checkpoint so far, step 0 included; with ``keep_weights="last"`` only the newest
+    checkpoint's weights stay on disk (the others' rows are measured and cached first)."""
+
+    evaluator: CheckpointEvaluator
+    """Measures and caches each checkpoint's behaviour row."""
+    stop: Callable[[list[tuple[int, float]]], bool]
+    """Whether training stops after the checkpoints measured so far."""
+    keep_weights: KeepWeights = "all"
+    """``all``: every checkpoint's weights stay; ``last``: only the newest checkpoint's."""
+
+    seconds: float = 0.0
+    """Wall time spent measuring (inside training's wall time: subtracted from it in ``budget.json``)."""
+
+    def seen(self, run_dir: Path) -> bool:
+        """Measure every checkpoint not yet measured, drop old weights when asked, and say whether to stop.
+
+        Every random generator training draws from is left as it was: a run measured as it trains, and one resumed
+        from a checkpoint (whose saved generator state predates the measurement), train identically."""
+        import random
+
+        import numpy as np
+
+        start = time.perf_counter()
+        python_state, numpy_state = random.getstate(), np.random.get_state()
+        with torch.random.fork_rng(devices=[]):
+            steps = {0: run_dir / "checkpoints" / "checkpoint-0", **measured_steps(run_dir)}
+            history = [(step, self.evaluator.row(step, path)["target_accuracy"]) for step, path in steps.items()]
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+        self.seconds += time.perf_counter() - start
+        if self.keep_weights == "last":
+            trained = [(s, d) for s, d in checkpoint_dirs(run_dir) if s > 0]
+            for _, directory in trained[:-1]:
+                remove_checkpoint(run_dir, directory)
+        return self.stop(history)
+
+
+def _watch_callback(watch: CheckpointWatch, run_dir: Path):
+    """A trainer callback that hands every saved checkpoint to ``watch`` and stops training when it says so."""
+    from transformers import TrainerCallback
+
+    class Watch(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            if watch.seen(run_dir):
+                control.should_training_stop = True
+
+    return Watch()
+
+
+def train(
+    cfg: FinetuneConfig, run_dir: Path, resume: bool, log: Logger = print, watch: CheckpointWatch | None = None
+) -> dict:
     """Train and checkpoint; returns the budget record, written last as ``budget.json`` (the run's training is
-    complete once it exists)."""
+    complete once it exists).  ``watch``: see :class:`CheckpointWatch`; a resumed run that had already reached its
+    stopping point trains no further."""
     from datasets import Dataset
 
     loaded = load_model(cfg.model)
@@ -127,14 +185,19 @@ def train(cfg: FinetuneConfig, run_dir: Path, resume: bool, log: Logger = print)
     regularizers = build_regularizers(cfg, model, tokenizer, lambda: load_model(cfg.model).model)
     model.train()
     timer = _GenerationTimer(model) if kind == "rl" else None
+    callbacks = [_watch_callback(watch, run_dir)] if watch is not None else []
     if kind == "sft":
         from forgetlens.training.trainers import build_sft_trainer
 
-        trainer = build_sft_trainer(model, tokenizer, dataset, cfg, ckpt_root, regularizers=regularizers)
+        trainer = build_sft_trainer(
+            model, tokenizer, dataset, cfg, ckpt_root, callbacks=callbacks, regularizers=regularizers
+        )
     else:
         from forgetlens.training.trainers import build_rl_trainer
 
-        trainer = build_rl_trainer(model, tokenizer, dataset, cfg, ckpt_root, regularizers=regularizers)
+        trainer = build_rl_trainer(
+            model, tokenizer, dataset, cfg, ckpt_root, callbacks=callbacks, regularizers=regularizers
+        )
     monitor = None
     if cfg.monitor.every > 0:
         from forgetlens.training.monitor import CircuitMonitor
@@ -156,9 +219,13 @@ def train(cfg: FinetuneConfig, run_dir: Path, resume: bool, log: Logger = print)
         resume_from = str(trained[-1])
         log(f"resuming {cfg.method} from {trained[-1].name}")
     start = time.perf_counter()
-    trainer.train(resume_from_checkpoint=resume_from)
+    if resume_from is not None and watch is not None and watch.seen(run_dir):  # stopped there before a kill
+        history = read_json(Path(resume_from) / "trainer_state.json").get("log_history", [])
+        last_step = int(Path(resume_from).name.removeprefix("checkpoint-"))
+    else:
+        trainer.train(resume_from_checkpoint=resume_from)
+        history, last_step = trainer.state.log_history, trainer.state.global_step
     seconds = time.perf_counter() - start
-    history = trainer.state.log_history
     if not is_main_process():
         return {}
     atomic_write_text(run_dir / "training_log.json", json.dumps(history, indent=1))
@@ -185,15 +252,18 @@ def train(cfg: FinetuneConfig, run_dir: Path, resume: bool, log: Logger = print)
     )
     budget: dict[str, object] = {
         "method": cfg.method,
-        "optimizer_steps": cfg.steps,
+        "optimizer_steps": last_step,
+        "stopped_before_steps": last_step < cfg.steps,
         "training_prompts": len(schedule),
         "distinct_training_questions": len({r["question"] for r in train_records}),
         "prompt_tokens": prompt_tokens * (cfg.rl.num_generations if kind == "rl" else 1),
         "trainer_num_tokens": _trainer_tokens(history, resume_from),
-        "wall_seconds_this_session": round(seconds, 2),
+        "wall_seconds_this_session": round(seconds - (watch.seconds if watch else 0.0), 2),
+        "evaluation_seconds_this_session": round(watch.seconds, 2) if watch else 0.0,
         "generation_seconds_this_session": round(timer.seconds, 2) if timer else 0.0,
         "resumed_from": resume_from,
         "frac_reward_zero_std": [h["frac_reward_zero_std"] for h in history if "frac_reward_zero_std" in h],
+        "reward": [h["reward"] for h in history if "reward" in h],
     }
     if kind == "rl":  # which scoring this session's loss passes took (training/shared_prompt.py)
         budget["scoring_calls_this_session"] = {
@@ -215,9 +285,14 @@ def finetune(
     overwrite: bool = False,
     log: Logger = print,
     shared_base: Path | None = None,
+    circuits: Circuits | None = None,
+    stop: Callable[[list[tuple[int, float]]], bool] | None = None,
+    keep_weights: KeepWeights = "all",
 ) -> list[dict]:
     """Validate, train (or resume), checkpoint and measure behaviour; returns the behaviour rows
-    (``shared_base``: see :func:`evaluate_checkpoints`)."""
+    (``shared_base``, ``circuits``: see :func:`evaluate_checkpoints`).  ``stop`` and ``keep_weights``: each
+    checkpoint is measured as it is written, training stops when ``stop`` says so, and only the newest weights
+    stay with ``keep_weights="last"`` (:class:`CheckpointWatch`)."""
     validate(cfg)  # nothing is written before every input is checked
     run_dir = Path(run_dir)
     record_path = run_dir / "config.json"
@@ -228,8 +303,12 @@ def finetune(
             raise ForgetlensError(
                 f"{record_path}: --resume with options the run was not started with: {'; '.join(changed)}"
             )
+    watch = None
+    if stop is not None or keep_weights != "all":
+        evaluator = CheckpointEvaluator(cfg, run_dir, shared_base, circuits)
+        watch = CheckpointWatch(evaluator, stop or (lambda history: False), keep_weights)
     if not is_main_process():  # every launched process trains its share of each batch; the main one measures
-        _train_once(cfg, run_dir, resume, log)
+        _train_once(cfg, run_dir, resume, log, watch)
         return []
     with claim_run_dir(run_dir, resume, overwrite, kind="finetune"):
         write_json(
@@ -241,17 +320,17 @@ def finetune(
                 "versions": versions(),
             },
         )
-        _train_once(cfg, run_dir, resume, log)
-        return evaluate_checkpoints(cfg, run_dir, log, shared_base)
+        _train_once(cfg, run_dir, resume, log, watch)
+        return evaluate_checkpoints(cfg, run_dir, log, shared_base, circuits)
 
 
-def _train_once(cfg: FinetuneConfig, run_dir: Path, resume: bool, log: Logger) -> None:
+def _train_once(cfg: FinetuneConfig, run_dir: Path, resume: bool, log: Logger, watch: CheckpointWatch | None) -> None:
     """Train unless a resumed run already finished training (``budget.json``, written when it does); all
     processes meet after."""
     wait_for_everyone()
     torch.manual_seed(cfg.seed)
     if not (resume and (run_dir / "budget.json").exists()):
-        train(cfg, run_dir, resume, log)
+        train(cfg, run_dir, resume, log, watch)
         gc.collect()  # the trainer's reference cycles hold the optimizer state: free it before evaluating
     if is_main_process() and not cfg.keep_optimizer:  # the run is complete: nothing will resume it
         drop_resume_state(run_dir)

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,8 +34,7 @@ def run_task_graph(study: Study) -> dict[str, float]:
     measured as soon as that run and every base circuit are done, so a worker whose run finished early
     measures while the slow runs still train.  Each job's outputs are atomic, as in the stages.
     """
-    import multiprocessing
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures import FIRST_COMPLETED, wait
 
     runs = study.runs
     circuits_left = {t.name for t in study.tasks if not study.done_circuit(t.name)}
@@ -47,13 +49,7 @@ def run_task_graph(study: Study) -> dict[str, float]:
     )
     seconds = {"circuits": 0.0, "finetune": 0.0, "measure": 0.0}
     args = (type(study), study.cfg, study.run_dir)
-    context = multiprocessing.get_context("spawn")
-    with (
-        relay(context) as events,
-        ProcessPoolExecutor(
-            study.jobs, mp_context=context, initializer=_start_worker, initargs=(os.getpid(), events)
-        ) as pool,
-    ):
+    with worker_pool(study.jobs) as pool:
         pending = {}
 
         def startable(name: str) -> bool:  # RL from SFT waits for its SFT run
@@ -93,6 +89,22 @@ def run_task_graph(study: Study) -> dict[str, float]:
                 shown.advance()
         shown.finish()
     return {f"{kind}_worker_seconds": round(v, 2) for kind, v in seconds.items()}
+
+
+@contextmanager
+def worker_pool(jobs: int) -> Iterator[ProcessPoolExecutor]:
+    """A pool of ``jobs`` spawned worker processes whose progress shows in this process's display, each ending
+    when this process dies."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    with (
+        relay(context) as events,
+        ProcessPoolExecutor(
+            jobs, mp_context=context, initializer=_start_worker, initargs=(os.getpid(), events)
+        ) as pool,
+    ):
+        yield pool
 
 
 def _start_worker(parent: int, events) -> None:

@@ -46,6 +46,23 @@ def drop_resume_state(run_dir: Path) -> int:
     return freed
 
 
+def remove_checkpoint(run_dir: Path, directory: Path) -> None:
+    """Delete one checkpoint directory forgetlens wrote: ``run_dir/checkpoints/checkpoint-N`` itself, never a
+    symbolic link or anything it points to (a ForgetlensError otherwise)."""
+    import shutil
+
+    root = Path(run_dir) / "checkpoints"
+    if (
+        directory.parent != root
+        or not _CHECKPOINT.match(directory.name)
+        or directory.is_symlink()
+        or root.is_symlink()
+        or not directory.is_dir()
+    ):
+        raise ForgetlensError(f"{directory}: not a checkpoint directory of {run_dir}; refusing to delete it")
+    shutil.rmtree(directory)
+
+
 def save_model_dir(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, target: Path) -> None:
     """``model`` and ``tokenizer`` saved as a model directory at ``target``, through a temporary directory and a
     rename; a failed write (a full disk) leaves nothing and is one ForgetlensError naming the file."""

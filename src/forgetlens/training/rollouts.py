@@ -129,9 +129,7 @@ def with_shared_prefill_generation(trainer_cls: type) -> type:
         shared_prefill_calls = 0
         trl_generation_calls = 0
 
-        def _generate_single_turn(
-            self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False
-        ):
+        def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
             if (
                 self.use_vllm
                 or getattr(self, "use_transformers_continuous_batching", False)

@@ -3,10 +3,10 @@
 GRPO samples ``G`` completions of each prompt, and TRL scores them by running the model over ``G`` copies of
 prompt + completion. The prompt's keys and values are the same in every copy, so this module runs each distinct
 prompt once (wherever its copies sit in the batch), keeps its key/value cache (with gradients), repeats the cache
-along the batch, and runs only the completion tokens on top. The result is the same function of the weights: the gradient reaching the shared prompt
-is the sum of the ``G`` copies' gradients, exactly what the copies would send. What changes is the cost: with
-prompts of ``P`` tokens and completions of ``C``, the backbone sees ``P + G * C`` tokens per group instead of
-``G * (P + C)``.
+along the batch, and runs only the completion tokens on top. The result is the same function of the weights: the
+gradient reaching the shared prompt is the sum of the ``G`` copies' gradients, exactly what the copies would send.
+What changes is the cost: with prompts of ``P`` tokens and completions of ``C``, the backbone sees ``P + G * C``
+tokens per group instead of ``G * (P + C)``.
 
 Positions follow TRL's forward (no ``position_ids``, so ``0 .. P + C - 1`` on every row, left padding included);
 the padding is masked out of attention in both. ``tests/test_shared_prompt.py`` checks log-probabilities,

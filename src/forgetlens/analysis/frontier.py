@@ -1,0 +1,442 @@
+"""The trade-off between adaptation and forgetting, as RL's Razor (arXiv 2509.04259) draws it: every checkpoint of
+every run of every method is a point (held-out target accuracy, prior-task retention); each method's frontier is
+the upper envelope of its points; methods are compared along their frontiers at matched target accuracy, never
+one run each at equal steps.
+
+Definitions (``docs/methods.md``, "The trade-off"):
+
+* A **configuration** is (arm, learning rate, step); its values are means over the seeds that reached that step.
+  Retention on prior task t is acc_t(c) / acc_t(base) (a ratio of means over the same prompts), its mean over
+  tasks the frontier's default y axis; target accuracy is on each seed's held-out questions.
+* An arm's **frontier** F(a) is the best retention among its configurations whose target accuracy is at least a,
+  the base model (step 0: retention 1) included; a configuration is on the **Pareto set** when no other
+  configuration of its arm has target accuracy and retention both at least as large, one larger.
+* **Matched levels**: a = base + f x (the largest target accuracy both arms reach - base) for each fraction f; the
+  difference between two arms is F_b(a) - F_a(a) (positive: arm b keeps more of the prior skill at that accuracy).
+* **Intervals**: a percentile bootstrap that resamples, in every replicate and for every arm alike, the seeds,
+  each seed's held-out target questions and each prior task's prompts (paired: the same draws for every
+  configuration), and recomputes every configuration, frontier and difference; the levels stay where the point
+  estimate put them. The frontier is a maximum over configurations, so it is biased upward by noise (more for
+  the arm with more configurations near the level); both arms are resampled alike, so the bias mostly cancels
+  in their difference, not in each frontier.
+* **Forgetting** at a point is the mean over prior tasks of the accuracy lost against the base (accuracy points);
+  it is regressed on the forward KL(base || tuned) on the target across all points (R^2), and the circuit's damage
+  (the mean over tasks of the base's log p(answer) minus that of the base with C0's outputs taken from the tuned
+  model) is tested for what it adds beyond KL (partial R^2). Intervals resample whole runs (points of one run are
+  not independent).
+
+This module is pure: arrays in, numbers out; ``pipeline/frontier.py`` builds the :class:`Point` table from run
+folders and ``report/frontier.py`` draws it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+MEAN = "mean"
+"""The key of the mean over prior tasks, beside each task's own key."""
+
+
+@dataclass(frozen=True)
+class Point:
+    """One checkpoint of one run: what the frontier reads from its behaviour row."""
+
+    arm: str
+    """The arm (method) it belongs to, e.g. ``sft``, ``rl``."""
+    lr: float
+    """The run's learning rate."""
+    seed: int
+    """The run's seed."""
+    step: int
+    """The checkpoint's optimizer step (0: the base model)."""
+    target_correct: np.ndarray
+    """[questions]: 1 where the held-out target question was answered correctly (the seed's evaluation split)."""
+    prior_correct: dict[str, np.ndarray]
+    """{task: [prompts]}: top-1 correct on each prior-task prompt (the same prompts in every run)."""
+    prior_logp: dict[str, np.ndarray] = field(default_factory=dict)
+    """{task: [prompts]}: log p(answer)."""
+    c0_logp: dict[str, np.ndarray] = field(default_factory=dict)
+    """{task: [prompts]}: log p(answer) of the base model with C0's head outputs taken from this checkpoint."""
+    kl_forward: float = 0.0
+    """Forward KL(base || tuned) on the target's evaluation prompts, nats per completion."""
+    kl_chat: float | None = None
+    """Forward KL on general chat prompts, when measured."""
+    seconds: float = 0.0
+    """Training wall time to reach this step (the run's training seconds x step / steps trained)."""
+
+    @property
+    def config(self) -> tuple[str, float, int]:
+        """(arm, lr, step): what seeds are averaged over."""
+        return (self.arm, self.lr, self.step)
+
+
+@dataclass
+class Draw:
+    """One bootstrap replicate's resampling (or the identity): seeds, each seed's target questions, each task's
+    prior prompts."""
+
+    seeds: list[int]
+    questions: dict[int, np.ndarray | slice]
+    prompts: dict[str, np.ndarray | slice]
+
+
+def identity_draw(seeds: Sequence[int], tasks: Sequence[str]) -> Draw:
+    return Draw(list(seeds), {s: slice(None) for s in seeds}, {t: slice(None) for t in tasks})
+
+
+def random_draw(
+    rng: np.random.Generator, seeds: Sequence[int], n_questions: dict[int, int], n_prompts: dict[str, int]
+) -> Draw:
+    """Seeds, questions and prompts resampled with replacement."""
+    drawn = [int(s) for s in rng.choice(np.asarray(seeds), size=len(seeds), replace=True)]
+    return Draw(
+        drawn,
+        {s: rng.integers(0, n_questions[s], n_questions[s]) for s in seeds},
+        {t: rng.integers(0, n, n) for t, n in n_prompts.items()},
+    )
+
+
+@dataclass(frozen=True)
+class ConfigValues:
+    """One configuration's values under one draw: means over the seeds that reached it."""
+
+    arm: str
+    lr: float
+    step: int
+    accuracy: float
+    """Held-out target accuracy."""
+    retention: dict[str, float]
+    """{task or ``mean``: accuracy retention against the base}."""
+    drop: dict[str, float]
+    """{task or ``mean``: accuracy points lost against the base}."""
+    n_seeds: int
+
+
+class PointTable:
+    """Every point of a frontier study, indexed for fast resampling."""
+
+    def __init__(self, points: Sequence[Point]):
+        if not points:
+            raise ValueError("no points")
+        self.points = list(points)
+        self.tasks = sorted(self.points[0].prior_correct)
+        self.seeds = sorted({p.seed for p in self.points})
+        self.arms = list(dict.fromkeys(p.arm for p in self.points))
+        bases = {p.seed: p for p in self.points if p.step == 0}
+        missing = [s for s in self.seeds if s not in bases]
+        if missing:
+            raise ValueError(f"no base (step 0) point for seeds {missing}")
+        self.base = bases
+        self.by_config: dict[tuple[str, float, int], dict[int, Point]] = {}
+        for p in self.points:
+            if p.step > 0:
+                self.by_config.setdefault(p.config, {})[p.seed] = p
+        self.n_questions = {s: len(bases[s].target_correct) for s in self.seeds}
+        self.n_prompts = {t: len(bases[self.seeds[0]].prior_correct[t]) for t in self.tasks}
+
+    def configs(self, arm: str) -> list[tuple[str, float, int]]:
+        return sorted(c for c in self.by_config if c[0] == arm)
+
+    def base_values(self, draw: Draw) -> ConfigValues:
+        return self._values(("base", 0.0, 0), {s: self.base[s] for s in self.seeds}, draw)
+
+    def values(self, draw: Draw, arm: str) -> list[ConfigValues]:
+        """Every configuration of ``arm`` reached by every seed of ``draw``, under ``draw``."""
+        out = []
+        for config in self.configs(arm):
+            runs = self.by_config[config]
+            if all(s in runs for s in draw.seeds):
+                out.append(self._values(config, runs, draw))
+        return out
+
+    def _values(self, config, runs: dict[int, Point], draw: Draw) -> ConfigValues:
+        acc = float(np.mean([runs[s].target_correct[draw.questions[s]].mean() for s in draw.seeds]))
+        retention, drop = {}, {}
+        for t in self.tasks:
+            idx = draw.prompts[t]
+            base = float(np.mean([self.base[s].prior_correct[t][idx].mean() for s in draw.seeds]))
+            tuned = float(np.mean([runs[s].prior_correct[t][idx].mean() for s in draw.seeds]))
+            retention[t] = tuned / base if base > 0 else math.nan
+            drop[t] = base - tuned
+        retention[MEAN] = float(np.mean([retention[t] for t in self.tasks]))
+        drop[MEAN] = float(np.mean([drop[t] for t in self.tasks]))
+        return ConfigValues(config[0], config[1], config[2], acc, retention, drop, len(draw.seeds))
+
+
+def frontier_value(points: Sequence[ConfigValues], base: ConfigValues, level: float, key: str = MEAN) -> float:
+    """F(level): the best retention (``key``) among ``points`` and the base whose target accuracy is at least
+    ``level``; NaN when none is."""
+    best = math.nan
+    for p in [base, *points]:
+        if p.accuracy >= level and not math.isnan(p.retention[key]):
+            best = p.retention[key] if math.isnan(best) else max(best, p.retention[key])
+    return best
+
+
+def frontier_choice(points: Sequence[ConfigValues], base: ConfigValues, level: float, key: str = MEAN):
+    """The configuration that attains F(level) (ties: the earlier step, then the smaller rate), or None."""
+    eligible = [p for p in [base, *points] if p.accuracy >= level and not math.isnan(p.retention[key])]
+    if not eligible:
+        return None
+    return max(eligible, key=lambda p: (p.retention[key], -p.step, -p.lr))
+
+
+def pareto_set(points: Sequence[ConfigValues], key: str = MEAN) -> list[ConfigValues]:
+    """The configurations no other one dominates (target accuracy and retention both >=, one >), by accuracy."""
+    out = []
+    for p in points:
+        dominated = any(
+            q is not p
+            and q.accuracy >= p.accuracy
+            and q.retention[key] >= p.retention[key]
+            and (q.accuracy > p.accuracy or q.retention[key] > p.retention[key])
+            for q in points
+        )
+        if not dominated:
+            out.append(p)
+    return sorted(out, key=lambda p: (p.accuracy, p.retention[key]))
+
+
+def matched_levels(table: PointTable, fractions: Sequence[float], arms: Sequence[str]) -> dict[str, float]:
+    """{"f=0.75": accuracy}: base + f x (the largest accuracy every arm of ``arms`` reaches - base), point
+    estimate; empty when some arm never rises above the base."""
+    draw = identity_draw(table.seeds, table.tasks)
+    base = table.base_values(draw).accuracy
+    reach = min(max((v.accuracy for v in table.values(draw, arm)), default=base) for arm in arms)
+    if reach <= base:
+        return {}
+    return {f"f={f:g}": base + f * (reach - base) for f in fractions}
+
+
+def _percentile(values: list[float], alpha: float) -> tuple[float, float]:
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return math.nan, math.nan
+    low, high = np.percentile(finite, [100 * alpha / 2, 100 * (1 - alpha / 2)])
+    return float(low), float(high)
+
+
+def _stat(value: float, reps: list[float], alpha: float = 0.05) -> dict:
+    low, high = _percentile(reps, alpha)
+    finite = [v for v in reps if math.isfinite(v)]
+    return {
+        "value": value,
+        "ci_low": low,
+        "ci_high": high,
+        "defined_share": len(finite) / len(reps) if reps else math.nan,  # resamples where both arms reach the level
+    }
+
+
+def compare_frontiers(
+    table: PointTable,
+    arms: Sequence[str],
+    fractions: Sequence[float],
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> dict:
+    """Each arm's frontier at the matched levels and the difference of every later arm against the first, per
+    task and for the mean, with bootstrap intervals (module docstring).
+
+    Returns ``{"levels": {name: accuracy}, "frontier": {arm: {name: {task: stat}}}, "difference": {"B-A": {name:
+    {task: stat}}}}``; a stat is ``{value, ci_low, ci_high, defined_share}``."""
+    levels = matched_levels(table, fractions, arms)
+    keys = [*table.tasks, MEAN]
+    pairs = [(arms[0], b) for b in arms[1:]]
+
+    def measure(draw: Draw) -> tuple[dict, dict]:
+        base = table.base_values(draw)
+        per_arm = {arm: table.values(draw, arm) for arm in arms}
+        front = {
+            arm: {name: {k: frontier_value(per_arm[arm], base, a, k) for k in keys} for name, a in levels.items()}
+            for arm in arms
+        }
+        diff = {
+            f"{b}-{a}": {name: {k: front[b][name][k] - front[a][name][k] for k in keys} for name in levels}
+            for a, b in pairs
+        }
+        return front, diff
+
+    point_front, point_diff = measure(identity_draw(table.seeds, table.tasks))
+    rng = np.random.default_rng(seed)
+    reps = [measure(random_draw(rng, table.seeds, table.n_questions, table.n_prompts)) for _ in range(n_boot)]
+    front_out = {
+        arm: {
+            name: {k: _stat(point_front[arm][name][k], [r[0][arm][name][k] for r in reps]) for k in keys}
+            for name in levels
+        }
+        for arm in arms
+    }
+    diff_out = {
+        pair: {
+            name: {k: _stat(point_diff[pair][name][k], [r[1][pair][name][k] for r in reps]) for k in keys}
+            for name in levels
+        }
+        for pair in point_diff
+    }
+    return {"levels": levels, "frontier": front_out, "difference": diff_out}
+
+
+def mcnemar_p(a_correct: np.ndarray, b_correct: np.ndarray) -> dict:
+    """Exact two-sided McNemar test on paired 0/1 outcomes: {only_a, only_b, p}."""
+    a, b = np.asarray(a_correct).astype(bool), np.asarray(b_correct).astype(bool)
+    only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
+    n, k = only_a + only_b, min(only_a, only_b)
+    p = 1.0 if n == 0 else min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n)
+    return {"only_a": only_a, "only_b": only_b, "p": p}
+
+
+def paired_mean_difference(a: np.ndarray, b: np.ndarray, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Mean of b - a over paired rows with a percentile bootstrap interval and a two-sided bootstrap p value
+    (twice the smaller share of resampled means on either side of 0)."""
+    d = np.asarray(b, dtype=float) - np.asarray(a, dtype=float)
+    idx = np.random.default_rng(seed).integers(0, len(d), size=(n_boot, len(d)))
+    reps = d[idx].mean(1)
+    low, high = np.percentile(reps, [2.5, 97.5])
+    p = min(1.0, 2 * min((reps <= 0).mean(), (reps >= 0).mean())) if np.any(d) else 1.0
+    return {"value": float(d.mean()), "ci_low": float(low), "ci_high": float(high), "p": float(p)}
+
+
+def paired_tests(table: PointTable, arms: Sequence[str], levels: dict[str, float], n_boot: int, seed: int) -> dict:
+    """At each matched level and for each prior task, the configuration each arm's frontier picks there and a paired
+    test of the two on the same prompts: McNemar on top-1 (pairs = prompt x seed) and a paired bootstrap on log
+    p(answer) (per prompt, mean over seeds). {"B-A": {level: {task: {...}}}}."""
+    draw = identity_draw(table.seeds, table.tasks)
+    base = table.base_values(draw)
+    per_arm = {arm: table.values(draw, arm) for arm in arms}
+    out: dict = {}
+    for b in arms[1:]:
+        a = arms[0]
+        pair = out.setdefault(f"{b}-{a}", {})
+        for name, level in levels.items():
+            pair[name] = {}
+            for task in table.tasks:
+                choice = {arm: frontier_choice(per_arm[arm], base, level, task) for arm in (a, b)}
+                if choice[a] is None or choice[b] is None:
+                    continue
+                runs = {arm: _runs_of(table, choice[arm]) for arm in (a, b)}
+                correct = {arm: np.concatenate([runs[arm][s].prior_correct[task] for s in table.seeds]) for arm in runs}
+                test: dict = {
+                    "chosen": {arm: {"lr": choice[arm].lr, "step": choice[arm].step} for arm in (a, b)},
+                    "mcnemar_top1": mcnemar_p(correct[a], correct[b]),
+                }
+                if all(task in runs[arm][table.seeds[0]].prior_logp for arm in (a, b)):
+                    logp = {
+                        arm: np.mean([runs[arm][s].prior_logp[task] for s in table.seeds], axis=0) for arm in (a, b)
+                    }
+                    test["logp_answer"] = paired_mean_difference(logp[a], logp[b], n_boot, seed)
+                pair[name][task] = test
+    return out
+
+
+def _runs_of(table: PointTable, values: ConfigValues) -> dict[int, Point]:
+    """{seed: point} of a configuration (the base's points for the base)."""
+    if values.step == 0:
+        return dict(table.base)
+    return table.by_config[(values.arm, values.lr, values.step)]
+
+
+def _least_squares(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
+    """(coefficients, residual sum of squares) of y ~ 1 + x (x: [n] or [n, k])."""
+    design = np.column_stack([np.ones(len(y)), x])
+    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+    resid = y - design @ coef
+    return coef, float(resid @ resid)
+
+
+def _r2_and_partial(kl: np.ndarray, damage: np.ndarray | None, forgetting: np.ndarray) -> tuple[float, float, float]:
+    """(R^2 of forgetting on KL, slope, partial R^2 of damage given KL or NaN)."""
+    tss = float(((forgetting - forgetting.mean()) ** 2).sum())
+    if tss == 0 or np.ptp(kl) == 0:
+        return math.nan, math.nan, math.nan
+    coef, rss_kl = _least_squares(kl, forgetting)
+    r2 = 1 - rss_kl / tss
+    partial = math.nan
+    if damage is not None and np.ptp(damage) > 0 and rss_kl > 0:
+        _, rss_both = _least_squares(np.column_stack([kl, damage]), forgetting)
+        partial = (rss_kl - rss_both) / rss_kl
+    return r2, float(coef[1]), partial
+
+
+def forgetting_predictors(table: PointTable, n_boot: int = 1000, seed: int = 0, arm: str | None = None) -> dict:
+    """Forgetting (mean accuracy points lost over prior tasks) regressed on forward KL across every point (every
+    checkpoint of every run and seed, the bases included), and the partial R^2 of the circuit's damage beyond KL;
+    intervals from resampling whole runs. ``arm``: that arm's points only (its bases included)."""
+    runs: dict[tuple[str, float, int], list[Point]] = {}
+    for p in table.points:
+        if p.step > 0 and (arm is None or p.arm == arm):
+            runs.setdefault((p.arm, p.lr, p.seed), []).append(p)
+    keys = sorted(runs)
+
+    def rows(chosen: list[tuple[str, float, int]]) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        pts = [p for k in chosen for p in runs[k]] + [table.base[s] for s in table.seeds]
+        kl = np.array([p.kl_forward for p in pts])
+        forgetting = np.array([_forgetting(table, p) for p in pts])
+        damage = None
+        if all(p.c0_logp for p in pts):
+            damage = np.array([_damage(table, p) for p in pts])
+        return kl, damage, forgetting
+
+    kl, damage, forgetting = rows(keys)
+    r2, slope, partial = _r2_and_partial(kl, damage, forgetting)
+    rng = np.random.default_rng(seed)
+    reps = []
+    for _ in range(n_boot if keys else 0):
+        chosen = [keys[i] for i in rng.integers(0, len(keys), len(keys))]
+        reps.append(_r2_and_partial(*rows(chosen)))
+    return {
+        "n_points": len(kl),
+        "n_runs": len(keys),
+        "r2_kl": _stat(r2, [r[0] for r in reps]),
+        "slope_per_nat": _stat(slope, [r[1] for r in reps]),
+        "partial_r2_circuit": _stat(partial, [r[2] for r in reps]),
+        "points": [{"kl": float(k), "forgetting": float(f)} for k, f in zip(kl, forgetting)],
+    }
+
+
+def _forgetting(table: PointTable, p: Point) -> float:
+    base = table.base[p.seed]
+    return float(np.mean([base.prior_correct[t].mean() - p.prior_correct[t].mean() for t in table.tasks]))
+
+
+def _damage(table: PointTable, p: Point) -> float:
+    """Mean over tasks of the base's mean log p(answer) minus the base's with C0's outputs from ``p`` (nats)."""
+    base = table.base[p.seed]
+    return float(np.mean([base.prior_logp[t].mean() - p.c0_logp[t].mean() for t in table.tasks]))
+
+
+def cheapest(
+    table: PointTable, target_accuracy: float, retention_floor: float, arms: Sequence[str] | None = None
+) -> list[dict]:
+    """The configurations (mean over seeds) that reach ``target_accuracy`` while keeping every prior task's
+    retention at or above ``retention_floor``, cheapest training time first."""
+    draw = identity_draw(table.seeds, table.tasks)
+    out = []
+    for arm in arms or table.arms:
+        for v in table.values(draw, arm):
+            if v.accuracy >= target_accuracy and all(v.retention[t] >= retention_floor for t in table.tasks):
+                seconds = float(np.mean([table.by_config[(v.arm, v.lr, v.step)][s].seconds for s in table.seeds]))
+                out.append(
+                    {
+                        "arm": v.arm,
+                        "lr": v.lr,
+                        "step": v.step,
+                        "accuracy": v.accuracy,
+                        "retention": v.retention,
+                        "seconds": seconds,
+                    }
+                )
+    return sorted(out, key=lambda r: (r["seconds"], -r["accuracy"]))
+
+
+def plateaued(history: Sequence[tuple[int, float]], patience: int, min_gain: float, min_steps: int = 0) -> bool:
+    """Whether a run's held-out target accuracy has stopped rising: at step >= ``min_steps``, the best of its last
+    ``patience`` checkpoints is less than ``min_gain`` above the best before them. ``history``: (step, accuracy)
+    of every checkpoint so far, step 0 first. ``patience`` 0 never stops."""
+    if patience <= 0 or len(history) <= patience or history[-1][0] < min_steps:
+        return False
+    accuracies = [a for _, a in history]
+    return max(accuracies[-patience:]) < max(accuracies[:-patience]) + min_gain
