@@ -6,7 +6,7 @@ import pytest
 import torch
 from conftest import make_tiny
 
-from forgetlens.training.rollouts import left_pad, plain_sampling, sample_completions
+from forgetlens.training.rollouts import common_prefix, full_attention, left_pad, plain_sampling, sample_completions
 
 VOCAB = 97
 STOP, PAD = 5, 0
@@ -55,6 +55,24 @@ def test_completions_equal_generates_token_for_token(arch, sample):
     if sample:
         torch.manual_seed(8)
         assert sample_completions(model, prompts, 9, [STOP], PAD) != expected
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "gemma3"])
+def test_a_shared_prefix_is_computed_once_and_changes_nothing(arch):
+    """Prompts that all start with the same system turn: the prefix is run once, the distinct remainders (of
+    different lengths: padding sits between prefix and remainder) on top of its cache; greedy completions equal
+    ``generate``'s on the full prompts, and sampling draws the same tokens from the same seed."""
+    model = make_tiny(arch, VOCAB, seed=4).eval()
+    gen = torch.Generator().manual_seed(3)
+    system = torch.randint(6, VOCAB, (10,), generator=gen).tolist()
+    prompts = [system + torch.randint(6, VOCAB, (3 + g,), generator=gen).tolist() for g in range(4) for _ in range(3)]
+    assert common_prefix(prompts) == 10
+    assert full_attention(model) == (arch != "gemma3")  # Gemma 3's sliding-window layers: no prefix sharing
+    for sample in (False, True):
+        torch.manual_seed(11)
+        expected = _generate(model, prompts, 8, sample)
+        torch.manual_seed(11)
+        assert sample_completions(model, prompts, 8, [STOP], PAD, greedy=not sample) == expected
 
 
 def test_completions_stop_at_the_stop_token_and_respect_the_cap():

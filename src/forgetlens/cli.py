@@ -473,6 +473,58 @@ def run_cmd(config_path, seeds, resume, overwrite, jobs, allow_download, out) ->
     click.echo(f"report: {out / 'report.html'}")
 
 
+@cli.command("frontier")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Frontier YAML (FrontierConfig; e.g. configs/smollm2-135m-frontier.yaml). Default: the embedded model's "
+    "small demo.",
+)
+@click.option("--seeds", default=None, help="Comma-separated training seeds, e.g. 0,1,2 (overrides the config).")
+@click.option(
+    "--max-new-tokens",
+    type=int,
+    default=None,
+    help="Tokens every method generates, in RL's rollouts and in the evaluation alike (overrides "
+    "finetune.max_new_tokens and finetune.rl.max_completion_length).",
+)
+@click.option("--resume", is_flag=True, help="Continue an interrupted frontier in --out (each run where it stopped).")
+@click.option("--overwrite", is_flag=True, help="Delete --out first (only a directory forgetlens made).")
+@click.option("--jobs", type=int, default=1, show_default=True, help="Worker processes, one run each.")
+@click.option("--allow-download", is_flag=True, help="Let the Hugging Face libraries fetch models (offline otherwise).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Frontier directory.")
+def frontier_cmd(config_path, seeds, max_new_tokens, resume, overwrite, jobs, allow_download, out) -> None:
+    """Each method's Pareto frontier of target accuracy against prior-skill retention over learning rates, steps
+    and seeds, and the methods compared at matched accuracy (frontier.json, frontier.html)."""
+    import dataclasses
+
+    from forgetlens.config.loading import load_frontier_config
+    from forgetlens.config.options import FrontierConfig
+    from forgetlens.pipeline.frontier import run_frontier
+    from forgetlens.report.frontier import frontier_summary, write_frontier_report
+
+    _check_resume_overwrite(resume, overwrite)
+    check_writable(out, "--out")
+    cfg = load_frontier_config(config_path) if config_path is not None else FrontierConfig()
+    if seeds is not None:
+        try:
+            cfg.seeds = [int(s) for s in seeds.split(",") if s.strip()]
+        except ValueError:
+            raise ForgetlensError(f"--seeds: expected comma-separated integers, got {seeds!r}") from None
+    if max_new_tokens is not None:
+        if max_new_tokens < 1:
+            raise ForgetlensError(f"--max-new-tokens: expected a positive number of tokens, got {max_new_tokens}")
+        rl = dataclasses.replace(cfg.finetune.rl, max_completion_length=max_new_tokens)
+        cfg.finetune = dataclasses.replace(cfg.finetune, max_new_tokens=max_new_tokens, rl=rl)
+    results = run_frontier(
+        cfg, out, resume=resume, overwrite=overwrite, log=click.echo, jobs=jobs, render=write_frontier_report
+    )
+    click.echo("\n".join(frontier_summary(results)))
+    click.echo(f"report: {out / 'frontier.html'}")
+
+
 @cli.command("sweep")
 @click.option(
     "--config",

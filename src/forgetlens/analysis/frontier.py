@@ -114,6 +114,11 @@ class ConfigValues:
     drop: dict[str, float]
     """{task or ``mean``: accuracy points lost against the base}."""
     n_seeds: int
+    damage: dict[str, float] = field(default_factory=dict)
+    """{task or ``mean``: the circuit's joint damage in nats (the base's mean log p(answer) minus the base's with C0's
+    outputs from this configuration); empty without circuit measurements."""
+    seconds: float = 0.0
+    """Mean training wall time to reach the configuration."""
 
 
 class PointTable:
@@ -164,7 +169,18 @@ class PointTable:
             drop[t] = base - tuned
         retention[MEAN] = float(np.mean([retention[t] for t in self.tasks]))
         drop[MEAN] = float(np.mean([drop[t] for t in self.tasks]))
-        return ConfigValues(config[0], config[1], config[2], acc, retention, drop, len(draw.seeds))
+        damage = {}
+        if all(runs[s].c0_logp for s in draw.seeds):
+            for t in self.tasks:
+                idx = draw.prompts[t]
+                damage[t] = float(
+                    np.mean(
+                        [self.base[s].prior_logp[t][idx].mean() - runs[s].c0_logp[t][idx].mean() for s in draw.seeds]
+                    )
+                )
+            damage[MEAN] = float(np.mean([damage[t] for t in self.tasks]))
+        seconds = float(np.mean([runs[s].seconds for s in draw.seeds]))
+        return ConfigValues(config[0], config[1], config[2], acc, retention, drop, len(draw.seeds), damage, seconds)
 
 
 def frontier_value(points: Sequence[ConfigValues], base: ConfigValues, level: float, key: str = MEAN) -> float:
@@ -278,6 +294,21 @@ def compare_frontiers(
         for pair in point_diff
     }
     return {"levels": levels, "frontier": front_out, "difference": diff_out}
+
+
+def adaptation_speed(table: PointTable, arms: Sequence[str], levels: dict[str, float]) -> dict:
+    """{arm: {level: {step, lr, seconds} of the earliest configuration (mean over seeds) reaching it, or None}}:
+    how fast each arm can adapt that far, over all its learning rates."""
+    draw = identity_draw(table.seeds, table.tasks)
+    out: dict = {}
+    for arm in arms:
+        values = table.values(draw, arm)
+        out[arm] = {}
+        for name, level in levels.items():
+            reached = [v for v in values if v.accuracy >= level]
+            first = min(reached, key=lambda v: (v.step, v.seconds), default=None)
+            out[arm][name] = None if first is None else {"step": first.step, "lr": first.lr, "seconds": first.seconds}
+    return out
 
 
 def mcnemar_p(a_correct: np.ndarray, b_correct: np.ndarray) -> dict:

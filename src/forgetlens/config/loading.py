@@ -8,7 +8,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import TypeVar
 
-from forgetlens.config.options import DBMConfig, OwnCircuitsConfig, StudyConfig, deferred_validation
+from forgetlens.config.options import DBMConfig, FrontierConfig, OwnCircuitsConfig, StudyConfig, deferred_validation
 from forgetlens.utils import short_repr
 
 T = TypeVar("T")
@@ -141,6 +141,16 @@ def load_study_config(path: Path | str, check_paths: bool = True) -> StudyConfig
 
     ``check_paths=False`` skips checking that ``data`` exists (``forgetlens plan`` needs no data).
     """
+    return load_options_file(StudyConfig, path, lambda cfg: cfg.problems(check_paths=check_paths))
+
+
+def load_frontier_config(path: Path | str) -> FrontierConfig:
+    """Read and validate a frontier YAML file (``forgetlens frontier``), every problem one line naming its key."""
+    return load_options_file(FrontierConfig, path, lambda cfg: cfg.problems())
+
+
+def load_options_file(cls: type[T], path: Path | str, semantic_check: Callable[[T], list[str]]) -> T:
+    """Options ``cls`` from a YAML file, read safely; every problem (``semantic_check``'s too) one line each."""
     import yaml
 
     from forgetlens.errors import ForgetlensError
@@ -160,8 +170,8 @@ def load_study_config(path: Path | str, check_paths: bool = True) -> StudyConfig
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ForgetlensError(f"{where}: not valid YAML ({problem})") from None
     if data is None:
-        raise ForgetlensError(f"{path}: the file is empty; expected study options (see configs/embedded-study.yaml)")
-    return config_from_mapping(StudyConfig, data, str(path), lambda cfg: cfg.problems(check_paths=check_paths))
+        raise ForgetlensError(f"{path}: the file is empty; expected options (see configs/embedded-study.yaml)")
+    return config_from_mapping(cls, data, str(path), semantic_check)
 
 
 MAX_YAML_DEPTH = 32

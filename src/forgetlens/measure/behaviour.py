@@ -68,31 +68,25 @@ def generate(
     prompts: list[str],
     max_new_tokens: int,
     sample: bool = False,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     seed: int = 0,
 ) -> list[list[int]]:
-    """Completion token ids for each prompt (greedy, or sampled at temperature 1 with ``seed``)."""
-    device = model_device(model)
+    """Completion token ids for each prompt (greedy, or sampled at temperature 1 with ``seed``), each cut after
+    its first end token. Decoded by ``training.rollouts.sample_completions`` (the prompts' common prefix computed
+    once; the same tokens as ``model.generate``), ``batch_size`` prompts at a time (default: all at once when
+    greedy, 64 when sampling, as ``generate`` was called before, so the same seed draws the same samples)."""
+    from forgetlens.training.rollouts import sample_completions
+
     stop = _stop_ids(tokenizer)
+    size = batch_size or (64 if sample else max(len(prompts), 1))
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop[0]
+    ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
-    out = []
+    out: list[list[int]] = []
     try:
-        for start in range(0, len(prompts), batch_size):
-            enc = _left_padded(tokenizer, prompts[start : start + batch_size], device)
-            ids = model.generate(
-                **enc,
-                max_new_tokens=max_new_tokens,
-                do_sample=sample,
-                temperature=1.0 if sample else None,
-                top_p=1.0 if sample else None,
-                top_k=0 if sample else None,
-                eos_token_id=stop,
-                pad_token_id=tokenizer.pad_token_id,
-            )
-            for row in ids[:, enc["input_ids"].shape[1] :].tolist():
-                cut = next((i + 1 for i, t in enumerate(row) if t in stop), len(row))
-                out.append(row[:cut])
+        for start in range(0, len(ids), size):
+            out += sample_completions(model, ids[start : start + size], max_new_tokens, stop, pad, greedy=not sample)
     finally:
         torch.random.set_rng_state(generator_state)
     return out
@@ -195,10 +189,13 @@ def forward_kl(
     prompts: list[str],
     completions: list[list[int]],
     batch_size: int = 32,
+    base_cache: dict[int, torch.Tensor] | None = None,
 ) -> list[float]:
     """Per-(prompt, completion) sum over completion tokens of KL(base || tuned) of the next-token distributions.
 
-    ``completions`` were sampled from ``base``; prompts and completions are paired by index.
+    ``completions`` were sampled from ``base``; prompts and completions are paired by index.  ``base_cache``: a
+    dict kept between calls on the same prompts and completions, where the base model's log-probabilities are
+    stored the first time (one forward of the base per checkpoint saved).
     """
     device = model_device(tuned)
     out = []
@@ -214,7 +211,12 @@ def forward_kl(
             device=device,
         )  # [batch, n_c]
         valid = torch.tensor([[j < len(c) for j in range(n_c)] for c in comps], device=device)
-        logp0 = answer_logits(base, ids, mask, pos).float().log_softmax(-1)  # [batch, n_c, vocab]
+        if base_cache is not None and start in base_cache:
+            logp0 = base_cache[start]
+        else:
+            logp0 = answer_logits(base, ids, mask, pos).float().log_softmax(-1)  # [batch, n_c, vocab]
+            if base_cache is not None:
+                base_cache[start] = logp0
         logp = answer_logits(tuned, ids, mask, pos).float().log_softmax(-1)
         kl_tok = (logp0.exp() * (logp0 - logp)).sum(-1) * valid  # [batch, n_c]
         out += kl_tok.sum(1).tolist()

@@ -117,6 +117,7 @@ def behaviour_probe(
             samples_cache.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_text(samples_cache, json.dumps(samples))
     general = general_probe(base.model, tokenizer, cfg) if cfg.general_eval else None
+    base_logps: dict = {}  # the base's log-probabilities on the KL samples, computed at the first checkpoint
 
     def behaviour_row(step: int, path: Path) -> dict:
         model = base.model if step == 0 else load_checkpoint(path, cfg.model)
@@ -131,7 +132,7 @@ def behaviour_probe(
             circuits=circuits,
             base=base.model,
         )
-        kl = forward_kl(base.model, model, tokenizer, kl_prompts, samples)
+        kl = forward_kl(base.model, model, tokenizer, kl_prompts, samples, base_cache=base_logps)
         row = {
             "step": step,
             "target_accuracy": acc,

@@ -260,7 +260,9 @@ def train(
         "trainer_num_tokens": _trainer_tokens(history, resume_from),
         "wall_seconds_this_session": round(seconds - (watch.seconds if watch else 0.0), 2),
         "evaluation_seconds_this_session": round(watch.seconds, 2) if watch else 0.0,
-        "generation_seconds_this_session": round(timer.seconds, 2) if timer else 0.0,
+        "generation_seconds_this_session": (
+            round(timer.seconds + getattr(trainer, "shared_prefill_seconds", 0.0), 2) if timer else 0.0
+        ),
         "resumed_from": resume_from,
         "frac_reward_zero_std": [h["frac_reward_zero_std"] for h in history if "frac_reward_zero_std" in h],
         "reward": [h["reward"] for h in history if "reward" in h],

@@ -35,6 +35,7 @@ from forgetlens.analysis.frontier import (
     MEAN,
     Point,
     PointTable,
+    adaptation_speed,
     cheapest,
     compare_frontiers,
     forgetting_predictors,
@@ -316,6 +317,8 @@ def analyse_frontier(
                     "retention": v.retention,
                     "drop": v.drop,
                     "n_seeds": v.n_seeds,
+                    "damage": v.damage,
+                    "seconds": v.seconds,
                     "pareto": (v.lr, v.step) in on_front,
                 }
             )
@@ -342,6 +345,7 @@ def analyse_frontier(
         "configs": configs,
         "comparison": comparison,
         "paired_tests": paired_tests(table, arms, levels, a.n_boot, a.seed) if len(arms) > 1 else {},
+        "speed": adaptation_speed(table, arms, levels),
         "predictors": {
             "all": forgetting_predictors(table, a.n_boot, a.seed),
             **{arm: forgetting_predictors(table, a.n_boot, a.seed, arm=arm) for arm in arms},

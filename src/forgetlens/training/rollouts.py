@@ -17,6 +17,7 @@ probabilities against a full forward pass.
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -39,6 +40,23 @@ def left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Te
     return ids, mask
 
 
+def common_prefix(rows: list[list[int]]) -> int:
+    """Length of the longest token prefix every row shares (a chat template's system turn)."""
+    if not rows:
+        return 0
+    first, n = rows[0], min(len(r) for r in rows)
+    for i in range(n):
+        if any(r[i] != first[i] for r in rows):
+            return i
+    return n
+
+
+def full_attention(model: PreTrainedModel) -> bool:
+    """Whether every layer of ``model`` attends to every earlier position (no sliding-window layers)."""
+    layer_types = getattr(model.config.get_text_config(), "layer_types", None) or ()
+    return all(kind == "full_attention" for kind in layer_types)
+
+
 @torch.no_grad()
 def sample_completions(
     model: PreTrainedModel,
@@ -49,27 +67,40 @@ def sample_completions(
     temperature: float = 1.0,
     greedy: bool = False,
 ) -> list[list[int]]:
-    """One completion per row of ``prompt_ids`` (runs of identical consecutive rows share one prefill), each cut
-    after its first token of ``stop_ids`` (kept), at most ``max_new_tokens`` long.
+    """One completion per row of ``prompt_ids`` (identical rows share one prefill, and, in models without
+    sliding-window layers, the prefix all of them start with is computed once), each cut after its first token of
+    ``stop_ids`` (kept), at most ``max_new_tokens`` long.
 
     ``greedy``: the argmax token at every step instead of a sample at ``temperature``."""
     device = next(model.parameters()).device
-    ids, mask = left_pad(prompt_ids, pad_id)
-    ids, mask = ids.to(device), mask.to(device)  # [rows, P]
-    firsts, group_of_row = prompt_groups(ids, mask)  # [groups], [rows]
-    positions = (mask.cumsum(1) - 1).clamp(min=0)  # [rows, P]
+    full_ids, full_mask = left_pad(prompt_ids, pad_id)
+    firsts, group_of_row = prompt_groups(full_ids, full_mask)  # [groups], [rows]
+    distinct = [prompt_ids[i] for i in firsts.tolist()]
+    shared = min(common_prefix(distinct), min(len(p) for p in distinct) - 1) if len(distinct) > 1 else 0
+    if not full_attention(model):  # a sliding-window layer's cache is cropped between the two calls
+        shared = 0
+    cache = None
+    prefix_mask = torch.ones(len(distinct), shared, dtype=torch.long, device=device)  # [groups, shared]
+    if shared > 0:  # the common prefix once, its cache repeated for every distinct prompt
+        prefix = torch.tensor([distinct[0][:shared]], device=device)
+        cache = model(input_ids=prefix, use_cache=True, logits_to_keep=1).past_key_values
+        cache.batch_repeat_interleave(len(distinct))
+    ids, mask = left_pad([p[shared:] for p in distinct], pad_id)  # [groups, P - shared]: padding after the prefix
+    ids, mask = ids.to(device), torch.cat([prefix_mask, mask.to(device)], dim=1)  # mask: [groups, P]
+    positions = (mask.cumsum(1) - 1).clamp(min=0)
     out = model(
-        input_ids=ids[firsts],
-        attention_mask=mask[firsts],
-        position_ids=positions[firsts],
+        input_ids=ids,
+        attention_mask=mask,
+        position_ids=positions[:, shared:],
+        past_key_values=cache,
         use_cache=True,
         logits_to_keep=1,
     )
     cache = out.past_key_values
-    if len(firsts) != len(group_of_row):
+    if len(distinct) != len(group_of_row):
         cache.batch_select_indices(group_of_row)  # [groups, ...] -> [rows, ...]
     logits = out.logits[group_of_row, -1]  # [rows, vocab]
-    position = positions[:, -1]  # [rows]
+    mask, position = mask[group_of_row], positions[group_of_row, -1]  # [rows, P], [rows]
     stop = torch.tensor(stop_ids, device=device)
     done = torch.zeros(len(prompt_ids), dtype=torch.bool, device=device)
     tokens = []
@@ -123,11 +154,12 @@ def with_shared_prefill_generation(trainer_cls: type) -> type:
     """A subclass of TRL's ``GRPOTrainer`` that samples rollouts with :func:`sample_completions` (one prefill per
     distinct prompt) whenever TRL would call ``model.generate`` on one process with plain sampling and text only;
     TRL's own path otherwise. ``shared_prefill_calls`` and ``trl_generation_calls`` count which path each call
-    took."""
+    took, ``shared_prefill_seconds`` the time its own sampling took."""
 
     class SharedPrefillGeneration(trainer_cls):
         shared_prefill_calls = 0
         trl_generation_calls = 0
+        shared_prefill_seconds = 0.0
 
         def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
             if (
@@ -144,6 +176,7 @@ def with_shared_prefill_generation(trainer_cls: type) -> type:
                 )
             self.shared_prefill_calls += 1
             model = self.accelerator.unwrap_model(self.model_wrapped)
+            start = time.perf_counter()
             with self.accelerator.autocast():
                 completions = sample_completions(
                     model,
@@ -153,6 +186,7 @@ def with_shared_prefill_generation(trainer_cls: type) -> type:
                     self._tokenizer.pad_token_id,
                     temperature=self.temperature,
                 )
+            self.shared_prefill_seconds += time.perf_counter() - start
             return completions, None
 
     SharedPrefillGeneration.__name__ = f"SharedPrefillGeneration{trainer_cls.__name__}"
