@@ -76,16 +76,15 @@ class _GenerationTimer:
             self.seconds += time.perf_counter() - start
 
 
-def _trainer_tokens(history: list[dict], resume_from: str | None) -> float | None:
+def _trainer_tokens(history: list[dict], logged: list[dict] | None) -> float | None:
     """Tokens the trainer processed over the whole run (TRL's ``num_tokens``).  TRL's SFT trainer restarts that
     counter when it resumes from a checkpoint (its GRPO trainer restores it), so a restarted count gets the
-    count the resumed checkpoint had logged added back."""
+    count the resumed checkpoint had logged (``logged``, its log history; None: not resumed) added back."""
     counts = [h["num_tokens"] for h in history if "num_tokens" in h]
     if not counts:
         return None
-    if resume_from is None:
+    if logged is None:
         return counts[-1]
-    logged = json.loads((Path(resume_from) / "trainer_state.json").read_text())["log_history"]
     before = [h["num_tokens"] for h in logged if "num_tokens" in h]
     after = [h["num_tokens"] for h in history[len(logged) :] if "num_tokens" in h]  # logged since the resume
     if before and after and after[0] < before[-1]:  # the counter started again from zero
@@ -219,8 +218,11 @@ def train(
         resume_from = str(trained[-1])
         log(f"resuming {cfg.method} from {trained[-1].name}")
     start = time.perf_counter()
+    logged = None  # read now: a watch keeping only the newest weights deletes the resumed checkpoint later
+    if resume_from is not None:
+        logged = record_field(read_json(Path(resume_from) / "trainer_state.json"), "log_history", resume_from, list)
     if resume_from is not None and watch is not None and watch.seen(run_dir):  # stopped there before a kill
-        history = read_json(Path(resume_from) / "trainer_state.json").get("log_history", [])
+        history = logged or []
         last_step = int(Path(resume_from).name.removeprefix("checkpoint-"))
     else:
         trainer.train(resume_from_checkpoint=resume_from)
@@ -257,7 +259,7 @@ def train(
         "training_prompts": len(schedule),
         "distinct_training_questions": len({r["question"] for r in train_records}),
         "prompt_tokens": prompt_tokens * (cfg.rl.num_generations if kind == "rl" else 1),
-        "trainer_num_tokens": _trainer_tokens(history, resume_from),
+        "trainer_num_tokens": _trainer_tokens(history, logged),
         "wall_seconds_this_session": round(seconds - (watch.seconds if watch else 0.0), 2),
         "evaluation_seconds_this_session": round(watch.seconds, 2) if watch else 0.0,
         "generation_seconds_this_session": (

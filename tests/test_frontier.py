@@ -1,0 +1,186 @@
+"""``forgetlens frontier`` end to end on the embedded model: a planted dominance recovered, resuming, stopping at
+a plateau, keeping only the newest weights, and its errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import run_cli
+
+SMALL = {
+    "model": "embedded",
+    "tasks": ["copying", "ioi"],
+    "seeds": [0],
+    # replay rehearses the prior tasks' own documents beside the target: planted to keep them, at any accuracy
+    "arms": [{"method": "sft", "lrs": [3.0e-3]}, {"method": "replay", "lrs": [3.0e-3]}],
+    "max_steps": 32,
+    "checkpoint_every": 8,
+    "plateau": {"patience": 0},
+    "keep_weights": "last",
+    "finetune": {
+        "synthetic_target": "compare-short",
+        "prior_per_prompt": True,
+        "prompts_per_step": 8,
+        "prior_eval_examples": 32,
+        "kl_samples": 1,
+        "kl_prompts": 16,
+        "max_records": 160,
+        "threads": 1,
+    },
+    "discovery": {"n_examples": 32},
+    "analysis": {"levels": [0.6, 0.9], "n_boot": 200},
+}
+
+
+def _config(tmp: Path, **changes) -> Path:
+    data = json.loads(json.dumps(SMALL))
+    for key, value in changes.items():
+        section, _, name = key.rpartition(".")
+        (data[section] if section else data)[name] = value
+    path = tmp / "frontier.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _strict(path: Path) -> dict:
+    def refuse(constant):
+        raise AssertionError(f"{path}: bare {constant} in JSON")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+@pytest.fixture(scope="module")
+def frontier(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("frontier")
+    result = run_cli("frontier", "--config", str(_config(tmp)), "--out", str(tmp / "out"))
+    assert result.returncode == 0, result.stderr
+    return tmp / "out"
+
+
+def test_a_planted_dominance_is_recovered(frontier):
+    """SFT on the target alone loses IOI as it adapts; replay keeps it: at every matched accuracy replay's
+    retention is higher, with an interval above 0, and the verdict says so."""
+    results = _strict(frontier / "frontier.json")
+    assert results["arms"] == ["sft", "replay"]
+    levels = results["comparison"]["levels"]
+    assert set(levels) == {"f=0.6", "f=0.9"} and all(results["base"]["accuracy"] < a for a in levels.values())
+    for name in levels:
+        stat = results["comparison"]["difference"]["replay-sft"][name]["mean"]
+        assert stat["ci_low"] > 0, (name, stat)
+        ioi = results["paired_tests"]["replay-sft"][name]["ioi"]
+        assert ioi["mcnemar_top1"]["only_b"] > ioi["mcnemar_top1"]["only_a"] and ioi["mcnemar_top1"]["p"] < 0.05
+    page = (frontier / "frontier.html").read_text()
+    assert page.index('id="tradeoff"') < page.index("<h2>Verdicts")  # the trade-off leads
+    assert "replay keeps more of its prior skills" in page
+    text = re.sub(r'src="data:image/png;base64,[^"]*"', "", page)
+    assert not re.search(r"\bnan\b", text.lower())
+
+
+def test_every_checkpoint_is_measured_and_only_the_newest_weights_stay(frontier):
+    for run in ("sft-lr0.003-s0", "replay-lr0.003-s0"):
+        rows = sorted((frontier / "runs" / run / "behaviour").glob("checkpoint-*.json"))
+        assert sorted(int(p.stem.split("-")[1]) for p in rows) == [0, 8, 16, 24, 32]
+        kept = sorted(p.name for p in (frontier / "runs" / run / "checkpoints").iterdir() if not p.name.startswith("."))
+        assert kept == ["checkpoint-32"]
+        assert not any((frontier / "runs" / run / "checkpoints" / "checkpoint-32").glob("optimizer.pt"))
+
+
+def test_resume_of_a_finished_frontier_redoes_nothing_and_refuses_other_options(frontier, tmp_path):
+    before = _strict(frontier / "frontier.json")
+    config = _config(tmp_path)
+    again = run_cli("frontier", "--config", str(config), "--resume", "--out", str(frontier))
+    assert again.returncode == 0, again.stderr
+    after = _strict(frontier / "frontier.json")
+    for results in (before, after):
+        results.pop("timings")
+    assert after == before
+    changed = run_cli(
+        "frontier", "--config", str(_config(tmp_path, **{"max_steps": 40})), "--resume", "--out", str(frontier)
+    )
+    assert changed.returncode == 2 and "max_steps: 32 when started, 40 now" in changed.stderr
+
+
+@pytest.mark.parametrize(
+    "changes, needle",
+    [
+        ({"arms": [{"method": "sft", "lrs": []}]}, "arms[0].lrs: expected at least one learning rate"),
+        ({"arms": [{"method": "sft", "lrs": [5.0]}]}, "arms[0].lrs: expected learning rates in (0, 1]"),
+        ({"arms": [{"method": "dpo", "lrs": [1e-3]}]}, "arms[0].method: unknown method 'dpo'"),
+        ({"finetune.max_new_tokens": 12}, "finetune.rl.max_completion_length: RL's completions (8 tokens)"),
+        ({"seeds": [-1]}, "seeds: expected integers in [0, 2^31)"),
+        ({"plateau.patience": -1}, "plateau.patience: expected >= 0"),
+    ],
+)
+def test_bad_options_are_one_line_each_before_anything_is_written(tmp_path, changes, needle):
+    result = run_cli("frontier", "--config", str(_config(tmp_path, **changes)), "--out", str(tmp_path / "out"))
+    assert result.returncode == 2
+    assert needle in result.stderr, result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_run_stops_at_its_plateau(tmp_path):
+    """With no reachable gain counted as a gain (min_gain 0.99), each run stops once ``patience`` checkpoints pass after
+    ``min_steps``; the budget says so and the stopped run's rows end there."""
+    config = _config(
+        tmp_path,
+        **{
+            "arms": [{"method": "sft", "lrs": [3.0e-3]}],
+            "plateau": {"patience": 1, "min_gain": 0.99, "min_steps": 16},
+            "max_steps": 40,
+        },
+    )
+    result = run_cli("frontier", "--config", str(config), "--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    run = tmp_path / "out" / "runs" / "sft-lr0.003-s0"
+    budget = _strict(run / "budget.json")
+    assert budget["optimizer_steps"] == 16 and budget["stopped_before_steps"] is True
+    assert [r["step"] for r in _strict(run / "behaviour.json")["checkpoints"]] == [0, 8, 16]
+
+
+@pytest.mark.slow
+def test_a_killed_frontier_resumes_to_the_results_of_an_unbroken_one(tmp_path):
+    """SIGKILL while the first run trains (after its first checkpoint is measured), then --resume: frontier.json
+    equal to an unbroken run's apart from timings."""
+    config = _config(tmp_path, **{"arms": [{"method": "sft", "lrs": [3.0e-3]}, {"method": "rl", "lrs": [1e-4]}]})
+    config_rl = tmp_path / "frontier-rl.yaml"
+    data = yaml.safe_load(config.read_text())
+    data["finetune"]["rl"] = {"num_generations": 4, "max_completion_length": 8}
+    config_rl.write_text(yaml.safe_dump(data))
+    unbroken = run_cli("frontier", "--config", str(config_rl), "--out", str(tmp_path / "unbroken"))
+    assert unbroken.returncode == 0, unbroken.stderr
+    out = tmp_path / "killed"
+    env = {**os.environ, "FORGETLENS_QUIET": "1"}
+    cmd = [sys.executable, "-m", "forgetlens.cli", "frontier", "--config", str(config_rl), "--out", str(out)]
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+    first_row = out / "runs" / "rl-lr0.0001-s0" / "behaviour" / "checkpoint-8.json"
+    deadline = time.time() + 300
+    while not first_row.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert first_row.exists()
+    assert not (out / "frontier.json").exists()
+    resumed = run_cli("frontier", "--config", str(config_rl), "--resume", "--out", str(out))
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = _strict(tmp_path / "unbroken" / "frontier.json"), _strict(out / "frontier.json")
+    for results in (a, b):
+        results.pop("timings")
+        for run in results["runs"].values():
+            run.pop("training_seconds")
+        for config in results["configs"]:
+            config.pop("seconds")
+        results.pop("picks")
+        for by_level in results["speed"].values():
+            for first in by_level.values():
+                if first is not None:
+                    first.pop("seconds")
+    assert a == b
