@@ -213,12 +213,14 @@ def test_killing_a_parallel_study_ends_its_workers(tmp_path):
 
 
 def test_every_shipped_study_config_is_valid_and_the_default_one_is_the_default():
-    from forgetlens.config.loading import load_study_config
+    from forgetlens.config.loading import load_frontier_config, load_study_config
     from forgetlens.config.options import StudyConfig
 
     configs = Path(__file__).resolve().parents[1] / "configs"
-    for path in sorted(configs.glob("*.yaml")):
-        load_study_config(path, check_paths=False)  # raises, naming the key, on any problem
+    frontiers = sorted(configs.glob("*-frontier.yaml"))
+    assert frontiers  # forgetlens frontier's configs
+    for path in sorted(configs.glob("*.yaml")):  # each raises, naming the key, on any problem
+        load_frontier_config(path) if path in frontiers else load_study_config(path, check_paths=False)
     assert load_study_config(configs / "embedded-study.yaml") == StudyConfig()
 
 

@@ -473,7 +473,7 @@ def run_cmd(config_path, seeds, resume, overwrite, jobs, allow_download, out) ->
     click.echo(f"report: {out / 'report.html'}")
 
 
-@cli.command("frontier")
+@cli.command("frontier", short_help="Each method's frontier of adaptation against forgetting, compared.")
 @click.option(
     "--config",
     "config_path",

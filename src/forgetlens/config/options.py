@@ -741,7 +741,7 @@ class FrontierArm(Options):
 
     method: FinetuneMethod = "sft"
     """The fine-tuning method (``FinetuneConfig.method``)."""
-    lrs: list[float] = field(default_factory=list)
+    lrs: list[float] = field(default_factory=lambda: [1e-4])
     """Learning rates, one run each per seed."""
     steps: int | None = None
     """Most optimizer steps a run of this arm trains (None: the frontier's ``max_steps``)."""
