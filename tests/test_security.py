@@ -237,6 +237,48 @@ def test_a_second_process_is_refused_while_a_run_holds_its_directory(tmp_path):
     assert (run / LOCK_FILE).exists()
 
 
+def test_a_planted_lock_link_creates_nothing_outside_the_run(tmp_path):
+    """``.forgetlens.lock`` planted as a link to a path outside: claiming the directory is refused with one line
+    and nothing is created where the link points (O_NOFOLLOW)."""
+    run, outside = tmp_path / "run", tmp_path / "outside" / "created-by-forgetlens"
+    run.mkdir()
+    outside.parent.mkdir()
+    (run / RUN_MARKER).write_text('{"made_by": "forgetlens", "kind": "finetune"}')
+    (run / LOCK_FILE).symlink_to(outside)
+    with pytest.raises(ForgetlensError, match="cannot be opened as forgetlens's lock file"):
+        claim_run_dir(run, resume=True, overwrite=False, kind="finetune")
+    assert not outside.exists()
+
+
+def test_resume_never_deletes_through_a_planted_checkpoint_link(tmp_path):
+    """A finished run whose ``checkpoints/checkpoint-2`` is replaced by a link to a folder outside, holding the
+    files a completed run deletes (optimizer, scheduler, RNG state): ``--resume`` leaves that folder untouched,
+    and ``checkpoints`` itself as a link is refused."""
+    from forgetlens.config.options import FinetuneConfig
+    from forgetlens.pipeline.finetune import finetune
+    from forgetlens.training.checkpoints import RESUME_STATE, checkpoint_dirs
+
+    cfg = FinetuneConfig(
+        method="sft", steps=4, checkpoint_every=2, prompts_per_step=2, prior_eval_examples=8, kl_samples=1
+    )
+    run = tmp_path / "run"
+    finetune(cfg, run, log=lambda *a: None)
+    outside = tmp_path / "outside"
+    shutil.copytree(run / "checkpoints" / "checkpoint-2", outside)
+    for name in RESUME_STATE:
+        (outside / name).write_bytes(b"not forgetlens's")
+    shutil.rmtree(run / "checkpoints" / "checkpoint-2")
+    (run / "checkpoints" / "checkpoint-2").symlink_to(outside, target_is_directory=True)
+    assert [s for s, _ in checkpoint_dirs(run)] == [4]  # a link is never a checkpoint
+    finetune(cfg, run, resume=True, log=lambda *a: None)
+    assert all((outside / name).read_bytes() == b"not forgetlens's" for name in RESUME_STATE)
+    checkpoints = run / "checkpoints"
+    shutil.move(checkpoints, tmp_path / "elsewhere")
+    checkpoints.symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    with pytest.raises(ForgetlensError, match="a symbolic link, not forgetlens's checkpoint folder"):
+        checkpoint_dirs(run)
+
+
 # --- 4. every value in report.html escaped -----------------------------------------------------------------------
 PAYLOAD = "<script>document.title='PWNED'</script><img src=x onerror=\"document.title='PWNED'\">"
 

@@ -181,7 +181,13 @@ class RunDirectory:
 
 
 def _lock(directory: Path) -> int:
-    fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
+    try:  # O_NOFOLLOW: a planted link must not make forgetlens create or open a file elsewhere
+        fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+    except OSError as exc:
+        raise ForgetlensError(
+            f"{directory / LOCK_FILE}: cannot be opened as forgetlens's lock file ({first_line(exc)}); a symbolic "
+            "link or another file there is not forgetlens's"
+        ) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

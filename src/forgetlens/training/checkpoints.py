@@ -17,13 +17,19 @@ _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
 def checkpoint_dirs(run_dir: Path) -> list[tuple[int, Path]]:
-    """(step, directory) of every complete checkpoint under ``run_dir/checkpoints``, by step."""
+    """(step, directory) of every complete checkpoint under ``run_dir/checkpoints``, by step.  A symbolic link is
+    never a checkpoint (nothing forgetlens reads, resumes or deletes may lie outside the run directory); a
+    ``checkpoints`` folder that is one is refused."""
     root = Path(run_dir) / "checkpoints"
+    if root.is_symlink():
+        raise ForgetlensError(f"{root}: a symbolic link, not forgetlens's checkpoint folder; refusing to use it")
     out = []
     if root.exists():
         for d in root.iterdir():
             m = _CHECKPOINT.match(d.name)
-            if m and d.is_dir() and ((d / "model.safetensors").exists() or (d / "adapter_model.safetensors").exists()):
+            if d.is_symlink() or not m:
+                continue
+            if d.is_dir() and ((d / "model.safetensors").exists() or (d / "adapter_model.safetensors").exists()):
                 out.append((int(m.group(1)), d))
     return sorted(out)
 

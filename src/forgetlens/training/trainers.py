@@ -173,6 +173,8 @@ def save_checkpoint_staged(trainer, save) -> None:
     root = Path(trainer.args.output_dir)
     name = f"checkpoint-{trainer.state.global_step}"
     staging = root / STAGING_DIR
+    if root.is_symlink() or staging.is_symlink() or (staging / name).is_symlink():
+        raise ForgetlensError(f"{staging / name}: a symbolic link in the run's checkpoint folder; refusing to write")
     if is_main_process() and (staging / name).exists():
         shutil.rmtree(staging / name)  # left by an earlier failed write of this same checkpoint
     wait_for_everyone()
