@@ -122,10 +122,20 @@ def _fit_sentence(results: dict) -> str:
     )
 
 
+ONE_RUN_PER_METHOD = (
+    "This study trains each method at one learning rate for the same number of steps: it shows what those runs did, "
+    "not which method forgets less. SFT and RL adapt at different speeds, so one run each at equal steps compares "
+    "two points, not two methods; `forgetlens frontier` trains each method over learning rates and steps and "
+    "compares them at matched target accuracy."
+)
+"""The report's first sentence for a study without a learning-rate grid."""
+
+
 def summary_sentences(results: dict) -> list[str]:
     """The findings in sentences, generated from the numbers, each claim with its verdict."""
     n_seeds = len(results["seeds"])
-    lines = _adaptation_sentences(results) + _claim_sentences(results) + [_fit_sentence(results)]
+    lines = [ONE_RUN_PER_METHOD] if not results["config"].get("sft_lr_grid") else []
+    lines += _adaptation_sentences(results) + _claim_sentences(results) + [_fit_sentence(results)]
     lines.append(
         "Verdicts: held (or reversed) when the 95 % interval excludes 0 and the difference is at least "
         f"{MIN_EFFECT} (1 point of accuracy or retention, 1 % of a task's total effect), negligible when it "
