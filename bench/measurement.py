@@ -210,7 +210,7 @@ def main() -> None:
     fwd = forward_seconds(model, evaluation)
     n = args.measure_prompts
     print(row(f"plain forward, {n} prompts", {"seconds": fwd, "fe": 1.0, "passes": 1.0}), flush=True)
-    cache, c = cost([model], layout, n, fwd, lambda: base_chunks(model, layout, evaluation))
+    cache, c = cost([model], layout, n, fwd, lambda: base_chunks(model, layout, evaluation, metric="logit_diff"))
     print(row("base side of first-order CMAP (once per task, all checkpoints)", c), flush=True)
     for total in (False,) if args.no_total else (False, True):
         _, c = cost(
@@ -227,6 +227,7 @@ def main() -> None:
                 top_m=args.top_m,
                 total_cmap=total,  # noqa: B023
                 base_cache=cache,
+                metric="logit_diff",
             ),
         )
         what = f"checkpoint, first-order + exact on |C0|+M = {len(heads)}+{args.top_m}" + (", +total" if total else "")
@@ -250,7 +251,9 @@ def main() -> None:
             layout,
             args.old_measure_prompts,
             fwd_small,
-            lambda: circuit_measurements(tuned, layout, small, mask, base=model, top_m=None, total_cmap=True),
+            lambda: circuit_measurements(
+                tuned, layout, small, mask, base=model, top_m=None, total_cmap=True, metric="logit_diff"
+            ),
         )
         print(row(f"checkpoint, exact everywhere + total ({args.old_measure_prompts} prompts)", c), flush=True)
     print(

@@ -68,7 +68,7 @@ def compare_on_task(base, tuned, layout: HeadLayout, name: str, n: int, top_m: i
     of task ``name``, compared."""
     _, evaluation = task_splits(base.tokenizer, get_task(name), n, 0)
     none = torch.zeros(layout.n_layers, layout.n_heads, dtype=torch.bool)
-    fields = cmap_and_drift(base.model, tuned, layout, evaluation, none, total=total, top_m=None)
+    fields = cmap_and_drift(base.model, tuned, layout, evaluation, none, total=total, top_m=None, metric="logit_diff")
     out = {"local": compare(fields["cmap"], fields["cmap_estimate"], top_m)}
     if total:
         out["total"] = compare(fields["cmap_total"], fields["cmap_total_estimate"], top_m)

@@ -30,7 +30,7 @@ def setup(embedded):
     _, evaluation = task_splits(tok, get_task(TASK), 64, seed=1)
     mask = head_mask(circuit.heads, layout)
     weights = circuit_weights(circuit.scores.double().numpy(), mask.numpy())
-    base_m = circuit_measurements(model, layout, evaluation, mask)
+    base_m = circuit_measurements(model, layout, evaluation, mask, metric="logit_diff")
     return model, layout, circuit, evaluation, mask, weights, base_m
 
 
@@ -58,7 +58,10 @@ def damaged(model, layout, heads, scale, seed=0):
 
 def compare(setup, tuned_models, n_boot=300):
     model, layout, circuit, evaluation, mask, weights, base_m = setup
-    tuned = {name: circuit_measurements(m, layout, evaluation, mask, base=model) for name, m in tuned_models.items()}
+    tuned = {
+        name: circuit_measurements(m, layout, evaluation, mask, base=model, metric="logit_diff")
+        for name, m in tuned_models.items()
+    }
     return compare_models(base_m, tuned, mask.numpy(), weights, n_boot=n_boot, seed=0, n_perm=500)
 
 
@@ -121,8 +124,8 @@ def test_ci_width_shrinks_with_more_prompts(embedded):
     for n in (24, 96):
         _, evaluation = task_splits(tok, get_task(TASK), n, seed=2)
         res = compare_models(
-            circuit_measurements(model, layout, evaluation, mask),
-            {"t": circuit_measurements(tuned, layout, evaluation, mask, base=model)},
+            circuit_measurements(model, layout, evaluation, mask, metric="logit_diff"),
+            {"t": circuit_measurements(tuned, layout, evaluation, mask, base=model, metric="logit_diff")},
             mask.numpy(),
             weights,
             n_boot=300,
@@ -273,7 +276,7 @@ def test_first_order_measurement_agrees_with_exact_patching_everywhere(setup):
     results = {}
     for top_m in (None, 4):
         measured = {
-            name: circuit_measurements(m, layout, evaluation, mask, base=model, top_m=top_m)
+            name: circuit_measurements(m, layout, evaluation, mask, base=model, top_m=top_m, metric="logit_diff")
             for name, m in tuned.items()
         }
         if top_m is not None:
@@ -304,14 +307,16 @@ def test_first_order_cmap_tracks_exact_patching_for_small_changes(setup):
 
     model, layout, circuit, evaluation, mask = setup[:5]
     everyone = [(l, h) for l in range(layout.n_layers) for h in range(layout.n_heads)]
-    m = circuit_measurements(damaged(model, layout, everyone, 0.05), layout, evaluation, mask, base=model)
+    m = circuit_measurements(
+        damaged(model, layout, everyone, 0.05), layout, evaluation, mask, base=model, metric="logit_diff"
+    )
     for exact, estimate in ((m.cmap, m.cmap_estimate), (m.cmap_total, m.cmap_total_estimate)):
         assert spearmanr(exact.mean(0).ravel(), estimate.mean(0).ravel()).statistic > 0.9
 
 
 def test_first_order_measurement_of_identical_models_is_exactly_zero(setup):
     model, layout, circuit, evaluation, mask, weights, base_m = setup
-    m = circuit_measurements(copy.deepcopy(model), layout, evaluation, mask, base=model, top_m=4)
+    m = circuit_measurements(copy.deepcopy(model), layout, evaluation, mask, base=model, top_m=4, metric="logit_diff")
     for values in (m.cmap, m.cmap_estimate, m.cmap_total, m.cmap_total_estimate, m.drift):
         assert np.all(values == 0)
 

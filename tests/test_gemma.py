@@ -62,7 +62,7 @@ def test_the_layout_reads_heads_of_their_own_width(gemma, tokenizer):
 def test_identical_models_are_exactly_zero(gemma, evaluation):
     layout = HeadLayout.of(gemma)
     mask = head_mask([(0, 1), (1, 2)], layout)
-    m = circuit_measurements(copy.deepcopy(gemma), layout, evaluation, mask, base=gemma, top_m=2)
+    m = circuit_measurements(copy.deepcopy(gemma), layout, evaluation, mask, base=gemma, top_m=2, metric="logit_diff")
     for values in (m.cmap, m.cmap_total, m.drift, m.cmap_estimate, m.cmap_total_estimate):
         assert np.all(values == 0)
 
@@ -72,14 +72,14 @@ def test_a_changed_head_is_seen_by_exact_patching_and_no_other(gemma, evaluation
     tuned = copy.deepcopy(gemma)
     with torch.no_grad():
         tuned.model.layers[1].self_attn.o_proj.weight.view(64, 4, 32)[:, 2] *= 3.0  # head 2 of layer 1 only
-    m = circuit_measurements(tuned, layout, evaluation, head_mask([(1, 2)], layout), base=gemma)
+    m = circuit_measurements(tuned, layout, evaluation, head_mask([(1, 2)], layout), base=gemma, metric="logit_diff")
     moved = np.abs(m.cmap).mean(0)  # [layer, head]
     assert moved[1, 2] > 0 and np.count_nonzero(moved) == 1
 
 
 def test_first_order_cmap_converges_to_exact_patching_through_the_norm(gemma, evaluation):
     layout = HeadLayout.of(gemma)
-    chunk = base_chunks(gemma, layout, evaluation)[0]
+    chunk = base_chunks(gemma, layout, evaluation, metric="logit_diff")[0]
     errors = {}
     for eps in (1e-1, 1e-2):
         tuned = perturbed(gemma, eps)

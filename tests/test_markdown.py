@@ -40,3 +40,19 @@ def test_a_results_file_that_is_not_one_is_one_line(tmp_path):
     result = run_cli("report", str(tmp_path), "--markdown")
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert result.stderr.startswith("error: ") and "results.json" in result.stderr
+
+
+def test_a_grid_runs_own_learning_rate_reaches_the_report():
+    """A run of the SFT learning-rate grid is shown at its own rate (results.json 1.7 ``runs[RUN].lr``), not at the
+    study's SFT rate, which the report once read for every SFT-family run."""
+    from forgetlens.report.html import setup_rows
+
+    results = json.loads(gzip.open(STORED).read())
+    results["config"]["sft_lr_grid"] = [3e-06]
+    grid = json.loads(json.dumps(results["runs"]["sft-s0"]))
+    grid.update(method="sft-lr3e-06", lr=3e-06)
+    results["runs"]["sft-lr3e-06-s0"] = grid
+    results["runs"]["sft-s0"]["lr"] = results["config"]["finetune"]["lr_sft"]
+    rows = dict(setup_rows(results))
+    assert "learning rate 3e-06," in rows["budget: sft-lr3e-06"]
+    assert f"learning rate {results['config']['finetune']['lr_sft']:g}," in rows["budget: sft"]

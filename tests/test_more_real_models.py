@@ -85,6 +85,8 @@ def test_ioi_discovery_finds_a_faithful_circuit_and_identical_models_measure_zer
     assert circuit.faithfulness >= 0.8 and 0 < circuit.k < layout.n_total
     _, evaluation = task_splits(loaded.tokenizer, get_task("ioi"), 8, seed=0)
     mask = head_mask(circuit.heads, layout)
-    same = circuit_measurements(copy.deepcopy(loaded.model), layout, evaluation, mask, base=loaded.model, top_m=2)
+    same = circuit_measurements(
+        copy.deepcopy(loaded.model), layout, evaluation, mask, base=loaded.model, top_m=2, metric="logit_diff"
+    )
     for values in (same.cmap, same.cmap_total, same.drift, same.cmap_estimate, same.cmap_total_estimate):
         assert np.all(values == 0)

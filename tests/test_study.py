@@ -245,3 +245,37 @@ def test_resume_adds_seeds_and_keeps_the_runs_it_has(tmp_path):
     result = _run("run", "--config", str(cfg), "--out", str(run), "--resume", "--seeds", "1")
     assert result.returncode != 0 and "may add seeds, not drop them" in result.stderr, result.stderr
     assert _results(run)["seeds"] == [0, 1]
+
+
+@pytest.mark.slow
+def test_a_study_measures_every_checkpoint_with_its_circuits_metric(tmp_path):
+    """``discovery.metric: prob_diff``: the base circuit is found with it, and the base and every checkpoint are
+    measured with it too (the full model's metric on the evaluation prompts is the probability difference,
+    recomputed here, not the logit difference every measure once fell back to)."""
+    import numpy as np
+    import torch
+
+    from forgetlens.analysis.vulnerability import load_measurements
+    from forgetlens.circuits.discover import task_splits
+    from forgetlens.circuits.patching import run_metric
+    from forgetlens.models.loading import load_model
+    from forgetlens.tasks.registry import get_task
+    from forgetlens.training.checkpoints import load_checkpoint
+
+    cfg = tmp_path / "prob.yaml"
+    text = TINY.replace("discovery: {n_examples: 16}", "discovery: {n_examples: 16, metric: prob_diff}")
+    assert "prob_diff" in text
+    cfg.write_text(text + "methods: [sft]\n")
+    run = tmp_path / "run"
+    result = _run("run", "--config", str(cfg), "--out", str(run))
+    assert result.returncode == 0, result.stderr
+    base = load_model("embedded")
+    _, evaluation = task_splits(base.tokenizer, get_task("ioi"), 16, 0)
+    with torch.no_grad():
+        expected = {"base": run_metric(base.model, evaluation, "prob_diff").double().numpy()}
+        ckpt = run / "runs" / "sft-s0" / "checkpoints" / "checkpoint-4"
+        expected["sft-s0@4"] = run_metric(load_checkpoint(ckpt, "embedded"), evaluation, "prob_diff").double().numpy()
+    for label, values in expected.items():
+        stored = load_measurements(run / "measurements" / "ioi" / f"{label}.npz")
+        np.testing.assert_allclose(stored.m_full, values, atol=1e-5, err_msg=label)
+        assert np.all(np.abs(stored.m_full) <= 1)  # a probability difference

@@ -38,7 +38,8 @@ def cmap_and_drift(
     layout: HeadLayout,
     batch: TaskBatch,
     circuit_mask: torch.Tensor,
-    metric: str = "logit_diff",
+    *,
+    metric: str,
     batch_size: int = 64,
     total: bool = True,
     top_m: int | None = None,
@@ -52,7 +53,11 @@ def cmap_and_drift(
     ``base_cache``: :func:`base_chunks` of ``base`` on ``batch`` (computed here when None); ``tuned_outputs``: the
     tuned model's clean head outputs per chunk, when the caller has them.
     """
-    chunks_0 = base_cache if base_cache is not None else base_chunks(base, layout, batch, metric, batch_size)
+    chunks_0 = (
+        base_cache if base_cache is not None else base_chunks(base, layout, batch, metric=metric, batch_size=batch_size)
+    )
+    if any(chunk.metric_name != metric for chunk in chunks_0):
+        raise ValueError(f"base_cache holds the gradient of another metric than {metric!r}")
     sizes = [len(chunk.part) for chunk in chunks_0]
     if sum(sizes) != len(batch) or (tuned_outputs is not None and sizes != [z.shape[1] for z in tuned_outputs]):
         raise ValueError("base_cache and tuned_outputs must chunk the same prompts with the same batch_size")

@@ -46,6 +46,7 @@ class BaseChunk:
     calls: list[tuple[tuple, dict]]  # per layer: the attention module's call (args, kwargs)
     grads: list[torch.Tensor]  # per layer [batch, pos, d_model]: d m_0 / d(attention output projection's output)
     metric: torch.Tensor  # [batch]: m_0 on the clean prompts
+    metric_name: str = ""  # which metric m is (``tasks.base.METRICS``): its gradient is ``grads``
 
 
 def base_chunk(base: PreTrainedModel, layout: HeadLayout, part: TaskBatch, metric: str) -> BaseChunk:
@@ -82,11 +83,12 @@ def base_chunk(base: PreTrainedModel, layout: HeadLayout, part: TaskBatch, metri
         calls=calls,
         grads=[g.detach() for g in grads],
         metric=m.detach(),
+        metric_name=metric,
     )
 
 
 def base_chunks(
-    base: PreTrainedModel, layout: HeadLayout, batch: TaskBatch, metric: str = "logit_diff", batch_size: int = 64
+    base: PreTrainedModel, layout: HeadLayout, batch: TaskBatch, *, metric: str, batch_size: int = 64
 ) -> list[BaseChunk]:
     """:func:`base_chunk` for every chunk of ``batch`` (the same chunks as every other per-prompt measurement)."""
     return [base_chunk(base, layout, part, metric) for part in chunks(batch, batch_size, model_device(base))]

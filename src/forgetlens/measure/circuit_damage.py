@@ -30,13 +30,15 @@ def circuit_measurements(
     circuit_mask: torch.Tensor,
     method: str = "attribution",
     base: PreTrainedModel | None = None,
-    metric: str = "logit_diff",
+    *,
+    metric: str,
     batch_size: int = 64,
     total_cmap: bool = True,
     top_m: int | None = None,
     base_cache: list[BaseChunk] | None = None,
 ) -> PromptMeasurements:
     """Everything the comparison needs from one model; ``base`` given -> also CMAP and drift against it.
+    ``metric``: the task metric every measure reads, the circuit's own (``Circuit.metric``).
 
     ``total_cmap=False`` skips the paper's (total) CMAP.  ``top_m``: exact CMAP only for C0 and the ``top_m``
     other heads of largest first-order |effect| (None: every head).  ``base_cache``: :func:`base_chunks` of
@@ -76,8 +78,8 @@ def circuit_measurements(
             layout,
             batch,
             circuit_mask,
-            metric,
-            batch_size,
+            metric=metric,
+            batch_size=batch_size,
             total=total_cmap,
             top_m=top_m,
             base_cache=base_cache,

@@ -149,7 +149,9 @@ class BaseCircuit:
         mask = head_mask(circuit.heads, layout)
         weights = circuit_weights(circuit.scores.double().numpy(), mask.numpy())
         if measurements is None:
-            measurements = circuit_measurements(base.model, layout, evaluation, mask, cfg.scoring_method)
+            measurements = circuit_measurements(
+                base.model, layout, evaluation, mask, cfg.scoring_method, metric=circuit.metric
+            )
         elif len(measurements.m_full) != len(evaluation):
             raise ForgetlensError(
                 f"{task.name}: the stored base measurements cover {len(measurements.m_full)} prompts, the "
@@ -234,12 +236,20 @@ def audit(
             shown.advance()
         timings["discovery"] += time.perf_counter() - t0
         t0 = time.perf_counter()
-        cache = base_chunks(base.model, layout, bc.evaluation)
+        cache = base_chunks(base.model, layout, bc.evaluation, metric=bc.circuit.metric)
         tuned_m = {}
         for label, m in models.items():
             with open_task(f"audit {task.name}: circuit damage in {label}", 1, "model") as shown:
                 tuned_m[label] = circuit_measurements(
-                    m, layout, bc.evaluation, bc.mask, method, base=base.model, top_m=top_m, base_cache=cache
+                    m,
+                    layout,
+                    bc.evaluation,
+                    bc.mask,
+                    method,
+                    base=base.model,
+                    metric=bc.circuit.metric,
+                    top_m=top_m,
+                    base_cache=cache,
                 )
                 shown.advance()
         results[task.name] = analyse_task(bc, tuned_m, behaviour, n_boot, seed)

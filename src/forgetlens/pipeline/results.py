@@ -19,8 +19,10 @@ from forgetlens.errors import ForgetlensError
 from forgetlens.tasks.base import METRICS
 from forgetlens.utils import csv_text
 
-SCHEMA_VERSION = "1.6"
-"""1.6: ``target_example``, one held-out target question with its answer (optional), for the report's setup.
+SCHEMA_VERSION = "1.7"
+"""1.7: ``runs[RUN].lr``, the run's own learning rate (optional; grid runs are not at the config's rate);
+``runs[RUN].checkpoints[i].prior[TASK].logp_answer``.
+1.6: ``target_example``, one held-out target question with its answer (optional), for the report's setup.
 1.5: ``tasks[TASK].own_circuits[METHOD]``, every model's own circuit against the base's (optional;
 ``own_circuits.enabled``); runs ``sft-rl-sSEED`` (RL from SFT, ``rl_from_sft``).
 1.4: ``tasks[TASK].anatomy[LABEL]``, where each run's change lives (optional; ``anatomy.enabled``);
@@ -94,7 +96,17 @@ _RUN = _object(
         "target_gain_per_question": _NUMBERS,
         "budget": {"type": "object"},
         "checkpoints": {"type": "array", "items": _CHECKPOINT, "minItems": 1},
-    }
+        "lr": {"type": "number", "exclusiveMinimum": 0},
+    },
+    required=[
+        "method",
+        "seed",
+        "n_eval_records",
+        "steps_to_threshold",
+        "target_gain_per_question",
+        "budget",
+        "checkpoints",
+    ],
 )
 _MODEL_STATS = _object(
     {

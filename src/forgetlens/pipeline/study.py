@@ -38,7 +38,7 @@ from forgetlens.circuits.circuit import load_circuit, save_circuit
 from forgetlens.circuits.discover import task_splits
 from forgetlens.circuits.first_order_cmap import BaseChunk, base_chunks
 from forgetlens.config.loading import config_differences
-from forgetlens.config.options import DiscoveryMethod, FinetuneConfig, StudyConfig
+from forgetlens.config.options import DiscoveryMethod, FinetuneConfig, StudyConfig, trainer_kind
 from forgetlens.errors import ForgetlensError
 from forgetlens.measure.anatomy import measure_anatomy
 from forgetlens.measure.circuit_damage import circuit_measurements
@@ -209,7 +209,9 @@ class Study:
         process and shared by every checkpoint it measures (first-order CMAP)."""
         if task_name not in self._base_chunks:
             bc = self.base_circuit(task_name)
-            self._base_chunks[task_name] = base_chunks(self.base.model, HeadLayout.of(self.base.model), bc.evaluation)
+            self._base_chunks[task_name] = base_chunks(
+                self.base.model, HeadLayout.of(self.base.model), bc.evaluation, metric=bc.circuit.metric
+            )
         return self._base_chunks[task_name]
 
     def base_circuit(self, task_name: str) -> BaseCircuit:
@@ -317,6 +319,7 @@ class Study:
                 bc.mask,
                 self.cfg.discovery.scoring_method,
                 base=self.base.model,
+                metric=bc.circuit.metric,
                 total_cmap=self.cfg.total_cmap,
                 top_m=self.cfg.cmap_top_m,
                 base_cache=self.base_chunks(task.name),
@@ -381,9 +384,11 @@ class Study:
         for name, table in behaviour.items():
             budget = json.loads((self.run_dir / "runs" / name / "budget.json").read_text())
             rows = [{k: v for k, v in r.items() if k != "target_correct"} for r in table["checkpoints"]]
+            ft = run_configs(self.cfg)[name]
             runs[name] = {
                 "method": RunId.parse(name).group,  # sft, rl, sft-lrLR, sft-rl
                 "seed": table["seed"],
+                "lr": ft.lr_rl if trainer_kind(ft.method) == "rl" else ft.lr_sft,
                 "n_eval_records": table["n_eval_records"],
                 "steps_to_threshold": table["steps_to_threshold"],
                 "target_gain_per_question": [

@@ -178,9 +178,12 @@ def setup_rows(results: dict) -> list[tuple[str, str]]:
     rows.append(("target task", f"{target}, {first['n_eval_records']} held-out evaluation questions{shown}"))
     for method, names in runs_by_method(results).items():
         budget = results["runs"][names[0]]["budget"]
-        lr = ft["lr_sft"] if trainer_kind(RunId.parse(method).method) == "sft" else ft["lr_rl"]
+        rates = sorted({results["runs"][n].get("lr") for n in names} - {None})  # each run's own (schema 1.7)
+        if not rates:  # an older results.json: the config's rate of the method's trainer
+            rates = [ft["lr_sft"] if trainer_kind(RunId.parse(method).method) == "sft" else ft["lr_rl"]]
         text = (
-            f"{ft['steps']} optimizer steps x {ft['prompts_per_step']} prompts, learning rate {lr:g}, "
+            f"{ft['steps']} optimizer steps x {ft['prompts_per_step']} prompts, learning rate "
+            f"{', '.join(f'{r:g}' for r in rates)}, "
             f"{budget.get('prompt_tokens', 'n/a')} prompt tokens"
         )
         if "rl" in method:
