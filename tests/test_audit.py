@@ -337,3 +337,19 @@ def test_a_base_circuit_read_back_is_the_one_written_and_stored_measurements_mus
     )
     with pytest.raises(ForgetlensError, match="cover 10 prompts, the evaluation split 64"):
         BaseCircuit.of(embedded, layout, get_task(TASK), circuit, cfg, short)
+
+
+def test_every_dcv_form_is_positive_when_sft_damages_more(setup):
+    """SFT's circuit heads damaged, RL's model the base itself: DCV(C0) is positive; every form keeps that
+    convention, measures of damage as SFT - RL and measures of what was kept (faithfulness retention, preserved
+    fraction) as RL - SFT; and the mirror pair gives the mirror sign."""
+    model, layout, circuit = setup[0], setup[1], setup[2]
+    hurt = damaged(model, layout, circuit.heads, 2.0)
+    for sft, rl, sign in ((hurt, copy.deepcopy(model), 1), (copy.deepcopy(model), hurt, -1)):
+        result = compare(setup, {"sft": sft, "rl": rl}, n_boot=50)
+        dcv, a, b = result["dcv"][""], result["models"]["sft"], result["models"]["rl"]
+        assert sign * dcv["v_circuit"]["value"] > 0
+        for key in ("v_circuit", "v_imp_circuit", "drift_circuit", "vulnerable_fraction"):
+            assert dcv[key]["value"] == pytest.approx(a[key]["value"] - b[key]["value"]), key
+        for key in ("retention", "preserved_fraction"):
+            assert dcv[key]["value"] == pytest.approx(b[key]["value"] - a[key]["value"]), key

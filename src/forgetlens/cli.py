@@ -407,6 +407,8 @@ def audit_cmd(
                 f"{task:<14}{r['circuit']['k']:>3}  {name:<14}"
                 f"{interval_text(s['retention']):>24}{interval_text(s['v_circuit']):>34}"
             )
+    if any(r["dcv"] for r in result["tasks"].values()):
+        click.echo("DCV rows: positive = SFT damages more (retention: RL minus SFT; V(C0): SFT minus RL)")
     if anatomy:
         from forgetlens.report.anatomy import anatomy_lines
 

@@ -37,6 +37,9 @@ DCV_KEYS = (
     "vulnerable_fraction",
     "preserved_fraction",
 )
+KEPT_KEYS = ("retention", "preserved_fraction")
+"""Of :data:`DCV_KEYS`, the measures of what a model kept (larger is less damage): their DCV is RL minus SFT, so
+that every DCV form is positive when SFT damages more (the others, measures of damage, are SFT minus RL)."""
 
 
 def _as_json(value: np.ndarray, low: np.ndarray, high: np.ndarray) -> dict:
@@ -91,7 +94,7 @@ def compare_models(
 
         def dcv(i, sft=sft, rl=rl):
             a, b = sft(i), rl(i)
-            return {k: a[k] - b[k] for k in DCV_KEYS if k in a and k in b}
+            return {k: (b[k] - a[k] if k in KEPT_KEYS else a[k] - b[k]) for k in DCV_KEYS if k in a and k in b}
 
         out["dcv"][pair] = _bootstrap_dict(dcv, idx)
         sft_cmap, rl_cmap = tuned[sft_label].cmap, tuned[rl_label].cmap

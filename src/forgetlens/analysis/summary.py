@@ -6,6 +6,8 @@ can rebuild it (and the report) without rerunning anything.
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 
 from forgetlens.analysis.runs import pair_label
@@ -170,6 +172,12 @@ def _is_plain_pair(key: str, step: int) -> bool:
     return label.step == step and run.seed is not None and (run.method, run.lr, run.chain) == ("", None, None)
 
 
+def _accuracy_lost(results: dict, task: str, run: str) -> float:
+    """Top-1 accuracy points run ``run`` lost on ``task``: its first checkpoint (the base) minus its last."""
+    rows = results["runs"][run]["checkpoints"]
+    return rows[0]["prior"][task]["accuracy"] - rows[-1]["prior"][task]["accuracy"]
+
+
 def _paired_difference(results: dict, value) -> dict:
     """SFT minus RL of ``value(run_name)``, paired by seed, with a t-interval over seeds."""
     by_method = runs_by_method(results)
@@ -219,7 +227,7 @@ def claims(results: dict) -> dict:
         if seeds_dcv is None:
             pair = next((p for p in task["dcv"] if _is_plain_pair(p, step)), None)
             seeds_dcv = task["dcv"][pair]["v_circuit"] if pair is not None else {}
-        forget = _paired_difference(results, lambda n: 1 - last(n)["prior"][t]["retention_accuracy"])  # noqa: B023
+        forget = _paired_difference(results, partial(_accuracy_lost, results, t))
         out["circuits"][t] = {
             "step": step,
             "dcv_circuit": seeds_dcv,

@@ -21,7 +21,10 @@ from forgetlens.utils import csv_text
 
 SCHEMA_VERSION = "1.7"
 """1.7: ``runs[RUN].lr``, the run's own learning rate (optional; grid runs are not at the config's rate);
-``runs[RUN].checkpoints[i].prior[TASK].logp_answer``.
+``runs[RUN].checkpoints[i].prior[TASK].logp_answer``; ``claims.circuits[TASK].forgetting_difference_sft_minus_rl``
+in accuracy points lost (base minus the step), no longer one minus the retention ratio; ``dcv[PAIR].retention`` and
+``.preserved_fraction`` are RL minus SFT (every DCV form positive when SFT damages more; before 1.7 they were SFT
+minus RL).
 1.6: ``target_example``, one held-out target question with its answer (optional), for the report's setup.
 1.5: ``tasks[TASK].own_circuits[METHOD]``, every model's own circuit against the base's (optional;
 ``own_circuits.enabled``); runs ``sft-rl-sSEED`` (RL from SFT, ``rl_from_sft``).

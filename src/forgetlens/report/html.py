@@ -87,8 +87,9 @@ def _claim_sentences(results: dict) -> list[str]:
         dcv, forget = c["dcv_circuit"], c["forgetting_difference_sft_minus_rl"]
         sentence = (
             f"Claim 2 on {t} at step {c['step']}, SFT damages the base circuit more than RL: DCV(C0) = V_SFT(C0) - "
-            f"V_RL(C0) = {interval_text(dcv)} ({_over(dcv)}); verdict: {c['dcv_verdict']}. Accuracy lost on {t}, "
-            f"SFT minus RL: {interval_text(forget)} ({_over(forget)}); verdict: {c['forgetting_verdict']}."
+            f"V_RL(C0) = {interval_text(dcv)} ({_over(dcv)}); verdict: {c['dcv_verdict']}. Top-1 accuracy lost on {t} "
+            f"(accuracy points, base minus step {c['step']}), SFT minus RL: {interval_text(forget)} "
+            f"({_over(forget)}); verdict: {c['forgetting_verdict']}."
         )
         joint = c.get("joint")
         if joint:

@@ -106,7 +106,7 @@ def markdown_tables(results: dict) -> str:
                 f"{_ci(s.get('v_circuit_total'))} | {_ci(s.get('retention'))} | {_ci(s.get('preserved_fraction'))} |"
             )
     out("\n### DCV(C0) = V_SFT(C0) - V_RL(C0)\n")
-    out("| task | comparison | DCV(C0) | DCV retention (SFT - RL) | heads with q < 0.05 |")
+    out("| task | comparison | DCV(C0) | DCV retention (RL - SFT: positive = SFT kept less) | heads with q < 0.05 |")
     out("|---|---|---|---|---|")
     for t in tasks:
         task = results["tasks"][t]
