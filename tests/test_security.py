@@ -586,3 +586,64 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--lr", "1e308"], "lr_sft: expected a learning rate in (0, 1], got 1e+308"),
+        (["--steps", "99999999999999999999"], "steps: expected at most 1,000,000"),
+        (["--seed", "-1"], "seed: expected an integer in [0, 2^32), got -1"),
+        (["--seed", "100000000000000000000000"], "seed: expected an integer in [0, 2^32)"),
+    ],
+)
+def test_settings_out_of_range_are_refused_before_anything_is_written(tmp_path, args, needle):
+    from conftest import run_cli
+
+    result = run_cli("finetune", "--method", "sft", *args, "--out", str(tmp_path / "r"))
+    assert result.returncode == 2 and needle in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_diverging_run_stops_at_the_step_with_its_last_good_checkpoint(tmp_path, monkeypatch):
+    """A loss that turns NaN at step 4: training stops there without saving it, the run exits 2 naming the step
+    and the last good checkpoint, and it is not marked complete."""
+    from conftest import run_cli
+
+    import forgetlens.training.trainers as trainers
+
+    build = trainers.build_sft_trainer
+
+    def poisoned(*args, **kwargs):
+        trainer = build(*args, **kwargs)
+        compute = trainer.compute_loss
+
+        def loss(*a, **k):
+            out = compute(*a, **k)
+            return out * float("nan") if trainer.state.global_step >= 3 else out
+
+        trainer.compute_loss = loss
+        return trainer
+
+    monkeypatch.setattr(trainers, "build_sft_trainer", poisoned)
+    run = tmp_path / "run"
+    result = run_cli(
+        "finetune",
+        "--method",
+        "sft",
+        "--steps",
+        "8",
+        "--checkpoint-every",
+        "2",
+        "--prompts-per-step",
+        "2",
+        "--out",
+        str(run),
+    )
+    assert result.returncode == 2, result.stderr
+    assert "training diverged at step 4 (loss = nan); kept the last good checkpoint, checkpoint-2" in result.stderr
+    assert sorted(p.name for p in (run / "checkpoints").iterdir() if p.name.startswith("checkpoint")) == [
+        "checkpoint-2"
+    ]
+    assert not (run / "budget.json").exists()

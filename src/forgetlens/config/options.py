@@ -406,6 +406,17 @@ class MonitorConfig(Options):
         return out
 
 
+MAX_LEARNING_RATE = 1.0
+"""Largest learning rate forgetlens accepts (Adam moves each weight by about the rate per step; far beyond 1e-2 a
+full fine-tune of a pretrained model diverges)."""
+MAX_SEED = 2**32
+"""Seeds are below this (numpy's generators take no more)."""
+MAX_STEPS = 1_000_000
+"""Most optimizer steps of one run (the training schedule is drawn up front: steps x prompts records)."""
+MAX_BATCH = 100_000
+"""Most prompts per step, and most evaluation prompts per prior task."""
+
+
 def trainer_kind(method: str) -> str:
     """``rl`` for the GRPO-family methods, ``sft`` for the supervised ones."""
     return "rl" if method.startswith("rl") else "sft"
@@ -546,6 +557,18 @@ class FinetuneConfig(Options):
             )
         if self.warmup_steps < 0:
             out.append(f"{prefix}warmup_steps: expected >= 0 (0 = no warm-up), got {self.warmup_steps}")
+        for name in ("lr_sft", "lr_rl"):
+            lr = getattr(self, name)
+            if isinstance(lr, float | int) and lr > MAX_LEARNING_RATE:
+                out.append(
+                    f"{prefix}{name}: expected a learning rate in (0, {MAX_LEARNING_RATE:g}], got {lr:g} (Adam moves "
+                    "every weight by about the rate each step)"
+                )
+        if not 0 <= self.seed < MAX_SEED:
+            out.append(f"{prefix}seed: expected an integer in [0, 2^32), got {self.seed}")
+        for name, bound in (("steps", MAX_STEPS), ("prompts_per_step", MAX_BATCH), ("prior_eval_examples", MAX_BATCH)):
+            if getattr(self, name) > bound:
+                out.append(f"{prefix}{name}: expected at most {bound:,}, got {getattr(self, name):,}")
         if self.lora_rank < 0:
             out.append(f"{prefix}lora_rank: expected >= 0 (0 = full fine-tuning), got {self.lora_rank}")
         if self.kl_coef < 0:
@@ -768,11 +791,6 @@ class FrontierArm(Options):
         if self.warmup_steps is not None and self.warmup_steps < 0:
             out.append(f"{prefix}warmup_steps: expected >= 0, got {self.warmup_steps}")
         return out
-
-
-MAX_LEARNING_RATE = 1.0
-"""Largest learning rate a frontier accepts (Adam moves each weight by about the rate per step; far beyond 1e-2
-a full fine-tune of a pretrained model diverges)."""
 
 
 @dataclass

@@ -92,6 +92,20 @@ def _trainer_tokens(history: list[dict], logged: list[dict] | None) -> float | N
     return counts[-1]
 
 
+def _report_divergence(run_dir: Path, step: int, name: str, value: float) -> None:
+    """Remove every checkpoint from the diverged step on (their weights are not finite) and raise one
+    ForgetlensError naming the step and the last good checkpoint; ``budget.json`` is not written, so the run is
+    not complete."""
+    for s, directory in checkpoint_dirs(run_dir):
+        if s >= step:
+            remove_checkpoint(run_dir, directory)
+    good = [d.name for s, d in checkpoint_dirs(run_dir) if s > 0]
+    kept = f"kept the last good checkpoint, {good[-1]}" if good else "no checkpoint before it was kept"
+    raise ForgetlensError(
+        f"{run_dir}: training diverged at step {step} ({name} = {value}); {kept}; lower the learning rate"
+    )
+
+
 def starting_checkpoint(path: Path) -> Path:
     """The checkpoint ``FinetuneConfig.init_from`` names: a run directory's last checkpoint, or the directory
     itself when it holds weights; one ForgetlensError naming it otherwise."""
@@ -227,6 +241,8 @@ def train(
     else:
         trainer.train(resume_from_checkpoint=resume_from)
         history, last_step = trainer.state.log_history, trainer.state.global_step
+        if getattr(trainer, "diverged", None) is not None:
+            _report_divergence(run_dir, *trainer.diverged)
     seconds = time.perf_counter() - start
     if not is_main_process():
         return {}

@@ -61,6 +61,7 @@ def _common_args(cfg: FinetuneConfig, out_dir: Path, lr: float, sequences_per_st
         save_total_limit=None,
         save_only_model=False,
         logging_steps=1,
+        logging_nan_inf_filter=False,  # a non-finite loss is logged as it is: divergence_stop reads it
         report_to="none",
         disable_tqdm=True,  # forgetlens shows the steps itself (StepProgress), in worker processes too
         use_cpu=not _cuda(),
@@ -234,13 +235,36 @@ def build_sft_trainer(
 
 def _quiet(trainer, cfg: FinetuneConfig):
     """Drop transformers' PrinterCallback (it prints every log line when the progress bar is off; the log
-    history still goes to ``training_log.json`` and to any configured logger), and tell the checkpoint writer
-    whether the last checkpoint keeps its resume state (``cfg.keep_optimizer``; ``save_checkpoint_staged``)."""
+    history still goes to ``training_log.json`` and to any configured logger), tell the checkpoint writer
+    whether the last checkpoint keeps its resume state (``cfg.keep_optimizer``; ``save_checkpoint_staged``), and
+    stop at the first step whose loss or gradient norm is not finite (:func:`divergence_stop`)."""
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)
     trainer.keep_optimizer = cfg.keep_optimizer
+    trainer.diverged = None
+    trainer.add_callback(divergence_stop(trainer))
     return trainer
+
+
+def divergence_stop(trainer):
+    """A callback that ends training at the first logged step whose loss or gradient norm is NaN or infinite,
+    without saving that step, and leaves ``trainer.diverged = (step, name, value)`` for the caller to report."""
+    import math
+
+    from transformers import TrainerCallback
+
+    class DivergenceStop(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            for name in ("loss", "grad_norm"):
+                value = (logs or {}).get(name)
+                if isinstance(value, float | int) and not math.isfinite(value) and trainer.diverged is None:
+                    trainer.diverged = (state.global_step, name, value)
+                    control.should_training_stop = True
+                    control.should_save = False
+            return control
+
+    return DivergenceStop()
 
 
 def make_reward_function(strict: bool = False) -> Callable[..., list[float]]:
