@@ -184,3 +184,21 @@ def test_a_killed_frontier_resumes_to_the_results_of_an_unbroken_one(tmp_path):
                 if first is not None:
                     first.pop("seconds")
     assert a == b
+
+
+def test_an_arm_with_lora_is_its_own_arm():
+    """The same method with and without LoRA: two arms (``sft``, ``sft-lora8``), each run at its own rank and its
+    own rate, named for its arm."""
+    from forgetlens.config.options import FrontierArm, FrontierConfig
+    from forgetlens.pipeline.frontier import frontier_runs
+
+    cfg = FrontierConfig(arms=[FrontierArm("sft", [1e-3]), FrontierArm("sft", [3e-3], lora_rank=8)], seeds=[0, 1])
+    runs = frontier_runs(cfg)
+    assert sorted(runs) == ["sft-lora8-lr0.003-s0", "sft-lora8-lr0.003-s1", "sft-lr0.001-s0", "sft-lr0.001-s1"]
+    assert runs["sft-lora8-lr0.003-s1"].lora_rank == 8 and runs["sft-lr0.001-s0"].lora_rank == 0
+    assert runs["sft-lora8-lr0.003-s1"].lr_sft == 3e-3 and runs["sft-lora8-lr0.003-s1"].seed == 1
+    from forgetlens.config.options import deferred_validation
+
+    with deferred_validation():
+        twice = FrontierConfig(arms=[FrontierArm("sft"), FrontierArm("sft")])
+    assert "arms: repeated arms in ['sft', 'sft']; each arm is one method (with or without LoRA)" in twice.problems()

@@ -770,11 +770,14 @@ class FrontierArm(Options):
     """Most optimizer steps a run of this arm trains (None: the frontier's ``max_steps``)."""
     warmup_steps: int | None = None
     """Linear warm-up steps of this arm's runs (None: ``finetune.warmup_steps``)."""
+    lora_rank: int | None = None
+    """LoRA rank of this arm's runs (0: full fine-tuning; None: ``finetune.lora_rank``); an arm with LoRA is named
+    ``METHOD-loraR``, so the same method with and without LoRA are two arms."""
 
     @property
     def name(self) -> str:
-        """The arm's name in results and figures: its method."""
-        return self.method
+        """The arm's name in results and figures: its method, and ``-loraR`` when it trains LoRA adapters."""
+        return f"{self.method}-lora{self.lora_rank}" if self.lora_rank else self.method
 
     def problems(self, prefix: str = "") -> list[str]:
         out: list[str] = []
@@ -790,6 +793,8 @@ class FrontierArm(Options):
         _positive(out, self, prefix, ("steps",), optional=True)
         if self.warmup_steps is not None and self.warmup_steps < 0:
             out.append(f"{prefix}warmup_steps: expected >= 0, got {self.warmup_steps}")
+        if self.lora_rank is not None and self.lora_rank < 0:
+            out.append(f"{prefix}lora_rank: expected >= 0 (0 = full fine-tuning), got {self.lora_rank}")
         return out
 
 
@@ -908,7 +913,7 @@ class FrontierConfig(Options):
             out.append("arms: expected at least one arm")
         names = [a.name for a in self.arms]
         if len(set(names)) != len(names):
-            out.append(f"arms: repeated methods in {names}; each arm is one method")
+            out.append(f"arms: repeated arms in {names}; each arm is one method (with or without LoRA)")
         for i, arm in enumerate(self.arms):
             out += arm.problems(f"arms[{i}].")
         _positive(out, self, "", ("max_steps", "checkpoint_every"))

@@ -85,12 +85,13 @@ def frontier_runs(cfg: FrontierConfig) -> dict[str, FinetuneConfig]:
                     seed=seed,
                     steps=arm.steps or cfg.max_steps,
                     warmup_steps=shared.warmup_steps if arm.warmup_steps is None else arm.warmup_steps,
+                    lora_rank=shared.lora_rank if arm.lora_rank is None else arm.lora_rank,
                 )
                 if trainer_kind(arm.method) == "rl":
                     ft = dataclasses.replace(ft, lr_rl=lr)
                 else:
                     ft = dataclasses.replace(ft, lr_sft=lr)
-                runs[str(RunId(arm.method, seed=seed, lr=lr))] = ft
+                runs[str(RunId(arm.name, seed=seed, lr=lr))] = ft
     return runs
 
 
