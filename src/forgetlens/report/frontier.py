@@ -71,13 +71,15 @@ def tradeoff_figure(results: dict, key: str = MEAN, ax=None) -> tuple[str | None
             s=22,
         )
         xs, ys = _frontier_line(configs, base, key)
-        (line,) = ax.step(xs, ys, where="post", color=color, lw=2, label=f"{arm} frontier ({len(configs)} points)")
+        # F(a) on (x_i, x_i+1] is the best configuration at x_i+1 or beyond: the step is drawn before each point
+        (line,) = ax.step(xs, ys, where="pre", color=color, lw=2, label=f"{arm} frontier ({len(configs)} points)")
         legend.append(line.get_label())
     ax.scatter([base["accuracy"]], [1.0], color="black", marker="*", s=90, zorder=5, label="base model")
     legend.append("base model")
+    top = ax.get_ylim()[1]
     for name, level in (results.get("comparison") or {}).get("levels", {}).items():
         ax.axvline(level, color="#999999", ls=":", lw=1)
-        ax.annotate(name, (level, ax.get_ylim()[0]), fontsize=7, color="#666666", rotation=90, va="bottom")
+        ax.annotate(name, (level, top), fontsize=7, color="#666666", rotation=90, va="top", ha="right")
     ax.set_xlabel("held-out target accuracy")
     ax.set_ylabel("prior-task accuracy retention" + (" (mean over tasks)" if key == MEAN else f" ({key})"))
     ax.legend(fontsize=8, loc="lower left")
