@@ -82,7 +82,6 @@ def one_step_at(lr: float, model_name: str) -> dict:
     loaded = load_model(model_name)
     configure_threads(loaded.model, cfg.threads)
     tok = loaded.tokenizer
-    base = {n: p.detach().clone() for n, p in loaded.model.named_parameters()}
     train, evaluation = target_splits(cfg)
     evaluation = evaluation[:32]
     prompts = chat_prompts(tok, evaluation)
@@ -123,6 +122,10 @@ def one_step_at(lr: float, model_name: str) -> dict:
     unseen[list(sampled)] = False
     mass0, mass1 = (lp.exp()[:, unseen].sum(-1).mean().item() for lp in (logp0, logp1))
     acc1, _ = target_accuracy(model, tok, evaluation, cfg.max_new_tokens)
+    # Adam's first update, read from its state (no copy of the weights): m = (1 - b1) g, v = (1 - b2) g^2, so the
+    # bias-corrected step is lr * g / (|g| + eps'): the full rate wherever the gradient is not ~0
+    beta1, beta2 = trainer.optimizer.param_groups[0]["betas"]
+    eps = trainer.optimizer.param_groups[0]["eps"]
     groups: dict[str, dict] = {}
     for name, p in model.named_parameters():
         group = (
@@ -136,12 +139,16 @@ def one_step_at(lr: float, model_name: str) -> dict:
             if "self_attn" in name
             else "norms"
         )
-        delta = (p.detach() - base[name]).abs()
+        state = trainer.optimizer.state.get(p, {})
         g = groups.setdefault(group, {"entries": 0, "moved_by_lr": 0, "delta_sq": 0.0, "weight_sq": 0.0})
-        g["entries"] += delta.numel()
-        g["moved_by_lr"] += int((delta > 0.5 * lr).sum())
-        g["delta_sq"] += float((delta.double() ** 2).sum())
-        g["weight_sq"] += float((base[name].double() ** 2).sum())
+        g["entries"] += p.numel()
+        g["weight_sq"] += float((p.detach().double() ** 2).sum())
+        if "exp_avg" in state:
+            m_hat = state["exp_avg"].double() / (1 - beta1)
+            v_hat = state["exp_avg_sq"].double() / (1 - beta2)
+            delta = lr * m_hat.abs() / (v_hat.sqrt() + eps)
+            g["moved_by_lr"] += int((delta > 0.5 * lr).sum())
+            g["delta_sq"] += float((delta**2).sum())
     return {
         "lr": lr,
         "reward": log.get("reward"),
