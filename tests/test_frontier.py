@@ -107,6 +107,23 @@ def test_resume_of_a_finished_frontier_redoes_nothing_and_refuses_other_options(
         "frontier", "--config", str(_config(tmp_path, **{"max_steps": 40})), "--resume", "--out", str(frontier)
     )
     assert changed.returncode == 2 and "max_steps: 32 when started, 40 now" in changed.stderr
+    asked = run_cli(  # a practitioner's own target and floor, asked of the same runs: no training
+        "frontier",
+        "--config",
+        str(_config(tmp_path)),
+        "--resume",
+        "--target-accuracy",
+        "0.5",
+        "--retention-floor",
+        "0.8",
+        "--out",
+        str(frontier),
+    )
+    assert asked.returncode == 0, asked.stderr
+    picks = _strict(frontier / "frontier.json")["picks"]
+    assert picks["target_accuracy"] == 0.5 and picks["retention_floor"] == 0.8
+    assert picks["cheapest"] and all(p["arm"] == "replay" and p["accuracy"] >= 0.5 for p in picks["cheapest"])
+    assert _strict(frontier / "frontier.json")["runs"] == after["runs"]
 
 
 @pytest.mark.parametrize(

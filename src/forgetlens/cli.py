@@ -492,19 +492,34 @@ def run_cmd(config_path, seeds, resume, overwrite, jobs, allow_download, out) ->
     help="Tokens every method generates, in RL's rollouts and in the evaluation alike (overrides "
     "finetune.max_new_tokens and finetune.rl.max_completion_length).",
 )
+@click.option(
+    "--target-accuracy",
+    type=float,
+    default=None,
+    help="A target accuracy to reach: the cheapest configurations that reach it while every prior task keeps "
+    "--retention-floor (overrides analysis.target_accuracy; with --resume, asked of the runs already made).",
+)
+@click.option(
+    "--retention-floor",
+    type=float,
+    default=None,
+    help="Least accuracy retention every prior task must keep for a pick (overrides analysis.retention_floor).",
+)
 @click.option("--resume", is_flag=True, help="Continue an interrupted frontier in --out (each run where it stopped).")
 @click.option("--overwrite", is_flag=True, help="Delete --out first (only a directory forgetlens made).")
 @click.option("--jobs", type=int, default=1, show_default=True, help="Worker processes, one run each.")
 @click.option("--allow-download", is_flag=True, help="Let the Hugging Face libraries fetch models (offline otherwise).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Frontier directory.")
-def frontier_cmd(config_path, seeds, max_new_tokens, resume, overwrite, jobs, allow_download, out) -> None:
+def frontier_cmd(
+    config_path, seeds, max_new_tokens, target_accuracy, retention_floor, resume, overwrite, jobs, allow_download, out
+) -> None:
     """Each method's Pareto frontier of target accuracy against prior-skill retention over learning rates, steps
     and seeds, and the methods compared at matched accuracy (frontier.json, frontier.html)."""
     import dataclasses
 
     from forgetlens.config.loading import load_frontier_config
     from forgetlens.config.options import FrontierConfig
-    from forgetlens.pipeline.frontier import run_frontier
+    from forgetlens.pipeline.frontier import run_frontier, validate_frontier
     from forgetlens.report.frontier import frontier_summary, write_frontier_report
 
     _check_resume_overwrite(resume, overwrite)
@@ -520,6 +535,9 @@ def frontier_cmd(config_path, seeds, max_new_tokens, resume, overwrite, jobs, al
             raise ForgetlensError(f"--max-new-tokens: expected a positive number of tokens, got {max_new_tokens}")
         rl = dataclasses.replace(cfg.finetune.rl, max_completion_length=max_new_tokens)
         cfg.finetune = dataclasses.replace(cfg.finetune, max_new_tokens=max_new_tokens, rl=rl)
+    picks = {"target_accuracy": target_accuracy, "retention_floor": retention_floor}
+    cfg.analysis = dataclasses.replace(cfg.analysis, **{k: v for k, v in picks.items() if v is not None})
+    validate_frontier(cfg, "options")
     results = run_frontier(
         cfg, out, resume=resume, overwrite=overwrite, log=click.echo, jobs=jobs, render=write_frontier_report
     )

@@ -374,8 +374,9 @@ def run_frontier(
     jobs: int = 1,
     render: Renderer | None = None,
 ) -> dict:
-    """Run (or resume) every stage; returns frontier.json's content. A resumed frontier may add seeds, never
-    change another option."""
+    """Run (or resume) every stage; returns frontier.json's content. A resumed frontier may add seeds and change
+    the ``analysis`` section (it only reads the runs: a practitioner's target and floor are asked of the same runs),
+    never another option."""
     validate_frontier(cfg)
     if jobs < 1:
         raise ForgetlensError(f"--jobs must be at least 1, got {jobs}")
@@ -384,8 +385,10 @@ def run_frontier(
     if resume and record.exists():
         stored = dict(record_field(read_json(record), "config", record))
         started = stored.pop("seeds", list(cfg.seeds))
+        stored.pop("analysis", None)
         now = json.loads(json.dumps(dataclasses.asdict(cfg)))
         now.pop("seeds")
+        now.pop("analysis")
         changed = config_differences(stored, now)
         if changed:
             raise ForgetlensError(f"{record}: --resume with options the run was not started with: {'; '.join(changed)}")
