@@ -219,3 +219,19 @@ def test_an_arm_with_lora_is_its_own_arm():
     with deferred_validation():
         twice = FrontierConfig(arms=[FrontierArm("sft"), FrontierArm("sft")])
     assert "arms: repeated arms in ['sft', 'sft']; each arm is one method (with or without LoRA)" in twice.problems()
+
+
+def test_report_rebuilds_the_page_and_prints_its_tables(frontier, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    shutil.copy(frontier / "frontier.json", copy / "frontier.json")
+    result = run_cli("report", str(copy))
+    assert result.returncode == 0, result.stderr
+    assert (copy / "frontier.html").read_text() == (frontier / "frontier.html").read_text()
+    markdown = run_cli("report", str(copy), "--markdown")
+    assert markdown.returncode == 0 and "### matched" in markdown.stdout and "| replay - sft |" in markdown.stdout
+    (copy / "frontier.json").write_text('{"schema": "forgetlens-frontier/1", "arms": 3}')
+    broken = run_cli("report", str(copy))
+    assert broken.returncode == 2 and "frontier.json: its fields do not fit together" in broken.stderr

@@ -631,13 +631,17 @@ def plan_cmd(config_path, gpus, prompt_tokens) -> None:
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--markdown", is_flag=True, help="Print the results as Markdown tables instead (writes nothing).")
 def report_cmd(run_dir: Path, markdown: bool) -> None:
-    """Rebuild RUN_DIR/report.html (and the derived tables) from RUN_DIR/results.json alone."""
+    """Rebuild RUN_DIR/report.html from RUN_DIR/results.json alone (a frontier's frontier.html from its
+    frontier.json)."""
     from forgetlens.analysis.summary import derived_results
     from forgetlens.pipeline.results import read_results
     from forgetlens.report.html import write_report
     from forgetlens.report.markdown import markdown_tables
     from forgetlens.utils import first_line, short_repr
 
+    if (run_dir / "frontier.json").exists() and not (run_dir / "results.json").exists():
+        _frontier_report(run_dir, markdown)
+        return
     results = read_results(run_dir / "results.json")
     if not markdown:
         check_writable(run_dir / "report.html", "RUN_DIR")
@@ -653,6 +657,32 @@ def report_cmd(run_dir: Path, markdown: bool) -> None:
             f"{short_repr(first_line(exc))}); expected a results.json written by forgetlens run"
         ) from None
     click.echo(f"report: {run_dir / 'report.html'}")
+
+
+def _frontier_report(run_dir: Path, markdown: bool) -> None:
+    """``report`` of a frontier directory: frontier.html (or its tables as Markdown) from frontier.json."""
+    from forgetlens.artefacts import read_json
+    from forgetlens.pipeline.frontier import SCHEMA
+    from forgetlens.report.frontier import frontier_markdown, write_frontier_report
+    from forgetlens.utils import first_line, short_repr
+
+    results = read_json(run_dir / "frontier.json")
+    if results.get("schema") != SCHEMA:
+        raise ForgetlensError(
+            f"{run_dir / 'frontier.json'}: schema {short_repr(results.get('schema'))}; expected {SCHEMA}"
+        )
+    try:
+        if markdown:
+            click.echo(frontier_markdown(results))
+            return
+        check_writable(run_dir / "frontier.html", "RUN_DIR")
+        write_frontier_report(results, run_dir / "frontier.html")
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+        raise ForgetlensError(
+            f"{run_dir / 'frontier.json'}: its fields do not fit together ({type(exc).__name__}: "
+            f"{short_repr(first_line(exc))}); expected a frontier.json written by forgetlens frontier"
+        ) from None
+    click.echo(f"report: {run_dir / 'frontier.html'}")
 
 
 def _one_line_warnings() -> None:

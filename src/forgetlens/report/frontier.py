@@ -325,6 +325,33 @@ def pick_rows(results: dict) -> list[list[str]]:
     return rows
 
 
+TABLES = {
+    "matched": (["arms", "level", "task", "retention difference", "both reach"], difference_rows),
+    "paired": (
+        ["arms", "level", "task", "chosen", "only first / only later", "McNemar p", "log p difference", "p"],
+        paired_rows,
+    ),
+    "speed": (["arm", "level", "step", "lr", "seconds"], speed_rows),
+    "predictors": (["points", "n", "runs", "R^2 (KL)", "slope per nat", "partial R^2 (circuit)"], predictor_rows),
+    "picks": (["arm", "lr", "step", "accuracy", "retention", "seconds"], pick_rows),
+    "runs": (
+        ["run", "steps", "plateau", "target accuracy", "KL (nats)", "zero-signal share", "seconds"],
+        run_rows,
+    ),
+}
+"""Every table of the frontier page: its header and the function that makes its rows from frontier.json."""
+
+
+def frontier_markdown(results: dict) -> str:
+    """The verdicts and every table of the page as Markdown (``forgetlens report DIR --markdown``)."""
+    lines = [*frontier_summary(results), ""]
+    for name, (header, rows) in TABLES.items():
+        lines += [f"### {name}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in rows(results)]
+        lines.append("")
+    return "\n".join(lines)
+
+
 def render_frontier(results: dict) -> str:
     from jinja2 import Environment, PackageLoader, StrictUndefined
 
@@ -340,8 +367,7 @@ def render_frontier(results: dict) -> str:
             "Best accuracy retention (ratio to the base, per task and mean) of the later arm minus the first, at each "
             "matched held-out target accuracy; 95 % bootstrap interval over seeds, questions and prompts; the last "
             "column is the share of resamples in which both arms reach the level.",
-            ["arms", "level", "task", "retention difference", "both reach"],
-            difference_rows(results),
+            *_table("matched", results),
         ),
         (
             "paired",
@@ -349,40 +375,35 @@ def render_frontier(results: dict) -> str:
             "The configuration each frontier picks at the level; McNemar's exact test on top-1 (prompts answered "
             "right by only the first arm / only the later one, pairs over prompts and seeds) and a paired bootstrap "
             "on log p(answer) (later minus first, nats).",
-            ["arms", "level", "task", "chosen", "only first / only later", "McNemar p", "log p difference", "p"],
-            paired_rows(results),
+            *_table("paired", results),
         ),
         (
             "speed",
             "Adaptation speed",
             "The earliest step (over learning rates, mean over seeds) at which each arm reaches each level, and "
             "the training seconds to get there.",
-            ["arm", "level", "step", "lr", "seconds"],
-            speed_rows(results),
+            *_table("speed", results),
         ),
         (
             "predictors",
             "Forgetting predictors",
             "Forgetting (accuracy points lost, mean over prior tasks) regressed on forward KL on the target; partial "
             "R^2 of the circuit's joint damage (nats) beyond KL; 95 % intervals resample whole runs.",
-            ["points", "n", "runs", "R^2 (KL)", "slope per nat", "partial R^2 (circuit)"],
-            predictor_rows(results),
+            *_table("predictors", results),
         ),
         (
             "picks",
             "Cheapest picks",
             f"Configurations reaching target accuracy {number_text(picks.get('target_accuracy'))} with every prior "
             f"task's retention at least {number_text(picks.get('retention_floor'))}, cheapest training time first.",
-            ["arm", "lr", "step", "accuracy", "retention", "seconds"],
-            pick_rows(results),
+            *_table("picks", results),
         ),
         (
             "runs",
             "Runs",
             "Each run's steps trained (stopped at its plateau or its budget), its last checkpoint, RL's mean share of "
             "groups without reward variance, and training seconds.",
-            ["run", "steps", "plateau", "target accuracy", "KL (nats)", "zero-signal share", "seconds"],
-            run_rows(results),
+            *_table("runs", results),
         ),
     ]
     figures = [
@@ -399,6 +420,11 @@ def render_frontier(results: dict) -> str:
         circuits={t: len(h) for t, h in results.get("circuits", {}).items()},
         schema=results.get("schema", ""),
     )
+
+
+def _table(name: str, results: dict) -> tuple[list[str], list[list[str]]]:
+    header, rows = TABLES[name]
+    return header, rows(results)
 
 
 def write_frontier_report(results: dict, path: Path) -> None:
