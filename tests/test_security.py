@@ -647,3 +647,46 @@ def test_a_diverging_run_stops_at_the_step_with_its_last_good_checkpoint(tmp_pat
         "checkpoint-2"
     ]
     assert not (run / "budget.json").exists()
+
+
+READERS = {
+    "artefacts.py": "read_json and load_tensors: the checked readers of JSON and safetensors",
+    "analysis/vulnerability.py": "load_measurements: the checked reader of measurement .npz files",
+    "targets/science_data.py": "the target data a user points at (its own one-line errors per record)",
+    "models/loading.py": "a model folder's JSON files, checked for code before transformers reads them",
+    "embedded_build/pretrain.py": "the embedded model's own build state (weights_only)",
+    "training/checkpoints.py": "a checkpoint's resume state, read weights_only before the trainer reads it",
+}
+"""The modules that may parse a file themselves, and why; every other read goes through them."""
+
+
+def test_no_file_is_parsed_outside_the_checked_readers():
+    """``json.loads`` of a file, ``np.load`` and ``torch.load`` appear only in :data:`READERS` (parsing JSON text
+    held in memory, such as a round trip of a config or a reward record, is not a file read)."""
+    pattern = re.compile(r"json\.loads\((?!json\.dumps|r\))|np\.load\(|torch\.load\(")
+    offenders = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        name = path.relative_to(PACKAGE).as_posix()
+        if name in READERS:
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if pattern.search(line):
+                offenders.append(f"{name}:{number}: {line.strip()}")
+    assert offenders == []
+
+
+def test_a_planted_pickle_in_the_resume_state_is_one_line_and_runs_nothing(tmp_path):
+    """``optimizer.pt`` of an unfinished run replaced by a pickle that would run a command: ``--resume`` reads it
+    weights-only first, refuses it naming the file, and the command never runs."""
+    from conftest import run_cli
+
+    run = tmp_path / "run"
+    args = ["finetune", "--method", "sft", "--steps", "4", "--checkpoint-every", "2", "--prompts-per-step", "2"]
+    assert run_cli(*args, "--keep-optimizer", "--out", str(run)).returncode == 0
+    (run / "budget.json").unlink()  # as if killed after checkpoint-4: the run resumes from it
+    marker = tmp_path / "ran"
+    planted_pickle(run / "checkpoints" / "checkpoint-4" / "optimizer.pt", marker)
+    result = run_cli(*args, "--keep-optimizer", "--resume", "--out", str(run))
+    assert result.returncode == 2, result.stderr
+    assert "checkpoint-4/optimizer.pt: not the training state forgetlens wrote" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not marker.exists()

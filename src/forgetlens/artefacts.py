@@ -57,10 +57,22 @@ def write_json(path: str | os.PathLike, data: Any, indent: int | None = 1) -> No
     atomic_write_text(path, json_text(data, indent))
 
 
+MAX_JSON_BYTES = 512 * 2**20
+"""Largest JSON record forgetlens reads (its own largest, a study's results.json, is a few MiB)."""
+
+
 def read_json(path: str | os.PathLike, expect: type | None = dict) -> Any:
-    """The JSON value in ``path``; a ForgetlensError naming the file when it is not UTF-8 JSON or, with
+    """The JSON value in ``path``; a ForgetlensError naming the file when it is a symbolic link (forgetlens
+    never writes one, and reads nothing through one), larger than :data:`MAX_JSON_BYTES`, not UTF-8 JSON or, with
     ``expect``, not of that type.  (Older forgetlens files may hold bare ``NaN``; they are read as NaN.)"""
     path = Path(path)
+    if path.is_symlink():
+        raise ForgetlensError(f"{path}: a symbolic link, not a file forgetlens wrote; refusing to read through it")
+    try:
+        if path.stat().st_size > MAX_JSON_BYTES:
+            raise ForgetlensError(f"{path}: larger than {MAX_JSON_BYTES // 2**20} MiB; not a record forgetlens wrote")
+    except OSError as exc:
+        raise ForgetlensError(f"{path}: cannot be read ({first_line(exc)})") from None
     try:
         data = json.loads(path.read_bytes().decode("utf-8"))
     except UnicodeDecodeError as exc:
@@ -69,6 +81,8 @@ def read_json(path: str | os.PathLike, expect: type | None = dict) -> Any:
         raise ForgetlensError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
     except RecursionError:
         raise ForgetlensError(f"{path}: JSON nested too deeply to read") from None
+    except OSError as exc:  # a directory where the file should be, or a file that vanished
+        raise ForgetlensError(f"{path}: cannot be read as a file ({first_line(exc)})") from None
     if expect is not None and not isinstance(data, expect):
         raise ForgetlensError(f"{path}: expected a JSON {expect.__name__}, got {type(data).__name__}")
     return data

@@ -627,12 +627,13 @@ def plan_cmd(config_path, gpus, prompt_tokens) -> None:
     click.echo("\n\n".join(format_plan(cfg, shape, hw, prompt_tokens, source) for hw in hardware))
 
 
-@cli.command("report")
+@cli.command("report", short_help="Rebuild a study's report.html or a frontier's frontier.html from its JSON.")
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--markdown", is_flag=True, help="Print the results as Markdown tables instead (writes nothing).")
 def report_cmd(run_dir: Path, markdown: bool) -> None:
-    """Rebuild RUN_DIR/report.html from RUN_DIR/results.json alone (a frontier's frontier.html from its
-    frontier.json)."""
+    """Rebuild a study's report.html from its results.json, or a frontier's frontier.html from its frontier.json.
+
+    Nothing else in RUN_DIR is read."""
     from forgetlens.analysis.summary import derived_results
     from forgetlens.pipeline.results import read_results
     from forgetlens.report.html import write_report

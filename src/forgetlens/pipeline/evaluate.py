@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from forgetlens.artefacts import write_json
 from forgetlens.config.options import FinetuneConfig
 from forgetlens.errors import ForgetlensError
 from forgetlens.measure.behaviour import (
@@ -27,7 +28,7 @@ from forgetlens.measure.behaviour import (
     target_accuracy,
 )
 from forgetlens.models.loading import configure_threads, load_model
-from forgetlens.pipeline.results import behaviour_csv
+from forgetlens.pipeline.results import BEHAVIOUR_ROW, KL_SAMPLES, behaviour_csv, read_record
 from forgetlens.progress import track
 from forgetlens.tasks.registry import chosen_task_names, get_task
 from forgetlens.training.checkpoints import checkpoint_dirs, load_checkpoint
@@ -110,12 +111,17 @@ def behaviour_probe(
     kl_prompts = [p for p in chat_prompts(tokenizer, kl_records) for _ in range(cfg.kl_samples)]
     kl_cap = cfg.kl_max_new_tokens or cfg.max_new_tokens
     if samples_cache is not None and samples_cache.exists():
-        samples = json.loads(samples_cache.read_text())
+        samples = read_record(samples_cache, KL_SAMPLES, "the base model's sampled completions")
+        if len(samples) != len(kl_prompts):
+            raise ForgetlensError(
+                f"{samples_cache}: {len(samples)} sampled completions for {len(kl_prompts)} KL prompts; expected the "
+                "samples of this run's evaluation options (delete the file to sample again)"
+            )
     else:
         samples = generate(base.model, tokenizer, kl_prompts, kl_cap, sample=True, seed=cfg.seed)
         if samples_cache is not None:
             samples_cache.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(samples_cache, json.dumps(samples))
+            write_json(samples_cache, samples)
     general = general_probe(base.model, tokenizer, cfg) if cfg.general_eval else None
     base_logps: dict = {}  # the base's log-probabilities on the KL samples, computed at the first checkpoint
 
@@ -173,9 +179,9 @@ class CheckpointEvaluator:
         """Checkpoint ``step``'s behaviour row (``path``: its directory), measured unless cached."""
         cached = self.cached(step)
         if cached.exists():
-            return json.loads(cached.read_text())
+            return read_record(cached, BEHAVIOUR_ROW, "a behaviour row")
         if step == 0 and self.shared is not None and self.shared.exists():
-            row = json.loads(self.shared.read_text())
+            row = read_record(self.shared, BEHAVIOUR_ROW, "a behaviour row")
         else:
             if self._measure is None:
                 samples = self.shared.with_suffix(".kl-samples.json") if self.shared is not None else None
@@ -184,9 +190,9 @@ class CheckpointEvaluator:
             row = measure(step, path)
             if step == 0 and self.shared is not None:
                 self.shared.parent.mkdir(parents=True, exist_ok=True)
-                atomic_write_text(self.shared, json.dumps(row))
+                write_json(self.shared, row)
         self.cache.mkdir(exist_ok=True)
-        atomic_write_text(cached, json.dumps(row))
+        write_json(cached, row)
         return row
 
 
@@ -226,6 +232,6 @@ def evaluate_checkpoints(
         "steps_to_threshold": next((r["step"] for r in rows if r["target_accuracy"] >= cfg.accuracy_threshold), None),
         "checkpoints": rows,
     }
-    atomic_write_text(run_dir / "behaviour.json", json.dumps(table, indent=1))
+    write_json(run_dir / "behaviour.json", table)
     atomic_write_text(run_dir / "behaviour.csv", behaviour_csv(rows))
     return rows

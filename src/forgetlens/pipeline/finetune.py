@@ -32,10 +32,16 @@ from forgetlens.errors import ForgetlensError
 from forgetlens.models.loading import check_model, configure_threads, load_model, load_tokenizer, model_record
 from forgetlens.pipeline.evaluate import CheckpointEvaluator, Circuits, evaluate_checkpoints, measured_steps
 from forgetlens.tasks.registry import chosen_task_names
-from forgetlens.training.checkpoints import checkpoint_dirs, drop_resume_state, load_checkpoint, remove_checkpoint
+from forgetlens.training.checkpoints import (
+    check_resume_state,
+    checkpoint_dirs,
+    drop_resume_state,
+    load_checkpoint,
+    remove_checkpoint,
+)
 from forgetlens.training.data import conversational_rows, prompt_length_problems, target_splits, training_schedule
 from forgetlens.training.regularizers import build_regularizers
-from forgetlens.utils import atomic_write_text, is_main_process, versions, wait_for_everyone
+from forgetlens.utils import is_main_process, versions, wait_for_everyone
 
 if TYPE_CHECKING:  # annotations only
     from transformers import PreTrainedModel
@@ -234,6 +240,7 @@ def train(
     start = time.perf_counter()
     logged = None  # read now: a watch keeping only the newest weights deletes the resumed checkpoint later
     if resume_from is not None:
+        check_resume_state(Path(resume_from))
         logged = record_field(read_json(Path(resume_from) / "trainer_state.json"), "log_history", resume_from, list)
     if resume_from is not None and watch is not None and watch.seen(run_dir):  # stopped there before a kill
         history = logged or []
@@ -246,18 +253,15 @@ def train(
     seconds = time.perf_counter() - start
     if not is_main_process():
         return {}
-    atomic_write_text(run_dir / "training_log.json", json.dumps(history, indent=1))
+    write_json(run_dir / "training_log.json", history)
     if monitor is not None:
-        atomic_write_text(
+        write_json(
             run_dir / "monitor.json",
-            json.dumps(
-                {
-                    "history": monitor.history,
-                    "setup_seconds": round(monitor.setup_seconds, 2),
-                    "seconds": round(monitor.seconds, 2),
-                },
-                indent=1,
-            ),
+            {
+                "history": monitor.history,
+                "setup_seconds": round(monitor.setup_seconds, 2),
+                "seconds": round(monitor.seconds, 2),
+            },
         )
     prompt_tokens = sum(
         len(
@@ -294,7 +298,7 @@ def train(
             "shared_prefill": getattr(trainer, "shared_prefill_calls", 0),
             "trl": getattr(trainer, "trl_generation_calls", None),
         }
-    atomic_write_text(run_dir / "budget.json", json.dumps(budget, indent=1))
+    write_json(run_dir / "budget.json", budget)
     return budget
 
 

@@ -52,6 +52,7 @@ from forgetlens.errors import ForgetlensError
 from forgetlens.pipeline.evaluate import Circuits
 from forgetlens.pipeline.finetune import finetune
 from forgetlens.pipeline.finetune import validate as validate_finetune
+from forgetlens.pipeline.results import BEHAVIOUR_TABLE, BUDGET, TRAINING_LOG, read_record
 from forgetlens.progress import open_task, track
 from forgetlens.tasks.registry import chosen_task_names
 from forgetlens.utils import versions
@@ -221,12 +222,12 @@ def _stop_rule(history: list[tuple[int, float]], patience: int, min_gain: float,
 # --- reading the runs back ----------------------------------------------------------------------------------------
 def run_points(run_dir: Path, arm: str, lr: float, seed: int) -> tuple[list[Point], dict]:
     """A run's points (one per checkpoint, step 0 the base) and its record for frontier.json."""
-    behaviour = read_json(run_dir / "behaviour.json")
-    budget = read_json(run_dir / "budget.json")
+    behaviour = read_record(run_dir / "behaviour.json", BEHAVIOUR_TABLE, "a behaviour table")
+    budget = read_record(run_dir / "budget.json", BUDGET, "a run's budget record")
     steps_trained = int(budget.get("optimizer_steps") or 0)
     seconds = float(budget.get("wall_seconds_this_session") or 0.0)
     log_path = run_dir / "training_log.json"
-    log = read_json(log_path, expect=list) if log_path.exists() else []
+    log = read_record(log_path, TRAINING_LOG, "a training log") if log_path.exists() else []
     per_step = [h for h in log if "frac_reward_zero_std" in h]
     points = []
     rows = []

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 from forgetlens.analysis.summary import checkpoint_rows
 from forgetlens.artefacts import read_json, write_json
@@ -302,11 +303,60 @@ RESULTS_SCHEMA: dict = _object(
 """JSON Schema (draft 2020-12) of ``results.json``; derived sections (curves ... claims) included."""
 
 
-def schema_problems(results: object) -> list[str]:
-    """Every way ``results`` departs from :data:`RESULTS_SCHEMA`, one line each naming the field."""
+BEHAVIOUR_ROW = {
+    **_CHECKPOINT,
+    "properties": {
+        **_CHECKPOINT["properties"],
+        "target_correct": _NUMBERS,
+        "prior": _map_of(_object({"accuracy": _NUMBER, "logit_diff": _NUMBER}, required=["accuracy", "logit_diff"])),
+    },
+}
+"""One checkpoint's behaviour row as a run folder keeps it (``behaviour/checkpoint-N.json``, the base's shared row)."""
+BEHAVIOUR_TABLE = _object(
+    {
+        "method": {"type": "string"},
+        "seed": {"type": "integer"},
+        "n_eval_records": {"type": "integer"},
+        "accuracy_threshold": _NUMBER,
+        "steps_to_threshold": {"type": ["integer", "null"]},
+        "checkpoints": {"type": "array", "items": BEHAVIOUR_ROW, "minItems": 1},
+    },
+    required=["seed", "n_eval_records", "steps_to_threshold", "checkpoints"],
+)
+"""A run's ``behaviour.json``."""
+BUDGET = _object(
+    {
+        "optimizer_steps": {"type": "integer", "minimum": 0},
+        "wall_seconds_this_session": _NUMBER,
+        "frac_reward_zero_std": _NUMBERS,
+        "reward": _NUMBERS,
+    },
+    required=["optimizer_steps"],
+)
+"""A run's ``budget.json`` (the fields forgetlens reads back)."""
+KL_SAMPLES = {"type": "array", "items": {"type": "array", "items": {"type": "integer", "minimum": 0}}}
+"""The base model's sampled completions the forward KL is summed over (``base-behaviour/KEY.kl-samples.json``)."""
+TRAINING_LOG = {"type": "array", "items": {"type": "object"}}
+"""A run's ``training_log.json``: the trainer's log history."""
+
+
+def read_record(path: Path, schema: dict, what: str) -> Any:
+    """A JSON record of a run folder, checked against ``schema`` (:func:`artefacts.read_json` first: no link, not
+    too large, strict UTF-8 JSON); its first problem is one ForgetlensError naming the file, the field and ``what``
+    it should be. ``null`` where the schema has a number reads back as NaN."""
+    data = read_json(path, expect=None)
+    problems = schema_problems(data, schema)
+    if problems:
+        raise ForgetlensError(f"{path}: not {what} forgetlens wrote: {problems[0]}")
+    return _undefined_as_nan(data, schema)
+
+
+def schema_problems(results: object, schema: dict | None = None) -> list[str]:
+    """Every way ``results`` departs from ``schema`` (default :data:`RESULTS_SCHEMA`), one line each naming the
+    field."""
     import jsonschema
 
-    validator = jsonschema.Draft202012Validator(RESULTS_SCHEMA)
+    validator = jsonschema.Draft202012Validator(RESULTS_SCHEMA if schema is None else schema)
     out = []
     for error in sorted(validator.iter_errors(results), key=lambda e: list(map(str, e.absolute_path))):
         where = "/".join(str(p) for p in error.absolute_path) or "(top level)"

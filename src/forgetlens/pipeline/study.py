@@ -48,7 +48,16 @@ from forgetlens.models.loading import LoadedModel, configure_threads, load_model
 from forgetlens.pipeline.audit import BaseCircuit, analyse_task, find_base_circuit
 from forgetlens.pipeline.finetune import finetune
 from forgetlens.pipeline.finetune import validate as validate_finetune
-from forgetlens.pipeline.results import SCHEMA_VERSION, checkpoints_csv, per_head_csv, read_results, write_results
+from forgetlens.pipeline.results import (
+    BEHAVIOUR_TABLE,
+    BUDGET,
+    SCHEMA_VERSION,
+    checkpoints_csv,
+    per_head_csv,
+    read_record,
+    read_results,
+    write_results,
+)
 from forgetlens.pipeline.schedule import run_task_graph
 from forgetlens.progress import open_task, track
 from forgetlens.tasks.registry import chosen_task_names, get_task
@@ -121,7 +130,7 @@ class Study:
     # --- helpers -------------------------------------------------------------------------------------------
     def _read_json(self, name: str):
         path = self.run_dir / name
-        return json.loads(path.read_text()) if path.exists() else None
+        return read_json(path) if path.exists() else None
 
     def _write_json(self, name: str, data) -> None:
         atomic_write_text(self.run_dir / name, json.dumps(data, indent=1, sort_keys=False))
@@ -344,7 +353,7 @@ class Study:
     # --- stage 4: statistics -------------------------------------------------------------------------------
     def behaviour(self) -> dict[str, dict]:
         return {
-            name: json.loads((self.run_dir / "runs" / name / "behaviour.json").read_text())
+            name: read_record(self.run_dir / "runs" / name / "behaviour.json", BEHAVIOUR_TABLE, "a behaviour table")
             for name in run_configs(self.cfg)
         }
 
@@ -382,7 +391,7 @@ class Study:
                 tasks[task.name]["own_circuits"] = self.own_circuits_summary(task.name, list(tuned))
         runs = {}
         for name, table in behaviour.items():
-            budget = json.loads((self.run_dir / "runs" / name / "budget.json").read_text())
+            budget = read_record(self.run_dir / "runs" / name / "budget.json", BUDGET, "a run's budget record")
             rows = [{k: v for k, v in r.items() if k != "target_correct"} for r in table["checkpoints"]]
             ft = run_configs(self.cfg)[name]
             runs[name] = {
@@ -454,8 +463,8 @@ class Study:
             if not cache.exists():
                 model = self.base.model if path is None else load_checkpoint(path, self.cfg.model)
                 cache.parent.mkdir(exist_ok=True)
-                atomic_write_text(cache, json.dumps(run_benchmarks(model, self.base.tokenizer, self.cfg.benchmarks)))
-            scores[label] = json.loads(cache.read_text())
+                write_json(cache, run_benchmarks(model, self.base.tokenizer, self.cfg.benchmarks))
+            scores[label] = read_json(cache)
         return {"tasks": list(self.cfg.benchmarks.tasks), "scores": scores}
 
     # --- stage 5: report ---------------------------------------------------------------------------------

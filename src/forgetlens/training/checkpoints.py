@@ -39,6 +39,27 @@ RESUME_STATE = ("optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state.pth")
 weights' size)."""
 
 
+def check_resume_state(checkpoint: Path) -> None:
+    """Read every :data:`RESUME_STATE` file of ``checkpoint`` the way the trainer will (``weights_only``: no pickled
+    code runs) before it does, so that a damaged or planted one is one ForgetlensError naming it, not a traceback
+    from inside the trainer."""
+    import torch
+
+    for name in RESUME_STATE:
+        path = Path(checkpoint) / name
+        if path.is_symlink():
+            raise ForgetlensError(f"{path}: a symbolic link, not the training state forgetlens wrote")
+        if not path.exists():
+            continue
+        try:
+            torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001  (torch raises many kinds for a file that is not its own)
+            raise ForgetlensError(
+                f"{path}: not the training state forgetlens wrote ({type(exc).__name__}: {first_line(exc)[:120]}); "
+                "delete this checkpoint to resume from the one before it"
+            ) from None
+
+
 def drop_resume_state(run_dir: Path) -> int:
     """Delete :data:`RESUME_STATE` from every checkpoint of a completed run (files the trainer wrote there);
     returns the bytes freed."""

@@ -12,7 +12,6 @@ Each is called as ``term(model, inputs, step) -> scalar tensor`` from the traine
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from forgetlens.analysis.runs import pair_label
+from forgetlens.artefacts import read_json
 from forgetlens.circuits.patching import head_outputs
 from forgetlens.config.options import FinetuneConfig
 from forgetlens.errors import ForgetlensError
@@ -64,7 +64,7 @@ def protected_heads(
 def _top_dcv_heads(path: Path, task: str, k: int, layout: HeadLayout) -> torch.Tensor:
     """The ``k`` heads of largest DCV (V_cmap SFT - RL) at the last step of ``path``'s ``task``."""
     try:
-        dcv = json.loads(path.read_text())["tasks"][task]["dcv"]
+        dcv = read_json(path)["tasks"][task]["dcv"]
         pair = max(dcv, key=lambda p: step if (step := pair_label(p).step) is not None else -1)
         values = torch.tensor(dcv[pair]["v_cmap"]["value"])  # [layer, head]
     except (OSError, KeyError, ValueError, TypeError, AttributeError, IndexError, RecursionError) as exc:
