@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from conftest import make_tiny
 
@@ -121,3 +122,72 @@ def test_option_choices_match_one_option_at_a_time(tokenizer):
                 best = (score, label)
         expected.append(best[1])
     assert batched == expected
+
+
+@torch.no_grad()
+def _reference_token_kl(base, tuned, tokenizer, prompt: str, completion: list[int]) -> list[float]:
+    ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    out = []
+    for t in range(len(completion)):
+        prefix = torch.tensor([ids + completion[:t]])
+        logp0 = base(input_ids=prefix).logits[0, -1].float().log_softmax(-1)
+        logp = tuned(input_ids=prefix).logits[0, -1].float().log_softmax(-1)
+        out.append(float((logp0.exp() * (logp0 - logp)).sum()))
+    return out
+
+
+def test_per_token_divergence_matches_a_reference_and_sums_to_the_forward_kl(tokenizer):
+    """Where two models depart in the text: each token's KL against a prefix-by-prefix reference, over the base's
+    completions and the tuned model's own; the base completions' sums are the forward KL forgetlens reports; the
+    top tokens are the largest; a model against itself departs nowhere."""
+    from forgetlens.measure.behaviour import divergence_view, token_kl
+
+    base, tuned = make_tiny("qwen2", len(tokenizer), seed=0), make_tiny("qwen2", len(tokenizer), seed=1)
+    prompts = _prompts(tokenizer, 4)
+    samples = generate(base, tokenizer, prompts, 6, sample=True, seed=5)
+    per_token = token_kl(base, tuned, tokenizer, prompts, samples, batch_size=3)
+    for row, prompt, completion in zip(per_token, prompts, samples):
+        assert len(row) == len(completion)
+        assert torch.allclose(
+            torch.tensor(row), torch.tensor(_reference_token_kl(base, tuned, tokenizer, prompt, completion)), atol=1e-4
+        )
+    views = divergence_view(base, tuned, tokenizer, prompts, samples, max_new_tokens=6, top=3)
+    kl = forward_kl(base, tuned, tokenizer, prompts, samples)
+    for view, total in zip(views, kl):
+        assert view["base"]["kl_sum"] == pytest.approx(total, rel=1e-9, abs=1e-12)
+        own = view["tuned"]
+        assert own["kl_sum"] == pytest.approx(sum(own["kl"]))
+        everything = sorted(view["base"]["kl"] + own["kl"], reverse=True)
+        assert [t["kl"] for t in view["top"]] == everything[:3]
+    same = divergence_view(base, base, tokenizer, prompts, samples, max_new_tokens=6)
+    assert all(v == 0 for view in same for source in ("base", "tuned") for v in view[source]["kl"])
+
+
+def test_a_runs_last_checkpoint_keeps_its_divergence_and_it_sums_to_its_kl(tmp_path):
+    """``forgetlens finetune`` keeps ``divergence.json`` for the last checkpoint: each target prompt's summed
+    per-token KL over the base's sample is that prompt's term of the row's forward KL."""
+    import json
+
+    from forgetlens.config.options import FinetuneConfig
+    from forgetlens.models.loading import load_model
+    from forgetlens.pipeline.evaluate import DIVERGENCE_PROMPTS
+    from forgetlens.pipeline.finetune import finetune
+    from forgetlens.training.checkpoints import load_checkpoint
+    from forgetlens.training.data import target_splits
+
+    cfg = FinetuneConfig(method="sft", steps=2, checkpoint_every=2, prompts_per_step=2, prior_eval_examples=8)
+    cfg.kl_samples, cfg.kl_prompts = 1, 6
+    run = tmp_path / "run"
+    rows = finetune(cfg, run, log=lambda *a: None)
+    view = json.loads((run / "divergence.json").read_text())
+    assert view["step"] == 2 and len(view["target"]) == DIVERGENCE_PROMPTS
+    base, tuned = load_model("embedded"), load_checkpoint(run / "checkpoints" / "checkpoint-2", "embedded")
+    _, evaluation = target_splits(cfg)
+    prompts = chat_prompts(base.tokenizer, evaluation[: cfg.kl_prompts])
+    samples = generate(base.model, base.tokenizer, prompts, cfg.max_new_tokens, sample=True, seed=cfg.seed)
+    kl = forward_kl(base.model, tuned, base.tokenizer, prompts, samples)  # the run's KL samples, drawn again
+    assert sum(kl) / len(kl) == pytest.approx(rows[-1]["kl_forward"], rel=1e-6)
+    assert [p["prompt"] for p in view["target"]] == prompts[:DIVERGENCE_PROMPTS]
+    for kept, total in zip(view["target"], kl):
+        assert kept["base"]["kl_sum"] == pytest.approx(total, rel=1e-6, abs=1e-9)
+    assert any(total > 0 for total in kl)

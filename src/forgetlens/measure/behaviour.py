@@ -197,8 +197,24 @@ def forward_kl(
     dict kept between calls on the same prompts and completions, where the base model's log-probabilities are
     stored the first time (one forward of the base per checkpoint saved).
     """
+    per_token = token_kl(base, tuned, tokenizer, prompts, completions, batch_size, base_cache)
+    return [sum(row) for row in per_token]
+
+
+@torch.no_grad()
+def token_kl(
+    base: PreTrainedModel,
+    tuned: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[str],
+    completions: list[list[int]],
+    batch_size: int = 32,
+    base_cache: dict[int, torch.Tensor] | None = None,
+) -> list[list[float]]:
+    """KL(base || tuned) of the next-token distribution that predicts each completion token, per (prompt,
+    completion) and token: where in the text the two models depart (:func:`forward_kl` sums each row)."""
     device = model_device(tuned)
-    out = []
+    out: list[list[float]] = []
     for start in range(0, len(prompts), batch_size):
         texts_ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts[start : start + batch_size]]
         comps = completions[start : start + batch_size]
@@ -219,8 +235,41 @@ def forward_kl(
                 base_cache[start] = logp0
         logp = answer_logits(tuned, ids, mask, pos).float().log_softmax(-1)
         kl_tok = (logp0.exp() * (logp0 - logp)).sum(-1) * valid  # [batch, n_c]
-        out += kl_tok.sum(1).tolist()
+        out += [row[: len(c)] for row, c in zip(kl_tok.double().tolist(), comps)]
     return out
+
+
+def divergence_view(
+    base: PreTrainedModel,
+    tuned: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[str],
+    base_completions: list[list[int]],
+    max_new_tokens: int,
+    top: int = 5,
+) -> list[dict]:
+    """Where ``tuned`` departs from ``base`` in the text, per prompt: the per-token KL(base || tuned) along the
+    base's sampled completion and along ``tuned``'s own greedy completion, each token decoded, and the ``top``
+    tokens of largest KL over both. Each ``base.kl_sum`` is the forward KL of that (prompt, completion)."""
+    own = generate(tuned, tokenizer, prompts, max_new_tokens)
+    views: list[dict] = []
+    for source, completions in (("base", base_completions), ("tuned", own)):
+        per_token = token_kl(base, tuned, tokenizer, prompts, completions)
+        for i, (completion, kl) in enumerate(zip(completions, per_token)):
+            if source == "base":
+                views.append({"prompt": prompts[i]})
+            views[i][source] = {
+                "tokens": [tokenizer.decode([t]) for t in completion],
+                "kl": kl,
+                "kl_sum": float(sum(kl)),
+            }
+    for view in views:
+        ranked = [(kl, source, j) for source in ("base", "tuned") for j, kl in enumerate(view[source]["kl"])]
+        view["top"] = [
+            {"source": source, "position": j, "token": view[source]["tokens"][j], "kl": kl}
+            for kl, source, j in sorted(ranked, reverse=True)[:top]
+        ]
+    return views
 
 
 def cut_share(completions: list[list[int]], cap: int, tokenizer: PreTrainedTokenizerBase) -> float:

@@ -15,12 +15,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from forgetlens.artefacts import write_json
+from forgetlens.artefacts import read_json, write_json
 from forgetlens.config.options import FinetuneConfig
 from forgetlens.errors import ForgetlensError
 from forgetlens.measure.behaviour import (
     chat_prompts,
     cut_share,
+    divergence_view,
     forward_kl,
     general_probe,
     generate,
@@ -151,7 +152,24 @@ def behaviour_probe(
             row["general"] = general.scores(base.model, model)
         return row
 
+    def divergence(path: Path) -> dict:
+        """Where checkpoint ``path`` departs from the base in the text (``measure.behaviour.divergence_view``), on
+        the first :data:`DIVERGENCE_PROMPTS` target prompts' base samples and, with the general probe, chat prompts."""
+        model = load_checkpoint(path, cfg.model)
+        n = DIVERGENCE_PROMPTS
+        out = {"target": divergence_view(base.model, model, tokenizer, kl_prompts[:n], samples[:n], kl_cap)}
+        if general is not None:
+            out["chat"] = divergence_view(
+                base.model, model, tokenizer, general.chat_prompts[:n], general.chat_samples[:n], cfg.chat_kl_tokens
+            )
+        return out
+
+    behaviour_row.divergence = divergence  # type: ignore[attr-defined]
     return behaviour_row
+
+
+DIVERGENCE_PROMPTS = 4
+"""Prompts (of the target, and of general chat) whose per-token divergence a run's last checkpoint keeps."""
 
 
 class CheckpointEvaluator:
@@ -172,6 +190,25 @@ class CheckpointEvaluator:
         _, self.eval_records = target_splits(cfg)
         self._measure: Callable[[int, Path], dict] | None = None
 
+    def divergence(self, step: int, path: Path) -> dict:
+        """``divergence.json``: where checkpoint ``step`` (the run's last) departs from the base in the text,
+        measured once per step."""
+        record = self.run_dir / "divergence.json"
+        if record.exists():
+            stored = read_json(record)
+            if stored.get("step") == step:
+                return stored
+        measure = self._probe()
+        view = {"step": step, **measure.divergence(path)}  # type: ignore[attr-defined]
+        write_json(record, view)
+        return view
+
+    def _probe(self) -> Callable[[int, Path], dict]:
+        if self._measure is None:
+            samples = self.shared.with_suffix(".kl-samples.json") if self.shared is not None else None
+            self._measure = behaviour_probe(self.cfg, self.eval_records, samples, self.circuits)
+        return self._measure
+
     def cached(self, step: int) -> Path:
         return self.cache / f"checkpoint-{step}.json"
 
@@ -183,11 +220,7 @@ class CheckpointEvaluator:
         if step == 0 and self.shared is not None and self.shared.exists():
             row = read_record(self.shared, BEHAVIOUR_ROW, "a behaviour row")
         else:
-            if self._measure is None:
-                samples = self.shared.with_suffix(".kl-samples.json") if self.shared is not None else None
-                self._measure = behaviour_probe(self.cfg, self.eval_records, samples, self.circuits)
-            measure: Callable[[int, Path], dict] = self._measure
-            row = measure(step, path)
+            row = self._probe()(step, path)
             if step == 0 and self.shared is not None:
                 self.shared.parent.mkdir(parents=True, exist_ok=True)
                 write_json(self.shared, row)
@@ -234,4 +267,7 @@ def evaluate_checkpoints(
     }
     write_json(run_dir / "behaviour.json", table)
     atomic_write_text(run_dir / "behaviour.csv", behaviour_csv(rows))
+    last = max(steps)
+    if last > 0 and (run_dir / "checkpoints" / f"checkpoint-{last}").is_dir():
+        evaluator.divergence(last, steps[last])
     return rows

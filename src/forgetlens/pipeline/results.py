@@ -21,7 +21,8 @@ from forgetlens.tasks.base import METRICS
 from forgetlens.utils import csv_text
 
 SCHEMA_VERSION = "1.7"
-"""1.7: ``runs[RUN].lr``, the run's own learning rate (optional; grid runs are not at the config's rate);
+"""1.7: ``runs[RUN].divergence``, where the run's last checkpoint departs from the base in the text (optional);
+``runs[RUN].lr``, the run's own learning rate (optional; grid runs are not at the config's rate);
 ``runs[RUN].checkpoints[i].prior[TASK].logp_answer``; ``claims.circuits[TASK].forgetting_difference_sft_minus_rl``
 in accuracy points lost (base minus the step), no longer one minus the retention ratio; ``dcv[PAIR].retention`` and
 ``.preserved_fraction`` are RL minus SFT (every DCV form positive when SFT damages more; before 1.7 they were SFT
@@ -101,6 +102,10 @@ _RUN = _object(
         "budget": {"type": "object"},
         "checkpoints": {"type": "array", "items": _CHECKPOINT, "minItems": 1},
         "lr": {"type": "number", "exclusiveMinimum": 0},
+        "divergence": _object(
+            {"step": {"type": "integer"}, "target": {"type": "array"}, "chat": {"type": "array"}},
+            required=["step", "target"],
+        ),
     },
     required=[
         "method",

@@ -407,6 +407,7 @@ class Study:
                     )
                 ],
                 "budget": {k: v for k, v in budget.items() if "this_session" not in k and k != "resumed_from"},
+                **self._divergence(name),
                 "checkpoints": rows,
             }
         layout = HeadLayout.of(self.base.model)
@@ -430,6 +431,12 @@ class Study:
         write_results(results, self.run_dir / "results.json")
         atomic_write_text(self.run_dir / "per_head.csv", per_head_csv(results))
         atomic_write_text(self.run_dir / "checkpoints.csv", checkpoints_csv(results))
+
+    def _divergence(self, name: str) -> dict:
+        """``{"divergence": ...}``: where run ``name``'s last checkpoint departs from the base in the text
+        (``runs/NAME/divergence.json``), or nothing for a run measured before it existed."""
+        path = self.run_dir / "runs" / name / "divergence.json"
+        return {"divergence": read_json(path)} if path.exists() else {}
 
     def own_circuits_summary(self, task_name: str, tuned: list[str]) -> dict:
         """{method: ``analysis.own_circuits.summarise_method``} of one task's stored own circuits."""

@@ -357,6 +357,34 @@ def _environment():
     )
 
 
+def divergence_table(results: dict) -> Table | None:
+    """Where each run's last checkpoint departs most from the base in the text: per target (and chat) prompt, the
+    tokens of largest KL(base || tuned) along the base's sampled completion or the tuned model's own."""
+    rows = []
+    for name, run in results["runs"].items():
+        view = run.get("divergence")
+        if not view:
+            continue
+        for kind in ("target", "chat"):
+            for i, prompt in enumerate(view.get(kind) or []):
+                for top in prompt["top"][:3]:
+                    completion = "".join(prompt[top["source"]]["tokens"])
+                    rows.append(
+                        [
+                            f"{name}@{view['step']}",
+                            f"{kind} {i + 1}",
+                            f"{top['source']}'s: {completion!r}",
+                            f"{top['token']!r} (token {top['position'] + 1})",
+                            number_text(top["kl"]),
+                            number_text(prompt[top["source"]]["kl_sum"]),
+                        ]
+                    )
+    if not rows:
+        return None
+    head = ["model", "prompt", "completion", "token", "KL there (nats)", "KL summed (nats)"]
+    return head, rows
+
+
 def render(results: dict) -> str:
     """report.html's text for ``results`` (a results.json that passed :func:`pipeline.results.read_results`)."""
     figures = []
@@ -392,6 +420,7 @@ def render(results: dict) -> str:
                 else "one seed [95 % paired bootstrap interval over the circuit's evaluation prompts]"
             ),
             dcv=_dcv_table(results),
+            divergence=divergence_table(results),
             benchmarks=_benchmark_table(results),
             own_circuits=own_circuit_table(results),
             own_differences=own_circuit_differences(results),
