@@ -235,3 +235,30 @@ def test_report_rebuilds_the_page_and_prints_its_tables(frontier, tmp_path):
     (copy / "frontier.json").write_text('{"schema": "forgetlens-frontier/1", "arms": 3}')
     broken = run_cli("report", str(copy))
     assert broken.returncode == 2 and "frontier.json: its fields do not fit together" in broken.stderr
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_with_one_line_and_the_command_that_continues(tmp_path):
+    """SIGINT to the whole process group (as Ctrl-C sends it) while a run trains: exit 130, one line naming what is
+    kept and the exact command to continue; that command finishes the frontier."""
+    import shlex
+
+    config = _config(tmp_path)
+    out = tmp_path / "out"
+    env = {**os.environ, "FORGETLENS_QUIET": "1"}
+    cmd = [sys.executable, "-m", "forgetlens", "frontier", "--config", str(config), "--jobs", "2", "--out", str(out)]
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True, stderr=subprocess.PIPE, text=True)
+    first_row = out / "runs" / "sft-lr0.003-s0" / "behaviour" / "checkpoint-8.json"
+    deadline = time.time() + 300
+    while not first_row.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith(f"interrupted: the work finished so far is kept in {out}; continue it with: forgetlens ")
+    again = shlex.split(last.split("continue it with: ", 1)[1])
+    assert again[-1] == "--resume"
+    resumed = run_cli(*again[1:])
+    assert resumed.returncode == 0, resumed.stderr
+    assert (out / "frontier.json").exists()

@@ -735,6 +735,61 @@ def _network_off_unless_allowed(argv: list[str]) -> None:
             os.environ[key] = "1"
 
 
+RESUMABLE = ("run", "frontier", "finetune", "pretrain-base")
+"""Commands whose work an interrupt keeps and ``--resume`` continues."""
+
+
+def _stop_cleanly_on_interrupt(args: list[str]) -> None:
+    """Ctrl-C: stop at once with one line saying what is kept and the exact command that continues the work.
+
+    Every file forgetlens writes is written to a temporary name and renamed into place (a checkpoint through its
+    staging folder), so stopping between any two instructions leaves only whole files and leftovers the next
+    start removes; worker processes end with this one (``pipeline/schedule.py``)."""
+    import os
+    import shlex
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    command = next((a for a in args if not a.startswith("-")), "")
+    out = next((args[i + 1] for i, a in enumerate(args[:-1]) if a == "--out"), None)
+
+    def stop(signum, frame):
+        from forgetlens.progress import stop_display
+
+        stop_display()
+        if command in RESUMABLE and out is not None:
+            again = [a for a in args if a != "--overwrite"] + ([] if "--resume" in args else ["--resume"])
+            line = (
+                f"interrupted: the work finished so far is kept in {out}; continue it with: "
+                f"forgetlens {shlex.join(again)}"
+            )
+        else:
+            line = "interrupted: nothing half-written is left; run the command again to do it"
+        sys.stderr.write(f"\n{line}\n")
+        sys.stderr.flush()
+        _end_resource_tracker()
+        os._exit(130)
+
+    signal.signal(signal.SIGINT, stop)
+
+
+def _end_resource_tracker() -> None:
+    """End multiprocessing's resource tracker with this process: left behind, it prints a warning about the worker
+    pool's semaphores under the interrupt's one line (the semaphores go with the processes anyway)."""
+    import os
+    import signal
+    from multiprocessing import resource_tracker
+
+    pid = getattr(getattr(resource_tracker, "_resource_tracker", None), "_pid", None)
+    if pid:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, one-line errors and exit 2 for problems the user can fix.
 
@@ -749,6 +804,8 @@ def main(argv: list[str] | None = None) -> None:
 
         os.environ["FORGETLENS_QUIET"] = "1"
     args = [a for a in args if a not in ("--debug", "--quiet")]
+    if argv is None:  # the command line itself (not a caller's own process): Ctrl-C stops it cleanly
+        _stop_cleanly_on_interrupt(args)
     _network_off_unless_allowed(args)
     silence_known_warnings()
     _one_line_warnings()

@@ -121,6 +121,17 @@ class _Display:
                 self.live = None
             self.open.clear()
 
+    def stop_now(self) -> None:
+        """Stop the live display from a signal handler: without waiting for a drawing thread (the lock is taken
+        only if it is free within half a second; an RLock, so the main thread's own hold does not block it)."""
+        if self.lock.acquire(timeout=0.5):
+            try:
+                if self.live is not None:
+                    self.live.stop()
+                    self.live = None
+            finally:
+                self.lock.release()
+
     def handle(self, event: tuple) -> None:
         """Apply a worker's event (see :class:`Task`)."""
         kind, key, *payload = event
@@ -221,6 +232,11 @@ def track(items: Iterable[T], description: str, unit: str = "", total: int | Non
         for item in items:
             yield item
             task.advance()
+
+
+def stop_display() -> None:
+    """Stop this process's live display at once (an interrupt: the terminal left as it was found)."""
+    _display.stop_now()
 
 
 def send_to(queue: Any) -> None:

@@ -44,6 +44,7 @@ def check_resume_state(checkpoint: Path) -> None:
     code runs) before it does, so that a damaged or planted one is one ForgetlensError naming it, not a traceback
     from inside the trainer."""
     import torch
+    from transformers.trainer_pt_utils import safe_globals  # the numpy types the trainer's RNG state holds
 
     for name in RESUME_STATE:
         path = Path(checkpoint) / name
@@ -52,7 +53,8 @@ def check_resume_state(checkpoint: Path) -> None:
         if not path.exists():
             continue
         try:
-            torch.load(path, map_location="cpu", weights_only=True)
+            with safe_globals():  # as the trainer reads it: weights_only, numpy arrays allowed, nothing else
+                torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001  (torch raises many kinds for a file that is not its own)
             raise ForgetlensError(
                 f"{path}: not the training state forgetlens wrote ({type(exc).__name__}: {first_line(exc)[:120]}); "
