@@ -56,3 +56,18 @@ def test_a_grid_runs_own_learning_rate_reaches_the_report():
     rows = dict(setup_rows(results))
     assert "learning rate 3e-06," in rows["budget: sft-lr3e-06"]
     assert f"learning rate {results['config']['finetune']['lr_sft']:g}," in rows["budget: sft"]
+
+
+def test_the_audit_summary_fits_80_columns_and_says_what_each_row_is():
+    from forgetlens.report.audit import WIDTH, audit_lines
+
+    results = json.loads(gzip.open(STORED).read())
+    lines = audit_lines({"tasks": results["tasks"]})
+    assert max(len(line) for line in lines) <= WIDTH
+    text = "\n".join(lines)
+    for task in results["tasks"]:
+        assert f"{task}: base circuit C0 of" in text
+    assert "sft-s0@12: " in text and "rl-s0@12: " in text  # a verdict per model
+    assert "sft-s0@acc:0.5*" in text and "interpolate between the two checkpoints" in text
+    assert "DCV rows: positive = SFT damages more" in text
+    assert "nan" not in text.lower() and "-0.000 " not in text

@@ -397,18 +397,10 @@ def audit_cmd(
     )
     write_json(out, result)
     atomic_write_text(out.with_suffix(".per_head.csv"), per_head_csv(result))
-    from forgetlens.report.text import interval_text
+    from forgetlens.report.audit import audit_lines
 
-    click.echo(f"{'task':<14}{'k':>3}  {'model':<14}{'retention [95 % CI]':>24}{'V(C0) [95 % CI]':>34}")
-    for task, r in result["tasks"].items():
-        rows = list(r["models"].items()) + [(f"DCV{pair}", stats) for pair, stats in r["dcv"].items()]
-        for name, s in rows:
-            click.echo(
-                f"{task:<14}{r['circuit']['k']:>3}  {name:<14}"
-                f"{interval_text(s['retention']):>24}{interval_text(s['v_circuit']):>34}"
-            )
-    if any(r["dcv"] for r in result["tasks"].values()):
-        click.echo("DCV rows: positive = SFT damages more (retention: RL minus SFT; V(C0): SFT minus RL)")
+    for line in audit_lines(result):
+        click.echo(line)
     if anatomy:
         from forgetlens.report.anatomy import anatomy_lines
 
