@@ -19,12 +19,11 @@ from forgetlens.analysis.frontier import (
     frontier_value,
     identity_draw,
     matched_levels,
-    mcnemar_p,
-    paired_mean_difference,
     paired_tests,
     pareto_set,
     plateaued,
 )
+from forgetlens.analysis.stats import mcnemar_p, paired_mean_difference
 
 TASKS = ("induction", "ioi")
 N_Q, N_P = 400, 200

@@ -71,3 +71,29 @@ def test_the_audit_summary_fits_80_columns_and_says_what_each_row_is():
     assert "sft-s0@acc:0.5*" in text and "interpolate between the two checkpoints" in text
     assert "DCV rows: positive = SFT damages more" in text
     assert "nan" not in text.lower() and "-0.000 " not in text
+
+
+def test_paired_tests_on_the_same_prompts_find_a_planted_loss_and_no_other():
+    """SFT planted to lose 10 of 32 prompts of each task at its last checkpoint, RL unchanged: McNemar and the
+    log p bootstrap see SFT's loss against the base and against RL, and nothing for RL against the base."""
+    from forgetlens.analysis.summary import paired_prior_tests
+    from forgetlens.report.html import paired_test_table
+
+    results = json.loads(gzip.open(STORED).read())
+    for name, run in results["runs"].items():
+        for i, row in enumerate(run["checkpoints"]):
+            for values in row["prior"].values():
+                lost = name.startswith("sft") and i == len(run["checkpoints"]) - 1
+                correct = [0.0] * 10 + [1.0] * 22 if lost else [1.0] * 32
+                logp = [-3.0 if c == 0 else -0.1 for c in correct]
+                values["per_prompt"] = {"correct": correct, "logp_answer": logp}
+    tests = paired_prior_tests(results, n_boot=200)
+    for task in results["tasks"]:
+        sft, rl, pair = tests[task]["sft - base"], tests[task]["rl - base"], tests[task]["rl - sft"]
+        assert sft["mcnemar_top1"]["only_a"] == 10 and sft["mcnemar_top1"]["only_b"] == 0
+        assert sft["mcnemar_top1"]["p"] < 0.01 and sft["logp_answer"]["ci_high"] < 0
+        assert rl["mcnemar_top1"] == {"only_a": 0, "only_b": 0, "p": 1.0} and rl["logp_answer"]["value"] == 0
+        assert pair["mcnemar_top1"]["only_b"] == 10 and pair["logp_answer"]["ci_low"] > 0
+    results["paired_tests"] = tests
+    header, rows = paired_test_table(results)
+    assert len(rows) == 3 * len(results["tasks"]) and "10 / 0" in {row[2] for row in rows}

@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from forgetlens.analysis.stats import mcnemar_p, paired_mean_difference
+
 MEAN = "mean"
 """The key of the mean over prior tasks, beside each task's own key."""
 
@@ -309,26 +311,6 @@ def adaptation_speed(table: PointTable, arms: Sequence[str], levels: dict[str, f
             first = min(reached, key=lambda v: (v.step, v.seconds), default=None)
             out[arm][name] = None if first is None else {"step": first.step, "lr": first.lr, "seconds": first.seconds}
     return out
-
-
-def mcnemar_p(a_correct: np.ndarray, b_correct: np.ndarray) -> dict:
-    """Exact two-sided McNemar test on paired 0/1 outcomes: {only_a, only_b, p}."""
-    a, b = np.asarray(a_correct).astype(bool), np.asarray(b_correct).astype(bool)
-    only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
-    n, k = only_a + only_b, min(only_a, only_b)
-    p = 1.0 if n == 0 else min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n)
-    return {"only_a": only_a, "only_b": only_b, "p": p}
-
-
-def paired_mean_difference(a: np.ndarray, b: np.ndarray, n_boot: int = 1000, seed: int = 0) -> dict:
-    """Mean of b - a over paired rows with a percentile bootstrap interval and a two-sided bootstrap p value
-    (twice the smaller share of resampled means on either side of 0)."""
-    d = np.asarray(b, dtype=float) - np.asarray(a, dtype=float)
-    idx = np.random.default_rng(seed).integers(0, len(d), size=(n_boot, len(d)))
-    reps = d[idx].mean(1)
-    low, high = np.percentile(reps, [2.5, 97.5])
-    p = min(1.0, 2 * min((reps <= 0).mean(), (reps >= 0).mean())) if np.any(d) else 1.0
-    return {"value": float(d.mean()), "ci_low": float(low), "ci_high": float(high), "p": float(p)}
 
 
 def paired_tests(table: PointTable, arms: Sequence[str], levels: dict[str, float], n_boot: int, seed: int) -> dict:

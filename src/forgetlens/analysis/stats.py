@@ -8,6 +8,7 @@ denominator is near zero).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -94,3 +95,25 @@ def benjamini_hochberg(pvalues: np.ndarray) -> np.ndarray:
     out = np.empty(n)
     out[order] = adjusted
     return out.reshape(np.shape(pvalues))
+
+
+def mcnemar_p(a_correct: np.ndarray, b_correct: np.ndarray) -> dict:
+    """Exact two-sided McNemar test on paired 0/1 outcomes: {only_a, only_b, p}."""
+    a, b = np.asarray(a_correct).astype(bool), np.asarray(b_correct).astype(bool)
+    only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
+    n, k = only_a + only_b, min(only_a, only_b)
+    p = 1.0 if n == 0 else min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n)
+    return {"only_a": only_a, "only_b": only_b, "p": p}
+
+
+def paired_mean_difference(a: np.ndarray, b: np.ndarray, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Mean of b - a over paired rows with a percentile bootstrap interval and a two-sided bootstrap p value
+    (twice the smaller share of resampled means on either side of 0, counted as (k + 1) / (n_boot + 1) so that it is
+    never 0: it cannot be smaller than the resampling can tell)."""
+    d = np.asarray(b, dtype=float) - np.asarray(a, dtype=float)
+    idx = np.random.default_rng(seed).integers(0, len(d), size=(n_boot, len(d)))
+    reps = d[idx].mean(1)
+    low, high = np.percentile(reps, [2.5, 97.5])
+    tail = min(int((reps <= 0).sum()), int((reps >= 0).sum()))
+    p = min(1.0, 2 * (tail + 1) / (n_boot + 1)) if np.any(d) else 1.0
+    return {"value": float(d.mean()), "ci_low": float(low), "ci_high": float(high), "p": float(p)}

@@ -312,6 +312,47 @@ def target_gains(results: dict, n_boot: int = 1000, seed: int = 0) -> dict:
     return out
 
 
+def paired_prior_tests(results: dict, n_boot: int = 1000, seed: int = 0) -> dict:
+    """{task: {comparison: test}} at each run's last checkpoint on the same prior-task prompts, where the rows hold
+    per-prompt records (``finetune.prior_per_prompt``): each method against the base, and RL against SFT paired by
+    seed. A test is McNemar's exact test on top-1 (pairs over prompts and seeds: ``only_a``/``only_b`` count the
+    prompts only the first/second model answers) and a paired bootstrap of log p(answer), second minus first
+    (per prompt, mean over seeds)."""
+    from forgetlens.analysis.stats import mcnemar_p, paired_mean_difference
+
+    by_method = runs_by_method(results)
+    out: dict = {}
+    for t in prior_tasks(results):
+
+        def prompts(run: str, first: bool = False, t: str = t) -> dict:
+            rows = results["runs"][run]["checkpoints"]
+            return (rows[0] if first else rows[-1])["prior"][t].get("per_prompt") or {}
+
+        if not all(prompts(n) and prompts(n, True) for names in by_method.values() for n in names):
+            continue
+        seeds = {m: {results["runs"][n]["seed"]: n for n in names} for m, names in by_method.items()}
+        comparisons = {f"{m} - base": [(n, True, n, False) for n in names] for m, names in by_method.items()}
+        if "sft" in seeds and "rl" in seeds:
+            shared = sorted(set(seeds["sft"]) & set(seeds["rl"]))
+            comparisons["rl - sft"] = [(seeds["sft"][s], False, seeds["rl"][s], False) for s in shared]
+        out[t] = {}
+        for name, pairs in comparisons.items():
+            if not pairs:
+                continue
+            a = [prompts(n, first) for n, first, _, _ in pairs]
+            b = [prompts(n, first) for _, _, n, first in pairs]
+            correct_a = np.concatenate([p["correct"] for p in a])
+            correct_b = np.concatenate([p["correct"] for p in b])
+            logp_a = np.mean([p["logp_answer"] for p in a], axis=0)
+            logp_b = np.mean([p["logp_answer"] for p in b], axis=0)
+            out[t][name] = {
+                "n_pairs": len(pairs),
+                "mcnemar_top1": mcnemar_p(correct_a, correct_b),
+                "logp_answer": paired_mean_difference(logp_a, logp_b, n_boot, seed),
+            }
+    return out
+
+
 def derived_results(results: dict) -> dict:
     """Everything ``results.json`` holds beyond the raw measurements."""
     curves = {}
@@ -347,4 +388,5 @@ def derived_results(results: dict) -> dict:
         "forgetting_predictors": forgetting_predictors(results),
         "target_gain": target_gains(results),
         "claims": claims(results),
+        "paired_tests": paired_prior_tests(results, int(results["config"].get("n_boot", 1000))),
     }

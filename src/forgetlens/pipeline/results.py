@@ -21,12 +21,13 @@ from forgetlens.tasks.base import METRICS
 from forgetlens.utils import csv_text
 
 SCHEMA_VERSION = "1.7"
-"""1.7: ``runs[RUN].divergence``, where the run's last checkpoint departs from the base in the text (optional);
-``runs[RUN].lr``, the run's own learning rate (optional; grid runs are not at the config's rate);
-``runs[RUN].checkpoints[i].prior[TASK].logp_answer``; ``claims.circuits[TASK].forgetting_difference_sft_minus_rl``
-in accuracy points lost (base minus the step), no longer one minus the retention ratio; ``dcv[PAIR].retention`` and
-``.preserved_fraction`` are RL minus SFT (every DCV form positive when SFT damages more; before 1.7 they were SFT
-minus RL).
+"""1.7: ``paired_tests[TASK][COMPARISON]``, McNemar on top-1 and a paired bootstrap of log p(answer) on the same
+prompts (optional; runs that record per-prompt prior-task values); ``runs[RUN].divergence``, where the run's last
+checkpoint departs from the base in the text (optional); ``runs[RUN].lr``, the run's own learning rate (optional;
+grid runs are not at the config's rate); ``runs[RUN].checkpoints[i].prior[TASK].logp_answer``;
+``claims.circuits[TASK].forgetting_difference_sft_minus_rl`` in accuracy points lost (base minus the step), no longer
+one minus the retention ratio; ``dcv[PAIR].retention`` and ``.preserved_fraction`` are RL minus SFT (every DCV form
+positive when SFT damages more; before 1.7 they were SFT minus RL).
 1.6: ``target_example``, one held-out target question with its answer (optional), for the report's setup.
 1.5: ``tasks[TASK].own_circuits[METHOD]``, every model's own circuit against the base's (optional;
 ``own_circuits.enabled``); runs ``sft-rl-sSEED`` (RL from SFT, ``rl_from_sft``).
@@ -263,6 +264,19 @@ RESULTS_SCHEMA: dict = _object(
         ),
         "forgetting_predictors": _map_of(
             _object({"n_points": {"type": "integer"}, "kl": _R2, "v_circuit": _R2, "both": _R2})
+        ),
+        "paired_tests": _map_of(
+            _map_of(
+                _object(
+                    {
+                        "n_pairs": {"type": "integer"},
+                        "mcnemar_top1": _object(
+                            {"only_a": {"type": "integer"}, "only_b": {"type": "integer"}, "p": _NUMBER}
+                        ),
+                        "logp_answer": _object({"value": _NUMBER, "ci_low": _NUMBER, "ci_high": _NUMBER, "p": _NUMBER}),
+                    }
+                )
+            )
         ),
         "claims": _object(
             {

@@ -12,7 +12,7 @@ from forgetlens.config.options import trainer_kind
 from forgetlens.report.anatomy import anatomy_lines
 from forgetlens.report.figures import FIGURES
 from forgetlens.report.own_circuits import own_circuit_differences, own_circuit_table
-from forgetlens.report.text import MIN_FIT_POINTS, interval_text, number_text
+from forgetlens.report.text import MIN_FIT_POINTS, interval_text, number_text, p_text
 from forgetlens.utils import atomic_write_text
 
 
@@ -357,6 +357,28 @@ def _environment():
     )
 
 
+def paired_test_table(results: dict) -> Table | None:
+    """Each prior task's paired tests on the same prompts (``analysis.summary.paired_prior_tests``)."""
+    rows = []
+    for task, comparisons in (results.get("paired_tests") or {}).items():
+        for name, test in comparisons.items():
+            mc, logp = test["mcnemar_top1"], test["logp_answer"]
+            rows.append(
+                [
+                    task,
+                    name,
+                    f"{mc['only_a']} / {mc['only_b']}",
+                    p_text(mc["p"]),
+                    interval_text(logp),
+                    p_text(logp["p"]),
+                ]
+            )
+    if not rows:
+        return None
+    head = ["task", "comparison (second - first)", "answered by only first / only second", "McNemar p"]
+    return head + ["log p(answer) difference, nats", "p"], rows
+
+
 def divergence_table(results: dict) -> Table | None:
     """Where each run's last checkpoint departs most from the base in the text: per target (and chat) prompt, the
     tokens of largest KL(base || tuned) along the base's sampled completion or the tuned model's own."""
@@ -421,6 +443,7 @@ def render(results: dict) -> str:
             ),
             dcv=_dcv_table(results),
             divergence=divergence_table(results),
+            paired=paired_test_table(results),
             benchmarks=_benchmark_table(results),
             own_circuits=own_circuit_table(results),
             own_differences=own_circuit_differences(results),
