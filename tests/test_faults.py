@@ -1,0 +1,197 @@
+"""Faults by construction: every file of a finished run folder, damaged in turn, then ``forgetlens run --resume``.
+
+One tiny study is built once. The cases are found by walking its folder, so a stage that starts writing a new file
+is covered without anyone listing it. For each (file, fault) the folder is copied, the file damaged, the study's
+results.json and report removed (so the analysis reads every record back), and the study resumed in-process.
+Each case must end in one of two ways: exit 0 with results.json equal to the unbroken study's (apart from
+timings), or exit 2 with exactly one ``error:`` line; and in both, nothing outside the folder changed (a sentinel
+tree beside it, checksummed) and no planted payload ran. The whole suite runs every case; the fast lane a fixed
+sample of them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import run_cli
+
+TINY = """model: embedded
+tasks: [ioi]
+methods: [sft, rl]
+seeds: [0]
+n_boot: 30
+finetune: {steps: 2, prompts_per_step: 2, checkpoint_every: 2, prior_eval_examples: 16, kl_samples: 1, kl_prompts: 4,
+           rl: {num_generations: 2}}
+discovery: {n_examples: 16, batch_size: 16}
+"""
+BINARY = (".safetensors", ".npz", ".pt", ".pth", ".bin")
+SKIPPED = {".forgetlens.lock", "results.json", "report.html"}
+"""Files the resume cases do not fault: the lock holds nothing (its advisory lock is what counts; a link there is
+``tests/test_security.py``'s), and results.json and report.html are removed in every case so that the analysis reads
+every record back (``test_a_damaged_results_json_is_one_line`` faults results.json itself)."""
+
+
+class Payload:
+    """Unpickling it creates ``marker``: proof that a planted pickle ran."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def faults_for(path: Path) -> list[str]:
+    """The faults that apply to a file of this kind."""
+    common = ["truncate", "empty", "link_out", "directory"]
+    if path.suffix == ".json":
+        return common + ["wrong_type"]
+    if path.suffix in BINARY:
+        return common + ["pickle"]
+    return common
+
+
+def damage(path: Path, fault: str, outside: Path, marker: Path) -> None:
+    """Apply ``fault`` to ``path`` (``outside``: a file beyond the folder a link may point at)."""
+    if fault == "truncate":
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    elif fault == "empty":
+        path.write_bytes(b"")
+    elif fault == "wrong_type":
+        data = json.loads(path.read_text())
+        path.write_text(json.dumps({"unexpected": 1} if isinstance(data, list) else [1, 2, 3]))
+    elif fault == "link_out":
+        path.unlink()
+        path.symlink_to(outside)
+    elif fault == "directory":
+        path.unlink()
+        path.mkdir()
+        (path / "inside").write_text("x")
+    elif fault == "pickle":
+        path.write_bytes(pickle.dumps({"payload": Payload(marker)}))
+    else:
+        raise ValueError(fault)
+
+
+def checksum(root: Path) -> str:
+    digest = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        digest.update(str(p.relative_to(root)).encode())
+        if p.is_file():
+            digest.update(p.read_bytes())
+    return digest.hexdigest()
+
+
+def comparable(results_path: Path) -> dict:
+    data = json.loads(results_path.read_text())
+    data.pop("timings")
+    return data
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("faults")
+    (root / "tiny.yaml").write_text(TINY)
+    result = run_cli("run", "--config", str(root / "tiny.yaml"), "--out", str(root / "study"))
+    assert result.returncode == 0, result.stderr
+    files = sorted(
+        p.relative_to(root / "study")
+        for p in (root / "study").rglob("*")
+        if p.is_file() and not p.is_symlink() and p.name not in SKIPPED
+    )
+    return {"root": root, "files": files, "results": comparable(root / "study" / "results.json")}
+
+
+def cases(files: list[Path]) -> list[tuple[Path, str]]:
+    return [(f, fault) for f in files for fault in faults_for(f)]
+
+
+FAST_SAMPLE = 12
+"""Cases the fast lane runs: an evenly spaced sample of this many, the same every time."""
+
+
+def _run_case(built: dict, tmp_path: Path, relative: Path, fault: str) -> None:
+    study = tmp_path / "study"
+    shutil.copytree(built["root"] / "study", study, symlinks=True)
+    sentinel = tmp_path / "sentinel"
+    sentinel.mkdir()
+    (sentinel / "keep.txt").write_text("not forgetlens's")
+    outside = sentinel / "keep.txt"
+    before = checksum(sentinel)
+    marker = tmp_path / "payload-ran"
+    for derived in ("results.json", "report.html"):
+        (study / derived).unlink()
+    damage(study / relative, fault, outside, marker)
+    result = run_cli("run", "--config", str(built["root"] / "tiny.yaml"), "--resume", "--out", str(study))
+    assert checksum(sentinel) == before, f"{relative} {fault}: something outside the folder changed"
+    assert not marker.exists(), f"{relative} {fault}: a planted pickle ran"
+    if result.returncode == 0:
+        assert comparable(study / "results.json") == built["results"], f"{relative} {fault}: results differ"
+    else:
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), (
+            f"{relative} {fault}: exit {result.returncode}\n{result.stderr[-2000:]}"
+        )
+        assert "Traceback" not in result.stderr
+
+
+def test_every_file_of_a_run_folder_is_found_and_faulted(built):
+    """The case list comes from the folder itself: every stage's files are in it."""
+    names = {str(f) for f in built["files"]}
+    for expected in (
+        "study_config.json",
+        "circuits/ioi.safetensors",
+        "measurements/ioi/base.npz",
+        "runs/sft-s0/budget.json",
+        "runs/rl-s0/behaviour/checkpoint-2.json",
+        "runs/sft-s0/checkpoints/checkpoint-2/model.safetensors",
+    ):
+        assert expected in names, sorted(names)
+    assert len(cases(built["files"])) >= 4 * len(built["files"])  # four faults or more per file
+
+
+def _sample(all_cases: list, n: int) -> list:
+    step = max(1, len(all_cases) // n)
+    return all_cases[::step][:n]
+
+
+@pytest.fixture(scope="module")
+def all_cases(built) -> list:
+    return cases(built["files"])
+
+
+def test_a_sample_of_faults_holds(built, all_cases, tmp_path_factory):
+    """The fast lane: an evenly spaced sample of the cases."""
+    for relative, fault in _sample(all_cases, FAST_SAMPLE):
+        _run_case(built, tmp_path_factory.mktemp("case"), relative, fault)
+
+
+@pytest.mark.slow
+def test_every_fault_of_every_file_holds(built, all_cases, tmp_path_factory):
+    """The whole suite: every (file, fault) case; the count is printed for the record."""
+    print(f"{len(all_cases)} (file, fault) cases over {len(built['files'])} files")
+    for relative, fault in all_cases:
+        _run_case(built, tmp_path_factory.mktemp("case"), relative, fault)
+
+
+@pytest.mark.parametrize("fault", ["truncate", "empty", "wrong_type", "link_out", "directory"])
+def test_a_damaged_results_json_is_one_line(built, tmp_path, fault):
+    """``forgetlens report`` on a study whose results.json is damaged: one error line, nothing outside touched."""
+    study = tmp_path / "study"
+    shutil.copytree(built["root"] / "study", study, symlinks=True)
+    sentinel = tmp_path / "sentinel"
+    sentinel.mkdir()
+    (sentinel / "keep.txt").write_text("not forgetlens's")
+    before = checksum(sentinel)
+    damage(study / "results.json", fault, sentinel / "keep.txt", tmp_path / "ran")
+    result = run_cli("report", str(study))
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), result.stderr[-2000:]
+    assert checksum(sentinel) == before
