@@ -561,7 +561,7 @@ def test_a_full_disk_is_one_line_and_leaves_no_half_checkpoint(tmp_path):
         pytest.skip("mounting a small tmpfs needs root")
     try:
         result = one_step_finetune(disk / "run")
-        assert_refused(result, "No space left on device")
+        assert_refused(result, "no space left on the device")
         for folder in (disk / "run" / "checkpoints").glob("checkpoint-*"):
             assert (folder / "model.safetensors").exists(), f"{folder} is half-written"
     finally:
@@ -690,3 +690,28 @@ def test_a_planted_pickle_in_the_resume_state_is_one_line_and_runs_nothing(tmp_p
     assert result.returncode == 2, result.stderr
     assert "checkpoint-4/optimizer.pt: not the training state forgetlens wrote" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and not marker.exists()
+
+
+def test_checkpoint_weights_follow_the_umask_and_leftovers_go_at_the_next_start(tmp_path):
+    """Every file of a checkpoint, its weights too (safetensors writes them 0600), has the mode the umask gives;
+    what an interrupted write left (an atomic write's temporary file, a checkpoint's staging folder) is gone once a
+    run claims its folder again."""
+    from forgetlens.artefacts import claim_run_dir
+    from forgetlens.config.options import FinetuneConfig
+    from forgetlens.pipeline.finetune import finetune
+
+    run = tmp_path / "run"
+    cfg = FinetuneConfig(method="sft", steps=2, checkpoint_every=2, prompts_per_step=2, prior_eval_examples=8)
+    finetune(cfg, run, log=lambda *a: None)
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in (run / "checkpoints" / "checkpoint-2").iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path.name
+    (run / ".behaviour.json.abc123.tmp").write_text("half")
+    (run / "checkpoints" / ".partial" / "checkpoint-4").mkdir(parents=True)
+    outside = tmp_path / "outside.tmp"
+    outside.write_text("not forgetlens's")
+    (run / ".linked.tmp").symlink_to(outside)
+    claim_run_dir(run, resume=True, overwrite=False, kind="finetune").release()
+    assert not (run / ".behaviour.json.abc123.tmp").exists() and not (run / "checkpoints" / ".partial").exists()
+    assert outside.read_text() == "not forgetlens's"  # a link is never followed, nor removed as a leftover

@@ -212,6 +212,25 @@ def _lock(directory: Path) -> int:
     return fd
 
 
+def remove_leftovers(run_dir: Path) -> int:
+    """Delete what an interrupted write of forgetlens's left in ``run_dir`` (it holds the directory's lock): the
+    temporary files of its atomic writes (``.NAME.*.tmp``) and checkpoints' staging folders
+    (``checkpoints/.partial``), never through a link; returns how many were removed."""
+    removed = 0
+    for folder, dirs, files in os.walk(run_dir, followlinks=False):
+        here = Path(folder)
+        for name in files:
+            path = here / name
+            if name.startswith(".") and name.endswith(".tmp") and not path.is_symlink():
+                path.unlink()
+                removed += 1
+        if here.name == "checkpoints" and ".partial" in dirs and not (here / ".partial").is_symlink():
+            shutil.rmtree(here / ".partial")
+            dirs.remove(".partial")
+            removed += 1
+    return removed
+
+
 def claim_run_dir(run_dir: str | os.PathLike, resume: bool, overwrite: bool, kind: str) -> RunDirectory:
     """Make ``run_dir`` ready for a run of ``kind`` (``finetune`` or ``study``) and lock it for this process.
 
@@ -233,6 +252,7 @@ def claim_run_dir(run_dir: str | os.PathLike, resume: bool, overwrite: bool, kin
             )
     run_dir.mkdir(parents=True, exist_ok=True)
     fd = _lock(run_dir)
+    remove_leftovers(run_dir)
     if not (run_dir / RUN_MARKER).exists():
         write_json(run_dir / RUN_MARKER, {"made_by": "forgetlens", "kind": kind})
     return RunDirectory(run_dir, fd)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from forgetlens.errors import ForgetlensError
-from forgetlens.utils import first_line
+from forgetlens.utils import apply_umask, first_line
 
 if TYPE_CHECKING:  # annotations only
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -104,6 +104,9 @@ def save_model_dir(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, t
     try:
         model.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
+        for written in tmp.rglob("*"):  # safetensors writes weights 0600: the folder follows the umask instead
+            if written.is_file() and not written.is_symlink():
+                apply_umask(written)
         tmp.replace(target)
     except (OSError, SafetensorError, RuntimeError) as exc:
         shutil.rmtree(tmp, ignore_errors=True)

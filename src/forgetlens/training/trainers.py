@@ -165,19 +165,20 @@ def save_checkpoint_staged(trainer, save) -> None:
     """Run the trainer's own checkpoint ``save`` into ``checkpoints/.partial/checkpoint-N``, then rename it to
     ``checkpoints/checkpoint-N``: a write that fails (a full disk) leaves no half-made checkpoint behind, and is
     one ForgetlensError naming the file.  With several processes every rank writes its part first."""
+    import errno
     import shutil
 
     from safetensors import SafetensorError
 
-    from forgetlens.utils import first_line, is_main_process, wait_for_everyone
+    from forgetlens.utils import apply_umask, first_line, is_main_process, wait_for_everyone
 
     root = Path(trainer.args.output_dir)
     name = f"checkpoint-{trainer.state.global_step}"
     staging = root / STAGING_DIR
     if root.is_symlink() or staging.is_symlink() or (staging / name).is_symlink():
         raise ForgetlensError(f"{staging / name}: a symbolic link in the run's checkpoint folder; refusing to write")
-    if is_main_process() and (staging / name).exists():
-        shutil.rmtree(staging / name)  # left by an earlier failed write of this same checkpoint
+    if is_main_process() and staging.exists():
+        shutil.rmtree(staging)  # left by an earlier write that failed or was killed: forgetlens's own folder
     wait_for_everyone()
     trainer.args.output_dir = str(staging)
     only_model = trainer.args.save_only_model
@@ -189,12 +190,25 @@ def save_checkpoint_staged(trainer, save) -> None:
         if is_main_process():
             shutil.rmtree(staging / name, ignore_errors=True)
         where = exc.filename if isinstance(exc, OSError) and exc.filename else staging / name
+        free = shutil.disk_usage(root).free
+        text = str(exc)
+        full = (
+            (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or "No space left" in text or "os error 28" in text
+        )
+        if full or ("write failed" in text and free < 64 * 2**20):  # torch's own words for a full disk
+            raise ForgetlensError(
+                f"{root}: no space left on the device ({free // 2**20} MiB free) while writing {name}; nothing of it "
+                "was kept"
+            ) from None
         raise ForgetlensError(f"{where}: could not write {name} ({first_line(exc)}); nothing of it was kept") from None
     finally:
         trainer.args.output_dir = str(root)
         trainer.args.save_only_model = only_model
     wait_for_everyone()
     if is_main_process():
+        for written in (staging / name).rglob("*"):  # safetensors writes weights 0600; a team shares run folders
+            if written.is_file() and not written.is_symlink():
+                apply_umask(written)
         os.replace(staging / name, root / name)
     wait_for_everyone()
 
