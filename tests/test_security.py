@@ -535,7 +535,7 @@ def test_a_checkpoint_that_fails_to_write_leaves_nothing(tmp_path):
 
     root = tmp_path / "checkpoints"
     trainer = _FakeTrainer(root, 1)
-    with pytest.raises(ForgetlensError, match=r"model.safetensors: could not write checkpoint-1 \(.*No space left"):
+    with pytest.raises(ForgetlensError, match=r"model.safetensors: no space left on the device .* checkpoint-1"):
         save_checkpoint_staged(trainer, lambda: trainer.save(fail=True))
     assert not (root / "checkpoint-1").exists() and not list((root / STAGING_DIR).iterdir())
     assert trainer.args.output_dir == str(root)

@@ -197,8 +197,8 @@ def save_checkpoint_staged(trainer, save) -> None:
         )
         if full or ("write failed" in text and free < 64 * 2**20):  # torch's own words for a full disk
             raise ForgetlensError(
-                f"{root}: no space left on the device ({free // 2**20} MiB free) while writing {name}; nothing of it "
-                "was kept"
+                f"{where}: no space left on the device ({free // 2**20} MiB free there) while writing {name}; "
+                "nothing of it was kept"
             ) from None
         raise ForgetlensError(f"{where}: could not write {name} ({first_line(exc)}); nothing of it was kept") from None
     finally:
