@@ -195,3 +195,57 @@ def test_a_damaged_results_json_is_one_line(built, tmp_path, fault):
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), result.stderr[-2000:]
     assert checksum(sentinel) == before
+
+
+KILLS = {
+    # stage: (function to wrap, "module:name"), killed after it ran this many times
+    "measure": ("forgetlens.pipeline.study:save_measurements", 2),
+    "analyse": ("forgetlens.pipeline.study:write_results", 1),
+    "report": ("forgetlens.report.html:render", 1),
+}
+"""Where a kill lands in each later stage: inside the measurement of the checkpoints (after the first file), as the
+analysis writes results.json, and while the report renders."""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", list(KILLS))
+def test_a_study_killed_in_any_stage_resumes_to_the_unbroken_results(built, tmp_path, stage):
+    """SIGKILL in the middle of the measure, analyse or report stage (the process wraps that stage's writer to
+    kill itself), then ``run --resume``: results.json equal to the unbroken study's apart from timings, and a
+    report. (Kills during training and evaluation: ``tests/test_finetune.py`` and ``tests/test_frontier.py``.)"""
+    import subprocess
+    import sys
+
+    target, after = KILLS[stage]
+    module, name = target.split(":")
+    out = tmp_path / "study"
+    if stage == "measure":  # a study whose training is done: the kill lands among the checkpoints' measurements
+        shutil.copytree(built["root"] / "study", out, symlinks=True)
+        for derived in ("results.json", "report.html"):
+            (out / derived).unlink()
+        shutil.rmtree(out / "measurements" / "ioi")
+        (out / "measurements" / "ioi").mkdir()
+        args = ["run", "--config", str(built["root"] / "tiny.yaml"), "--resume", "--out", str(out)]
+    else:
+        args = ["run", "--config", str(built["root"] / "tiny.yaml"), "--out", str(out)]
+    script = (
+        "import os, importlib, sys\n"
+        f"m = importlib.import_module({module!r})\n"
+        f"original, calls = getattr(m, {name!r}), [0]\n"
+        "def killed(*a, **k):\n"
+        "    calls[0] += 1\n"
+        f"    if calls[0] > {after - 1}:\n"
+        "        os.kill(os.getpid(), 9)\n"
+        "    return original(*a, **k)\n"
+        f"setattr(m, {name!r}, killed)\n"
+        "from forgetlens.cli import main\n"
+        f"main({args!r})\n"
+    )
+    env = {**os.environ, "FORGETLENS_QUIET": "1"}
+    killed = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    resume = ["run", "--config", str(built["root"] / "tiny.yaml"), "--resume", "--out", str(out)]
+    resumed = run_cli(*resume)
+    assert resumed.returncode == 0, resumed.stderr
+    assert comparable(out / "results.json") == built["results"]
+    assert (out / "report.html").exists()
