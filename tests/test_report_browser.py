@@ -120,7 +120,7 @@ def test_every_figure_loads_and_draws_and_the_page_renders(tmp_path):
     for figure in (
         "target_accuracy",
         "prior_retention",
-        "pareto",
+        "tradeoff",
         "heatmaps",
         "dcv_heads",
         "faithfulness_retention",

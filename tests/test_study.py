@@ -107,7 +107,7 @@ def test_study_is_deterministic_and_resumes_after_sigkill(tmp_path):
         "target_accuracy",
         "prior_retention",
         "drift",
-        "pareto",
+        "tradeoff",
         "heatmaps",
         "dcv_heads",
         "faithfulness_retention",

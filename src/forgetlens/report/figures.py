@@ -114,34 +114,34 @@ def circuit_vulnerability(results: dict) -> Figure:
     return _per_task(results, "v_circuit", "V(C0)", "Base-circuit vulnerability V(C0) over training", hline=0.0)
 
 
-def pareto(results: dict) -> Figure:
-    rows = checkpoint_rows(results)
-    fig, ax = plt.subplots(figsize=(6, 4))
-    kl = np.array([r["kl_forward"] for r in rows])
-    sc = None
+def tradeoff(results: dict) -> Figure:
+    """The trade-off first: each method's checkpoints as held-out target accuracy against mean prior-task accuracy
+    retention, joined in step order, the base at (its accuracy, 1); with several seeds each point is the mean with
+    its 95 % t-interval in both directions. One run per method at one rate gives points, not frontiers."""
+    fig, ax = plt.subplots(figsize=(6.6, 4.2))
+    legend = []
     for method in runs_by_method(results):
-        sel = [i for i, r in enumerate(rows) if r["method"] == method]
-        sc = ax.scatter(
-            [rows[i]["mean_prior_retention"] for i in sel],
-            [rows[i]["target_accuracy"] for i in sel],
-            c=kl[sel],
-            cmap="viridis",
-            vmin=kl.min(),
-            vmax=max(kl.max(), 1e-9),
-            marker=MARKERS.get(method, "X"),
-            edgecolors="k",
-            linewidths=0.4,
-            label=method,
-        )
-    if sc is not None:
-        fig.colorbar(sc, ax=ax, label="forward KL(base || tuned) on target")
+        c = results["curves"][method]
+        acc, keep = c["target_accuracy"], c["mean_prior_retention"]
+        color, marker = COLORS.get(method), MARKERS.get(method, "o")
+        x, y = np.array(acc["mean"], dtype=float), np.array(keep["mean"], dtype=float)
+        ax.plot(x, y, color=color, marker=marker, ms=5, lw=1.2, label=f"{method} ({_seeds_label(acc['n_seeds'])})")
+        if acc["n_seeds"] > 1:
+            xerr = np.abs(np.array([acc["low"], acc["high"]], dtype=float) - x)
+            yerr = np.abs(np.array([keep["low"], keep["high"]], dtype=float) - y)
+            ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="none", ecolor=color, alpha=0.5, lw=0.8)
+        for step, xi, yi in zip(acc["steps"][-1:], x[-1:], y[-1:]):
+            ax.annotate(f"step {step}", (xi, yi), fontsize=7, xytext=(4, 4), textcoords="offset points")
+        legend.append(f"{method} ({_seeds_label(acc['n_seeds'])})")
+    ax.axhline(1.0, color="#999999", lw=0.8, ls=":")
     ax.set(
-        xlabel="mean prior-task accuracy retention",
-        ylabel="target accuracy",
-        title="Every checkpoint: new-task accuracy vs what was kept",
+        xlabel="held-out target accuracy",
+        ylabel="mean prior-task accuracy retention",
+        title="The trade-off: adaptation against what was kept (each point a checkpoint)",
     )
+    ax.title.set_fontsize(10)
     ax.legend(fontsize=8)
-    return _figure(fig, list(runs_by_method(results)))
+    return _figure(fig, legend)
 
 
 def _final_labels(results: dict, method: str) -> list[str]:
@@ -420,7 +420,6 @@ FIGURES = {
     "target_accuracy": ("Adaptation", target_accuracy),
     "prior_retention": ("Forgetting", prior_retention),
     "drift": ("Drift: forward KL and general knowledge", drift),
-    "pareto": ("Adaptation vs retention", pareto),
     "heatmaps": ("Where the circuits are, and what each method does to them", heatmaps),
     "dcv_heads": ("Differential circuit vulnerability", dcv_heads),
     "faithfulness_retention": ("Circuit faithfulness over training", faithfulness_retention),

@@ -10,7 +10,7 @@ from forgetlens.analysis.runs import RunId, pair_label
 from forgetlens.analysis.summary import GENERAL_LABELS, MIN_EFFECT, prior_tasks, runs_by_method
 from forgetlens.config.options import trainer_kind
 from forgetlens.report.anatomy import anatomy_lines
-from forgetlens.report.figures import FIGURES
+from forgetlens.report.figures import FIGURES, tradeoff
 from forgetlens.report.own_circuits import own_circuit_differences, own_circuit_table
 from forgetlens.report.text import MIN_FIT_POINTS, interval_text, number_text, p_text
 from forgetlens.utils import atomic_write_text
@@ -409,6 +409,7 @@ def divergence_table(results: dict) -> Table | None:
 
 def render(results: dict) -> str:
     """report.html's text for ``results`` (a results.json that passed :func:`pipeline.results.read_results`)."""
+    lead = tradeoff(results)
     figures = []
     for key, (title, fn) in FIGURES.items():
         figure = fn(results)
@@ -427,6 +428,10 @@ def render(results: dict) -> str:
         _environment()
         .get_template("report.html.j2")
         .render(
+            lead={
+                "data": base64.b64encode(lead.png).decode(),
+                "legend": ", ".join(lead.legend),
+            },
             setup=setup_rows(results),
             summary=summary_sentences(results),
             methods=_methods_table(results),
