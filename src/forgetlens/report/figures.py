@@ -333,8 +333,10 @@ ANATOMY_BARS = (
 
 def anatomy(results: dict) -> Figure | None:
     """Per task (rows) and tuned model (columns): the share of its change (on the anatomy's metric) that each
-    part carries, with 95 % prompt-bootstrap intervals; a model whose change is within the prompts' noise gets no
-    bars (nothing to assign).  Shares are drawn within [-0.5, 1.5]; the numbers are in the text beside."""
+    part carries, with 95 % prompt-bootstrap intervals. Bars only where there is a loss to assign: a model whose
+    change is within the prompts' noise, or that improved, gets none (shares of a gain are not shares of
+    forgetting). Shares are drawn within [-0.5, 1.5]; a share beyond that ends in an arrow at the edge with its
+    value written beside it; the numbers are in the text beside."""
     tasks = [t for t in prior_tasks(results) if results["tasks"][t].get("anatomy")]
     if not tasks:
         return None
@@ -362,14 +364,29 @@ def anatomy(results: dict) -> Figure | None:
             if change["ci_low"] is not None and change["ci_low"] <= 0 <= change["ci_high"]:
                 ax.text(0.5, len(rows) / 2, "change within noise:\nnothing to assign", ha="center", fontsize=8)
                 continue
+            if change["value"] is not None and change["value"] > 0:
+                ax.text(0.5, len(rows) / 2, "improved:\nno loss to assign", ha="center", fontsize=8)
+                continue
             stats = [a["interaction"][m] if n == "interaction" else a["induced"][n][m]["share"] for n, _ in rows]
             value, low, high = (
                 np.array([np.nan if x[k] is None else x[k] for x in stats], dtype=float)
                 for k in ("value", "ci_low", "ci_high")
             )
-            ax.barh(y, np.nan_to_num(value).clip(-0.5, 1.5), color=COLORS.get(label.split("-s")[0], "#555555"))
+            shown = np.nan_to_num(value).clip(-0.5, 1.5)
+            ax.barh(y, shown, color=COLORS.get(label.split("-s")[0], "#555555"))
             err = np.vstack([np.nan_to_num(value - low), np.nan_to_num(high - value)]).clip(min=0, max=2)
-            ax.errorbar(np.nan_to_num(value).clip(-0.5, 1.5), y, xerr=err, fmt="none", ecolor="black", lw=1, capsize=2)
+            inside = shown == np.nan_to_num(value)
+            ax.errorbar(shown[inside], y[inside], xerr=err[:, inside], fmt="none", ecolor="black", lw=1, capsize=2)
+            for yi, v, s in zip(y[~inside], value[~inside], shown[~inside]):  # beyond the axis: an arrow and the value
+                ax.plot([s], [yi], marker="<" if v < s else ">", color="black", ms=7, clip_on=False)
+                ax.annotate(
+                    f"{v:.2f}",
+                    (s, yi),
+                    xytext=(6 if v < s else -6, 4),
+                    textcoords="offset points",
+                    ha="left" if v < s else "right",
+                    fontsize=7,
+                )
             if r == len(tasks) - 1:
                 ax.set_xlabel("share of the change")
     return _figure(fig)  # panels are titled by model; no legend
