@@ -283,3 +283,23 @@ def test_resuming_a_run_recorded_before_an_option_existed():
     assert config_differences(started, {"steps": 4, "rl": {"beta": 0.0, "other": 1}}) == [
         "rl.other: '(absent)' when started, 1 now"
     ]
+
+
+def test_a_list_of_sections_is_compared_item_by_item():
+    """A frontier's arms recorded before ``lora_rank`` existed resume with full fine-tuning; a changed rate or an
+    adapter where there was none is named with the arm's index."""
+    started = {"arms": [{"method": "sft", "lrs": [1e-5]}, {"method": "rl", "lrs": [3e-6]}]}
+    now = {
+        "arms": [
+            {"method": "sft", "lrs": [1e-5], "lora_rank": None},
+            {"method": "rl", "lrs": [3e-6], "lora_rank": None},
+        ]
+    }
+    assert config_differences(started, now) == []
+    now["arms"][1]["lora_rank"] = 8
+    now["arms"][0]["lrs"] = [2e-5]
+    assert config_differences(started, now) == [
+        "arms[0].lrs: [1e-05] when started, [2e-05] now",
+        "arms[1].lora_rank: None when started, 8 now",
+    ]
+    assert config_differences(started, {"arms": now["arms"][:1]}) != []

@@ -36,6 +36,14 @@ def _notice(line: str) -> None:
         click.echo(line, err=True)
 
 
+def _seeds(text: str) -> list[int]:
+    """``--seeds 0,1,2`` as a list of integers (one line naming the option otherwise)."""
+    try:
+        return [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise ForgetlensError(f"--seeds: expected comma-separated integers, got {text!r}") from None
+
+
 def _check_resume_overwrite(resume: bool, overwrite: bool) -> None:
     if resume and overwrite:
         raise ForgetlensError(
@@ -452,10 +460,7 @@ def run_cmd(config_path, seeds, resume, overwrite, jobs, allow_download, out) ->
     check_writable(out, "--out")
     cfg = load_study_config(config_path or MAIN_JOB_CONFIG)
     if seeds is not None:
-        try:
-            cfg.seeds = [int(s) for s in seeds.split(",") if s.strip()]
-        except ValueError:
-            raise ForgetlensError(f"--seeds: expected comma-separated integers, got {seeds!r}") from None
+        cfg.seeds = _seeds(seeds)
     if jobs < 1:
         raise ForgetlensError(f"--jobs must be at least 1, got {jobs}")
     results = run_study(cfg, out, resume=resume, overwrite=overwrite, log=click.echo, jobs=jobs, render=write_report)
@@ -518,10 +523,7 @@ def frontier_cmd(
     check_writable(out, "--out")
     cfg = load_frontier_config(config_path) if config_path is not None else FrontierConfig()
     if seeds is not None:
-        try:
-            cfg.seeds = [int(s) for s in seeds.split(",") if s.strip()]
-        except ValueError:
-            raise ForgetlensError(f"--seeds: expected comma-separated integers, got {seeds!r}") from None
+        cfg.seeds = _seeds(seeds)
     if max_new_tokens is not None:
         if max_new_tokens < 1:
             raise ForgetlensError(f"--max-new-tokens: expected a positive number of tokens, got {max_new_tokens}")

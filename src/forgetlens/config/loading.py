@@ -3,12 +3,16 @@ differences between the options a run started with and those it is resumed with.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 from typing import TypeVar
 
+from forgetlens.artefacts import read_json, record_field
 from forgetlens.config.options import DBMConfig, FrontierConfig, OwnCircuitsConfig, StudyConfig, deferred_validation
+from forgetlens.errors import ForgetlensError
 from forgetlens.utils import short_repr
 
 T = TypeVar("T")
@@ -20,7 +24,6 @@ def _type_name(hint) -> str:
 
 def _check_value(value, hint, key: str, errors: list[str]):
     """``value`` converted to ``hint`` (a dataclass, list, dict, optional or scalar), or None with an error."""
-    import dataclasses
     import types
     import typing
 
@@ -58,7 +61,6 @@ def _check_value(value, hint, key: str, errors: list[str]):
 def _from_mapping(cls, data: dict, prefix: str, errors: list[str], default=None):
     """``default`` (``cls()`` if None) with the keys of ``data`` replaced; a nested section starts from the
     enclosing default's value, so ``finetune: {kl_coef: 0.2}`` keeps StudyConfig's own finetune defaults."""
-    import dataclasses
     import typing
 
     default = cls() if default is None else default
@@ -86,8 +88,6 @@ def config_from_mapping(
     Unknown keys and wrong types are collected first (a bad value falls back to its default), then
     ``semantic_check(cfg)`` (returning a list of problems) runs on the result, so one pass lists them all.
     """
-    from forgetlens.errors import ForgetlensError
-
     errors: list[str] = []
     if not isinstance(data, dict):
         raise ForgetlensError(f"{source}: expected a mapping of options at the top level")
@@ -112,6 +112,7 @@ OPTIONS_ADDED_LATER: dict[str, object] = {
     "prior_per_prompt": False,
     "keep_optimizer": True,  # runs made before the option kept their optimizer state
     "rl_from_sft": False,
+    "lora_rank": None,  # a frontier arm's adapter rank: full fine-tuning before it existed
     **{f"discovery.dbm.{f.name}": f.default for f in fields(DBMConfig)},
     **{f"own_circuits.{f.name}": f.default for f in fields(OwnCircuitsConfig) if f.name != "methods"},
     "own_circuits.methods": ["dbm"],
@@ -131,9 +132,16 @@ def config_differences(started: dict, now: dict, prefix: str = "") -> list[str]:
             a = {}
         if isinstance(a, dict) and isinstance(b, dict):
             out += config_differences(a, b, f"{prefix}{key}.")
+        elif _dicts(a) and _dicts(b) and len(a) == len(b):  # a list of sections (a frontier's arms): item by item
+            for i, (item_a, item_b) in enumerate(zip(a, b, strict=True)):
+                out += config_differences(item_a, item_b, f"{prefix}{key}[{i}].")
         elif a != b:
             out.append(f"{prefix}{key}: {short_repr(a)} when started, {short_repr(b)} now")
     return out
+
+
+def _dicts(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(item, dict) for item in value)
 
 
 def load_study_config(path: Path | str, check_paths: bool = True) -> StudyConfig:
@@ -152,8 +160,6 @@ def load_frontier_config(path: Path | str) -> FrontierConfig:
 def load_options_file(cls: type[T], path: Path | str, semantic_check: Callable[[T], list[str]]) -> T:
     """Options ``cls`` from a YAML file, read safely; every problem (``semantic_check``'s too) one line each."""
     import yaml
-
-    from forgetlens.errors import ForgetlensError
 
     path = Path(path)
     if not path.is_file():
@@ -211,3 +217,23 @@ def _parse_yaml(text: str):
         return loader.get_single_data()
     finally:
         loader.dispose()
+
+
+def check_resumable(record: Path, cfg: StudyConfig | FrontierConfig, free: tuple[str, ...] = ()) -> None:
+    """Refuse to resume the run recorded in ``record`` (its ``config`` as started) with ``cfg`` unless only its
+    ``seeds`` grew and the top-level sections ``free`` changed (they are read again, nothing they made is reused):
+    one ForgetlensError naming every option that changed, or the seeds dropped."""
+    stored = dict(record_field(read_json(record), "config", record))
+    now = json.loads(json.dumps(dataclasses.asdict(cfg)))
+    started_seeds = stored.pop("seeds", list(cfg.seeds))
+    for key in ("seeds", *free):
+        stored.pop(key, None)
+        now.pop(key, None)
+    changed = config_differences(stored, now)
+    if changed:
+        raise ForgetlensError(f"{record}: --resume with options the run was not started with: {'; '.join(changed)}")
+    if not set(started_seeds) <= set(cfg.seeds):
+        raise ForgetlensError(
+            f"{record}: --resume may add seeds, not drop them: started with seeds {started_seeds}, now "
+            f"{list(cfg.seeds)}"
+        )

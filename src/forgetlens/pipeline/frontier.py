@@ -22,7 +22,6 @@ analysis reads only the run directories' behaviour and budget records.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from collections.abc import Callable
 from functools import partial
@@ -45,8 +44,8 @@ from forgetlens.analysis.frontier import (
     plateaued,
 )
 from forgetlens.analysis.runs import RunId
-from forgetlens.artefacts import claim_run_dir, read_json, record_field, write_json
-from forgetlens.config.loading import config_differences
+from forgetlens.artefacts import claim_run_dir, read_json, write_json
+from forgetlens.config.loading import check_resumable
 from forgetlens.config.options import FinetuneConfig, FrontierConfig, trainer_kind
 from forgetlens.errors import ForgetlensError
 from forgetlens.pipeline.evaluate import Circuits
@@ -384,17 +383,7 @@ def run_frontier(
     out = Path(out)
     record = out / "frontier_config.json"
     if resume and record.exists():
-        stored = dict(record_field(read_json(record), "config", record))
-        started = stored.pop("seeds", list(cfg.seeds))
-        stored.pop("analysis", None)
-        now = json.loads(json.dumps(dataclasses.asdict(cfg)))
-        now.pop("seeds")
-        now.pop("analysis")
-        changed = config_differences(stored, now)
-        if changed:
-            raise ForgetlensError(f"{record}: --resume with options the run was not started with: {'; '.join(changed)}")
-        if not set(started) <= set(cfg.seeds):
-            raise ForgetlensError(f"{record}: --resume may add seeds, not drop them: started with {started}")
+        check_resumable(record, cfg, free=("analysis",))
     with claim_run_dir(out, resume, overwrite, kind="frontier"):
         write_json(record, {"config": dataclasses.asdict(cfg), "seeds": list(cfg.seeds), "versions": versions()})
         frontier = Frontier(cfg, out, log, jobs)

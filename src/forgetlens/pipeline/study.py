@@ -33,11 +33,11 @@ import torch
 from forgetlens.analysis.anatomy import summarise_anatomy
 from forgetlens.analysis.runs import ModelLabel, RunId, checkpoint_label
 from forgetlens.analysis.vulnerability import load_measurements, save_measurements
-from forgetlens.artefacts import claim_run_dir, read_json, record_field, write_json
+from forgetlens.artefacts import claim_run_dir, read_json, write_json
 from forgetlens.circuits.circuit import load_circuit, save_circuit
 from forgetlens.circuits.discover import task_splits
 from forgetlens.circuits.first_order_cmap import BaseChunk, base_chunks
-from forgetlens.config.loading import config_differences
+from forgetlens.config.loading import check_resumable
 from forgetlens.config.options import DiscoveryMethod, FinetuneConfig, StudyConfig, trainer_kind
 from forgetlens.errors import ForgetlensError
 from forgetlens.measure.anatomy import measure_anatomy
@@ -530,18 +530,7 @@ def run_study(
     run_dir = Path(run_dir)
     record = run_dir / "study_config.json"
     if resume and record.exists():
-        stored = dict(record_field(read_json(record), "config", record))
-        started_seeds = stored.pop("seeds", list(cfg.seeds))
-        now = json.loads(json.dumps(dataclasses.asdict(cfg)))
-        now.pop("seeds")
-        changed = config_differences(stored, now)
-        if changed:
-            raise ForgetlensError(f"{record}: --resume with options the run was not started with: {'; '.join(changed)}")
-        if not set(started_seeds) <= set(cfg.seeds):
-            raise ForgetlensError(
-                f"{record}: --resume may add seeds, not drop them: started with seeds {started_seeds}, now "
-                f"{list(cfg.seeds)}"
-            )
+        check_resumable(record, cfg)
     if not is_main_process():
         return _run_stages(cfg, run_dir, resume, log, jobs, render)
     with claim_run_dir(run_dir, resume, overwrite, kind="study"):
