@@ -2,6 +2,7 @@
 
     python experiments/qwen_rl_regime.py one-step --out runs/qwen-one-step [--lrs 1e-4,3e-5,1e-5,3e-6,1e-6]
     python experiments/qwen_rl_regime.py train --out runs/qwen-rl [--lrs 1e-6,1e-5] [--steps 24]
+    python experiments/qwen_rl_regime.py weight-scale --out runs/qwen-one-step
 
 ``one-step``: from the base model, one Dr.GRPO step (4 prompts x 8 completions, no warm-up, as the collapsed
 runs took it) at each rate, then, on the held-out target prompts, what that one step did: the forward KL of the
@@ -14,6 +15,9 @@ of the change). Writes ``OUT/one-step.json``.
 completions, temperature 0.7, 12-token completions and evaluation, checkpoints every 12 steps; each run's
 behaviour (target accuracy, prior tasks, forward KL) and its zero-signal share. Writes ``OUT/rl-lrLR/`` (run
 directories) and ``OUT/summary.json``.
+
+``weight-scale``: the root-mean-square weight of each group (embed, attention, mlp, norms, lm_head) of Qwen and of
+SmolLM2-135M; one rate is a step of a different relative size on each. Writes ``OUT/weight-scale.json``.
 """
 
 from __future__ import annotations
@@ -145,6 +149,37 @@ def one_step_at(lr: float, model_name: str) -> dict:
     }
 
 
+def weight_group(name: str) -> str:
+    """The weight group a parameter belongs to: lm_head, embed, mlp, attention or norms."""
+    if name.startswith("lm_head"):
+        return "lm_head"
+    if "embed" in name:
+        return "embed"
+    if ".mlp." in name:
+        return "mlp"
+    return "attention" if "self_attn" in name else "norms"
+
+
+def weight_scale(models: list[str], out: Path) -> None:
+    """Root-mean-square weight per group of each model: Adam moves every entry by about the rate, so the relative
+    size of a step at one rate is the rate over this. Writes ``OUT/weight-scale.json``."""
+    from forgetlens.models.loading import load_model
+
+    scale = {}
+    for name in models:
+        model = load_model(name).model
+        sums: dict[str, list[float]] = {}
+        for pname, p in model.named_parameters():
+            acc = sums.setdefault(weight_group(pname), [0.0, 0.0])
+            acc[0] += float(p.detach().float().pow(2).sum())
+            acc[1] += p.numel()
+        scale[name] = {group: (sq / n) ** 0.5 for group, (sq, n) in sums.items()}
+        print(name, json.dumps(scale[name]), flush=True)
+        del model
+        gc.collect()
+    write_json(out / "weight-scale.json", scale)
+
+
 def first_update(model, optimizer, lr: float) -> dict[str, dict]:
     """Adam's first update per weight group, read from its state (no copy of the weights): m = (1 - b1) g and
     v = (1 - b2) g^2, so the bias-corrected step is lr * g / (|g| + eps'), the full rate wherever the gradient is not
@@ -154,17 +189,7 @@ def first_update(model, optimizer, lr: float) -> dict[str, dict]:
     eps = optimizer.param_groups[0]["eps"]
     groups: dict[str, dict] = {}
     for name, p in model.named_parameters():
-        group = (
-            "lm_head"
-            if name.startswith("lm_head")
-            else "embed"
-            if "embed" in name
-            else "mlp"
-            if ".mlp." in name
-            else "attention"
-            if "self_attn" in name
-            else "norms"
-        )
+        group = weight_group(name)
         state = optimizer.state.get(p, {})
         g = groups.setdefault(group, {"entries": 0, "moved_by_lr": 0, "delta_sq": 0.0, "weight_sq": 0.0})
         g["entries"] += p.numel()
@@ -209,14 +234,16 @@ def train(lrs: list[float], steps: int, out: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("part", choices=["one-step", "train"])
+    parser.add_argument("part", choices=["one-step", "train", "weight-scale"])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--lrs", default=None, help="comma-separated learning rates")
     parser.add_argument("--steps", type=int, default=24)
     parser.add_argument("--model", default=MODEL, help="another model, to check this script on (default: Qwen)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    if args.part == "one-step":
+    if args.part == "weight-scale":
+        weight_scale([MODEL, "smollm2-135m"], args.out)
+    elif args.part == "one-step":
         one_step([float(x) for x in (args.lrs or "1e-4,3e-5,1e-5,3e-6,1e-6").split(",")], args.out, args.model)
     else:
         train([float(x) for x in (args.lrs or "1e-6,1e-5").split(",")], args.steps, args.out)

@@ -22,6 +22,7 @@ from forgetlens.analysis.frontier import (
     paired_tests,
     pareto_set,
     plateaued,
+    reward_signal,
 )
 from forgetlens.analysis.stats import mcnemar_p, paired_mean_difference
 
@@ -215,3 +216,23 @@ def test_plateau_rule(history, expected):
     assert plateaued(history, patience=3, min_gain=0.02) is expected
     assert plateaued(history, patience=0, min_gain=0.02) is False
     assert plateaued(history, patience=3, min_gain=0.02, min_steps=10_000) is False
+
+
+def test_reward_signal_bounds_the_never_rewarded_groups():
+    """Groups of 8 planted step by step: the bounds hold for every planting, and are the truth when every group
+    is all right or all wrong."""
+    rng = np.random.default_rng(0)
+    zero, reward, true_wrong = [], [], []
+    for _ in range(50):
+        groups = rng.integers(0, 9, size=8)  # correct completions in each of 8 groups of 8
+        zero.append(float(np.mean((groups == 0) | (groups == 8))))
+        reward.append(float(groups.sum() / 64))
+        true_wrong.append(float(np.mean(groups == 0)))
+    signal = reward_signal(zero, reward)
+    assert signal["zero_signal_share"] == pytest.approx(np.mean(zero))
+    assert signal["all_wrong_at_most"] >= np.mean(true_wrong) - 1e-12
+    assert signal["all_right_at_least"] <= np.mean(zero) - np.mean(true_wrong) + 1e-12
+    # half the groups never rewarded, the rest all right: the bound is the truth
+    exact = reward_signal([1.0, 1.0], [0.5, 0.5])
+    assert exact == {"zero_signal_share": 1.0, "all_wrong_at_most": 0.5, "all_right_at_least": 0.5}
+    assert reward_signal([], [])["zero_signal_share"] is None

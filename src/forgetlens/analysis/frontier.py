@@ -445,6 +445,28 @@ def cheapest(
     return sorted(out, key=lambda r: (r["seconds"], -r["accuracy"]))
 
 
+def reward_signal(zero_share: Sequence[float], mean_reward: Sequence[float | None]) -> dict[str, float | None]:
+    """What RL's groups without reward variance were, over a run's steps (means over steps; None without steps).
+
+    A group of completions all scored alike carries no learning signal; it is either all wrong (the model never
+    finds the answer: the failure the literature's regime avoids) or all right (the prompt is learned). Per step,
+    with z the share of such groups and r the mean reward over all completions, the all-wrong share w satisfies
+    w <= z and w <= 1 - r (the other groups' mean reward is at most 1), so ``all_wrong_at_most`` is the mean of
+    min(z, 1 - r) and ``all_right_at_least`` that of z - min(z, 1 - r) (exact when the step's rewards are all 0
+    or 1 and the other groups are all right; a bound otherwise). Steps without a logged reward count only in
+    ``zero_signal_share``.
+    """
+    if not zero_share:
+        return {"zero_signal_share": None, "all_wrong_at_most": None, "all_right_at_least": None}
+    wrong = [min(z, 1.0 - r) for z, r in zip(zero_share, mean_reward, strict=True) if r is not None]
+    right = [z - min(z, 1.0 - r) for z, r in zip(zero_share, mean_reward, strict=True) if r is not None]
+    return {
+        "zero_signal_share": float(np.mean(zero_share)),
+        "all_wrong_at_most": float(np.mean(wrong)) if wrong else None,
+        "all_right_at_least": float(np.mean(right)) if right else None,
+    }
+
+
 def plateaued(history: Sequence[tuple[int, float]], patience: int, min_gain: float, min_steps: int = 0) -> bool:
     """Whether a run's held-out target accuracy has stopped rising: at step >= ``min_steps``, the best of its last
     ``patience`` checkpoints is less than ``min_gain`` above the best before them. ``history``: (step, accuracy)

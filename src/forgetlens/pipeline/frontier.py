@@ -42,6 +42,7 @@ from forgetlens.analysis.frontier import (
     paired_tests,
     pareto_set,
     plateaued,
+    reward_signal,
 )
 from forgetlens.analysis.runs import RunId
 from forgetlens.artefacts import claim_run_dir, read_json, write_json
@@ -278,6 +279,7 @@ def run_points(run_dir: Path, arm: str, lr: float, seed: int) -> tuple[list[Poin
         "training_seconds": seconds,
         "zero_signal_share": [h["frac_reward_zero_std"] for h in per_step],
         "mean_reward": [h.get("reward") for h in per_step],
+        "signal": reward_signal([h["frac_reward_zero_std"] for h in per_step], [h.get("reward") for h in per_step]),
         "checkpoints": rows,
     }
     return points, record
@@ -325,7 +327,9 @@ def analyse_frontier(
             )
     target = a.target_accuracy if a.target_accuracy is not None else (max(levels.values()) if levels else None)
     rl_runs = [r for r in records.values() if trainer_kind(r["arm"]) == "rl"]
-    shares = [s for r in rl_runs for s in r["zero_signal_share"]]
+    signal = reward_signal(
+        [s for r in rl_runs for s in r["zero_signal_share"]], [m for r in rl_runs for m in r["mean_reward"]]
+    )
     return {
         "schema": SCHEMA,
         "config": dataclasses.asdict(cfg),
@@ -357,8 +361,8 @@ def analyse_frontier(
             "cheapest": cheapest(table, target, a.retention_floor, arms)[:5] if target is not None else [],
         },
         "rl_signal": {
-            "zero_signal_share_mean": float(np.mean(shares)) if shares else None,
-            "steps": len(shares),
+            **signal,
+            "steps": sum(len(r["zero_signal_share"]) for r in rl_runs),
             "runs": len(rl_runs),
         },
         "mean_key": MEAN,

@@ -18,6 +18,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from forgetlens.analysis.frontier import reward_signal  # noqa: E402
 from forgetlens.report.figures import COLORS, MARKERS  # noqa: E402
 from forgetlens.report.text import interval_text, number_text, p_text  # noqa: E402
 from forgetlens.utils import atomic_write_text  # noqa: E402
@@ -203,7 +204,7 @@ def run_rows(results: dict) -> list[list[str]]:
     rows = []
     for name, r in results["runs"].items():
         last = r["checkpoints"][-1]
-        zero = r["zero_signal_share"]
+        signal = r.get("signal") or reward_signal(r["zero_signal_share"], r["mean_reward"])
         rows.append(
             [
                 name,
@@ -211,7 +212,8 @@ def run_rows(results: dict) -> list[list[str]]:
                 "yes" if r["stopped_at_plateau"] else "no",
                 number_text(last["target_accuracy"]),
                 number_text(last["kl_forward"]),
-                number_text(sum(zero) / len(zero)) if zero else "",
+                number_text(signal["zero_signal_share"]) if r["zero_signal_share"] else "",
+                number_text(signal["all_wrong_at_most"]) if r["zero_signal_share"] else "",
                 f"{r['training_seconds']:.0f}",
             ]
         )
@@ -285,11 +287,13 @@ def frontier_summary(results: dict) -> list[str]:
             "predictors)."
         )
     signal = results.get("rl_signal") or {}
-    if signal.get("zero_signal_share_mean") is not None:
+    if signal.get("zero_signal_share") is not None:
         out.append(
             "RL's groups without reward variance (no learning signal): "
-            f"{number_text(signal['zero_signal_share_mean'])} of groups, mean over {signal['steps']} steps of "
-            f"{signal['runs']} runs (figure: RL's reward signal)."
+            f"{number_text(signal['zero_signal_share'])} of groups, mean over {signal['steps']} steps of "
+            f"{signal['runs']} runs; at most {number_text(signal['all_wrong_at_most'])} were all wrong (never "
+            f"rewarded), at least {number_text(signal['all_right_at_least'])} all right (learned), bounds from each "
+            "step's mean reward (figure: RL's reward signal; table: runs)."
         )
     picks = results.get("picks") or {}
     if picks.get("target_accuracy") is not None:
@@ -335,7 +339,7 @@ TABLES = {
     "predictors": (["points", "n", "runs", "R^2 (KL)", "slope per nat", "partial R^2 (circuit)"], predictor_rows),
     "picks": (["arm", "lr", "step", "accuracy", "retention", "seconds"], pick_rows),
     "runs": (
-        ["run", "steps", "plateau", "target accuracy", "KL (nats)", "zero-signal share", "seconds"],
+        ["run", "steps", "plateau", "target accuracy", "KL (nats)", "zero-signal share", "all wrong ≤", "seconds"],
         run_rows,
     ),
 }
