@@ -47,6 +47,7 @@ def test_run_writes_checkpoints_and_behaviour(tmp_path, method):
     assert rows[-1]["kl_forward"] > 0  # the weights moved
     checkpoints = sorted((tmp_path / method / "checkpoints").glob("checkpoint-*"))
     assert [c.name for c in checkpoints] == ["checkpoint-2", "checkpoint-4"]  # step 0 is the base, not a copy
+    assert sorted(p.name for p in (tmp_path / method / "checkpoints").iterdir()) == ["checkpoint-2", "checkpoint-4"]
     for c in checkpoints:  # the run is complete: weights kept, the resume state (twice their size) gone
         assert (c / "model.safetensors").exists() and not (c / "optimizer.pt").exists(), c
 

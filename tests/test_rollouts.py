@@ -93,7 +93,7 @@ def test_only_plain_sampling_is_taken_over():
     assert not plain_sampling(GenerationConfig(do_sample=True, top_k=0, repetition_penalty=1.1))
 
 
-def _one_rl_step(tmp_path, shared_prefill: bool):
+def _one_rl_step(tmp_path, shared_prefill: bool, checkpointing: bool = False):
     from datasets import Dataset
 
     from forgetlens.config.options import FinetuneConfig
@@ -104,20 +104,23 @@ def _one_rl_step(tmp_path, shared_prefill: bool):
     cfg = FinetuneConfig(method="rl", steps=1, checkpoint_every=10, prompts_per_step=4)
     cfg.rl.num_generations = 4
     cfg.rl.shared_prefill_generation = shared_prefill
+    cfg.gradient_checkpointing = checkpointing
     loaded = load_model("embedded")
     train, _ = target_splits(cfg)
     dataset = Dataset.from_list(conversational_rows(training_schedule(train, cfg), with_completion=False))
     loaded.model.train()
-    trainer = build_rl_trainer(loaded.model, loaded.tokenizer, dataset, cfg, tmp_path / f"prefill-{shared_prefill}")
+    trainer = build_rl_trainer(loaded.model, loaded.tokenizer, dataset, cfg, tmp_path / f"prefill-{shared_prefill}-{checkpointing}")
     trainer.train()
     return trainer, trainer.state.log_history[0]
 
 
-def test_rl_step_with_shared_prefill_is_the_step_trl_generation_takes(tmp_path):
-    """One GRPO step on the embedded model: the shared prefill is used, and it draws the same completions as TRL's
-    ``generate`` path from the same seed, so reward, loss and gradient norm agree."""
-    shared, shared_log = _one_rl_step(tmp_path, shared_prefill=True)
-    trl, trl_log = _one_rl_step(tmp_path, shared_prefill=False)
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_rl_step_with_shared_prefill_is_the_step_trl_generation_takes(tmp_path, checkpointing):
+    """One GRPO step on the embedded model, with and without gradient checkpointing (which drops a training-mode
+    model's cache): the shared prefill is used, and it draws the same completions as TRL's ``generate`` path from
+    the same seed, so reward, loss and gradient norm agree."""
+    shared, shared_log = _one_rl_step(tmp_path, shared_prefill=True, checkpointing=checkpointing)
+    trl, trl_log = _one_rl_step(tmp_path, shared_prefill=False, checkpointing=checkpointing)
     assert shared.shared_prefill_calls == 1 and shared.trl_generation_calls == 0
     assert not hasattr(trl, "shared_prefill_calls")
     assert shared_log["reward"] == trl_log["reward"]

@@ -138,7 +138,7 @@ def test_study_is_deterministic_and_resumes_after_sigkill(tmp_path):
 
     (a / "report.html").unlink()
     result = _run("report", str(a))
-    assert result.returncode == 0 and 'id="pareto"' in (a / "report.html").read_text()
+    assert result.returncode == 0 and 'id="tradeoff"' in (a / "report.html").read_text()
 
 
 def test_a_partial_section_keeps_the_study_defaults_of_the_rest(tmp_path):

@@ -6,6 +6,7 @@ can rebuild it (and the report) without rerunning anything.
 
 from __future__ import annotations
 
+import math
 from functools import partial
 
 import numpy as np
@@ -54,8 +55,10 @@ def general_measures(results: dict) -> list[str]:
 
 
 def mean_prior_retention(row: dict, tasks: list[str]) -> float:
-    """Mean over prior tasks of accuracy retention (tuned / base) at one checkpoint."""
-    return float(np.mean([row["prior"][t]["retention_accuracy"] for t in tasks]))
+    """Mean over prior tasks of accuracy retention (tuned / base) at one checkpoint, over the tasks where it is
+    defined (a task the base never answers has none); NaN where no task has one."""
+    defined = [v for t in tasks if (v := row["prior"][t]["retention_accuracy"]) is not None]
+    return float(np.mean(defined)) if defined else math.nan
 
 
 def curve(results: dict, method: str, value) -> dict:
@@ -121,16 +124,19 @@ def forgetting_predictors(results: dict, n_boot: int = 1000, seed: int = 0) -> d
     """R^2 of prior-task forgetting against forward KL (RL's Razor), V(C0) (ours) and both, per task and pooled.
 
     Forgetting = 1 - accuracy retention of the task at a checkpoint; one point per fine-tuned checkpoint of
-    every run.  Intervals: percentile bootstrap over checkpoints.
+    every run where the retention and V(C0) are defined (a task the base never answers has no retention).
+    Intervals: percentile bootstrap over checkpoints.
     """
     rows = [r for r in checkpoint_rows(results) if r["step"] > 0]
     rng = np.random.default_rng(seed)
     out: dict[str, dict] = {}
     pooled: dict[str, list] = {"forgetting": [], "kl": [], "v": []}
     for t in prior_tasks(results):
-        y = np.array([1 - r[f"{t}_retention"] for r in rows])
-        kl = np.array([r["kl_forward"] for r in rows])
-        v = np.array([r[f"{t}_v_circuit"] for r in rows])
+        y = 1 - np.array([r[f"{t}_retention"] for r in rows], dtype=float)  # None (no base accuracy): NaN
+        kl = np.array([r["kl_forward"] for r in rows], dtype=float)
+        v = np.array([r[f"{t}_v_circuit"] for r in rows], dtype=float)
+        defined = np.isfinite(y) & np.isfinite(kl) & np.isfinite(v)  # points with all three
+        y, kl, v = y[defined], kl[defined], v[defined]
         pooled["forgetting"] += list(y)
         pooled["kl"] += list(kl)
         pooled["v"] += list(v)

@@ -156,6 +156,8 @@ def with_shared_prefill_generation(trainer_cls: type) -> type:
     TRL's own path otherwise. ``shared_prefill_calls`` and ``trl_generation_calls`` count which path each call
     took, ``shared_prefill_seconds`` the time its own sampling took."""
 
+    from trl.models.utils import unwrap_model_for_generation
+
     class SharedPrefillGeneration(trainer_cls):
         shared_prefill_calls = 0
         trl_generation_calls = 0
@@ -175,9 +177,16 @@ def with_shared_prefill_generation(trainer_cls: type) -> type:
                     prompt_ids, images, multimodal_fields, num_generations, has_tool_images
                 )
             self.shared_prefill_calls += 1
-            model = self.accelerator.unwrap_model(self.model_wrapped)
             start = time.perf_counter()
-            with self.accelerator.autocast():
+            with (  # as TRL's own path: unwrapped, gradient checkpointing off (it would drop the cache)
+                unwrap_model_for_generation(
+                    self.model_wrapped,
+                    self.accelerator,
+                    gather_deepspeed3_params=self.args.ds3_gather_for_generation,
+                    gradient_checkpointing_kwargs=self.args.gradient_checkpointing_kwargs,
+                ) as model,
+                self.accelerator.autocast(),
+            ):
                 completions = sample_completions(
                     model,
                     [list(p) for p in prompt_ids],

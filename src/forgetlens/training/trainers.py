@@ -210,6 +210,7 @@ def save_checkpoint_staged(trainer, save) -> None:
             if written.is_file() and not written.is_symlink():
                 apply_umask(written)
         os.replace(staging / name, root / name)
+        shutil.rmtree(staging)  # what else the save wrote beside the checkpoint (TRL's model card)
     wait_for_everyone()
 
 
