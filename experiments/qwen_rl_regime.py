@@ -3,6 +3,8 @@
     python experiments/qwen_rl_regime.py one-step --out runs/qwen-one-step [--lrs 1e-4,3e-5,1e-5,3e-6,1e-6]
     python experiments/qwen_rl_regime.py train --out runs/qwen-rl [--lrs 1e-6,1e-5] [--steps 24]
     python experiments/qwen_rl_regime.py weight-scale --out runs/qwen-one-step
+    python experiments/qwen_rl_regime.py answers --checkpoint runs/qwen-rl/rl-lr1e-05/checkpoints/checkpoint-24 \
+        --out runs/qwen-rl
 
 ``one-step``: from the base model, one Dr.GRPO step (4 prompts x 8 completions, no warm-up, as the collapsed
 runs took it) at each rate, then, on the held-out target prompts, what that one step did: the forward KL of the
@@ -18,6 +20,8 @@ directories) and ``OUT/summary.json``.
 
 ``weight-scale``: the root-mean-square weight of each group (embed, attention, mlp, norms, lm_head) of Qwen and of
 SmolLM2-135M; one rate is a step of a different relative size on each. Writes ``OUT/weight-scale.json``.
+
+``answers``: the base's and a checkpoint's greedy replies to held-out target questions, scored.
 """
 
 from __future__ import annotations
@@ -149,6 +153,32 @@ def one_step_at(lr: float, model_name: str) -> dict:
     }
 
 
+def answers(checkpoint: Path, n: int, out: Path) -> None:
+    """Greedy replies of the base and of ``checkpoint`` to the first ``n`` held-out target questions of the train
+    runs' split, with their scores: what a collapsed run says instead. Writes ``OUT/answers-NAME.json``."""
+    from forgetlens.measure.behaviour import chat_prompts, generate, score_reply
+    from forgetlens.models.loading import load_model
+    from forgetlens.training.data import target_splits
+
+    cfg = base_config(1e-6, steps=1, warmup=0)
+    _, evaluation = target_splits(cfg)
+    records = evaluation[:n]
+    rows = [{"question": r["question"], "answer": r.get("answer")} for r in records]
+    for label, spec in (("base", MODEL), ("tuned", str(checkpoint))):
+        loaded = load_model(spec)
+        prompts = chat_prompts(loaded.tokenizer, records)
+        replies = generate(loaded.model, loaded.tokenizer, prompts, cfg.max_new_tokens)
+        for row, ids, record in zip(rows, replies, records, strict=True):
+            text = loaded.tokenizer.decode(ids, skip_special_tokens=False)
+            row[label] = {"reply": text, "score": score_reply(text, record)}
+        del loaded
+        gc.collect()
+    name = f"{checkpoint.parent.parent.name}-{checkpoint.name}"
+    write_json(out / f"answers-{name}.json", {"checkpoint": str(checkpoint), "rows": rows})
+    for row in rows:
+        print(json.dumps(row, ensure_ascii=False), flush=True)
+
+
 def weight_group(name: str) -> str:
     """The weight group a parameter belongs to: lm_head, embed, mlp, attention or norms."""
     if name.startswith("lm_head"):
@@ -234,14 +264,20 @@ def train(lrs: list[float], steps: int, out: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("part", choices=["one-step", "train", "weight-scale"])
+    parser.add_argument("part", choices=["one-step", "train", "weight-scale", "answers"])
+    parser.add_argument("--checkpoint", type=Path, default=None, help="answers: the tuned checkpoint's folder")
+    parser.add_argument("--n", type=int, default=16, help="answers: how many held-out target questions")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--lrs", default=None, help="comma-separated learning rates")
     parser.add_argument("--steps", type=int, default=24)
     parser.add_argument("--model", default=MODEL, help="another model, to check this script on (default: Qwen)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    if args.part == "weight-scale":
+    if args.part == "answers":
+        if args.checkpoint is None:
+            parser.error("answers needs --checkpoint")
+        answers(args.checkpoint, args.n, args.out)
+    elif args.part == "weight-scale":
         weight_scale([MODEL, "smollm2-135m"], args.out)
     elif args.part == "one-step":
         one_step([float(x) for x in (args.lrs or "1e-4,3e-5,1e-5,3e-6,1e-6").split(",")], args.out, args.model)

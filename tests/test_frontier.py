@@ -192,7 +192,8 @@ def test_a_killed_frontier_resumes_to_the_results_of_an_unbroken_one(tmp_path):
     for results in (a, b):
         results.pop("timings")
         for run in results["runs"].values():
-            run.pop("training_seconds")
+            for key in ("training_seconds", "resumed", "training_seconds_estimated"):
+                run.pop(key)
         for config in results["configs"]:
             config.pop("seconds")
         results.pop("picks")
@@ -262,3 +263,37 @@ def test_ctrl_c_stops_with_one_line_and_the_command_that_continues(tmp_path):
     resumed = run_cli(*again[1:])
     assert resumed.returncode == 0, resumed.stderr
     assert (out / "frontier.json").exists()
+
+
+def test_a_resumed_runs_time_is_its_arms_rate_times_its_steps():
+    """A resumed run's budget timed its last session only: its seconds become the median seconds per step of its
+    arm's runs trained in one session; an arm with none keeps what was recorded."""
+    import numpy as np
+
+    from forgetlens.analysis.frontier import Point
+    from forgetlens.pipeline.frontier import _timed_from_whole_runs
+
+    def point(arm, lr, seed, step, seconds):
+        return Point(arm, lr, seed, step, target_correct=np.ones(2), prior_correct={}, seconds=seconds)
+
+    def record(arm, lr, seed, seconds, resumed):
+        return {
+            "arm": arm,
+            "lr": lr,
+            "seed": seed,
+            "steps_trained": 10,
+            "training_seconds": seconds,
+            "resumed": resumed,
+        }
+
+    records = {
+        "a": record("sft", 1e-5, 0, 100.0, False),
+        "b": record("sft", 1e-4, 0, 300.0, False),
+        "c": record("sft", 1e-3, 0, 5.0, True),
+        "d": record("rl", 1e-5, 0, 7.0, True),
+    }
+    points = [point("sft", 1e-3, 0, 5, 2.5), point("sft", 1e-5, 0, 5, 50.0), point("rl", 1e-5, 0, 5, 3.5)]
+    timed = _timed_from_whole_runs(points, records)
+    assert [p.seconds for p in timed] == [100.0, 50.0, 3.5]  # median 20 s a step x 5 steps; as run; no rate for rl
+    assert records["c"]["training_seconds"] == 200.0 and records["c"]["training_seconds_estimated"]
+    assert records["d"]["training_seconds"] == 7.0 and not records["d"]["training_seconds_estimated"]

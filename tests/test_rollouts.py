@@ -109,7 +109,9 @@ def _one_rl_step(tmp_path, shared_prefill: bool, checkpointing: bool = False):
     train, _ = target_splits(cfg)
     dataset = Dataset.from_list(conversational_rows(training_schedule(train, cfg), with_completion=False))
     loaded.model.train()
-    trainer = build_rl_trainer(loaded.model, loaded.tokenizer, dataset, cfg, tmp_path / f"prefill-{shared_prefill}-{checkpointing}")
+    trainer = build_rl_trainer(
+        loaded.model, loaded.tokenizer, dataset, cfg, tmp_path / f"prefill-{shared_prefill}-{checkpointing}"
+    )
     trainer.train()
     return trainer, trainer.state.log_history[0]
 

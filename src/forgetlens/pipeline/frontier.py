@@ -276,6 +276,7 @@ def run_points(run_dir: Path, arm: str, lr: float, seed: int) -> tuple[list[Poin
         "seed": seed,
         "steps_trained": steps_trained,
         "stopped_at_plateau": bool(budget.get("stopped_before_steps")),
+        "resumed": bool(budget.get("resumed_from")),
         "training_seconds": seconds,
         "zero_signal_share": [h["frac_reward_zero_std"] for h in per_step],
         "mean_reward": [h.get("reward") for h in per_step],
@@ -283,6 +284,27 @@ def run_points(run_dir: Path, arm: str, lr: float, seed: int) -> tuple[list[Poin
         "checkpoints": rows,
     }
     return points, record
+
+
+def _timed_from_whole_runs(points: list[Point], records: dict[str, dict]) -> list[Point]:
+    """A resumed run's budget timed only its last session: its points' seconds become its arm's median seconds per
+    step over the runs trained in one session (left as recorded where the arm has none), and its record says so
+    (``training_seconds_estimated``)."""
+    per_step: dict[str, list[float]] = {}
+    for r in records.values():
+        if not r["resumed"] and r["steps_trained"]:
+            per_step.setdefault(r["arm"], []).append(r["training_seconds"] / r["steps_trained"])
+    rate = {arm: float(np.median(v)) for arm, v in per_step.items()}
+    estimated = set()
+    for r in records.values():
+        r["training_seconds_estimated"] = bool(r["resumed"] and r["arm"] in rate)
+        if r["training_seconds_estimated"]:
+            r["training_seconds"] = rate[r["arm"]] * r["steps_trained"]
+            estimated.add((r["arm"], r["lr"], r["seed"]))
+    return [
+        dataclasses.replace(p, seconds=rate[p.arm] * p.step) if (p.arm, p.lr, p.seed) in estimated else p
+        for p in points
+    ]
 
 
 def analyse_frontier(
@@ -299,6 +321,7 @@ def analyse_frontier(
         points += [p for p in pts if p.step > 0]
         bases.setdefault(run.seed, next(p for p in pts if p.step == 0))
         records[name] = record
+    points = _timed_from_whole_runs(points, records)
     table = PointTable([*bases.values(), *points])
     arms = [a.name for a in cfg.arms]
     a = cfg.analysis

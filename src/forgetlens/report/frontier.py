@@ -214,7 +214,7 @@ def run_rows(results: dict) -> list[list[str]]:
                 number_text(last["kl_forward"]),
                 number_text(signal["zero_signal_share"]) if r["zero_signal_share"] else "",
                 number_text(signal["all_wrong_at_most"]) if r["zero_signal_share"] else "",
-                f"{r['training_seconds']:.0f}",
+                ("~" if r.get("training_seconds_estimated") else "") + f"{r['training_seconds']:.0f}",
             ]
         )
     return rows
@@ -406,7 +406,8 @@ def render_frontier(results: dict) -> str:
             "runs",
             "Runs",
             "Each run's steps trained (stopped at its plateau or its budget), its last checkpoint, RL's mean share of "
-            "groups without reward variance, and training seconds.",
+            "groups without reward variance and at most how many of them were never rewarded, and training seconds "
+            "(~: a resumed run, its arm's median seconds per step of runs trained in one session times its steps).",
             *_table("runs", results),
         ),
     ]
