@@ -236,7 +236,8 @@ def first_update(model, optimizer, lr: float) -> dict[str, dict]:
 def train(lrs: list[float], steps: int, out: Path) -> None:
     from forgetlens.pipeline.finetune import finetune
 
-    summary = {}
+    path = out / "summary.json"
+    summary = json.loads(path.read_text()) if path.exists() else {}  # rates run by earlier calls stay
     for lr in lrs:
         cfg = base_config(lr, steps=steps, warmup=4)
         run = out / f"rl-lr{lr:g}"
@@ -258,7 +259,7 @@ def train(lrs: list[float], steps: int, out: Path) -> None:
             "reward": budget["reward"],
             "training_seconds": budget["wall_seconds_this_session"],
         }
-        write_json(out / "summary.json", summary)
+        write_json(path, summary)
         print(json.dumps(summary[f"{lr:g}"]["checkpoints"]), flush=True)
 
 

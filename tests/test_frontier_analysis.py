@@ -236,3 +236,35 @@ def test_reward_signal_bounds_the_never_rewarded_groups():
     exact = reward_signal([1.0, 1.0], [0.5, 0.5])
     assert exact == {"zero_signal_share": 1.0, "all_wrong_at_most": 0.5, "all_right_at_least": 0.5}
     assert reward_signal([], [])["zero_signal_share"] is None
+
+
+def test_kept_counts_losses_only_and_ratio_counts_gains_too():
+    """A tuned model that fixes 20 of the base's wrong prompts and breaks 10 of its right ones: the ratio sees a
+    net gain, ``kept`` sees the 10 lost of the base's 100 right; the base itself keeps all."""
+    base_right = np.r_[np.ones(100), np.zeros(100)]  # [prompts]
+    tuned_right = base_right.copy()
+    tuned_right[:10] = 0  # broken
+    tuned_right[100:120] = 1  # fixed
+    target = np.zeros(10)
+    base = Point("sft", 0.0, 0, 0, target, {"t": base_right})
+    tuned = Point("sft", 1e-5, 0, 8, target, {"t": tuned_right})
+    draw = identity_draw([0], ["t"])
+    ratio = PointTable([base, tuned], "ratio").values(draw, "sft")[0].retention["t"]
+    kept_table = PointTable([base, tuned], "kept")
+    assert ratio == pytest.approx(110 / 100)
+    assert kept_table.values(draw, "sft")[0].retention["t"] == pytest.approx(90 / 100)
+    assert kept_table.base_values(draw).retention["t"] == 1.0
+
+
+def test_forgetting_follows_the_retention_kind():
+    """The same planted prompts: net forgetting (ratio) is offset by the fixed prompts, losses-only (kept) is not."""
+    base_right = np.r_[np.ones(100), np.zeros(100)]  # [prompts]
+    tuned_right = base_right.copy()
+    tuned_right[:10] = 0
+    tuned_right[100:120] = 1
+    base = Point("sft", 0.0, 0, 0, np.zeros(10), {"t": base_right}, kl_forward=0.0)
+    tuned = Point("sft", 1e-5, 0, 8, np.zeros(10), {"t": tuned_right}, kl_forward=1.0)
+    net = forgetting_predictors(PointTable([base, tuned], "ratio"), n_boot=1)["points"]
+    losses = forgetting_predictors(PointTable([base, tuned], "kept"), n_boot=1)["points"]
+    assert net[0]["forgetting"] == pytest.approx(-10 / 200) and losses[0]["forgetting"] == pytest.approx(10 / 200)
+    assert net[-1]["forgetting"] == losses[-1]["forgetting"] == 0.0  # the base

@@ -502,13 +502,30 @@ def run_cmd(config_path, seeds, resume, overwrite, jobs, allow_download, out) ->
     default=None,
     help="Least accuracy retention every prior task must keep for a pick (overrides analysis.retention_floor).",
 )
+@click.option(
+    "--retention",
+    type=click.Choice(["ratio", "kept"]),
+    default=None,
+    help="The frontier's y axis: ratio (tuned over base accuracy) or kept (the share of the base's right answers "
+    "still right; gains count for nothing). Overrides analysis.retention; with --resume, asked of the runs made.",
+)
 @click.option("--resume", is_flag=True, help="Continue an interrupted frontier in --out (each run where it stopped).")
 @click.option("--overwrite", is_flag=True, help="Delete --out first (only a directory forgetlens made).")
 @click.option("--jobs", type=int, default=1, show_default=True, help="Worker processes, one run each.")
 @click.option("--allow-download", is_flag=True, help="Let the Hugging Face libraries fetch models (offline otherwise).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Frontier directory.")
 def frontier_cmd(
-    config_path, seeds, max_new_tokens, target_accuracy, retention_floor, resume, overwrite, jobs, allow_download, out
+    config_path,
+    seeds,
+    max_new_tokens,
+    target_accuracy,
+    retention_floor,
+    retention,
+    resume,
+    overwrite,
+    jobs,
+    allow_download,
+    out,
 ) -> None:
     """Each method's Pareto frontier of target accuracy against prior-skill retention over learning rates, steps
     and seeds, and the methods compared at matched accuracy (frontier.json, frontier.html)."""
@@ -529,7 +546,7 @@ def frontier_cmd(
             raise ForgetlensError(f"--max-new-tokens: expected a positive number of tokens, got {max_new_tokens}")
         rl = dataclasses.replace(cfg.finetune.rl, max_completion_length=max_new_tokens)
         cfg.finetune = dataclasses.replace(cfg.finetune, max_new_tokens=max_new_tokens, rl=rl)
-    picks = {"target_accuracy": target_accuracy, "retention_floor": retention_floor}
+    picks = {"target_accuracy": target_accuracy, "retention_floor": retention_floor, "retention": retention}
     cfg.analysis = dataclasses.replace(cfg.analysis, **{k: v for k, v in picks.items() if v is not None})
     validate_frontier(cfg, "options")
     results = run_frontier(

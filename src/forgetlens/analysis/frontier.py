@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from forgetlens.analysis.stats import mcnemar_p, paired_mean_difference
+from forgetlens.config.options import RetentionKind
 
 MEAN = "mean"
 """The key of the mean over prior tasks, beside each task's own key."""
@@ -126,7 +127,10 @@ class ConfigValues:
 class PointTable:
     """Every point of a frontier study, indexed for fast resampling."""
 
-    def __init__(self, points: Sequence[Point]):
+    def __init__(self, points: Sequence[Point], retention: RetentionKind = "ratio"):
+        """``retention``: ``ratio`` (tuned accuracy over the base's) or ``kept`` (the share of the prompts the base
+        answered right that the tuned model still does; prompts it newly gets right count for nothing)."""
+        self.retention = retention
         if not points:
             raise ValueError("no points")
         self.points = list(points)
@@ -167,7 +171,10 @@ class PointTable:
             idx = draw.prompts[t]
             base = float(np.mean([self.base[s].prior_correct[t][idx].mean() for s in draw.seeds]))
             tuned = float(np.mean([runs[s].prior_correct[t][idx].mean() for s in draw.seeds]))
-            retention[t] = tuned / base if base > 0 else math.nan
+            if self.retention == "kept":
+                retention[t] = self._kept(runs, draw, t)
+            else:
+                retention[t] = tuned / base if base > 0 else math.nan
             drop[t] = base - tuned
         retention[MEAN] = float(np.mean([retention[t] for t in self.tasks]))
         drop[MEAN] = float(np.mean([drop[t] for t in self.tasks]))
@@ -183,6 +190,16 @@ class PointTable:
             damage[MEAN] = float(np.mean([damage[t] for t in self.tasks]))
         seconds = float(np.mean([runs[s].seconds for s in draw.seeds]))
         return ConfigValues(config[0], config[1], config[2], acc, retention, drop, len(draw.seeds), damage, seconds)
+
+    def _kept(self, runs: dict[int, Point], draw: Draw, task: str) -> float:
+        """Of the (drawn) prompts the base answered right, summed over the drawn seeds, the share still right."""
+        right = kept = 0.0
+        for s in draw.seeds:
+            idx = draw.prompts[task]
+            base = self.base[s].prior_correct[task][idx]  # [prompts]: 1 where the base was right
+            right += float(base.sum())
+            kept += float((base * runs[s].prior_correct[task][idx]).sum())
+        return kept / right if right > 0 else math.nan
 
 
 def frontier_value(points: Sequence[ConfigValues], base: ConfigValues, level: float, key: str = MEAN) -> float:
@@ -375,7 +392,8 @@ def _r2_and_partial(kl: np.ndarray, damage: np.ndarray | None, forgetting: np.nd
 
 
 def forgetting_predictors(table: PointTable, n_boot: int = 1000, seed: int = 0, arm: str | None = None) -> dict:
-    """Forgetting (mean accuracy points lost over prior tasks) regressed on forward KL across every point (every
+    """Forgetting (mean accuracy points lost over prior tasks, net or losses only as ``table.retention`` reads
+    retention) regressed on forward KL across every point (every
     checkpoint of every run and seed, the bases included), and the partial R^2 of the circuit's damage beyond KL;
     intervals from resampling whole runs. ``arm``: that arm's points only (its bases included)."""
     runs: dict[tuple[str, float, int], list[Point]] = {}
@@ -411,7 +429,11 @@ def forgetting_predictors(table: PointTable, n_boot: int = 1000, seed: int = 0, 
 
 
 def _forgetting(table: PointTable, p: Point) -> float:
+    """Mean over prior tasks of the accuracy points lost against the base: net (``ratio``: a prompt newly right
+    offsets one lost) or losses only (``kept``: the share of prompts the base had right and ``p`` has not)."""
     base = table.base[p.seed]
+    if table.retention == "kept":
+        return float(np.mean([(base.prior_correct[t] * (1 - p.prior_correct[t])).mean() for t in table.tasks]))
     return float(np.mean([base.prior_correct[t].mean() - p.prior_correct[t].mean() for t in table.tasks]))
 
 

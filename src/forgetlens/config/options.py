@@ -823,6 +823,11 @@ class PlateauConfig(Options):
         return out
 
 
+RetentionKind = Literal["ratio", "kept"]
+"""How a prior task's retention is read (``FrontierAnalysisConfig.retention``)."""
+RETENTION_KINDS: tuple[str, ...] = get_args(RetentionKind)
+
+
 @dataclass
 class FrontierAnalysisConfig(Options):
     """How the frontiers are compared (``analysis/frontier.py``)."""
@@ -838,10 +843,17 @@ class FrontierAnalysisConfig(Options):
     """Least accuracy retention every prior task must keep for a configuration to count as a pick."""
     seed: int = 0
     """Seeds the bootstrap."""
+    retention: RetentionKind = "ratio"
+    """What a prior task keeps, the frontier's y axis: ``ratio``, the tuned model's accuracy over the base's (RL's
+    Razor's prior-task score; above 1 where the tuned model answers prompts the base did not, a change of form
+    often: the base's first token " the" before the answer); ``kept``, the share of the prompts the base answered
+    right that the tuned model still does (forgetting only: gains count for nothing)."""
 
     def problems(self, prefix: str = "") -> list[str]:
         out: list[str] = []
         _finite(out, self, prefix)
+        if self.retention not in RETENTION_KINDS:
+            out.append(f"{prefix}retention: expected one of {', '.join(RETENTION_KINDS)}, got {self.retention!r}")
         if not self.levels or any(not 0 < f <= 1 for f in self.levels):
             out.append(f"{prefix}levels: expected fractions in (0, 1], got {self.levels}")
         if self.n_boot < 1:

@@ -322,7 +322,7 @@ def analyse_frontier(
         bases.setdefault(run.seed, next(p for p in pts if p.step == 0))
         records[name] = record
     points = _timed_from_whole_runs(points, records)
-    table = PointTable([*bases.values(), *points])
+    table = PointTable([*bases.values(), *points], cfg.analysis.retention)
     arms = [a.name for a in cfg.arms]
     a = cfg.analysis
     comparison = compare_frontiers(table, arms, a.levels, a.n_boot, a.seed) if len(arms) > 1 else {}

@@ -82,7 +82,7 @@ def tradeoff_figure(results: dict, key: str = MEAN, ax=None) -> tuple[str | None
         ax.axvline(level, color="#999999", ls=":", lw=1)
         ax.annotate(name, (level, top), fontsize=7, color="#666666", rotation=90, va="top", ha="right")
     ax.set_xlabel("held-out target accuracy")
-    ax.set_ylabel("prior-task accuracy retention" + (" (mean over tasks)" if key == MEAN else f" ({key})"))
+    ax.set_ylabel(retention_words(results) + (" (mean over tasks)" if key == MEAN else f" ({key})"))
     ax.legend(fontsize=8, loc="lower left")
     ax.grid(alpha=0.3)
     if not own:
@@ -96,7 +96,7 @@ def per_task_figure(results: dict) -> str:
     for ax, task in zip(axes[0], tasks):
         tradeoff_figure(results, task, ax)
         ax.set_title(task, fontsize=10)
-        ax.set_ylabel("accuracy retention")
+        ax.set_ylabel(retention_words(results))
         ax.get_legend().remove()
     return _png(fig)
 
@@ -110,7 +110,7 @@ def kl_figure(results: dict) -> str | None:
     ys = [p["forgetting"] for p in pred["points"]]
     ax.scatter(xs, ys, s=14, alpha=0.6, color="#444444")
     ax.set_xlabel("forward KL(base || tuned) on the target, nats per completion")
-    ax.set_ylabel("forgetting: accuracy points lost\n(mean over prior tasks)")
+    ax.set_ylabel(f"forgetting: {forgetting_words(results)}\n(mean over prior tasks)", fontsize=8)
     ax.set_title(f"R^2 of forgetting on KL: {interval_text(pred['r2_kl'])} ({pred['n_points']} points)", fontsize=9)
     ax.axhline(0, color="#999999", lw=0.8)
     ax.grid(alpha=0.3)
@@ -132,6 +132,22 @@ def signal_figure(results: dict) -> str | None:
     bottom.set_xlabel("optimizer step")
     top.legend(fontsize=7, ncol=2)
     return _png(fig)
+
+
+def retention_words(results: dict, long: bool = False) -> str:
+    """What the frontier's retention is (``analysis.retention``), for axes and sentences."""
+    kept = (results.get("config") or {}).get("analysis", {}).get("retention") == "kept"
+    if not long:
+        return "share of the base's right answers kept" if kept else "prior-task accuracy retention"
+    if kept:
+        return "share of the base's right prior-task answers kept (gains count for nothing)"
+    return "prior-task accuracy retention (a ratio to the base)"
+
+
+def forgetting_words(results: dict) -> str:
+    """What the forgetting regressed on KL counts (``analysis.retention``)."""
+    kept = (results.get("config") or {}).get("analysis", {}).get("retention") == "kept"
+    return "accuracy points lost on prompts the base had right" if kept else "accuracy points lost, net of gains"
 
 
 def _level_label(results: dict, name: str) -> str:
@@ -265,7 +281,7 @@ def frontier_summary(results: dict) -> list[str]:
         for name, by_task in by_level.items():
             stat = by_task[MEAN]
             out.append(
-                f"At {_level_label(results, name)}, the best mean prior-task accuracy retention (a ratio to the base) "
+                f"At {_level_label(results, name)}, the best mean {retention_words(results, long=True)} "
                 f"of {later} minus that of {first} is {interval_text(stat)} (95 % bootstrap over seeds, questions "
                 f"and prompts; both reach the level in {number_text(stat.get('defined_share'))} of resamples): "
                 f"{_direction(stat, later, first, 'of its prior skills')} (table: matched accuracy)."
@@ -281,7 +297,7 @@ def frontier_summary(results: dict) -> list[str]:
     pred = (results.get("predictors") or {}).get("all")
     if pred:
         out.append(
-            f"Forgetting (accuracy points lost, mean over prior tasks) against forward KL on the target across "
+            f"Forgetting ({forgetting_words(results)}, mean over prior tasks) against forward KL on the target across "
             f"{pred['n_points']} points: R^2 {interval_text(pred['r2_kl'])}; the circuit's joint damage adds a "
             f"partial R^2 of {interval_text(pred['partial_r2_circuit'])} beyond KL (95 % over runs; table: "
             "predictors)."
@@ -368,7 +384,7 @@ def render_frontier(results: dict) -> str:
         (
             "matched",
             "Matched accuracy: retention difference",
-            "Best accuracy retention (ratio to the base, per task and mean) of the later arm minus the first, at each "
+            f"Best {retention_words(results, long=True)} (per task and mean) of the later arm minus the first, at each "
             "matched held-out target accuracy; 95 % bootstrap interval over seeds, questions and prompts; the last "
             "column is the share of resamples in which both arms reach the level.",
             *_table("matched", results),
@@ -391,8 +407,8 @@ def render_frontier(results: dict) -> str:
         (
             "predictors",
             "Forgetting predictors",
-            "Forgetting (accuracy points lost, mean over prior tasks) regressed on forward KL on the target; partial "
-            "R^2 of the circuit's joint damage (nats) beyond KL; 95 % intervals resample whole runs.",
+            f"Forgetting ({forgetting_words(results)}, mean over prior tasks) regressed on forward KL on the target; "
+            "partial R^2 of the circuit's joint damage (nats) beyond KL; 95 % intervals resample whole runs.",
             *_table("predictors", results),
         ),
         (
