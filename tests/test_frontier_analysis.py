@@ -18,6 +18,7 @@ from forgetlens.analysis.frontier import (
     forgetting_predictors,
     frontier_value,
     identity_draw,
+    least_kl,
     matched_levels,
     paired_tests,
     pareto_set,
@@ -268,3 +269,17 @@ def test_forgetting_follows_the_retention_kind():
     losses = forgetting_predictors(PointTable([base, tuned], "kept"), n_boot=1)["points"]
     assert net[0]["forgetting"] == pytest.approx(-10 / 200) and losses[0]["forgetting"] == pytest.approx(10 / 200)
     assert net[-1]["forgetting"] == losses[-1]["forgetting"] == 0.0  # the base
+
+
+def test_least_kl_is_the_smallest_kl_of_the_configurations_reaching_the_level():
+    """Brute force over the planted configurations: the least KL among those at or above each level."""
+    table = PointTable(_planted())
+    draw = identity_draw(table.seeds, table.tasks)
+    values = table.values(draw, "rl")
+    for level in (0.4, 0.6, 0.8, 0.95):
+        reaching = [v.kl_forward for v in values if v.accuracy >= level]
+        expected = min(reaching) if reaching else math.nan
+        assert least_kl(values, level) == expected or (math.isnan(expected) and math.isnan(least_kl(values, level)))
+    comparison = compare_frontiers(table, ["sft", "rl"], [0.5, 0.9], n_boot=20)
+    for name, level in comparison["levels"].items():
+        assert comparison["least_kl"]["rl"][name]["value"] == least_kl(values, level)

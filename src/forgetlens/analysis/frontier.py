@@ -122,6 +122,8 @@ class ConfigValues:
     outputs from this configuration); empty without circuit measurements."""
     seconds: float = 0.0
     """Mean training wall time to reach the configuration."""
+    kl_forward: float = 0.0
+    """Mean forward KL(base || tuned) on the target (nats per completion)."""
 
 
 class PointTable:
@@ -189,7 +191,8 @@ class PointTable:
                 )
             damage[MEAN] = float(np.mean([damage[t] for t in self.tasks]))
         seconds = float(np.mean([runs[s].seconds for s in draw.seeds]))
-        return ConfigValues(config[0], config[1], config[2], acc, retention, drop, len(draw.seeds), damage, seconds)
+        kl = float(np.mean([runs[s].kl_forward for s in draw.seeds]))
+        return ConfigValues(config[0], config[1], config[2], acc, retention, drop, len(draw.seeds), damage, seconds, kl)
 
     def _kept(self, runs: dict[int, Point], draw: Draw, task: str) -> float:
         """Of the (drawn) prompts the base answered right, summed over the drawn seeds, the share still right."""
@@ -277,12 +280,13 @@ def compare_frontiers(
     task and for the mean, with bootstrap intervals (module docstring).
 
     Returns ``{"levels": {name: accuracy}, "frontier": {arm: {name: {task: stat}}}, "difference": {"B-A": {name:
-    {task: stat}}}}``; a stat is ``{value, ci_low, ci_high, defined_share}``."""
+    {task: stat}}}, "least_kl": {arm: {name: stat}}, "least_kl_difference": {"B-A": {name: stat}}}``; a stat is
+    ``{value, ci_low, ci_high, defined_share}``; ``least_kl`` is :func:`least_kl`."""
     levels = matched_levels(table, fractions, arms)
     keys = [*table.tasks, MEAN]
     pairs = [(arms[0], b) for b in arms[1:]]
 
-    def measure(draw: Draw) -> tuple[dict, dict]:
+    def measure(draw: Draw) -> tuple[dict, dict, dict, dict]:
         base = table.base_values(draw)
         per_arm = {arm: table.values(draw, arm) for arm in arms}
         front = {
@@ -293,9 +297,11 @@ def compare_frontiers(
             f"{b}-{a}": {name: {k: front[b][name][k] - front[a][name][k] for k in keys} for name in levels}
             for a, b in pairs
         }
-        return front, diff
+        kl = {arm: {name: least_kl(per_arm[arm], a) for name, a in levels.items()} for arm in arms}
+        kl_diff = {f"{b}-{a}": {name: kl[b][name] - kl[a][name] for name in levels} for a, b in pairs}
+        return front, diff, kl, kl_diff
 
-    point_front, point_diff = measure(identity_draw(table.seeds, table.tasks))
+    point_front, point_diff, point_kl, point_kl_diff = measure(identity_draw(table.seeds, table.tasks))
     rng = np.random.default_rng(seed)
     reps = [measure(random_draw(rng, table.seeds, table.n_questions, table.n_prompts)) for _ in range(n_boot)]
     front_out = {
@@ -312,7 +318,26 @@ def compare_frontiers(
         }
         for pair in point_diff
     }
-    return {"levels": levels, "frontier": front_out, "difference": diff_out}
+    kl_out = {
+        arm: {name: _stat(point_kl[arm][name], [r[2][arm][name] for r in reps]) for name in levels} for arm in arms
+    }
+    kl_diff_out = {
+        pair: {name: _stat(point_kl_diff[pair][name], [r[3][pair][name] for r in reps]) for name in levels}
+        for pair in point_kl_diff
+    }
+    return {
+        "levels": levels,
+        "frontier": front_out,
+        "difference": diff_out,
+        "least_kl": kl_out,
+        "least_kl_difference": kl_diff_out,
+    }
+
+
+def least_kl(points: Sequence[ConfigValues], level: float) -> float:
+    """The least forward KL on the target among ``points`` whose target accuracy is at least ``level`` (RL's Razor:
+    how far from the base an arm must move to adapt that far); NaN when none is."""
+    return min((v.kl_forward for v in points if v.accuracy >= level), default=math.nan)
 
 
 def adaptation_speed(table: PointTable, arms: Sequence[str], levels: dict[str, float]) -> dict:

@@ -200,6 +200,19 @@ def paired_rows(results: dict) -> list[list[str]]:
     return rows
 
 
+def least_kl_rows(results: dict) -> list[list[str]]:
+    comparison = results.get("comparison") or {}
+    rows = []
+    for arm, by_level in (comparison.get("least_kl") or {}).items():
+        for name, stat in by_level.items():
+            rows.append([arm, _level_label(results, name), interval_text(stat)])
+    for pair, by_level in (comparison.get("least_kl_difference") or {}).items():
+        later, first = pair.split("-", 1)
+        for name, stat in by_level.items():
+            rows.append([f"{later} - {first}", _level_label(results, name), interval_text(stat)])
+    return rows
+
+
 def speed_rows(results: dict) -> list[list[str]]:
     rows = []
     for arm, by_level in (results.get("speed") or {}).items():
@@ -286,6 +299,16 @@ def frontier_summary(results: dict) -> list[str]:
                 f"and prompts; both reach the level in {number_text(stat.get('defined_share'))} of resamples): "
                 f"{_direction(stat, later, first, 'of its prior skills')} (table: matched accuracy)."
             )
+    for pair, by_level in comparison.get("least_kl_difference", {}).items():
+        later, first = pair.split("-", 1)
+        name = max(by_level, key=lambda n: comparison["levels"][n])
+        least = comparison["least_kl"]
+        out.append(
+            f"The least forward KL on the target at which each arm reaches {_level_label(results, name)}: {first} "
+            f"{interval_text(least[first][name])}, {later} {interval_text(least[later][name])} nats; {later} minus "
+            f"{first} {interval_text(by_level[name])} (RL's Razor's measure of how far an arm must move; table: "
+            "least KL)."
+        )
     speed = results.get("speed") or {}
     if len(arms) > 1 and comparison.get("levels"):
         top = max(comparison["levels"], key=lambda n: comparison["levels"][n])
@@ -351,6 +374,7 @@ TABLES = {
         ["arms", "level", "task", "chosen", "only first / only later", "McNemar p", "log p difference", "p"],
         paired_rows,
     ),
+    "least_kl": (["arm", "level", "least forward KL (nats)"], least_kl_rows),
     "speed": (["arm", "level", "step", "lr", "seconds"], speed_rows),
     "predictors": (["points", "n", "runs", "R^2 (KL)", "slope per nat", "partial R^2 (circuit)"], predictor_rows),
     "picks": (["arm", "lr", "step", "accuracy", "retention", "seconds"], pick_rows),
@@ -396,6 +420,13 @@ def render_frontier(results: dict) -> str:
             "right by only the first arm / only the later one, pairs over prompts and seeds) and a paired bootstrap "
             "on log p(answer) (later minus first, nats).",
             *_table("paired", results),
+        ),
+        (
+            "least_kl",
+            "Least KL",
+            "The least forward KL(base || tuned) on the target (nats per completion, mean over seeds) among each arm's "
+            "configurations reaching each level, and the difference; 95 % bootstrap over seeds.",
+            *_table("least_kl", results),
         ),
         (
             "speed",
