@@ -14,10 +14,7 @@ from pathlib import Path
 import click
 
 from forgetlens.cli_options import apply_options, field_option, field_options
-from forgetlens.config.options import (
-    DiscoveryConfig,
-    FinetuneConfig,
-)
+from forgetlens.config.options import RETENTION_KINDS, DiscoveryConfig, FinetuneConfig
 from forgetlens.errors import ForgetlensError
 from forgetlens.models.packaged import PACKAGED
 from forgetlens.utils import check_writable
@@ -504,7 +501,7 @@ def run_cmd(config_path, seeds, resume, overwrite, jobs, allow_download, out) ->
 )
 @click.option(
     "--retention",
-    type=click.Choice(["ratio", "kept"]),
+    type=click.Choice(RETENTION_KINDS),
     default=None,
     help="The frontier's y axis: ratio (tuned over base accuracy) or kept (the share of the base's right answers "
     "still right; gains count for nothing). Overrides analysis.retention; with --resume, asked of the runs made.",

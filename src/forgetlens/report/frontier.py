@@ -134,9 +134,14 @@ def signal_figure(results: dict) -> str | None:
     return _png(fig)
 
 
+def _reads_kept(results: dict) -> bool:
+    """Whether the frontier read retention as the share of the base's right answers kept (``analysis.retention``)."""
+    return (results.get("config") or {}).get("analysis", {}).get("retention") == "kept"
+
+
 def retention_words(results: dict, long: bool = False) -> str:
     """What the frontier's retention is (``analysis.retention``), for axes and sentences."""
-    kept = (results.get("config") or {}).get("analysis", {}).get("retention") == "kept"
+    kept = _reads_kept(results)
     if not long:
         return "share of the base's right answers kept" if kept else "prior-task accuracy retention"
     if kept:
@@ -146,8 +151,9 @@ def retention_words(results: dict, long: bool = False) -> str:
 
 def forgetting_words(results: dict) -> str:
     """What the forgetting regressed on KL counts (``analysis.retention``)."""
-    kept = (results.get("config") or {}).get("analysis", {}).get("retention") == "kept"
-    return "accuracy points lost on prompts the base had right" if kept else "accuracy points lost, net of gains"
+    if _reads_kept(results):
+        return "accuracy points lost on prompts the base had right"
+    return "accuracy points lost, net of gains"
 
 
 def _level_label(results: dict, name: str) -> str:
