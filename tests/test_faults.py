@@ -15,11 +15,14 @@ import hashlib
 import json
 import os
 import pickle
+import re
 import shutil
 from pathlib import Path
 
 import pytest
 from conftest import run_cli
+
+from forgetlens.artefacts import MAX_JSON_BYTES
 
 TINY = """model: embedded
 tasks: [ioi]
@@ -51,7 +54,7 @@ def faults_for(path: Path) -> list[str]:
     """The faults that apply to a file of this kind."""
     common = ["truncate", "empty", "link_out", "directory"]
     if path.suffix == ".json":
-        return common + ["wrong_type"]
+        return common + ["wrong_type", "nan", "huge"]
     if path.suffix in BINARY:
         return common + ["pickle"]
     return common
@@ -67,6 +70,12 @@ def damage(path: Path, fault: str, outside: Path, marker: Path) -> None:
     elif fault == "wrong_type":
         data = json.loads(path.read_text())
         path.write_text(json.dumps({"unexpected": 1} if isinstance(data, list) else [1, 2, 3]))
+    elif fault == "nan":  # a number written as NaN: JSON the standard does not allow
+        text = path.read_text()
+        nan = re.sub(r"(?<=[:\[,])(\s*)-?\d+(\.\d+)?([eE][-+]?\d+)?", r"\1NaN", text, count=1)
+        path.write_text(nan if nan != text else "[NaN]")
+    elif fault == "huge":  # past the readers' bound, as a sparse file (no disk used)
+        os.truncate(path, MAX_JSON_BYTES + 1)
     elif fault == "link_out":
         path.unlink()
         path.symlink_to(outside)

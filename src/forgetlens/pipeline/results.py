@@ -93,6 +93,12 @@ _CHECKPOINT = _object(
     },
     required=["step", "target_accuracy", "kl_forward", "prior"],
 )
+DIVERGENCE = _object(
+    {"step": {"type": "integer"}, "target": {"type": "array"}, "chat": {"type": "array"}},
+    required=["step", "target"],
+)
+"""Where a run's last checkpoint departs from the base in the text (``runs/NAME/divergence.json``)."""
+
 _RUN = _object(
     {
         "method": {"type": "string"},
@@ -103,10 +109,7 @@ _RUN = _object(
         "budget": {"type": "object"},
         "checkpoints": {"type": "array", "items": _CHECKPOINT, "minItems": 1},
         "lr": {"type": "number", "exclusiveMinimum": 0},
-        "divergence": _object(
-            {"step": {"type": "integer"}, "target": {"type": "array"}, "chat": {"type": "array"}},
-            required=["step", "target"],
-        ),
+        "divergence": DIVERGENCE,
     },
     required=[
         "method",

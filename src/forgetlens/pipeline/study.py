@@ -51,6 +51,7 @@ from forgetlens.pipeline.finetune import validate as validate_finetune
 from forgetlens.pipeline.results import (
     BEHAVIOUR_TABLE,
     BUDGET,
+    DIVERGENCE,
     SCHEMA_VERSION,
     checkpoints_csv,
     per_head_csv,
@@ -436,7 +437,7 @@ class Study:
         """``{"divergence": ...}``: where run ``name``'s last checkpoint departs from the base in the text
         (``runs/NAME/divergence.json``), or nothing for a run measured before it existed."""
         path = self.run_dir / "runs" / name / "divergence.json"
-        return {"divergence": read_json(path)} if path.exists() else {}
+        return {"divergence": read_record(path, DIVERGENCE, "a divergence record")} if path.exists() else {}
 
     def own_circuits_summary(self, task_name: str, tuned: list[str]) -> dict:
         """{method: ``analysis.own_circuits.summarise_method``} of one task's stored own circuits."""
