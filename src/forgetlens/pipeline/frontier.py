@@ -229,6 +229,8 @@ def run_points(run_dir: Path, arm: str, lr: float, seed: int) -> tuple[list[Poin
     log_path = run_dir / "training_log.json"
     log = read_record(log_path, TRAINING_LOG, "a training log") if log_path.exists() else []
     per_step = [h for h in log if "frac_reward_zero_std" in h]
+    zero_share = [h["frac_reward_zero_std"] for h in per_step]  # [steps]
+    mean_reward = [h.get("reward") for h in per_step]  # [steps]
     points = []
     rows = []
     for row in behaviour["checkpoints"]:
@@ -278,9 +280,9 @@ def run_points(run_dir: Path, arm: str, lr: float, seed: int) -> tuple[list[Poin
         "stopped_at_plateau": bool(budget.get("stopped_before_steps")),
         "resumed": bool(budget.get("resumed_from")),
         "training_seconds": seconds,
-        "zero_signal_share": [h["frac_reward_zero_std"] for h in per_step],
-        "mean_reward": [h.get("reward") for h in per_step],
-        "signal": reward_signal([h["frac_reward_zero_std"] for h in per_step], [h.get("reward") for h in per_step]),
+        "zero_signal_share": zero_share,
+        "mean_reward": mean_reward,
+        "signal": reward_signal(zero_share, mean_reward),
         "checkpoints": rows,
     }
     return points, record
