@@ -9,6 +9,9 @@ from pathlib import Path
 
 from conftest import run_cli
 
+from forgetlens.report.markdown import comparison_label
+from forgetlens.report.text import interval_text, number_text
+
 STORED = Path(__file__).parents[1] / "docs" / "results" / "smollm2-135m" / "quick-results.json.gz"
 
 
@@ -28,11 +31,11 @@ def test_the_tables_carry_the_numbers_of_results_json_and_nothing_is_written(tmp
         assert heading in text
     name, run = next(iter(results["runs"].items()))
     last = run["checkpoints"][-1]
-    assert f"| {name} | {last['step']} | {last['target_accuracy']:.3f} | {last['kl_forward']:.3f} |" in text
+    shown = f"| {name} | {last['step']} | {number_text(last['target_accuracy'])} | {number_text(last['kl_forward'])} |"
+    assert shown in text
     task = next(iter(results["tasks"]))
     pair, dcv = next(iter(results["tasks"][task]["dcv"].items()))
-    v = dcv["v_circuit"]
-    assert f"| {task} | {pair} | {v['value']:.3f} [{v['ci_low']:.3f}, {v['ci_high']:.3f}] |" in text
+    assert f"| {task} | {comparison_label(pair)} | {interval_text(dcv['v_circuit'])} |" in text
 
 
 def test_a_results_file_that_is_not_one_is_one_line(tmp_path):

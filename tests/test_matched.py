@@ -97,10 +97,10 @@ def test_seed_aggregation_is_a_t_interval():
 
 
 def test_claim_verdicts_separate_size_from_significance():
-    from forgetlens.analysis.summary import _verdict
+    from forgetlens.analysis.summary import claim_verdict
 
-    assert _verdict({"value": 0.05, "ci_low": 0.02, "ci_high": 0.08}) == "held"
-    assert _verdict({"value": -0.05, "ci_low": -0.08, "ci_high": -0.02}) == "reversed"
-    assert _verdict({"value": 0.0004, "ci_low": 0.0001, "ci_high": 0.0008}) == "negligible"
-    assert _verdict({"value": 0.05, "ci_low": -0.01, "ci_high": 0.1}) == "inconclusive"
-    assert _verdict({"value": 0.05}) == "inconclusive"
+    assert claim_verdict({"value": 0.05, "ci_low": 0.02, "ci_high": 0.08}) == "held"
+    assert claim_verdict({"value": -0.05, "ci_low": -0.08, "ci_high": -0.02}) == "reversed"
+    assert claim_verdict({"value": 0.0004, "ci_low": 0.0001, "ci_high": 0.0008}) == "negligible"
+    assert claim_verdict({"value": 0.05, "ci_low": -0.01, "ci_high": 0.1}) == "inconclusive"
+    assert claim_verdict({"value": 0.05}) == "inconclusive"

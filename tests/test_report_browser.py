@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from forgetlens.analysis.summary import derived_results
+from forgetlens.analysis.summary import MIN_EFFECT, derived_results
 from forgetlens.report.text import MIN_FIT_POINTS
 
 FIXTURE = Path(__file__).parent / "data" / "report" / "results.json.gz"
@@ -88,7 +88,8 @@ def check_what_the_page_says(dom: str, results: dict) -> None:
         if float(low) != float(high):
             assert len({low, high, value}) == 3, (value, low, high)  # distinct: enough digits to tell them apart
     ran = set(results["config"]["methods"])
-    fixed = {"adaptation threshold", "SFT damages more", "RL damages more"}
+    fixed = {"adaptation threshold", "SFT damages more (held)", "RL damages more (reversed)", "negligible"}
+    fixed |= {"inconclusive", f"negligible: |DCV| < {MIN_EFFECT}"}
     for figure, legend in re.findall(r'<img id="([a-z_]+)"[^>]*data-legend="([^"]*)"', dom):
         for entry in filter(None, html.unescape(legend).split(", ")):
             assert entry in fixed or entry.split(" (")[0].split(":")[0] in ran, (figure, entry)

@@ -160,7 +160,7 @@ def _fits(y, kl, v, rng, n_boot) -> dict:
     return out
 
 
-def _verdict(stat: dict) -> str:
+def claim_verdict(stat: dict) -> str:
     """held / reversed when the interval excludes 0 and |value| >= MIN_EFFECT; negligible when it excludes 0
     with a smaller value; inconclusive otherwise (also without an interval)."""
     value, low, high = (stat.get(k, np.nan) for k in ("value", "ci_low", "ci_high"))
@@ -219,7 +219,7 @@ def claims(results: dict) -> dict:
     out: dict = {
         "adaptation": {
             "difference_sft_minus_rl": adapt,
-            "verdict": _verdict(adapt),
+            "verdict": claim_verdict(adapt),
             "steps_to_threshold": {n: r["steps_to_threshold"] for n, r in results["runs"].items()},
         },
         "circuits": {},
@@ -237,9 +237,9 @@ def claims(results: dict) -> dict:
         out["circuits"][t] = {
             "step": step,
             "dcv_circuit": seeds_dcv,
-            "dcv_verdict": _verdict(seeds_dcv),
+            "dcv_verdict": claim_verdict(seeds_dcv),
             "forgetting_difference_sft_minus_rl": forget,
-            "forgetting_verdict": _verdict(forget),
+            "forgetting_verdict": claim_verdict(forget),
         }
         joint = _joint_claims(results, t, step)
         if joint:
@@ -278,9 +278,9 @@ def _joint_claims(results: dict, task: str, step: int, n_boot: int = 1000, seed:
     out: dict = {"metric": metric, "step": step}
     for name, key in (("dcv_joint_total", "joint_total/C0"), ("dcv_joint_local", "joint_local/C0")):
         out[name] = difference(metric, key)
-        out[f"{name}_verdict"] = _verdict(out[name])
+        out[f"{name}_verdict"] = claim_verdict(out[name])
     out["forgetting_same_prompts"] = difference("correct", "change")
-    out["forgetting_same_prompts_verdict"] = _verdict(out["forgetting_same_prompts"])
+    out["forgetting_same_prompts_verdict"] = claim_verdict(out["forgetting_same_prompts"])
     out["change_sft_minus_rl"] = difference(metric, "change")
     return out
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from forgetlens.report.text import interval_text, number_text
+from forgetlens.report.text import interval_text, number_text, percent_text
 
 
 def _num(stat: dict, pct: bool = False) -> str:
@@ -15,12 +15,12 @@ def _num(stat: dict, pct: bool = False) -> str:
         value, low, high = stat["value"], stat["ci_low"], stat["ci_high"]
         if value is None or (isinstance(value, float) and math.isnan(value)):
             return "n/a"
-        f = lambda x: f"{100 * x:.0f} %"  # noqa: E731
         if low is None or (isinstance(low, float) and math.isnan(low)):
-            return f(value)
-        return f"{f(value)} [{f(low)}, {f(high)}]"
-    text = interval_text(stat)
-    return text if text.startswith(("-", "n/a")) else f"+{text}"
+            return percent_text(value)
+        return f"{percent_text(value)} [{percent_text(low)}, {percent_text(high)}]"
+    text = interval_text(stat, prose=True)
+    unsigned = text.startswith(("-", "n/a", "0 (")) or float(text.split(" ")[0]) == 0
+    return text if unsigned else f"+{text}"
 
 
 def _block(group: str, block: list[int]) -> str:

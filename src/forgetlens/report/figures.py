@@ -7,14 +7,29 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import matplotlib
+import matplotlib.collections
+import matplotlib.colors
+import matplotlib.lines
 import matplotlib.patches
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from forgetlens.analysis.runs import ModelLabel, checkpoint_label, pair_label  # noqa: E402
-from forgetlens.analysis.summary import GENERAL_LABELS, checkpoint_rows, prior_tasks, runs_by_method  # noqa: E402
+from forgetlens.analysis.summary import (  # noqa: E402
+    CLAIM_HELD,
+    CLAIM_NEGLIGIBLE,
+    CLAIM_REVERSED,
+    CLAIM_UNCLEAR,
+    GENERAL_LABELS,
+    MIN_EFFECT,
+    checkpoint_rows,
+    claim_verdict,
+    prior_tasks,
+    runs_by_method,
+)
 from forgetlens.report.text import MIN_FIT_POINTS, interval_text, number_text, p_text  # noqa: E402
 
 COLORS = {
@@ -36,24 +51,75 @@ class Figure:
 
     png: bytes
     legend: tuple[str, ...] = ()
+    """Every legend entry drawn, read from the figure's legends (never written separately from them)."""
     labels: tuple[str, ...] = ()
+    unmatched_legend: tuple[str, ...] = ()
+    """Legend entries whose colour no artist drawn in their axes has (:func:`legend_mismatches`); empty in a
+    figure that tells the truth about its bars and lines."""
 
 
-def _figure(fig, legend: Sequence[str] = (), labels: Sequence[str] = ()) -> Figure:
+def _rgb(colors) -> set[tuple[float, ...]]:
+    """``colors`` (one matplotlib colour or an array of them) as rounded RGB triples, the transparent ones left out."""
+    rgba = matplotlib.colors.to_rgba_array(colors)  # [n, 4]
+    return {tuple(round(float(c), 3) for c in row[:3]) for row in rgba if row[3] > 0}
+
+
+def _colours(artist) -> set[tuple[float, ...]]:
+    """The colours ``artist`` paints with: line and marker of a line, face and edge of a patch or collection."""
+    if isinstance(artist, matplotlib.lines.Line2D):
+        found = [artist.get_color(), artist.get_markerfacecolor()]
+    else:
+        found = [artist.get_facecolor(), artist.get_edgecolor()]
+    return set().union(*(_rgb(f) for f in found if f is not None and np.size(f) > 0))
+
+
+def _drawn(artist) -> bool:
+    """Whether ``artist`` puts anything on the axes (an empty scatter made only for a legend does not)."""
+    if isinstance(artist, matplotlib.lines.Line2D):
+        return np.size(artist.get_xdata()) > 0
+    if isinstance(artist, matplotlib.collections.PathCollection):
+        return np.size(artist.get_offsets()) > 0
+    if isinstance(artist, matplotlib.collections.Collection):
+        return len(artist.get_paths()) > 0
+    return True
+
+
+def legend_mismatches(fig) -> list[str]:
+    """Legend entries of ``fig`` whose swatch is in a colour that nothing drawn in the same axes has (a legend
+    built by hand that does not describe its bars): ``[]`` when every entry matches something drawn."""
+    unmatched = []
+    for ax in fig.axes:
+        legend = ax.get_legend()
+        if legend is None:
+            continue
+        drawn: set[tuple[float, ...]] = set()
+        for artist in [*ax.lines, *ax.patches, *ax.collections]:
+            if _drawn(artist):
+                drawn |= _colours(artist)
+        for handle, text in zip(legend.legend_handles, legend.get_texts()):
+            if handle is not None and not _colours(handle) & drawn:
+                unmatched.append(text.get_text())
+    return unmatched
+
+
+def _figure(fig, labels: Sequence[str] = ()) -> Figure:
+    """``fig`` as PNG bytes, with the entries of every legend it draws and ``labels`` (tick labels naming heads)."""
+    legend = [t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()]
+    unmatched = legend_mismatches(fig)
     buf = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buf, format="png", dpi=90)
     plt.close(fig)
-    return Figure(buf.getvalue(), tuple(legend), tuple(labels))
+    return Figure(buf.getvalue(), tuple(dict.fromkeys(legend)), tuple(labels), tuple(unmatched))
 
 
 def _seeds_label(n: int) -> str:
     return "1 seed" if n == 1 else f"{n} seeds"
 
 
-def _band(ax, c: dict, method: str) -> str:
-    """A method's curve (mean over seeds) with its 95 % t-band when several seeds ran; points joined by a dotted
-    line when only two steps were measured (nothing is known between them).  Returns the legend entry."""
+def _band(ax, c: dict, method: str) -> None:
+    """A method's curve (mean over seeds), labelled for the legend, with its 95 % t-band when several seeds ran;
+    points joined by a dotted line when only two steps were measured (nothing is known between them)."""
     color = COLORS.get(method)
     label = f"{method} ({_seeds_label(c['n_seeds'])})"
     style = ":" if len(c["steps"]) <= 2 else "-"
@@ -63,7 +129,6 @@ def _band(ax, c: dict, method: str) -> str:
         ax.fill_between(c["steps"], low, high, color=color, alpha=0.2)
     if len(c["steps"]) <= 8:
         ax.set_xticks(c["steps"])
-    return label
 
 
 def _over_seeds(results: dict) -> str:
@@ -73,7 +138,8 @@ def _over_seeds(results: dict) -> str:
 
 def target_accuracy(results: dict) -> Figure:
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
-    legend = [_band(ax, curves["target_accuracy"], method) for method, curves in results["curves"].items()]
+    for method, curves in results["curves"].items():
+        _band(ax, curves["target_accuracy"], method)
     ax.axhline(results["accuracy_threshold"], ls="--", color="grey", lw=1, label="adaptation threshold")
     ax.set(
         xlabel="optimizer step",
@@ -82,22 +148,22 @@ def target_accuracy(results: dict) -> Figure:
         title=f"Adaptation: target accuracy ({_over_seeds(results)})",
     )
     ax.legend(fontsize=9)
-    return _figure(fig, legend + ["adaptation threshold"])
+    return _figure(fig)
 
 
 def _per_task(results: dict, key: str, ylabel: str, title: str, hline: float | None = 1.0) -> Figure:
     tasks = prior_tasks(results)
     fig, axes = plt.subplots(1, len(tasks), figsize=(3.6 * len(tasks) + 0.6, 3.4), squeeze=False, sharey=True)
-    legend: list[str] = []
     for ax, t in zip(axes[0], tasks):
-        legend = [_band(ax, curves[f"{key}/{t}"], method) for method, curves in results["curves"].items()]
+        for method, curves in results["curves"].items():
+            _band(ax, curves[f"{key}/{t}"], method)
         if hline is not None:
             ax.axhline(hline, color="grey", lw=0.8, ls=":")
         ax.set(title=t, xlabel="step")
     axes[0][0].set_ylabel(ylabel)
     axes[0][0].legend(fontsize=8)
     fig.suptitle(f"{title} ({_over_seeds(results)})", fontsize=11)
-    return _figure(fig, legend)
+    return _figure(fig)
 
 
 def prior_retention(results: dict) -> Figure:
@@ -119,7 +185,6 @@ def tradeoff(results: dict) -> Figure:
     retention, joined in step order, the base at (its accuracy, 1); with several seeds each point is the mean with
     its 95 % t-interval in both directions. One run per method at one rate gives points, not frontiers."""
     fig, ax = plt.subplots(figsize=(6.6, 4.2))
-    legend = []
     for method in runs_by_method(results):
         c = results["curves"][method]
         acc, keep = c["target_accuracy"], c["mean_prior_retention"]
@@ -132,7 +197,6 @@ def tradeoff(results: dict) -> Figure:
             ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="none", ecolor=color, alpha=0.5, lw=0.8)
         for step, xi, yi in zip(acc["steps"][-1:], x[-1:], y[-1:]):
             ax.annotate(f"step {step}", (xi, yi), fontsize=7, xytext=(4, 4), textcoords="offset points")
-        legend.append(f"{method} ({_seeds_label(acc['n_seeds'])})")
     ax.axhline(1.0, color="#999999", lw=0.8, ls=":")
     ax.set(
         xlabel="held-out target accuracy",
@@ -141,7 +205,7 @@ def tradeoff(results: dict) -> Figure:
     )
     ax.title.set_fontsize(10)
     ax.legend(fontsize=8)
-    return _figure(fig, legend)
+    return _figure(fig)
 
 
 def _final_labels(results: dict, method: str) -> list[str]:
@@ -186,7 +250,7 @@ def heatmaps(results: dict) -> Figure:
             fig.colorbar(im, ax=ax, fraction=0.05, pad=0.02).set_label(unit, fontsize=8)
     sizes = ", ".join(f"{t} {len(results['tasks'][t]['circuit']['heads'])} heads" for t in tasks)
     fig.suptitle(f"Layer x head (outlined: the base circuit C0; {sizes})", fontsize=11)
-    return _figure(fig, methods)
+    return _figure(fig)  # panels are titled by model; no legend
 
 
 TOP_HEADS = 12
@@ -246,7 +310,8 @@ def dcv_heads(results: dict) -> Figure:
             )
             ax.set_title(f"{t}, step {last}: the {len(top)} heads of largest |DCV(h)|{rest_text}", fontsize=9)
         ax.axvline(0, color="k", lw=0.8)
-        ax.set_xlabel("DCV(h) = V_SFT(h) - V_RL(h)", fontsize=9)
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(nbins=4, symmetric=True))  # labels never touch
+        ax.set_xlabel("DCV(h) = V_SFT(h) - V_RL(h)\n(> 0, orange: SFT damages more)", fontsize=9)
         agg = task["seeds"]["dcv"].get(f"dcv@{last}", {}).get("v_circuit")
         if agg is None and chosen:
             agg = task["dcv"][chosen[0]]["v_circuit"]
@@ -257,15 +322,24 @@ def dcv_heads(results: dict) -> Figure:
     lows = np.array([np.nan if a["ci_low"] is None else a["ci_low"] for _, a in shown], dtype=float)
     highs = np.array([np.nan if a["ci_high"] is None else a["ci_high"] for _, a in shown], dtype=float)
     err = np.nan_to_num(np.vstack([values - lows, highs - values])).clip(min=0)
-    ax.bar(range(len(values)), values, yerr=err, capsize=3, color="#7570b3")
+    verdicts = np.array([claim_verdict(a) for _, a in shown])
+    ax.axhspan(-MIN_EFFECT, MIN_EFFECT, color="#eeeeee", zorder=0, label=f"negligible: |DCV| < {MIN_EFFECT}")
+    for verdict, label, color in (
+        (CLAIM_HELD, "SFT damages more (held)", COLORS["sft"]),
+        (CLAIM_REVERSED, "RL damages more (reversed)", COLORS["rl"]),
+        (CLAIM_NEGLIGIBLE, "negligible", "#999999"),
+        (CLAIM_UNCLEAR, "inconclusive", "#cccccc"),
+    ):
+        where = np.flatnonzero(verdicts == verdict)
+        if len(where):  # one bar call per verdict, as the summary words it, so the legend is made from the bars
+            ax.bar(where, values[where], yerr=err[:, where], capsize=3, color=color, ec="k", lw=0.5, label=label)
     ax.set_xticks(range(len(values)), [t for t, _ in shown], fontsize=9)
     ax.axhline(0, color="k", lw=0.8)
-    ax.set_title("DCV(C0) per task, last step", fontsize=9)
+    ax.set_title("DCV(C0) per task, last step,\nby the summary's verdict", fontsize=9)
     ax.set_ylabel("V_SFT(C0) - V_RL(C0)", fontsize=9)
-    legend = ["SFT damages more", "RL damages more"]
-    handles = [matplotlib.patches.Patch(color=COLORS[m]) for m in ("sft", "rl")]
-    axes[0][-1].legend(handles, legend, fontsize=8, loc="best")
-    return _figure(fig, legend, labels)
+    if len(values):  # below the axes, where it covers no bar or interval
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), frameon=False)
+    return _figure(fig, labels)
 
 
 def forgetting_vs_predictors(results: dict) -> Figure | None:
@@ -296,7 +370,7 @@ def forgetting_vs_predictors(results: dict) -> Figure | None:
         axes[0].scatter([], [], color=COLORS.get(m, "grey"), label=m)
     axes[0].legend(fontsize=8)
     fig.suptitle("Which signal tracks forgetting? (every task x checkpoint)", fontsize=11)
-    return _figure(fig, methods)
+    return _figure(fig)
 
 
 def drift(results: dict) -> Figure | None:
@@ -307,14 +381,14 @@ def drift(results: dict) -> Figure | None:
     if len(panels) == 1:
         return None
     fig, axes = plt.subplots(1, len(panels), figsize=(3.8 * len(panels), 3.3), squeeze=False)
-    legend: list[str] = []
     for ax, (key, title) in zip(axes[0], panels):
-        legend = [_band(ax, curves[key], method) for method, curves in results["curves"].items()]
+        for method, curves in results["curves"].items():
+            _band(ax, curves[key], method)
         ax.set(title=title, xlabel="step")
         ax.title.set_fontsize(9)
     axes[0][0].legend(fontsize=8)
     fig.suptitle(f"Drift from the base model, on the target and off it ({_over_seeds(results)})", fontsize=11)
-    return _figure(fig, legend)
+    return _figure(fig)
 
 
 ANATOMY_BARS = (
@@ -331,6 +405,18 @@ ANATOMY_BARS = (
 """The anatomy figure's bars: intervention key, label."""
 
 
+def _run_order(results: dict):
+    """A sort key putting model labels in the order of their runs in results.json (SFT's before RL's, as every
+    other figure and table of the page), then by label."""
+    runs = list(results["runs"])
+
+    def key(label: str) -> tuple[int, str]:
+        run = str(ModelLabel.parse(label).run)
+        return (runs.index(run) if run in runs else len(runs), label)
+
+    return key
+
+
 def anatomy(results: dict) -> Figure | None:
     """Per task (rows) and tuned model (columns): the share of its change (on the anatomy's metric) that each
     part carries, with 95 % prompt-bootstrap intervals. Bars only where there is a loss to assign: a model whose
@@ -340,7 +426,7 @@ def anatomy(results: dict) -> Figure | None:
     tasks = [t for t in prior_tasks(results) if results["tasks"][t].get("anatomy")]
     if not tasks:
         return None
-    labels = sorted({label for t in tasks for label in results["tasks"][t]["anatomy"]})
+    labels = sorted({label for t in tasks for label in results["tasks"][t]["anatomy"]}, key=_run_order(results))
     fig, axes = plt.subplots(
         len(tasks), len(labels), figsize=(2.6 * len(labels) + 1.8, 2.9 * len(tasks)), squeeze=False, sharey=True
     )

@@ -3,19 +3,49 @@
 Behaviour per run and checkpoint (target accuracy, forward KL, prior accuracy retention per task), the mean over
 seeds and the target-accuracy gain from step 0 paired within each seed, then per task the circuit metrics at the
 last checkpoint: per seed with prompt-bootstrap intervals, and averaged over seeds with Student-t intervals,
-DCV(C0) at equal steps and at matched accuracy / KL, and circuit stability.  Numbers to 3 decimals, from
-results.json alone.
+DCV(C0) at equal steps and at matched accuracy / KL, and circuit stability; the paired tests on the prior tasks'
+prompts and where in the text each tuned model departs from the base.  From results.json alone, numbers
+written as the HTML report and the audit console write them (``report/text.py``: the digits an interval supports,
+never ``-0``, ``n/a`` for what was not measured); comparisons named in full, matched levels marked as the
+interpolations they are.
 """
 
 from __future__ import annotations
 
-from forgetlens.analysis.runs import ModelLabel, RunId
+from forgetlens.analysis.runs import ModelLabel, RunId, pair_label
 from forgetlens.analysis.seeds import t_interval
-from forgetlens.report.text import interval_text
+from forgetlens.report.html import divergence_table, paired_test_table
+from forgetlens.report.text import MIN_FIT_POINTS, interval_text, number_text
+
+_ci = interval_text
+
+MATCHED_NOTE = (
+    "\n\\* matched levels (RUN@acc:F: where target accuracy first reaches the base's plus F of the way to the "
+    "smaller of the two runs' best; RUN@kl:F: F of the smaller largest forward KL; `analysis/matched.py`) interpolate "
+    "between the two checkpoints around the level (step 0 is the base); with one checkpoint after the base they "
+    "rescale it."
+)
 
 
-def _ci(stat: dict | None) -> str:
-    return interval_text(stat, "{:.3f}")
+def _signed(x: float) -> str:
+    """A per-seed difference with its sign (``+0.625``, ``-0.031``; a zero unsigned)."""
+    text = number_text(x)
+    return text if text.startswith("-") or float(text) == 0 else f"+{text}"
+
+
+def _model(label: str) -> str:
+    """A model's label, with ``*`` when it is a matched-level interpolation (:data:`MATCHED_NOTE`)."""
+    return f"{label}\\*" if ModelLabel.parse(label).level is not None else label
+
+
+def comparison_label(pair: str) -> str:
+    """A DCV pair key in full: ``-s0@12`` -> ``sft-s0@12 vs rl-s0@12``; ``dcv@12`` (over seeds) -> ``sft@12 vs
+    rl@12, mean over seeds``."""
+    if pair.startswith("dcv@"):
+        at = pair.removeprefix("dcv")
+        return f"sft{at} vs rl{at}, mean over seeds"
+    star = "\\*" if pair_label(pair).level is not None else ""
+    return f"sft{pair} vs rl{pair}{star}"
 
 
 def markdown_tables(results: dict) -> str:
@@ -29,8 +59,8 @@ def markdown_tables(results: dict) -> str:
     for name, run in results["runs"].items():
         for r in run["checkpoints"]:
             out(
-                f"| {name} | {r['step']} | {r['target_accuracy']:.3f} | {r['kl_forward']:.3f} | "
-                + " | ".join(f"{r['prior'][t]['retention_accuracy']:.3f}" for t in tasks)
+                f"| {name} | {r['step']} | {number_text(r['target_accuracy'])} | {number_text(r['kl_forward'])} | "
+                + " | ".join(number_text(r["prior"][t]["retention_accuracy"]) for t in tasks)
                 + " |"
             )
     out("\n### Mean over seeds (Student-t 95 % interval)\n")
@@ -62,7 +92,7 @@ def markdown_tables(results: dict) -> str:
         for method, g in results["target_gain"].items():
             out(
                 f"| {method} | {g['step']} | {_ci(g['seeds'])} | "
-                + ", ".join(f"{v:+.3f}" for v in g["seeds"]["per_seed"])
+                + ", ".join(map(_signed, g["seeds"]["per_seed"]))
                 + f" | {_ci(g['questions'])} |"
             )
     out("\n### Target-accuracy gain from step 0, paired within each seed (Student-t 95 % interval)\n")
@@ -75,7 +105,7 @@ def markdown_tables(results: dict) -> str:
         for r in run["checkpoints"][1:]:
             gains.setdefault((method, r["step"]), []).append(r["target_accuracy"] - start)
     for (method, step), values in gains.items():
-        out(f"| {method} | {step} | {_ci(t_interval(values))} | " + ", ".join(f"{v:+.3f}" for v in values) + " |")
+        out(f"| {method} | {step} | {_ci(t_interval(values))} | " + ", ".join(map(_signed, values)) + " |")
     out("\n### Per-task accuracy retention and V(C0) at the last step, mean over seeds\n")
     out(
         "| method | step | "
@@ -99,13 +129,17 @@ def markdown_tables(results: dict) -> str:
         task = results["tasks"][t]
         stab = task["circuit_stability"]
         rows = [(label, s) for label, s in task["models"].items() if ModelLabel.parse(label).step == last]
-        rows += [(f"{g} (seeds)", s) for g, s in task["seeds"]["models"].items() if ModelLabel.parse(g).step == last]
+        rows += [
+            (f"{g}, mean over seeds", s) for g, s in task["seeds"]["models"].items() if ModelLabel.parse(g).step == last
+        ]
         for label, s in rows:
             out(
-                f"| {t} | {task['circuit']['k']} | {stab['mean_jaccard']:.2f} | {label} | {_ci(s.get('v_circuit'))} | "
+                f"| {t} | {task['circuit']['k']} | {number_text(stab['mean_jaccard'])} | {label} | "
+                f"{_ci(s.get('v_circuit'))} | "
                 f"{_ci(s.get('v_circuit_total'))} | {_ci(s.get('retention'))} | {_ci(s.get('preserved_fraction'))} |"
             )
     out("\n### DCV(C0) = V_SFT(C0) - V_RL(C0)\n")
+    out("Positive = SFT damages more, in both forms: V(C0) as SFT - RL, faithfulness retention as RL - SFT.\n")
     out("| task | comparison | DCV(C0) | DCV retention (RL - SFT: positive = SFT kept less) | heads with q < 0.05 |")
     out("|---|---|---|---|---|")
     for t in tasks:
@@ -113,13 +147,42 @@ def markdown_tables(results: dict) -> str:
         for pair, s in task["dcv"].items():
             q = task["dcv_test"][pair]["q_value_bh"]
             n_sig = sum(v < 0.05 for row in q for v in row)
-            out(f"| {t} | {pair} | {_ci(s['v_circuit'])} | {_ci(s['retention'])} | {n_sig} |")
+            out(f"| {t} | {comparison_label(pair)} | {_ci(s['v_circuit'])} | {_ci(s['retention'])} | {n_sig} |")
         for group, s in task["seeds"]["dcv"].items():
-            out(f"| {t} | {group} (mean over seeds) | {_ci(s.get('v_circuit'))} | {_ci(s.get('retention'))} | |")
+            out(f"| {t} | {comparison_label(group)} | {_ci(s.get('v_circuit'))} | {_ci(s.get('retention'))} | |")
     out("\n### Forgetting predictors (R² with bootstrap CI over checkpoints)\n")
     out("| task | n | KL | V(C0) | both |")
     out("|---|---|---|---|---|")
     for t, f in results["forgetting_predictors"].items():
-        cells = [f"{f[k]['r2']:.2f} [{f[k]['ci_low']:.2f}, {f[k]['ci_high']:.2f}]" for k in ("kl", "v_circuit", "both")]
+        if f["n_points"] < MIN_FIT_POINTS:  # as the HTML report: a fit to fewer points is not shown
+            cells = [f"not estimated (fewer than {MIN_FIT_POINTS} points)"] + [""] * 2
+        else:
+            cells = [
+                _ci({"value": f[k]["r2"], "ci_low": f[k]["ci_low"], "ci_high": f[k]["ci_high"]})
+                for k in ("kl", "v_circuit", "both")
+            ]
         out(f"| {t} | {f['n_points']} | " + " | ".join(cells) + " |")
+    for title, table in (
+        ("Paired tests on the same prior-task prompts, last checkpoint (`paired_tests`)", paired_test_table),
+        ("Where in the text each tuned model departs from the base (`runs[RUN].divergence`)", divergence_table),
+    ):
+        made = table(results)
+        if made is not None:
+            out(f"\n### {title}\n")
+            lines.extend(_table(*made))
+    if any(ModelLabel.parse(label).level is not None for t in tasks for label in results["tasks"][t]["models"]):
+        out(MATCHED_NOTE)
     return "\n".join(lines)
+
+
+def _cell(text: str) -> str:
+    """A table cell's text with Markdown's table syntax escaped (a chat token such as ``<|im_end|>`` has pipes)."""
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def _table(head: list[str], rows: list[list[str]]) -> list[str]:
+    return [
+        "| " + " | ".join(map(_cell, head)) + " |",
+        "|---" * len(head) + "|",
+        *("| " + " | ".join(map(_cell, row)) + " |" for row in rows),
+    ]

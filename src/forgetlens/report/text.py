@@ -43,16 +43,30 @@ def number_text(x: float | None) -> str:
     return fixed(x, decimals_for(x)) if x is not None and _finite(x) else "n/a"
 
 
-def interval_text(stat: dict | None, fmt: str | None = None) -> str:
+def percent_text(share: float) -> str:
+    """A share as a whole percentage (``0.53`` -> ``53 %``), never ``-0 %``."""
+    return f"{fixed(100 * share, 0)} %"
+
+
+PROSE_DECIMALS = 6
+"""Most decimals a number in a sentence gets (:func:`interval_text` with ``prose``): prose has no exponents."""
+
+
+def interval_text(stat: dict | None, fmt: str | None = None, prose: bool = False) -> str:
     """``value [low, high]`` of a ``{value, ci_low, ci_high}`` statistic, to the digits the interval's width
     supports (``fmt``: a fixed format instead); the value alone without an interval (one seed), ``n/a`` without a
-    value."""
+    value.  ``prose``: at most :data:`PROSE_DECIMALS` decimals and no exponent, and a statistic that is zero at
+    that precision is written as such (``0 (below 0.000001)``)."""
     if not stat or not _finite(stat.get("value")):
         return "n/a"
     value = float(stat["value"])
     low, high = stat.get("ci_low"), stat.get("ci_high")
     bounds = (float(low), float(high)) if _finite(low) and _finite(high) else None  # type: ignore[arg-type]
     decimals = decimals_for(value, bounds[1] - bounds[0] if bounds else None)
+    if prose and decimals > PROSE_DECIMALS:
+        decimals = PROSE_DECIMALS
+        if all(abs(x) < 0.5 * 10**-PROSE_DECIMALS for x in (value, *(bounds or ()))):
+            return f"0 (below {10**-PROSE_DECIMALS:.{PROSE_DECIMALS}f})"
 
     def show(x: float) -> str:
         return fmt.format(x) if fmt is not None else fixed(x, decimals)
