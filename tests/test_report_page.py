@@ -184,3 +184,15 @@ def test_markdown_on_the_main_job_names_everything_and_writes_no_signed_zero(tmp
         f"| rl-s0 | {last['step']} | {number_text(last['target_accuracy'])} | {number_text(last['kl_forward'])} |"
         in text
     )
+
+
+def test_every_summary_sentence_with_numbers_links_to_where_they_are(page):
+    summary = re.search(r'<div id="summary">(.*?)</div>', page, flags=re.S).group(1)
+    sentences = re.findall(r"<p>(.*?)</p>", summary, flags=re.S)
+    linked = [re.search(r'href="#([a-z_]+)"', s) for s in sentences]
+    for sentence, link in zip(sentences, linked):
+        if re.search(r"SFT minus RL|held-out target gain", sentence):
+            assert link is not None, sentence
+        if link is not None:
+            assert f'id="{link.group(1)}"' in page, link.group(1)
+    assert "induction top-1 accuracy" in visible_text(page)  # the accuracies "accuracy lost" is computed from

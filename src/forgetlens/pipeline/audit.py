@@ -229,42 +229,45 @@ def audit(
     timings = {"discovery": 0.0, "metrics": 0.0}
     results = {}
     cfg = DiscoveryConfig(method=method, k=k, n_examples=n_examples, seed=seed)
-    for task in tasks:  # each stage and each model its own piece of work: a line per finished one in a log
-        t0 = time.perf_counter()
-        with open_task(f"audit {task.name}: base circuit", 1, "circuit") as shown:
-            bc = find_base_circuit(base, layout, task, cfg)
-            shown.advance()
-        timings["discovery"] += time.perf_counter() - t0
-        t0 = time.perf_counter()
-        cache = base_chunks(base.model, layout, bc.evaluation, metric=bc.circuit.metric)
-        tuned_m = {}
-        for label, m in models.items():
-            with open_task(f"audit {task.name}: circuit damage in {label}", 1, "model") as shown:
-                tuned_m[label] = circuit_measurements(
-                    m,
-                    layout,
-                    bc.evaluation,
-                    bc.mask,
-                    method,
-                    base=base.model,
-                    metric=bc.circuit.metric,
-                    top_m=top_m,
-                    base_cache=cache,
-                )
-                shown.advance()
-        results[task.name] = analyse_task(bc, tuned_m, behaviour, n_boot, seed)
-        timings["metrics"] += time.perf_counter() - t0
-        if anatomy:
+    whole = open_task(f"audit: {len(tasks)} task(s) x {len(models)} model(s)", len(tasks), "tasks")
+    with whole:  # the whole job's time left, from the pace of the tasks done (they cost about the same)
+        for task in tasks:  # each stage and each model its own piece of work: a line per finished one in a log
             t0 = time.perf_counter()
-            results[task.name]["anatomy"] = {}
+            with open_task(f"audit {task.name}: base circuit", 1, "circuit") as shown:
+                bc = find_base_circuit(base, layout, task, cfg)
+                shown.advance()
+            timings["discovery"] += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            cache = base_chunks(base.model, layout, bc.evaluation, metric=bc.circuit.metric)
+            tuned_m = {}
             for label, m in models.items():
-                with open_task(f"audit {task.name}: anatomy of {label}", 1, "model") as shown:
-                    measured = measure_anatomy(
-                        base.model, m, base.tokenizer, layout, bc.evaluation, bc.mask, metric=anatomy_metric
+                with open_task(f"audit {task.name}: circuit damage in {label}", 1, "model") as shown:
+                    tuned_m[label] = circuit_measurements(
+                        m,
+                        layout,
+                        bc.evaluation,
+                        bc.mask,
+                        method,
+                        base=base.model,
+                        metric=bc.circuit.metric,
+                        top_m=top_m,
+                        base_cache=cache,
                     )
-                    results[task.name]["anatomy"][label] = summarise_anatomy(measured, bc.circuit.heads, n_boot, seed)
                     shown.advance()
-            timings["anatomy"] = timings.get("anatomy", 0.0) + time.perf_counter() - t0
+            results[task.name] = analyse_task(bc, tuned_m, behaviour, n_boot, seed)
+            timings["metrics"] += time.perf_counter() - t0
+            if anatomy:
+                t0 = time.perf_counter()
+                results[task.name]["anatomy"] = {}
+                for label, m in models.items():
+                    with open_task(f"audit {task.name}: anatomy of {label}", 1, "model") as shown:
+                        measured = measure_anatomy(
+                            base.model, m, base.tokenizer, layout, bc.evaluation, bc.mask, metric=anatomy_metric
+                        )
+                        results[task.name]["anatomy"][label] = summarise_anatomy(measured, bc.circuit.heads, n_boot, seed)
+                        shown.advance()
+                timings["anatomy"] = timings.get("anatomy", 0.0) + time.perf_counter() - t0
+            whole.advance()
     return {
         "schema": "forgetlens.pipeline.audit/1",
         "base": base_spec,

@@ -49,5 +49,13 @@ def audit_lines(result: dict) -> list[str]:
     if matched:
         out.append("* matched levels (RUN@acc:F, RUN@kl:F) interpolate between the two checkpoints")
         out.append("  around the level (step 0 is the base): with one checkpoint they rescale it.")
+    config = result.get("config") or {}
+    if "n_examples" in config:
+        out += textwrap.wrap(
+            f"C0 is found on this audit's own {config['n_examples']} discovery prompts per task (seed "
+            f"{config.get('seed', 0)}); a study's report finds its C0 on the study's prompts (discovery.n_examples), "
+            "so the two can differ by a few heads.",
+            WIDTH,
+        )
     out.append("95 % intervals over the circuit's evaluation prompts.")
     return out

@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 
 from forgetlens.analysis.runs import RunId, pair_label
-from forgetlens.analysis.summary import GENERAL_LABELS, MIN_EFFECT, prior_tasks, runs_by_method
+from forgetlens.analysis.summary import GENERAL_LABELS, MIN_EFFECT, curve, prior_tasks, runs_by_method
 from forgetlens.config.options import trainer_kind
 from forgetlens.report.anatomy import anatomy_lines
 from forgetlens.report.figures import FIGURES, tradeoff
@@ -134,18 +134,33 @@ ONE_RUN_PER_METHOD = (
 
 def summary_sentences(results: dict) -> list[str]:
     """The findings in sentences, generated from the numbers, each claim with its verdict."""
+    return [text for text, _ in summary_with_sources(results)]
+
+
+def summary_with_sources(results: dict) -> list[tuple[str, str | None]]:
+    """Each sentence of :func:`summary_sentences` with the id of the page's table or figure its numbers come from
+    (None for a sentence without numbers of its own)."""
     n_seeds = len(results["seeds"])
-    lines = [ONE_RUN_PER_METHOD] if not results["config"].get("sft_lr_grid") else []
-    lines += _adaptation_sentences(results) + _claim_sentences(results) + [_fit_sentence(results)]
+    claims = _claim_sentences(results)
+    fits = results["forgetting_predictors"]["pooled"]["n_points"] >= MIN_FIT_POINTS
+    lines: list[tuple[str, str | None]] = (
+        [(ONE_RUN_PER_METHOD, None)] if not results["config"].get("sft_lr_grid") else []
+    )
+    lines += [(text, "methods") for text in _adaptation_sentences(results)]
+    lines += [(text, "methods" if i == 0 else "dcv") for i, text in enumerate(claims)]
+    lines.append((_fit_sentence(results), "forgetting_vs_predictors" if fits else None))
     lines.append(
-        "Verdicts: held (or reversed) when the 95 % interval excludes 0 and the difference is at least "
-        f"{MIN_EFFECT} (1 point of accuracy or retention, 1 % of a task's total effect), negligible when it "
-        "excludes 0 with a smaller difference, inconclusive otherwise. "
-        + (
-            f"Intervals are over the {n_seeds} seeds (Student t) where seeds vary."
-            if n_seeds > 1
-            else "With one seed there is no interval over seeds: behaviour claims are inconclusive by rule, and "
-            "circuit intervals are over that seed's prompts."
+        (
+            "Verdicts: held (or reversed) when the 95 % interval excludes 0 and the difference is at least "
+            f"{MIN_EFFECT} (1 point of accuracy or retention, 1 % of a task's total effect), negligible when it "
+            "excludes 0 with a smaller difference, inconclusive otherwise. "
+            + (
+                f"Intervals are over the {n_seeds} seeds (Student t) where seeds vary."
+                if n_seeds > 1
+                else "With one seed there is no interval over seeds: behaviour claims are inconclusive by rule, and "
+                "circuit intervals are over that seed's prompts."
+            ),
+            None,
         )
     )
     return lines
@@ -253,8 +268,9 @@ Table = tuple[list[str], list[list[str]]]
 
 
 def _methods_table(results: dict) -> Table:
-    """Per method and checkpoint: target accuracy, mean prior retention, KL (and the general measures): the mean
-    over seeds with its 95 % t-interval when several seeds ran, the one seed's value otherwise."""
+    """Per method and checkpoint: target accuracy, mean prior retention, each prior task's top-1 accuracy, KL (and
+    the general measures): the mean over seeds with its 95 % t-interval when several seeds ran, the one seed's value
+    otherwise."""
 
     def cell(c: dict, i: int) -> str:
         low = c["low"][i] if c["n_seeds"] > 1 else None
@@ -264,15 +280,19 @@ def _methods_table(results: dict) -> Table:
 
     rows = []
     general = [k for k in next(iter(results["curves"].values())) if k.startswith("general/")]
+    tasks = prior_tasks(results)
     for method, curves in results["curves"].items():
         acc, ret = curves["target_accuracy"], curves["mean_prior_retention"]
+        task_acc = [curve(results, method, lambda n, r, t=t: r["prior"][t]["accuracy"]) for t in tasks]
         for i, step in enumerate(acc["steps"]):
             rows.append(
-                [method, str(step), cell(acc, i), cell(ret, i), cell(curves["kl_forward"], i)]
+                [method, str(step), cell(acc, i), cell(ret, i)]
+                + [cell(c, i) for c in task_acc]
+                + [cell(curves["kl_forward"], i)]
                 + [cell(curves[g], i) for g in general]
                 + [str(acc["n_seeds"])]
             )
-    head = ["method", "step", "target accuracy", "mean prior retention"]
+    head = ["method", "step", "target accuracy", "mean prior retention"] + [f"{t} top-1 accuracy" for t in tasks]
     head += [str(GENERAL_LABELS.get(g, g)) for g in ["kl_forward"] + general] + ["seeds"]
     return head, rows
 
@@ -433,7 +453,7 @@ def render(results: dict) -> str:
                 "legend": ", ".join(lead.legend),
             },
             setup=setup_rows(results),
-            summary=summary_sentences(results),
+            summary=summary_with_sources(results),
             methods=_methods_table(results),
             methods_over=(
                 f"mean over {n_seeds} seeds [95 % t-interval over seeds]"
