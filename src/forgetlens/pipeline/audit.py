@@ -264,7 +264,9 @@ def audit(
                         measured = measure_anatomy(
                             base.model, m, base.tokenizer, layout, bc.evaluation, bc.mask, metric=anatomy_metric
                         )
-                        results[task.name]["anatomy"][label] = summarise_anatomy(measured, bc.circuit.heads, n_boot, seed)
+                        results[task.name]["anatomy"][label] = summarise_anatomy(
+                            measured, bc.circuit.heads, n_boot, seed
+                        )
                         shown.advance()
                 timings["anatomy"] = timings.get("anatomy", 0.0) + time.perf_counter() - t0
             whole.advance()
