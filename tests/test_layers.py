@@ -1,4 +1,5 @@
-"""The package's imports flow one way, in the study's order: a module imports from its own layer or earlier ones."""
+"""The package's imports flow one way, in the study's order: a module imports from its own layer or earlier ones,
+and no modules import each other round in a circle."""
 
 from __future__ import annotations
 
@@ -73,6 +74,50 @@ def test_a_back_edge_is_caught(tmp_path):
     (fake / "report").mkdir()
     (fake / "report" / "html.py").write_text("from forgetlens.analysis.summary import prior_tasks\n")
     assert back_edges(fake) == ["forgetlens.models.loading -> forgetlens.pipeline.study"]
+
+
+def import_cycles(package: Path = PACKAGE) -> list[list[str]]:
+    """Every set of modules that import each other round in a circle (imports inside functions and under
+    ``TYPE_CHECKING`` count: each is a module that must know the other), as sorted lists."""
+    graph: dict[str, set[str]] = {}
+    for path in sorted(package.rglob("*.py")):
+        module = ".".join(("forgetlens",) + path.relative_to(package).with_suffix("").parts).removesuffix(".__init__")
+        graph[module] = imported_modules(ast.parse(path.read_text(), str(path)))
+
+    def known(name: str) -> str | None:  # ``from forgetlens.x import y``: the module x (or the package above it)
+        while name not in graph and "." in name:
+            name = name.rsplit(".", 1)[0]
+        return name if name in graph else None
+
+    edges = {m: {k for i in imports if (k := known(i)) not in (None, m)} for m, imports in graph.items()}
+
+    def reach(start: str) -> set[str]:
+        seen, todo = set(), [start]
+        while todo:
+            for nxt in edges[todo.pop()]:
+                if nxt not in seen:
+                    seen.add(nxt)
+                    todo.append(nxt)
+        return seen
+
+    reachable = {m: reach(m) for m in edges}
+    cycles = {tuple(sorted(m2 for m2 in reachable[m] if m in reachable[m2])) for m in edges if m in reachable[m]}
+    return sorted(list(c) for c in cycles)
+
+
+def test_no_import_cycle():
+    assert import_cycles() == []
+
+
+def test_an_import_cycle_is_caught(tmp_path):
+    fake = tmp_path / "forgetlens"
+    (fake / "pipeline").mkdir(parents=True)
+    (fake / "pipeline" / "study.py").write_text("from forgetlens.pipeline.schedule import run_task_graph\n")
+    (fake / "pipeline" / "schedule.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from forgetlens.pipeline.study import Study\n"
+    )
+    (fake / "pipeline" / "plan.py").write_text("from forgetlens.pipeline.study import Study\n")
+    assert import_cycles(fake) == [["forgetlens.pipeline.schedule", "forgetlens.pipeline.study"]]
 
 
 def test_only_the_cli_imports_the_embedded_build():

@@ -3,30 +3,63 @@
 Base circuits and fine-tuning runs start together (slow RL runs first); a run's checkpoints are measured as soon
 as that run and every base circuit are done, so a worker whose run finished early measures while the slow runs
 still train; RL from SFT starts when its SFT run is done.  Every job is a method of the study
-(:meth:`Study.run_job`), run in a worker that keeps its Study (and so its loaded base model) between jobs, and
-each job's outputs are atomic, as in the stages run one after another.
+(:meth:`GraphStudy.run_job`), run in a worker that keeps its study (and so its loaded base model) between jobs,
+and each job's outputs are atomic, as in the stages run one after another.  The scheduler knows a study only
+through :class:`GraphStudy`, so this module imports nothing of ``pipeline.study``.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from forgetlens.analysis.runs import starts_from
 from forgetlens.progress import open_task, relay, send_to
 from forgetlens.utils import silence_known_warnings
 
-if TYPE_CHECKING:  # annotations only: the study hands itself in
-    from forgetlens.config.options import StudyConfig
-    from forgetlens.pipeline.study import Study
+
+class GraphStudy(Protocol):
+    """What the scheduler needs of a study (``pipeline.study.Study`` is one)."""
+
+    @property
+    def cfg(self) -> Any:
+        """The study's whole config: a worker builds its own study from it and ``run_dir``."""
+
+    @property
+    def run_dir(self) -> Path:
+        """The study's run directory."""
+
+    @property
+    def jobs(self) -> int:
+        """Worker processes to run the graph in."""
+
+    @property
+    def runs(self) -> dict[str, Any]:
+        """{run name: its fine-tuning config (``method``, ``steps``, ``checkpoint_every``)}."""
+
+    @property
+    def tasks(self) -> Sequence[Any]:
+        """The prior tasks (each with a ``name``) whose base circuits the study finds."""
+
+    def done_circuit(self, task_name: str) -> bool:
+        """Whether task ``task_name``'s base circuit is already found."""
+
+    def finetuned(self, name: str) -> bool:
+        """Whether run ``name`` has finished training."""
+
+    def checkpoints_to_measure(self, name: str) -> list[tuple[str, Path]]:
+        """(label, path) of every checkpoint of run ``name`` not yet measured."""
+
+    def run_job(self, kind: str, *args) -> None:
+        """One job: ``circuits`` (a task), ``finetune`` (a run) or ``measure`` (a checkpoint on some tasks)."""
 
 
-def run_task_graph(study: Study) -> dict[str, float]:
+def run_task_graph(study: GraphStudy) -> dict[str, float]:
     """Stages 1-3 of ``study`` as one task graph in ``study.jobs`` worker processes (results identical to running
     them in turn); returns each job kind's summed worker seconds.
 
@@ -122,11 +155,11 @@ def _start_worker(parent: int, events) -> None:
             os._exit(1)
 
 
-_worker_study: Study | None = None
-"""A worker's Study, kept across its jobs so the base model and circuits load once per process."""
+_worker_study: GraphStudy | None = None
+"""A worker's study, kept across its jobs so the base model and circuits load once per process."""
 
 
-def _job(kind_of_study: type[Study], cfg: StudyConfig, run_dir: Path, kind: str, *args) -> float:
+def _job(kind_of_study: Callable[..., GraphStudy], cfg: Any, run_dir: Path, kind: str, *args) -> float:
     """One job of :func:`run_task_graph` in a worker process; returns its wall time in seconds."""
     global _worker_study
     start = time.perf_counter()
