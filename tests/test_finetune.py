@@ -126,7 +126,8 @@ def test_bad_method_is_one_line(tmp_path):
     result = run_cli("finetune", "--method", "ppo", "--out", str(tmp_path / "r"))
     assert result.returncode == 2
     assert result.stderr.strip() == (
-        "error: --method: unknown method 'ppo'; expected one of sft, rl, sft-preserve, rl-preserve, replay, sft-kl"
+        "error: --method: unknown method 'ppo'; expected one of sft, rl, sft-preserve, rl-preserve, replay, rl-replay, "
+        "sft-kl"
     )
     assert not (tmp_path / "r").exists()
 

@@ -81,6 +81,20 @@ def test_value_sets_are_the_literal_types_of_their_fields():
     )
 
 
+def test_every_method_is_declared_once_and_an_unknown_one_is_an_error_not_sft():
+    """``config/methods.py`` is the one place a method's trainer, loss term and rate live; a name that is not a
+    method (``dpo`` was once read as SFT by its missing ``rl`` prefix) is one line naming the methods there are."""
+    from forgetlens.config.methods import FINETUNE_METHODS, METHODS, finetune_method
+
+    assert tuple(METHODS) == FINETUNE_METHODS
+    for name, method in METHODS.items():
+        assert FinetuneConfig(method=name).method == name  # every registered method is a valid config
+        assert method.learning_rate_option == {"sft": "lr_sft", "rl": "lr_rl"}[method.trainer]
+        assert method.trains_on_answers == (method.trainer == "sft")
+    with pytest.raises(ForgetlensError, match=r"^unknown fine-tuning method 'dpo'; expected one of sft, rl, "):
+        finetune_method("dpo")
+
+
 def test_a_study_file_naming_missing_data_loads_for_a_plan_and_not_for_a_run(tmp_path):
     from forgetlens.config.loading import load_study_config
 

@@ -6,6 +6,7 @@ import json
 import pytest
 import torch
 
+from forgetlens.config.methods import METHODS
 from forgetlens.config.options import FinetuneConfig, MonitorConfig, PreserveConfig, RLConfig
 from forgetlens.errors import ForgetlensError
 from forgetlens.models.heads import HeadLayout
@@ -142,8 +143,9 @@ def test_kl_to_base_is_zero_for_the_base_and_positive_after_a_change(embedded):
     assert float(term(model, inputs, 0)) > 1e-4
 
 
-@pytest.mark.parametrize("method", ["sft-preserve", "rl-preserve", "replay", "sft-kl"])
+@pytest.mark.parametrize("method", [name for name, m in METHODS.items() if m.regularizer])
 def test_regularised_methods_train_and_log_their_term(tmp_path, method):
+    """Every registered method with a loss term (``config/methods.py``) trains with its own trainer and logs it."""
     from forgetlens.pipeline.finetune import train
 
     cfg = FinetuneConfig(
@@ -157,10 +159,11 @@ def test_regularised_methods_train_and_log_their_term(tmp_path, method):
     )
     train(cfg, tmp_path / method, resume=False, log=lambda *a: None)
     log = json.loads((tmp_path / method / "training_log.json").read_text())
-    name = {"sft-preserve": "preserve", "rl-preserve": "preserve", "replay": "replay", "sft-kl": "kl_to_base"}[method]
-    values = [row[f"reg/{name}"] for row in log if f"reg/{name}" in row]
+    term = METHODS[method].regularizer
+    values = [row[f"reg/{term}"] for row in log if f"reg/{term}" in row]
     assert len(values) == 2 and all(v >= 0 for v in values)
-    if method == "replay":
+    assert ("reward" in log[0]) == (METHODS[method].trainer == "rl")  # GRPO logs its reward, SFT has none
+    if term == "replay":
         assert values[0] > 0  # a language-model loss on prior-task documents
 
 

@@ -269,14 +269,15 @@ def finetune_cmd(
     **fields: object,
 ) -> None:
     """Fine-tune with SFT, RL or a circuit-keeping variant; checkpoints, and behaviour at each."""
-    from forgetlens.config.options import deferred_validation, sized_for_real_model, trainer_kind
+    from forgetlens.config.methods import finetune_method
+    from forgetlens.config.options import deferred_validation, sized_for_real_model
     from forgetlens.models.loading import is_embedded
     from forgetlens.pipeline.finetune import finetune
 
     _check_resume_overwrite(resume, overwrite)
     check_writable(out, "--out")
     cfg = apply_options(FinetuneConfig(), fields)  # finetune() reports every problem of the result at once
-    rate = "lr_sft" if trainer_kind(cfg.method) == "sft" else "lr_rl"
+    rate = finetune_method(cfg.method).learning_rate_option
     cfg = apply_options(
         cfg,
         {rate: lr, "init_from": None if init_from is None else str(init_from), "keep_optimizer": keep_optimizer},

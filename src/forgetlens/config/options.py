@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal, get_args
 
+from forgetlens.config.methods import FINETUNE_METHODS, METHODS, FinetuneMethod
 from forgetlens.utils import short_repr
 
 MAIN_JOB_CONFIG = Path(__file__).parent / "presets" / "smollm2-135m-quick.yaml"
@@ -50,9 +51,6 @@ MONITOR_ACTIONS: tuple[str, ...] = get_args(MonitorAction)
 SyntheticTarget = Literal["compare", "compare-short", "facts"]
 """Built-in target tasks (``FinetuneConfig.synthetic_target``)."""
 SYNTHETIC_TARGETS: tuple[str, ...] = get_args(SyntheticTarget)
-FinetuneMethod = Literal["sft", "rl", "sft-preserve", "rl-preserve", "replay", "sft-kl"]
-"""Fine-tuning methods (``FinetuneConfig.method``, ``StudyConfig.methods``)."""
-FINETUNE_METHODS: tuple[str, ...] = get_args(FinetuneMethod)
 
 _DEFERRED: ContextVar[bool] = ContextVar("forgetlens_deferred_validation", default=False)
 
@@ -417,9 +415,16 @@ MAX_BATCH = 100_000
 """Most prompts per step, and most evaluation prompts per prior task."""
 
 
-def trainer_kind(method: str) -> str:
-    """``rl`` for the GRPO-family methods, ``sft`` for the supervised ones."""
-    return "rl" if method.startswith("rl") else "sft"
+def _trainer(name: str) -> str | None:
+    """The trainer of method ``name`` (None for a name that is not one: its own problem is reported apart)."""
+    method = METHODS.get(name)
+    return None if method is None else method.trainer
+
+
+def _regularizer(name: str) -> str | None:
+    """The loss term method ``name`` adds (None for none, or for a name that is not a method)."""
+    method = METHODS.get(name)
+    return None if method is None else method.regularizer
 
 
 @dataclass
@@ -427,8 +432,8 @@ class FinetuneConfig(Options):
     """One fine-tuning run (``forgetlens finetune``); SFT and RL runs share everything but ``method``."""
 
     method: FinetuneMethod = "sft"
-    """``sft``, ``rl``, ``sft-preserve``, ``rl-preserve``, ``replay`` (SFT + prior-task replay) or ``sft-kl``
-    (SFT + KL to the base)."""
+    """``sft``, ``rl``, ``sft-preserve``, ``rl-preserve``, ``replay`` (SFT + prior-task replay), ``rl-replay`` (RL +
+    prior-task replay) or ``sft-kl`` (SFT + KL to the base); what each is: ``config/methods.py``."""
     model: str = "embedded"
     """Base model: ``embedded``, a packaged model (``smollm2-135m``, ``qwen2.5-coder-0.5b``), a local directory or a
     cached HF id."""
@@ -575,7 +580,7 @@ class FinetuneConfig(Options):
             out.append(f"{prefix}kl_coef: expected >= 0, got {self.kl_coef}")
         _unknown_tasks(out, f"{prefix}prior_tasks", self.prior_tasks)
         out += self.rl.problems(f"{prefix}rl.")
-        out += self.preserve.problems(f"{prefix}preserve.", needs_dcv_results=self.method.endswith("preserve"))
+        out += self.preserve.problems(f"{prefix}preserve.", needs_dcv_results=_regularizer(self.method) == "preserve")
         out += self.replay.problems(f"{prefix}replay.")
         out += self.monitor.problems(f"{prefix}monitor.")
         return out
@@ -735,13 +740,13 @@ class StudyConfig(Options):
         for name in ("method", "seed", "model", "data"):
             if getattr(ft, name) != getattr(defaults, name):
                 out.append(f"finetune.{name}: set by the study (use the top-level methods, seeds, model, data)")
-        preserving: FinetuneMethod = next((m for m in self.methods if m.endswith("preserve")), "sft")
+        preserving: FinetuneMethod = next((m for m in self.methods if _regularizer(m) == "preserve"), "sft")
         with deferred_validation():  # a preserving run's config, which checks preserve.dcv_results
             out += replace(ft, method=preserving).problems("finetune.")
         if ft.micro_batch is not None:
             world = int(os.environ.get("WORLD_SIZE", "1"))
             for kind, total in (("sft", ft.prompts_per_step), ("rl", ft.prompts_per_step * ft.rl.num_generations)):
-                if any(trainer_kind(m) == kind for m in self.methods) and total % (ft.micro_batch * world):
+                if any(_trainer(m) == kind for m in self.methods) and total % (ft.micro_batch * world):
                     out.append(
                         f"finetune.micro_batch: {ft.micro_batch} x {world} device(s) must divide the {kind} "
                         f"batch of {total} sequences per step"

@@ -27,7 +27,8 @@ import torch
 
 from forgetlens.artefacts import claim_run_dir, read_json, record_field, write_json
 from forgetlens.config.loading import config_differences
-from forgetlens.config.options import FinetuneConfig, KeepWeights, trainer_kind
+from forgetlens.config.methods import finetune_method
+from forgetlens.config.options import FinetuneConfig, KeepWeights
 from forgetlens.errors import ForgetlensError
 from forgetlens.models.loading import check_model, configure_threads, load_model, load_tokenizer, model_record
 from forgetlens.pipeline.evaluate import CheckpointEvaluator, Circuits, evaluate_checkpoints, measured_steps
@@ -196,8 +197,9 @@ def train(
     configure_threads(model, cfg.threads)
     train_records, _ = target_splits(cfg)
     schedule = training_schedule(train_records, cfg)
-    kind = trainer_kind(cfg.method)
-    dataset = Dataset.from_list(conversational_rows(schedule, with_completion=kind == "sft"))
+    method = finetune_method(cfg.method)
+    kind = method.trainer
+    dataset = Dataset.from_list(conversational_rows(schedule, with_completion=method.trains_on_answers))
     ckpt_root = run_dir / "checkpoints"
     if is_main_process():
         ckpt_root.mkdir(parents=True, exist_ok=True)

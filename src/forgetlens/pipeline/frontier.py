@@ -47,7 +47,8 @@ from forgetlens.analysis.frontier import (
 from forgetlens.analysis.runs import RunId
 from forgetlens.artefacts import claim_run_dir, read_json, write_json
 from forgetlens.config.loading import check_resumable
-from forgetlens.config.options import FinetuneConfig, FrontierConfig, trainer_kind
+from forgetlens.config.methods import finetune_method
+from forgetlens.config.options import FinetuneConfig, FrontierConfig
 from forgetlens.errors import ForgetlensError
 from forgetlens.pipeline.evaluate import Circuits
 from forgetlens.pipeline.finetune import finetune
@@ -77,7 +78,7 @@ def frontier_runs(cfg: FrontierConfig) -> dict[str, FinetuneConfig]:
         checkpoint_every=cfg.checkpoint_every,
     )
     runs = {}
-    for arm in sorted(cfg.arms, key=lambda a: trainer_kind(a.method) != "rl"):
+    for arm in sorted(cfg.arms, key=lambda a: finetune_method(a.method).trainer != "rl"):
         for lr in arm.lrs:
             for seed in cfg.seeds:
                 ft = dataclasses.replace(
@@ -88,7 +89,7 @@ def frontier_runs(cfg: FrontierConfig) -> dict[str, FinetuneConfig]:
                     warmup_steps=shared.warmup_steps if arm.warmup_steps is None else arm.warmup_steps,
                     lora_rank=shared.lora_rank if arm.lora_rank is None else arm.lora_rank,
                 )
-                if trainer_kind(arm.method) == "rl":
+                if finetune_method(arm.method).learning_rate_option == "lr_rl":
                     ft = dataclasses.replace(ft, lr_rl=lr)
                 else:
                     ft = dataclasses.replace(ft, lr_sft=lr)
@@ -351,7 +352,7 @@ def analyse_frontier(
                 }
             )
     target = a.target_accuracy if a.target_accuracy is not None else (max(levels.values()) if levels else None)
-    rl_runs = [r for r in records.values() if trainer_kind(r["arm"]) == "rl"]
+    rl_runs = [records[n] for n, ft in runs.items() if finetune_method(ft.method).trainer == "rl"]
     signal = reward_signal(
         [s for r in rl_runs for s in r["zero_signal_share"]], [m for r in rl_runs for m in r["mean_reward"]]
     )

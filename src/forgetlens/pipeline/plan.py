@@ -11,7 +11,8 @@ import math
 from dataclasses import dataclass
 
 from forgetlens.circuits.circuit import default_ks
-from forgetlens.config.options import StudyConfig, trainer_kind
+from forgetlens.config.methods import finetune_method
+from forgetlens.config.options import StudyConfig
 from forgetlens.errors import ForgetlensError
 from forgetlens.targets.general import CHAT_PROMPTS, general_knowledge_records
 
@@ -282,8 +283,9 @@ def estimate(
             "backward": n_runs * n_ckpt * n_tasks * n_disc + n_tasks * n_disc,
         },
     )
-    n_sft = len(cfg.seeds) * (sum(trainer_kind(m) == "sft" for m in cfg.methods) + len(cfg.sft_lr_grid))
-    n_rl = len(cfg.seeds) * sum(trainer_kind(m) == "rl" for m in cfg.methods)
+    trainers = [finetune_method(m).trainer for m in cfg.methods]
+    n_sft = len(cfg.seeds) * (trainers.count("sft") + len(cfg.sft_lr_grid))
+    n_rl = len(cfg.seeds) * trainers.count("rl")
     sft.passes = {k: v * n_sft for k, v in sft.passes.items()}  # every SFT-kind run (and the grid) x seeds
     rl_plan.passes = {k: v * n_rl for k, v in rl_plan.passes.items()}
     return [circuits] + [sft] * (n_sft > 0) + [rl_plan] * (n_rl > 0) + [behaviour, measure]

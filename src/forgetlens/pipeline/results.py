@@ -15,7 +15,7 @@ from typing import Any
 
 from forgetlens.analysis.summary import checkpoint_rows
 from forgetlens.artefacts import read_json, write_json
-from forgetlens.config.options import FINETUNE_METHODS
+from forgetlens.config.methods import FINETUNE_METHODS
 from forgetlens.errors import ForgetlensError
 from forgetlens.tasks.base import METRICS
 from forgetlens.utils import csv_text

@@ -38,7 +38,8 @@ from forgetlens.circuits.circuit import load_circuit, save_circuit
 from forgetlens.circuits.discover import task_splits
 from forgetlens.circuits.first_order_cmap import BaseChunk, base_chunks
 from forgetlens.config.loading import check_resumable
-from forgetlens.config.options import DiscoveryMethod, FinetuneConfig, StudyConfig, trainer_kind
+from forgetlens.config.methods import finetune_method
+from forgetlens.config.options import DiscoveryMethod, FinetuneConfig, StudyConfig
 from forgetlens.errors import ForgetlensError
 from forgetlens.measure.anatomy import measure_anatomy
 from forgetlens.measure.circuit_damage import circuit_measurements
@@ -398,7 +399,7 @@ class Study:
             runs[name] = {
                 "method": RunId.parse(name).group,  # sft, rl, sft-lrLR, sft-rl
                 "seed": table["seed"],
-                "lr": ft.lr_rl if trainer_kind(ft.method) == "rl" else ft.lr_sft,
+                "lr": getattr(ft, finetune_method(ft.method).learning_rate_option),
                 "n_eval_records": table["n_eval_records"],
                 "steps_to_threshold": table["steps_to_threshold"],
                 "target_gain_per_question": [

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from forgetlens.analysis.runs import RunId, pair_label
 from forgetlens.analysis.summary import GENERAL_LABELS, MIN_EFFECT, curve, prior_tasks, runs_by_method
-from forgetlens.config.options import trainer_kind
+from forgetlens.config.methods import METHODS
 from forgetlens.report.anatomy import anatomy_lines
 from forgetlens.report.figures import FIGURES, tradeoff
 from forgetlens.report.own_circuits import own_circuit_differences, own_circuit_table
@@ -194,15 +194,16 @@ def setup_rows(results: dict) -> list[tuple[str, str]]:
     rows.append(("target task", f"{target}, {first['n_eval_records']} held-out evaluation questions{shown}"))
     for method, names in runs_by_method(results).items():
         budget = results["runs"][names[0]]["budget"]
+        kind = METHODS.get(RunId.parse(method).method)  # None for a group that is no registered method
         rates = sorted({results["runs"][n].get("lr") for n in names} - {None})  # each run's own (schema 1.7)
         if not rates:  # an older results.json: the config's rate of the method's trainer
-            rates = [ft["lr_sft"] if trainer_kind(RunId.parse(method).method) == "sft" else ft["lr_rl"]]
+            rates = [ft[kind.learning_rate_option]] if kind else []
         text = (
             f"{ft['steps']} optimizer steps x {ft['prompts_per_step']} prompts, learning rate "
             f"{', '.join(f'{r:g}' for r in rates)}, "
             f"{budget.get('prompt_tokens', 'n/a')} prompt tokens"
         )
-        if "rl" in method:
+        if kind and kind.trainer == "rl":
             rl = ft["rl"]
             zero = [x for n in names for x in results["runs"][n]["budget"].get("frac_reward_zero_std", [])]
             text += (

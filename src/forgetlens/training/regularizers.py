@@ -22,6 +22,7 @@ import torch
 from forgetlens.analysis.runs import pair_label
 from forgetlens.artefacts import read_json
 from forgetlens.circuits.patching import head_outputs
+from forgetlens.config.methods import finetune_method
 from forgetlens.config.options import FinetuneConfig
 from forgetlens.errors import ForgetlensError
 from forgetlens.models.forward import model_device, run_body
@@ -182,11 +183,13 @@ def build_regularizers(
     tokenizer: PreTrainedTokenizerBase,
     base_loader: Callable[[], PreTrainedModel],
 ) -> list:
-    """The loss terms ``cfg.method`` adds (``base_loader()`` gives a frozen copy of the base model)."""
-    if cfg.method.endswith("preserve"):
+    """The loss term ``cfg.method`` adds (``config/methods.py``; ``base_loader()`` gives a frozen copy of the base
+    model)."""
+    term = finetune_method(cfg.method).regularizer
+    if term == "preserve":
         return [CircuitPreservation(model, tokenizer, HeadLayout.of(model), cfg)]  # model is still the base here
-    if cfg.method == "replay":
+    if term == "replay":
         return [Replay(tokenizer, cfg)]
-    if cfg.method == "sft-kl":
+    if term == "kl_to_base":
         return [KLToBase(base_loader(), cfg)]
     return []
