@@ -176,6 +176,7 @@ def test_markdown_on_the_main_job_names_everything_and_writes_no_signed_zero(tmp
     assert "Positive = SFT damages more" in text
     assert "not estimated (fewer than 10 points)" in text  # 4 points: the HTML refuses the fit too
     assert "### Paired tests on the same prior-task prompts" in text and "### Where in the text" in text
+    assert "verdict: " in text.split("### Behaviour at every checkpoint")[0]  # the claims' verdicts come first
     for block in text.split("\n\n"):  # every row of a table has its header's cells (a token's "|" is escaped)
         rows = [line for line in block.splitlines() if line.startswith("|")]
         assert len({len(re.findall(r"(?<!\\)\|", line)) for line in rows}) <= 1, block

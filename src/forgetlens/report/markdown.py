@@ -1,7 +1,7 @@
 """A study's results as Markdown tables (``forgetlens report RUN_DIR --markdown``), for notes and docs/results/.
 
-Behaviour per run and checkpoint (target accuracy, forward KL, prior accuracy retention per task), the mean over
-seeds and the target-accuracy gain from step 0 paired within each seed, then per task the circuit metrics at the
+The report's summary first (each claim with its verdict), then behaviour per run and checkpoint (target accuracy,
+forward KL, prior accuracy retention per task), the mean over seeds and the target-accuracy gain from step 0 paired within each seed, then per task the circuit metrics at the
 last checkpoint: per seed with prompt-bootstrap intervals, and averaged over seeds with Student-t intervals,
 DCV(C0) at equal steps and at matched accuracy / KL, and circuit stability; the paired tests on the prior tasks'
 prompts and where in the text each tuned model departs from the base.  From results.json alone, numbers
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from forgetlens.analysis.runs import ModelLabel, RunId, pair_label
 from forgetlens.analysis.seeds import t_interval
-from forgetlens.report.html import divergence_table, paired_test_table
+from forgetlens.report.html import divergence_table, paired_test_table, summary_sentences
 from forgetlens.report.text import MIN_FIT_POINTS, interval_text, number_text
 
 _ci = interval_text
@@ -53,7 +53,9 @@ def markdown_tables(results: dict) -> str:
     lines: list[str] = []
     out = lines.append  # each table line by line, as it reads
     tasks = list(results["tasks"])
-    out("### Behaviour at every checkpoint\n")
+    out("### What the numbers say (the report's summary: each claim with its verdict)\n")
+    lines.extend(f"- {sentence}" for sentence in summary_sentences(results))
+    out("\n### Behaviour at every checkpoint\n")
     out("| run | step | target acc | KL(base‖tuned) | " + " | ".join(f"{t} ret." for t in tasks) + " |")
     out("|---" * (4 + len(tasks)) + "|")
     for name, run in results["runs"].items():
