@@ -1,13 +1,13 @@
 """A study's results as Markdown tables (``forgetlens report RUN_DIR --markdown``), for notes and docs/results/.
 
 The report's summary first (each claim with its verdict), then behaviour per run and checkpoint (target accuracy,
-forward KL, prior accuracy retention per task), the mean over seeds and the target-accuracy gain from step 0 paired within each seed, then per task the circuit metrics at the
-last checkpoint: per seed with prompt-bootstrap intervals, and averaged over seeds with Student-t intervals,
-DCV(C0) at equal steps and at matched accuracy / KL, and circuit stability; the paired tests on the prior tasks'
-prompts and where in the text each tuned model departs from the base.  From results.json alone, numbers
-written as the HTML report and the audit console write them (``report/text.py``: the digits an interval supports,
-never ``-0``, ``n/a`` for what was not measured); comparisons named in full, matched levels marked as the
-interpolations they are.
+forward KL, prior accuracy retention per task), the mean over seeds and the target-accuracy gain from step 0
+paired within each seed, then per task the circuit metrics at the last checkpoint: per seed with prompt-bootstrap
+intervals, and averaged over seeds with Student-t intervals, DCV(C0) at equal steps and at matched accuracy / KL,
+and circuit stability; the paired tests on the prior tasks' prompts and where in the text each tuned model
+departs from the base.  From results.json alone, numbers written as the HTML report and the audit console write
+them (``report/text.py``: the digits an interval supports, never ``-0``, ``n/a`` for what was not measured);
+comparisons named in full, matched levels marked as the interpolations they are.
 """
 
 from __future__ import annotations
