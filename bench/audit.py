@@ -14,10 +14,9 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from forgetlens.config.options import FinetuneConfig
+from forgetlens.config.options import AuditConfig, FinetuneConfig
 from forgetlens.pipeline.audit import audit
 from forgetlens.pipeline.finetune import finetune
-from forgetlens.tasks.registry import parse_task_list
 
 
 def main() -> None:
@@ -33,7 +32,7 @@ def main() -> None:
         finetune(cfg, Path(tmp) / "run", log=lambda *a: None)
         ckpt = Path(tmp) / "run" / "checkpoints" / f"checkpoint-{args.steps}"
         result = audit(
-            "embedded", {"sft": str(ckpt)}, parse_task_list(None), n_boot=args.n_boot, n_examples=args.n_examples
+            AuditConfig(base="embedded", tuned=[f"sft={ckpt}"], n_boot=args.n_boot, n_examples=args.n_examples)
         )
     t = result["timings"]
     print(f"audit of one tuned model, 4 tasks, {args.n_examples} prompts per split, {args.n_boot} bootstrap resamples")

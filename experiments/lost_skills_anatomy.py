@@ -17,11 +17,10 @@ import dataclasses
 from pathlib import Path
 
 from forgetlens.artefacts import write_json
-from forgetlens.config.options import FinetuneConfig
+from forgetlens.config.options import AuditConfig, FinetuneConfig
 from forgetlens.pipeline.audit import audit
 from forgetlens.pipeline.finetune import finetune
 from forgetlens.report.anatomy import anatomy_lines
-from forgetlens.tasks.registry import get_task
 
 TASKS = ("fact_recall", "ioi", "greater_than_year", "induction")
 
@@ -56,13 +55,15 @@ def main() -> None:
         print(f"step {r['step']}: target {r['target_accuracy']:.3f}; prior top-1 {prior}")
     checkpoint = run / "checkpoints" / f"checkpoint-{args.step}"
     result = audit(
-        "smollm2-135m",
-        {f"sft@{args.step}": str(checkpoint)},
-        [get_task(t) for t in TASKS],
-        n_boot=1000,
-        n_examples=args.n_examples,
-        top_m=4,
-        anatomy=True,
+        AuditConfig(
+            base="smollm2-135m",
+            tuned=[f"sft@{args.step}={checkpoint}"],
+            tasks=",".join(TASKS),
+            n_boot=1000,
+            n_examples=args.n_examples,
+            top_m=4,
+            anatomy=True,
+        )
     )
     result["finetune_config"] = dataclasses.asdict(cfg)
     write_json(args.out / "audit.json", result)

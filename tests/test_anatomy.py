@@ -251,7 +251,7 @@ def test_joint_claims_compare_the_two_runs_prompt_by_prompt():
 
 
 def test_the_command_line_offers_every_metric():
-    from forgetlens.cli import METRIC_NAMES
+    from forgetlens.config.options import METRIC_NAMES
     from forgetlens.tasks.base import METRICS
 
     assert METRIC_NAMES == METRICS

@@ -14,15 +14,20 @@ from pathlib import Path
 import click
 
 from forgetlens.cli_options import apply_options, field_option, field_options
-from forgetlens.config.options import RETENTION_KINDS, DiscoveryConfig, FinetuneConfig
+from forgetlens.config.options import (
+    METRIC_NAMES,
+    RETENTION_KINDS,
+    AuditConfig,
+    DiscoveryConfig,
+    FinetuneConfig,
+    deferred_validation,
+)
 from forgetlens.errors import ForgetlensError
 from forgetlens.models.packaged import PACKAGED
 from forgetlens.utils import check_writable
 
-"""The defaults the options below show: the dataclasses own them (torch-free to import)."""
-
-METRIC_NAMES = ("logit_diff", "prob_diff", "logp_answer", "prob_answer", "top1_margin")
-"""``tasks.base.METRICS``, spelled out so that ``--help`` does not import torch (a test keeps them equal)."""
+"""The defaults the options below show: the dataclasses own them (torch-free to import, so ``--help`` loads no
+torch: ``METRIC_NAMES`` spells out ``tasks.base.METRICS``, a test keeps them equal)."""
 
 
 def _notice(line: str) -> None:
@@ -270,7 +275,7 @@ def finetune_cmd(
 ) -> None:
     """Fine-tune with SFT, RL or a circuit-keeping variant; checkpoints, and behaviour at each."""
     from forgetlens.config.methods import finetune_method
-    from forgetlens.config.options import deferred_validation, sized_for_real_model
+    from forgetlens.config.options import sized_for_real_model
     from forgetlens.models.loading import is_embedded
     from forgetlens.pipeline.finetune import finetune
 
@@ -300,114 +305,60 @@ def finetune_cmd(
     click.echo(f"(prior columns: accuracy retention vs step 0) -> {out}/behaviour.json")
 
 
+AUDIT_FLAGS: dict[str, str | None] = {
+    "tasks": None,
+    "method": None,
+    "k": None,
+    "n_boot": None,
+    "n_examples": None,
+    "top_m": None,
+    "exact_everywhere": None,
+    "anatomy": None,
+    "anatomy_metric": None,
+    "seed": None,
+}
+"""The AuditConfig fields ``forgetlens audit`` exposes besides ``--base`` and ``--tuned``."""
+
+
 @cli.command("audit")
-@click.option(
-    "--base",
-    "base_spec",
-    required=True,
-    help=f"Base model: `embedded`, {', '.join(f'`{alias}`' for alias in PACKAGED)}, a model directory or a cached HF "
-    "id.",
-)
-@click.option(
-    "--tuned",
-    "tuned_specs",
-    multiple=True,
-    required=True,
-    help="NAME=PATH of a tuned model, PEFT adapter or finetune run directory (repeatable).",
-)
-@click.option("--tasks", default=None, help="Comma-separated prior tasks (default: all).")
-@click.option("--k", type=int, default=None, help="Circuit size (default: smallest k with faithfulness >= 0.8).")
-@click.option("--n-boot", type=int, default=1000, show_default=True, help="Bootstrap resamples.")
-@click.option(
-    "--n-examples",
-    type=int,
-    default=None,
-    help="Prompts per split (default: 128 on the embedded model, 32 on a real one; more narrows the intervals).",
-)
-@click.option(
-    "--top-m",
-    type=int,
-    default=8,
-    show_default=True,
-    help="Heads besides the base circuit whose CMAP is patched exactly (the rest: first-order estimate).",
-)
-@click.option("--exact-everywhere", is_flag=True, help="Patch every head exactly (cost grows with the head count).")
-@click.option(
-    "--anatomy",
-    is_flag=True,
-    help="Also say where each tuned model's change lives: circuit (joint), other heads, MLPs, weight groups, format.",
-)
-@click.option(
-    "--anatomy-metric",
-    type=click.Choice(METRIC_NAMES),
-    default="logp_answer",
-    show_default=True,
-    help="Metric that steers the anatomy's searches (every metric is reported).",
-)
-@click.option("--seed", type=int, default=0, show_default=True)
+@field_option(AuditConfig, "base", required=True)
+@field_option(AuditConfig, "tuned", required=True)
+@field_options(AuditConfig, AUDIT_FLAGS)
 @click.option("--allow-download", is_flag=True, help="Let the Hugging Face libraries fetch models (offline otherwise).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="JSON file to write.")
-def audit_cmd(
-    base_spec,
-    tuned_specs,
-    tasks,
-    k,
-    n_boot,
-    n_examples,
-    top_m,
-    exact_everywhere,
-    anatomy,
-    anatomy_metric,
-    seed,
-    allow_download,
-    out,
-) -> None:
+def audit_cmd(allow_download: bool, out: Path, **fields) -> None:
     """Measure how tuned models degrade the base model's circuits (per head and per circuit, with CIs)."""
     from forgetlens.artefacts import write_json
     from forgetlens.models.loading import check_model
-    from forgetlens.pipeline.audit import audit, parse_tuned
+    from forgetlens.pipeline.audit import audit, default_examples, expand_tuned, parse_tuned
     from forgetlens.pipeline.results import per_head_csv
     from forgetlens.tasks.registry import parse_task_list
     from forgetlens.utils import atomic_write_text
 
+    cfg = apply_options(AuditConfig(), fields)  # checked below as a whole, every problem naming its flag
+    problems = cfg.problems()
+    if problems:  # every problem at once, each naming its flag
+        raise ForgetlensError(
+            "\n".join(f"--{p.split(':')[0].replace('_', '-')}:{p.split(':', 1)[1]}" for p in problems)
+        )
     check_writable(out, "--out")
-    check_model(base_spec)
-    tuned = parse_tuned(list(tuned_specs))
-    task_list = parse_task_list(tasks, model=base_spec)
-    if n_boot < 1:
-        raise ForgetlensError(f"--n-boot must be positive, got {n_boot}")
-    if top_m < 0:
-        raise ForgetlensError(f"--top-m must be >= 0, got {top_m}")
-    if n_examples is not None and n_examples <= 0:
-        raise ForgetlensError(f"--n-examples must be positive, got {n_examples}")
-    from forgetlens.pipeline.audit import default_examples, expand_tuned
-
-    models = expand_tuned(tuned)
-    n = n_examples or default_examples(base_spec)
+    check_model(cfg.base)
+    models = expand_tuned(parse_tuned(cfg.tuned))
+    task_list = parse_task_list(cfg.tasks, model=cfg.base)
+    n = cfg.n_examples or default_examples(cfg.base)
     _notice(
         f"audit: {len(models)} tuned model(s) ({', '.join(models)}) x {len(task_list)} task(s), {n} prompts per "
-        f"split, exact CMAP for C0 and {'every head' if exact_everywhere else f'{top_m} more heads'}"
-        + ("; --n-examples for more prompts (narrower intervals, longer)" if n_examples is None else "")
+        f"split, exact CMAP for C0 and {'every head' if cfg.exact_everywhere else f'{cfg.top_m} more heads'}"
+        + ("; --n-examples for more prompts (narrower intervals, longer)" if cfg.n_examples is None else "")
     )
-    result = audit(
-        base_spec,
-        tuned,
-        task_list,
-        k=k,
-        n_boot=n_boot,
-        seed=seed,
-        n_examples=n_examples,
-        top_m=None if exact_everywhere else top_m,
-        anatomy=anatomy,
-        anatomy_metric=anatomy_metric,
-    )
+    result = audit(cfg)
     write_json(out, result)
     atomic_write_text(out.with_suffix(".per_head.csv"), per_head_csv(result))
     from forgetlens.report.audit import audit_lines
 
     for line in audit_lines(result):
         click.echo(line)
-    if anatomy:
+    if cfg.anatomy:
         from forgetlens.report.anatomy import anatomy_lines
 
         for task, r in result["tasks"].items():

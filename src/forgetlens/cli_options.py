@@ -3,7 +3,7 @@ field's own (``config/options.py``) and never written twice.
 
 A flag stands for a field path of a config class (``steps``, ``rl.loss_type``).  Its value defaults to None,
 meaning "the config's own default", which ``--help`` shows; :func:`apply_options` writes the given ones into a
-config.
+config.  A ``bool`` field is a ``--x / --no-x`` pair, a ``list`` field a repeatable flag.
 """
 
 from __future__ import annotations
@@ -81,6 +81,17 @@ def field_option(
     if not note and "." in path:  # a nested section's field: say whose
         note = SECTION_NOTES.get(path.split(".")[0], "")
     choices = tuple(str(a) for a in typing.get_args(hint)) if typing.get_origin(hint) is Literal else None
+    if hint is bool:  # --x / --no-x; neither given: the config's own default
+        return click.option(f"{flag}/--no-{flag[2:]}", param_name(path), default=None, help=f"{note}{doc}{shown}")
+    if typing.get_origin(hint) is list:  # repeatable; none given: the config's own default
+        return click.option(
+            flag,
+            param_name(path),
+            multiple=True,
+            required=required,
+            callback=lambda ctx, param, values: list(values) or None,
+            help=f"{note}{doc}",
+        )
     return click.option(
         flag,
         param_name(path),

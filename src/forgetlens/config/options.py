@@ -48,6 +48,9 @@ PRESERVE_HEADS: tuple[str, ...] = get_args(PreserveHeads)
 MonitorAction = Literal["warn", "stop"]
 """What the circuit monitor does below its threshold (``MonitorConfig.action``)."""
 MONITOR_ACTIONS: tuple[str, ...] = get_args(MonitorAction)
+MetricName = Literal["logit_diff", "prob_diff", "logp_answer", "prob_answer", "top1_margin"]
+"""Task metrics: the names of ``tasks.base.METRICS`` (a test checks they are the same)."""
+METRIC_NAMES: tuple[str, ...] = get_args(MetricName)
 SyntheticTarget = Literal["compare", "compare-short", "facts"]
 """Built-in target tasks (``FinetuneConfig.synthetic_target``)."""
 SYNTHETIC_TARGETS: tuple[str, ...] = get_args(SyntheticTarget)
@@ -975,3 +978,53 @@ embedded model; on SmolLM2 they cost minutes per checkpoint on one core, these w
 def sized_for_real_model(cfg: FinetuneConfig) -> FinetuneConfig:
     """``cfg`` with :data:`REAL_MODEL_EVALUATION`'s evaluation sizes."""
     return replace(cfg, **REAL_MODEL_EVALUATION)  # type: ignore[arg-type]  # the keys are int fields
+
+
+@dataclass
+class AuditConfig(Options):
+    """``forgetlens audit``: tuned models made anywhere, measured against the base model's circuits
+    (``pipeline/audit.py``)."""
+
+    base: str = "embedded"
+    """Base model: ``embedded``, a packaged model (``smollm2-135m``, ...), a model directory or a cached HF id."""
+    tuned: list[str] = field(default_factory=list)
+    """``NAME=PATH`` of a tuned model, a PEFT adapter or a ``forgetlens finetune`` run directory (repeatable;
+    models named ``sft...`` and ``rl...`` are compared by DCV; none: the base circuits alone)."""
+    tasks: str | None = None
+    """Comma-separated prior tasks (None: the base model's default tasks)."""
+    method: ScoringMethod = "attribution"
+    """How heads are scored, to find each base circuit and to estimate CMAP first: ``attribution``, ``ig`` or
+    ``exact`` patching."""
+    k: int | None = None
+    """Circuit size (None: the smallest k with faithfulness >= 0.8)."""
+    n_examples: int | None = None
+    """Prompts per split (None: 128 on the embedded model, 32 on a real one; more narrows the intervals)."""
+    top_m: int = 8
+    """Heads besides the base circuit whose CMAP is patched exactly (the rest: first-order estimate)."""
+    exact_everywhere: bool = False
+    """Patch every head exactly (the cost grows with the head count)."""
+    anatomy: bool = False
+    """Also say where each tuned model's change lives: circuit (joint), other heads, MLPs, weight groups, format."""
+    anatomy_metric: MetricName = "logp_answer"
+    """Metric that steers the anatomy's searches (every metric is reported)."""
+    n_boot: int = 1000
+    """Bootstrap resamples of the prompts for every interval."""
+    seed: int = 0
+    """Seed of the prompt splits and the bootstrap."""
+
+    def problems(self, prefix: str = "") -> list[str]:
+        """Every problem with these options, one line each."""
+        out: list[str] = []
+        if not self.base:
+            out.append(f"{prefix}base: expected a base model, got none")
+        for spec in self.tuned:
+            name, sep, path = spec.partition("=")
+            if not (name and sep and path):
+                out.append(f"{prefix}tuned: {short_repr(spec)}: expected NAME=PATH")
+        _one_of(out, f"{prefix}method", self.method, SCORING_METHODS, "scoring method")
+        _positive(out, self, prefix, ("n_boot",))
+        _positive(out, self, prefix, ("k", "n_examples"), optional=True)
+        if self.top_m < 0:
+            out.append(f"{prefix}top_m: expected a number of heads >= 0, got {self.top_m}")
+        _one_of(out, f"{prefix}anatomy_metric", self.anatomy_metric, METRIC_NAMES, "metric")
+        return out

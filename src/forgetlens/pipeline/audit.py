@@ -28,7 +28,7 @@ from forgetlens.artefacts import read_json, record_field
 from forgetlens.circuits.circuit import Circuit, head_mask
 from forgetlens.circuits.discover import discover_circuit, task_splits
 from forgetlens.circuits.first_order_cmap import base_chunks
-from forgetlens.config.options import DiscoveryConfig, DiscoveryMethod
+from forgetlens.config.options import AuditConfig, DiscoveryConfig
 from forgetlens.errors import ForgetlensError
 from forgetlens.measure.anatomy import measure_anatomy
 from forgetlens.measure.circuit_damage import circuit_measurements
@@ -36,6 +36,7 @@ from forgetlens.models.heads import HeadLayout
 from forgetlens.models.loading import LoadedModel, is_embedded, load_model, model_record, resolve_model_path
 from forgetlens.progress import open_task
 from forgetlens.tasks.base import PriorTask, TaskBatch
+from forgetlens.tasks.registry import parse_task_list
 from forgetlens.training.checkpoints import checkpoint_dirs, load_checkpoint
 from forgetlens.utils import first_line, versions
 
@@ -198,25 +199,17 @@ def default_examples(base_spec: str) -> int:
     return AUDIT_EXAMPLES["embedded" if is_embedded(base_spec) else "real"]
 
 
-def audit(
-    base_spec: str,
-    tuned: dict[str, str],
-    tasks: list[PriorTask],
-    k: int | None = None,
-    n_boot: int = 1000,
-    seed: int = 0,
-    n_examples: int | None = None,
-    method: DiscoveryMethod = "attribution",
-    top_m: int | None = 8,
-    anatomy: bool = False,
-    anatomy_metric: str = "logp_answer",
-) -> dict:
+def audit(cfg: AuditConfig) -> dict:
     """Discover each task's base circuit and measure every tuned model against it (exact CMAP for C0 and the
-    ``top_m`` other heads of largest first-order estimate; None: every head).  ``anatomy``: also where each
-    tuned model's change on the task lives (``measure/anatomy.py``), on the same evaluation prompts, as
-    ``tasks[TASK].anatomy[LABEL]``.  ``n_examples`` None: :func:`default_examples` for the base model."""
+    ``cfg.top_m`` other heads of largest first-order estimate, or every head with ``cfg.exact_everywhere``).
+    ``cfg.anatomy``: also where each tuned model's change on the task lives (``measure/anatomy.py``), on the same
+    evaluation prompts, as ``tasks[TASK].anatomy[LABEL]``.  ``cfg.n_examples`` None: :func:`default_examples` for
+    the base model."""
+    base_spec, tuned, tasks = cfg.base, parse_tuned(cfg.tuned), parse_task_list(cfg.tasks, model=cfg.base)
+    k, n_boot, seed, method, anatomy = cfg.k, cfg.n_boot, cfg.seed, cfg.method, cfg.anatomy
+    top_m = None if cfg.exact_everywhere else cfg.top_m
     start = time.perf_counter()
-    n_examples = n_examples or default_examples(base_spec)
+    n_examples = cfg.n_examples or default_examples(base_spec)
     base = load_model(base_spec)
     layout = HeadLayout.of(base.model)
     entries = expand_tuned(tuned)
@@ -228,13 +221,13 @@ def audit(
         models[label] = model
     timings = {"discovery": 0.0, "metrics": 0.0}
     results = {}
-    cfg = DiscoveryConfig(method=method, k=k, n_examples=n_examples, seed=seed)
+    discovery = DiscoveryConfig(method=method, k=k, n_examples=n_examples, seed=seed)
     whole = open_task(f"audit: {len(tasks)} task(s) x {len(models)} model(s)", len(tasks), "tasks")
     with whole:  # the whole job's time left, from the pace of the tasks done (they cost about the same)
         for task in tasks:  # each stage and each model its own piece of work: a line per finished one in a log
             t0 = time.perf_counter()
             with open_task(f"audit {task.name}: base circuit", 1, "circuit") as shown:
-                bc = find_base_circuit(base, layout, task, cfg)
+                bc = find_base_circuit(base, layout, task, discovery)
                 shown.advance()
             timings["discovery"] += time.perf_counter() - t0
             t0 = time.perf_counter()
@@ -262,7 +255,7 @@ def audit(
                 for label, m in models.items():
                     with open_task(f"audit {task.name}: anatomy of {label}", 1, "model") as shown:
                         measured = measure_anatomy(
-                            base.model, m, base.tokenizer, layout, bc.evaluation, bc.mask, metric=anatomy_metric
+                            base.model, m, base.tokenizer, layout, bc.evaluation, bc.mask, metric=cfg.anatomy_metric
                         )
                         results[task.name]["anatomy"][label] = summarise_anatomy(
                             measured, bc.circuit.heads, n_boot, seed
@@ -286,7 +279,7 @@ def audit(
             "method": method,
             "cmap_top_m": top_m,
             "anatomy": anatomy,
-            "anatomy_metric": anatomy_metric,
+            "anatomy_metric": cfg.anatomy_metric,
         },
         "tasks": results,
         "timings": {**{k2: round(v, 2) for k2, v in timings.items()}, "total": round(time.perf_counter() - start, 2)},
