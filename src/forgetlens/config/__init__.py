@@ -7,6 +7,7 @@ The option classes are importable from here.
 
 from forgetlens.config.options import (
     AnatomyConfig,
+    AuditConfig,
     BenchmarkConfig,
     DBMConfig,
     DiscoveryConfig,
@@ -22,6 +23,7 @@ from forgetlens.config.options import (
 
 __all__ = [
     "AnatomyConfig",
+    "AuditConfig",
     "BenchmarkConfig",
     "DBMConfig",
     "DiscoveryConfig",
