@@ -104,3 +104,4 @@ def test_claim_verdicts_separate_size_from_significance():
     assert claim_verdict({"value": 0.0004, "ci_low": 0.0001, "ci_high": 0.0008}) == "negligible"
     assert claim_verdict({"value": 0.05, "ci_low": -0.01, "ci_high": 0.1}) == "inconclusive"
     assert claim_verdict({"value": 0.05}) == "inconclusive"
+    assert claim_verdict({"value": 0.0, "ci_low": 0.0, "ci_high": 0.0}) == "negligible"  # nothing differed at all

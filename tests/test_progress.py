@@ -57,10 +57,17 @@ def test_work_in_worker_processes_is_shown_by_the_parent(monkeypatch, capfd):
         ({"value": 0.26388, "ci_low": float("nan"), "ci_high": float("nan")}, "0.264"),
         ({"value": -1e-9, "ci_low": -2e-9, "ci_high": 0.0}, "-1.0e-09 [-2.0e-09, 0.0e+00]"),
         ({"value": None, "ci_low": None, "ci_high": None}, "n/a"),
+        ({"value": 0.0, "ci_low": 0.0, "ci_high": 0.0}, "exactly 0"),  # once "0.00 [0.00, 0.00]"
     ],
 )
 def test_intervals_are_written_to_the_digits_their_width_supports(stat, text):
     assert interval_text(stat) == text
+
+
+def test_prose_has_no_exponent():
+    assert interval_text({"value": -1e-9, "ci_low": -2e-9, "ci_high": 0.0}, prose=True) == "0 (below 0.000001)"
+    tiny = {"value": -3.8e-5, "ci_low": -7.9e-5, "ci_high": -1.3e-5}
+    assert interval_text(tiny, prose=True) == "-0.000038 [-0.000079, -0.000013]"
 
 
 def test_numbers_alone_keep_three_significant_digits_and_never_a_signed_zero():

@@ -607,10 +607,10 @@ def report_cmd(run_dir: Path, markdown: bool) -> None:
     if not markdown:
         check_writable(run_dir / "report.html", "RUN_DIR")
     try:  # the schema checks each field; this catches fields that disagree with each other (a file from others)
+        results.update(derived_results(results))  # what the analysis says today, in the page and in the markdown
         if markdown:
             click.echo(markdown_tables(results))
             return
-        results.update(derived_results(results))
         write_report(results, run_dir / "report.html")
     except (KeyError, IndexError, TypeError, ValueError, ZeroDivisionError) as exc:
         raise ForgetlensError(

@@ -162,8 +162,11 @@ def _fits(y, kl, v, rng, n_boot) -> dict:
 
 def claim_verdict(stat: dict) -> str:
     """held / reversed when the interval excludes 0 and |value| >= MIN_EFFECT; negligible when it excludes 0
-    with a smaller value; inconclusive otherwise (also without an interval)."""
+    with a smaller value, or when value and interval are exactly 0 (nothing differed on any prompt or seed);
+    inconclusive otherwise (also without an interval)."""
     value, low, high = (stat.get(k, np.nan) for k in ("value", "ci_low", "ci_high"))
+    if value == low == high == 0:
+        return CLAIM_NEGLIGIBLE
     if np.isnan(low) or np.isnan(high) or low <= 0 <= high:
         return CLAIM_UNCLEAR
     if abs(value) < MIN_EFFECT:

@@ -153,7 +153,7 @@ def summary_with_sources(results: dict) -> list[tuple[str, str | None]]:
         (
             "Verdicts: held (or reversed) when the 95 % interval excludes 0 and the difference is at least "
             f"{MIN_EFFECT} (1 point of accuracy or retention, 1 % of a task's total effect), negligible when it "
-            "excludes 0 with a smaller difference, inconclusive otherwise. "
+            "excludes 0 with a smaller difference or is exactly 0 (nothing differed), inconclusive otherwise. "
             + (
                 f"Intervals are over the {n_seeds} seeds (Student t) where seeds vary."
                 if n_seeds > 1

@@ -55,13 +55,15 @@ PROSE_DECIMALS = 6
 def interval_text(stat: dict | None, fmt: str | None = None, prose: bool = False) -> str:
     """``value [low, high]`` of a ``{value, ci_low, ci_high}`` statistic, to the digits the interval's width
     supports (``fmt``: a fixed format instead); the value alone without an interval (one seed), ``n/a`` without a
-    value.  ``prose``: at most :data:`PROSE_DECIMALS` decimals and no exponent, and a statistic that is zero at
+    value, ``exactly 0`` for a zero whose interval is zero too.  ``prose``: at most :data:`PROSE_DECIMALS` decimals and no exponent, and a statistic that is zero at
     that precision is written as such (``0 (below 0.000001)``)."""
     if not stat or not _finite(stat.get("value")):
         return "n/a"
     value = float(stat["value"])
     low, high = stat.get("ci_low"), stat.get("ci_high")
     bounds = (float(low), float(high)) if _finite(low) and _finite(high) else None  # type: ignore[arg-type]
+    if bounds is not None and value == bounds[0] == bounds[1] == 0:
+        return "exactly 0"  # every resample (or seed) gave 0: no digits to choose, nothing to bound
     decimals = decimals_for(value, bounds[1] - bounds[0] if bounds else None)
     if prose and decimals > PROSE_DECIMALS:
         decimals = PROSE_DECIMALS
