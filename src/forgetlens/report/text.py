@@ -55,8 +55,9 @@ PROSE_DECIMALS = 6
 def interval_text(stat: dict | None, fmt: str | None = None, prose: bool = False) -> str:
     """``value [low, high]`` of a ``{value, ci_low, ci_high}`` statistic, to the digits the interval's width
     supports (``fmt``: a fixed format instead); the value alone without an interval (one seed), ``n/a`` without a
-    value, ``exactly 0`` for a zero whose interval is zero too.  ``prose``: at most :data:`PROSE_DECIMALS` decimals and no exponent, and a statistic that is zero at
-    that precision is written as such (``0 (below 0.000001)``)."""
+    value, ``exactly 0`` for a zero whose interval is zero too.  ``prose``: at most :data:`PROSE_DECIMALS`
+    decimals and no exponent, and a statistic that is zero at that precision is written as such (``0 (below
+    0.000001)``)."""
     if not stat or not _finite(stat.get("value")):
         return "n/a"
     value = float(stat["value"])
