@@ -223,7 +223,7 @@ def audit(cfg: AuditConfig) -> dict:
     results = {}
     discovery = DiscoveryConfig(method=method, k=k, n_examples=n_examples, seed=seed)
     whole = open_task(f"audit: {len(tasks)} task(s) x {len(models)} model(s)", len(tasks), "tasks")
-    with whole:  # the whole job's time left, from the pace of the tasks done (they cost about the same)
+    with whole:  # a whole-job time left from the tasks done: rough, tasks differ (1.5-11 min on SmolLM2)
         for task in tasks:  # each stage and each model its own piece of work: a line per finished one in a log
             t0 = time.perf_counter()
             with open_task(f"audit {task.name}: base circuit", 1, "circuit") as shown:
