@@ -214,6 +214,25 @@ def test_audit_cli_on_a_finetune_run_and_a_model(tmp_path, embedded):
     assert set(data["tasks"]["ioi"]["models"]) == {"sft@2", "same"}
     assert data["tasks"]["ioi"]["models"]["same"]["retention"]["value"] == 1.0
     assert out.with_suffix(".per_head.csv").read_text().startswith("task,model,layer,head")
+    paired = data["tasks"]["ioi"]["paired_tests"]  # each model against the base, on the same prompts
+    assert set(paired) == {"sft@2 - base", "same - base"}
+    same = paired["same - base"]  # the base model against itself: nothing differs, exactly
+    assert same["mcnemar_top1"] == {"only_a": 0, "only_b": 0, "p": 1.0} and same["logp_answer"]["value"] == 0.0
+    assert "same - base, same prompts: top-1 only first / only second 0 / 0 (McNemar p 1)" in result.stdout
+
+
+def test_paired_behaviour_tests_find_a_planted_loss_and_pair_rl_with_sft():
+    from forgetlens.analysis.compare import paired_behaviour_tests
+
+    n = 40
+    base = {"correct": [1] * n, "logp_answer": [-0.1] * n}
+    lost = {"correct": [0] * 8 + [1] * 32, "logp_answer": [-3.0] * 8 + [-0.1] * 32}  # 8 prompts forgotten
+    tests = paired_behaviour_tests({"base": base, "sft-s0@4": base, "rl-s0@4": lost}, n_boot=500, seed=0)
+    assert set(tests) == {"sft-s0@4 - base", "rl-s0@4 - base", "rl-s0@4 - sft-s0@4"}
+    rl = tests["rl-s0@4 - sft-s0@4"]
+    assert rl["mcnemar_top1"]["only_a"] == 8 and rl["mcnemar_top1"]["only_b"] == 0 and rl["mcnemar_top1"]["p"] < 0.01
+    assert rl["logp_answer"]["value"] == pytest.approx(-8 * 2.9 / n) and rl["logp_answer"]["ci_high"] < 0
+    assert tests["sft-s0@4 - base"]["mcnemar_top1"]["p"] == 1.0
 
 
 def test_local_cmap_puts_a_single_head_edit_on_that_head_only(setup):

@@ -18,6 +18,7 @@ from forgetlens.analysis.stats import (
     benjamini_hochberg,
     bootstrap_indices,
     paired_bootstrap_batched,
+    paired_models_test,
     paired_permutation_pvalues,
 )
 from forgetlens.analysis.vulnerability import PromptMeasurements, circuit_statistics
@@ -108,3 +109,22 @@ def compare_models(
             "n_permutations": n_perm,
         }
     return out
+
+
+def paired_behaviour_tests(per_prompt: dict[str, dict], n_boot: int, seed: int) -> dict[str, dict]:
+    """Each model against ``base`` and each RL model against its SFT counterpart (:func:`dcv_pairs`), on the same
+    prompts: ``{"SECOND - FIRST": paired_models_test}``.  ``per_prompt``: ``{label: {"correct": [prompt],
+    "logp_answer": [prompt]}}``, one entry labelled ``base``."""
+    tuned = [label for label in per_prompt if label != "base"]
+    comparisons = [("base", label) for label in tuned] + list(dcv_pairs(tuned).values())
+    return {
+        f"{second} - {first}": paired_models_test(
+            np.asarray(per_prompt[first]["correct"]),
+            np.asarray(per_prompt[second]["correct"]),
+            np.asarray(per_prompt[first]["logp_answer"]),
+            np.asarray(per_prompt[second]["logp_answer"]),
+            n_boot,
+            seed,
+        )
+        for first, second in comparisons
+    }

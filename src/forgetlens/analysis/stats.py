@@ -106,6 +106,23 @@ def mcnemar_p(a_correct: np.ndarray, b_correct: np.ndarray) -> dict:
     return {"only_a": only_a, "only_b": only_b, "p": p}
 
 
+def paired_models_test(
+    correct_a: np.ndarray,
+    correct_b: np.ndarray,
+    logp_a: np.ndarray,
+    logp_b: np.ndarray,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> dict:
+    """Two models on the same prompts: McNemar's exact test on top-1 (``correct_*``: [prompt] 0/1; only_a / only_b
+    count the prompts only the first / only the second answers) and a paired bootstrap of log p(answer), second
+    minus first (``logp_*``: [prompt])."""
+    return {
+        "mcnemar_top1": mcnemar_p(correct_a, correct_b),
+        "logp_answer": paired_mean_difference(logp_a, logp_b, n_boot, seed),
+    }
+
+
 def paired_mean_difference(a: np.ndarray, b: np.ndarray, n_boot: int = 1000, seed: int = 0) -> dict:
     """Mean of b - a over paired rows with a percentile bootstrap interval and a two-sided bootstrap p value
     (twice the smaller share of resampled means on either side of 0, counted as (k + 1) / (n_boot + 1) so that it is

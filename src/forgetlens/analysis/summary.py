@@ -327,7 +327,7 @@ def paired_prior_tests(results: dict, n_boot: int = 1000, seed: int = 0) -> dict
     seed. A test is McNemar's exact test on top-1 (pairs over prompts and seeds: ``only_a``/``only_b`` count the
     prompts only the first/second model answers) and a paired bootstrap of log p(answer), second minus first
     (per prompt, mean over seeds)."""
-    from forgetlens.analysis.stats import mcnemar_p, paired_mean_difference
+    from forgetlens.analysis.stats import paired_models_test
 
     by_method = runs_by_method(results)
     out: dict = {}
@@ -356,8 +356,7 @@ def paired_prior_tests(results: dict, n_boot: int = 1000, seed: int = 0) -> dict
             logp_b = np.mean([p["logp_answer"] for p in b], axis=0)
             out[t][name] = {
                 "n_pairs": len(pairs),
-                "mcnemar_top1": mcnemar_p(correct_a, correct_b),
-                "logp_answer": paired_mean_difference(logp_a, logp_b, n_boot, seed),
+                **paired_models_test(correct_a, correct_b, logp_a, logp_b, n_boot, seed),
             }
     return out
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from forgetlens.analysis.anatomy import summarise_anatomy
-from forgetlens.analysis.compare import compare_models
+from forgetlens.analysis.compare import compare_models, paired_behaviour_tests
 from forgetlens.analysis.matched import matched_models
 from forgetlens.analysis.runs import checkpoint_label
 from forgetlens.analysis.seeds import aggregate_seeds
@@ -31,6 +31,7 @@ from forgetlens.circuits.first_order_cmap import base_chunks
 from forgetlens.config.options import AuditConfig, DiscoveryConfig
 from forgetlens.errors import ForgetlensError
 from forgetlens.measure.anatomy import measure_anatomy
+from forgetlens.measure.behaviour import task_accuracy
 from forgetlens.measure.circuit_damage import circuit_measurements
 from forgetlens.models.heads import HeadLayout
 from forgetlens.models.loading import LoadedModel, is_embedded, load_model, model_record, resolve_model_path
@@ -50,6 +51,8 @@ def parse_tuned(specs: list[str]) -> dict[str, str]:
             raise ForgetlensError(f"--tuned {spec!r}: expected NAME=PATH")
         if name in out:
             raise ForgetlensError(f"--tuned: the name {name!r} is used twice")
+        if name == "base":
+            raise ForgetlensError("--tuned: the name 'base' stands for the base model; call the tuned model otherwise")
         out[name] = path
     return out
 
@@ -248,6 +251,11 @@ def audit(cfg: AuditConfig) -> dict:
                     )
                     shown.advance()
             results[task.name] = analyse_task(bc, tuned_m, behaviour, n_boot, seed)
+            on_prompts = {  # top-1 and log p(answer) per evaluation prompt: the paired tests of behaviour
+                label: task_accuracy(m, bc.evaluation, per_prompt=True)["per_prompt"]
+                for label, m in {"base": base.model, **models}.items()
+            }
+            results[task.name]["paired_tests"] = paired_behaviour_tests(on_prompts, n_boot, seed)
             timings["metrics"] += time.perf_counter() - t0
             if anatomy:
                 t0 = time.perf_counter()

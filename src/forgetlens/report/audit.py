@@ -1,12 +1,12 @@
-"""The audit's console summary: per task, a table that fits 80 columns, a verdict per model in words, and what the
-matched rows are."""
+"""The audit's console summary: per task, a table that fits 80 columns, a verdict per model in words, the paired
+tests of behaviour on the same prompts, and what the matched rows are."""
 
 from __future__ import annotations
 
 import textwrap
 
 from forgetlens.analysis.runs import ModelLabel
-from forgetlens.report.text import interval_text
+from forgetlens.report.text import interval_text, p_text
 
 WIDTH = 80
 """Columns the console summary fits."""
@@ -44,6 +44,13 @@ def audit_lines(result: dict) -> list[str]:
                 out += textwrap.wrap(
                     _verdict(name, s["v_circuit"]), WIDTH, initial_indent="  ", subsequent_indent="    "
                 )
+        for name, test in (r.get("paired_tests") or {}).items():
+            mc, logp = test["mcnemar_top1"], test["logp_answer"]
+            line = (
+                f"{name}, same prompts: top-1 only first / only second {mc['only_a']} / {mc['only_b']} (McNemar p "
+                f"{p_text(mc['p'])}); log p(answer) {interval_text(logp)} nats (p {p_text(logp['p'])})"
+            )
+            out += textwrap.wrap(line, WIDTH, initial_indent="  ", subsequent_indent="    ")
     if any(r["dcv"] for r in result["tasks"].values()):
         out.append("DCV rows: positive = SFT damages more (retention: RL - SFT; V(C0): SFT - RL).")
     if matched:
