@@ -2,7 +2,7 @@
 
     python experiments/rl_group_size.py OUT [OUT ...]
 
-Each OUT is a ``forgetlens frontier`` folder of ``configs/smollm2-135m-frontier-rl16.yaml`` (or any part of its
+Each OUT is a ``forgetlens frontier`` folder of ``configs/smollm2-135m-rl16-frontier.yaml`` (or any part of its
 rates); its RL runs are set beside the runs of the same rate and seed in the committed frontier
 (``docs/results/smollm2-135m/frontier-results.json.gz``, groups of 8).  Per run: the share of groups without
 reward variance over all steps, its never-rewarded bound, training seconds per step, and at every checkpoint the

@@ -344,7 +344,7 @@ def test_a_base_circuit_read_back_is_the_one_written_and_stored_measurements_mus
     import dataclasses
 
     from forgetlens.errors import ForgetlensError
-    from forgetlens.pipeline.audit import BaseCircuit
+    from forgetlens.measure.base_circuit import BaseCircuit
 
     model, layout, circuit, evaluation, mask, weights, base_m = setup
     cfg = DiscoveryConfig(n_examples=64, seed=1)

@@ -1,4 +1,5 @@
 """Everything that takes models and returns per-prompt arrays.
 
-Behaviour, circuit damage, benchmarks, the anatomy of a change, every model's own circuit.
+Behaviour, the base circuit and the base model measured against it, circuit damage, benchmarks, the anatomy of a
+change, every model's own circuit.
 """

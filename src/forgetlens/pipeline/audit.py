@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,20 +22,18 @@ from forgetlens.analysis.matched import matched_models
 from forgetlens.analysis.runs import checkpoint_label
 from forgetlens.analysis.seeds import aggregate_seeds
 from forgetlens.analysis.stats import bootstrap_indices
-from forgetlens.analysis.vulnerability import PromptMeasurements, circuit_weights
+from forgetlens.analysis.vulnerability import PromptMeasurements
 from forgetlens.artefacts import read_json, record_field
-from forgetlens.circuits.circuit import Circuit, head_mask
-from forgetlens.circuits.discover import discover_circuit, task_splits
 from forgetlens.circuits.first_order_cmap import base_chunks
 from forgetlens.config.options import AuditConfig, DiscoveryConfig
 from forgetlens.errors import ForgetlensError
 from forgetlens.measure.anatomy import measure_anatomy
+from forgetlens.measure.base_circuit import BaseCircuit, find_base_circuit
 from forgetlens.measure.behaviour import task_accuracy
 from forgetlens.measure.circuit_damage import circuit_measurements
 from forgetlens.models.heads import HeadLayout
-from forgetlens.models.loading import LoadedModel, is_embedded, load_model, model_record, resolve_model_path
+from forgetlens.models.loading import is_embedded, load_model, model_record, resolve_model_path
 from forgetlens.progress import open_task
-from forgetlens.tasks.base import PriorTask, TaskBatch
 from forgetlens.tasks.registry import parse_task_list
 from forgetlens.training.checkpoints import checkpoint_dirs, load_checkpoint
 from forgetlens.utils import first_line, versions
@@ -124,49 +121,6 @@ def circuit_stability(per_prompt: torch.Tensor, heads: list[tuple[int, int]], n_
 NO_STABILITY = {"mean_jaccard": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"), "n_boot": 0}
 """A DBM circuit's stability: not a bootstrap over prompts (its masks are not per-prompt scores); the split-half
 ceiling of ``own_circuits`` measures it instead."""
-
-
-@dataclass
-class BaseCircuit:
-    """One prior task's base circuit and everything measured on the base model against it."""
-
-    task: PriorTask
-    circuit: Circuit
-    evaluation: TaskBatch
-    mask: torch.Tensor  # [layer, head] bool
-    weights: np.ndarray  # [layer, head] w_h from discovery scores
-    measurements: PromptMeasurements  # the base model on the evaluation prompts
-
-    @classmethod
-    def of(
-        cls,
-        base: LoadedModel,
-        layout: HeadLayout,
-        task: PriorTask,
-        circuit: Circuit,
-        cfg: DiscoveryConfig,
-        measurements: PromptMeasurements | None = None,
-    ) -> BaseCircuit:
-        """``circuit`` of ``task`` with its evaluation split (drawn as discovery drew it), mask and weights, and
-        the base model's measurements on that split (measured here unless given, as when read back)."""
-        _, evaluation = task_splits(base.tokenizer, task, cfg.n_examples, cfg.seed)
-        mask = head_mask(circuit.heads, layout)
-        weights = circuit_weights(circuit.scores.double().numpy(), mask.numpy())
-        if measurements is None:
-            measurements = circuit_measurements(
-                base.model, layout, evaluation, mask, cfg.scoring_method, metric=circuit.metric
-            )
-        elif len(measurements.m_full) != len(evaluation):
-            raise ForgetlensError(
-                f"{task.name}: the stored base measurements cover {len(measurements.m_full)} prompts, the "
-                f"evaluation split {len(evaluation)}; expected the run directory of this config"
-            )
-        return cls(task, circuit, evaluation, mask, weights, measurements)
-
-
-def find_base_circuit(base: LoadedModel, layout: HeadLayout, task: PriorTask, cfg: DiscoveryConfig) -> BaseCircuit:
-    """Discover C0 on the discovery split and measure the base model on the evaluation split."""
-    return BaseCircuit.of(base, layout, task, discover_circuit(base.model, base.tokenizer, task, cfg), cfg)
 
 
 def analyse_task(

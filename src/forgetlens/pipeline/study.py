@@ -42,11 +42,12 @@ from forgetlens.config.methods import finetune_method
 from forgetlens.config.options import DiscoveryMethod, FinetuneConfig, StudyConfig
 from forgetlens.errors import ForgetlensError
 from forgetlens.measure.anatomy import measure_anatomy
+from forgetlens.measure.base_circuit import BaseCircuit, find_base_circuit
 from forgetlens.measure.circuit_damage import circuit_measurements
 from forgetlens.measure.own_circuits import HALVES, own_circuit_record, prompt_part, read_own_record
 from forgetlens.models.heads import HeadLayout
 from forgetlens.models.loading import LoadedModel, configure_threads, load_model, model_record
-from forgetlens.pipeline.audit import BaseCircuit, analyse_task, find_base_circuit
+from forgetlens.pipeline.audit import analyse_task
 from forgetlens.pipeline.finetune import finetune
 from forgetlens.pipeline.finetune import validate as validate_finetune
 from forgetlens.pipeline.results import (
