@@ -8,6 +8,7 @@ from conftest import make_tiny
 
 from forgetlens.circuits.attribution import attribution_scores
 from forgetlens.circuits.circuit import (
+    SCORERS,
     default_ks,
     faithfulness_baseline,
     faithfulness_curve,
@@ -38,7 +39,13 @@ def plant_circuit(model, layout: HeadLayout, heads, scale: float = 4.0):
     return model
 
 
-@pytest.mark.parametrize("method", ["exact", "attribution", "ig"])
+def test_the_scorers_are_the_scoring_methods():
+    from forgetlens.config.options import SCORING_METHODS
+
+    assert set(SCORERS) == set(SCORING_METHODS)
+
+
+@pytest.mark.parametrize("method", sorted(SCORERS))
 def test_planted_circuit_is_recovered_exactly(tokenizer, method):
     model = make_tiny("qwen2", len(tokenizer), seed=1)
     layout = HeadLayout.of(model)

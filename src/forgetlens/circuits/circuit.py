@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
@@ -46,6 +46,34 @@ if TYPE_CHECKING:  # annotations only
     from transformers import PreTrainedModel
 
 
+class HeadScorer(Protocol):
+    """A way to score every head on every prompt: its effect on ``metric`` when the head is noised."""
+
+    def __call__(
+        self, model: PreTrainedModel, layout: HeadLayout, batch: TaskBatch, metric: str, ig_steps: int, batch_size: int
+    ) -> torch.Tensor:  # [prompt, layer, head]
+        ...
+
+
+def _attribution(model, layout, batch, metric, ig_steps, batch_size) -> torch.Tensor:  # [prompt, layer, head]
+    return attribution_scores(model, layout, batch, metric, batch_size=batch_size)
+
+
+def _integrated_gradients(model, layout, batch, metric, ig_steps, batch_size) -> torch.Tensor:
+    return attribution_scores(model, layout, batch, metric, ig_steps=ig_steps, batch_size=batch_size)
+
+
+def _exact(model, layout, batch, metric, ig_steps, batch_size) -> torch.Tensor:
+    return exact_head_effects(model, layout, batch, metric, batch_size=batch_size)
+
+
+SCORERS: dict[str, HeadScorer] = {"attribution": _attribution, "ig": _integrated_gradients, "exact": _exact}
+"""The scoring methods, by ``DiscoveryConfig.method``: first-order attribution patching and its integrated-gradients
+form (``circuits/attribution.py``), exact activation patching (``circuits/patching.py``).  ``dbm`` finds a circuit
+without per-head scores (``circuits/dbm.py``).  Adding a scoring method: its function in a file of its own, an
+entry here and its name in ``config.options.ScoringMethod``."""
+
+
 def score_heads(
     model: PreTrainedModel,
     layout: HeadLayout,
@@ -56,13 +84,10 @@ def score_heads(
     batch_size: int = 64,
 ) -> torch.Tensor:
     """Per-prompt head scores (estimated or exact noising effects) -> [n_prompts, layer, head]."""
-    if method == "attribution":
-        return attribution_scores(model, layout, batch, metric, batch_size=batch_size)
-    if method == "ig":
-        return attribution_scores(model, layout, batch, metric, ig_steps=ig_steps, batch_size=batch_size)
-    if method == "exact":
-        return exact_head_effects(model, layout, batch, metric, batch_size=batch_size)
-    raise ForgetlensError(f"unknown discovery method {method!r}; expected one of {', '.join(DISCOVERY_METHODS)}")
+    scorer = SCORERS.get(method)
+    if scorer is None:
+        raise ForgetlensError(f"unknown discovery method {method!r}; expected one of {', '.join(DISCOVERY_METHODS)}")
+    return scorer(model, layout, batch, metric, ig_steps, batch_size)
 
 
 def rank_heads(scores: torch.Tensor) -> list[tuple[int, int]]:
