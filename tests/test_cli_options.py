@@ -53,3 +53,23 @@ def test_a_value_outside_a_fields_choices_names_the_flag(tmp_path):
     result = run_cli("discover", "--task", "ioi", "--dbm-steps", "0", "--out", str(tmp_path / "c.json"))
     assert result.returncode == 2 and result.stderr.strip().startswith("error: --dbm-steps: expected a positive")
     assert not (tmp_path / "c.json").exists()
+
+
+def test_a_bool_field_is_a_flag_pair_and_a_list_field_repeats():
+    """``AuditConfig.anatomy`` (bool) is ``--anatomy / --no-anatomy``, unset when neither is given; ``tuned``
+    (a list) takes ``--tuned`` as often as given; problems name their flags."""
+    from forgetlens.cli_options import refuse_problems
+    from forgetlens.config.options import AuditConfig
+    from forgetlens.errors import ForgetlensError
+
+    command = cli.cli.commands["audit"]
+    parse = lambda *args: command.make_context("audit", ["--out", "a.json", *args]).params  # noqa: E731
+    given = parse("--base", "embedded", "--tuned", "sft=a", "--tuned", "rl=b", "--anatomy")
+    assert given["tuned"] == ["sft=a", "rl=b"] and given["anatomy"] is True
+    assert parse("--base", "embedded", "--tuned", "x=y", "--no-anatomy")["anatomy"] is False
+    unset = parse("--base", "embedded", "--tuned", "x=y")
+    assert unset["anatomy"] is None and unset["exact_everywhere"] is None  # the config's own default applies
+    cfg = apply_options(AuditConfig(), {k: v for k, v in given.items() if k not in ("out", "allow_download")})
+    assert cfg.tuned == ["sft=a", "rl=b"] and cfg.anatomy is True and cfg.top_m == AuditConfig().top_m
+    with pytest.raises(ForgetlensError, match=r"^--n-boot: expected a positive integer, got 0\n--top-m: "):
+        refuse_problems(apply_options(AuditConfig(), {"n_boot": 0, "top_m": -1}).problems())

@@ -18,11 +18,12 @@ from forgetlens.config.options import (
     StudyConfig,
     deferred_validation,
 )
+from forgetlens.embedded_build.config import PretrainConfig
 from forgetlens.errors import ForgetlensError
 
 OPTION_CLASSES = [
     c for c in vars(options).values() if isinstance(c, type) and issubclass(c, Options) and c is not Options
-]
+] + [PretrainConfig]
 
 
 def test_every_options_class_builds_with_its_defaults_and_finds_nothing_wrong():

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from forgetlens.cli_options import apply_options, field_option, field_options
+from forgetlens.cli_options import apply_options, field_option, field_options, refuse_problems
 from forgetlens.config.options import (
     METRIC_NAMES,
     RETENTION_KINDS,
@@ -22,6 +22,7 @@ from forgetlens.config.options import (
     FinetuneConfig,
     deferred_validation,
 )
+from forgetlens.embedded_build.config import PretrainConfig
 from forgetlens.errors import ForgetlensError
 from forgetlens.models.packaged import PACKAGED
 from forgetlens.utils import check_writable
@@ -171,10 +172,7 @@ def discover_cmd(
     default=None,
     help="Output directory (default: the package's embedded model directory).",
 )
-@click.option(
-    "--seed", type=int, default=None, help="The build's seed (default from PretrainConfig: the shipped model's)."
-)
-@click.option("--steps", type=int, default=None, help="Optimizer steps (default from PretrainConfig).")
+@field_options(PretrainConfig, {"seed": None, "steps": None, "threads": None})
 @click.option("--resume", is_flag=True, help="Continue from the last training-state snapshot in --out.")
 @click.option(
     "--start-from",
@@ -189,20 +187,14 @@ def discover_cmd(
     show_default=True,
     help="The last stage --start-from has completed: main (stages 1-2) or format (stages 1-3).",
 )
-def pretrain_cmd(out, seed, steps, resume, start_from, start_after) -> None:
+def pretrain_cmd(out, resume, start_from, start_after, **fields) -> None:
     """Rebuild the embedded base model (tokenizer, weights, model card) from a seed."""
-    from forgetlens.embedded_build.config import PretrainConfig
     from forgetlens.embedded_build.pretrain import pretrain_base
     from forgetlens.embedded_build.validation import record_circuits
     from forgetlens.models.loading import EMBEDDED_DIR
 
-    cfg = PretrainConfig()
-    if seed is not None:
-        cfg.seed = seed
-    if steps is not None:
-        if steps <= 0:
-            raise ForgetlensError(f"--steps must be positive, got {steps}")
-        cfg.steps = steps
+    cfg = apply_options(PretrainConfig(), fields)
+    refuse_problems(cfg.problems())  # every problem at once, each naming its flag
     out = out or EMBEDDED_DIR
     check_writable(out, "--out")
     card = pretrain_base(cfg, out, resume=resume, start_from=start_from, start_after=start_after, log=click.echo)
@@ -335,12 +327,8 @@ def audit_cmd(allow_download: bool, out: Path, **fields) -> None:
     from forgetlens.tasks.registry import parse_task_list
     from forgetlens.utils import atomic_write_text
 
-    cfg = apply_options(AuditConfig(), fields)  # checked below as a whole, every problem naming its flag
-    problems = cfg.problems()
-    if problems:  # every problem at once, each naming its flag
-        raise ForgetlensError(
-            "\n".join(f"--{p.split(':')[0].replace('_', '-')}:{p.split(':', 1)[1]}" for p in problems)
-        )
+    cfg = apply_options(AuditConfig(), fields)
+    refuse_problems(cfg.problems())  # every problem at once, each naming its flag
     check_writable(out, "--out")
     check_model(cfg.base)
     models = expand_tuned(parse_tuned(cfg.tuned))

@@ -128,3 +128,11 @@ def _replaced(obj: Any, path: list[str], value: Any) -> Any:
     head, *rest = path
     new = _replaced(getattr(obj, head), rest, value) if rest else value
     return dataclasses.replace(obj, **{head: new})
+
+
+def refuse_problems(problems: list[str]) -> None:
+    """Raise one ForgetlensError listing every ``field: what is wrong`` line of ``problems`` under its flag's name
+    (``n_boot: ...`` -> ``--n-boot: ...``); nothing when there are none."""
+    if problems:
+        flags = [f"--{field.replace('_', '-')}:{rest}" for field, rest in (p.split(":", 1) for p in problems)]
+        raise ForgetlensError("\n".join(flags))

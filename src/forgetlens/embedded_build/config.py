@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from forgetlens.config.options import Options
+
 HEAD_SPARSITY = 1.5e-4
 """The shipped model's head-sparsity penalty, the same in every stage (``FormatStage.head_sparsity``).  Without it
 see docs/embedded-model.md for how it was chosen."""
@@ -29,8 +31,8 @@ class FormatStage:
 
 
 @dataclass
-class PretrainConfig:
-    """How the embedded base model is built (``forgetlens pretrain-base``)."""
+class PretrainConfig(Options):
+    """How the embedded base model is built (``forgetlens pretrain-base``; its flags are made from these fields)."""
 
     seed: int = 1
     """Seeds the corpus stream, the tokenizer corpus and the weight init (the shipped model: 1; why,
@@ -143,3 +145,16 @@ class PretrainConfig:
     @property
     def format_steps(self) -> int:
         return sum(stage.steps for stage in self.format_stages)
+
+    def problems(self, prefix: str = "") -> list[str]:
+        """Every problem with these options, one line each."""
+        out = [
+            f"{prefix}{name}: expected a positive integer, got {getattr(self, name)}"
+            for name in ("steps", "batch_size", "vocab_size", "n_layers", "n_heads", "n_kv_heads", "d_model", "threads")
+            if getattr(self, name) <= 0
+        ]
+        if self.n_heads > 0 and self.n_kv_heads > 0 and self.n_heads % self.n_kv_heads:
+            out.append(f"{prefix}n_kv_heads: must divide n_heads ({self.n_heads}), got {self.n_kv_heads}")
+        if self.n_heads > 0 and self.d_model % self.n_heads:
+            out.append(f"{prefix}d_model: must be a multiple of n_heads ({self.n_heads}), got {self.d_model}")
+        return out
