@@ -42,7 +42,7 @@ def test_every_rate_runs_once_at_the_sweep_seed_with_its_own_rate():
     [
         (["--lrs", "1e-4,fast"], "--lrs: expected comma-separated numbers, got '1e-4,fast'"),
         (["--rl-lrs", "1e-4,-1"], "--rl-lrs: expected positive learning rates"),
-        (["--jobs", "0"], "--jobs must be at least 1"),
+        (["--jobs", "0"], "--jobs: expected at least 1, got 0"),
     ],
 )
 def test_bad_options_are_one_line_and_write_nothing(tmp_path, args, needle):

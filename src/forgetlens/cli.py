@@ -20,6 +20,7 @@ from forgetlens.config.options import (
     AuditConfig,
     DiscoveryConfig,
     FinetuneConfig,
+    SweepConfig,
     deferred_validation,
 )
 from forgetlens.embedded_build.config import PretrainConfig
@@ -494,47 +495,25 @@ def frontier_cmd(
 
 
 @cli.command("sweep")
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Study YAML whose model, data, prior tasks and finetune section every run takes (default: the embedded "
-    "model's defaults).",
-)
-@click.option("--lrs", default="1e-4,3e-4,1e-3,3e-3", show_default=True, help="Rates tried for both methods.")
-@click.option("--sft-lrs", default=None, help="Rates tried for SFT (default: --lrs).")
-@click.option("--rl-lrs", default=None, help="Rates tried for RL (default: --lrs).")
-@click.option("--seed", type=int, default=None, help="The runs' seed (default: 100, which no study uses).")
-@click.option("--jobs", type=int, default=1, show_default=True, help="Worker processes, one run each.")
+@field_options(SweepConfig, {"config": None, "lrs": None, "sft_lrs": None, "rl_lrs": None, "seed": None, "jobs": None})
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Sweep directory.")
-def sweep_cmd(config_path, lrs, sft_lrs, rl_lrs, seed, jobs, out) -> None:
+def sweep_cmd(out: Path, **fields) -> None:
     """Learning rates by the rule: per method, the best final held-out target accuracy on seed 100."""
     from forgetlens.config.loading import load_study_config
-    from forgetlens.pipeline.sweep import SWEEP_SEED, SweepMethod, run_sweep, sweep_base, sweep_configs, sweep_table
+    from forgetlens.pipeline.sweep import SweepMethod, run_sweep, sweep_base, sweep_configs, sweep_table
 
-    options: dict[SweepMethod, tuple[str, str]] = {
-        "sft": ("--sft-lrs", sft_lrs) if sft_lrs is not None else ("--lrs", lrs),
-        "rl": ("--rl-lrs", rl_lrs) if rl_lrs is not None else ("--lrs", lrs),
+    cfg = apply_options(SweepConfig(), fields)
+    refuse_problems(cfg.problems())  # every problem at once, each naming its flag
+    grid: dict[SweepMethod, list[float]] = {
+        "sft": cfg.sft_lrs if cfg.sft_lrs is not None else cfg.lrs,
+        "rl": cfg.rl_lrs if cfg.rl_lrs is not None else cfg.lrs,
     }
-    grid: dict[SweepMethod, list[float]] = {}
-    for method, (option, given) in options.items():
-        try:
-            grid[method] = [float(x) for x in given.split(",") if x.strip()]
-        except ValueError:
-            raise ForgetlensError(f"{option}: expected comma-separated numbers, got {given!r}") from None
-        if not grid[method] or any(not r > 0 for r in grid[method]):
-            raise ForgetlensError(f"{option}: expected positive learning rates, got {given!r}")
-    if jobs < 1:
-        raise ForgetlensError(f"--jobs must be at least 1, got {jobs}")
     check_writable(out, "--out")
-    base = sweep_base(load_study_config(config_path) if config_path is not None else None)
-    configs = sweep_configs(base, grid, SWEEP_SEED if seed is None else seed)
-    for cfg in configs.values():  # every run's options checked before the first one trains
-        cfg_problems = cfg.problems()
-        if cfg_problems:
-            raise ForgetlensError("\n".join(cfg_problems))
-    click.echo(sweep_table(run_sweep(configs, out, jobs)))
+    base = sweep_base(load_study_config(cfg.config) if cfg.config is not None else None)
+    configs = sweep_configs(base, grid, cfg.seed)
+    for run in configs.values():  # every run's options checked before the first one trains
+        refuse_problems(run.problems())
+    click.echo(sweep_table(run_sweep(configs, out, cfg.jobs)))
 
 
 @cli.command("plan")

@@ -47,6 +47,23 @@ def _click_type(hint: Any) -> Any:
     return hint if hint in (int, float, str) else str
 
 
+def _listed(item: type, flag: str) -> Callable[[Any, Any, Any], Any]:
+    """A click callback making a repeatable flag's values a list of ``item`` (numbers may also come
+    comma-separated, ``--lrs 1e-4,3e-4``), None when the flag was not given."""
+
+    def parse(ctx: Any, param: Any, values: tuple[str, ...]) -> list | None:
+        if not values:
+            return None
+        if item not in (int, float):
+            return list(values)
+        try:
+            return [item(x) for value in values for x in value.split(",") if x.strip()]
+        except ValueError:
+            raise ForgetlensError(f"{flag}: expected comma-separated numbers, got {','.join(values)!r}") from None
+
+    return parse
+
+
 def _one_of(choices: tuple[str, ...], flag: str, what: str) -> Callable[[Any, Any, Any], Any]:
     """A click callback refusing a value outside ``choices`` in the house's one-line form."""
 
@@ -77,20 +94,24 @@ def field_option(
     doc = owner.field_docs()[name].replace("``", "`")
     default = _field_default(owner, name)
     flag = flag or "--" + name.replace("_", "-")
+    if isinstance(default, list):  # as it is typed: 1e-4,3e-4
+        default = ",".join(f"{x:g}" if isinstance(x, float) else str(x) for x in default) or None
     shown = "" if required or default is None else f" [default: {default}]"
     if not note and "." in path:  # a nested section's field: say whose
         note = SECTION_NOTES.get(path.split(".")[0], "")
     choices = tuple(str(a) for a in typing.get_args(hint)) if typing.get_origin(hint) is Literal else None
     if hint is bool:  # --x / --no-x; neither given: the config's own default
         return click.option(f"{flag}/--no-{flag[2:]}", param_name(path), default=None, help=f"{note}{doc}{shown}")
-    if typing.get_origin(hint) is list:  # repeatable; none given: the config's own default
+    listed = next((h for h in (hint, *typing.get_args(hint)) if typing.get_origin(h) is list), None)
+    if listed is not None:  # repeatable, numbers also comma-separated; none given: the config's own default
+        item = typing.get_args(listed)[0]
         return click.option(
             flag,
             param_name(path),
             multiple=True,
             required=required,
-            callback=lambda ctx, param, values: list(values) or None,
-            help=f"{note}{doc}",
+            callback=_listed(item, flag),
+            help=f"{note}{doc}{' Comma-separated or repeated.' if item in (int, float) else ''}{shown}",
         )
     return click.option(
         flag,

@@ -18,6 +18,7 @@ from forgetlens.config.options import (
     ReplayConfig,
     RLConfig,
     StudyConfig,
+    SweepConfig,
     deferred_validation,
 )
 
@@ -34,5 +35,6 @@ __all__ = [
     "ReplayConfig",
     "RLConfig",
     "StudyConfig",
+    "SweepConfig",
     "deferred_validation",
 ]

@@ -1028,3 +1028,34 @@ class AuditConfig(Options):
             out.append(f"{prefix}top_m: expected a number of heads >= 0, got {self.top_m}")
         _one_of(out, f"{prefix}anatomy_metric", self.anatomy_metric, METRIC_NAMES, "metric")
         return out
+
+
+@dataclass
+class SweepConfig(Options):
+    """``forgetlens sweep``: each method's learning rates tried on a seed no study uses (``pipeline/sweep.py``);
+    a quick look at each rate, where ``forgetlens frontier`` is the comparison."""
+
+    config: str | None = None
+    """Study YAML whose model, data, prior tasks and finetune section every run takes (None: the embedded model's
+    defaults)."""
+    lrs: list[float] = field(default_factory=lambda: [1e-4, 3e-4, 1e-3, 3e-3])
+    """Rates tried for both methods."""
+    sft_lrs: list[float] | None = None
+    """Rates tried for SFT (None: ``lrs``)."""
+    rl_lrs: list[float] | None = None
+    """Rates tried for RL (None: ``lrs``)."""
+    seed: int = 100
+    """The runs' seed (100, which no study uses, so that no rate is chosen on a study's data)."""
+    jobs: int = 1
+    """Worker processes, one run each."""
+
+    def problems(self, prefix: str = "") -> list[str]:
+        """Every problem with these options, one line each."""
+        out: list[str] = []
+        for name in ("lrs", "sft_lrs", "rl_lrs"):
+            rates = getattr(self, name)
+            if rates is not None and (not rates or any(not r > 0 for r in rates)):
+                out.append(f"{prefix}{name}: expected positive learning rates, got {rates}")
+        if self.jobs < 1:
+            out.append(f"{prefix}jobs: expected at least 1, got {self.jobs}")
+        return out

@@ -19,13 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from forgetlens.config.options import FinetuneConfig, StudyConfig
+from forgetlens.config.options import FinetuneConfig, StudyConfig, SweepConfig
 from forgetlens.errors import ForgetlensError
 from forgetlens.pipeline.finetune import finetune
 from forgetlens.progress import open_task
 
-SWEEP_SEED = 100
-"""The seed of every sweep run: far from the study's seeds, so the rates are not chosen on the study's data."""
+SWEEP_SEED: int = SweepConfig.seed
+"""The seed of every sweep run (``SweepConfig.seed``): far from the study's seeds, so the rates are not chosen on
+the study's data."""
 
 SweepMethod = Literal["sft", "rl"]
 
