@@ -244,7 +244,7 @@ def test_joint_claims_compare_the_two_runs_prompt_by_prompt():
     }
     joint = _joint_claims(results, "ioi", 12)
     assert joint["dcv_joint_total"]["value"] == pytest.approx(1.5)  # SFT's C0 takes 2 nats, RL's 0.5
-    assert joint["dcv_joint_local"]["value"] == 0.0 and joint["dcv_joint_local_verdict"] == "inconclusive"
+    assert joint["dcv_joint_local"]["value"] == 0.0 and joint["dcv_joint_local_verdict"] == "negligible"  # exactly 0
     assert joint["forgetting_same_prompts"]["value"] == pytest.approx(0.5)
     assert joint["dcv_joint_total"]["ci_low"] <= 1.5 <= joint["dcv_joint_total"]["ci_high"]
     assert _joint_claims(results, "ioi", 24) == {}  # no anatomy at that step
