@@ -37,3 +37,24 @@ def test_every_relative_link_in_the_docs_resolves():
             if path and not path.startswith(("http:", "https:", "mailto:")) and not (page.parent / path).exists():
                 broken.append(f"{page.relative_to(root)}: {target}")
     assert broken == []
+
+
+CODE_PATH = re.compile(r"`([A-Za-z_][\w./-]*\.(?:py|yaml|sh|j2))(?::\s*([\w.]+))?`")
+"""A file named in backticks (``analysis/summary.py``, ``configs/x.yaml``), with an optional ``: NAME`` in it."""
+
+
+def test_every_code_path_named_in_the_docs_exists():
+    """Each ``path.py`` (or ``path.py: NAME``) in backticks in the README, BENCHMARKS.md and the current docs names a
+    file of the repository (from the root, ``src/``, ``src/forgetlens/``, ``tests/`` or ``configs/``) that holds
+    NAME; the archive keeps what its day said."""
+    root = RESULTS.parents[1]
+    bases = [root, root / "src", root / "src" / "forgetlens", root / "tests", root / "configs"]
+    pages = [root / "README.md", root / "BENCHMARKS.md", *(root / "docs").rglob("*.md")]
+    stale = []
+    for page in (p for p in pages if "archive" not in p.relative_to(root).parts):
+        for path, name in CODE_PATH.findall(page.read_text()):
+            found = next((base / path for base in bases if (base / path).is_file()), None)
+            if found is None or (name and not re.search(rf"\b{re.escape(name.split('.')[-1])}\b", found.read_text())):
+                stale.append(f"{page.relative_to(root)}: {path}{': ' + name if name else ''}")
+    assert stale == []
+    assert CODE_PATH.findall("see `analysis/summary.py: claims` and `x.md`") == [("analysis/summary.py", "claims")]
