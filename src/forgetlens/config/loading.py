@@ -103,6 +103,7 @@ def config_from_mapping(
 OPTIONS_ADDED_LATER: dict[str, object] = {
     "rl.shared_prompt_scoring": False,
     "rl.shared_prefill_generation": False,
+    "rl.oversample": 1,
     "anatomy.enabled": False,
     "anatomy.metric": "logp_answer",
     "anatomy.min_block": 4,

@@ -301,12 +301,19 @@ class RLConfig(Options):
     repeated) instead of prefilling ``num_generations`` copies: the same sampling distribution at a fraction of the
     cost (``training/rollouts.py``). Used on one process with plain temperature sampling; TRL's ``generate``
     otherwise, and when this is false (the two draw different samples from the same seed)."""
+    oversample: int = 1
+    """Dynamic sampling (DAPO, Yu et al. 2025): each step samples groups for ``oversample`` times
+    ``prompts_per_step`` prompts and trains on ``prompts_per_step`` of them, those whose rewards vary first, so
+    fewer trained groups carry no signal; the log keeps both shares (``training/dynamic_sampling.py``). 1: off.
+    The training schedule then holds ``oversample`` times the prompts a step; one process, no ``micro_batch``."""
 
     def problems(self, prefix: str = "") -> list[str]:
         """Every problem with these options, one line each."""
         out: list[str] = []
         _finite(out, self, prefix)
         _one_of(out, f"{prefix}loss_type", self.loss_type, LOSS_TYPES, "loss type")
+        if self.oversample < 1:
+            out.append(f"{prefix}oversample: expected at least 1 (1: off), got {self.oversample}")
         _one_of(out, f"{prefix}scale_rewards", self.scale_rewards, SCALE_REWARDS, "reward scaling")
         if self.num_generations < 2:
             out.append(f"{prefix}num_generations: expected at least 2, got {self.num_generations}")
@@ -583,6 +590,8 @@ class FinetuneConfig(Options):
             out.append(f"{prefix}kl_coef: expected >= 0, got {self.kl_coef}")
         _unknown_tasks(out, f"{prefix}prior_tasks", self.prior_tasks)
         out += self.rl.problems(f"{prefix}rl.")
+        if self.rl.oversample > 1 and self.micro_batch is not None:
+            out.append(f"{prefix}rl.oversample: dynamic sampling trains one batch a step; leave micro_batch unset")
         out += self.preserve.problems(f"{prefix}preserve.", needs_dcv_results=_regularizer(self.method) == "preserve")
         out += self.replay.problems(f"{prefix}replay.")
         out += self.monitor.problems(f"{prefix}monitor.")

@@ -289,6 +289,7 @@ def train(
         ),
         "resumed_from": resume_from,
         "frac_reward_zero_std": [h["frac_reward_zero_std"] for h in history if "frac_reward_zero_std" in h],
+        "frac_trained_zero_std": [h["frac_trained_zero_std"] for h in history if "frac_trained_zero_std" in h],
         "reward": [h["reward"] for h in history if "reward" in h],
     }
     if kind == "rl":  # which scoring this session's loss passes took (training/shared_prompt.py)

@@ -232,6 +232,7 @@ def run_points(run_dir: Path, arm: str, lr: float, seed: int) -> tuple[list[Poin
     per_step = [h for h in log if "frac_reward_zero_std" in h]
     zero_share = [h["frac_reward_zero_std"] for h in per_step]  # [steps]
     mean_reward = [h.get("reward") for h in per_step]  # [steps]
+    trained_zero = [h["frac_trained_zero_std"] for h in per_step if "frac_trained_zero_std" in h]  # dynamic sampling
     points = []
     rows = []
     for row in behaviour["checkpoints"]:
@@ -282,6 +283,7 @@ def run_points(run_dir: Path, arm: str, lr: float, seed: int) -> tuple[list[Poin
         "resumed": bool(budget.get("resumed_from")),
         "training_seconds": seconds,
         "zero_signal_share": zero_share,
+        "trained_zero_signal_share": trained_zero,
         "mean_reward": mean_reward,
         "signal": reward_signal(zero_share, mean_reward),
         "checkpoints": rows,

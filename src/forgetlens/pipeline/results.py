@@ -351,6 +351,7 @@ BUDGET = _object(
         "optimizer_steps": {"type": "integer", "minimum": 0},
         "wall_seconds_this_session": _NUMBER,
         "frac_reward_zero_std": _NUMBERS,
+        "frac_trained_zero_std": _NUMBERS,
         "reward": _NUMBERS,
     },
     required=["optimizer_steps"],

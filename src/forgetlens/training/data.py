@@ -11,6 +11,7 @@ import json
 import random
 from typing import TYPE_CHECKING
 
+from forgetlens.config.methods import finetune_method
 from forgetlens.config.options import FinetuneConfig
 from forgetlens.targets import comparisons
 from forgetlens.targets.science_data import load_target_data, split_records, synthetic_science_records
@@ -37,9 +38,11 @@ def target_splits(cfg: FinetuneConfig) -> tuple[list[dict], list[dict]]:
 
 
 def training_schedule(train: list[dict], cfg: FinetuneConfig) -> list[dict]:
-    """The exact sequence of training records, ``steps * prompts_per_step`` long, shuffled epoch by epoch."""
+    """The exact sequence of training records, ``steps * prompts_per_step`` long (times ``rl.oversample`` for an
+    RL method sampling dynamically), shuffled epoch by epoch."""
     rng = random.Random(f"schedule:{cfg.seed}")
-    need, out = cfg.steps * cfg.prompts_per_step, list[dict]()
+    per_step = cfg.prompts_per_step * (cfg.rl.oversample if finetune_method(cfg.method).trainer == "rl" else 1)
+    need, out = cfg.steps * per_step, list[dict]()
     while len(out) < need:
         epoch = list(train)
         rng.shuffle(epoch)

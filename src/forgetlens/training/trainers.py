@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from forgetlens.config.options import LOSS_TYPES, FinetuneConfig
 from forgetlens.errors import ForgetlensError
 from forgetlens.targets.rewards import format_reward, score_reply
+from forgetlens.training.dynamic_sampling import with_dynamic_sampling
 from forgetlens.training.rollouts import with_shared_prefill_generation
 from forgetlens.training.shared_prompt import with_shared_prompt_scoring
 
@@ -341,7 +342,8 @@ def build_rl_trainer(
         reward_funcs.append(_format)
         weights.append(rl.format_reward)
     use_vllm = rl.use_vllm and _vllm_available()
-    common = _common_args(cfg, out_dir, cfg.lr_rl, cfg.prompts_per_step * rl.num_generations)
+    # dynamic sampling: a generation round samples rl.oversample times the groups a step trains on
+    common = _common_args(cfg, out_dir, cfg.lr_rl, cfg.prompts_per_step * rl.num_generations * rl.oversample)
     args = GRPOConfig(
         **common,
         steps_per_generation=common["gradient_accumulation_steps"],  # one generation round per optimizer step
@@ -362,6 +364,8 @@ def build_rl_trainer(
     trainer_cls = with_shared_prompt_scoring(GRPOTrainer) if rl.shared_prompt_scoring else GRPOTrainer
     if rl.shared_prefill_generation:
         trainer_cls = with_shared_prefill_generation(trainer_cls)
+    if rl.oversample > 1:
+        trainer_cls = with_dynamic_sampling(trainer_cls, cfg.prompts_per_step)
     return _quiet(
         with_regularizers(trainer_cls)(
             model=model,
