@@ -392,6 +392,11 @@ def analyse_frontier(
             **signal,
             "steps": sum(len(r["zero_signal_share"]) for r in rl_runs),
             "runs": len(rl_runs),
+            "trained_zero_signal_share": (  # of the groups trained on, under dynamic sampling (rl.oversample)
+                float(np.mean(trained))
+                if (trained := [s for r in rl_runs for s in r["trained_zero_signal_share"]])
+                else None
+            ),
         },
         "mean_key": MEAN,
     }

@@ -235,6 +235,12 @@ def speed_rows(results: dict) -> list[list[str]]:
     return rows
 
 
+def _zero_signal(sampled: float | None, trained: list[float] | None) -> str:
+    """A run's share of groups without reward variance, and of the groups it trained on (dynamic sampling)."""
+    text = number_text(sampled)
+    return f"{text} (trained on: {number_text(sum(trained) / len(trained))})" if trained else text
+
+
 def run_rows(results: dict) -> list[list[str]]:
     rows = []
     for name, r in results["runs"].items():
@@ -247,7 +253,9 @@ def run_rows(results: dict) -> list[list[str]]:
                 "yes" if r["stopped_at_plateau"] else "no",
                 number_text(last["target_accuracy"]),
                 number_text(last["kl_forward"]),
-                number_text(signal["zero_signal_share"]) if r["zero_signal_share"] else "",
+                _zero_signal(signal["zero_signal_share"], r.get("trained_zero_signal_share"))
+                if r["zero_signal_share"]
+                else "",
                 number_text(signal["all_wrong_at_most"]) if r["zero_signal_share"] else "",
                 ("~" if r.get("training_seconds_estimated") else "") + f"{r['training_seconds']:.0f}",
             ]
@@ -339,6 +347,11 @@ def frontier_summary(results: dict) -> list[str]:
             f"{signal['runs']} runs; at most {number_text(signal['all_wrong_at_most'])} were all wrong (never "
             f"rewarded), at least {number_text(signal['all_right_at_least'])} all right (learned), bounds from each "
             "step's mean reward (figure: RL's reward signal; table: runs)."
+            + (
+                f" With dynamic sampling, {number_text(signal['trained_zero_signal_share'])} of the groups trained on."
+                if signal.get("trained_zero_signal_share") is not None
+                else ""
+            )
         )
     picks = results.get("picks") or {}
     if picks.get("target_accuracy") is not None:
