@@ -16,10 +16,16 @@ from __future__ import annotations
 import torch
 
 
+def varying_groups(advantages: torch.Tensor, group_size: int) -> torch.Tensor:
+    """[groups] bool: whether each group's rewards vary (a non-zero advantage); ``advantages``: [rows],
+    ``group_size`` consecutive rows per group."""
+    return (advantages.view(-1, group_size) != 0).any(dim=1)
+
+
 def kept_groups(advantages: torch.Tensor, group_size: int, keep: int) -> torch.Tensor:
-    """Indices of the ``keep`` groups to train on, ascending: groups with a non-zero advantage first (in the order
-    drawn), then groups without; ``advantages``: [rows], ``group_size`` consecutive rows per group."""
-    varies = (advantages.view(-1, group_size) != 0).any(dim=1)  # [groups]
+    """Indices of the ``keep`` groups to train on, ascending: groups whose rewards vary first (in the order drawn),
+    then groups without (:func:`varying_groups`)."""
+    varies = varying_groups(advantages, group_size)
     order = torch.cat([varies.nonzero().flatten(), (~varies).nonzero().flatten()])
     return order[:keep].sort().values
 
@@ -37,7 +43,7 @@ def with_dynamic_sampling(trainer_cls: type, groups_per_step: int) -> type:
             group = self.num_generations
             keep = kept_groups(out["advantages"], group, groups_per_step)  # [groups kept]
             taken = (keep[:, None] * group + torch.arange(group, device=keep.device)).flatten()  # [rows kept]
-            varies = (out["advantages"].view(-1, group) != 0).any(dim=1)
+            varies = varying_groups(out["advantages"], group)
             self._metrics["train"]["frac_trained_zero_std"].append((~varies[keep]).float().mean().item())
             kept = {
                 k: v[taken] if isinstance(v, torch.Tensor) and v.dim() > 0 and len(v) == rows else v
