@@ -126,6 +126,38 @@ def test_resume_of_a_finished_frontier_redoes_nothing_and_refuses_other_options(
     assert _strict(frontier / "frontier.json")["runs"] == after["runs"]
 
 
+def test_finished_runs_are_reused_only_where_their_options_are_the_new_configs(frontier, tmp_path):
+    """experiments/reuse_frontier_runs.py: an option only RL reads may differ for an SFT arm's runs, which are then
+    copied without their weights and count as finished; an option SFT reads may not, and nothing is written."""
+    import importlib.util
+
+    from forgetlens.config.loading import load_frontier_config
+    from forgetlens.pipeline.frontier import Frontier
+
+    path = Path(__file__).parents[1] / "experiments" / "reuse_frontier_runs.py"
+    spec = importlib.util.spec_from_file_location("reuse_frontier_runs", path)
+    reuse = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(reuse)
+    config = _config(tmp_path)
+    data = yaml.safe_load(config.read_text())
+    data["finetune"]["rl"] = {"num_generations": 4, "max_completion_length": 8, "oversample": 2}
+    config.write_text(yaml.safe_dump(data))
+    target = tmp_path / "reused"
+    assert reuse.main([str(frontier), str(target), "--config", str(config), "--arm", "sft"]) == 0
+    copied = target / "runs" / "sft-lr0.003-s0"
+    assert (copied / "behaviour.json").read_bytes() == (
+        frontier / "runs" / "sft-lr0.003-s0" / "behaviour.json"
+    ).read_bytes()
+    assert not (copied / "checkpoints").exists()
+    assert Frontier(load_frontier_config(config), target, log=lambda *a: None).finished("sft-lr0.003-s0")
+
+    data["finetune"]["prompts_per_step"] = 4
+    config.write_text(yaml.safe_dump(data))
+    with pytest.raises(SystemExit, match="prompts_per_step: 8 when started, 4 now"):
+        reuse.main([str(frontier), str(tmp_path / "refused"), "--config", str(config), "--arm", "sft"])
+    assert not (tmp_path / "refused").exists()
+
+
 @pytest.mark.parametrize(
     "changes, needle",
     [
@@ -135,6 +167,7 @@ def test_resume_of_a_finished_frontier_redoes_nothing_and_refuses_other_options(
         ({"finetune.max_new_tokens": 12}, "finetune.rl.max_completion_length: RL's completions (8 tokens)"),
         ({"seeds": [-1]}, "seeds: expected integers in [0, 2^31)"),
         ({"plateau.patience": -1}, "plateau.patience: expected >= 0"),
+        ({"plateau.max_zero_signal": 1.5}, "plateau.max_zero_signal: expected a share in [0, 1)"),
     ],
 )
 def test_bad_options_are_one_line_each_before_anything_is_written(tmp_path, changes, needle):
@@ -160,7 +193,52 @@ def test_a_run_stops_at_its_plateau(tmp_path):
     run = tmp_path / "out" / "runs" / "sft-lr0.003-s0"
     budget = _strict(run / "budget.json")
     assert budget["optimizer_steps"] == 16 and budget["stopped_before_steps"] is True
+    assert budget["stop_reason"] == "plateau"
     assert [r["step"] for r in _strict(run / "behaviour.json")["checkpoints"]] == [0, 8, 16]
+
+
+def test_an_rl_run_stops_when_its_training_reward_saturates(tmp_path):
+    """With no share of signal-less groups tolerated (max_zero_signal 0), an RL run whose first 8 steps trained on
+    any group without reward variance stops at its first checkpoint, and says why; its budget's per-step shares are
+    the ones the rule read."""
+    config = _config(
+        tmp_path,
+        **{
+            "arms": [{"method": "rl", "lrs": [1.0e-4]}],
+            "plateau": {"patience": 0, "max_zero_signal": 0.0},
+            "max_steps": 24,
+        },
+    )
+    data = yaml.safe_load(config.read_text())
+    data["finetune"]["rl"] = {"num_generations": 4, "max_completion_length": 8}
+    config.write_text(yaml.safe_dump(data))
+    result = run_cli("frontier", "--config", str(config), "--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    budget = _strict(tmp_path / "out" / "runs" / "rl-lr0.0001-s0" / "budget.json")
+    assert sum(budget["frac_reward_zero_std"][:8]) > 0  # the embedded model's groups: many all wrong
+    assert budget["optimizer_steps"] == 8 and budget["stop_reason"] == "reward saturated"
+    runs = _strict(tmp_path / "out" / "frontier.json")["runs"]
+    assert runs["rl-lr0.0001-s0"]["stop_reason"] == "reward saturated"
+
+
+def test_the_stop_rule_names_its_reason():
+    from forgetlens.config.options import PlateauConfig
+    from forgetlens.pipeline.finetune import trained_zero_signal
+    from forgetlens.pipeline.frontier import stop_reason
+
+    rule = PlateauConfig(patience=2, min_gain=0.02, max_zero_signal=0.5)
+    flat = [(0, 0.3), (8, 0.5), (16, 0.5), (24, 0.5)]
+    rising = [(0, 0.3), (8, 0.5), (16, 0.6), (24, 0.7)]
+    assert stop_reason(flat, [0.0] * 24, rule, window=8) == "plateau"
+    assert stop_reason(rising, [0.0] * 16 + [0.75] * 8, rule, window=8) == "reward saturated"
+    assert stop_reason(rising, [0.0] * 16 + [0.5] * 8, rule, window=8) is None
+    assert stop_reason(rising, [], rule, window=8) is None  # SFT: no groups
+    log = [
+        {"loss": 1.0, "frac_reward_zero_std": 0.5},
+        {"frac_reward_zero_std": 0.75, "frac_trained_zero_std": 0.25},
+        {"train_runtime": 3.0},
+    ]
+    assert trained_zero_signal(log) == [0.5, 0.25]  # what was trained on, where dynamic sampling says
 
 
 @pytest.mark.slow

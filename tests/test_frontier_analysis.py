@@ -23,6 +23,7 @@ from forgetlens.analysis.frontier import (
     paired_tests,
     pareto_set,
     plateaued,
+    reward_saturated,
     reward_signal,
 )
 from forgetlens.analysis.stats import mcnemar_p, paired_mean_difference
@@ -217,6 +218,23 @@ def test_plateau_rule(history, expected):
     assert plateaued(history, patience=3, min_gain=0.02) is expected
     assert plateaued(history, patience=0, min_gain=0.02) is False
     assert plateaued(history, patience=3, min_gain=0.02, min_steps=10_000) is False
+
+
+@pytest.mark.parametrize(
+    "shares, step, expected",
+    [
+        ([0.0, 0.2, 0.6, 0.6, 0.6, 0.6], 6, True),  # the last 4 average 0.6 > 0.5
+        ([0.9, 0.9, 0.5, 0.5, 0.5, 0.5], 6, False),  # exactly 0.5 over the window: not more than the limit
+        ([0.0, 0.0, 1.0, 1.0, 1.0, 0.0], 6, True),  # 0.75
+        ([1.0, 1.0, 1.0], 3, False),  # fewer steps than the window
+        ([0.0, 0.2, 0.6, 0.6, 0.6, 0.6], 4, False),  # before min_steps (5)
+    ],
+)
+def test_reward_saturation_rule(shares, step, expected):
+    assert reward_saturated(shares, window=4, limit=0.5, step=step, min_steps=5) is expected
+    assert reward_saturated(shares, window=4, limit=None, step=step) is False
+    assert reward_saturated([1.0] * 4, window=4, limit=0.0, step=4) is True
+    assert reward_saturated([0.0] * 4, window=4, limit=0.0, step=4) is False
 
 
 def test_reward_signal_bounds_the_never_rewarded_groups():

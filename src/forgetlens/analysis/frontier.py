@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
@@ -514,6 +515,10 @@ def reward_signal(zero_share: Sequence[float], mean_reward: Sequence[float | Non
     }
 
 
+StopReason = Literal["plateau", "reward saturated"]
+"""Why a frontier run ended before its step budget (:func:`plateaued`, :func:`reward_saturated`)."""
+
+
 def plateaued(history: Sequence[tuple[int, float]], patience: int, min_gain: float, min_steps: int = 0) -> bool:
     """Whether a run's held-out target accuracy has stopped rising: at step >= ``min_steps``, the best of its last
     ``patience`` checkpoints is less than ``min_gain`` above the best before them. ``history``: (step, accuracy)
@@ -522,3 +527,16 @@ def plateaued(history: Sequence[tuple[int, float]], patience: int, min_gain: flo
         return False
     accuracies = [a for _, a in history]
     return max(accuracies[-patience:]) < max(accuracies[:-patience]) + min_gain
+
+
+def reward_saturated(
+    trained_zero_share: Sequence[float], window: int, limit: float | None, step: int, min_steps: int = 0
+) -> bool:
+    """Whether an RL run's training reward has saturated: at step >= ``min_steps``, over its last ``window`` steps
+    more than ``limit`` of the groups it trained on, on average, carried no reward signal (every completion of a
+    group rewarded alike: zero advantage, nothing to learn from).  ``trained_zero_share``: [steps] that share per
+    optimizer step so far (``frac_trained_zero_std`` under dynamic sampling, else ``frac_reward_zero_std``);
+    ``step``: the step just checkpointed.  ``limit`` None never stops; neither do fewer than ``window`` steps."""
+    if limit is None or step < min_steps or len(trained_zero_share) < window:
+        return False
+    return float(np.mean(trained_zero_share[-window:])) > limit

@@ -819,7 +819,8 @@ class FrontierArm(Options):
 class PlateauConfig(Options):
     """When a frontier run stops: its held-out target accuracy is measured at every checkpoint as it is written,
     and training ends once the best of the last ``patience`` checkpoints is less than ``min_gain`` above the best
-    before them (``analysis.frontier.plateaued``), or at the arm's step budget."""
+    before them (``analysis.frontier.plateaued``), once an RL run's training reward has saturated
+    (``max_zero_signal``, ``analysis.frontier.reward_saturated``), or at the arm's step budget."""
 
     patience: int = 3
     """Checkpoints without a gain of ``min_gain`` before a run stops (0: every run trains its whole budget)."""
@@ -827,10 +828,17 @@ class PlateauConfig(Options):
     """Accuracy gain that counts as still rising (two questions in 100)."""
     min_steps: int = 0
     """No run stops before this step."""
+    max_zero_signal: float | None = None
+    """RL runs: end a run at a checkpoint when, over the steps since the one before it, more than this share of the
+    groups it trained on carried no reward signal on average (every completion of a group rewarded alike); the
+    training reward has saturated and further steps mostly train on nothing (0.5: most of each batch).  None: off."""
 
     def problems(self, prefix: str = "") -> list[str]:
         out: list[str] = []
         _finite(out, self, prefix)
+        share = self.max_zero_signal
+        if share is not None and share == share and not 0 <= share < 1:  # NaN is _finite's to report
+            out.append(f"{prefix}max_zero_signal: expected a share in [0, 1) or null (off), got {share}")
         if self.patience < 0:
             out.append(f"{prefix}patience: expected >= 0 (0 = never stop early), got {self.patience}")
         if not 0 <= self.min_gain < 1:

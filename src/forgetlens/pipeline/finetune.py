@@ -130,22 +130,26 @@ def starting_checkpoint(path: Path) -> Path:
 @dataclass
 class CheckpointWatch:
     """What happens as each checkpoint is written (``forgetlens frontier``): its behaviour row is measured then
-    (``evaluator``), training stops once ``stop(history)`` says so, ``history`` being (step, held-out target
-    accuracy) of every checkpoint so far, step 0 included; with ``keep_weights="last"`` only the newest
-    checkpoint's weights stay on disk (the others' rows are measured and cached first)."""
+    (``evaluator``), training stops once ``stop(history, zero_signal)`` names a reason, ``history`` being (step,
+    held-out target accuracy) of every checkpoint so far, step 0 included, and ``zero_signal`` [steps] the share of
+    the groups each RL step trained on that carried no reward signal (empty for SFT); with ``keep_weights="last"``
+    only the newest checkpoint's weights stay on disk (the others' rows are measured and cached first)."""
 
     evaluator: CheckpointEvaluator
     """Measures and caches each checkpoint's behaviour row."""
-    stop: Callable[[list[tuple[int, float]]], bool]
-    """Whether training stops after the checkpoints measured so far."""
+    stop: Callable[[list[tuple[int, float]], list[float]], str | None]
+    """Why training stops after the checkpoints measured so far (None: it goes on)."""
     keep_weights: KeepWeights = "all"
     """``all``: every checkpoint's weights stay; ``last``: only the newest checkpoint's."""
 
     seconds: float = 0.0
     """Wall time spent measuring (inside training's wall time: subtracted from it in ``budget.json``)."""
+    reason: str | None = None
+    """Why training stopped, once ``stop`` said so."""
 
-    def seen(self, run_dir: Path) -> bool:
-        """Measure every checkpoint not yet measured, drop old weights when asked, and say whether to stop.
+    def seen(self, run_dir: Path, log_history: list[dict]) -> bool:
+        """Measure every checkpoint not yet measured, drop old weights when asked, and say whether to stop
+        (``log_history``: the trainer's log so far, one entry per step and more).
 
         Every random generator training draws from is left as it was: a run measured as it trains, and one resumed
         from a checkpoint (whose saved generator state predates the measurement), train identically."""
@@ -165,7 +169,19 @@ class CheckpointWatch:
             trained = [(s, d) for s, d in checkpoint_dirs(run_dir) if s > 0]
             for _, directory in trained[:-1]:
                 remove_checkpoint(run_dir, directory)
-        return self.stop(history)
+        self.reason = self.stop(history, trained_zero_signal(log_history))
+        return self.reason is not None
+
+
+def trained_zero_signal(log_history: list[dict]) -> list[float]:
+    """[steps] the share of the groups each RL step trained on without reward variance, from a trainer's log:
+    ``frac_trained_zero_std`` under dynamic sampling, else TRL's ``frac_reward_zero_std`` (every sampled group is
+    trained on); empty for SFT."""
+    return [
+        float(h.get("frac_trained_zero_std", h["frac_reward_zero_std"]))
+        for h in log_history
+        if "frac_reward_zero_std" in h
+    ]
 
 
 def _watch_callback(watch: CheckpointWatch, run_dir: Path):
@@ -174,7 +190,7 @@ def _watch_callback(watch: CheckpointWatch, run_dir: Path):
 
     class Watch(TrainerCallback):
         def on_save(self, args, state, control, **kwargs):
-            if watch.seen(run_dir):
+            if watch.seen(run_dir, state.log_history):
                 control.should_training_stop = True
 
     return Watch()
@@ -244,7 +260,8 @@ def train(
     if resume_from is not None:
         check_resume_state(Path(resume_from))
         logged = record_field(read_json(Path(resume_from) / "trainer_state.json"), "log_history", resume_from, list)
-    if resume_from is not None and watch is not None and watch.seen(run_dir):  # stopped there before a kill
+    # a run killed after its last checkpoint's measurement said stop: it trains no further
+    if resume_from is not None and watch is not None and watch.seen(run_dir, logged or []):
         history = logged or []
         last_step = int(Path(resume_from).name.removeprefix("checkpoint-"))
     else:
@@ -278,6 +295,7 @@ def train(
         "method": cfg.method,
         "optimizer_steps": last_step,
         "stopped_before_steps": last_step < cfg.steps,
+        "stop_reason": watch.reason if watch is not None else None,
         "training_prompts": len(schedule),
         "distinct_training_questions": len({r["question"] for r in train_records}),
         "prompt_tokens": prompt_tokens * (cfg.rl.num_generations if kind == "rl" else 1),
@@ -313,12 +331,12 @@ def finetune(
     log: Logger = print,
     shared_base: Path | None = None,
     circuits: Circuits | None = None,
-    stop: Callable[[list[tuple[int, float]]], bool] | None = None,
+    stop: Callable[[list[tuple[int, float]], list[float]], str | None] | None = None,
     keep_weights: KeepWeights = "all",
 ) -> list[dict]:
     """Validate, train (or resume), checkpoint and measure behaviour; returns the behaviour rows
     (``shared_base``, ``circuits``: see :func:`evaluate_checkpoints`).  ``stop`` and ``keep_weights``: each
-    checkpoint is measured as it is written, training stops when ``stop`` says so, and only the newest weights
+    checkpoint is measured as it is written, training stops when ``stop`` names a reason, and only the newest weights
     stay with ``keep_weights="last"`` (:class:`CheckpointWatch`)."""
     validate(cfg)  # nothing is written before every input is checked
     run_dir = Path(run_dir)
@@ -333,7 +351,7 @@ def finetune(
     watch = None
     if stop is not None or keep_weights != "all":
         evaluator = CheckpointEvaluator(cfg, run_dir, shared_base, circuits)
-        watch = CheckpointWatch(evaluator, stop or (lambda history: False), keep_weights)
+        watch = CheckpointWatch(evaluator, stop or (lambda history, zero_signal: None), keep_weights)
     if not is_main_process():  # every launched process trains its share of each batch; the main one measures
         _train_once(cfg, run_dir, resume, log, watch)
         return []

@@ -34,6 +34,7 @@ from forgetlens.analysis.frontier import (
     MEAN,
     Point,
     PointTable,
+    StopReason,
     adaptation_speed,
     cheapest,
     compare_frontiers,
@@ -42,13 +43,14 @@ from forgetlens.analysis.frontier import (
     paired_tests,
     pareto_set,
     plateaued,
+    reward_saturated,
     reward_signal,
 )
 from forgetlens.analysis.runs import RunId
 from forgetlens.artefacts import claim_run_dir, read_json, write_json
 from forgetlens.config.loading import check_resumable
 from forgetlens.config.methods import finetune_method
-from forgetlens.config.options import FinetuneConfig, FrontierConfig
+from forgetlens.config.options import FinetuneConfig, FrontierConfig, PlateauConfig
 from forgetlens.errors import ForgetlensError
 from forgetlens.pipeline.evaluate import Circuits
 from forgetlens.pipeline.finetune import finetune
@@ -203,7 +205,6 @@ def train_one_run(cfg: FrontierConfig, out: Path, name: str) -> None:
     frontier = Frontier(cfg, out, log=lambda *a: None)
     ft = frontier.runs[name]
     run_dir = frontier.run_dir(name)
-    p = cfg.plateau
     finetune(
         ft,
         run_dir,
@@ -211,13 +212,22 @@ def train_one_run(cfg: FrontierConfig, out: Path, name: str) -> None:
         log=lambda *a: None,
         shared_base=out / "base-behaviour",
         circuits=frontier.circuits(),
-        stop=partial(_stop_rule, patience=p.patience, min_gain=p.min_gain, min_steps=p.min_steps),
+        stop=partial(stop_reason, plateau=cfg.plateau, window=cfg.checkpoint_every),
         keep_weights=cfg.keep_weights,
     )
 
 
-def _stop_rule(history: list[tuple[int, float]], patience: int, min_gain: float, min_steps: int) -> bool:
-    return plateaued(history, patience, min_gain, min_steps)
+def stop_reason(
+    history: list[tuple[int, float]], zero_signal: list[float], plateau: PlateauConfig, window: int
+) -> StopReason | None:
+    """Why a frontier run stops at the checkpoint just measured, if it does: its held-out accuracy has plateaued
+    (``history``: (step, accuracy) per checkpoint), or its training reward has saturated over the ``window``
+    steps since the checkpoint before (``zero_signal``: [steps], the trained groups' share without signal)."""
+    if plateaued(history, plateau.patience, plateau.min_gain, plateau.min_steps):
+        return "plateau"
+    if reward_saturated(zero_signal, window, plateau.max_zero_signal, history[-1][0], plateau.min_steps):
+        return "reward saturated"
+    return None
 
 
 # --- reading the runs back ----------------------------------------------------------------------------------------
@@ -280,6 +290,7 @@ def run_points(run_dir: Path, arm: str, lr: float, seed: int) -> tuple[list[Poin
         "seed": seed,
         "steps_trained": steps_trained,
         "stopped_at_plateau": bool(budget.get("stopped_before_steps")),
+        "stop_reason": budget.get("stop_reason", "plateau" if budget.get("stopped_before_steps") else None),
         "resumed": bool(budget.get("resumed_from")),
         "training_seconds": seconds,
         "zero_signal_share": zero_share,

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
+from forgetlens.analysis.frontier import StopReason
 from forgetlens.analysis.summary import checkpoint_rows
 from forgetlens.artefacts import read_json, write_json
 from forgetlens.config.methods import FINETUNE_METHODS
@@ -353,6 +354,7 @@ BUDGET = _object(
         "frac_reward_zero_std": _NUMBERS,
         "frac_trained_zero_std": _NUMBERS,
         "reward": _NUMBERS,
+        "stop_reason": {"enum": [*get_args(StopReason), None]},
     },
     required=["optimizer_steps"],
 )

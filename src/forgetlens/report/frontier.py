@@ -250,7 +250,7 @@ def run_rows(results: dict) -> list[list[str]]:
             [
                 name,
                 str(r["steps_trained"]),
-                "yes" if r["stopped_at_plateau"] else "no",
+                r.get("stop_reason") or ("plateau" if r["stopped_at_plateau"] else "budget"),
                 number_text(last["target_accuracy"]),
                 number_text(last["kl_forward"]),
                 _zero_signal(signal["zero_signal_share"], r.get("trained_zero_signal_share"))
@@ -398,7 +398,7 @@ TABLES = {
     "predictors": (["points", "n", "runs", "R^2 (KL)", "slope per nat", "partial R^2 (circuit)"], predictor_rows),
     "picks": (["arm", "lr", "step", "accuracy", "retention", "seconds"], pick_rows),
     "runs": (
-        ["run", "steps", "plateau", "target accuracy", "KL (nats)", "zero-signal share", "all wrong ≤", "seconds"],
+        ["run", "steps", "stopped at", "target accuracy", "KL (nats)", "zero-signal share", "all wrong ≤", "seconds"],
         run_rows,
     ),
 }
@@ -471,7 +471,8 @@ def render_frontier(results: dict) -> str:
         (
             "runs",
             "Runs",
-            "Each run's steps trained (stopped at its plateau or its budget), its last checkpoint, RL's mean share of "
+            "Each run's steps trained (stopped at its accuracy's plateau, at its training reward's saturation, or at "
+            "its budget), its last checkpoint, RL's mean share of "
             "groups without reward variance and at most how many of them were never rewarded, and training seconds "
             "(~: a resumed run, its arm's median seconds per step of runs trained in one session times its steps).",
             *_table("runs", results),
