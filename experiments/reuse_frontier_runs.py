@@ -1,6 +1,6 @@
 """Start a frontier folder from another frontier's finished runs of one arm, where their options are the new
-config's: the SmolLM2 frontier with dynamic sampling (``configs/smollm2-135m-dynamic-sampling-frontier.yaml``) changes only
-RL-only options, so its SFT runs are the committed frontier's, trained once.
+config's: the SmolLM2 frontier with dynamic sampling (``configs/smollm2-135m-dynamic-sampling-frontier.yaml``)
+changes only RL-only options, so its SFT runs are the committed frontier's, trained once.
 
     python experiments/reuse_frontier_runs.py FROM TO --config NEW.yaml --arm sft
 

@@ -14,6 +14,7 @@ from forgetlens.analysis.compare import compare_models
 from forgetlens.analysis.vulnerability import circuit_weights
 from forgetlens.circuits.circuit import head_mask
 from forgetlens.circuits.discover import discover_circuit, task_splits
+from forgetlens.config.methods import DEFAULT_COMPARISON
 from forgetlens.config.options import DiscoveryConfig
 from forgetlens.measure.circuit_damage import circuit_measurements
 from forgetlens.models.heads import HeadLayout
@@ -62,7 +63,9 @@ def compare(setup, tuned_models, n_boot=300):
         name: circuit_measurements(m, layout, evaluation, mask, base=model, metric="logit_diff")
         for name, m in tuned_models.items()
     }
-    return compare_models(base_m, tuned, mask.numpy(), weights, n_boot=n_boot, seed=0, n_perm=500)
+    return compare_models(
+        base_m, tuned, mask.numpy(), weights, n_boot=n_boot, seed=0, n_perm=500, comparisons=[DEFAULT_COMPARISON]
+    )
 
 
 @pytest.mark.slow
@@ -130,6 +133,7 @@ def test_ci_width_shrinks_with_more_prompts(embedded):
             weights,
             n_boot=300,
             seed=0,
+            comparisons=[DEFAULT_COMPARISON],
         )
         s = res["models"]["t"]["v_circuit"]
         widths.append(s["ci_high"] - s["ci_low"])
@@ -227,7 +231,8 @@ def test_paired_behaviour_tests_find_a_planted_loss_and_pair_rl_with_sft():
     n = 40
     base = {"correct": [1] * n, "logp_answer": [-0.1] * n}
     lost = {"correct": [0] * 8 + [1] * 32, "logp_answer": [-3.0] * 8 + [-0.1] * 32}  # 8 prompts forgotten
-    tests = paired_behaviour_tests({"base": base, "sft-s0@4": base, "rl-s0@4": lost}, n_boot=500, seed=0)
+    models = {"base": base, "sft-s0@4": base, "rl-s0@4": lost}
+    tests = paired_behaviour_tests(models, n_boot=500, seed=0, comparisons=[DEFAULT_COMPARISON])
     assert set(tests) == {"sft-s0@4 - base", "rl-s0@4 - base", "rl-s0@4 - sft-s0@4"}
     rl = tests["rl-s0@4 - sft-s0@4"]
     assert rl["mcnemar_top1"]["only_a"] == 8 and rl["mcnemar_top1"]["only_b"] == 0 and rl["mcnemar_top1"]["p"] < 0.01
@@ -308,7 +313,9 @@ def test_first_order_measurement_agrees_with_exact_patching_everywhere(setup):
                 )
         key = "exact" if top_m is None else "first_order"
         results[key] = (
-            compare_models(base_m, measured, mask.numpy(), weights, n_boot=300, seed=0, n_perm=100),
+            compare_models(
+                base_m, measured, mask.numpy(), weights, 300, 0, n_perm=100, comparisons=[DEFAULT_COMPARISON]
+            ),
             measured,
         )
     exact, fast = results["exact"][0], results["first_order"][0]

@@ -73,3 +73,8 @@ def test_a_bool_field_is_a_flag_pair_and_a_list_field_repeats():
     assert cfg.tuned == ["sft=a", "rl=b"] and cfg.anatomy is True and cfg.top_m == AuditConfig().top_m
     with pytest.raises(ForgetlensError, match=r"^--n-boot: expected a positive integer, got 0\n--top-m: "):
         refuse_problems(apply_options(AuditConfig(), {"n_boot": 0, "top_m": -1}).problems())
+    compared = parse("--base", "embedded", "--tuned", "x=y", "--compare", "replay:rl", "--compare", "sft:rl")["compare"]
+    cfg = apply_options(AuditConfig(), {"compare": compared})
+    assert [str(c) for c in cfg.compared] == ["replay:rl", "sft:rl"] and AuditConfig().compare == ["sft:rl"]
+    with pytest.raises(ForgetlensError, match=r"^--compare: expected FIRST:SECOND, two different methods, got 'rl'$"):
+        refuse_problems(apply_options(AuditConfig(), {"compare": ["rl"]}).problems())

@@ -4,8 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from forgetlens.analysis.runs import ModelLabel, RunId, checkpoint_label, dcv_pairs, pair_label, starts_from
+from forgetlens.analysis.runs import (
+    ModelLabel,
+    RunId,
+    checkpoint_label,
+    compared_pairs,
+    pair_comparison,
+    pair_label,
+    starts_from,
+)
+from forgetlens.config.methods import DEFAULT_COMPARISON, Comparison
 from forgetlens.config.options import StudyConfig
+from forgetlens.errors import ForgetlensError
 from forgetlens.pipeline.study import run_configs
 
 
@@ -39,14 +49,40 @@ def test_labels_parse_and_write_back():
     assert checkpoint_label("sft-rl-s0", 24) == "sft-rl-s0@24"
 
 
-def test_dcv_pairs_each_sft_model_with_its_rl_counterpart():
+def test_only_declared_comparisons_pair_models():
+    """sft:rl pairs sft with rl of the same seed and step, never the RL run that continues SFT (sft-rl) and never
+    sft-preserve with rl-preserve unless that comparison is declared; its keys say which comparison they are."""
     labels = ["sft", "rl", "sft-s1@20", "rl-s1@20", "rl-s2@20", "sft-rl-s1@20", "sft-preserve-s0@3", "rl-preserve-s0@3"]
-    assert dcv_pairs(labels) == {
-        "": ("sft", "rl"),
-        "-s1@20": ("sft-s1@20", "rl-s1@20"),
-        "-preserve-s0@3": ("sft-preserve-s0@3", "rl-preserve-s0@3"),
+    assert compared_pairs(labels, [DEFAULT_COMPARISON]) == {"": ("sft", "rl"), "-s1@20": ("sft-s1@20", "rl-s1@20")}
+    preserve = Comparison.parse("sft-preserve:rl-preserve")
+    pairs = compared_pairs(labels, [DEFAULT_COMPARISON, preserve])
+    assert pairs["sft-preserve:rl-preserve:-s0@3"] == ("sft-preserve-s0@3", "rl-preserve-s0@3") and len(pairs) == 3
+    assert compared_pairs(labels, []) == {}
+    assert compared_pairs(["rl-s0@4", "replay-s0@4"], [Comparison("replay", "rl")]) == {
+        "replay:rl:-s0@4": ("replay-s0@4", "rl-s0@4")
     }
-    assert pair_label("-s1@20") == ModelLabel(RunId("", seed=1), step=20)
+    for key, comparison, label in [
+        ("-s1@20", DEFAULT_COMPARISON, ModelLabel(RunId("", seed=1), step=20)),
+        ("", DEFAULT_COMPARISON, ModelLabel(RunId(""))),
+        ("-s0@acc:0.5", DEFAULT_COMPARISON, ModelLabel(RunId("", seed=0), level="acc:0.5")),
+        ("sft-preserve:rl-preserve:-s0@3", preserve, ModelLabel(RunId("", seed=0), step=3)),
+        ("replay:rl:@kl:1", Comparison("replay", "rl"), ModelLabel(RunId(""), level="kl:1")),
+    ]:
+        assert pair_comparison(key) == comparison and pair_label(key) == label
+    for bad in ("sft", "sft:", ":rl", "sft:sft", "a:b:c"):
+        with pytest.raises(ValueError, match="expected FIRST:SECOND"):
+            Comparison.parse(bad)
+
+
+def test_a_study_declares_what_it_compares():
+    assert StudyConfig(methods=["sft", "rl"]).compared == [DEFAULT_COMPARISON]
+    assert StudyConfig(methods=["sft", "replay"]).compared == []
+    declared = StudyConfig(methods=["sft", "replay", "rl"], comparisons=["replay:rl", "sft:rl"])
+    assert declared.compared == [Comparison("replay", "rl"), DEFAULT_COMPARISON]
+    with pytest.raises(ForgetlensError) as refused:  # refused when built, every problem named
+        StudyConfig(methods=["sft", "rl"], comparisons=["replay:rl", "sft"])
+    assert "comparisons: replay:rl compares replay, not in methods ['sft', 'rl']" in str(refused.value)
+    assert "comparisons: expected FIRST:SECOND, two different methods, got 'sft'" in str(refused.value)
 
 
 def test_a_study_names_its_runs_so_that_they_parse_back():

@@ -299,6 +299,7 @@ def finetune_cmd(
 
 
 AUDIT_FLAGS: dict[str, str | None] = {
+    "compare": None,
     "tasks": None,
     "method": None,
     "k": None,

@@ -11,9 +11,11 @@ and a paired sign-flip permutation test per head with Benjamini-Hochberg correct
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
-from forgetlens.analysis.runs import dcv_pairs
+from forgetlens.analysis.runs import compared_pairs
 from forgetlens.analysis.stats import (
     benjamini_hochberg,
     bootstrap_indices,
@@ -22,6 +24,7 @@ from forgetlens.analysis.stats import (
     paired_permutation_pvalues,
 )
 from forgetlens.analysis.vulnerability import PromptMeasurements, circuit_statistics
+from forgetlens.config.methods import Comparison
 
 DCV_KEYS = (
     "v_cmap",
@@ -63,8 +66,11 @@ def compare_models(
     n_boot: int = 1000,
     seed: int = 0,
     n_perm: int = 2000,
+    *,
+    comparisons: Sequence[Comparison],
 ) -> dict:
-    """Statistics with CIs per tuned model, plus DCV for every sft/rl pair (see :func:`dcv_pairs`).
+    """Statistics with CIs per tuned model, plus DCV for every pair of models ``comparisons`` declare
+    (:func:`analysis.runs.compared_pairs`): the first's damage minus the second's.
 
     ``circuit_mask`` (bool) and ``weights``: [layer, head].  Per-head statistics are [layer, head] nested lists.
 
@@ -90,7 +96,7 @@ def compare_models(
         for key, mask in (("cmap_exact", m.cmap_exact), ("cmap_total_exact", m.cmap_total_exact)):
             if mask is not None:
                 out["models"][name][key] = mask.astype(bool).tolist()
-    for pair, (sft_label, rl_label) in dcv_pairs(list(tuned)).items():
+    for pair, (sft_label, rl_label) in compared_pairs(list(tuned), comparisons).items():
         sft, rl = stats_for(tuned[sft_label]), stats_for(tuned[rl_label])
 
         def dcv(i, sft=sft, rl=rl):
@@ -111,12 +117,14 @@ def compare_models(
     return out
 
 
-def paired_behaviour_tests(per_prompt: dict[str, dict], n_boot: int, seed: int) -> dict[str, dict]:
-    """Each model against ``base`` and each RL model against its SFT counterpart (:func:`dcv_pairs`), on the same
-    prompts: ``{"SECOND - FIRST": paired_models_test}``.  ``per_prompt``: ``{label: {"correct": [prompt],
-    "logp_answer": [prompt]}}``, one entry labelled ``base``."""
+def paired_behaviour_tests(
+    per_prompt: dict[str, dict], n_boot: int, seed: int, *, comparisons: Sequence[Comparison]
+) -> dict[str, dict]:
+    """Each model against ``base`` and each pair of models ``comparisons`` declare
+    (:func:`analysis.runs.compared_pairs`), on the same prompts: ``{"SECOND - FIRST": paired_models_test}``.
+    ``per_prompt``: ``{label: {"correct": [prompt], "logp_answer": [prompt]}}``, one entry labelled ``base``."""
     tuned = [label for label in per_prompt if label != "base"]
-    comparisons = [("base", label) for label in tuned] + list(dcv_pairs(tuned).values())
+    pairs = [("base", label) for label in tuned] + list(compared_pairs(tuned, comparisons).values())
     return {
         f"{second} - {first}": paired_models_test(
             np.asarray(per_prompt[first]["correct"]),
@@ -126,5 +134,5 @@ def paired_behaviour_tests(per_prompt: dict[str, dict], n_boot: int, seed: int) 
             n_boot,
             seed,
         )
-        for first, second in comparisons
+        for first, second in pairs
     }

@@ -1,7 +1,8 @@
 """SFT against RL where both have done equally much: matched target accuracy and matched KL.
 
 SFT adapts faster, so comparing the methods at equal steps confounds "damages circuits more" with
-"has moved further".  For each sft/rl pair of runs (labels ``sft<REST>@STEP`` and ``rl<REST>@STEP``)
+"has moved further".  For each pair of runs a comparison declares (``sft:rl``: labels ``sft<REST>@STEP`` and
+``rl<REST>@STEP``)
 this module finds, along each run's checkpoints, where a behavioural level is first reached and
 linearly interpolates the per-prompt measurements of the two checkpoints that bracket it.  The result
 is a pseudo-model per run and level (``sft<REST>@acc:0.5``), measured on the same prompts as every
@@ -17,12 +18,14 @@ ratios (retention, normalised importance) are recomputed from interpolated numer
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from forgetlens.analysis.runs import ModelLabel, RunId
+from forgetlens.analysis.runs import ModelLabel, RunId, compared_pairs, pair_key
 from forgetlens.analysis.vulnerability import PromptMeasurements
+from forgetlens.config.methods import Comparison
 
 FRACTIONS = (0.5, 1.0)
 LEVEL_KEYS = {"acc": "target_accuracy", "kl": "kl_forward"}
@@ -80,21 +83,26 @@ def runs_of(labels: list[str]) -> dict[str, list[tuple[int, str]]]:
 
 
 def matched_models(
-    base: PromptMeasurements, tuned: dict[str, PromptMeasurements], behaviour: dict[str, dict[int, dict]]
+    base: PromptMeasurements,
+    tuned: dict[str, PromptMeasurements],
+    behaviour: dict[str, dict[int, dict]],
+    *,
+    comparisons: Sequence[Comparison],
 ) -> tuple[dict[str, PromptMeasurements], dict]:
-    """Pseudo-models at matched accuracy and KL for every sft/rl pair of runs with behaviour.
+    """Pseudo-models at matched accuracy and KL for every pair of runs with behaviour that ``comparisons``
+    declare.
 
     behaviour: {run: {step: {"target_accuracy": .., "kl_forward": ..}}} including step 0.
-    Returns ({label: measurements}, {pair: {level_label: {"level": x, "sft": (i, lam), "rl": ...}}}).
+    Returns ({label: measurements}, {pair: {level_label: {"level": x, FIRST: (i, lam), SECOND: ...}}}), FIRST and
+    SECOND the compared methods (``sft``, ``rl``).
     """
     runs = runs_of(list(tuned))
     start = base_as_checkpoint(base)
     out, levels = {}, {}
-    for run in runs:
-        rl = RunId.parse(run).rl_counterpart
-        if rl is None or str(rl) not in runs:
-            continue
-        pair = {"sft": run, "rl": str(rl)}
+    pairs = [(c, pair) for c in comparisons for pair in compared_pairs(list(runs), [c]).values()]
+    for comparison, (run, other) in pairs:
+        first, second = comparison.first, comparison.second
+        pair = {first: run, second: other}
         if not all(r in behaviour and 0 in behaviour[r] for r in pair.values()):
             continue
         chains = {}
@@ -105,8 +113,8 @@ def matched_models(
         info = {}
         for short, key in LEVEL_KEYS.items():
             series = {m: [behaviour[pair[m]][s][key] for s in chains[m][0]] for m in pair}
-            lo = series["sft"][0] if short == "acc" else 0.0
-            hi = min(max(series["sft"]), max(series["rl"]))
+            lo = series[first][0] if short == "acc" else 0.0
+            hi = min(max(series[first]), max(series[second]))
             if not hi > lo:
                 continue
             for f in FRACTIONS:
@@ -122,5 +130,5 @@ def matched_models(
                     out[f"{r}{label}"] = interpolate(models[i], models[nxt], lam)
                     entry[method] = {"between_steps": [steps[i], steps[nxt]], "fraction": lam}
                 info[label] = entry
-        levels[ModelLabel(RunId.parse(run)).pair_key] = info
+        levels[pair_key(ModelLabel(RunId.parse(run)), comparison)] = info
     return out, levels

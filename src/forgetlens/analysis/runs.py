@@ -10,17 +10,21 @@ A tuned model is labelled ``RUN@STEP`` (a checkpoint) or ``RUN@acc:F`` / ``RUN@k
 pseudo-model, ``analysis/matched.py``).  Labels given by a person (``forgetlens audit --tuned sft=DIR``) parse too:
 whatever does not follow the grammar is the method, so ``sft`` and ``rl`` are runs without a seed.
 
-DCV compares every model whose method starts with ``sft`` with the model whose method is the same with ``rl`` in
-its place and everything else equal (``sft-s1@40`` with ``rl-s1@40``, ``sft-preserve-s0@12`` with
-``rl-preserve-s0@12``).  The pair is keyed by the SFT label without its leading ``sft`` (``-s1@40``; ``""`` for
-``sft``/``rl``), the key results.json uses.
+What DCV and the paired tests compare is declared, not guessed from names: a :class:`Comparison` ``FIRST:SECOND``
+(``StudyConfig.comparisons``, ``AuditConfig.compare``; ``sft:rl`` by default) pairs every model of method ``FIRST``
+with the model of method ``SECOND`` and everything else equal (``sft-s1@40`` with ``rl-s1@40``).  A pair is keyed by
+the first label without its method (``-s1@40``; ``""`` for ``sft``/``rl``), preceded by ``FIRST:SECOND:`` for any
+comparison but ``sft:rl`` (``sft-preserve:rl-preserve:-s0@12``): the key results.json uses.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+from forgetlens.config.methods import DEFAULT_COMPARISON, Comparison
 
 _RUN = re.compile(
     r"^(?:(?P<chain>sft)-(?=rl(?:-|$)))?(?P<method>.*?)(?:-lr(?P<lr>\d[\d.]*(?:e[+-]?\d+)?))?(?:-s(?P<seed>\d+))?$"
@@ -73,13 +77,6 @@ class RunId:
         """The run whose last checkpoint this one starts from (``sft-rl-s0`` -> ``sft-s0``), or None."""
         return None if self.chain is None else RunId(method=self.chain, seed=self.seed)
 
-    @property
-    def rl_counterpart(self) -> RunId | None:
-        """The RL run DCV compares this SFT run with (``sft-s0`` -> ``rl-s0``); None if this is not an SFT run."""
-        if self.chain is not None or not self.method.startswith("sft"):
-            return None
-        return dataclasses.replace(self, method="rl" + self.method.removeprefix("sft"))
-
 
 @dataclass(frozen=True)
 class ModelLabel:
@@ -113,15 +110,47 @@ class ModelLabel:
         return dataclasses.replace(self, run=dataclasses.replace(self.run, seed=None))
 
     @property
-    def rl_counterpart(self) -> ModelLabel | None:
-        """The RL model DCV compares this SFT model with, or None."""
-        rl = self.run.rl_counterpart
-        return None if rl is None else dataclasses.replace(self, run=rl)
+    def without_method(self) -> ModelLabel:
+        """The same label with the run's method dropped (``sft-s1@40`` -> ``-s1@40``): what two compared models
+        share."""
+        return dataclasses.replace(self, run=dataclasses.replace(self.run, method=""))
 
-    @property
-    def pair_key(self) -> str:
-        """The key of the SFT/RL pair this SFT model heads: its label without the leading ``sft``."""
-        return str(self).removeprefix("sft")
+
+def partner(label: ModelLabel, comparison: Comparison) -> ModelLabel | None:
+    """The model ``label`` is compared with under ``comparison``, if it is one of the first method's (a run that
+    continues another, ``sft-rl``, is in no pair); else None."""
+    run = label.run
+    if run.chain is not None or run.method != comparison.first:
+        return None
+    return dataclasses.replace(label, run=dataclasses.replace(run, method=comparison.second))
+
+
+def pair_key(label: ModelLabel, comparison: Comparison) -> str:
+    """The key of the pair ``label`` (one of the first method's models) heads under ``comparison``."""
+    rest = str(label.without_method)
+    return rest if comparison == DEFAULT_COMPARISON else f"{comparison}:{rest}"
+
+
+def compared_pairs(labels: list[str], comparisons: Sequence[Comparison]) -> dict[str, tuple[str, str]]:
+    """{pair key: (first label, second label)} for every model of a comparison's first method whose partner is
+    among ``labels``, over every comparison."""
+    names = set(labels)
+    out = {}
+    for comparison in comparisons:
+        for label in labels:
+            parsed = ModelLabel.parse(label)
+            other = partner(parsed, comparison)
+            if other is not None and str(other) in names:
+                out[pair_key(parsed, comparison)] = (label, str(other))
+    return out
+
+
+def pair_comparison(key: str) -> Comparison:
+    """The comparison whose pair ``key`` is (``-s0@12`` -> ``sft:rl``; ``replay:rl:-s0@12`` -> ``replay:rl``)."""
+    if key and key[0] not in "-@":
+        first, second, _ = key.split(":", 2)
+        return Comparison(first, second)
+    return DEFAULT_COMPARISON
 
 
 def starts_from(name: str) -> str | None:
@@ -135,21 +164,9 @@ def checkpoint_label(run: str, step: int) -> str:
     return str(ModelLabel(RunId.parse(run), step=step))
 
 
-def dcv_pairs(labels: list[str]) -> dict[str, tuple[str, str]]:
-    """{pair key: (SFT label, RL label)} for every SFT model whose RL counterpart is among ``labels``.
-
-    ``sft``/``rl`` -> pair ``""``; ``sft@40``/``rl@40`` -> ``"@40"``; ``sft-s1@40``/``rl-s1@40`` -> ``"-s1@40"``.
-    """
-    names = set(labels)
-    out = {}
-    for label in labels:
-        parsed = ModelLabel.parse(label)
-        rl = parsed.rl_counterpart
-        if rl is not None and str(rl) in names:
-            out[parsed.pair_key] = (label, str(rl))
-    return out
-
-
 def pair_label(key: str) -> ModelLabel:
-    """A DCV pair key read as a label whose method is empty (``-s1@40`` -> seed 1, step 40)."""
+    """A DCV pair key read as a label whose method is empty (``-s1@40`` and ``replay:rl:-s1@40`` -> seed 1, step
+    40)."""
+    if key and key[0] not in "-@":
+        return ModelLabel.parse(key.split(":", 2)[2])
     return ModelLabel.parse(key)

@@ -11,9 +11,10 @@ from functools import partial
 
 import numpy as np
 
-from forgetlens.analysis.runs import pair_label
+from forgetlens.analysis.runs import pair_comparison, pair_label
 from forgetlens.analysis.seeds import t_interval
 from forgetlens.analysis.stats import bootstrap_indices
+from forgetlens.config.methods import DEFAULT_COMPARISON
 
 CLAIM_HELD, CLAIM_REVERSED, CLAIM_UNCLEAR, CLAIM_NEGLIGIBLE = "held", "reversed", "inconclusive", "negligible"
 MIN_EFFECT = 0.01
@@ -178,7 +179,8 @@ def _is_plain_pair(key: str, step: int) -> bool:
     """Whether DCV pair ``key`` is plain SFT against plain RL of one seed at checkpoint ``step`` (``-s0@12``)."""
     label = pair_label(key)
     run = label.run
-    return label.step == step and run.seed is not None and (run.method, run.lr, run.chain) == ("", None, None)
+    plain = pair_comparison(key) == DEFAULT_COMPARISON and (run.method, run.lr, run.chain) == ("", None, None)
+    return plain and label.step == step and run.seed is not None
 
 
 def _accuracy_lost(results: dict, task: str, run: str) -> float:

@@ -6,7 +6,8 @@ name.  Adding a method is an entry in :data:`METHODS` and its name in :data:`Fin
 a regulariser in ``training/regularizers.py`` and an options section in ``config/options.py`` when it needs new
 ones; ``rl-replay`` (RL with the replay term SFT's ``replay`` uses) was added with this file alone.
 
-DCV still pairs runs by name (``sft...`` with ``rl...``, ``analysis/runs.py``).
+What a study or an audit compares model by model is declared too: a :class:`Comparison` ``FIRST:SECOND``
+(``StudyConfig.comparisons``, ``AuditConfig.compare``), paired over models by ``analysis/runs.py``.
 """
 
 from __future__ import annotations
@@ -78,3 +79,30 @@ def finetune_method(name: str) -> Method:
         raise ForgetlensError(
             f"unknown fine-tuning method {name!r}; expected one of {', '.join(FINETUNE_METHODS)}"
         ) from None
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Two fine-tuning methods compared model by model (DCV and the paired behaviour tests): every model of
+    ``first`` with the model of ``second`` of the same seed, rate and step (``analysis.runs.compared_pairs``).
+    Written ``FIRST:SECOND`` in configs and on the command line."""
+
+    first: str
+    """The method whose models head each pair (DCV: its circuit damage minus the second's)."""
+    second: str
+    """The method each is compared with."""
+
+    def __str__(self) -> str:
+        return f"{self.first}:{self.second}"
+
+    @classmethod
+    def parse(cls, text: str) -> Comparison:
+        """``FIRST:SECOND``; ValueError unless both are named and differ."""
+        first, sep, second = text.partition(":")
+        if not (first and sep and second) or first == second or ":" in second:
+            raise ValueError(f"expected FIRST:SECOND, two different methods, got {text!r}")
+        return cls(first, second)
+
+
+DEFAULT_COMPARISON = Comparison("sft", "rl")
+"""What a study or an audit compares unless told otherwise: SFT against RL, the paper's question."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal, get_args
 
-from forgetlens.config.methods import FINETUNE_METHODS, METHODS, FinetuneMethod
+from forgetlens.config.methods import DEFAULT_COMPARISON, FINETUNE_METHODS, METHODS, Comparison, FinetuneMethod
 from forgetlens.utils import short_repr
 
 MAIN_JOB_CONFIG = Path(__file__).parent / "presets" / "smollm2-135m-quick.yaml"
@@ -692,6 +692,10 @@ class StudyConfig(Options):
     ``forgetlens tasks`` lists all)."""
     methods: list[FinetuneMethod] = field(default_factory=lambda: ["sft", "rl"])
     """Fine-tuning methods, each run once per seed."""
+    comparisons: list[str] | None = None
+    """Which methods are compared model by model, ``FIRST:SECOND`` each (``sft-preserve:rl-preserve``): DCV (the
+    first's circuit damage minus the second's) and the matched levels, for every model of the first with the
+    second's of the same seed, rate and step; both must be in ``methods``.  None: ``sft:rl`` when both run."""
     seeds: list[int] = field(default_factory=lambda: [0])
     """Training seeds (``--seeds`` overrides)."""
     sft_lr_grid: list[float] = field(default_factory=list)
@@ -722,6 +726,13 @@ class StudyConfig(Options):
     discovery: DiscoveryConfig = field(default_factory=lambda: DiscoveryConfig(n_examples=128))
     """How base circuits are found; ``n_examples`` prompts each for discovery and for evaluation."""
 
+    @property
+    def compared(self) -> list[Comparison]:
+        """The comparisons the study makes (``comparisons``, or ``sft:rl`` when both run)."""
+        if self.comparisons is not None:
+            return [Comparison.parse(text) for text in self.comparisons]
+        return [DEFAULT_COMPARISON] if {"sft", "rl"} <= set(self.methods) else []
+
     def problems_when_built(self) -> list[str]:
         return self.problems(check_paths=False)
 
@@ -737,6 +748,15 @@ class StudyConfig(Options):
             _one_of(out, "methods", m, FINETUNE_METHODS, "method")
         if not self.methods:
             out.append("methods: expected at least one method")
+        for text in self.comparisons or []:
+            try:
+                comparison = Comparison.parse(text)
+            except ValueError as exc:
+                out.append(f"comparisons: {exc}")
+                continue
+            missing = [m for m in (comparison.first, comparison.second) if m not in self.methods]
+            if missing:
+                out.append(f"comparisons: {text} compares {', '.join(missing)}, not in methods {self.methods}")
         if not self.seeds:
             out.append("seeds: expected at least one seed")
         if len(set(self.seeds)) != len(self.seeds):
@@ -1006,7 +1026,11 @@ class AuditConfig(Options):
     """Base model: ``embedded``, a packaged model (``smollm2-135m``, ...), a model directory or a cached HF id."""
     tuned: list[str] = field(default_factory=list)
     """``NAME=PATH`` of a tuned model, a PEFT adapter or a ``forgetlens finetune`` run directory (repeatable;
-    models named ``sft...`` and ``rl...`` are compared by DCV; none: the base circuits alone)."""
+    none: the base circuits alone)."""
+    compare: list[str] = field(default_factory=lambda: ["sft:rl"])
+    """Which tuned models are compared by DCV, ``FIRST:SECOND`` each: every model named FIRST (or a checkpoint of
+    a run so named, ``FIRST-s0@12``) with the one named SECOND of the same seed and step; pairs without both
+    models are skipped."""
     tasks: str | None = None
     """Comma-separated prior tasks (None: the base model's default tasks)."""
     method: ScoringMethod = "attribution"
@@ -1038,6 +1062,11 @@ class AuditConfig(Options):
             name, sep, path = spec.partition("=")
             if not (name and sep and path):
                 out.append(f"{prefix}tuned: {short_repr(spec)}: expected NAME=PATH")
+        for text in self.compare:
+            try:
+                Comparison.parse(text)
+            except ValueError as exc:
+                out.append(f"{prefix}compare: {exc}")
         _one_of(out, f"{prefix}method", self.method, SCORING_METHODS, "scoring method")
         _positive(out, self, prefix, ("n_boot",))
         _positive(out, self, prefix, ("k", "n_examples"), optional=True)
@@ -1045,6 +1074,11 @@ class AuditConfig(Options):
             out.append(f"{prefix}top_m: expected a number of heads >= 0, got {self.top_m}")
         _one_of(out, f"{prefix}anatomy_metric", self.anatomy_metric, METRIC_NAMES, "metric")
         return out
+
+    @property
+    def compared(self) -> list[Comparison]:
+        """The comparisons ``compare`` declares."""
+        return [Comparison.parse(text) for text in self.compare]
 
 
 @dataclass

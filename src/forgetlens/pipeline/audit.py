@@ -2,7 +2,8 @@
 
 Tuned models may be full model directories, PEFT LoRA adapter directories (merged onto the base), or
 ``forgetlens finetune`` run directories, which expand to one model per checkpoint (``NAME@STEP``).
-Models named ``sft<REST>`` and ``rl<REST>`` are compared by DCV (``analysis/compare.py``); run directories
+The models a declared comparison pairs (``AuditConfig.compare``, ``sft:rl`` by default: ``sft<REST>`` with
+``rl<REST>``) are compared by DCV (``analysis/compare.py``); run directories
 with behaviour tables add matched-accuracy and matched-KL comparisons (``analysis/matched.py``); names
 with a ``-s<SEED>`` part are averaged over seeds (``analysis/seeds.py``).
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +27,7 @@ from forgetlens.analysis.stats import bootstrap_indices
 from forgetlens.analysis.vulnerability import PromptMeasurements
 from forgetlens.artefacts import read_json, record_field
 from forgetlens.circuits.first_order_cmap import base_chunks
+from forgetlens.config.methods import Comparison
 from forgetlens.config.options import AuditConfig, DiscoveryConfig
 from forgetlens.errors import ForgetlensError
 from forgetlens.measure.anatomy import measure_anatomy
@@ -124,11 +127,20 @@ ceiling of ``own_circuits`` measures it instead."""
 
 
 def analyse_task(
-    bc: BaseCircuit, tuned: dict[str, PromptMeasurements], behaviour: dict[str, dict[int, dict]], n_boot: int, seed: int
+    bc: BaseCircuit,
+    tuned: dict[str, PromptMeasurements],
+    behaviour: dict[str, dict[int, dict]],
+    n_boot: int,
+    seed: int,
+    comparisons: Sequence[Comparison],
 ) -> dict:
-    """Circuit, stability, per-model statistics, DCV (equal steps and matched levels) and seed means."""
-    matched, levels = matched_models(bc.measurements, tuned, behaviour)
-    comparison = compare_models(bc.measurements, {**tuned, **matched}, bc.mask.numpy(), bc.weights, n_boot, seed)
+    """Circuit, stability, per-model statistics, DCV of the pairs ``comparisons`` declare (equal steps and
+    matched levels) and seed means."""
+    matched, levels = matched_models(bc.measurements, tuned, behaviour, comparisons=comparisons)
+    models = {**tuned, **matched}
+    comparison = compare_models(
+        bc.measurements, models, bc.mask.numpy(), bc.weights, n_boot, seed, comparisons=comparisons
+    )
     c = bc.circuit
     return {
         "circuit": {"heads": [list(h) for h in c.heads], "k": c.k, "faithfulness": c.faithfulness},
@@ -204,12 +216,14 @@ def audit(cfg: AuditConfig) -> dict:
                         base_cache=cache,
                     )
                     shown.advance()
-            results[task.name] = analyse_task(bc, tuned_m, behaviour, n_boot, seed)
+            results[task.name] = analyse_task(bc, tuned_m, behaviour, n_boot, seed, cfg.compared)
             on_prompts = {  # top-1 and log p(answer) per evaluation prompt: the paired tests of behaviour
                 label: task_accuracy(m, bc.evaluation, per_prompt=True)["per_prompt"]
                 for label, m in {"base": base.model, **models}.items()
             }
-            results[task.name]["paired_tests"] = paired_behaviour_tests(on_prompts, n_boot, seed)
+            results[task.name]["paired_tests"] = paired_behaviour_tests(
+                on_prompts, n_boot, seed, comparisons=cfg.compared
+            )
             timings["metrics"] += time.perf_counter() - t0
             if anatomy:
                 t0 = time.perf_counter()

@@ -382,7 +382,8 @@ class Study:
                 for step, _ in checkpoint_dirs(self.run_dir / "runs" / name)
                 if step > 0
             }
-            tasks[task.name] = analyse_task(bc, tuned, by_step, self.cfg.n_boot, self.cfg.discovery.seed)
+            cfg = self.cfg
+            tasks[task.name] = analyse_task(bc, tuned, by_step, cfg.n_boot, cfg.discovery.seed, cfg.compared)
             anatomy = {
                 label: read_json(self._anatomy_path(task.name, label))
                 for label in tuned

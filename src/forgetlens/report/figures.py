@@ -17,7 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from forgetlens.analysis.runs import ModelLabel, checkpoint_label, pair_label  # noqa: E402
+from forgetlens.analysis.runs import ModelLabel, checkpoint_label, pair_comparison, pair_label  # noqa: E402
 from forgetlens.analysis.summary import (  # noqa: E402
     CLAIM_HELD,
     CLAIM_NEGLIGIBLE,
@@ -272,7 +272,8 @@ def dcv_heads(results: dict) -> Figure:
     circuit_bars, labels = [], []
     for ax, t in zip(axes[0], tasks):
         task = results["tasks"][t]
-        steps = {p: pair_label(p).step for p in task["dcv"]}
+        shown = [p for p in task["dcv"] if pair_comparison(p) == pair_comparison(next(iter(task["dcv"])))]
+        steps = {p: pair_label(p).step for p in shown}  # the first comparison's pairs (sft:rl by default)
         last = max((s for s in steps.values() if s is not None), default=None)
         chosen = [p for p, s in steps.items() if s is not None and s == last]
         members = {tuple(h) for h in task["circuit"]["heads"]}

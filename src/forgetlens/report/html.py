@@ -6,7 +6,7 @@ import base64
 import math
 from pathlib import Path
 
-from forgetlens.analysis.runs import RunId, pair_label
+from forgetlens.analysis.runs import RunId, pair_comparison, pair_label
 from forgetlens.analysis.summary import GENERAL_LABELS, MIN_EFFECT, curve, prior_tasks, runs_by_method
 from forgetlens.config.methods import METHODS
 from forgetlens.report.anatomy import anatomy_lines
@@ -320,27 +320,31 @@ def _circuit_table(results: dict) -> Table:
 
 
 def _dcv_table(results: dict) -> Table | None:
-    """DCV(C0) per task at the last step and where SFT and RL reached the same target accuracy or KL
-    (``tasks[TASK].dcv`` and ``matched_levels``); None without both methods."""
-    if not {"sft", "rl"} <= set(runs_by_method(results)):
+    """DCV(C0) per task at the last step and where the compared methods reached the same target accuracy or KL
+    (``tasks[TASK].dcv`` and ``matched_levels``); None without a compared pair."""
+    if not any(results["tasks"][t]["dcv"] for t in prior_tasks(results)):
         return None
     rows = []
     for t in prior_tasks(results):
         task = results["tasks"][t]
         for pair, stats in task["dcv"].items():
-            label = pair_label(pair)
+            label, compared = pair_label(pair), pair_comparison(pair)
             seed = str(label.run)
             if label.step is not None:
                 level = f"step {label.step}"
             else:
                 kind, _, fraction = str(label.level).partition(":")
-                matched = task["matched_levels"].get(seed, {}).get(f"@{label.level}", {})
+                matched = (
+                    task["matched_levels"].get(pair.removesuffix(f"@{label.level}"), {}).get(f"@{label.level}", {})
+                )
                 unit = "target accuracy" if kind == "acc" else "forward KL (nats per completion)"
                 level = (
                     f"matched {unit} {number_text(matched.get('level'))} ({fraction} of the way from the base to "
                     "the level both runs reached)"
                 )
-            rows.append([t, f"sft{seed} - rl{seed}", level, interval_text(stats["v_circuit"])])
+            rows.append(
+                [t, f"{compared.first}{seed} - {compared.second}{seed}", level, interval_text(stats["v_circuit"])]
+            )
     head = ["task", "pair", "where", "DCV(C0) [95 % bootstrap interval over prompts]"]
     return head, rows
 

@@ -12,7 +12,7 @@ comparisons named in full, matched levels marked as the interpolations they are.
 
 from __future__ import annotations
 
-from forgetlens.analysis.runs import ModelLabel, RunId, pair_label
+from forgetlens.analysis.runs import ModelLabel, RunId, pair_comparison, pair_label
 from forgetlens.analysis.seeds import t_interval
 from forgetlens.report.html import divergence_table, paired_test_table, summary_sentences
 from forgetlens.report.text import MIN_FIT_POINTS, interval_text, number_text
@@ -40,12 +40,14 @@ def _model(label: str) -> str:
 
 def comparison_label(pair: str) -> str:
     """A DCV pair key in full: ``-s0@12`` -> ``sft-s0@12 vs rl-s0@12``; ``dcv@12`` (over seeds) -> ``sft@12 vs
-    rl@12, mean over seeds``."""
-    if pair.startswith("dcv@"):
-        at = pair.removeprefix("dcv")
-        return f"sft{at} vs rl{at}, mean over seeds"
-    star = "\\*" if pair_label(pair).level is not None else ""
-    return f"sft{pair} vs rl{pair}{star}"
+    rl@12, mean over seeds``; ``replay:rl:-s0@12`` -> ``replay-s0@12 vs rl-s0@12``."""
+    over_seeds = pair.startswith("dcv")
+    key = pair.removeprefix("dcv")
+    compared, rest = pair_comparison(key), str(pair_label(key))
+    text = f"{compared.first}{rest} vs {compared.second}{rest}"
+    if over_seeds:
+        return f"{text}, mean over seeds"
+    return text + ("\\*" if pair_label(key).level is not None else "")
 
 
 def markdown_tables(results: dict) -> str:
