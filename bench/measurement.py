@@ -41,11 +41,11 @@ from attribution import random_model  # noqa: E402  (bench/ is run as a script d
 
 from forgetlens.circuits.circuit import head_mask, rank_heads
 from forgetlens.circuits.discover import discover_circuit, task_splits
-from forgetlens.circuits.first_order_cmap import base_chunks
 from forgetlens.circuits.patching import chunks, run_metric
 from forgetlens.config.options import DBMConfig, DiscoveryConfig
 from forgetlens.measure.anatomy import measure_anatomy
 from forgetlens.measure.circuit_damage import circuit_measurements
+from forgetlens.measure.first_order_cmap import base_chunks
 from forgetlens.models.heads import HeadLayout
 from forgetlens.models.loading import load_model
 from forgetlens.tasks import encode_examples, get_task

@@ -9,7 +9,7 @@ each weight matrix's mean |w| (one model per size): how the estimate degrades as
 
 Per task (default: the base model's default set), on ``--n`` evaluation prompts (seed 0, as a study draws them),
 it measures head-local (and with ``--total`` total) CMAP of every head both ways
-(``circuits.cmap.cmap_and_drift`` with
+(``measure.cmap.cmap_and_drift`` with
 ``top_m=None`` keeps the exact values and the estimates side by side) and prints:
 
 - Spearman between the per-head mean estimate and mean exact effect, with a 95 % prompt-bootstrap interval;
@@ -28,10 +28,10 @@ import json
 import numpy as np
 import torch
 
-from forgetlens.circuits.cmap import cmap_and_drift
 from forgetlens.circuits.discover import task_splits
 from forgetlens.embedded_build.validation import spearman_over_heads
 from forgetlens.errors import ForgetlensError
+from forgetlens.measure.cmap import cmap_and_drift
 from forgetlens.models.heads import HeadLayout
 from forgetlens.models.loading import load_model
 from forgetlens.tasks import get_task

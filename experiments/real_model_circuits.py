@@ -35,13 +35,13 @@ import torch
 
 from forgetlens.circuits.attribution import attribution_scores
 from forgetlens.circuits.circuit import FaithfulnessProbe
-from forgetlens.circuits.cross_model import head_writes
 from forgetlens.circuits.discover import discover_circuit, task_splits
 from forgetlens.circuits.patching import exact_head_effects
 from forgetlens.config.options import DiscoveryConfig
 from forgetlens.embedded_build.validation import spearman_over_heads
 from forgetlens.errors import ForgetlensError
 from forgetlens.measure.behaviour import task_accuracy
+from forgetlens.measure.cross_model import head_writes
 from forgetlens.models.heads import HeadLayout, capture_heads
 from forgetlens.models.loading import load_model
 from forgetlens.tasks import get_task

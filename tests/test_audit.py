@@ -244,8 +244,8 @@ def test_local_cmap_puts_a_single_head_edit_on_that_head_only(setup):
     """Tuned = base with noise in one head's query rows and output columns only.  Then the tuned model is the
     base with that head swapped, so its local CMAP must equal m_tuned - m_base and every other head's must be
     exactly 0; total CMAP, which carries upstream changes, also moves heads downstream of it."""
-    from forgetlens.circuits.cross_model import cross_model_patching
     from forgetlens.circuits.patching import run_metric
+    from forgetlens.measure.cross_model import cross_model_patching
 
     model, layout, evaluation = setup[0], setup[1], setup[3]
     layer, head = 1, 3
@@ -270,7 +270,7 @@ def test_local_cmap_puts_a_single_head_edit_on_that_head_only(setup):
 
 def test_head_writes_reads_w_o_as_calling_the_projection_does(embedded):
     """The einsum fast path for nn.Linear against calling the module on one head at a time (the slow reference)."""
-    from forgetlens.circuits.cross_model import head_writes
+    from forgetlens.measure.cross_model import head_writes
 
     layout = HeadLayout.of(embedded.model)
     proj = layout.projections(embedded.model)[1]

@@ -298,7 +298,7 @@ def test_bisection_finds_the_circuit_the_full_curve_finds_on_the_embedded_model(
 
 def test_top_heads_ranks_by_the_size_of_the_mean_effect_not_the_mean_size():
     """A head whose per-prompt effects cancel (+5, -5) has mean effect 0: it loses to a head with a steady +1."""
-    from forgetlens.circuits.first_order_cmap import top_heads
+    from forgetlens.measure.first_order_cmap import top_heads
 
     effects = torch.zeros(2, 1, 3)  # [prompt, layer, head]
     effects[:, 0, 0] = torch.tensor([5.0, -5.0])

@@ -15,11 +15,11 @@ import torch
 from conftest import make_tiny
 
 from forgetlens.circuits.circuit import head_mask
-from forgetlens.circuits.cross_model import local_cmap
 from forgetlens.circuits.discover import task_splits
-from forgetlens.circuits.first_order_cmap import base_chunks, first_order_cmap
 from forgetlens.circuits.patching import head_outputs, patch_each_head
 from forgetlens.measure.circuit_damage import circuit_measurements
+from forgetlens.measure.cross_model import local_cmap
+from forgetlens.measure.first_order_cmap import base_chunks, first_order_cmap
 from forgetlens.models.heads import HeadLayout, capture_heads
 from forgetlens.tasks import get_task
 

@@ -24,10 +24,10 @@ def _attention_noise(model, scale=0.01, seed=0):
 
 def test_first_order_v_cmap_agrees_with_exact_head_local_cmap(embedded):
     """The monitor's fast estimate against the slow, exact per-head patching it approximates."""
-    from forgetlens.circuits.cross_model import local_cmap
-    from forgetlens.circuits.first_order_cmap import base_chunk
     from forgetlens.circuits.patching import run_metric
-    from forgetlens.training.monitor import first_order_v_cmap
+    from forgetlens.measure.cross_model import local_cmap
+    from forgetlens.measure.first_order_cmap import base_chunk
+    from forgetlens.measure.monitor import first_order_v_cmap
 
     base, layout = embedded.model, HeadLayout.of(embedded.model)
     prompts = encode_examples(embedded.tokenizer, get_task("ioi").examples(32, 5), "ioi")
@@ -42,7 +42,7 @@ def test_first_order_v_cmap_agrees_with_exact_head_local_cmap(embedded):
 
 
 def test_monitor_on_the_base_itself_reads_zero_vulnerability_and_full_retention(embedded):
-    from forgetlens.training.monitor import CircuitMonitor
+    from forgetlens.measure.monitor import CircuitMonitor
 
     monitor = CircuitMonitor(
         embedded.model, embedded.tokenizer, tasks=["ioi"], n_prompts=16, circuits={"ioi": [(3, 0), (2, 5)]}
@@ -85,7 +85,7 @@ def test_monitor_task_the_tokenizer_cannot_render_is_a_named_error(embedded):
     from tokenizers import Tokenizer, models
     from transformers import PreTrainedTokenizerFast
 
-    from forgetlens.training.monitor import CircuitMonitor
+    from forgetlens.measure.monitor import CircuitMonitor
 
     chars = sorted(set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ,.:|'"))
     vocab = {"<eos>": 0, **{c: i + 1 for i, c in enumerate(chars)}}
@@ -170,7 +170,7 @@ def test_regularised_methods_train_and_log_their_term(tmp_path, method):
 def test_monitor_faithfulness_equals_the_measurement_modules(embedded):
     """The monitor's one-batch faithfulness against circuit_metric's separate runs, on a perturbed model."""
     from forgetlens.circuits.patching import circuit_metric, run_metric
-    from forgetlens.training.monitor import _faithfulness
+    from forgetlens.measure.monitor import _faithfulness
 
     model, layout = copy.deepcopy(embedded.model), HeadLayout.of(embedded.model)
     _attention_noise(model, scale=0.2)

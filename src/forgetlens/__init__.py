@@ -6,7 +6,7 @@ __version__ = "0.1.0"
 def __getattr__(name: str):
     """``forgetlens.CircuitMonitor`` without importing transformers on ``import forgetlens``."""
     if name == "CircuitMonitor":
-        from forgetlens.training.monitor import CircuitMonitor
+        from forgetlens.measure.monitor import CircuitMonitor
 
         return CircuitMonitor
     raise AttributeError(f"module 'forgetlens' has no attribute {name!r}")

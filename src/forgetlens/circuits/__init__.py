@@ -1,5 +1,5 @@
-"""Head-level circuits: discovery (exact patching, attribution (EAP, EAP-IG), DBM), ablations, faithfulness, and
-CMAP between a base and a tuned model (``cmap``, ``cross_model``, ``first_order_cmap``)."""
+"""Head-level circuits of one model: discovery (exact patching, attribution (EAP, EAP-IG), DBM), ablations and
+faithfulness.  A tuned model compared with the base (CMAP in its forms) is ``measure/``'s."""
 
 from forgetlens.circuits.attribution import attribution_scores
 from forgetlens.circuits.circuit import Circuit, faithfulness_curve, rank_heads, score_heads

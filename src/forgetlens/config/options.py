@@ -388,7 +388,7 @@ class ReplayConfig(Options):
 
 @dataclass
 class MonitorConfig(Options):
-    """``CircuitMonitor`` during training (``training/monitor.py``)."""
+    """``CircuitMonitor`` during training (``measure/monitor.py``)."""
 
     every: int = 0
     """Measure every N optimizer steps (0 = off)."""
@@ -707,7 +707,7 @@ class StudyConfig(Options):
     """Also measure the paper's (total) CMAP beside the head-local default (doubles the exact patching)."""
     cmap_top_m: int | None = 8
     """CMAP is estimated to first order for every head and patched exactly for the base circuit C0 and the M
-    other heads of largest estimated |effect|, M = this (``circuits/first_order_cmap.py``).  V(C0) and DCV(C0)
+    other heads of largest estimated |effect|, M = this (``measure/first_order_cmap.py``).  V(C0) and DCV(C0)
     come from exact values.  None patches every head exactly (one forward pass per head and prompt chunk)."""
     finetune: FinetuneConfig = field(default_factory=lambda: FinetuneConfig(checkpoint_every=160))
     """Fine-tuning options shared by all runs (``method``, ``seed``, ``model``, ``data`` are set by the study);

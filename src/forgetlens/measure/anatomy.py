@@ -44,10 +44,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from forgetlens.circuits.cross_model import head_writes, registered_hooks
-from forgetlens.circuits.first_order_cmap import base_chunk, first_order_cmap
 from forgetlens.circuits.patching import chunks
 from forgetlens.errors import ForgetlensError
+from forgetlens.measure.cross_model import head_writes, registered_hooks
+from forgetlens.measure.first_order_cmap import base_chunk, first_order_cmap
 from forgetlens.models.forward import answer_logits, model_device
 from forgetlens.models.heads import HeadLayout, capture_heads, head_hooks, unwrap
 from forgetlens.tasks.base import METRICS, TaskBatch, task_metric

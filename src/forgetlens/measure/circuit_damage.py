@@ -12,9 +12,9 @@ import torch
 from forgetlens.analysis.vulnerability import PromptMeasurements
 from forgetlens.circuits.attribution import attribution_pass
 from forgetlens.circuits.circuit import FaithfulnessProbe, score_heads
-from forgetlens.circuits.cmap import cmap_and_drift, to_numpy
-from forgetlens.circuits.first_order_cmap import BaseChunk
 from forgetlens.circuits.patching import chunks, run_metric
+from forgetlens.measure.cmap import cmap_and_drift, to_numpy
+from forgetlens.measure.first_order_cmap import BaseChunk
 from forgetlens.models.forward import model_device
 from forgetlens.models.heads import HeadLayout
 from forgetlens.tasks.base import TaskBatch

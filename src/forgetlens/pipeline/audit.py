@@ -26,7 +26,6 @@ from forgetlens.analysis.seeds import aggregate_seeds
 from forgetlens.analysis.stats import bootstrap_indices
 from forgetlens.analysis.vulnerability import PromptMeasurements
 from forgetlens.artefacts import read_json, record_field
-from forgetlens.circuits.first_order_cmap import base_chunks
 from forgetlens.config.methods import Comparison
 from forgetlens.config.options import AuditConfig, DiscoveryConfig
 from forgetlens.errors import ForgetlensError
@@ -34,6 +33,7 @@ from forgetlens.measure.anatomy import measure_anatomy
 from forgetlens.measure.base_circuit import BaseCircuit, find_base_circuit
 from forgetlens.measure.behaviour import task_accuracy
 from forgetlens.measure.circuit_damage import circuit_measurements
+from forgetlens.measure.first_order_cmap import base_chunks
 from forgetlens.models.heads import HeadLayout
 from forgetlens.models.loading import is_embedded, load_model, model_record, resolve_model_path
 from forgetlens.progress import open_task

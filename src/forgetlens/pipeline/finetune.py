@@ -237,7 +237,7 @@ def train(
         )
     monitor = None
     if cfg.monitor.every > 0:
-        from forgetlens.training.monitor import CircuitMonitor
+        from forgetlens.measure.monitor import CircuitMonitor
 
         mon = cfg.monitor
         monitor = CircuitMonitor(

@@ -36,7 +36,6 @@ from forgetlens.analysis.vulnerability import load_measurements, save_measuremen
 from forgetlens.artefacts import claim_run_dir, read_json, write_json
 from forgetlens.circuits.circuit import load_circuit, save_circuit
 from forgetlens.circuits.discover import task_splits
-from forgetlens.circuits.first_order_cmap import BaseChunk, base_chunks
 from forgetlens.config.loading import check_resumable
 from forgetlens.config.methods import finetune_method
 from forgetlens.config.options import DiscoveryMethod, FinetuneConfig, StudyConfig
@@ -44,6 +43,7 @@ from forgetlens.errors import ForgetlensError
 from forgetlens.measure.anatomy import measure_anatomy
 from forgetlens.measure.base_circuit import BaseCircuit, find_base_circuit
 from forgetlens.measure.circuit_damage import circuit_measurements
+from forgetlens.measure.first_order_cmap import BaseChunk, base_chunks
 from forgetlens.measure.own_circuits import HALVES, own_circuit_record, prompt_part, read_own_record
 from forgetlens.models.heads import HeadLayout
 from forgetlens.models.loading import LoadedModel, configure_threads, load_model, model_record

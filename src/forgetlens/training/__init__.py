@@ -1,2 +1,2 @@
-"""Fine-tuning's parts: the data schedule, TRL SFT/GRPO wrappers, regularizers, checkpoints, the circuit monitor
-(the run that uses them: ``pipeline/finetune.py``)."""
+"""Fine-tuning's parts: the data schedule, TRL SFT/GRPO wrappers, regularizers, checkpoints (the run that uses
+them: ``pipeline/finetune.py``; the circuit monitor it attaches: ``measure/monitor.py``)."""

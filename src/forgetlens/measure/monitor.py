@@ -5,7 +5,7 @@ Every ``every`` optimizer steps, on a small fixed set of prompts per prior task,
 * faithfulness retention R = F_theta(C0) / F_0(C0) (counterfactual ablation, as in ``analysis/vulnerability.py``);
 * V(C0) to first order: V_cmap(h) ~ -E_i[g_l . (W_O^theta[:, h] z_theta(h) - W_O^0[:, h] z_0(h))] / TE_0, where
   g_l is the base model's gradient of the task metric at layer l's attention output (computed once) and the
-  bracket is head h's head-local change of its residual write (``circuits/first_order_cmap.py``, the estimate
+  bracket is head h's head-local change of its residual write (``measure/first_order_cmap.py``, the estimate
   checkpoint measurement uses too): one attention call per layer of the tuned model instead of one forward per
   head.
 
@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING
 import torch
 from transformers import TrainerCallback
 
-from forgetlens.circuits.first_order_cmap import BaseChunk, base_chunk, first_order_cmap
 from forgetlens.circuits.patching import head_outputs, run_metric
 from forgetlens.config.options import MONITOR_ACTIONS
 from forgetlens.errors import ForgetlensError
+from forgetlens.measure.first_order_cmap import BaseChunk, base_chunk, first_order_cmap
 from forgetlens.models.forward import model_device
 from forgetlens.models.heads import HeadLayout, head_hooks
 from forgetlens.tasks.base import TaskBatch, encode_examples

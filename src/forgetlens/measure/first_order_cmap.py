@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from forgetlens.circuits.cross_model import head_writes, registered_hooks, tuned_heads_on_base
 from forgetlens.circuits.patching import chunks
+from forgetlens.measure.cross_model import head_writes, registered_hooks, tuned_heads_on_base
 from forgetlens.models.forward import answer_logits, model_device
 from forgetlens.models.heads import HeadLayout, frozen_parameters
 from forgetlens.tasks.base import TaskBatch, task_metric

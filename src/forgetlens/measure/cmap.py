@@ -2,7 +2,7 @@
 cross-model patching (``cross_model.py``) for the base circuit and the heads the estimate ranks highest, and
 representation drift, as per-prompt arrays (definitions in ``analysis/vulnerability.py``).
 
-Cost.  With ``top_m`` set, CMAP is estimated to first order for every head (``circuits/first_order_cmap.py``)
+Cost.  With ``top_m`` set, CMAP is estimated to first order for every head (``measure/first_order_cmap.py``)
 and patched exactly only for C0 and the ``top_m`` other heads of largest estimated |effect|; ``cmap`` holds the
 exact value there and the estimate elsewhere, ``cmap_exact`` says which, and ``cmap_estimate`` keeps every
 estimate.  V(C0) and its DCV use C0's heads only, so they come from exact values.  ``top_m=None`` patches every
@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from forgetlens.circuits.cross_model import local_cmap
-from forgetlens.circuits.first_order_cmap import BaseChunk, base_chunks, first_order_cmap, top_heads
 from forgetlens.circuits.patching import head_outputs, patch_each_head
+from forgetlens.measure.cross_model import local_cmap
+from forgetlens.measure.first_order_cmap import BaseChunk, base_chunks, first_order_cmap, top_heads
 from forgetlens.models.heads import HeadLayout
 from forgetlens.tasks.base import TaskBatch
 
