@@ -1,26 +1,37 @@
-"""The process pool behind ``forgetlens run --jobs N``: stages 1-3 of a study as one task graph.
+"""The process pool behind ``forgetlens run --jobs N``: a graph of typed jobs, each stating the jobs whose outputs
+it reads.
 
-Base circuits and fine-tuning runs start together (slow RL runs first); a run's checkpoints are measured as soon
-as that run and every base circuit are done, so a worker whose run finished early measures while the slow runs
-still train; RL from SFT starts when its SFT run is done.  Every job is a method of the study
-(:meth:`GraphStudy.run_job`), run in a worker that keeps its study (and so its loaded base model) between jobs,
-and each job's outputs are atomic, as in the stages run one after another.  The scheduler knows a study only
-through :class:`GraphStudy`, so this module imports nothing of ``pipeline.study``.
+A job starts once every job it needs has run (or was never in the graph: done before, by an earlier session); a
+finished job may add jobs that could not be known before it ran (a fine-tuning run's checkpoints to measure).  The
+graph comes from a :class:`GraphStudy`, and each job runs in a worker that keeps its study (and so its loaded base
+model) between jobs; each job's outputs are atomic.  The scheduler knows neither what a job does nor what a study
+is, only :class:`Job` and :class:`GraphStudy`, so this module imports nothing of ``pipeline.study``.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
-from forgetlens.analysis.runs import starts_from
 from forgetlens.progress import open_task, relay, send_to
 from forgetlens.utils import silence_known_warnings
+
+
+class Job(Hashable, Protocol):
+    """One job of a graph: hashable (a frozen dataclass), and picklable to reach a worker."""
+
+    @property
+    def kind(self) -> str:
+        """What kind of job it is (``circuits``, ``finetune``, ``measure``): its worker time is summed per kind."""
+
+    @property
+    def needs(self) -> tuple[Job, ...]:
+        """The jobs whose outputs it reads."""
 
 
 class GraphStudy(Protocol):
@@ -38,87 +49,51 @@ class GraphStudy(Protocol):
     def jobs(self) -> int:
         """Worker processes to run the graph in."""
 
-    @property
-    def runs(self) -> dict[str, Any]:
-        """{run name: its fine-tuning config (``method``, ``steps``, ``checkpoint_every``)}."""
+    def graph(self) -> list[Job]:
+        """Every job not yet done whose existence is known now, in the order to start them."""
 
-    @property
-    def tasks(self) -> Sequence[Any]:
-        """The prior tasks (each with a ``name``) whose base circuits the study finds."""
+    def after(self, job: Job) -> list[Job]:
+        """The jobs that exist only once ``job`` has run."""
 
-    def done_circuit(self, task_name: str) -> bool:
-        """Whether task ``task_name``'s base circuit is already found."""
+    def expected_jobs(self) -> int:
+        """How many jobs the graph will have run when it is done (the progress display's total)."""
 
-    def finetuned(self, name: str) -> bool:
-        """Whether run ``name`` has finished training."""
+    def run_job(self, job: Job) -> None:
+        """Run one job in this process."""
 
-    def checkpoints_to_measure(self, name: str) -> list[tuple[str, Path]]:
-        """(label, path) of every checkpoint of run ``name`` not yet measured."""
 
-    def run_job(self, kind: str, *args) -> None:
-        """One job: ``circuits`` (a task), ``finetune`` (a run) or ``measure`` (a checkpoint on some tasks)."""
+def ready(todo: Sequence[Job], done: set[Job], known: set[Job]) -> list[Job]:
+    """The jobs of ``todo`` that can start: every job each needs has run (``done``) or is not in the graph
+    (``known``: every job the graph has held), in ``todo``'s order."""
+    return [job for job in todo if all(need in done or need not in known for need in job.needs)]
 
 
 def run_task_graph(study: GraphStudy) -> dict[str, float]:
-    """Stages 1-3 of ``study`` as one task graph in ``study.jobs`` worker processes (results identical to running
-    them in turn); returns each job kind's summed worker seconds.
-
-    Base circuits and fine-tuning runs start together (slow RL runs first); a run's checkpoints are
-    measured as soon as that run and every base circuit are done, so a worker whose run finished early
-    measures while the slow runs still train.  Each job's outputs are atomic, as in the stages.
-    """
+    """Every job of ``study``'s graph in ``study.jobs`` worker processes, each as soon as the jobs it needs have run
+    (results identical to running the stages in turn); returns each job kind's summed worker seconds."""
     from concurrent.futures import FIRST_COMPLETED, wait
 
-    runs = study.runs
-    circuits_left = {t.name for t in study.tasks if not study.done_circuit(t.name)}
-    waiting = [name for name in runs if study.finetuned(name)]  # trained, checkpoints not yet queued
-    expected = len(study.tasks) * (  # one measure job per (checkpoint, task)
-        sum(len(study.checkpoints_to_measure(n)) for n in waiting)
-        + sum(
-            ft.steps // ft.checkpoint_every + (ft.steps % ft.checkpoint_every > 0)
-            for n, ft in runs.items()
-            if not study.finetuned(n)
-        )
-    )
-    seconds = {"circuits": 0.0, "finetune": 0.0, "measure": 0.0}
+    todo = list(study.graph())
+    known, done = set(todo), set[Job]()
+    seconds: dict[str, float] = {}
     args = (type(study), study.cfg, study.run_dir)
     with worker_pool(study.jobs) as pool:
-        pending = {}
-
-        def startable(name: str) -> bool:  # RL from SFT waits for its SFT run
-            first = starts_from(name)
-            return first is None or study.finetuned(first)
-
-        queued = set()
-        for name in sorted((n for n in runs if not study.finetuned(n)), key=lambda n: runs[n].method != "rl"):
-            if startable(name):
-                pending[pool.submit(_job, *args, "finetune", name)] = ("finetune", name)
-                queued.add(name)
-        for task in sorted(circuits_left):
-            pending[pool.submit(_job, *args, "circuits", task)] = ("circuits", task)
-        shown = open_task("1-3/5 circuits, fine-tuning, measurement", len(pending) + expected, "jobs", eta=False)
-        while pending or waiting:
-            if not circuits_left:
-                for name in waiting:  # each task of a checkpoint is its own job: the last run's are shared
-                    for label, path in study.checkpoints_to_measure(name):
-                        for prior in study.tasks:
-                            job = pool.submit(_job, *args, "measure", label, path, [prior.name])
-                            pending[job] = ("measure", label)
-                waiting = []
+        pending: dict[Any, Job] = {}
+        shown = open_task("1-3/5 circuits, fine-tuning, measurement", study.expected_jobs(), "jobs", eta=False)
+        while todo or pending:
+            for job in ready(todo, done, known):
+                todo.remove(job)
+                pending[pool.submit(_job, *args, job)] = job
             if not pending:
-                break
+                raise RuntimeError(f"jobs that wait on each other: {todo}")
             finished, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in finished:
-                kind, name = pending.pop(future)
-                seconds[kind] += future.result()  # re-raises a worker's error here
-                if kind == "circuits":
-                    circuits_left.discard(name)
-                elif kind == "finetune":
-                    waiting.append(name)
-                    for later in runs:
-                        if later not in queued and not study.finetuned(later) and starts_from(later) == name:
-                            pending[pool.submit(_job, *args, "finetune", later)] = ("finetune", later)
-                            queued.add(later)
+                job = pending.pop(future)
+                seconds[job.kind] = seconds.get(job.kind, 0.0) + future.result()  # re-raises a worker's error here
+                done.add(job)
+                new = [later for later in study.after(job) if later not in known]
+                known.update(new)
+                todo.extend(new)
                 shown.advance()
         shown.finish()
     return {f"{kind}_worker_seconds": round(v, 2) for kind, v in seconds.items()}
@@ -159,12 +134,12 @@ _worker_study: GraphStudy | None = None
 """A worker's study, kept across its jobs so the base model and circuits load once per process."""
 
 
-def _job(kind_of_study: Callable[..., GraphStudy], cfg: Any, run_dir: Path, kind: str, *args) -> float:
+def _job(kind_of_study: Callable[..., GraphStudy], cfg: Any, run_dir: Path, job: Job) -> float:
     """One job of :func:`run_task_graph` in a worker process; returns its wall time in seconds."""
     global _worker_study
     start = time.perf_counter()
     silence_known_warnings()
     if _worker_study is None or (_worker_study.cfg, _worker_study.run_dir) != (cfg, Path(run_dir)):
         _worker_study = kind_of_study(cfg, run_dir, log=lambda *a: None)
-    _worker_study.run_job(kind, *args)
+    _worker_study.run_job(job)
     return time.perf_counter() - start

@@ -25,13 +25,14 @@ import dataclasses
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 
 from forgetlens.analysis.anatomy import summarise_anatomy
-from forgetlens.analysis.runs import ModelLabel, RunId, checkpoint_label
+from forgetlens.analysis.runs import ModelLabel, RunId, checkpoint_label, starts_from
 from forgetlens.analysis.vulnerability import load_measurements, save_measurements
 from forgetlens.artefacts import claim_run_dir, read_json, write_json
 from forgetlens.circuits.circuit import load_circuit, save_circuit
@@ -61,7 +62,7 @@ from forgetlens.pipeline.results import (
     read_results,
     write_results,
 )
-from forgetlens.pipeline.schedule import run_task_graph
+from forgetlens.pipeline.schedule import Job, run_task_graph
 from forgetlens.progress import open_task, track
 from forgetlens.tasks.registry import chosen_task_names, get_task
 from forgetlens.training.checkpoints import checkpoint_dirs, load_checkpoint
@@ -115,6 +116,52 @@ def run_configs(cfg: StudyConfig, run_dir: Path | None = None) -> dict[str, Fine
             start = (Path(run_dir) if run_dir is not None else Path()) / "runs" / str(run.start)
             runs[str(run)] = dataclasses.replace(shared, method="rl", seed=s, init_from=str(start))
     return runs
+
+
+@dataclass(frozen=True)
+class CircuitJob:
+    """Stage 1 for one task: its base circuit and the base model's measurements on it."""
+
+    task: str
+    """The prior task."""
+    needs: tuple[Job, ...] = ()
+    """Nothing: the base model alone."""
+
+    @property
+    def kind(self) -> str:
+        return "circuits"
+
+
+@dataclass(frozen=True)
+class FinetuneJob:
+    """Stage 2 for one run: training, checkpoints and their behaviour."""
+
+    run: str
+    """The run's name (``analysis/runs.py``)."""
+    needs: tuple[Job, ...] = ()
+    """The run it starts from, if any (RL from SFT: the SFT run)."""
+
+    @property
+    def kind(self) -> str:
+        return "finetune"
+
+
+@dataclass(frozen=True)
+class MeasureJob:
+    """Stage 3 for one checkpoint on one task: the checkpoint measured against the task's base circuit."""
+
+    label: str
+    """The checkpoint's label (``RUN@STEP``)."""
+    path: Path
+    """Its weights."""
+    task: str
+    """The prior task."""
+    needs: tuple[Job, ...] = ()
+    """The task's circuit job and the run's fine-tuning job."""
+
+    @property
+    def kind(self) -> str:
+        return "measure"
 
 
 class Study:
@@ -279,15 +326,53 @@ class Study:
         """Stages 1-3 as one task graph in ``jobs`` worker processes (``pipeline/schedule.py``)."""
         self.timings.update(run_task_graph(self))
 
-    def run_job(self, kind: str, *args) -> None:
-        """One job of the task graph: a base circuit, a fine-tuning run, or one checkpoint on some tasks."""
-        if kind == "circuits":
-            self.circuit_of(*args)
-        elif kind == "finetune":
-            ft, out = run_configs(self.cfg, self.run_dir)[args[0]], self.run_dir / "runs" / args[0]
+    # --- stages 1-3 as a graph of jobs (pipeline/schedule.py) ----------------------------------------------
+    def graph(self) -> list[Job]:
+        """Every job not yet done: fine-tuning runs (RL runs first: they take longest; each after the run it
+        starts from), base circuits, and the checkpoints of finished runs not yet measured."""
+        runs = self.runs
+        trained_by_rl = sorted(runs, key=lambda n: finetune_method(runs[n].method).trainer != "rl")
+        jobs: list[Job] = [self._finetune_job(n) for n in trained_by_rl if not self.finetuned(n)]
+        jobs += [CircuitJob(t.name) for t in sorted(self.tasks, key=lambda t: t.name) if not self.done_circuit(t.name)]
+        for name in runs:
+            if self.finetuned(name):
+                jobs += self.after(self._finetune_job(name))
+        return jobs
+
+    def _finetune_job(self, name: str) -> FinetuneJob:
+        first = starts_from(name)
+        return FinetuneJob(name, needs=(self._finetune_job(first),) if first is not None else ())
+
+    def after(self, job: Job) -> list[Job]:
+        """A finished run's checkpoints, each on each task (every task's own job: the last run's are shared)."""
+        if not isinstance(job, FinetuneJob):
+            return []
+        return [
+            MeasureJob(label, path, task.name, needs=(CircuitJob(task.name), job))
+            for label, path in self.checkpoints_to_measure(job.run)
+            for task in self.tasks
+        ]
+
+    def expected_jobs(self) -> int:
+        """The graph's jobs now, and one measure job per task for each checkpoint an unfinished run will write."""
+        later = sum(
+            ft.steps // ft.checkpoint_every + (ft.steps % ft.checkpoint_every > 0)
+            for name, ft in self.runs.items()
+            if not self.finetuned(name)
+        )
+        return len(self.graph()) + len(self.tasks) * later
+
+    def run_job(self, job: Job) -> None:
+        """One job of the graph, in this process."""
+        if isinstance(job, CircuitJob):
+            self.circuit_of(job.task)
+        elif isinstance(job, FinetuneJob):
+            ft, out = self.runs[job.run], self.run_dir / "runs" / job.run
             finetune(ft, out, resume=out.exists(), log=lambda *a: None, shared_base=self.run_dir / "base-behaviour")
+        elif isinstance(job, MeasureJob):
+            self.measure_checkpoint(job.label, job.path, [job.task])
         else:
-            self.measure_checkpoint(*args)
+            raise TypeError(f"not a study's job: {job!r}")
 
     def measure_checkpoint(self, label: str, path: Path, task_names: list[str] | None = None) -> None:
         """Every base circuit's measurements in one checkpoint (``task_names``: only those tasks; tasks already
