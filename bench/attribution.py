@@ -82,10 +82,14 @@ def main() -> None:
 
     measurements = [
         ("forward (no grad)", lambda: run_metric(model, batch, "logit_diff"), args.repeats),
-        ("attribution, all heads", lambda: attribution_scores(model, layout, batch, batch_size=n), args.repeats),
+        (
+            "attribution, all heads",
+            lambda: attribution_scores(model, layout, batch, metric="logit_diff", batch_size=n),
+            args.repeats,
+        ),
         (
             "EAP-IG, 8 steps",
-            lambda: attribution_scores(model, layout, batch, ig_steps=8, batch_size=n),
+            lambda: attribution_scores(model, layout, batch, metric="logit_diff", ig_steps=8, batch_size=n),
             max(3, args.repeats // 3),
         ),
     ]
@@ -93,7 +97,7 @@ def main() -> None:
         measurements.append(
             (
                 "exact patching, all heads",
-                lambda: exact_head_effects(model, layout, batch, batch_size=n),
+                lambda: exact_head_effects(model, layout, batch, metric="logit_diff", batch_size=n),
                 max(3, args.repeats // 5),
             )
         )

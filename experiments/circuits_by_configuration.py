@@ -52,9 +52,11 @@ def main() -> None:
     for key in sorted(found):
         if len(found[key]) < 8 or len(held.get(key, [])) < 8:
             continue
-        order = rank_heads(attribution_scores(loaded.model, layout, discovery.subset(found[key])).mean(0))
+        order = rank_heads(
+            attribution_scores(loaded.model, layout, discovery.subset(found[key]), metric="logit_diff").mean(0)
+        )
         curve, _ = faithfulness_curve(
-            loaded.model, layout, evaluation.subset(held[key]), order, default_ks(layout.n_total)
+            loaded.model, layout, evaluation.subset(held[key]), order, default_ks(layout.n_total), metric="logit_diff"
         )
         k = choose_k(curve, None, 0.8)
         heads = " ".join(f"{layer}.{head}" for layer, head in order[:k])

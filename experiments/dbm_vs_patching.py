@@ -71,7 +71,7 @@ def main() -> None:
         exact = exact_last_token_effects(base.model, layout, prompts)
         faithfulness = {}
         for ablation in ("counterfactual", "mean"):
-            probe = FaithfulnessProbe(base.model, layout, prompts, ablation, cfg.discovery.metric)
+            probe = FaithfulnessProbe(base.model, layout, prompts, ablation, metric=cfg.discovery.metric)
             faithfulness[ablation] = {
                 "dbm": probe.faithfulness([tuple(h) for h in dbm["heads"]]),
                 "attribution": probe.faithfulness([tuple(h) for h in attribution["heads"]]),

@@ -76,7 +76,7 @@ def main() -> None:
             heads = " ".join(f"L{layer}H{head}" for layer, head in circuit.heads)
             print(f"  {ablation:>14} ablation: k={len(circuit.heads):>2} f={circuit.faithfulness:.3f}  {heads}")
         discovery, _ = task_splits(tokenizer, task, args.n, args.seed)
-        effects = exact_head_effects(model, layout, discovery, base_cfg.metric).mean(0).abs()  # [layer, head]
+        effects = exact_head_effects(model, layout, discovery, metric=base_cfg.metric).mean(0).abs()  # [layer, head]
         shares = effects.sum(1) / effects.sum()
         print("  share of |exact effect| by layer: " + ", ".join(f"L{i} {s:.2f}" for i, s in enumerate(shares)))
         heads = circuits["counterfactual"].heads

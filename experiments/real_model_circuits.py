@@ -277,11 +277,12 @@ def main() -> None:
         discovery, evaluation = task_splits(tokenizer, task, args.n, 0)
         accuracy = task_accuracy(model, evaluation)["accuracy"]
         circuit = discover_circuit(model, tokenizer, task, DiscoveryConfig(n_examples=args.n, seed=0))
-        probe = FaithfulnessProbe(model, layout, evaluation)
+        probe = FaithfulnessProbe(model, layout, evaluation, metric="logit_diff")
         f_eval = probe.faithfulness(circuit.heads)
         small = discovery.subset(range(min(args.exact_n, len(discovery))))
         rho = spearman_over_heads(
-            attribution_scores(model, layout, small).numpy(), exact_head_effects(model, layout, small).numpy()
+            attribution_scores(model, layout, small, metric="logit_diff").numpy(),
+            exact_head_effects(model, layout, small, metric="logit_diff").numpy(),
         )
         entry = {
             "accuracy": accuracy,

@@ -51,7 +51,7 @@ def test_planted_circuit_is_recovered_exactly(tokenizer, method):
     layout = HeadLayout.of(model)
     plant_circuit(model, layout, PLANTED)
     batch = ioi_batch(tokenizer)
-    scores = score_heads(model, layout, batch, method).mean(0)
+    scores = score_heads(model, layout, batch, method, metric="logit_diff").mean(0)
     found = set(rank_heads(scores)[: len(PLANTED)])
     precision = len(found & set(PLANTED)) / len(found)
     recall = len(found & set(PLANTED)) / len(PLANTED)
@@ -61,7 +61,7 @@ def test_planted_circuit_is_recovered_exactly(tokenizer, method):
     assert scores[others].abs().max() == 0
     assert (scores[~others].abs() > 0).all()
     base = faithfulness_baseline(model, layout, batch, "counterfactual", "logit_diff")
-    m = circuit_metric(model, layout, batch, head_mask(PLANTED, layout), "counterfactual")
+    m = circuit_metric(model, layout, batch, head_mask(PLANTED, layout), "counterfactual", metric="logit_diff")
     assert normalised_faithfulness(m, base) == pytest.approx(1.0, abs=1e-6)
 
 
@@ -102,7 +102,7 @@ def test_fast_attribution_equals_slow_reference(tokenizer, metric, dtype, atol):
     model = make_tiny("qwen2", len(tokenizer), seed=2).to(dtype)
     layout = HeadLayout.of(model)
     batch = ioi_batch(tokenizer, n=6)
-    fast = attribution_scores(model, layout, batch, metric, batch_size=4)  # batched, activation-only backward
+    fast = attribution_scores(model, layout, batch, metric=metric, batch_size=4)  # batched, activation-only backward
     slow = slow_attribution(model, layout, batch, metric)
     assert fast.shape == slow.shape
     assert torch.allclose(fast.double(), slow, atol=atol, rtol=0)
@@ -114,9 +114,9 @@ def test_ig_agrees_with_exact_on_a_tiny_model(tokenizer):
     model = make_tiny("qwen2", len(tokenizer), seed=3)
     layout = HeadLayout.of(model)
     batch = ioi_batch(tokenizer, n=12)
-    exact = exact_head_effects(model, layout, batch).mean(0)
-    plain = attribution_scores(model, layout, batch).mean(0)
-    ig = attribution_scores(model, layout, batch, ig_steps=16).mean(0)
+    exact = exact_head_effects(model, layout, batch, metric="logit_diff").mean(0)
+    plain = attribution_scores(model, layout, batch, metric="logit_diff").mean(0)
+    ig = attribution_scores(model, layout, batch, metric="logit_diff", ig_steps=16).mean(0)
     assert torch.corrcoef(torch.stack([exact.flatten(), ig.flatten()]))[0, 1] > 0.95
     assert torch.corrcoef(torch.stack([exact.flatten(), plain.flatten()]))[0, 1] > 0.95
     assert not torch.allclose(ig, plain)
@@ -127,13 +127,13 @@ def test_denoising_is_measured_on_the_corrupted_run(tokenizer):
     layout = HeadLayout.of(model)
     plant_circuit(model, layout, PLANTED)
     batch = ioi_batch(tokenizer, n=8)
-    denoise = exact_head_effects(model, layout, batch, direction="denoising").mean(0)
-    noise = exact_head_effects(model, layout, batch, direction="noising").mean(0)
+    denoise = exact_head_effects(model, layout, batch, metric="logit_diff", direction="denoising").mean(0)
+    noise = exact_head_effects(model, layout, batch, metric="logit_diff", direction="noising").mean(0)
     others = ~head_mask(PLANTED, layout)
     assert denoise[others].abs().max() == 0
     assert (denoise[~others].abs() > 0).all()
     assert not torch.allclose(denoise, -noise)  # a different experiment, not a sign flip of the same one
-    fast = attribution_scores(model, layout, batch, direction="denoising").mean(0)
+    fast = attribution_scores(model, layout, batch, metric="logit_diff", direction="denoising").mean(0)
     assert set(rank_heads(fast)[:3]) == set(PLANTED)
 
 
@@ -143,15 +143,21 @@ def test_ablation_endpoints(tokenizer, tiny_qwen2):
     everyone = torch.ones(layout.n_layers, layout.n_heads, dtype=torch.bool)
     full = run_metric(tiny_qwen2, batch, "logit_diff")
     for ablation in ("counterfactual", "mean", "zero"):
-        assert torch.equal(circuit_metric(tiny_qwen2, layout, batch, everyone, ablation), full)
+        assert torch.equal(circuit_metric(tiny_qwen2, layout, batch, everyone, ablation, metric="logit_diff"), full)
         curve, _ = faithfulness_curve(
-            tiny_qwen2, layout, batch, rank_heads(torch.randn(2, 4)), default_ks(layout.n_total), ablation
+            tiny_qwen2,
+            layout,
+            batch,
+            rank_heads(torch.randn(2, 4)),
+            default_ks(layout.n_total),
+            ablation,
+            metric="logit_diff",
         )
         assert curve[0]["faithfulness"] == pytest.approx(0.0, abs=1e-9)
         assert curve[-1]["faithfulness"] == pytest.approx(1.0, abs=1e-9)
     # zero ablation of every head equals a model whose output projections are zero
     nobody = ~everyone
-    ablated = circuit_metric(tiny_qwen2, layout, batch, nobody, "zero")
+    ablated = circuit_metric(tiny_qwen2, layout, batch, nobody, "zero", metric="logit_diff")
     with torch.no_grad():
         for proj in layout.projections(tiny_qwen2):
             proj.weight.zero_()
@@ -180,10 +186,10 @@ def test_hooks_leave_the_model_unchanged_even_after_errors(tokenizer, tiny_qwen2
     batch = ioi_batch(tokenizer, n=6)
     before = _logits(tiny_qwen2, batch)
     flags = [p.requires_grad for p in tiny_qwen2.parameters()]
-    score_heads(tiny_qwen2, layout, batch, "attribution")
-    score_heads(tiny_qwen2, layout, batch, "exact")
-    score_heads(tiny_qwen2, layout, batch, "ig", ig_steps=2)
-    circuit_metric(tiny_qwen2, layout, batch, head_mask([(0, 0)], layout), "mean")
+    score_heads(tiny_qwen2, layout, batch, "attribution", metric="logit_diff")
+    score_heads(tiny_qwen2, layout, batch, "exact", metric="logit_diff")
+    score_heads(tiny_qwen2, layout, batch, "ig", metric="logit_diff", ig_steps=2)
+    circuit_metric(tiny_qwen2, layout, batch, head_mask([(0, 0)], layout), "mean", metric="logit_diff")
 
     def boom(layer, z):
         raise RuntimeError("failure inside a hook")
@@ -244,10 +250,17 @@ def test_faithfulness_probe_equals_the_per_size_reference(tokenizer, tiny_qwen2,
     batch = ioi_batch(tokenizer, n=10)
     order = rank_heads(torch.randn(2, 4, generator=torch.Generator().manual_seed(1)))
     ks = default_ks(layout.n_total)
-    reference, _ = faithfulness_curve(tiny_qwen2, layout, batch, order, ks, ablation, batch_size=4)
-    scored = attribution_pass(tiny_qwen2, layout, batch, batch_size=4, keep_donor_outputs=True)
+    reference, _ = faithfulness_curve(tiny_qwen2, layout, batch, order, ks, ablation, metric="logit_diff", batch_size=4)
+    scored = attribution_pass(tiny_qwen2, layout, batch, metric="logit_diff", batch_size=4, keep_donor_outputs=True)
     probe = FaithfulnessProbe(
-        tiny_qwen2, layout, batch, ablation, batch_size=4, sources=scored.donor_outputs, full=scored.receiver_metric
+        tiny_qwen2,
+        layout,
+        batch,
+        ablation,
+        metric="logit_diff",
+        batch_size=4,
+        sources=scored.donor_outputs,
+        full=scored.receiver_metric,
     )
     fast = probe.curve(order, ks)
     for want, got in zip(reference, fast):

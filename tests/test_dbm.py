@@ -73,7 +73,7 @@ def planted(tokenizer):
     loaded = load_model("embedded")
     model, layout = loaded.model, HeadLayout.of(loaded.model)
     batch = _batch(loaded.tokenizer, "ioi", 32)
-    heads = rank_heads(exact_head_effects(model, layout, batch).mean(0))[:16]
+    heads = rank_heads(exact_head_effects(model, layout, batch, metric="logit_diff").mean(0))[:16]
     plant_circuit(model, layout, heads, scale=1.0)
     return model, layout, batch, heads
 

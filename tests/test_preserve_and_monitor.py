@@ -177,13 +177,15 @@ def test_monitor_faithfulness_equals_the_measurement_modules(embedded):
     prompts = encode_examples(embedded.tokenizer, get_task("induction").examples(24, 9), "induction")
     from forgetlens.circuits.circuit import score_heads
 
-    scores = score_heads(embedded.model, layout, prompts).mean(0).abs().flatten()
+    scores = score_heads(embedded.model, layout, prompts, metric="logit_diff").mean(0).abs().flatten()
     heads = torch.zeros(scores.numel(), dtype=torch.bool)
     heads[scores.argsort(descending=True)[:3]] = True  # a partial circuit: faithfulness well away from 0 and 1
     heads = heads.view(layout.n_layers, layout.n_heads)
     full = run_metric(model, prompts, "logit_diff").mean()
-    kept = circuit_metric(model, layout, prompts, heads, "counterfactual", batch_size=24).mean()
-    empty = circuit_metric(model, layout, prompts, torch.zeros_like(heads), "counterfactual", batch_size=24).mean()
+    kept = circuit_metric(model, layout, prompts, heads, "counterfactual", metric="logit_diff", batch_size=24).mean()
+    empty = circuit_metric(
+        model, layout, prompts, torch.zeros_like(heads), "counterfactual", metric="logit_diff", batch_size=24
+    ).mean()
     reference = float((kept - empty) / (full - empty))
     assert abs(reference) > 0.05
-    assert _faithfulness(model, layout, prompts, heads) == pytest.approx(reference, rel=1e-4, abs=1e-6)
+    assert _faithfulness(model, layout, prompts, heads, "logit_diff") == pytest.approx(reference, rel=1e-4, abs=1e-6)

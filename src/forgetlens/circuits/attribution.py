@@ -62,7 +62,8 @@ def attribution_scores(
     model: PreTrainedModel,
     layout: HeadLayout,
     batch: TaskBatch,
-    metric: str = "logit_diff",
+    *,
+    metric: str,
     direction: str = "noising",
     ig_steps: int = 0,
     batch_size: int = 64,
@@ -72,14 +73,17 @@ def attribution_scores(
     ``ig_steps = 0`` gives plain attribution patching (gradient at the receiving run);
     ``ig_steps = k > 0`` averages gradients at k midpoints of the embedding path (EAP-IG).
     """
-    return attribution_pass(model, layout, batch, metric, direction, ig_steps, batch_size).scores
+    return attribution_pass(
+        model, layout, batch, metric=metric, direction=direction, ig_steps=ig_steps, batch_size=batch_size
+    ).scores
 
 
 def attribution_pass(
     model: PreTrainedModel,
     layout: HeadLayout,
     batch: TaskBatch,
-    metric: str = "logit_diff",
+    *,
+    metric: str,
     direction: str = "noising",
     ig_steps: int = 0,
     batch_size: int = 64,

@@ -56,15 +56,15 @@ class HeadScorer(Protocol):
 
 
 def _attribution(model, layout, batch, metric, ig_steps, batch_size) -> torch.Tensor:  # [prompt, layer, head]
-    return attribution_scores(model, layout, batch, metric, batch_size=batch_size)
+    return attribution_scores(model, layout, batch, metric=metric, batch_size=batch_size)
 
 
 def _integrated_gradients(model, layout, batch, metric, ig_steps, batch_size) -> torch.Tensor:
-    return attribution_scores(model, layout, batch, metric, ig_steps=ig_steps, batch_size=batch_size)
+    return attribution_scores(model, layout, batch, metric=metric, ig_steps=ig_steps, batch_size=batch_size)
 
 
 def _exact(model, layout, batch, metric, ig_steps, batch_size) -> torch.Tensor:
-    return exact_head_effects(model, layout, batch, metric, batch_size=batch_size)
+    return exact_head_effects(model, layout, batch, metric=metric, batch_size=batch_size)
 
 
 SCORERS: dict[str, HeadScorer] = {"attribution": _attribution, "ig": _integrated_gradients, "exact": _exact}
@@ -79,7 +79,8 @@ def score_heads(
     layout: HeadLayout,
     batch: TaskBatch,
     method: str = "attribution",
-    metric: str = "logit_diff",
+    *,
+    metric: str,
     ig_steps: int = 8,
     batch_size: int = 64,
 ) -> torch.Tensor:
@@ -130,7 +131,9 @@ def faithfulness_baseline(
     device = model_device(model)
     full = torch.cat([run_metric(model, part, metric).cpu() for part in chunks(batch, batch_size, device)])
     none = torch.zeros(layout.n_layers, layout.n_heads, dtype=torch.bool)
-    empty = circuit_metric(model, layout, batch, none, ablation, metric, batch_size, reference)
+    empty = circuit_metric(
+        model, layout, batch, none, ablation, metric=metric, batch_size=batch_size, reference=reference
+    )
     return FaithfulnessBaseline(full, empty, reference)
 
 
@@ -149,7 +152,8 @@ def faithfulness_curve(
     order: list[tuple[int, int]],
     ks: list[int],
     ablation: str = "counterfactual",
-    metric: str = "logit_diff",
+    *,
+    metric: str,
     batch_size: int = 64,
 ) -> tuple[list[dict], FaithfulnessBaseline]:
     """f(top-k) for each k in ``ks`` -> ([{k, faithfulness}], baseline).  Recomputes the ablation source for
@@ -158,7 +162,9 @@ def faithfulness_curve(
     curve = []
     for k in ks:
         keep = head_mask(order[:k], layout)
-        m = circuit_metric(model, layout, batch, keep, ablation, metric, batch_size, base.reference)
+        m = circuit_metric(
+            model, layout, batch, keep, ablation, metric=metric, batch_size=batch_size, reference=base.reference
+        )
         curve.append({"k": k, "faithfulness": normalised_faithfulness(m, base)})
     return curve, base
 
@@ -177,7 +183,8 @@ class FaithfulnessProbe:
         layout: HeadLayout,
         batch: TaskBatch,
         ablation: str = "counterfactual",
-        metric: str = "logit_diff",
+        *,
+        metric: str,
         batch_size: int = 64,
         sources: list[torch.Tensor] | None = None,
         full: torch.Tensor | None = None,

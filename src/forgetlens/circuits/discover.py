@@ -70,16 +70,20 @@ def discover_on(model: PreTrainedModel, layout: HeadLayout, prompts: TaskBatch, 
             model,
             layout,
             prompts,
-            cfg.metric,
+            metric=cfg.metric,
             batch_size=cfg.batch_size,
             keep_donor_outputs=cfg.ablation == "counterfactual",
         )
         per_prompt, sources, full = scored.scores, scored.donor_outputs, scored.receiver_metric
     else:
-        per_prompt = score_heads(model, layout, prompts, cfg.method, cfg.metric, cfg.ig_steps, cfg.batch_size)
+        per_prompt = score_heads(
+            model, layout, prompts, cfg.method, metric=cfg.metric, ig_steps=cfg.ig_steps, batch_size=cfg.batch_size
+        )
     scores = per_prompt.mean(0)
     order = rank_heads(scores)
-    probe = FaithfulnessProbe(model, layout, prompts, cfg.ablation, cfg.metric, cfg.batch_size, sources, full)
+    probe = FaithfulnessProbe(
+        model, layout, prompts, cfg.ablation, metric=cfg.metric, batch_size=cfg.batch_size, sources=sources, full=full
+    )
     if cfg.full_curve:
         ks = default_ks(layout.n_total)
         curve = probe.curve(order, sorted(set(ks) | ({cfg.k} if cfg.k else set())))
@@ -116,7 +120,7 @@ def dbm_circuit(model: PreTrainedModel, layout: HeadLayout, prompts: TaskBatch, 
     result = optimise_masks(patcher, cfg.dbm)
     if cfg.dbm.objective == "flip":  # the paper's F(C|M)/F(M): the circuit's share of the all-heads patch
         result.objective_faithfulness = flip_faithfulness(patcher, result.heads)
-    probe = FaithfulnessProbe(model, layout, prompts, cfg.ablation, cfg.metric, cfg.batch_size)
+    probe = FaithfulnessProbe(model, layout, prompts, cfg.ablation, metric=cfg.metric, batch_size=cfg.batch_size)
     faithfulness = probe.faithfulness(result.heads)
     return Circuit(
         task=prompts.task,

@@ -123,7 +123,8 @@ def exact_head_effects(
     model: PreTrainedModel,
     layout: HeadLayout,
     batch: TaskBatch,
-    metric: str = "logit_diff",
+    *,
+    metric: str,
     direction: str = "noising",
     batch_size: int = 64,
 ) -> torch.Tensor:
@@ -188,7 +189,8 @@ def circuit_metric(
     batch: TaskBatch,
     keep: torch.Tensor,
     ablation: str,
-    metric: str = "logit_diff",
+    *,
+    metric: str,
     batch_size: int = 64,
     reference: torch.Tensor | None = None,
 ) -> torch.Tensor:

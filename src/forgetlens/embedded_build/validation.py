@@ -18,6 +18,7 @@ from forgetlens.circuits.attribution import attribution_scores
 from forgetlens.circuits.circuit import choose_k, default_ks, faithfulness_curve, rank_heads
 from forgetlens.circuits.discover import task_splits
 from forgetlens.circuits.patching import exact_head_effects
+from forgetlens.config.options import DiscoveryConfig
 from forgetlens.embedded_build.card import write_model_card
 from forgetlens.models.heads import HeadLayout
 from forgetlens.models.loading import load_model
@@ -62,12 +63,14 @@ def validate_task(
     """Attribution-vs-exact agreement and the attribution circuit for one task (on its evaluation split)."""
     layout = HeadLayout.of(model)
     discovery, evaluation = task_splits(tokenizer, task, n, seed)
-    per_prompt_attribution = attribution_scores(model, layout, discovery, batch_size=batch_size)  # [n, layer, head]
-    per_prompt_exact = exact_head_effects(model, layout, discovery, batch_size=batch_size)  # [n, layer, head]
+    metric = DiscoveryConfig.metric  # as forgetlens discovers circuits unless told otherwise
+    per_prompt_attribution = attribution_scores(model, layout, discovery, metric=metric, batch_size=batch_size)
+    per_prompt_exact = exact_head_effects(model, layout, discovery, metric=metric, batch_size=batch_size)
     rho, rho_low, rho_high = spearman_over_heads(per_prompt_attribution.numpy(), per_prompt_exact.numpy(), seed=seed)
     attribution = per_prompt_attribution.mean(0)  # [layer, head]
     order = rank_heads(attribution)
-    curve, _ = faithfulness_curve(model, layout, evaluation, order, default_ks(layout.n_total), batch_size=batch_size)
+    ks = default_ks(layout.n_total)
+    curve, _ = faithfulness_curve(model, layout, evaluation, order, ks, metric=metric, batch_size=batch_size)
     k = choose_k(curve, None, target)
     return {
         "spearman_attribution_vs_exact": rho,

@@ -48,20 +48,27 @@ def circuit_measurements(
     """
     tuned_outputs = None
     if method == "attribution":
-        scored = attribution_pass(model, layout, batch, metric, batch_size=batch_size, keep_donor_outputs=True)
+        scored = attribution_pass(model, layout, batch, metric=metric, batch_size=batch_size, keep_donor_outputs=True)
         ie, m_full, m_corrupt = scored.scores, scored.receiver_metric, scored.donor_metric
         assert m_full is not None and m_corrupt is not None  # the attribution pass always runs both
         probe = FaithfulnessProbe(
-            model, layout, batch, "counterfactual", metric, batch_size, sources=scored.donor_outputs, full=m_full
+            model,
+            layout,
+            batch,
+            "counterfactual",
+            metric=metric,
+            batch_size=batch_size,
+            sources=scored.donor_outputs,
+            full=m_full,
         )
         tuned_outputs = scored.receiver_outputs
     else:
         device = model_device(model)
-        ie = score_heads(model, layout, batch, method, metric, batch_size=batch_size)
+        ie = score_heads(model, layout, batch, method, metric=metric, batch_size=batch_size)
         m_corrupt = torch.cat(
             [run_metric(model, p, metric, corrupted=True).cpu() for p in chunks(batch, batch_size, device)]
         )
-        probe = FaithfulnessProbe(model, layout, batch, "counterfactual", metric, batch_size)
+        probe = FaithfulnessProbe(model, layout, batch, "counterfactual", metric=metric, batch_size=batch_size)
         m_full = probe.baseline.full
     m_circuit = probe.circuit_metric(circuit_mask)
     out = PromptMeasurements(

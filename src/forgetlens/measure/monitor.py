@@ -25,7 +25,7 @@ import torch
 from transformers import TrainerCallback
 
 from forgetlens.circuits.patching import head_outputs, run_metric
-from forgetlens.config.options import MONITOR_ACTIONS
+from forgetlens.config.options import MONITOR_ACTIONS, DiscoveryConfig
 from forgetlens.errors import ForgetlensError
 from forgetlens.measure.first_order_cmap import BaseChunk, base_chunk, first_order_cmap
 from forgetlens.models.forward import model_device
@@ -49,11 +49,14 @@ class _Watched:
     weights: torch.Tensor  # [layer, head], |ie_0| / sum over C0
     te0: float  # mean m_0(clean) - m_0(corrupt)
     f0: float  # F_0(C0)
+    metric: str  # the task metric every value here is measured with
     base_chunk: BaseChunk  # the base model's forward and gradient on ``prompts``, computed once
 
 
 @torch.no_grad()
-def _faithfulness(model: PreTrainedModel, layout: HeadLayout, prompts: TaskBatch, heads: torch.Tensor) -> float:
+def _faithfulness(
+    model: PreTrainedModel, layout: HeadLayout, prompts: TaskBatch, heads: torch.Tensor, metric: str
+) -> float:
     """F(C0) with counterfactual ablation, as ``circuit_metric`` computes it: one corrupted pass, then the full,
     circuit-only and all-ablated runs stacked into one batch of three copies of the prompts."""
     corrupt = head_outputs(model, layout, prompts, corrupted=True)  # [layer, batch, pos, head, d_head]
@@ -67,7 +70,7 @@ def _faithfulness(model: PreTrainedModel, layout: HeadLayout, prompts: TaskBatch
 
     rows = list(range(n)) * 3
     with head_hooks(model, layout, patch):
-        m = run_metric(model, prompts.subset(rows), "logit_diff").view(3, n).mean(1)  # full, kept, empty
+        m = run_metric(model, prompts.subset(rows), metric).view(3, n).mean(1)  # full, kept, empty
     return float((m[1] - m[2]) / (m[0] - m[2]))
 
 
@@ -95,12 +98,13 @@ class CircuitMonitor(TrainerCallback):
         circuits: dict | None = None,
         seed: int = 0,
         discovery_examples: int = 128,
+        metric: str = DiscoveryConfig.metric,
     ):
         """``base``: a frozen copy of the model before training; ``tasks``: task names (None = the default set);
-        ``circuits``: {task: [(layer, head), ...]} to skip discovering C0 on ``base``."""
+        ``circuits``: {task: [(layer, head), ...]} to skip discovering C0 on ``base``; ``metric``: the task metric
+        C0 is found and measured with (``DiscoveryConfig.metric``'s default unless given)."""
         from forgetlens.circuits.circuit import head_mask, score_heads
         from forgetlens.circuits.discover import discover_circuit, task_splits
-        from forgetlens.config.options import DiscoveryConfig
         from forgetlens.tasks.registry import chosen_task_names, get_task, task_names
 
         if every < 1:
@@ -127,23 +131,20 @@ class CircuitMonitor(TrainerCallback):
             if circuits and name in circuits:  # C0 given: only its weights w_h are scored here
                 heads = head_mask([tuple(h) for h in circuits[name]], self.layout)
                 discovery, _ = task_splits(tokenizer, task, discovery_examples, seed)
-                scores = score_heads(base, self.layout, discovery, "attribution", "logit_diff").mean(0)
+                scores = score_heads(base, self.layout, discovery, "attribution", metric=metric).mean(0)
             else:
                 circuit = discover_circuit(
-                    base, tokenizer, task, DiscoveryConfig(n_examples=discovery_examples, seed=seed)
+                    base, tokenizer, task, DiscoveryConfig(n_examples=discovery_examples, seed=seed, metric=metric)
                 )
                 heads, scores = head_mask(circuit.heads, self.layout), circuit.scores
             w = scores.abs() * heads
             with torch.no_grad():
                 te0 = float(
-                    (
-                        run_metric(base, prompts, "logit_diff")
-                        - run_metric(base, prompts, "logit_diff", corrupted=True)
-                    ).mean()
+                    (run_metric(base, prompts, metric) - run_metric(base, prompts, metric, corrupted=True)).mean()
                 )
-                f0 = _faithfulness(base, self.layout, prompts, heads)
+                f0 = _faithfulness(base, self.layout, prompts, heads, metric)
             self.watched[name] = _Watched(
-                prompts, heads, w / w.sum(), te0, f0, base_chunk(base, self.layout, prompts, "logit_diff")
+                prompts, heads, w / w.sum(), te0, f0, metric, base_chunk(base, self.layout, prompts, metric)
             )
         self.setup_seconds = time.perf_counter() - start
 
@@ -162,7 +163,7 @@ class CircuitMonitor(TrainerCallback):
             for name, w in self.watched.items():
                 v = first_order_v_cmap(self.base, model, self.layout, w.base_chunk, w.te0)
                 out[name] = {
-                    "retention": _faithfulness(model, self.layout, w.prompts, w.heads) / w.f0,
+                    "retention": _faithfulness(model, self.layout, w.prompts, w.heads, w.metric) / w.f0,
                     "v_circuit": float((w.weights * v)[w.heads].sum()),
                 }
         finally:

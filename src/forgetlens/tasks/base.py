@@ -226,7 +226,7 @@ answer (``logit_diff``, ``prob_diff``) and three that see the whole vocabulary (
 WHOLE_VOCABULARY_METRICS = ("logp_answer", "prob_answer", "top1_margin")
 
 
-def task_metric(logits: torch.Tensor, batch: TaskBatch, kind: str = "logit_diff") -> torch.Tensor:
+def task_metric(logits: torch.Tensor, batch: TaskBatch, kind: str) -> torch.Tensor:
     """Per-prompt metric from answer-position logits [batch, vocab] -> [batch].
 
     Single-answer tasks: ``logit_diff`` = logit(answer) - logit(distractor); ``prob_diff``: the same on softmax
