@@ -31,9 +31,9 @@ def test_the_rule_takes_the_best_final_accuracy_and_the_smaller_rate_on_a_tie():
 def test_every_rate_runs_once_at_the_sweep_seed_with_its_own_rate():
     base = FinetuneConfig(steps=6, checkpoint_every=2)
     configs = sweep_configs(base, {"sft": [1e-4, 3e-3], "rl": [1e-5]})
-    assert list(configs) == ["rl-lr1e-05-seed100", "sft-lr0.0001-seed100", "sft-lr0.003-seed100"]  # RL first
-    assert configs["sft-lr0.003-seed100"].lr_sft == 3e-3 and configs["rl-lr1e-05-seed100"].lr_rl == 1e-5
-    assert configs["sft-lr0.003-seed100"].lr_rl == base.lr_rl  # the other method's rate is left alone
+    assert list(configs) == ["rl-lr1e-05-s100", "sft-lr0.0001-s100", "sft-lr0.003-s100"]  # RL first
+    assert configs["sft-lr0.003-s100"].lr_sft == 3e-3 and configs["rl-lr1e-05-s100"].lr_rl == 1e-5
+    assert configs["sft-lr0.003-s100"].lr_rl == base.lr_rl  # the other method's rate is left alone
     assert all(c.seed == SWEEP_SEED and c.checkpoint_every == 6 for c in configs.values())
 
 
@@ -62,7 +62,7 @@ def test_a_sweep_on_the_embedded_model_prints_the_table_and_resumes(tmp_path):
     args = ("sweep", "--config", str(cfg), "--sft-lrs", "1e-3", "--rl-lrs", "1e-4", "--out", str(tmp_path / "s"))
     first = run_cli(*args)
     assert first.returncode == 0, first.stderr
-    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == ["rl-lr0.0001-seed100", "sft-lr0.001-seed100"]
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == ["rl-lr0.0001-s100", "sft-lr0.001-s100"]
     assert "sft: chosen lr 0.001" in first.stdout and "rl: chosen lr 0.0001" in first.stdout
     again = run_cli(*args)  # every run is complete: read back, not trained again
     assert again.returncode == 0 and again.stdout == first.stdout

@@ -13,7 +13,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal, get_args
 
-from forgetlens.config.methods import DEFAULT_COMPARISON, FINETUNE_METHODS, METHODS, Comparison, FinetuneMethod
+from forgetlens.config.methods import (
+    DEFAULT_COMPARISON,
+    FINETUNE_METHODS,
+    METHODS,
+    Comparison,
+    FinetuneMethod,
+    finetune_method,
+)
 from forgetlens.utils import short_repr
 
 MAIN_JOB_CONFIG = Path(__file__).parent / "presets" / "smollm2-135m-quick.yaml"
@@ -533,6 +540,17 @@ class FinetuneConfig(Options):
     """Watch base circuits while training (off by default)."""
     kl_coef: float = 0.1
     """``sft-kl``: weight of KL(base || tuned) on the SFT batch's completion tokens (>= 0)."""
+
+    @property
+    def learning_rate(self) -> float:
+        """The rate its method trains at (``lr_sft`` or ``lr_rl``: ``config/methods.py``)."""
+        return self.lr_rl if finetune_method(self.method).learning_rate_option == "lr_rl" else self.lr_sft
+
+    def with_learning_rate(self, lr: float) -> FinetuneConfig:
+        """The same run at rate ``lr`` (the option its method reads)."""
+        if finetune_method(self.method).learning_rate_option == "lr_rl":
+            return replace(self, lr_rl=lr)
+        return replace(self, lr_sft=lr)
 
     def problems(self, prefix: str = "") -> list[str]:
         """Every problem with the options of one run, one line each (``prefix`` names the config section)."""

@@ -91,11 +91,7 @@ def frontier_runs(cfg: FrontierConfig) -> dict[str, FinetuneConfig]:
                     warmup_steps=shared.warmup_steps if arm.warmup_steps is None else arm.warmup_steps,
                     lora_rank=shared.lora_rank if arm.lora_rank is None else arm.lora_rank,
                 )
-                if finetune_method(arm.method).learning_rate_option == "lr_rl":
-                    ft = dataclasses.replace(ft, lr_rl=lr)
-                else:
-                    ft = dataclasses.replace(ft, lr_sft=lr)
-                runs[str(RunId(arm.name, seed=seed, lr=lr))] = ft
+                runs[str(RunId(arm.name, seed=seed, lr=lr))] = ft.with_learning_rate(lr)
     return runs
 
 

@@ -486,7 +486,7 @@ class Study:
             runs[name] = {
                 "method": RunId.parse(name).group,  # sft, rl, sft-lrLR, sft-rl
                 "seed": table["seed"],
-                "lr": getattr(ft, finetune_method(ft.method).learning_rate_option),
+                "lr": ft.learning_rate,
                 "n_eval_records": table["n_eval_records"],
                 "steps_to_threshold": table["steps_to_threshold"],
                 "target_gain_per_question": [

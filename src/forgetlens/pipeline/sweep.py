@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from forgetlens.analysis.runs import RunId
+from forgetlens.config.methods import finetune_method
 from forgetlens.config.options import FinetuneConfig, StudyConfig, SweepConfig
 from forgetlens.errors import ForgetlensError
 from forgetlens.pipeline.finetune import finetune
@@ -64,15 +66,12 @@ def sweep_configs(
 ) -> dict[str, FinetuneConfig]:
     """{run directory name: its config} for every (method, rate) of ``grid``, the slow RL runs first."""
     out = {}
-    for method in sorted(grid, key=lambda m: m != "rl"):
+    for method in sorted(grid, key=lambda m: finetune_method(m).trainer != "rl"):
         for lr in grid[method]:
             # the rule reads the final checkpoint only
             cfg = dataclasses.replace(base, method=method, seed=seed, checkpoint_every=base.steps)
-            if method == "sft":
-                cfg = dataclasses.replace(cfg, lr_sft=lr)
-            else:
-                cfg = dataclasses.replace(cfg, lr_rl=lr)
-            out[f"{method}-lr{lr:g}-seed{seed}"] = cfg
+            cfg = cfg.with_learning_rate(lr)
+            out[str(RunId(method, seed=seed, lr=lr))] = cfg
     return out
 
 
@@ -82,7 +81,7 @@ def _one_run(cfg: FinetuneConfig, run_dir: Path) -> SweepRun:
     last = rows[-1]
     return SweepRun(
         method=cfg.method,  # type: ignore[arg-type]  # sweep_configs sets sft or rl
-        lr=cfg.lr_sft if cfg.method == "sft" else cfg.lr_rl,
+        lr=cfg.learning_rate,
         base=rows[0]["target_accuracy"],
         final=last["target_accuracy"],
         best=max(r["target_accuracy"] for r in rows),
