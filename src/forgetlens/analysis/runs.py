@@ -145,12 +145,19 @@ def compared_pairs(labels: list[str], comparisons: Sequence[Comparison]) -> dict
     return out
 
 
+def _split_pair_key(key: str) -> tuple[Comparison, str]:
+    """A DCV pair key as (its comparison, the first label without its method): ``-s0@12`` -> (sft:rl, ``-s0@12``);
+    ``replay:rl:-s0@12`` -> (replay:rl, ``-s0@12``).  A label without its method starts with ``-`` or ``@`` (or
+    is empty), so a key starting otherwise names its comparison first."""
+    if key and key[0] not in "-@":
+        first, second, rest = key.split(":", 2)
+        return Comparison(first, second), rest
+    return DEFAULT_COMPARISON, key
+
+
 def pair_comparison(key: str) -> Comparison:
     """The comparison whose pair ``key`` is (``-s0@12`` -> ``sft:rl``; ``replay:rl:-s0@12`` -> ``replay:rl``)."""
-    if key and key[0] not in "-@":
-        first, second, _ = key.split(":", 2)
-        return Comparison(first, second)
-    return DEFAULT_COMPARISON
+    return _split_pair_key(key)[0]
 
 
 def starts_from(name: str) -> str | None:
@@ -167,6 +174,4 @@ def checkpoint_label(run: str, step: int) -> str:
 def pair_label(key: str) -> ModelLabel:
     """A DCV pair key read as a label whose method is empty (``-s1@40`` and ``replay:rl:-s1@40`` -> seed 1, step
     40)."""
-    if key and key[0] not in "-@":
-        return ModelLabel.parse(key.split(":", 2)[2])
-    return ModelLabel.parse(key)
+    return ModelLabel.parse(_split_pair_key(key)[1])

@@ -142,6 +142,17 @@ def _positive(problems: list[str], obj, prefix: str, names: tuple[str, ...], opt
             problems.append(f"{prefix}{name}: expected a positive {kind}, got {value}")
 
 
+def _comparisons(problems: list[str], key: str, texts: list[str]) -> list[tuple[str, Comparison]]:
+    """Each ``FIRST:SECOND`` of ``texts`` that parses, with it; a problem under ``key`` for each that does not."""
+    parsed = []
+    for text in texts:
+        try:
+            parsed.append((text, Comparison.parse(text)))
+        except ValueError as exc:
+            problems.append(f"{key}: {exc}")
+    return parsed
+
+
 def _finite(problems: list[str], obj, prefix: str) -> None:
     """A problem for every float field of ``obj`` (or float in a list field) that is NaN or infinite: no range
     check can see NaN (every comparison with it is false), so it is refused here first."""
@@ -766,12 +777,7 @@ class StudyConfig(Options):
             _one_of(out, "methods", m, FINETUNE_METHODS, "method")
         if not self.methods:
             out.append("methods: expected at least one method")
-        for text in self.comparisons or []:
-            try:
-                comparison = Comparison.parse(text)
-            except ValueError as exc:
-                out.append(f"comparisons: {exc}")
-                continue
+        for text, comparison in _comparisons(out, "comparisons", self.comparisons or []):
             missing = [m for m in (comparison.first, comparison.second) if m not in self.methods]
             if missing:
                 out.append(f"comparisons: {text} compares {', '.join(missing)}, not in methods {self.methods}")
@@ -1080,11 +1086,7 @@ class AuditConfig(Options):
             name, sep, path = spec.partition("=")
             if not (name and sep and path):
                 out.append(f"{prefix}tuned: {short_repr(spec)}: expected NAME=PATH")
-        for text in self.compare:
-            try:
-                Comparison.parse(text)
-            except ValueError as exc:
-                out.append(f"{prefix}compare: {exc}")
+        _comparisons(out, f"{prefix}compare", self.compare)
         _one_of(out, f"{prefix}method", self.method, SCORING_METHODS, "scoring method")
         _positive(out, self, prefix, ("n_boot",))
         _positive(out, self, prefix, ("k", "n_examples"), optional=True)

@@ -272,8 +272,9 @@ def dcv_heads(results: dict) -> Figure:
     circuit_bars, labels = [], []
     for ax, t in zip(axes[0], tasks):
         task = results["tasks"][t]
-        shown = [p for p in task["dcv"] if pair_comparison(p) == pair_comparison(next(iter(task["dcv"])))]
-        steps = {p: pair_label(p).step for p in shown}  # the first comparison's pairs (sft:rl by default)
+        first = pair_comparison(next(iter(task["dcv"]))) if task["dcv"] else None
+        # the first comparison's pairs (sft:rl by default)
+        steps = {p: pair_label(p).step for p in task["dcv"] if pair_comparison(p) == first}
         last = max((s for s in steps.values() if s is not None), default=None)
         chosen = [p for p, s in steps.items() if s is not None and s == last]
         members = {tuple(h) for h in task["circuit"]["heads"]}
