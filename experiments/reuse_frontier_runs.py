@@ -20,14 +20,28 @@ import shutil
 import sys
 from pathlib import Path
 
+from forgetlens.analysis.runs import RunId
+from forgetlens.artefacts import read_json, record_field
 from forgetlens.config.loading import config_differences, load_frontier_config
 from forgetlens.config.methods import finetune_method
+from forgetlens.errors import ForgetlensError
 from forgetlens.pipeline.frontier import frontier_runs
 
 RECORDS = ("behaviour.json", "behaviour.csv", "budget.json", "config.json", "training_log.json")
 """What a finished run's folder holds besides its weights."""
 REQUIRED = ("behaviour.json", "budget.json", "config.json")
 """What a run's folder holds once it is finished."""
+
+
+def tree(folder: Path) -> list[Path]:
+    """``folder`` and everything under it, links not followed."""
+    return [folder, *sorted(folder.rglob("*"))]
+
+
+def copied(run: Path) -> list[Path]:
+    """What of a finished run's folder is reused: its records and its cached behaviour rows, not its weights."""
+    records = [run / record for record in RECORDS if (run / record).exists() or (run / record).is_symlink()]
+    return records + (tree(run / "behaviour") if (run / "behaviour").is_dir() else [])
 
 
 def differences(stored: dict, new: dict, method: str) -> list[str]:
@@ -46,9 +60,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.target.exists():
         sys.exit(f"{args.target}: exists; expected a new folder")
     cfg = load_frontier_config(args.config)
-    names = [name for name in frontier_runs(cfg) if name.split("-lr")[0] == args.arm]
+    runs = frontier_runs(cfg)
+    names = [name for name in runs if RunId.parse(name).method == args.arm]
     if not names:
         sys.exit(f"--arm: {args.config} has no runs of arm {args.arm!r}")
+    shared = [args.source / folder for folder in ("circuits", "base-behaviour") if (args.source / folder).is_dir()]
+    sources = [path for name in names for path in copied(args.source / "runs" / name)]
+    sources += [path for folder in shared for path in tree(folder)]
+    links = [f"{path}: a link; expected the frontier's own files" for path in sources if path.is_symlink()]
+    if links:
+        sys.exit("\n".join(links))
     problems = []
     for name in names:
         run = args.source / "runs" / name
@@ -56,24 +77,29 @@ def main(argv: list[str] | None = None) -> int:
         if missing:
             problems.append(f"{run}: not finished (no {', '.join(missing)})")
             continue
-        stored = json.loads((run / "config.json").read_text())["config"]
-        new = json.loads(json.dumps(dataclasses.asdict(frontier_runs(cfg)[name])))
+        try:
+            stored = record_field(read_json(run / "config.json"), "config", run / "config.json")
+        except ForgetlensError as exc:
+            problems.append(str(exc))
+            continue
+        new = json.loads(json.dumps(dataclasses.asdict(runs[name])))
         problems += [f"{run}: {d}" for d in differences(stored, new, args.arm)]
     if problems:
         sys.exit("\n".join(problems))
     for name in names:
-        (args.target / "runs" / name).mkdir(parents=True)
-        for record in RECORDS:
-            if (args.source / "runs" / name / record).exists():
-                shutil.copy2(args.source / "runs" / name / record, args.target / "runs" / name / record)
-        if (args.source / "runs" / name / "behaviour").is_dir():
-            shutil.copytree(args.source / "runs" / name / "behaviour", args.target / "runs" / name / "behaviour")
-    for shared in ("circuits", "base-behaviour"):
-        if (args.source / shared).is_dir():
-            shutil.copytree(args.source / shared, args.target / shared)
+        for path in copied(args.source / "runs" / name):
+            target = args.target / "runs" / name / path.relative_to(args.source / "runs" / name)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if path.is_file():
+                shutil.copy2(path, target)
+    for folder in shared:
+        shutil.copytree(folder, args.target / folder.name)
     print(f"{len(names)} runs of {args.arm} reused in {args.target}: {', '.join(names)}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except ForgetlensError as exc:  # a bad config: its one-line message, no traceback
+        sys.exit(str(exc))

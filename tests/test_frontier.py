@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -156,6 +157,18 @@ def test_finished_runs_are_reused_only_where_their_options_are_the_new_configs(f
     with pytest.raises(SystemExit, match="prompts_per_step: 8 when started, 4 now"):
         reuse.main([str(frontier), str(tmp_path / "refused"), "--config", str(config), "--arm", "sft"])
     assert not (tmp_path / "refused").exists()
+
+    linked = tmp_path / "linked"  # a run folder whose record is a link to a file elsewhere: refused, not followed
+    shutil.copytree(frontier, linked, symlinks=True, ignore=shutil.ignore_patterns("checkpoints"))
+    elsewhere = tmp_path / "elsewhere.json"
+    elsewhere.write_text("{}")
+    (linked / "runs" / "sft-lr0.003-s0" / "training_log.json").unlink()
+    (linked / "runs" / "sft-lr0.003-s0" / "training_log.json").symlink_to(elsewhere)
+    data["finetune"]["prompts_per_step"] = 8
+    config.write_text(yaml.safe_dump(data))
+    with pytest.raises(SystemExit, match="training_log.json: a link; expected the frontier's own files"):
+        reuse.main([str(linked), str(tmp_path / "from-links"), "--config", str(config), "--arm", "sft"])
+    assert not (tmp_path / "from-links").exists()
 
 
 @pytest.mark.parametrize(
