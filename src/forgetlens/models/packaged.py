@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from forgetlens.errors import ForgetlensError
+from forgetlens.utils import first_line
 
 PROVENANCE_FILE = "forgetlens_provenance.json"
 
@@ -221,9 +222,15 @@ def packaged_model_dir(alias: str) -> Path:
 
 @contextlib.contextmanager
 def _conversion_lock(target: Path) -> Iterator[None]:
-    """Hold an exclusive advisory lock (``flock``) on ``.TARGET.lock`` beside ``target``, waiting for it."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(target.parent / f".{target.name}.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+    """Hold an exclusive advisory lock (``flock``) on the cache's ``locks/TARGET.lock``, waiting for it."""
+    locks = cache_root() / "locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    try:  # O_NOFOLLOW: a planted link must not make forgetlens create or open a file elsewhere
+        fd = os.open(locks / f"{target.name}.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+    except OSError as exc:
+        raise ForgetlensError(
+            f"{locks / target.name}.lock: cannot be opened as forgetlens's lock file ({first_line(exc)})"
+        ) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
