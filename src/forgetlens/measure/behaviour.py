@@ -9,8 +9,8 @@ summing, along each sampled completion, the exact next-token KL
 
 which is unbiased for the sequence-level KL (chain rule) and has lower variance than the plain
 log-ratio estimator log pi_0(y|x) - log pi(y|x).  A sample cut at ``kl_max_new_tokens`` sums its first tokens
-only, a lower bound; ``kl_samples_cut`` records how many were cut.  ``tests/test_behaviour.py`` checks the sum
-against a prefix-by-prefix reference and its mean against the log-ratio estimator on long samples.
+only, a lower bound; ``kl_samples_cut`` records how many were cut.  ``tests/algorithms/test_behaviour.py``
+checks the sum against a prefix-by-prefix reference and its mean against the log-ratio estimator on long samples.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ _LAYOUTS: dict[str, tuple[str, str, str, str]] = {
     "gpt2": ("transformer.h", "attn.c_proj", "attn", "ln_1"),
     # Gemma 3 normalises the attention output before the residual add (post_attention_layernorm).  Every patch
     # and every gradient here acts on the output projection's input or output, before that norm, so the model
-    # applies the norm itself and first-order estimates stay first-order (tests/test_gemma.py).
+    # applies the norm itself and first-order estimates stay first-order (tests/algorithms/test_gemma.py).
     "gemma3_text": ("model.layers", "self_attn.o_proj", "self_attn", "input_layernorm"),
 }
 

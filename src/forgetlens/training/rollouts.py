@@ -11,8 +11,8 @@ the same next-token distributions), drawn from torch's global generator, so a se
 Positions follow ``generate`` (each row counts from its first real token: ``cumsum(mask) - 1``). Only plain
 sampling is taken over (temperature, no top-p/top-k/min-p, no repetition penalty); anything else, and vLLM,
 several processes or multimodal inputs, stays with TRL (``with_shared_prefill_generation``).
-``tests/test_rollouts.py`` checks greedy decoding against ``generate`` token for token and the sampled tokens'
-probabilities against a full forward pass.
+``tests/algorithms/test_rollouts.py`` checks greedy decoding against ``generate`` token for token and the sampled
+tokens' probabilities against a full forward pass.
 """
 
 from __future__ import annotations

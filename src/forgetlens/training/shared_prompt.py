@@ -9,7 +9,7 @@ What changes is the cost: with prompts of ``P`` tokens and completions of ``C``,
 tokens per group instead of ``G * (P + C)``.
 
 Positions follow TRL's forward (no ``position_ids``, so ``0 .. P + C - 1`` on every row, left padding included);
-the padding is masked out of attention in both. ``tests/test_shared_prompt.py`` checks log-probabilities,
+the padding is masked out of attention in both. ``tests/algorithms/test_shared_prompt.py`` checks log-probabilities,
 entropies and gradients against TRL's own scoring.
 """
 
