@@ -309,6 +309,7 @@ AUDIT_FLAGS: dict[str, str | None] = {
     "exact_everywhere": None,
     "anatomy": None,
     "anatomy_metric": None,
+    "own_circuits": None,
     "seed": None,
 }
 """The AuditConfig fields ``forgetlens audit`` exposes besides ``--base`` and ``--tuned``."""

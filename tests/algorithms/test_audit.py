@@ -379,3 +379,27 @@ def test_every_dcv_form_is_positive_when_sft_damages_more(setup):
             assert dcv[key]["value"] == pytest.approx(a[key]["value"] - b[key]["value"]), key
         for key in ("retention", "preserved_fraction"):
             assert dcv[key]["value"] == pytest.approx(b[key]["value"] - a[key]["value"]), key
+
+
+@pytest.mark.slow
+def test_audit_finds_own_circuits_and_an_identical_model_keeps_the_base_circuit_exactly(tmp_path):
+    """``--own-circuits dbm``: the base's DBM circuit (and one per half of the discovery prompts, the ceiling) and
+    each tuned model's; the base model audited as a tuned one finds the same masks, so it keeps every head
+    (retention 1, Jaccard 1, no mask shift); a method that does not exist is one line naming the flag."""
+    out = tmp_path / "audit.json"
+    result = run_cli(
+        "audit", "--base", "embedded", "--tuned", "same=embedded", "--tasks", "ioi", "--own-circuits", "dbm",
+        "--n-boot", "50", "--n-examples", "16", "--out", str(out),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    data = json.loads(out.read_text())
+    assert data["config"]["own_circuits"] == ["dbm"]
+    own = data["tasks"]["ioi"]["own_circuits"]["dbm"]
+    same = own["models"]["same"]
+    assert same["heads"] == own["base"]["heads"] and own["base"]["k"] > 0
+    assert same["retention"]["value"] == 1.0 and same["jaccard"]["value"] == 1.0
+    assert same["mask_shift"]["mean_abs_c0"] == 0.0
+    assert own["ceiling"] is not None  # the base found again on each half of the prompts
+    assert {tuple(t["head"]) for t in own["heads_tested"]["same"]} == {tuple(h) for h in own["base"]["heads"]}
+    bad = run_cli("audit", "--base", "embedded", "--tuned", "same=embedded", "--own-circuits", "bogus", "--out", "x")
+    assert bad.returncode == 2 and bad.stderr.startswith("error: --own-circuits: unknown discovery method 'bogus'")

@@ -1072,6 +1072,11 @@ class AuditConfig(Options):
     """Also say where each tuned model's change lives: circuit (joint), other heads, MLPs, weight groups, format."""
     anatomy_metric: MetricName = "logp_answer"
     """Metric that steers the anatomy's searches (every metric is reported)."""
+    own_circuits: list[DiscoveryMethod] = field(default_factory=list)
+    """Also find every model's own circuit by each of these discovery methods (``dbm``: the paper's measure) on
+    the discovery prompts, the base's also on each half of them (the split-half ceiling), and compare each tuned
+    model's with the base's (``analysis/own_circuits.py``: retention against a permutation null, Jaccard, DBM mask
+    shifts, and the necessity and sufficiency of the base DBM circuit's heads); [] = none."""
     n_boot: int = 1000
     """Bootstrap resamples of the prompts for every interval."""
     seed: int = 0
@@ -1093,6 +1098,10 @@ class AuditConfig(Options):
         if self.top_m < 0:
             out.append(f"{prefix}top_m: expected a number of heads >= 0, got {self.top_m}")
         _one_of(out, f"{prefix}anatomy_metric", self.anatomy_metric, METRIC_NAMES, "metric")
+        for m in self.own_circuits:
+            _one_of(out, f"{prefix}own_circuits", m, DISCOVERY_METHODS, "discovery method")
+        if len(set(self.own_circuits)) != len(self.own_circuits):
+            out.append(f"{prefix}own_circuits: repeated methods in {self.own_circuits}")
         return out
 
     @property

@@ -17,26 +17,31 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from transformers import PreTrainedModel
 
 from forgetlens.analysis.anatomy import summarise_anatomy
 from forgetlens.analysis.compare import compare_models, paired_behaviour_tests
 from forgetlens.analysis.matched import matched_models
+from forgetlens.analysis.own_circuits import summarise_method
 from forgetlens.analysis.runs import checkpoint_label
 from forgetlens.analysis.seeds import aggregate_seeds
 from forgetlens.analysis.stats import bootstrap_indices
 from forgetlens.analysis.vulnerability import PromptMeasurements
 from forgetlens.artefacts import read_json, record_field
+from forgetlens.circuits.discover import task_splits
 from forgetlens.config.methods import Comparison
-from forgetlens.config.options import AuditConfig, DiscoveryConfig
+from forgetlens.config.options import AuditConfig, DiscoveryConfig, DiscoveryMethod, OwnCircuitsConfig
 from forgetlens.errors import ForgetlensError
 from forgetlens.measure.anatomy import measure_anatomy
 from forgetlens.measure.base_circuit import BaseCircuit, find_base_circuit
 from forgetlens.measure.behaviour import task_accuracy
 from forgetlens.measure.circuit_damage import circuit_measurements
 from forgetlens.measure.first_order_cmap import base_chunks
+from forgetlens.measure.own_circuits import HALVES, own_circuit_record, prompt_part
 from forgetlens.models.heads import HeadLayout
-from forgetlens.models.loading import is_embedded, load_model, model_record, resolve_model_path
+from forgetlens.models.loading import LoadedModel, is_embedded, load_model, model_record, resolve_model_path
 from forgetlens.progress import open_task
+from forgetlens.tasks.base import PriorTask
 from forgetlens.tasks.registry import parse_task_list
 from forgetlens.training.checkpoints import checkpoint_dirs, load_checkpoint
 from forgetlens.utils import first_line, versions
@@ -157,6 +162,45 @@ def analyse_task(
     }
 
 
+def own_circuits_of_task(
+    base: LoadedModel,
+    models: dict[str, PreTrainedModel],
+    layout: HeadLayout,
+    task: PriorTask,
+    discovery: DiscoveryConfig,
+    methods: Sequence[DiscoveryMethod],
+) -> dict:
+    """{method: ``analysis.own_circuits.summarise_method``}: the base's own circuit of ``task`` on the discovery
+    prompts and on each half of them, and every tuned model's, each found by ``method`` (every other option
+    ``discovery``'s), compared as a study compares them (``OwnCircuitsConfig``'s null, margin and head tests)."""
+    own = OwnCircuitsConfig()
+    prompts, _ = task_splits(base.tokenizer, task, discovery.n_examples, discovery.seed)
+    out = {}
+    for method in methods:
+        tests_heads = own.necessity and method == "dbm"
+        records: dict[str, dict] = {}
+        for part in ("all", *HALVES):
+            label = "base" if part == "all" else f"base.{part}"
+            with open_task(f"audit {task.name}: {method} circuit of {label}", 1, "circuit") as shown:
+                records[label] = own_circuit_record(
+                    base.model,
+                    layout,
+                    prompt_part(prompts, part),
+                    discovery,
+                    method,
+                    None,
+                    tests_heads and part == "all",
+                )
+                shown.advance()
+        base_heads = [(l, h) for l, h in records["base"]["heads"]] if tests_heads else None
+        for label, model in models.items():
+            with open_task(f"audit {task.name}: {method} circuit of {label}", 1, "circuit") as shown:
+                records[label] = own_circuit_record(model, layout, prompts, discovery, method, base_heads)
+                shown.advance()
+        out[method] = summarise_method(records, layout.n_total, own.n_null, own.delta, discovery.seed)
+    return out
+
+
 AUDIT_EXAMPLES = {"embedded": 128, "real": 32}
 """Prompts per split when ``audit`` is not told: the embedded model's forward passes are cheap; a real model's
 (SmolLM2's 270 heads, one CPU core) are about a hundred times dearer, so it gets a quarter of them, which keeps
@@ -238,6 +282,12 @@ def audit(cfg: AuditConfig) -> dict:
                         )
                         shown.advance()
                 timings["anatomy"] = timings.get("anatomy", 0.0) + time.perf_counter() - t0
+            if cfg.own_circuits:
+                t0 = time.perf_counter()
+                results[task.name]["own_circuits"] = own_circuits_of_task(
+                    base, models, layout, task, discovery, cfg.own_circuits
+                )
+                timings["own_circuits"] = timings.get("own_circuits", 0.0) + time.perf_counter() - t0
             whole.advance()
     return {
         "schema": "forgetlens.pipeline.audit/1",
@@ -256,6 +306,7 @@ def audit(cfg: AuditConfig) -> dict:
             "cmap_top_m": top_m,
             "anatomy": anatomy,
             "anatomy_metric": cfg.anatomy_metric,
+            "own_circuits": list(cfg.own_circuits),
         },
         "tasks": results,
         "timings": {**{k2: round(v, 2) for k2, v in timings.items()}, "total": round(time.perf_counter() - start, 2)},
