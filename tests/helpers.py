@@ -141,11 +141,13 @@ def assert_refused(result: subprocess.CompletedProcess, *needles: str) -> None:
 
 
 def jsonl(path: Path, *records: dict) -> Path:
+    """``records`` written to ``path`` as JSON lines."""
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
     return path
 
 
 def records(n: int, **change) -> list[dict]:
+    """``n`` valid multiple-choice records, each with ``change`` applied."""
     return [{**GOOD_RECORD, "question": f"Question {i}: which is a noble gas?", **change} for i in range(n)]
 
 
@@ -159,6 +161,7 @@ def local_task_dir(tmp_path: Path) -> Path:
 
 
 def chromium() -> str:
+    """Headless Chromium's path; the test fails where CI installed it (``FORGETLENS_REQUIRE_BROWSER``), else skips."""
     found = shutil.which("chromium") or shutil.which("chromium-browser")
     if found is None:
         if os.environ.get("FORGETLENS_REQUIRE_BROWSER"):
@@ -168,6 +171,7 @@ def chromium() -> str:
 
 
 def chromium_flags(profile: Path) -> list[str]:
+    """Chromium's flags for one headless, offline page load with its own profile folder."""
     return [
         "--headless",
         "--no-sandbox",
