@@ -24,6 +24,7 @@ from forgetlens.measure.anatomy import (
 )
 from forgetlens.models.forward import answer_logits
 from forgetlens.models.heads import HeadLayout
+from forgetlens.report.anatomy import anatomy_lines
 from forgetlens.tasks.base import task_metric
 from forgetlens.tasks.registry import get_task
 
@@ -57,6 +58,8 @@ def test_identical_models_give_exactly_zero(setup):
     assert not a.head_estimates.any() and all(not v.any() for v in a.head_exact.values())
     assert all(np.isnan(share(s, name)) for name in s["induced"])  # nothing changed: no share to give
     assert all(v["value"] == 0 for v in s["format"]["mass_moved"].values())
+    text = " ".join(anatomy_lines("ioi", "same", s))  # in words (audit's output, the report) without a crash
+    assert "exactly 0" in text and "+exactly" not in text
 
 
 def test_parameters_fall_into_groups_that_partition_the_model(setup):

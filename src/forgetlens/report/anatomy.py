@@ -19,7 +19,7 @@ def _num(stat: dict, pct: bool = False) -> str:
             return percent_text(value)
         return f"{percent_text(value)} [{percent_text(low)}, {percent_text(high)}]"
     text = interval_text(stat, prose=True)
-    unsigned = text.startswith(("-", "n/a", "0 (")) or float(text.split(" ")[0]) == 0
+    unsigned = text.startswith(("-", "n/a", "0 (", "exactly")) or float(text.split(" ")[0]) == 0
     return text if unsigned else f"+{text}"
 
 
