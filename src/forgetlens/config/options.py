@@ -153,6 +153,14 @@ def _comparisons(problems: list[str], key: str, texts: list[str]) -> list[tuple[
     return parsed
 
 
+def _discovery_methods(problems: list[str], key: str, methods: list[str]) -> None:
+    """A problem under ``key`` for each of ``methods`` that is not a discovery method, and for repeats."""
+    for m in methods:
+        _one_of(problems, key, m, DISCOVERY_METHODS, "discovery method")
+    if len(set(methods)) != len(methods):
+        problems.append(f"{key}: repeated methods in {methods}")
+
+
 def _finite(problems: list[str], obj, prefix: str) -> None:
     """A problem for every float field of ``obj`` (or float in a list field) that is NaN or infinite: no range
     check can see NaN (every comparison with it is false), so it is refused here first."""
@@ -677,12 +685,9 @@ class OwnCircuitsConfig(Options):
         """Every problem with these options, one line each."""
         out: list[str] = []
         _finite(out, self, prefix)
-        for m in self.methods:
-            _one_of(out, f"{prefix}methods", m, DISCOVERY_METHODS, "discovery method")
+        _discovery_methods(out, f"{prefix}methods", list(self.methods))
         if self.enabled and not self.methods:
             out.append(f"{prefix}methods: expected at least one discovery method")
-        if len(set(self.methods)) != len(self.methods):
-            out.append(f"{prefix}methods: repeated methods in {self.methods}")
         if self.n_null < 1:
             out.append(f"{prefix}n_null: expected a positive integer, got {self.n_null}")
         if not 0 <= self.delta < 1:
@@ -1098,10 +1103,7 @@ class AuditConfig(Options):
         if self.top_m < 0:
             out.append(f"{prefix}top_m: expected a number of heads >= 0, got {self.top_m}")
         _one_of(out, f"{prefix}anatomy_metric", self.anatomy_metric, METRIC_NAMES, "metric")
-        for m in self.own_circuits:
-            _one_of(out, f"{prefix}own_circuits", m, DISCOVERY_METHODS, "discovery method")
-        if len(set(self.own_circuits)) != len(self.own_circuits):
-            out.append(f"{prefix}own_circuits: repeated methods in {self.own_circuits}")
+        _discovery_methods(out, f"{prefix}own_circuits", list(self.own_circuits))
         return out
 
     @property

@@ -14,10 +14,10 @@ import dataclasses
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from transformers import PreTrainedModel
 
 from forgetlens.analysis.anatomy import summarise_anatomy
 from forgetlens.analysis.compare import compare_models, paired_behaviour_tests
@@ -45,6 +45,9 @@ from forgetlens.tasks.base import PriorTask
 from forgetlens.tasks.registry import parse_task_list
 from forgetlens.training.checkpoints import checkpoint_dirs, load_checkpoint
 from forgetlens.utils import first_line, versions
+
+if TYPE_CHECKING:  # annotations only
+    from transformers import PreTrainedModel
 
 
 def parse_tuned(specs: list[str]) -> dict[str, str]:
