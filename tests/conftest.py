@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -54,7 +55,8 @@ def tiny_study(tmp_path_factory) -> Path:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         if not (root / "study" / "results.json").exists():
-            root.mkdir(exist_ok=True)
+            shutil.rmtree(root, ignore_errors=True)  # a build that failed part-way: start again, not "exists"
+            root.mkdir()
             (root / "tiny.yaml").write_text(TINY_STUDY)
             result = run_cli("run", "--config", str(root / "tiny.yaml"), "--out", str(root / "study"))
             assert result.returncode == 0, result.stderr
