@@ -196,3 +196,9 @@ socket.socket.connect = _connect_local_only
         result = subprocess.run([sys.executable, "-m", "forgetlens", *args], capture_output=True, text=True, env=env)
         assert result.returncode == 0, result.stderr[-2000:]
     assert not attempts.exists(), attempts.read_text()
+
+
+def test_run_refuses_a_worker_count_below_one_before_writing(tmp_path):
+    result = forgetlens("run", "--jobs", "0", "--out", str(tmp_path / "run"))
+    assert_refused(result, "--jobs must be at least 1, got 0")
+    assert not (tmp_path / "run").exists()

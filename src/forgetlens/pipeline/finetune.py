@@ -15,7 +15,6 @@ included) and re-evaluates only checkpoints without a cached behaviour file.
 from __future__ import annotations
 
 import dataclasses
-import gc
 import json
 import time
 from collections.abc import Callable
@@ -42,7 +41,7 @@ from forgetlens.training.checkpoints import (
 )
 from forgetlens.training.data import conversational_rows, prompt_length_problems, target_splits, training_schedule
 from forgetlens.training.regularizers import build_regularizers
-from forgetlens.utils import is_main_process, versions, wait_for_everyone
+from forgetlens.utils import is_main_process, release_freed_memory, versions, wait_for_everyone
 
 if TYPE_CHECKING:  # annotations only
     from transformers import PreTrainedModel
@@ -376,7 +375,7 @@ def _train_once(cfg: FinetuneConfig, run_dir: Path, resume: bool, log: Logger, w
     torch.manual_seed(cfg.seed)
     if not (resume and (run_dir / "budget.json").exists()):
         train(cfg, run_dir, resume, log, watch)
-        gc.collect()  # the trainer's reference cycles hold the optimizer state: free it before evaluating
+        release_freed_memory()  # the trainer's optimizer state and gradients, before evaluating
     if is_main_process() and not cfg.keep_optimizer:  # the run is complete: nothing will resume it
         drop_resume_state(run_dir)
     wait_for_everyone()

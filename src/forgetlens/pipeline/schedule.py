@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from forgetlens.progress import open_task, relay, send_to
-from forgetlens.utils import silence_known_warnings
+from forgetlens.utils import release_freed_memory, silence_known_warnings
 
 
 class Job(Hashable, Protocol):
@@ -142,4 +142,5 @@ def _job(kind_of_study: Callable[..., GraphStudy], cfg: Any, run_dir: Path, job:
     if _worker_study is None or (_worker_study.cfg, _worker_study.run_dir) != (cfg, Path(run_dir)):
         _worker_study = kind_of_study(cfg, run_dir, log=lambda *a: None)
     _worker_study.run_job(job)
+    release_freed_memory()  # what the job freed (a trainer's gradients and optimizer state) goes back to the system
     return time.perf_counter() - start
