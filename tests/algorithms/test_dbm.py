@@ -343,3 +343,23 @@ def test_a_broken_own_circuit_record_is_one_error_naming_it(tmp_path, change, na
     with pytest.raises(ForgetlensError, match=named.replace("[", r"\[").replace("]", r"\]")) as error:
         read_own_record(path, 2, 4)
     assert str(path) in str(error.value) and "\n" not in str(error.value)
+
+
+def test_the_heads_tested_with_an_own_circuit_are_the_base_dbm_circuits():
+    """The base tests its own DBM heads (found in the same call), a tuned model the base's (read only then), a half
+    of the prompts and other methods none; with necessity off, nothing."""
+    from forgetlens.measure.own_circuits import heads_to_test
+
+    read = []
+
+    def base_heads():
+        read.append(1)
+        return [[3, 1], [0, 2]]
+
+    assert heads_to_test("dbm", "all", True, True, base_heads) == (None, True)
+    assert heads_to_test("dbm", "half0", True, True, base_heads) == (None, False)
+    assert heads_to_test("attribution", "all", False, True, base_heads) == (None, False)
+    assert heads_to_test("dbm", "all", False, False, base_heads) == (None, False)
+    assert read == []
+    assert heads_to_test("dbm", "all", False, True, base_heads) == ([(3, 1), (0, 2)], False)
+    assert read == [1]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,6 +36,24 @@ def prompt_part(prompts: TaskBatch, part: str) -> TaskBatch:
     half = len(prompts) // 2
     rows = range(half) if part == "half0" else range(half, len(prompts))
     return prompts.subset(list(rows))
+
+
+def heads_to_test(
+    method: DiscoveryMethod,
+    part: str,
+    of_base: bool,
+    necessity: bool,
+    base_dbm_heads: Callable[[], list[tuple[int, int]]],
+) -> tuple[list[tuple[int, int]] | None, bool]:
+    """(``heads_to_test``, ``test_own_heads``) of :func:`own_circuit_record` for one model's own circuit: with
+    ``necessity`` on, the base DBM circuit's heads are tested in the base (its own heads, found in the same call)
+    and in every tuned model (``base_dbm_heads()``, read only then), on all the discovery prompts; a half of them,
+    there for the split-half ceiling, and other methods' circuits test none."""
+    if not (necessity and method == "dbm" and part == "all"):
+        return None, False
+    if of_base:
+        return None, True
+    return [(int(layer), int(head)) for layer, head in base_dbm_heads()], False
 
 
 def own_circuit_record(

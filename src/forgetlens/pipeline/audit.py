@@ -37,7 +37,7 @@ from forgetlens.measure.base_circuit import BaseCircuit, find_base_circuit
 from forgetlens.measure.behaviour import task_accuracy
 from forgetlens.measure.circuit_damage import circuit_measurements
 from forgetlens.measure.first_order_cmap import base_chunks
-from forgetlens.measure.own_circuits import HALVES, own_circuit_record, prompt_part
+from forgetlens.measure.own_circuits import HALVES, heads_to_test, own_circuit_record, prompt_part
 from forgetlens.models.heads import HeadLayout
 from forgetlens.models.loading import LoadedModel, is_embedded, load_model, model_record, resolve_model_path
 from forgetlens.progress import open_task
@@ -180,25 +180,20 @@ def own_circuits_of_task(
     prompts, _ = task_splits(base.tokenizer, task, discovery.n_examples, discovery.seed)
     out = {}
     for method in methods:
-        tests_heads = own.necessity and method == "dbm"
         records: dict[str, dict] = {}
         for part in ("all", *HALVES):
             label = "base" if part == "all" else f"base.{part}"
+            tested, test_own = heads_to_test(method, part, True, own.necessity, list)
             with open_task(f"audit {task.name}: {method} circuit of {label}", 1, "circuit") as shown:
                 records[label] = own_circuit_record(
-                    base.model,
-                    layout,
-                    prompt_part(prompts, part),
-                    discovery,
-                    method,
-                    None,
-                    tests_heads and part == "all",
+                    base.model, layout, prompt_part(prompts, part), discovery, method, tested, test_own
                 )
                 shown.advance()
-        base_heads = [(l, h) for l, h in records["base"]["heads"]] if tests_heads else None
+        base_heads = records["base"]["heads"]
+        tested, _ = heads_to_test(method, "all", False, own.necessity, lambda: base_heads)  # noqa: B023 (called at once)
         for label, model in models.items():
             with open_task(f"audit {task.name}: {method} circuit of {label}", 1, "circuit") as shown:
-                records[label] = own_circuit_record(model, layout, prompts, discovery, method, base_heads)
+                records[label] = own_circuit_record(model, layout, prompts, discovery, method, tested)
                 shown.advance()
         out[method] = summarise_method(records, layout.n_total, own.n_null, own.delta, discovery.seed)
     return out

@@ -45,7 +45,7 @@ from forgetlens.measure.anatomy import measure_anatomy
 from forgetlens.measure.base_circuit import BaseCircuit, find_base_circuit
 from forgetlens.measure.circuit_damage import circuit_measurements
 from forgetlens.measure.first_order_cmap import BaseChunk, base_chunks
-from forgetlens.measure.own_circuits import HALVES, own_circuit_record, prompt_part, read_own_record
+from forgetlens.measure.own_circuits import HALVES, heads_to_test, own_circuit_record, prompt_part, read_own_record
 from forgetlens.models.heads import HeadLayout
 from forgetlens.models.loading import LoadedModel, configure_threads, load_model, model_record
 from forgetlens.pipeline.audit import analyse_task
@@ -251,15 +251,16 @@ class Study:
         path = self._own_path(task_name, label, method)
         if path.exists():
             return
-        wants = self.cfg.own_circuits.necessity and part == "all" and method == "dbm"
-        own = (label, method) == ("base", "dbm")
-        tested = None
-        if wants and not own:
-            base = self._read_own(task_name, "base", "dbm")
-            tested = [(l, h) for l, h in base["heads"]]
+        tested, test_own = heads_to_test(
+            method,
+            part,
+            label == "base",
+            self.cfg.own_circuits.necessity,
+            lambda: self._read_own(task_name, "base", "dbm")["heads"],
+        )
         prompts = prompt_part(self._discovery_prompts(task_name), part)
         record = own_circuit_record(
-            model, HeadLayout.of(self.base.model), prompts, self.cfg.discovery, method, tested, wants and own
+            model, HeadLayout.of(self.base.model), prompts, self.cfg.discovery, method, tested, test_own
         )
         write_json(path, record)
 
