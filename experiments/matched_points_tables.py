@@ -107,6 +107,21 @@ def tables(tasks: dict[str, dict]) -> None:
             print()
 
 
+def dcv_lines(tasks: dict[str, dict], pairs: list[tuple[str, str]]) -> None:
+    """The paper's DCV, retention(RL) - retention(SFT) of the base DBM circuit, for each (RL label, SFT label)
+    pair (a seed's two models), and its mean over the pairs."""
+    for task, t in tasks.items():
+        values = []
+        for rl, sft in pairs:
+            own = t.get("own", {})
+            if rl in own and sft in own:
+                values.append(own[rl]["retention"]["value"] - own[sft]["retention"]["value"])
+                print(f"- {task}: DCV {rl} - {sft} = {values[-1]:+.3f}")
+        if len(values) > 1:
+            print(f"- {task}: mean over {len(values)} pairs {sum(values) / len(values):+.3f}")
+    print()
+
+
 def _mean_necessity(tested: list[dict]) -> float:
     return sum(h["necessity"] for h in tested) / len(tested) if tested else float("nan")
 
@@ -116,10 +131,20 @@ def main() -> None:
     parser.add_argument("audits", type=Path, nargs="+")
     parser.add_argument("--runs", type=Path, help="the retrained runs' frontier folder")
     parser.add_argument("--frontier", type=Path, help="the frontier's results.json(.gz) they reproduce")
+    parser.add_argument(
+        "--dcv",
+        action="append",
+        default=[],
+        metavar="RL:SFT",
+        help="two models' labels (one seed's RL and SFT) whose DBM retentions give the paper's DCV; repeatable",
+    )
     args = parser.parse_args()
     if args.runs and args.frontier:
         reproduction(args.runs, read(args.frontier))
-    tables(merged_tasks([read(path) for path in args.audits]))
+    tasks = merged_tasks([read(path) for path in args.audits])
+    tables(tasks)
+    if args.dcv:
+        dcv_lines(tasks, [tuple(pair.split(":", 1)) for pair in args.dcv])
 
 
 if __name__ == "__main__":
