@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -183,3 +184,26 @@ def chromium_flags(profile: Path) -> list[str]:
         f"--user-data-dir={profile}",
         "--hide-scrollbars",
     ]
+
+
+def probe_in_chromium(page: str, probe: str, probe_id: str, folder: Path, budget_ms: int) -> tuple[object, str]:
+    """Open ``page`` (HTML) in headless Chromium with the ``probe`` script added before ``</body>``; the probe writes
+    JSON into ``<pre id=PROBE_ID>`` once the page has loaded. Returns (that JSON, read back; the whole DOM)."""
+    browser = chromium()
+    path = folder / "probe.html"
+    path.write_text(page.replace("</body>", probe + "</body>"))
+    dom = subprocess.run(
+        [
+            browser,
+            *chromium_flags(folder / "profile"),
+            f"--virtual-time-budget={budget_ms}",
+            "--dump-dom",
+            path.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    found = re.search(rf'<pre id="{re.escape(probe_id)}">(.*?)</pre>', dom, re.S)
+    assert found, f"the probe wrote nothing: {dom[-500:]}"
+    return json.loads(found.group(1).replace("&quot;", '"')), dom

@@ -357,26 +357,18 @@ def test_fields_that_disagree_are_one_line(tmp_path, stored_results):
 @pytest.mark.slow
 def test_payloads_run_no_script_in_a_browser(tmp_path, stored_results):
     """The poisoned report in headless Chromium: the title stays, the only script is the probe's own."""
-    from helpers import chromium, chromium_flags
+    from helpers import chromium, probe_in_chromium
 
-    browser = chromium()
+    chromium()  # skips (or fails in CI) before any work where there is no browser
     assert report_of(tmp_path, poisoned(stored_results)).returncode == 0
     page = (tmp_path / "run" / "report.html").read_text()
-    probe = tmp_path / "probe.html"
     check = (
         '<script>window.addEventListener("load", () => { const p = document.createElement("pre"); p.id = "probe";'
         " p.textContent = JSON.stringify({title: document.title, scripts: document.scripts.length,"
         " text: document.body.innerText.includes(\"document.title='PWNED'\")}); document.body.appendChild(p); });"
         "</script>"
     )
-    probe.write_text(page.replace("</body>", check + "</body>"))
-    dom = subprocess.run(
-        [browser, *chromium_flags(tmp_path / "profile"), "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    ).stdout
-    found = json.loads(re.search(r'<pre id="probe">(.*?)</pre>', dom).group(1).replace("&quot;", '"'))
+    found, _ = probe_in_chromium(page, check, "probe", tmp_path, budget_ms=5000)
     assert found == {"title": "forgetlens report", "scripts": 1, "text": True}
 
 

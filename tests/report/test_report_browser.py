@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import chromium, chromium_flags
+from helpers import chromium, chromium_flags, probe_in_chromium
 
 from forgetlens.analysis.summary import MIN_EFFECT, derived_results
 from forgetlens.report.text import MIN_FIT_POINTS
@@ -85,17 +85,7 @@ def test_every_figure_loads_and_draws_and_the_page_renders(tmp_path):
     assert result.returncode == 0, result.stderr
     html = (run / "report.html").read_text()
     assert "<img" in html and 'src="http' not in html  # self-contained: every image inlined
-    probe = tmp_path / "probe.html"
-    probe.write_text(html.replace("</body>", CHECK + "</body>"))
-
-    dom = subprocess.run(
-        [browser, *chromium_flags(tmp_path / "p1"), "--virtual-time-budget=10000", "--dump-dom", probe.as_uri()],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    ).stdout
-    start = dom.index('<pre id="forgetlens-check">') + len('<pre id="forgetlens-check">')
-    rows = json.loads(dom[start : dom.index("</pre>", start)].replace("&quot;", '"'))
+    rows, dom = probe_in_chromium(html, CHECK, "forgetlens-check", tmp_path, budget_ms=10000)
     ids = {r["id"] for r in rows}
     for figure in ("target_accuracy", "prior_retention", "tradeoff", "heatmaps", "dcv_heads", "faithfulness_retention"):
         assert figure in ids, ids
