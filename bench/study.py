@@ -148,6 +148,8 @@ def main() -> None:
         raise SystemExit(f"forgetlens run failed with exit code {proc.returncode}")
     wall = time.perf_counter() - start
     sampler.join()
+    if timeline is not None:
+        timeline.close()
     peak_gib = peak[0] / 2**30
     timings = json.loads((args.out / "timings.json").read_text())
     n_seeds = len(args.seeds.split(","))

@@ -189,8 +189,7 @@ def own_circuits_of_task(
                     base.model, layout, prompt_part(prompts, part), discovery, method, tested, test_own
                 )
                 shown.advance()
-        base_heads = records["base"]["heads"]
-        tested, _ = heads_to_test(method, "all", False, own.necessity, lambda: base_heads)  # noqa: B023 (called at once)
+        tested, _ = heads_to_test(method, "all", False, own.necessity, records["base"]["heads"].copy)
         for label, model in models.items():
             with open_task(f"audit {task.name}: {method} circuit of {label}", 1, "circuit") as shown:
                 records[label] = own_circuit_record(model, layout, prompts, discovery, method, tested)
