@@ -111,15 +111,22 @@ def dcv_lines(tasks: dict[str, dict], pairs: list[tuple[str, str]]) -> None:
     """The paper's DCV, retention(RL) - retention(SFT) of the base DBM circuit, for each (RL label, SFT label)
     pair (a seed's two models), and its mean over the pairs."""
     for task, t in tasks.items():
-        values = []
+        own, values = t.get("own", {}), []
         for rl, sft in pairs:
-            own = t.get("own", {})
             if rl in own and sft in own:
                 values.append(own[rl]["retention"]["value"] - own[sft]["retention"]["value"])
                 print(f"- {task}: DCV {rl} - {sft} = {values[-1]:+.3f}")
         if len(values) > 1:
             print(f"- {task}: mean over {len(values)} pairs {sum(values) / len(values):+.3f}")
     print()
+
+
+def _label_pair(text: str) -> tuple[str, str]:
+    """``RL:SFT`` -> (RL, SFT); anything else one line naming --dcv."""
+    rl, sep, sft = text.partition(":")
+    if not (sep and rl and sft):
+        raise SystemExit(f"--dcv {text!r}: expected RL_LABEL:SFT_LABEL, e.g. rl-s1@40:sft-s1@32")
+    return rl, sft
 
 
 def _mean_necessity(tested: list[dict]) -> float:
@@ -139,12 +146,13 @@ def main() -> None:
         help="two models' labels (one seed's RL and SFT) whose DBM retentions give the paper's DCV; repeatable",
     )
     args = parser.parse_args()
+    pairs = [_label_pair(pair) for pair in args.dcv]  # checked before any work
     if args.runs and args.frontier:
         reproduction(args.runs, read(args.frontier))
     tasks = merged_tasks([read(path) for path in args.audits])
     tables(tasks)
-    if args.dcv:
-        dcv_lines(tasks, [tuple(pair.split(":", 1)) for pair in args.dcv])
+    if pairs:
+        dcv_lines(tasks, pairs)
 
 
 if __name__ == "__main__":

@@ -120,9 +120,9 @@ def silence_known_warnings() -> None:
 
 
 def release_freed_memory() -> None:
-    """Give the memory of freed objects back to the operating system: collect reference cycles (a trainer's hold its
-    optimizer state), then ask glibc to return its free heap pages (``malloc_trim``). glibc keeps what a job freed
-    for later allocations, so a worker that trained a model went on holding 2.0-2.5 GiB while it measured
+    """Give the memory of freed objects back to the operating system: collect reference cycles (a trainer's cycles
+    hold its optimizer state), then ask glibc to return its free heap pages (``malloc_trim``). glibc keeps what a
+    job freed for later allocations, so a worker that trained a model went on holding 2.0-2.5 GiB while it measured
     (``BENCHMARKS.md``, the main job); this leaves what is still in use, 0.5 GiB after a SmolLM2 run. A no-op for
     the heap where the C library is not glibc."""
     import ctypes
